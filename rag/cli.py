@@ -1,0 +1,372 @@
+"""The ``rag`` command. Its options and ``--json`` shapes are a contract (see DESIGN.md).
+
+Exit codes: 0 success; 1 the job ran but failed (a gate, errors in ``--strict`` mode);
+2 bad usage or bad configuration (the message names the file, line and field).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from rag.core.errors import ConfigError, FilterError, RagError
+
+app = typer.Typer(
+    name="rag",
+    help="ragline: ingest, search, ask and evaluate with retrieval-augmented generation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", "-c", help="Pipeline file (YAML).", show_default=False)
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def errors_to_exit_codes() -> Iterator[None]:
+    """Map ragline errors to the CLI's exit codes (2: configuration/usage, 1: job failed)."""
+    try:
+        yield
+    except (ConfigError, FilterError) as err:
+        fail(str(err), 2)
+    except RagError as err:
+        fail(str(err), 1)
+
+
+def configure_quiet(quiet: bool) -> None:
+    """Silence third-party progress bars and logs that would clutter stderr."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def load_app(config: Path) -> Any:
+    """Load a pipeline file or exit 2 with a located message."""
+    from rag.core.pipeline import PipelineFile
+
+    with errors_to_exit_codes():
+        return PipelineFile.load(config)
+
+
+def find_pipeline(app_file: Any, name: str, *, needs: str, config: Path) -> Any:
+    """The pipeline called ``name``, else the only pipeline with a free input ``needs``."""
+    if name in app_file.pipelines:
+        return app_file.pipelines[name]
+    candidates = [
+        p for p in app_file.pipelines.values()
+        if any(needs in sockets for sockets in p.unconnected_inputs().values())
+    ]
+    if len(candidates) == 1:
+        return candidates[0]
+    fail(
+        f"{config}: no pipeline named '{name}' (pipelines: {', '.join(app_file.pipelines)}); "
+        f"add one under 'pipelines:' whose first component takes '{needs}'"
+    )
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON data from ragline objects (anything with ``to_dict``), dataclasses, arrays."""
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        return to_jsonable(value.to_dict())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def print_json(data: Any) -> None:
+    typer.echo(json.dumps(to_jsonable(data), ensure_ascii=False))
+
+
+def parse_filter_option(text: str | None) -> dict[str, Any] | None:
+    """Parse and validate ``--filter`` JSON (exit 2 naming the problem)."""
+    if not text:
+        return None
+    from rag.core.filters import parse_filter
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        fail(f"--filter is not valid JSON ({err.msg} at column {err.colno}): {text}")
+    with errors_to_exit_codes():
+        parse_filter(value)
+    return value
+
+
+def read_jsonl(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of a JSONL file of ``{"_id", "text"}``; a bad line exits 2 naming it."""
+    rows = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        fail(f"cannot read {path}: {err.strerror or err}")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            fail(f"{path}:{number}: invalid JSON ({err.msg})")
+        text_key = next((k for k in text_fields if isinstance(row, dict) and k in row), None)
+        if not isinstance(row, dict) or text_key is None:
+            fail(f"{path}:{number}: each line needs '_id' and one of {', '.join(text_fields)}")
+        rows.append({"_id": str(row.get("_id", row.get("id", number))), "text": row[text_key]})
+    return rows
+
+
+def guarded(func: Callable[..., T]) -> Callable[..., T]:
+    return func
+
+
+# -- commands ----------------------------------------------------------------------------------
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files and directories to ingest.")],
+    config: ConfigOption,
+    runner: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    mode: Annotated[str, typer.Option(help="incremental, full or none.")] = "incremental",
+    address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    pipeline: Annotated[str, typer.Option(help="Pipeline to run.")] = "ingest",
+    strict: Annotated[bool, typer.Option(help="Exit 1 when any source failed.")] = False,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Load, split, embed and store files."""
+    configure_quiet(quiet)
+    from rag.pipelines.ingest import MODES, run_ingest
+
+    if mode not in MODES:
+        fail(f"--mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if runner not in ("local", "ray"):
+        fail(f"--runner must be 'local' or 'ray', got '{runner}'")
+    app_file = load_app(config)
+    ingest_pipeline = find_pipeline(app_file, pipeline, needs="sources", config=config)
+    with errors_to_exit_codes():
+        if runner == "ray":
+            from rag.pipelines.distributed import run_ingest_ray
+
+            report = run_ingest_ray(ingest_pipeline, paths, mode=mode, address=address,
+                                    progress=not quiet)
+        else:
+            report = run_ingest(ingest_pipeline, paths, mode=mode, progress=not quiet)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        typer.echo(
+            f"{report.sources} sources: {report.chunks_written} chunks written, "
+            f"{report.chunks_skipped} skipped, {report.chunks_deleted} deleted "
+            f"in {report.seconds:.1f} s"
+        )
+        for error in report.errors:
+            typer.echo(f"  failed: {error['source']}: {error['error']}", err=True)
+    if strict and report.errors:
+        raise typer.Exit(1)
+
+
+def _hits_to_trec(query_id: str, hits: list[Any], k: int) -> list[str]:
+    lines, seen = [], set()
+    for hit in hits:
+        doc = str(hit.chunk.metadata.get("doc_id") or hit.chunk.metadata.get("source", hit.id))
+        if doc in seen:
+            continue
+        seen.add(doc)
+        lines.append(f"{query_id} Q0 {doc} {len(seen)} {hit.score:.6f} ragline")
+        if len(seen) == k:
+            break
+    return lines
+
+
+@app.command()
+def search(
+    config: ConfigOption,
+    query: Annotated[str | None, typer.Argument(help="The query.")] = None,
+    queries: Annotated[
+        Path | None, typer.Option(help="JSONL file of {_id, text} queries (BEIR queries.jsonl).")
+    ] = None,
+    k: Annotated[int, typer.Option(min=1, help="Hits per query.")] = 10,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help='Metadata filter, e.g. \'{"source": "a.md"}\'.')
+    ] = None,
+    output_format: Annotated[
+        str, typer.Option("--format", help="Batch output: jsonl or trec.")
+    ] = "jsonl",
+    pipeline: Annotated[str, typer.Option(help="Pipeline to run.")] = "search",
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Retrieve the chunks nearest to a query (or to every query of a file)."""
+    configure_quiet(quiet)
+    if (query is None) == (queries is None):
+        fail("give either a QUERY or --queries FILE")
+    if output_format not in ("jsonl", "trec"):
+        fail(f"--format must be jsonl or trec, got '{output_format}'")
+    filters = parse_filter_option(filter_)
+    app_file = load_app(config)
+    search_pipeline = find_pipeline(app_file, pipeline, needs="query", config=config)
+    retriever = next(
+        (c for c in search_pipeline.components.values() if hasattr(c, "retrieve")), None
+    )
+    with errors_to_exit_codes():
+        if queries is None:
+            if retriever is not None:
+                retriever.warm_up()
+                hits = retriever.retrieve(query, k=k, filters=filters)
+            else:
+                outputs = search_pipeline.run(query=query, k=k, filters=filters)
+                hits = next((v["hits"] for v in outputs.values() if "hits" in v), [])
+            if json_output:
+                print_json({"query": query, "hits": [h.to_dict() for h in hits]})
+            else:
+                for rank, hit in enumerate(hits, start=1):
+                    section = hit.chunk.metadata.get("section")
+                    where = hit.chunk.source + (f" § {section}" if section else "")
+                    snippet = " ".join(hit.chunk.text.split())[:160]
+                    typer.echo(f"{rank:>2}. {hit.score:.3f}  {where}\n    {snippet}")
+            return
+        if retriever is None:
+            fail(f"pipeline '{search_pipeline.name}' has no retriever component for --queries")
+        rows = read_jsonl(queries, text_fields=("text", "query", "question"))
+        retriever.warm_up()
+        fetch = k if output_format == "jsonl" else k * 4  # several chunks can share a document
+        batch = getattr(retriever, "retrieve_batch", None)
+        from tqdm import tqdm
+
+        step = 256
+        with tqdm(total=len(rows), desc="search", unit="query", disable=quiet,
+                  file=sys.stderr) as bar:
+            for start in range(0, len(rows), step):
+                part = rows[start : start + step]
+                texts = [r["text"] for r in part]
+                results = (batch(texts, k=fetch, filters=filters) if batch else
+                           [retriever.retrieve(t, k=fetch, filters=filters) for t in texts])
+                for row, hits in zip(part, results):
+                    if output_format == "trec":
+                        for line in _hits_to_trec(row["_id"], hits, k):
+                            typer.echo(line)
+                    else:
+                        print_json({"query_id": row["_id"], "query": row["text"],
+                                    "hits": [h.to_dict() for h in hits]})
+                bar.update(len(part))
+
+
+def _parse_inputs(items: list[str]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            fail(f"--input expects key=value, got '{item}'")
+        try:
+            inputs[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            inputs[key] = raw
+    return inputs
+
+
+@app.command("run")
+def run_pipeline(
+    config: Annotated[Path, typer.Argument(help="Pipeline file (YAML).")],
+    input_: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="key=value (value may be JSON).")
+    ] = None,
+    pipeline: Annotated[
+        str | None, typer.Option(help="Pipeline to run (default: the first in the file).")
+    ] = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Run any pipeline of a file with the given inputs and print its outputs."""
+    configure_quiet(quiet)
+    inputs = _parse_inputs(input_ or [])
+    app_file = load_app(config)
+    with errors_to_exit_codes():
+        target = app_file.pipeline(pipeline)
+        outputs = target.run(**inputs)
+        from rag.pipelines.ingest import _flush
+
+        _flush(target)
+    if json_output:
+        print_json(outputs)
+    else:
+        for component, values in outputs.items():
+            for name, value in values.items():
+                typer.echo(f"{component}.{name}: {json.dumps(to_jsonable(value), ensure_ascii=False)[:2000]}")
+
+
+@app.command()
+def validate(config: Annotated[Path, typer.Argument(help="Pipeline file (YAML).")]) -> None:
+    """Check a pipeline file without loading any model."""
+    app_file = load_app(config)
+    for name, pipeline in app_file.pipelines.items():
+        typer.echo(f"{name}: {' -> '.join(pipeline.components)}")
+    typer.echo(f"{config}: valid ({len(app_file.components)} components)")
+
+
+@app.command()
+def stats(config: ConfigOption, json_output: JsonOption = False, quiet: QuietOption = False) -> None:
+    """Chunks, sources and dimension of the store(s) of a pipeline file."""
+    configure_quiet(quiet)
+    from rag.core.registry import default_registry
+
+    app_file = load_app(config)
+    stores = [(n, c) for n, c in app_file.components.items()
+              if hasattr(c, "count") and hasattr(c, "search")]
+    if not stores:
+        fail(f"{config}: no vector store among the components")
+    results = []
+    with errors_to_exit_codes():
+        for name, store in stores:
+            store.warm_up()
+            data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
+            results.append({
+                "chunks": data.get("chunks"), "sources": data.get("sources"),
+                "store": default_registry.name_of(type(store)), "dimension": data.get("dimension"),
+                "name": name,
+            })
+    if json_output:
+        print_json(results[0] if len(results) == 1 else {"stores": results})
+    else:
+        for r in results:
+            typer.echo(f"{r['name']} ({r['store']}): {r['chunks']} chunks from {r['sources']} "
+                       f"sources, dimension {r['dimension']}")
+
+
+def main() -> None:
+    """Entry point of the ``rag`` console script."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

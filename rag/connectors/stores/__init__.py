@@ -1,0 +1,1 @@
+"""Vector stores that follow :class:`rag.core.protocols.VectorStore`."""

@@ -1,0 +1,506 @@
+"""``store.faiss``: an embedded FAISS index on local disk (the default store).
+
+Layout of ``path``::
+
+    chunks.sqlite   ids, texts, metadata and vectors: the source of truth, written in transactions
+    index.faiss     the FAISS index, a cache of the vectors, tagged with the SQLite generation
+    index.json      which generation index.faiss reflects
+
+A write commits to SQLite first; the index file is saved on :meth:`FaissStore.flush`. If a
+process dies between the two, the next open sees that the generations differ and rebuilds the
+index from SQLite, so nothing committed is lost and nothing is duplicated.
+
+Filters (see :mod:`rag.core.filters`) are applied *before* ranking: the matching row ids are
+found first and the search is restricted to them, so a filtered search returns ``k`` hits whenever
+``k`` chunks match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Chunk, Hit
+from rag.core.errors import ConfigError, DuplicateIdError
+from rag.core.filters import FilterNode, matches, parse_filter
+from rag.core.protocols import Filters, WritePolicy
+
+INDEX_TYPES = ("flat", "hnsw")
+METRICS = ("ip", "l2")
+# Rebuild an HNSW index when this share of its vectors is deleted (HNSW cannot remove).
+TOMBSTONE_REBUILD_RATIO = 0.25
+
+
+def _faiss() -> Any:
+    return require("faiss", package="faiss-cpu", extra="embed", purpose="store.faiss")
+
+
+class FaissStore(Component):
+    """Chunks and vectors in FAISS (exact ``flat`` or approximate ``hnsw``), persisted to disk.
+
+    Args:
+        path: Directory to persist to; ``None`` keeps everything in memory.
+        index: ``flat`` (exact) or ``hnsw``.
+        metric: ``ip`` (inner product; cosine on normalized vectors) or ``l2``.
+        dimension: Vector size; taken from the first write when ``None``.
+        hnsw_m: HNSW graph degree.
+        ef_construction: HNSW build-time breadth.
+        ef_search: HNSW search-time breadth.
+        device: ``cpu``, ``cuda`` or ``auto`` (a GPU flat index when faiss has GPU support).
+
+    Example:
+        >>> import numpy as np
+        >>> from rag.core import Chunk
+        >>> store = FaissStore()  # in memory
+        >>> chunk = Chunk.create(text="hello", source_id="a.md", position=0)
+        >>> chunk.embedding = np.array([1.0, 0.0], dtype="float32")
+        >>> store.write([chunk])
+        1
+        >>> store.search(np.array([1.0, 0.0], dtype="float32"), k=1)[0].chunk.text
+        'hello'
+    """
+
+    outputs: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        *,
+        path: str | None = None,
+        index: str = "flat",
+        metric: str = "ip",
+        dimension: int | None = None,
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        device: str = "cpu",
+    ) -> None:
+        if index not in INDEX_TYPES:
+            raise ConfigError(f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}",
+                              field="index")
+        if metric not in METRICS:
+            raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}",
+                              field="metric")
+        if device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}", field="device")
+        self.path = path
+        self.index = index
+        self.metric = metric
+        self.dimension = dimension
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.device = device
+        self._lock = threading.RLock()
+        self._db: sqlite3.Connection | None = None
+        self._index: Any = None
+        self._rowid_of: dict[str, int] = {}
+        self._metadata: dict[int, dict[str, Any]] = {}
+        self._tombstones: set[int] = set()
+        self._dirty = False
+
+    # -- opening -------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                return
+            if self.path:
+                Path(self.path).mkdir(parents=True, exist_ok=True)
+                db_path = str(Path(self.path) / "chunks.sqlite")
+            else:
+                db_path = ":memory:"
+            db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL, "
+                "vector BLOB NOT NULL)"
+            )
+            db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT)")
+            self._db = db
+            stored_dim = self._info("dimension")
+            if stored_dim is not None:
+                if self.dimension is not None and int(stored_dim) != self.dimension:
+                    raise ConfigError(
+                        f"store at {self.path} holds {stored_dim}-dimensional vectors but "
+                        f"dimension={self.dimension} was configured; use a new path or the "
+                        "matching embedder", field="dimension",
+                    )
+                self.dimension = int(stored_dim)
+            for rowid, chunk_id, metadata in db.execute("SELECT rowid, id, metadata FROM chunks"):
+                self._rowid_of[chunk_id] = rowid
+                self._metadata[rowid] = json.loads(metadata)
+            self._open_index()
+
+    def _info(self, key: str) -> str | None:
+        assert self._db is not None
+        row = self._db.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _generation(self) -> int:
+        return int(self._info("generation") or 0)
+
+    def _new_index(self, dimension: int) -> Any:
+        faiss = _faiss()
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+        if self.index == "hnsw":
+            base = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
+            base.hnsw.efConstruction = self.ef_construction
+            base.hnsw.efSearch = self.ef_search
+            return faiss.IndexIDMap2(base)
+        if self._use_gpu():
+            resources = faiss.StandardGpuResources()
+            flat = faiss.GpuIndexFlatIP(resources, dimension) if self.metric == "ip" else \
+                faiss.GpuIndexFlatL2(resources, dimension)
+            index = faiss.IndexIDMap2(flat)
+            index._gpu_resources = resources  # keep alive with the index
+            return index
+        flat = faiss.IndexFlatIP(dimension) if self.metric == "ip" else faiss.IndexFlatL2(dimension)
+        return faiss.IndexIDMap2(flat)
+
+    def _use_gpu(self) -> bool:
+        if self.device == "cpu":
+            return False
+        faiss = _faiss()
+        has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+        if self.device == "cuda" and not has_gpu:
+            raise ConfigError(
+                "device: cuda, but the installed faiss has no GPU support or sees no GPU; "
+                "install 'ragline[gpu]' (faiss-gpu) on a CUDA machine or use device: cpu",
+                field="device",
+            )
+        return has_gpu
+
+    def _open_index(self) -> None:
+        if self.dimension is None:
+            return
+        faiss = _faiss()
+        index_file = Path(self.path or "", "index.faiss")
+        meta_file = Path(self.path or "", "index.json")
+        if self.path and index_file.exists() and meta_file.exists():
+            try:
+                meta = json.loads(meta_file.read_text())
+                if meta.get("generation") == self._generation() and not self._use_gpu():
+                    index = faiss.read_index(str(index_file))
+                    if index.ntotal == len(self._rowid_of) + len(meta.get("tombstones", [])):
+                        self._index = index
+                        self._tombstones = set(meta.get("tombstones", []))
+                        self._set_ef()
+                        return
+            except (OSError, ValueError, RuntimeError):
+                pass  # unreadable or stale: rebuilt below from SQLite
+        self._rebuild_index()
+
+    def _set_ef(self) -> None:
+        if self.index == "hnsw" and self._index is not None:
+            _faiss().downcast_index(self._index.index).hnsw.efSearch = self.ef_search
+
+    def _rebuild_index(self) -> None:
+        assert self._db is not None and self.dimension is not None
+        index = self._new_index(self.dimension)
+        batch_ids, batch_vectors = [], []
+        for rowid, blob in self._db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid"):
+            batch_ids.append(rowid)
+            batch_vectors.append(np.frombuffer(blob, dtype=np.float32))
+            if len(batch_ids) >= 10_000:
+                index.add_with_ids(np.vstack(batch_vectors), np.array(batch_ids, dtype=np.int64))
+                batch_ids, batch_vectors = [], []
+        if batch_ids:
+            index.add_with_ids(np.vstack(batch_vectors), np.array(batch_ids, dtype=np.int64))
+        self._index = index
+        self._tombstones = set()
+        self._dirty = True
+
+    def _ensure_open(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.warm_up()
+        assert self._db is not None
+        return self._db
+
+    # -- writing -------------------------------------------------------------------------
+    def write(self, chunks: Sequence[Chunk], policy: WritePolicy | str = WritePolicy.UPSERT) -> int:
+        """Store chunks (each must carry an embedding). Returns how many were written."""
+        policy = WritePolicy.parse(policy)
+        if not chunks:
+            return 0
+        with self._lock:
+            db = self._ensure_open()
+            vectors = self._check_vectors(chunks)
+            unique: dict[str, int] = {}
+            for position, chunk in enumerate(chunks):
+                unique[chunk.id] = position  # last one wins inside a batch
+            existing = [cid for cid in unique if cid in self._rowid_of]
+            if existing and policy is WritePolicy.FAIL:
+                raise DuplicateIdError(existing)
+            if policy is WritePolicy.SKIP:
+                unique = {cid: pos for cid, pos in unique.items() if cid not in self._rowid_of}
+            if not unique:
+                return 0
+            replaced = [self._rowid_of[cid] for cid in unique if cid in self._rowid_of]
+            positions = list(unique.values())
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if replaced:
+                    db.executemany("DELETE FROM chunks WHERE rowid=?", [(r,) for r in replaced])
+                new_rowids = []
+                for position in positions:
+                    chunk = chunks[position]
+                    cursor = db.execute(
+                        "INSERT INTO chunks (id, text, metadata, vector) VALUES (?, ?, ?, ?)",
+                        (chunk.id, chunk.text, json.dumps(chunk.metadata, ensure_ascii=False),
+                         vectors[position].tobytes()),
+                    )
+                    new_rowids.append(cursor.lastrowid)
+                self._bump_generation(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._remove_from_index(replaced)
+            for rowid in replaced:
+                self._metadata.pop(rowid, None)
+            self._index.add_with_ids(
+                vectors[positions], np.array(new_rowids, dtype=np.int64)
+            )
+            for rowid, position in zip(new_rowids, positions):
+                chunk = chunks[position]
+                self._rowid_of[chunk.id] = rowid
+                self._metadata[rowid] = json.loads(json.dumps(chunk.metadata))
+            self._dirty = True
+            return len(positions)
+
+    def _check_vectors(self, chunks: Sequence[Chunk]) -> np.ndarray:
+        missing = [c.id for c in chunks if c.embedding is None]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} chunk(s) have no embedding (first: {missing[0]}); run an "
+                "embedder before writing to a vector store"
+            )
+        vectors = np.vstack([np.asarray(c.embedding, dtype=np.float32).reshape(1, -1)
+                             for c in chunks])
+        if self.dimension is None:
+            self.dimension = int(vectors.shape[1])
+            assert self._db is not None
+            self._db.execute("INSERT OR REPLACE INTO info VALUES ('dimension', ?)",
+                             (str(self.dimension),))
+            self._index = self._new_index(self.dimension)
+        if vectors.shape[1] != self.dimension:
+            raise ValueError(
+                f"chunk vectors have dimension {vectors.shape[1]} but the store holds "
+                f"{self.dimension}-dimensional vectors; use the same embedder for every write"
+            )
+        return np.ascontiguousarray(vectors)
+
+    def _bump_generation(self, db: sqlite3.Connection) -> None:
+        db.execute("INSERT OR REPLACE INTO info VALUES ('generation', ?)",
+                   (str(self._generation() + 1),))
+
+    def _remove_from_index(self, rowids: Sequence[int]) -> None:
+        if not rowids or self._index is None:
+            return
+        if self.index == "hnsw":
+            self._tombstones.update(rowids)
+            if len(self._tombstones) > TOMBSTONE_REBUILD_RATIO * max(self._index.ntotal, 1):
+                self._rebuild_index()
+        else:
+            self._index.remove_ids(np.array(rowids, dtype=np.int64))
+
+    def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
+        """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
+        if ids is None and filters is None:
+            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        with self._lock:
+            db = self._ensure_open()
+            if ids is not None:
+                rowids = {self._rowid_of[i] for i in ids if i in self._rowid_of}
+            else:
+                rowids = set(self._metadata)
+            if filters is not None:
+                node = parse_filter(filters)
+                rowids = {r for r in rowids if matches(node, self._metadata[r])}
+            if not rowids:
+                return 0
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("DELETE FROM chunks WHERE rowid=?", [(r,) for r in rowids])
+                self._bump_generation(db)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            self._remove_from_index(sorted(rowids))
+            removed = {cid for cid, r in self._rowid_of.items() if r in rowids}
+            for cid in removed:
+                del self._rowid_of[cid]
+            for r in rowids:
+                self._metadata.pop(r, None)
+            self._dirty = True
+            return len(rowids)
+
+    def clear(self) -> None:
+        """Delete every chunk."""
+        with self._lock:
+            if self._ensure_open() and self._rowid_of:
+                self.delete(ids=list(self._rowid_of))
+
+    def flush(self) -> None:
+        """Save the index file so the next open does not rebuild it."""
+        with self._lock:
+            if not self.path or not self._dirty or self._index is None:
+                return
+            faiss = _faiss()
+            index = self._index
+            if self._use_gpu():
+                index = faiss.IndexIDMap2(faiss.index_gpu_to_cpu(self._index.index))
+                index.id_map = self._index.id_map
+            tmp = Path(self.path, "index.faiss.tmp")
+            faiss.write_index(index, str(tmp))
+            os.replace(tmp, Path(self.path, "index.faiss"))
+            meta_tmp = Path(self.path, "index.json.tmp")
+            meta_tmp.write_text(json.dumps({
+                "generation": self._generation(),
+                "tombstones": sorted(self._tombstones),
+            }))
+            os.replace(meta_tmp, Path(self.path, "index.json"))
+            self._dirty = False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is None:
+                return
+            self.flush()
+            self._db.close()
+            self._db = None
+            self._index = None
+            self._rowid_of.clear()
+            self._metadata.clear()
+
+    # -- reading -------------------------------------------------------------------------
+    def _matching_rowids(self, node: FilterNode | None) -> list[int]:
+        return [r for r, meta in self._metadata.items() if matches(node, meta)]
+
+    def search(
+        self, vector: np.ndarray, k: int = 10, filters: Filters | None = None
+    ) -> list[Hit]:
+        """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
+        node = parse_filter(filters)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        with self._lock:
+            self._ensure_open()
+            if self._index is None or not self._rowid_of:
+                return []
+            query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+            if query.shape[1] != self.dimension:
+                raise ValueError(
+                    f"query vector has dimension {query.shape[1]}, the store holds "
+                    f"{self.dimension}; embed queries with the model that embedded the chunks"
+                )
+            faiss = _faiss()
+            candidates: list[int] | None = None
+            if node is not None:
+                candidates = self._matching_rowids(node)
+                if not candidates:
+                    return []
+            elif self._tombstones:
+                candidates = list(self._metadata)
+            if candidates is not None and (
+                self.index == "hnsw" or len(candidates) <= 4 * k
+            ):
+                pairs = self._exact_over(query[0], candidates, k)
+            else:
+                params = None
+                if candidates is not None:
+                    selector = faiss.IDSelectorBatch(np.array(candidates, dtype=np.int64))
+                    params = faiss.SearchParameters(sel=selector)
+                limit = min(k, len(self._rowid_of))
+                distances, labels = self._index.search(query, limit, params=params)
+                pairs = [(int(l), float(d)) for l, d in zip(labels[0], distances[0]) if l >= 0]
+            return self._hits(pairs)
+
+    def _exact_over(self, query: np.ndarray, rowids: list[int], k: int) -> list[tuple[int, float]]:
+        ids = np.array(rowids, dtype=np.int64)
+        vectors = self._index.reconstruct_batch(ids)
+        if self.metric == "ip":
+            scores = vectors @ query
+        else:
+            scores = ((vectors - query) ** 2).sum(axis=1)
+        order = np.argsort(-scores if self.metric == "ip" else scores, kind="stable")[:k]
+        return [(int(ids[i]), float(scores[i])) for i in order]
+
+    def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
+        assert self._db is not None
+        if not pairs:
+            return []
+        rows = {
+            rowid: (cid, text, metadata)
+            for rowid, cid, text, metadata in self._db.execute(
+                f"SELECT rowid, id, text, metadata FROM chunks WHERE rowid IN "
+                f"({','.join('?' * len(pairs))})",
+                [rowid for rowid, _ in pairs],
+            )
+        }
+        hits = []
+        for rowid, distance in pairs:
+            if rowid not in rows:
+                continue
+            cid, text, metadata = rows[rowid]
+            score = distance if self.metric == "ip" else -distance
+            hits.append(Hit(Chunk(id=cid, text=text, metadata=json.loads(metadata)), score))
+        return hits
+
+    def count(self, filters: Filters | None = None) -> int:
+        node = parse_filter(filters)
+        with self._lock:
+            self._ensure_open()
+            if node is None:
+                return len(self._rowid_of)
+            return len(self._matching_rowids(node))
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """Chunks by id, with embeddings, in the order asked (unknown ids are left out)."""
+        with self._lock:
+            db = self._ensure_open()
+            found: dict[str, Chunk] = {}
+            id_list = list(ids)
+            for start in range(0, len(id_list), 500):
+                part = id_list[start : start + 500]
+                for cid, text, metadata, blob in db.execute(
+                    f"SELECT id, text, metadata, vector FROM chunks WHERE id IN "
+                    f"({','.join('?' * len(part))})", part,
+                ):
+                    found[cid] = Chunk(id=cid, text=text, metadata=json.loads(metadata),
+                                       embedding=np.frombuffer(blob, dtype=np.float32).copy())
+            return [found[i] for i in id_list if i in found]
+
+    def ids(self) -> list[str]:
+        """Every stored chunk id."""
+        with self._lock:
+            self._ensure_open()
+            return list(self._rowid_of)
+
+    def iter_chunks(self, batch_size: int = 1000) -> Iterator[Chunk]:
+        """Every stored chunk (without embedding), in insertion order."""
+        db = self._ensure_open()
+        for cid, text, metadata in db.execute("SELECT id, text, metadata FROM chunks ORDER BY rowid"):
+            yield Chunk(id=cid, text=text, metadata=json.loads(metadata))
+
+    def stats(self) -> dict[str, Any]:
+        """``{"chunks", "sources", "dimension"}``."""
+        with self._lock:
+            self._ensure_open()
+            sources = {meta.get("source") for meta in self._metadata.values()}
+            return {"chunks": len(self._rowid_of), "sources": len(sources),
+                    "dimension": self.dimension}
+
+    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
+        return {}

@@ -1,0 +1,313 @@
+"""The component contract.
+
+A component is a plain class:
+
+- ``__init__`` only stores its arguments (they are captured automatically for ``to_dict``);
+- models, clients and files are opened in :meth:`Component.warm_up` (or lazily on first use);
+- ``run(**inputs) -> dict`` is typed: its parameters are the input sockets, and the class
+  attribute ``outputs`` declares the output sockets and their types.
+
+Example:
+    >>> from rag.core.component import Component
+    >>> class Upper(Component):
+    ...     outputs = {"text": str}
+    ...     def __init__(self, *, suffix: str = "") -> None:
+    ...         self.suffix = suffix
+    ...     def run(self, text: str) -> dict:
+    ...         return {"text": text.upper() + self.suffix}
+    >>> Upper(suffix="!").run(text="hi")
+    {'text': 'HI!'}
+    >>> Upper(suffix="!").to_dict()["init_parameters"]
+    {'suffix': '!'}
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import pathlib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, Union
+
+from rag.core.errors import ConfigError, did_you_mean
+from rag.core.secrets import Secret
+
+
+@functools.lru_cache(maxsize=None)
+def _init_signature(cls: type) -> inspect.Signature:
+    return inspect.signature(cls.__init__)
+
+
+class Component:
+    """Base class of every pipeline component. See the module docstring."""
+
+    outputs: ClassVar[dict[str, Any]] = {}
+    """Output socket names and their types."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        original = cls.__dict__.get("__init__")
+        if original is None or getattr(original, "_captures_parameters", False):
+            return
+
+        @functools.wraps(original)
+        def __init__(self: Component, *args: Any, **kw: Any) -> None:
+            if "_init_parameters" not in self.__dict__:
+                bound = inspect.signature(original).bind(self, *args, **kw)
+                params = dict(bound.arguments)
+                params.pop(next(iter(inspect.signature(original).parameters)), None)
+                for name, param in inspect.signature(original).parameters.items():
+                    if param.kind is inspect.Parameter.VAR_KEYWORD and name in params:
+                        params.update(params.pop(name))
+                self.__dict__["_init_parameters"] = params
+            original(self, *args, **kw)
+
+        __init__._captures_parameters = True  # type: ignore[attr-defined]
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load models, open clients and files. Called once before the first ``run``."""
+
+    def run(self, **inputs: Any) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} does not implement run()")
+
+    # -- sockets ---------------------------------------------------------------------------
+    @classmethod
+    def input_sockets(cls) -> dict[str, tuple[Any, bool]]:
+        """``{name: (type, required)}`` for every parameter of ``run``."""
+        hints = _type_hints(cls.run)
+        sockets = {}
+        for name, param in inspect.signature(cls.run).parameters.items():
+            if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+                continue
+            sockets[name] = (hints.get(name, Any), param.default is inspect.Parameter.empty)
+        return sockets
+
+    @classmethod
+    def output_sockets(cls) -> dict[str, Any]:
+        return dict(cls.outputs)
+
+    # -- serialization ---------------------------------------------------------------------
+    @property
+    def init_parameters(self) -> dict[str, Any]:
+        """The arguments this component was built with (explicit and defaulted)."""
+        params = dict(self.__dict__.get("_init_parameters", {}))
+        signature = _init_signature(type(self))
+        for name, param in signature.parameters.items():
+            if name == "self" or name in params:
+                continue
+            if param.default is not inspect.Parameter.empty:
+                params[name] = param.default
+        return params
+
+    def to_dict(self, *, references: Mapping[int, str] | None = None) -> dict[str, Any]:
+        """``{"type": short name, "init_parameters": {...}}``, plain data only.
+
+        Args:
+            references: ``id(component) -> name`` of components shared by name in a pipeline
+                file; those are written as ``"@name"`` instead of being nested.
+        """
+        from rag.core.registry import default_registry
+
+        type_name = default_registry.name_of(type(self))
+        if type_name is None:
+            type_name = f"{type(self).__module__}:{type(self).__qualname__}"
+        params = {
+            name: serialize_value(value, references or {})
+            for name, value in self.init_parameters.items()
+        }
+        return {"type": type_name, "init_parameters": params}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Component:
+        """Rebuild from ``to_dict()`` output (nested components are built recursively)."""
+        params = dict(data.get("init_parameters") or {})
+        return build_component(cls, params, field="init_parameters")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()  # type: ignore[union-attr]
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.init_parameters.items())
+        return f"{type(self).__name__}({params})"
+
+
+def _type_hints(func: Any) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func)
+    except Exception:
+        return {}
+
+
+def serialize_value(value: Any, references: Mapping[int, str]) -> Any:
+    """Turn an init parameter into YAML-safe data."""
+    if isinstance(value, Component):
+        if id(value) in references:
+            return "@" + references[id(value)]
+        return value.to_dict(references=references)
+    if isinstance(value, Secret):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): serialize_value(v, references) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [serialize_value(v, references) for v in value]
+    if isinstance(value, str) and value.startswith("@"):
+        return "@" + value  # a literal '@' is written '@@'
+    return value
+
+
+def _accepts(annotation: Any, kind: type) -> bool:
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return False
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(arg, kind) for arg in typing.get_args(annotation))
+    return inspect.isclass(annotation) and issubclass(annotation, kind)
+
+
+def build_component(
+    cls: type,
+    params: dict[str, Any],
+    *,
+    field: str,
+    resolve_reference: Any = None,
+    registry: Any = None,
+    allow_imports: bool = False,
+) -> Component:
+    """Instantiate ``cls`` from plain parameters, checking names and resolving references.
+
+    Raises:
+        ConfigError: an unknown parameter (with the closest valid name), a missing required one,
+            or a constructor that rejects a value.
+    """
+    signature = _init_signature(cls)
+    hints = _type_hints(cls.__init__)
+    accepted = [n for n in signature.parameters if n != "self"]
+    var_keyword = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    kwargs: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in accepted and not var_keyword:
+            raise ConfigError(
+                f"unknown parameter '{name}' for {cls.__name__}.{did_you_mean(name, accepted)} "
+                f"Valid: {', '.join(accepted) or '(none)'}",
+                field=f"{field}.{name}",
+            )
+        kwargs[name] = _deserialize(
+            value,
+            hints.get(name, Any),
+            field=f"{field}.{name}",
+            resolve_reference=resolve_reference,
+            registry=registry,
+            allow_imports=allow_imports,
+        )
+    missing = [
+        n
+        for n, p in signature.parameters.items()
+        if n != "self"
+        and p.default is inspect.Parameter.empty
+        and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        and n not in kwargs
+    ]
+    if missing:
+        raise ConfigError(
+            f"{cls.__name__} needs parameter(s) {', '.join(missing)}", field=f"{field}.{missing[0]}"
+        )
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise err.located(file=None, line=None, field=field) from None
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{cls.__name__} rejected its parameters: {err}", field=field) from err
+
+
+def _deserialize(
+    value: Any,
+    annotation: Any,
+    *,
+    field: str,
+    resolve_reference: Any,
+    registry: Any,
+    allow_imports: bool,
+) -> Any:
+    if isinstance(value, str) and value.startswith("@"):
+        if value.startswith("@@"):
+            return value[1:]
+        if resolve_reference is None:
+            raise ConfigError(
+                f"reference '{value}' can only be used inside a pipeline file", field=field
+            )
+        return resolve_reference(value[1:], field)
+    if _accepts(annotation, Secret) and isinstance(value, str):
+        return Secret.parse(value)
+    if isinstance(value, Mapping) and "type" in value and _accepts(annotation, Component):
+        from rag.core.registry import default_registry
+
+        reg = registry or default_registry
+        sub_cls = reg.resolve(str(value["type"]), allow_imports=allow_imports)
+        return build_component(
+            sub_cls,
+            dict(value.get("init_parameters") or {}),
+            field=f"{field}.init_parameters",
+            resolve_reference=resolve_reference,
+            registry=reg,
+            allow_imports=allow_imports,
+        )
+    if isinstance(value, list) and _accepts_component_list(annotation):
+        return [
+            _deserialize(
+                item,
+                Component,
+                field=f"{field}[{i}]",
+                resolve_reference=resolve_reference,
+                registry=registry,
+                allow_imports=allow_imports,
+            )
+            for i, item in enumerate(value)
+        ]
+    return value
+
+
+def _accepts_component_list(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return any(_accepts_component_list(a) for a in typing.get_args(annotation))
+    if origin in (list, typing.get_origin(typing.Sequence[int])):
+        args = typing.get_args(annotation)
+        return bool(args) and _accepts(args[0], Component)
+    return False
+
+
+def types_compatible(sender: Any, receiver: Any) -> bool:
+    """Whether a value of type ``sender`` may flow into a socket of type ``receiver``."""
+    if sender is Any or receiver is Any or sender == receiver:
+        return True
+    r_origin = typing.get_origin(receiver)
+    if r_origin in (Union, types.UnionType):
+        return any(types_compatible(sender, arg) for arg in typing.get_args(receiver))
+    s_origin = typing.get_origin(sender)
+    if s_origin in (Union, types.UnionType):
+        return all(types_compatible(arg, receiver) for arg in typing.get_args(sender))
+    if s_origin is not None or r_origin is not None:
+        if s_origin != r_origin:
+            return False
+        s_args, r_args = typing.get_args(sender), typing.get_args(receiver)
+        if not s_args or not r_args:
+            return True
+        return len(s_args) == len(r_args) and all(
+            types_compatible(s, r) for s, r in zip(s_args, r_args)
+        )
+    if inspect.isclass(sender) and inspect.isclass(receiver):
+        return issubclass(sender, receiver)
+    return False

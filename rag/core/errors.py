@@ -1,0 +1,135 @@
+"""The one exception tree of ragline.
+
+::
+
+    RagError
+    ├── ConfigError              bad configuration (YAML, parameters, references); CLI exit 2
+    │   ├── UnknownComponentError    a ``type:`` that no registry entry has
+    │   ├── PipelineError            unknown sockets, type mismatches, cycles
+    │   └── MissingEnvVarError       a ``${VAR}`` that is not set
+    ├── FilterError              a malformed metadata filter (also a ``ValueError``)
+    ├── MissingDependencyError   an optional package is not installed (also an ``ImportError``)
+    ├── ModelNotFoundError       a model name that resolves to no file on disk
+    ├── LoaderError              one source could not be read (recorded, the run goes on)
+    ├── DuplicateIdError         ``policy="fail"`` met an id that is already stored
+    └── GenerationError          a generator failed (remote endpoint down, bad response, ...)
+
+Every message names the offender (file, line, field or value) and, where one exists, the fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class RagError(Exception):
+    """Base class of every error ragline raises on purpose."""
+
+
+class ConfigError(RagError):
+    """A configuration is invalid. ``str(err)`` names the file, line and field when known.
+
+    Args:
+        message: What is wrong and how to fix it.
+        file: The configuration file, when the error comes from one.
+        line: 1-based line in ``file``.
+        field: Dotted path of the offending field (``components.store.init_parameters.path``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = []
+        if self.file:
+            where.append(f"{self.file}" + (f":{self.line}" if self.line else ""))
+        elif self.line:
+            where.append(f"line {self.line}")
+        if self.field:
+            where.append(f"field '{self.field}'")
+        return (", ".join(where) + ": " if where else "") + self.message
+
+    def located(self, *, file: str | None, line: int | None, field: str | None) -> ConfigError:
+        """Return a copy of this error with missing location details filled in."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.file = self.file or file
+        clone.line = self.line or line
+        clone.field = self.field or field
+        Exception.__init__(clone, clone._render())
+        return clone
+
+
+class UnknownComponentError(ConfigError):
+    """A component type that is not registered."""
+
+
+class PipelineError(ConfigError):
+    """A pipeline graph is invalid (unknown socket, type mismatch, cycle, ...)."""
+
+
+class MissingEnvVarError(ConfigError):
+    """A ``${VAR}`` reference names an environment variable that is not set."""
+
+
+class FilterError(RagError, ValueError):
+    """A metadata filter does not follow the filter grammar."""
+
+
+class MissingDependencyError(RagError, ImportError):
+    """An optional dependency is missing; the message says what to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{purpose} needs the '{package}' package, which is not installed. "
+            f"Install it with: pip install 'ragline[{extra}]'"
+        )
+
+
+class ModelNotFoundError(RagError):
+    """A model name or path does not resolve to files on disk."""
+
+
+class LoaderError(RagError):
+    """A source could not be loaded. Carries the source so reports can name it."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")
+
+
+class DuplicateIdError(RagError):
+    """A write with ``policy='fail'`` met chunk ids that are already stored."""
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.ids = list(ids)
+        shown = ", ".join(self.ids[:5]) + (" ..." if len(self.ids) > 5 else "")
+        super().__init__(
+            f"{len(self.ids)} chunk id(s) already stored: {shown}. "
+            "Use policy='upsert' to replace them or policy='skip' to keep the stored ones."
+        )
+
+
+class GenerationError(RagError):
+    """A generator could not produce an answer."""
+
+
+def did_you_mean(value: str, options: Iterable[str]) -> str:
+    """Return ``" Did you mean 'x'?"`` for the closest option, or an empty string."""
+    close = difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,72 @@
+"""The generator protocol and the records it exchanges (messages, tool calls, results)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Message = dict[str, Any]
+"""An OpenAI-style chat message: ``{"role": "user", "content": "..."}``."""
+
+
+@dataclass
+class ToolCall:
+    """A request from the model to call a tool."""
+
+    name: str
+    arguments: dict[str, Any]
+    id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass
+class GenerationResult:
+    """What one generator call produced."""
+
+    text: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A local or remote chat model.
+
+    ``generate(..., stream=False)`` returns a :class:`GenerationResult`; with ``stream=True`` it
+    returns an iterator of text pieces whose last item is the final :class:`GenerationResult`.
+    """
+
+    def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        tools: Sequence[dict[str, Any]] | None = None,
+        stream: bool = False,
+        **options: Any,
+    ) -> GenerationResult | Iterator[str | GenerationResult]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    @property
+    def context_window(self) -> int: ...

@@ -1,0 +1,667 @@
+"""Pipelines: directed graphs of named components, built in Python or loaded from YAML.
+
+A *pipeline file* holds named components and one or more pipelines that use them, so the
+ingestion and the query pipeline of an application share the same store and embedder::
+
+    components:
+      embedder: {type: embedder.sentence_transformers, init_parameters: {model: all-MiniLM-L6-v2}}
+      store:    {type: store.faiss, init_parameters: {path: .rag/index}}
+      loader:   {type: loader.files}
+      splitter: {type: splitter.recursive, init_parameters: {chunk_size: 200}}
+      writer:   {type: writer.store, init_parameters: {store: "@store", embedder: "@embedder"}}
+      retriever: {type: retriever.dense, init_parameters: {store: "@store", embedder: "@embedder"}}
+    pipelines:
+      ingest: {components: [loader, splitter, writer]}    # linear: connections inferred
+      search: {components: [retriever]}
+
+``"@name"`` refers to another component of the file (write ``"@@"`` for a literal ``@``).
+``${VAR}`` is replaced by an environment variable; parameters typed as
+:class:`~rag.core.secrets.Secret` keep the reference and read the variable when used.
+
+Example:
+    >>> from rag.core.pipeline import Pipeline
+    >>> from rag.core.component import Component
+    >>> class Add(Component):
+    ...     outputs = {"value": int}
+    ...     def __init__(self, *, amount: int = 1) -> None:
+    ...         self.amount = amount
+    ...     def run(self, value: int) -> dict:
+    ...         return {"value": value + self.amount}
+    >>> p = Pipeline()
+    >>> p.add_component("one", Add(amount=1))
+    >>> p.add_component("ten", Add(amount=10))
+    >>> p.connect("one.value", "ten.value")
+    >>> p.run({"one": {"value": 0}})
+    {'ten': {'value': 11}}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.core.component import (
+    Component,
+    _accepts,
+    _type_hints,
+    build_component,
+    types_compatible,
+)
+from rag.core.errors import ConfigError, MissingEnvVarError, PipelineError, did_you_mean
+from rag.core.registry import Registry, default_registry
+from rag.core.secrets import Secret
+from rag.core.yaml_io import LocatedYaml, dump_yaml, expand_env_refs, read_yaml
+
+
+@dataclass(frozen=True)
+class Connection:
+    """``sender.output -> receiver.input``."""
+
+    sender: str
+    output: str
+    receiver: str
+    input: str
+
+    def __str__(self) -> str:
+        return f"{self.sender}.{self.output} -> {self.receiver}.{self.input}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"sender": f"{self.sender}.{self.output}", "receiver": f"{self.receiver}.{self.input}"}
+
+
+def _split_socket(text: str, role: str) -> tuple[str, str | None]:
+    name, _, socket = text.partition(".")
+    if not name:
+        raise PipelineError(f"{role} '{text}' must look like 'component' or 'component.socket'")
+    return name, socket or None
+
+
+class Pipeline:
+    """A validated graph of named components. See the module docstring for the YAML form."""
+
+    def __init__(self, name: str = "default") -> None:
+        self.name = name
+        self._components: dict[str, Component] = {}
+        self._connections: list[Connection] = []
+        self._explicit_connections = False
+        self._warmed: set[str] = set()
+
+    # -- building ----------------------------------------------------------------------------
+    def add_component(self, name: str, component: Component) -> None:
+        """Add ``component`` under ``name`` (unique, no dots)."""
+        if not name or "." in name:
+            raise PipelineError(f"component name '{name}' must be non-empty and contain no dot")
+        if name in self._components:
+            raise PipelineError(f"a component named '{name}' is already in the pipeline")
+        if not isinstance(component, Component):
+            raise PipelineError(
+                f"'{name}' is a {type(component).__name__}, not a rag Component"
+            )
+        self._components[name] = component
+
+    def connect(self, sender: str, receiver: str) -> None:
+        """Connect ``"a.output"`` to ``"b.input"``; a socket name may be left out when unique."""
+        sender_name, output = _split_socket(sender, "sender")
+        receiver_name, input_ = _split_socket(receiver, "receiver")
+        for name in (sender_name, receiver_name):
+            if name not in self._components:
+                raise PipelineError(
+                    f"connection '{sender} -> {receiver}': no component named '{name}'."
+                    f"{did_you_mean(name, self._components)} "
+                    f"Components: {', '.join(self._components) or '(none)'}"
+                )
+        sender_cls = type(self._components[sender_name])
+        receiver_cls = type(self._components[receiver_name])
+        outputs = sender_cls.output_sockets()
+        inputs = receiver_cls.input_sockets()
+        if output is None:
+            output = self._only(sender_name, list(outputs), "output")
+        if input_ is None:
+            input_ = self._only(receiver_name, list(inputs), "input")
+        if output not in outputs:
+            raise PipelineError(
+                f"connection '{sender} -> {receiver}': '{sender_name}' "
+                f"({sender_cls.__name__}) has no output '{output}'.{did_you_mean(output, outputs)} "
+                f"Outputs: {', '.join(outputs) or '(none)'}"
+            )
+        if input_ not in inputs:
+            raise PipelineError(
+                f"connection '{sender} -> {receiver}': '{receiver_name}' "
+                f"({receiver_cls.__name__}) has no input '{input_}'.{did_you_mean(input_, inputs)} "
+                f"Inputs: {', '.join(inputs) or '(none)'}"
+            )
+        if not types_compatible(outputs[output], inputs[input_][0]):
+            raise PipelineError(
+                f"connection '{sender} -> {receiver}': type mismatch, "
+                f"{sender_name}.{output} is {_type_name(outputs[output])} but "
+                f"{receiver_name}.{input_} takes {_type_name(inputs[input_][0])}"
+            )
+        for existing in self._connections:
+            if (existing.receiver, existing.input) == (receiver_name, input_):
+                raise PipelineError(
+                    f"connection '{sender} -> {receiver}': {receiver_name}.{input_} is already "
+                    f"fed by {existing.sender}.{existing.output}"
+                )
+        self._connections.append(Connection(sender_name, output, receiver_name, input_))
+        self._explicit_connections = True
+
+    @staticmethod
+    def _only(component: str, names: list[str], kind: str) -> str:
+        if len(names) != 1:
+            raise PipelineError(
+                f"'{component}' has {len(names)} {kind}s ({', '.join(names)}); name one as "
+                f"'{component}.<{kind}>'"
+            )
+        return names[0]
+
+    @property
+    def components(self) -> dict[str, Component]:
+        return dict(self._components)
+
+    @property
+    def connections(self) -> list[Connection]:
+        self._infer_linear_connections()
+        return list(self._connections)
+
+    def get_component(self, name: str) -> Component:
+        try:
+            return self._components[name]
+        except KeyError:
+            raise PipelineError(
+                f"no component named '{name}' in pipeline '{self.name}'."
+                f"{did_you_mean(name, self._components)}"
+            ) from None
+
+    # -- validation ----------------------------------------------------------------------------
+    def _infer_linear_connections(self) -> None:
+        if self._explicit_connections or self._connections or len(self._components) < 2:
+            return
+        names = list(self._components)
+        inferred: list[Connection] = []
+        for sender_name, receiver_name in zip(names, names[1:]):
+            outputs = type(self._components[sender_name]).output_sockets()
+            inputs = type(self._components[receiver_name]).input_sockets()
+            pairs = [
+                (o, o) for o in outputs if o in inputs and types_compatible(outputs[o], inputs[o][0])
+            ]
+            if not pairs:
+                required = [n for n, (_, req) in inputs.items() if req]
+                if len(outputs) == 1 and len(required) == 1:
+                    (out, out_type), target = next(iter(outputs.items())), required[0]
+                    if types_compatible(out_type, inputs[target][0]):
+                        pairs = [(out, target)]
+            if not pairs:
+                raise PipelineError(
+                    f"pipeline '{self.name}': cannot connect '{sender_name}' to '{receiver_name}' "
+                    f"automatically ({sender_name} outputs {', '.join(outputs) or 'nothing'}; "
+                    f"{receiver_name} takes {', '.join(inputs) or 'nothing'}); "
+                    "list the connections explicitly"
+                )
+            inferred += [Connection(sender_name, o, receiver_name, i) for o, i in pairs]
+        self._connections = inferred
+
+    def validate(self) -> None:
+        """Check the graph before anything runs.
+
+        Raises:
+            PipelineError: a cycle, or sockets that cannot be connected, naming the components.
+        """
+        self._infer_linear_connections()
+        self._topological_order()
+
+    def _topological_order(self) -> list[str]:
+        incoming = {name: set() for name in self._components}
+        for c in self._connections:
+            incoming[c.receiver].add(c.sender)
+        order: list[str] = []
+        ready = [n for n in self._components if not incoming[n]]
+        while ready:
+            name = ready.pop(0)
+            order.append(name)
+            for other in self._components:
+                if name in incoming[other]:
+                    incoming[other].discard(name)
+                    if not incoming[other] and other not in order and other not in ready:
+                        ready.append(other)
+        if len(order) != len(self._components):
+            cyclic = [n for n in self._components if n not in order]
+            raise PipelineError(
+                f"pipeline '{self.name}' has a cycle through: {' -> '.join(cyclic)}"
+            )
+        return order
+
+    def unconnected_inputs(self) -> dict[str, dict[str, tuple[Any, bool]]]:
+        """Inputs that must (or may) be supplied to :meth:`run`, per component."""
+        self._infer_linear_connections()
+        fed = {(c.receiver, c.input) for c in self._connections}
+        result: dict[str, dict[str, tuple[Any, bool]]] = {}
+        for name, component in self._components.items():
+            free = {
+                socket: spec
+                for socket, spec in type(component).input_sockets().items()
+                if (name, socket) not in fed
+            }
+            if free:
+                result[name] = free
+        return result
+
+    # -- running -------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Warm up every component once (models load here, not in ``__init__``)."""
+        for name, component in self._components.items():
+            if name not in self._warmed:
+                component.warm_up()
+                self._warmed.add(name)
+
+    def run(
+        self,
+        data: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        include_outputs_from: Iterable[str] = (),
+        **inputs: Any,
+    ) -> dict[str, dict[str, Any]]:
+        """Run the graph once.
+
+        Args:
+            data: ``{component: {input: value}}``.
+            include_outputs_from: components whose outputs are returned even when connected.
+            **inputs: values given to every component with a free input of that name.
+
+        Returns:
+            ``{component: {output: value}}`` for outputs that no connection consumed.
+
+        Raises:
+            PipelineError: an unknown input or a required input that nothing supplies.
+        """
+        self.validate()
+        order = self._topological_order()
+        free = self.unconnected_inputs()
+        pending: dict[str, dict[str, Any]] = {name: {} for name in self._components}
+        for name, values in (data or {}).items():
+            if name not in self._components:
+                raise PipelineError(
+                    f"run(): no component named '{name}'.{did_you_mean(name, self._components)}"
+                )
+            for socket, value in values.items():
+                if socket not in free.get(name, {}):
+                    raise PipelineError(
+                        f"run(): '{name}' has no free input '{socket}'. "
+                        f"Free inputs: {', '.join(free.get(name, {})) or '(none)'}"
+                    )
+                pending[name][socket] = value
+        used = set()
+        for key, value in inputs.items():
+            for name, sockets in free.items():
+                if key in sockets:
+                    pending[name].setdefault(key, value)
+                    used.add(key)
+        unknown = set(inputs) - used
+        if unknown:
+            all_free = sorted({s for sockets in free.values() for s in sockets})
+            raise PipelineError(
+                f"run(): no component takes input(s) {', '.join(sorted(unknown))}. "
+                f"Free inputs: {', '.join(all_free) or '(none)'}"
+            )
+        self.warm_up()
+        include = set(include_outputs_from)
+        results: dict[str, dict[str, Any]] = {}
+        for name in order:
+            component = self._components[name]
+            for socket, (_, required) in type(component).input_sockets().items():
+                if required and socket not in pending[name]:
+                    raise PipelineError(
+                        f"run(): component '{name}' needs input '{socket}', which no connection "
+                        f"or argument supplies"
+                    )
+            outputs = component.run(**pending[name])
+            if not isinstance(outputs, Mapping):
+                raise PipelineError(
+                    f"component '{name}' returned {type(outputs).__name__}, not a dict"
+                )
+            consumed = set()
+            for c in self._connections:
+                if c.sender == name and c.output in outputs:
+                    pending[c.receiver][c.input] = outputs[c.output]
+                    consumed.add(c.output)
+            left = {k: v for k, v in outputs.items() if k not in consumed or name in include}
+            if left:
+                results[name] = left
+        return results
+
+    # -- serialization -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The pipeline-file form with this one pipeline."""
+        return PipelineFile(pipelines={self.name: self}).to_dict()
+
+    def dump(self, path: str | Path | None = None) -> str:
+        """YAML text (written to ``path`` when given) that :meth:`load` turns back into an equal
+        pipeline."""
+        return PipelineFile(pipelines={self.name: self}).dump(path)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        name: str | None = None,
+        *,
+        registry: Registry | None = None,
+        allow_imports: bool = False,
+    ) -> Pipeline:
+        """Load pipeline ``name`` (default: the first in the file) from a pipeline file."""
+        return PipelineFile.load(path, registry=registry, allow_imports=allow_imports).pipeline(name)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], name: str | None = None, *, registry: Registry | None = None
+    ) -> Pipeline:
+        return PipelineFile.from_dict(data, registry=registry).pipeline(name)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Pipeline):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"Pipeline(name={self.name!r}, components={list(self._components)})"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+class PipelineFile:
+    """Named components and the pipelines built from them (one YAML file).
+
+    Example:
+        >>> from rag.core.pipeline import PipelineFile
+        >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
+        >>> app.pipeline("search").run(query="What is RAG?")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        *,
+        components: Mapping[str, Component] | None = None,
+        pipelines: Mapping[str, Pipeline] | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.components: dict[str, Component] = dict(components or {})
+        self.pipelines: dict[str, Pipeline] = dict(pipelines or {})
+        self.source = source
+        for pipeline in self.pipelines.values():
+            for comp_name, component in pipeline.components.items():
+                self.components.setdefault(comp_name, component)
+
+    def pipeline(self, name: str | None = None) -> Pipeline:
+        """Pipeline ``name``, or the first one when ``name`` is ``None``."""
+        if not self.pipelines:
+            raise ConfigError("the file defines no pipeline", file=self.source, field="pipelines")
+        if name is None:
+            return next(iter(self.pipelines.values()))
+        if name not in self.pipelines:
+            raise ConfigError(
+                f"no pipeline named '{name}'.{did_you_mean(name, self.pipelines)} "
+                f"Pipelines: {', '.join(self.pipelines)}",
+                file=self.source,
+                field="pipelines",
+            )
+        return self.pipelines[name]
+
+    def find(self, kind: type) -> list[tuple[str, Component]]:
+        """Components of the file that are instances of ``kind``."""
+        return [(n, c) for n, c in self.components.items() if isinstance(c, kind)]
+
+    # -- serialization ------------------------------------------------------------------------
+    def _named_components(self) -> dict[str, Component]:
+        """Every component of the file, including nested ones that several others share."""
+        named = dict(self.components)
+        seen = {id(c) for c in named.values()}
+        queue = list(named.values())
+        while queue:
+            component = queue.pop()
+            for param, value in component.init_parameters.items():
+                children = value if isinstance(value, (list, tuple)) else [value]
+                for child in children:
+                    if isinstance(child, Component) and id(child) not in seen:
+                        base, n = param.rstrip("s") or param, 1
+                        new_name = base
+                        while new_name in named:
+                            n += 1
+                            new_name = f"{base}_{n}"
+                        named[new_name] = child
+                        seen.add(id(child))
+                        queue.append(child)
+        return named
+
+    def to_dict(self) -> dict[str, Any]:
+        named = self._named_components()
+        references = {id(c): n for n, c in named.items()}
+        components = {}
+        for comp_name, component in named.items():
+            own = {k: v for k, v in references.items() if k != id(component)}
+            components[comp_name] = component.to_dict(references=own)
+        pipelines = {}
+        for pipe_name, pipeline in self.pipelines.items():
+            entry: dict[str, Any] = {"components": list(pipeline.components)}
+            if pipeline._explicit_connections:
+                entry["connections"] = [c.to_dict() for c in pipeline.connections]
+            pipelines[pipe_name] = entry
+        return {"components": components, "pipelines": pipelines}
+
+    def dump(self, path: str | Path | None = None) -> str:
+        text = dump_yaml(self.to_dict())
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        registry: Registry | None = None,
+        allow_imports: bool = False,
+        text: str | None = None,
+    ) -> PipelineFile:
+        """Load and validate a pipeline file.
+
+        Raises:
+            ConfigError: with the file, line and field of the first problem found.
+        """
+        located = read_yaml(path, text=text)
+        allow_imports = allow_imports or os.environ.get("RAGLINE_ALLOW_IMPORTS") == "1"
+        return _Builder(located, registry or default_registry, allow_imports).build()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, registry: Registry | None = None) -> PipelineFile:
+        located = LocatedYaml(data=json.loads(json.dumps(data)))
+        return _Builder(located, registry or default_registry, False).build()
+
+
+class _Builder:
+    """Turns located YAML data into components and pipelines, with located errors."""
+
+    TOP_LEVEL = ("components", "pipelines", "connections", "version", "metadata")
+
+    def __init__(self, located: LocatedYaml, registry: Registry, allow_imports: bool) -> None:
+        self.located = located
+        self.registry = registry
+        self.allow_imports = allow_imports
+        self.specs: dict[str, Any] = {}
+        self.built: dict[str, Component] = {}
+        self.building: list[str] = []
+
+    def fail(self, message: str, *path: Any, cls: type[ConfigError] = ConfigError) -> ConfigError:
+        return self.located.error(message, tuple(path), cls)
+
+    def build(self) -> PipelineFile:
+        data = self.located.data
+        if not isinstance(data, dict):
+            raise self.fail("a pipeline file must be a mapping with 'components' and 'pipelines'")
+        for key in data:
+            if key not in self.TOP_LEVEL:
+                raise self.fail(
+                    f"unknown top-level key '{key}'.{did_you_mean(str(key), self.TOP_LEVEL)} "
+                    f"Valid: {', '.join(self.TOP_LEVEL)}",
+                    key,
+                )
+        self.specs = data.get("components") or {}
+        if not isinstance(self.specs, dict) or not self.specs:
+            raise self.fail("'components' must map component names to {type, init_parameters}",
+                            "components")
+        self._expand_env()
+        for name in self.specs:
+            self._component(name, ("components", name))
+        pipelines_spec = data.get("pipelines")
+        if pipelines_spec is None:
+            pipelines_spec = {"default": {"components": list(self.specs),
+                                          "connections": data.get("connections") or []}}
+            prefix: tuple[Any, ...] = ()
+        else:
+            if "connections" in data:
+                raise self.fail("top-level 'connections' is only for files without 'pipelines'; "
+                                "put them under pipelines.<name>.connections", "connections")
+            if not isinstance(pipelines_spec, dict) or not pipelines_spec:
+                raise self.fail("'pipelines' must map pipeline names to {components, connections}",
+                                "pipelines")
+            prefix = ("pipelines",)
+        pipelines = {
+            name: self._pipeline(name, spec, (*prefix, name) if prefix else ())
+            for name, spec in pipelines_spec.items()
+        }
+        return PipelineFile(components=self.built, pipelines=pipelines, source=self.located.file)
+
+    def _expand_env(self) -> None:
+        keep: set[tuple[Any, ...]] = set()
+        for name, spec in self.specs.items():
+            if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+                continue
+            try:
+                cls = self.registry.resolve(spec["type"], allow_imports=self.allow_imports)
+            except ConfigError:
+                continue  # reported with its line when the component is built
+            hints = _type_hints(cls.__init__)
+            for param in (spec.get("init_parameters") or {}):
+                if _accepts(hints.get(param), Secret):
+                    keep.add(("components", name, "init_parameters", param))
+        expand_env_refs(self.located, keep=keep)
+        for path in keep:
+            value = self.located.data
+            for part in path:
+                value = value[part]
+            if isinstance(value, str) and os.environ.get(Secret.parse(value).env_var) is None:
+                raise self.fail(
+                    f"environment variable {Secret.parse(value).env_var} is not set; export it "
+                    "before running (secrets are read from the environment, never from YAML)",
+                    *path,
+                    cls=MissingEnvVarError,
+                )
+        self.specs = self.located.data.get("components") or {}
+
+    def _component(self, name: str, path: tuple[Any, ...]) -> Component:
+        if name in self.built:
+            return self.built[name]
+        if name in self.building:
+            raise self.fail(
+                f"components refer to each other in a loop: {' -> '.join([*self.building, name])}",
+                *path, cls=PipelineError,
+            )
+        spec = self.specs.get(name)
+        if not isinstance(spec, dict):
+            raise self.fail(f"component '{name}' must be a mapping with 'type'", *path)
+        for key in spec:
+            if key not in ("type", "init_parameters"):
+                raise self.fail(
+                    f"unknown key '{key}' in component '{name}'."
+                    f"{did_you_mean(str(key), ['type', 'init_parameters'])} "
+                    "Valid: type, init_parameters",
+                    *path, key,
+                )
+        type_name = spec.get("type")
+        if not isinstance(type_name, str):
+            raise self.fail(f"component '{name}' needs a 'type' such as 'store.faiss'", *path)
+        try:
+            cls = self.registry.resolve(type_name, allow_imports=self.allow_imports)
+        except ConfigError as err:
+            raise err.located(file=self.located.file, line=self.located.line_of((*path, "type")),
+                              field=".".join(map(str, (*path, "type")))) from None
+        params = spec.get("init_parameters") or {}
+        if not isinstance(params, dict):
+            raise self.fail("'init_parameters' must be a mapping", *path, "init_parameters")
+        self.building.append(name)
+
+        def resolve_reference(ref: str, field: str) -> Component:
+            if ref not in self.specs:
+                raise ConfigError(
+                    f"reference '@{ref}' names no component.{did_you_mean(ref, self.specs)} "
+                    f"Components: {', '.join(self.specs)}",
+                    field=field,
+                )
+            return self._component(ref, ("components", ref))
+
+        field = ".".join(map(str, (*path, "init_parameters")))
+        try:
+            component = build_component(
+                cls, dict(params), field=field, resolve_reference=resolve_reference,
+                registry=self.registry, allow_imports=self.allow_imports,
+            )
+        except ConfigError as err:
+            at = tuple(err.field.split(".")) if err.field else path
+            raise err.located(file=self.located.file, line=self._line_for_field(at),
+                              field=err.field) from None
+        finally:
+            self.building.pop()
+        self.built[name] = component
+        return component
+
+    def _line_for_field(self, parts: tuple[str, ...]) -> int | None:
+        typed: list[Any] = []
+        for part in parts:
+            typed.append(int(part) if part.isdigit() else part)
+        return self.located.line_of(tuple(typed))
+
+    def _pipeline(self, name: str, spec: Any, path: tuple[Any, ...]) -> Pipeline:
+        if isinstance(spec, list):
+            spec = {"components": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("components"), list):
+            raise self.fail(f"pipeline '{name}' needs a 'components' list", *path)
+        pipeline = Pipeline(name)
+        for index, comp_name in enumerate(spec["components"]):
+            if comp_name not in self.built:
+                raise self.fail(
+                    f"pipeline '{name}' uses unknown component '{comp_name}'."
+                    f"{did_you_mean(str(comp_name), self.built)} Components: {', '.join(self.built)}",
+                    *path, "components", index, cls=PipelineError,
+                )
+            try:
+                pipeline.add_component(comp_name, self.built[comp_name])
+            except PipelineError as err:
+                raise err.located(file=self.located.file,
+                                  line=self.located.line_of((*path, "components", index)),
+                                  field=None) from None
+        for index, connection in enumerate(spec.get("connections") or []):
+            cpath = (*path, "connections", index)
+            try:
+                if isinstance(connection, str) and "->" in connection:
+                    sender, receiver = (part.strip() for part in connection.split("->", 1))
+                elif isinstance(connection, dict) and {"sender", "receiver"} <= set(connection):
+                    sender, receiver = str(connection["sender"]), str(connection["receiver"])
+                else:
+                    raise PipelineError("a connection is 'a.output -> b.input' or "
+                                        "{sender: a.output, receiver: b.input}")
+                pipeline.connect(sender, receiver)
+            except PipelineError as err:
+                raise err.located(file=self.located.file, line=self.located.line_of(cpath),
+                                  field=".".join(map(str, cpath))) from None
+        try:
+            pipeline.validate()
+        except PipelineError as err:
+            raise err.located(file=self.located.file, line=self.located.line_of(path),
+                              field=".".join(map(str, path))) from None
+        return pipeline

@@ -1,0 +1,1 @@
+"""Ingestion (loaders, splitters, the store writer, the ingest runner) and query pipelines."""

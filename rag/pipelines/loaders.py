@@ -1,0 +1,254 @@
+"""``loader.files``: read txt, md, html, pdf, jsonl and csv files into documents.
+
+A source that cannot be read (missing, unreadable, empty, binary, corrupt) is *recorded* in the
+``errors`` output with its reason; the other sources go on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Document
+from rag.core.errors import ConfigError, LoaderError
+
+TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
+MARKDOWN_EXTENSIONS = (".md", ".markdown")
+HTML_EXTENSIONS = (".html", ".htm")
+SUPPORTED_EXTENSIONS = (
+    *TEXT_EXTENSIONS, *MARKDOWN_EXTENSIONS, *HTML_EXTENSIONS, ".pdf", ".jsonl", ".csv",
+)
+
+
+def expand_sources(
+    paths: Iterable[str | Path],
+    *,
+    pattern: str = "**/*",
+    extensions: Sequence[str] = SUPPORTED_EXTENSIONS,
+) -> tuple[list[str], list[dict[str, str]]]:
+    """Turn files and directories into a sorted list of source files.
+
+    Returns:
+        ``(files, errors)``; a path that does not exist is an error, not an exception.
+    """
+    files: list[str] = []
+    errors: list[dict[str, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for candidate in sorted(path.glob(pattern)):
+                if candidate.is_file() and candidate.suffix.lower() in extensions:
+                    files.append(candidate.as_posix())
+        elif path.is_file():
+            files.append(path.as_posix())
+        else:
+            errors.append({"source": path.as_posix(), "error": "no such file or directory"})
+    return sorted(dict.fromkeys(files)), errors
+
+
+def _decode(data: bytes, source: str, encoding: str) -> str:
+    if not data.strip():
+        raise LoaderError(source, "empty file")
+    if b"\x00" in data[:8192]:
+        raise LoaderError(source, "binary content (NUL bytes); not a text file")
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise LoaderError(source, f"not valid {encoding} text ({err.reason} at byte {err.start})"
+                          ) from None
+
+
+class FileLoader(Component):
+    """Load files by extension into :class:`~rag.core.documents.Document` objects.
+
+    Args:
+        text_field: JSONL/CSV field holding the text.
+        title_field: JSONL/CSV field holding a title (prepended to the text, kept in metadata).
+        id_field: JSONL/CSV field holding a row id (default: ``_id`` or ``id`` when present,
+            else the line number). Stored as ``doc_id`` metadata.
+        metadata_fields: JSONL/CSV fields copied into metadata (``None``: every other field
+            whose value is a string, number or boolean).
+        encoding: Text encoding of text files.
+
+    Example:
+        >>> loader = FileLoader()
+        >>> result = loader.run(sources=["examples/corpus/faiss.md"])  # doctest: +SKIP
+        >>> result["documents"][0].metadata["title"]  # doctest: +SKIP
+        'FAISS'
+    """
+
+    outputs = {"documents": list[Document], "errors": list[dict[str, Any]]}
+
+    def __init__(
+        self,
+        *,
+        text_field: str = "text",
+        title_field: str | None = "title",
+        id_field: str | None = None,
+        metadata_fields: list[str] | None = None,
+        encoding: str = "utf-8",
+    ) -> None:
+        if not text_field:
+            raise ConfigError("text_field must name a field", field="text_field")
+        self.text_field = text_field
+        self.title_field = title_field
+        self.id_field = id_field
+        self.metadata_fields = metadata_fields
+        self.encoding = encoding
+
+    def run(self, sources: list[str]) -> dict[str, Any]:
+        documents: list[Document] = []
+        errors: list[dict[str, Any]] = []
+        for source in sources:
+            try:
+                for item in self.load(source):
+                    if isinstance(item, LoaderError):
+                        errors.append({"source": item.source, "error": item.reason})
+                    else:
+                        documents.append(item)
+            except LoaderError as err:
+                errors.append({"source": err.source, "error": err.reason})
+        return {"documents": documents, "errors": errors}
+
+    def load(self, source: str) -> Iterator[Document | LoaderError]:
+        """Documents of one source; row-level problems are yielded as ``LoaderError``.
+
+        Raises:
+            LoaderError: the whole source cannot be read.
+        """
+        path = Path(source)
+        suffix = path.suffix.lower()
+        if suffix not in SUPPORTED_EXTENSIONS:
+            raise LoaderError(
+                source, f"unsupported file type '{suffix or '(none)'}'; supported: "
+                f"{', '.join(SUPPORTED_EXTENSIONS)}"
+            )
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise LoaderError(source, "no such file") from None
+        except OSError as err:
+            raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
+        if suffix == ".pdf":
+            yield from self._pdf(source, data)
+        elif suffix == ".jsonl":
+            yield from self._jsonl(source, _decode(data, source, self.encoding))
+        elif suffix == ".csv":
+            yield from self._csv(source, _decode(data, source, self.encoding))
+        elif suffix in HTML_EXTENSIONS:
+            yield self._html(source, _decode(data, source, self.encoding))
+        else:
+            text = _decode(data, source, self.encoding)
+            metadata: dict[str, Any] = {"source": source, "file_type": suffix.lstrip(".")}
+            if suffix in MARKDOWN_EXTENSIONS:
+                title = next((line.lstrip("#").strip() for line in text.splitlines()
+                              if line.startswith("# ")), None)
+                if title:
+                    metadata["title"] = title
+            yield Document(id=source, text=text, metadata=metadata)
+
+    def _html(self, source: str, text: str) -> Document:
+        bs4 = require("bs4", package="beautifulsoup4", extra="loaders", purpose="Loading HTML")
+        soup = bs4.BeautifulSoup(text, "html.parser")
+        for tag in soup(["script", "style", "noscript", "template"]):
+            tag.decompose()
+        title = soup.title.get_text(strip=True) if soup.title else None
+        body = soup.body or soup
+        lines = [line.strip() for line in body.get_text("\n").splitlines()]
+        content = "\n".join(line for line in lines if line)
+        if not content:
+            raise LoaderError(source, "HTML file has no text")
+        metadata: dict[str, Any] = {"source": source, "file_type": "html"}
+        if title:
+            metadata["title"] = title
+        return Document(id=source, text=content, metadata=metadata)
+
+    def _pdf(self, source: str, data: bytes) -> Iterator[Document | LoaderError]:
+        pypdf = require("pypdf", package="pypdf", extra="loaders", purpose="Loading PDF")
+        if not data.strip():
+            raise LoaderError(source, "empty file")
+        try:
+            reader = pypdf.PdfReader(io.BytesIO(data))
+            pages = list(reader.pages)
+            title = None
+            if reader.metadata and reader.metadata.title:
+                title = str(reader.metadata.title)
+        except Exception as err:  # pypdf raises many types for corrupt files
+            raise LoaderError(source, f"corrupt or unreadable PDF: {err}") from None
+        found = False
+        for number, page in enumerate(pages, start=1):
+            try:
+                text = page.extract_text() or ""
+            except Exception as err:
+                yield LoaderError(f"{source}#page={number}", f"cannot extract text: {err}")
+                continue
+            if not text.strip():
+                continue
+            found = True
+            metadata: dict[str, Any] = {"source": source, "page": number, "file_type": "pdf"}
+            if title:
+                metadata["title"] = title
+            yield Document(id=f"{source}#page={number}", text=text, metadata=metadata)
+        if not found:
+            raise LoaderError(source, "PDF has no extractable text (scanned images need OCR)")
+
+    def _record(self, source: str, row: dict[str, Any], line: int) -> Document | LoaderError:
+        text = row.get(self.text_field)
+        if not isinstance(text, str):
+            return LoaderError(
+                f"{source}:{line}",
+                f"field '{self.text_field}' is missing or not a string "
+                f"(fields: {', '.join(map(str, row)) or 'none'}); set text_field",
+            )
+        id_key = self.id_field or next((k for k in ("_id", "id") if k in row), None)
+        if self.id_field and self.id_field not in row:
+            return LoaderError(f"{source}:{line}", f"id field '{self.id_field}' is missing")
+        row_id = str(row[id_key]) if id_key else str(line)
+        title = row.get(self.title_field) if self.title_field else None
+        full_text = f"{title}\n\n{text}" if isinstance(title, str) and title.strip() else text
+        if not full_text.strip():
+            return LoaderError(f"{source}:{line}", "empty text")
+        metadata: dict[str, Any] = {"source": source, "doc_id": row_id, "line": line}
+        if isinstance(title, str) and title.strip():
+            metadata["title"] = title
+        skip = {self.text_field, self.title_field, id_key}
+        fields = self.metadata_fields if self.metadata_fields is not None else [
+            k for k in row if k not in skip
+        ]
+        for name in fields:
+            value = row.get(name)
+            if isinstance(value, (str, int, float, bool)) or (
+                isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value)
+            ):
+                metadata.setdefault(name, value)
+        return Document(id=f"{source}#{row_id}", text=full_text, metadata=metadata)
+
+    def _jsonl(self, source: str, text: str) -> Iterator[Document | LoaderError]:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                yield LoaderError(f"{source}:{number}", f"invalid JSON: {err.msg}")
+                continue
+            if not isinstance(row, dict):
+                yield LoaderError(f"{source}:{number}", "each line must be a JSON object")
+                continue
+            yield self._record(source, row, number)
+
+    def _csv(self, source: str, text: str) -> Iterator[Document | LoaderError]:
+        reader = csv.DictReader(io.StringIO(text))
+        if not reader.fieldnames or self.text_field not in reader.fieldnames:
+            raise LoaderError(
+                source, f"CSV header has no '{self.text_field}' column "
+                f"(columns: {', '.join(reader.fieldnames or [])}); set text_field"
+            )
+        for number, row in enumerate(reader, start=2):
+            yield self._record(source, dict(row), number)

@@ -1,0 +1,378 @@
+"""Splitters: documents into chunks, sized in the embedding model's tokens.
+
+Sizing chunks with the model's own tokenizer means no chunk is silently truncated at the
+model's maximum sequence length: a ``chunk_size`` larger than the model accepts is refused.
+
+- ``splitter.recursive``: split at paragraph, line, sentence, then word boundaries until pieces
+  fit, then merge neighbours up to ``chunk_size`` with ``chunk_overlap``.
+- ``splitter.sentence``: whole sentences packed up to ``chunk_size``; overlap in sentences.
+- ``splitter.markdown``: one section per header, split further when long, with the header path
+  kept in ``metadata["headers"]`` (and ``metadata["section"]``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Chunk, Document
+from rag.core.errors import ConfigError
+
+DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
+_SPECIAL_TOKEN_ALLOWANCE = 2  # [CLS] and [SEP] that the embedding model adds
+
+
+class TokenCounter:
+    """Counts tokens of character spans of one text with one tokenizer pass (offsets)."""
+
+    def __init__(self, tokenizer: Any, text: str) -> None:
+        if tokenizer is None:
+            self._starts: list[int] | None = None
+            return
+        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                             truncation=False, verbose=False)
+        self._starts = [start for start, end in encoding["offset_mapping"] if end > start]
+
+    def __call__(self, start: int, end: int) -> int:
+        if self._starts is None:
+            return end - start
+        return bisect.bisect_left(self._starts, end) - bisect.bisect_left(self._starts, start)
+
+
+_TOKENIZERS: dict[str, tuple[Any, int]] = {}
+_TOKENIZER_LOCK = threading.Lock()
+
+
+def load_tokenizer(model: str) -> tuple[Any, int]:
+    """The fast tokenizer and max sequence length of an embedding model, loaded once."""
+    with _TOKENIZER_LOCK:
+        if model not in _TOKENIZERS:
+            from rag.connectors.embedders.sentence_transformers import resolve_model_path
+
+            transformers = require("transformers", package="transformers", extra="embed",
+                                   purpose="Token-sized splitting")
+            path = resolve_model_path(model)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+            max_length = 512
+            config = Path(path, "sentence_bert_config.json")
+            if config.exists():
+                max_length = int(json.loads(config.read_text()).get("max_seq_length", max_length))
+            else:
+                max_length = min(int(getattr(tokenizer, "model_max_length", 512)), 8192)
+            _TOKENIZERS[model] = (tokenizer, max_length)
+        return _TOKENIZERS[model]
+
+
+class _BaseSplitter(Component):
+    outputs = {"chunks": list[Chunk]}
+
+    def __init__(
+        self,
+        *,
+        chunk_size: int,
+        chunk_overlap: int,
+        tokenizer: str | None,
+    ) -> None:
+        if chunk_size < 1:
+            raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}",
+                              field="chunk_size")
+        if chunk_overlap < 0 or chunk_overlap >= chunk_size:
+            raise ConfigError(
+                f"chunk_overlap must be >= 0 and smaller than chunk_size ({chunk_size}), "
+                f"got {chunk_overlap}", field="chunk_overlap",
+            )
+        self.chunk_size = chunk_size
+        self.chunk_overlap = chunk_overlap
+        self.tokenizer = tokenizer
+        self._tokenizer: Any = None
+
+    def warm_up(self) -> None:
+        if self.tokenizer is None or self._tokenizer is not None:
+            return
+        tokenizer, max_length = load_tokenizer(self.tokenizer)
+        limit = max_length - _SPECIAL_TOKEN_ALLOWANCE
+        if self.chunk_size > limit:
+            raise ConfigError(
+                f"chunk_size {self.chunk_size} exceeds what {self.tokenizer} embeds "
+                f"({max_length} tokens including 2 special tokens); chunks would be truncated. "
+                f"Use chunk_size <= {limit}", field="chunk_size",
+            )
+        self._tokenizer = tokenizer
+
+    def _counter(self, text: str) -> TokenCounter:
+        self.warm_up()
+        return TokenCounter(self._tokenizer, text)
+
+    def split_text(self, text: str) -> list[tuple[int, int]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, documents: list[Document]) -> dict[str, Any]:
+        chunks: list[Chunk] = []
+        for document in documents:
+            chunks.extend(self.split_document(document))
+        return {"chunks": chunks}
+
+    def split_document(self, document: Document) -> list[Chunk]:
+        spans = self.split_text(document.text)
+        return self._make_chunks(document, document.text, spans, {})
+
+    @staticmethod
+    def _make_chunks(
+        document: Document,
+        text: str,
+        spans: Sequence[tuple[int, int]],
+        extra: dict[str, Any],
+        offset: int = 0,
+        first_position: int = 0,
+    ) -> list[Chunk]:
+        chunks = []
+        position = first_position
+        for start, end in spans:
+            piece = text[start:end].strip()
+            if not piece:
+                continue
+            lead = len(text[start:end]) - len(text[start:end].lstrip())
+            metadata = {**document.metadata, **extra, "start_index": offset + start + lead}
+            chunks.append(Chunk.create(text=piece, source_id=document.id, position=position,
+                                       metadata=metadata))
+            position += 1
+        return chunks
+
+
+def _split_keep(text: str, start: int, end: int, separator: str) -> list[tuple[int, int]]:
+    """Split ``text[start:end]`` after each separator (the separator stays with the left part)."""
+    if separator == "":
+        return [(i, i + 1) for i in range(start, end)]
+    pieces, cursor = [], start
+    while cursor < end:
+        found = text.find(separator, cursor, end)
+        if found == -1:
+            pieces.append((cursor, end))
+            break
+        cut = found + len(separator)
+        pieces.append((cursor, cut))
+        cursor = cut
+    return pieces
+
+
+def _merge(
+    pieces: list[tuple[int, int]], count: TokenCounter, size: int, overlap: int
+) -> list[tuple[int, int]]:
+    """Greedily merge adjacent spans up to ``size``, starting each new chunk ``overlap`` back."""
+    chunks: list[tuple[int, int]] = []
+    current: list[tuple[int, int]] = []
+    for piece in pieces:
+        if current and count(current[0][0], piece[1]) > size:
+            chunks.append((current[0][0], current[-1][1]))
+            while current and (
+                count(current[0][0], current[-1][1]) > overlap
+                or count(current[0][0], piece[1]) > size
+            ):
+                current.pop(0)
+        current.append(piece)
+    if current:
+        chunks.append((current[0][0], current[-1][1]))
+    return chunks
+
+
+class RecursiveSplitter(_BaseSplitter):
+    """Split at the coarsest boundary that makes pieces fit, then merge up to ``chunk_size``.
+
+    Args:
+        chunk_size: Maximum chunk length, in tokens of ``tokenizer`` (characters without one).
+        chunk_overlap: Length repeated between consecutive chunks, same unit.
+        tokenizer: Embedding model whose tokenizer measures length (``all-MiniLM-L6-v2``);
+            ``None`` measures characters.
+        separators: Boundaries to try, coarsest first; ``""`` splits anywhere.
+
+    Example:
+        >>> splitter = RecursiveSplitter(chunk_size=10, chunk_overlap=0)
+        >>> doc = Document(id="d", text="one two three. four five six.")
+        >>> [c.text for c in splitter.run(documents=[doc])["chunks"]]
+        ['one two', 'three.', 'four five', 'six.']
+    """
+
+    def __init__(
+        self,
+        *,
+        chunk_size: int = 200,
+        chunk_overlap: int = 20,
+        tokenizer: str | None = None,
+        separators: list[str] | None = None,
+    ) -> None:
+        super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenizer)
+        self.separators = separators
+
+    def split_text(self, text: str) -> list[tuple[int, int]]:
+        count = self._counter(text)
+        return self._split(text, 0, len(text), count, list(self.separators or DEFAULT_SEPARATORS))
+
+    def _split(
+        self, text: str, start: int, end: int, count: TokenCounter, separators: list[str]
+    ) -> list[tuple[int, int]]:
+        if count(start, end) <= self.chunk_size:
+            return [(start, end)]
+        separator_index = next(
+            (i for i, s in enumerate(separators) if s == "" or text.find(s, start, end) != -1),
+            len(separators) - 1,
+        )
+        separator = separators[separator_index] if separators else ""
+        rest = separators[separator_index + 1 :]
+        pieces: list[tuple[int, int]] = []
+        for piece in _split_keep(text, start, end, separator):
+            if count(*piece) > self.chunk_size and (rest or separator != ""):
+                pieces.extend(self._split(text, piece[0], piece[1], count, rest))
+            else:
+                pieces.append(piece)
+        return _merge(pieces, count, self.chunk_size, self.chunk_overlap)
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-ÖØ-Þ])|\n\s*\n")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (a rule-based splitter, no model)."""
+    spans, cursor = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        if match.start() > cursor:
+            spans.append((cursor, match.start()))
+        cursor = match.end()
+    if cursor < len(text):
+        spans.append((cursor, len(text)))
+    return [s for s in spans if text[s[0] : s[1]].strip()]
+
+
+class SentenceSplitter(_BaseSplitter):
+    """Pack whole sentences into chunks of at most ``chunk_size`` tokens.
+
+    A sentence longer than ``chunk_size`` is split at word boundaries.
+
+    Args:
+        chunk_size: Maximum chunk length in tokens (characters without a tokenizer).
+        chunk_overlap: Number of trailing *sentences* repeated at the start of the next chunk.
+        tokenizer: Embedding model whose tokenizer measures length.
+
+    Example:
+        >>> splitter = SentenceSplitter(chunk_size=30, chunk_overlap=0)
+        >>> doc = Document(id="d", text="First one. Second one here. Third.")
+        >>> [c.text for c in splitter.run(documents=[doc])["chunks"]]
+        ['First one. Second one here.', 'Third.']
+    """
+
+    def __init__(
+        self, *, chunk_size: int = 200, chunk_overlap: int = 1, tokenizer: str | None = None
+    ) -> None:
+        super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenizer)
+
+    def split_text(self, text: str) -> list[tuple[int, int]]:
+        count = self._counter(text)
+        sentences: list[tuple[int, int]] = []
+        for span in split_sentences(text):
+            if count(*span) > self.chunk_size:
+                words = _split_keep(text, span[0], span[1], " ")
+                sentences.extend(_merge(words, count, self.chunk_size, 0))
+            else:
+                sentences.append(span)
+        chunks: list[tuple[int, int]] = []
+        index = 0
+        while index < len(sentences):
+            end = index
+            while end + 1 < len(sentences) and count(
+                sentences[index][0], sentences[end + 1][1]
+            ) <= self.chunk_size:
+                end += 1
+            chunks.append((sentences[index][0], sentences[end][1]))
+            if end + 1 >= len(sentences):
+                break
+            index = max(end + 1 - self.chunk_overlap, index + 1)
+        return chunks
+
+
+_HEADER = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
+
+
+class MarkdownSplitter(_BaseSplitter):
+    """Split Markdown at headers; long sections are split further (recursively).
+
+    Every chunk carries ``metadata["headers"]`` (the header path, e.g. ``["Guide", "Install"]``)
+    and ``metadata["section"]`` (``"Guide > Install"``). Headers inside code fences are ignored.
+
+    Args:
+        chunk_size: Maximum chunk length in tokens (characters without a tokenizer).
+        chunk_overlap: Overlap between chunks of one long section, same unit.
+        tokenizer: Embedding model whose tokenizer measures length.
+        include_header_path: Prefix each chunk's text with its header path, which helps
+            retrieval of sections whose body does not repeat the topic.
+
+    Example:
+        >>> splitter = MarkdownSplitter(chunk_size=100, chunk_overlap=0)
+        >>> doc = Document(id="d.md", text="# Guide\\nIntro.\\n## Install\\nRun pip.")
+        >>> [(c.text, c.metadata["section"]) for c in splitter.run(documents=[doc])["chunks"]]
+        [('# Guide\\nIntro.', 'Guide'), ('## Install\\nRun pip.', 'Guide > Install')]
+    """
+
+    def __init__(
+        self,
+        *,
+        chunk_size: int = 200,
+        chunk_overlap: int = 20,
+        tokenizer: str | None = None,
+        include_header_path: bool = False,
+    ) -> None:
+        super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenizer)
+        self.include_header_path = include_header_path
+
+    def _sections(self, text: str) -> list[tuple[int, int, list[str]]]:
+        fenced: list[tuple[int, int]] = []
+        fences = [m.start() for m in _FENCE.finditer(text)]
+        for opening, closing in zip(fences[::2], fences[1::2] + [len(text)]):
+            fenced.append((opening, closing))
+        headers = [
+            m for m in _HEADER.finditer(text)
+            if not any(a <= m.start() < b for a, b in fenced)
+        ]
+        sections: list[tuple[int, int, list[str]]] = []
+        path: list[tuple[int, str]] = []
+        starts = [m.start() for m in headers]
+        if not starts or starts[0] > 0:
+            sections.append((0, starts[0] if starts else len(text), []))
+        for i, match in enumerate(headers):
+            level = len(match.group(1))
+            path = [(lvl, title) for lvl, title in path if lvl < level]
+            path.append((level, match.group(2).strip()))
+            end = starts[i + 1] if i + 1 < len(starts) else len(text)
+            sections.append((match.start(), end, [title for _, title in path]))
+        return sections
+
+    def split_document(self, document: Document) -> list[Chunk]:
+        text = document.text
+        recursive = RecursiveSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+        chunks: list[Chunk] = []
+        for start, end, headers in self._sections(text):
+            if not text[start:end].strip():
+                continue
+            section = text[start:end]
+            prefix = " > ".join(headers) + "\n" if self.include_header_path and headers else ""
+            budget_text = prefix + section
+            count = self._counter(budget_text)
+            recursive._tokenizer = self._tokenizer
+            inner = recursive._split(budget_text, len(prefix), len(budget_text), count,
+                                     list(DEFAULT_SEPARATORS))
+            extra = {"headers": headers, "section": " > ".join(headers)}
+            for piece in self._make_chunks(document, budget_text, inner, extra,
+                                           offset=start - len(prefix),
+                                           first_position=len(chunks)):
+                if prefix:
+                    piece = Chunk.create(text=prefix + piece.text, source_id=document.id,
+                                         position=piece.metadata["chunk_index"],
+                                         metadata=piece.metadata)
+                chunks.append(piece)
+        return chunks

@@ -1,0 +1,21 @@
+"""Shared fixtures. Models load once per test session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real all-MiniLM-L6-v2 embedder on CPU, warmed up once."""
+    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
+
+    model = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="cpu", batch_size=32)
+    model.warm_up()
+    return model
