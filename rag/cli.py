@@ -79,7 +79,8 @@ def find_pipeline(app_file: Any, name: str, *, needs: str, config: Path) -> Any:
     if name in app_file.pipelines:
         return app_file.pipelines[name]
     candidates = [
-        p for p in app_file.pipelines.values()
+        p
+        for p in app_file.pipelines.values()
         if any(needs in sockets for sockets in p.unconnected_inputs().values())
     ]
     if len(candidates) == 1:
@@ -178,8 +179,9 @@ def ingest(
         if runner == "ray":
             from rag.pipelines.distributed import run_ingest_ray
 
-            report = run_ingest_ray(ingest_pipeline, paths, mode=mode, address=address,
-                                    progress=not quiet)
+            report = run_ingest_ray(
+                ingest_pipeline, paths, mode=mode, address=address, progress=not quiet
+            )
         else:
             report = run_ingest(ingest_pipeline, paths, mode=mode, progress=not quiet)
     if json_output:
@@ -265,20 +267,29 @@ def search(
         from tqdm import tqdm
 
         step = 256
-        with tqdm(total=len(rows), desc="search", unit="query", disable=quiet,
-                  file=sys.stderr) as bar:
+        with tqdm(
+            total=len(rows), desc="search", unit="query", disable=quiet, file=sys.stderr
+        ) as bar:
             for start in range(0, len(rows), step):
                 part = rows[start : start + step]
                 texts = [r["text"] for r in part]
-                results = (batch(texts, k=fetch, filters=filters) if batch else
-                           [retriever.retrieve(t, k=fetch, filters=filters) for t in texts])
+                results = (
+                    batch(texts, k=fetch, filters=filters)
+                    if batch
+                    else [retriever.retrieve(t, k=fetch, filters=filters) for t in texts]
+                )
                 for row, hits in zip(part, results):
                     if output_format == "trec":
                         for line in _hits_to_trec(row["_id"], hits, k):
                             typer.echo(line)
                     else:
-                        print_json({"query_id": row["_id"], "query": row["text"],
-                                    "hits": [h.to_dict() for h in hits]})
+                        print_json(
+                            {
+                                "query_id": row["_id"],
+                                "query": row["text"],
+                                "hits": [h.to_dict() for h in hits],
+                            }
+                        )
                 bar.update(len(part))
 
 
@@ -322,7 +333,10 @@ def run_pipeline(
     else:
         for component, values in outputs.items():
             for name, value in values.items():
-                typer.echo(f"{component}.{name}: {json.dumps(to_jsonable(value), ensure_ascii=False)[:2000]}")
+                typer.echo(
+                    f"{component}.{name}: "
+                    f"{json.dumps(to_jsonable(value), ensure_ascii=False)[:2000]}"
+                )
 
 
 @app.command()
@@ -335,14 +349,19 @@ def validate(config: Annotated[Path, typer.Argument(help="Pipeline file (YAML)."
 
 
 @app.command()
-def stats(config: ConfigOption, json_output: JsonOption = False, quiet: QuietOption = False) -> None:
+def stats(
+    config: ConfigOption, json_output: JsonOption = False, quiet: QuietOption = False
+) -> None:
     """Chunks, sources and dimension of the store(s) of a pipeline file."""
     configure_quiet(quiet)
     from rag.core.registry import default_registry
 
     app_file = load_app(config)
-    stores = [(n, c) for n, c in app_file.components.items()
-              if hasattr(c, "count") and hasattr(c, "search")]
+    stores = [
+        (n, c)
+        for n, c in app_file.components.items()
+        if hasattr(c, "count") and hasattr(c, "search")
+    ]
     if not stores:
         fail(f"{config}: no vector store among the components")
     results = []
@@ -350,17 +369,23 @@ def stats(config: ConfigOption, json_output: JsonOption = False, quiet: QuietOpt
         for name, store in stores:
             store.warm_up()
             data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
-            results.append({
-                "chunks": data.get("chunks"), "sources": data.get("sources"),
-                "store": default_registry.name_of(type(store)), "dimension": data.get("dimension"),
-                "name": name,
-            })
+            results.append(
+                {
+                    "chunks": data.get("chunks"),
+                    "sources": data.get("sources"),
+                    "store": default_registry.name_of(type(store)),
+                    "dimension": data.get("dimension"),
+                    "name": name,
+                }
+            )
     if json_output:
         print_json(results[0] if len(results) == 1 else {"stores": results})
     else:
         for r in results:
-            typer.echo(f"{r['name']} ({r['store']}): {r['chunks']} chunks from {r['sources']} "
-                       f"sources, dimension {r['dimension']}")
+            typer.echo(
+                f"{r['name']} ({r['store']}): {r['chunks']} chunks from {r['sources']} "
+                f"sources, dimension {r['dimension']}"
+            )
 
 
 def main() -> None:

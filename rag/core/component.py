@@ -36,7 +36,7 @@ from rag.core.errors import ConfigError, did_you_mean
 from rag.core.secrets import Secret
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _init_signature(cls: type) -> inspect.Signature:
     return inspect.signature(cls.__init__)
 
@@ -104,20 +104,23 @@ class Component:
                 params[name] = param.default
         return params
 
-    def to_dict(self, *, references: Mapping[int, str] | None = None) -> dict[str, Any]:
+    def to_dict(
+        self, *, references: Mapping[int, str] | None = None, registry: Any = None
+    ) -> dict[str, Any]:
         """``{"type": short name, "init_parameters": {...}}``, plain data only.
 
         Args:
             references: ``id(component) -> name`` of components shared by name in a pipeline
                 file; those are written as ``"@name"`` instead of being nested.
+            registry: The registry whose short names are used (default: the default registry).
         """
         from rag.core.registry import default_registry
 
-        type_name = default_registry.name_of(type(self))
+        type_name = (registry or default_registry).name_of(type(self))
         if type_name is None:
             type_name = f"{type(self).__module__}:{type(self).__qualname__}"
         params = {
-            name: serialize_value(value, references or {})
+            name: serialize_value(value, references or {}, registry)
             for name, value in self.init_parameters.items()
         }
         return {"type": type_name, "init_parameters": params}
@@ -147,12 +150,12 @@ def _type_hints(func: Any) -> dict[str, Any]:
         return {}
 
 
-def serialize_value(value: Any, references: Mapping[int, str]) -> Any:
+def serialize_value(value: Any, references: Mapping[int, str], registry: Any = None) -> Any:
     """Turn an init parameter into YAML-safe data."""
     if isinstance(value, Component):
         if id(value) in references:
             return "@" + references[id(value)]
-        return value.to_dict(references=references)
+        return value.to_dict(references=references, registry=registry)
     if isinstance(value, Secret):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -160,9 +163,9 @@ def serialize_value(value: Any, references: Mapping[int, str]) -> Any:
     if isinstance(value, pathlib.PurePath):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): serialize_value(v, references) for k, v in value.items()}
+        return {str(k): serialize_value(v, references, registry) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [serialize_value(v, references) for v in value]
+        return [serialize_value(v, references, registry) for v in value]
     if isinstance(value, str) and value.startswith("@"):
         return "@" + value  # a literal '@' is written '@@'
     return value
@@ -299,6 +302,8 @@ def types_compatible(sender: Any, receiver: Any) -> bool:
     s_origin = typing.get_origin(sender)
     if s_origin in (Union, types.UnionType):
         return all(types_compatible(arg, receiver) for arg in typing.get_args(sender))
+    if s_origin is not None and r_origin is None and inspect.isclass(receiver):
+        return inspect.isclass(s_origin) and issubclass(s_origin, receiver)
     if s_origin is not None or r_origin is not None:
         if s_origin != r_origin:
             return False

@@ -35,7 +35,7 @@ from rag.core.errors import FilterError, did_you_mean
 
 FIELD_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
 LOGICAL_OPERATORS = ("$and", "$or", "$not")
-Scalar = Union[str, int, float, bool]
+Scalar = Union[str, int, float, bool]  # noqa: UP007 (a runtime alias)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Not:
     child: FilterNode
 
 
-FilterNode = Union[Field, And, Or, Not]
+FilterNode = Union[Field, And, Or, Not]  # noqa: UP007 (a runtime alias)
 
 
 def parse_filter(filters: Mapping[str, Any] | FilterNode | None) -> FilterNode | None:

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -70,7 +71,10 @@ class Connection:
         return f"{self.sender}.{self.output} -> {self.receiver}.{self.input}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"sender": f"{self.sender}.{self.output}", "receiver": f"{self.receiver}.{self.input}"}
+        return {
+            "sender": f"{self.sender}.{self.output}",
+            "receiver": f"{self.receiver}.{self.input}",
+        }
 
 
 def _split_socket(text: str, role: str) -> tuple[str, str | None]:
@@ -83,8 +87,9 @@ def _split_socket(text: str, role: str) -> tuple[str, str | None]:
 class Pipeline:
     """A validated graph of named components. See the module docstring for the YAML form."""
 
-    def __init__(self, name: str = "default") -> None:
+    def __init__(self, name: str = "default", *, registry: Registry | None = None) -> None:
         self.name = name
+        self.registry = registry or default_registry
         self._components: dict[str, Component] = {}
         self._connections: list[Connection] = []
         self._explicit_connections = False
@@ -98,9 +103,7 @@ class Pipeline:
         if name in self._components:
             raise PipelineError(f"a component named '{name}' is already in the pipeline")
         if not isinstance(component, Component):
-            raise PipelineError(
-                f"'{name}' is a {type(component).__name__}, not a rag Component"
-            )
+            raise PipelineError(f"'{name}' is a {type(component).__name__}, not a rag Component")
         self._components[name] = component
 
     def connect(self, sender: str, receiver: str) -> None:
@@ -182,11 +185,13 @@ class Pipeline:
             return
         names = list(self._components)
         inferred: list[Connection] = []
-        for sender_name, receiver_name in zip(names, names[1:]):
+        for sender_name, receiver_name in itertools.pairwise(names):
             outputs = type(self._components[sender_name]).output_sockets()
             inputs = type(self._components[receiver_name]).input_sockets()
             pairs = [
-                (o, o) for o in outputs if o in inputs and types_compatible(outputs[o], inputs[o][0])
+                (o, o)
+                for o in outputs
+                if o in inputs and types_compatible(outputs[o], inputs[o][0])
             ]
             if not pairs:
                 required = [n for n, (_, req) in inputs.items() if req]
@@ -335,12 +340,12 @@ class Pipeline:
     # -- serialization -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The pipeline-file form with this one pipeline."""
-        return PipelineFile(pipelines={self.name: self}).to_dict()
+        return PipelineFile(pipelines={self.name: self}, registry=self.registry).to_dict()
 
     def dump(self, path: str | Path | None = None) -> str:
         """YAML text (written to ``path`` when given) that :meth:`load` turns back into an equal
         pipeline."""
-        return PipelineFile(pipelines={self.name: self}).dump(path)
+        return PipelineFile(pipelines={self.name: self}, registry=self.registry).dump(path)
 
     @classmethod
     def load(
@@ -352,7 +357,9 @@ class Pipeline:
         allow_imports: bool = False,
     ) -> Pipeline:
         """Load pipeline ``name`` (default: the first in the file) from a pipeline file."""
-        return PipelineFile.load(path, registry=registry, allow_imports=allow_imports).pipeline(name)
+        return PipelineFile.load(path, registry=registry, allow_imports=allow_imports).pipeline(
+            name
+        )
 
     @classmethod
     def from_dict(
@@ -363,7 +370,9 @@ class Pipeline:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Pipeline):
             return NotImplemented
-        return self.to_dict() == other.to_dict()
+        # Compare with one registry so equal graphs are equal whichever registry built them.
+        theirs = PipelineFile(pipelines={other.name: other}, registry=self.registry).to_dict()
+        return self.to_dict() == theirs
 
     __hash__ = object.__hash__
 
@@ -390,7 +399,9 @@ class PipelineFile:
         components: Mapping[str, Component] | None = None,
         pipelines: Mapping[str, Pipeline] | None = None,
         source: str | None = None,
+        registry: Registry | None = None,
     ) -> None:
+        self.registry = registry or default_registry
         self.components: dict[str, Component] = dict(components or {})
         self.pipelines: dict[str, Pipeline] = dict(pipelines or {})
         self.source = source
@@ -445,7 +456,7 @@ class PipelineFile:
         components = {}
         for comp_name, component in named.items():
             own = {k: v for k, v in references.items() if k != id(component)}
-            components[comp_name] = component.to_dict(references=own)
+            components[comp_name] = component.to_dict(references=own, registry=self.registry)
         pipelines = {}
         for pipe_name, pipeline in self.pipelines.items():
             entry: dict[str, Any] = {"components": list(pipeline.components)}
@@ -479,7 +490,9 @@ class PipelineFile:
         return _Builder(located, registry or default_registry, allow_imports).build()
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, registry: Registry | None = None) -> PipelineFile:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, registry: Registry | None = None
+    ) -> PipelineFile:
         located = LocatedYaml(data=json.loads(json.dumps(data)))
         return _Builder(located, registry or default_registry, False).build()
 
@@ -513,29 +526,43 @@ class _Builder:
                 )
         self.specs = data.get("components") or {}
         if not isinstance(self.specs, dict) or not self.specs:
-            raise self.fail("'components' must map component names to {type, init_parameters}",
-                            "components")
+            raise self.fail(
+                "'components' must map component names to {type, init_parameters}", "components"
+            )
         self._expand_env()
         for name in self.specs:
             self._component(name, ("components", name))
         pipelines_spec = data.get("pipelines")
         if pipelines_spec is None:
-            pipelines_spec = {"default": {"components": list(self.specs),
-                                          "connections": data.get("connections") or []}}
+            pipelines_spec = {
+                "default": {
+                    "components": list(self.specs),
+                    "connections": data.get("connections") or [],
+                }
+            }
             prefix: tuple[Any, ...] = ()
         else:
             if "connections" in data:
-                raise self.fail("top-level 'connections' is only for files without 'pipelines'; "
-                                "put them under pipelines.<name>.connections", "connections")
+                raise self.fail(
+                    "top-level 'connections' is only for files without 'pipelines'; "
+                    "put them under pipelines.<name>.connections",
+                    "connections",
+                )
             if not isinstance(pipelines_spec, dict) or not pipelines_spec:
-                raise self.fail("'pipelines' must map pipeline names to {components, connections}",
-                                "pipelines")
+                raise self.fail(
+                    "'pipelines' must map pipeline names to {components, connections}", "pipelines"
+                )
             prefix = ("pipelines",)
         pipelines = {
             name: self._pipeline(name, spec, (*prefix, name) if prefix else ())
             for name, spec in pipelines_spec.items()
         }
-        return PipelineFile(components=self.built, pipelines=pipelines, source=self.located.file)
+        return PipelineFile(
+            components=self.built,
+            pipelines=pipelines,
+            source=self.located.file,
+            registry=self.registry,
+        )
 
     def _expand_env(self) -> None:
         keep: set[tuple[Any, ...]] = set()
@@ -547,7 +574,7 @@ class _Builder:
             except ConfigError:
                 continue  # reported with its line when the component is built
             hints = _type_hints(cls.__init__)
-            for param in (spec.get("init_parameters") or {}):
+            for param in spec.get("init_parameters") or {}:
                 if _accepts(hints.get(param), Secret):
                     keep.add(("components", name, "init_parameters", param))
         expand_env_refs(self.located, keep=keep)
@@ -570,7 +597,8 @@ class _Builder:
         if name in self.building:
             raise self.fail(
                 f"components refer to each other in a loop: {' -> '.join([*self.building, name])}",
-                *path, cls=PipelineError,
+                *path,
+                cls=PipelineError,
             )
         spec = self.specs.get(name)
         if not isinstance(spec, dict):
@@ -581,7 +609,8 @@ class _Builder:
                     f"unknown key '{key}' in component '{name}'."
                     f"{did_you_mean(str(key), ['type', 'init_parameters'])} "
                     "Valid: type, init_parameters",
-                    *path, key,
+                    *path,
+                    key,
                 )
         type_name = spec.get("type")
         if not isinstance(type_name, str):
@@ -589,8 +618,11 @@ class _Builder:
         try:
             cls = self.registry.resolve(type_name, allow_imports=self.allow_imports)
         except ConfigError as err:
-            raise err.located(file=self.located.file, line=self.located.line_of((*path, "type")),
-                              field=".".join(map(str, (*path, "type")))) from None
+            raise err.located(
+                file=self.located.file,
+                line=self.located.line_of((*path, "type")),
+                field=".".join(map(str, (*path, "type"))),
+            ) from None
         params = spec.get("init_parameters") or {}
         if not isinstance(params, dict):
             raise self.fail("'init_parameters' must be a mapping", *path, "init_parameters")
@@ -608,13 +640,18 @@ class _Builder:
         field = ".".join(map(str, (*path, "init_parameters")))
         try:
             component = build_component(
-                cls, dict(params), field=field, resolve_reference=resolve_reference,
-                registry=self.registry, allow_imports=self.allow_imports,
+                cls,
+                dict(params),
+                field=field,
+                resolve_reference=resolve_reference,
+                registry=self.registry,
+                allow_imports=self.allow_imports,
             )
         except ConfigError as err:
             at = tuple(err.field.split(".")) if err.field else path
-            raise err.located(file=self.located.file, line=self._line_for_field(at),
-                              field=err.field) from None
+            raise err.located(
+                file=self.located.file, line=self._line_for_field(at), field=err.field
+            ) from None
         finally:
             self.building.pop()
         self.built[name] = component
@@ -631,20 +668,26 @@ class _Builder:
             spec = {"components": spec}
         if not isinstance(spec, dict) or not isinstance(spec.get("components"), list):
             raise self.fail(f"pipeline '{name}' needs a 'components' list", *path)
-        pipeline = Pipeline(name)
+        pipeline = Pipeline(name, registry=self.registry)
         for index, comp_name in enumerate(spec["components"]):
             if comp_name not in self.built:
                 raise self.fail(
                     f"pipeline '{name}' uses unknown component '{comp_name}'."
-                    f"{did_you_mean(str(comp_name), self.built)} Components: {', '.join(self.built)}",
-                    *path, "components", index, cls=PipelineError,
+                    f"{did_you_mean(str(comp_name), self.built)} "
+                    f"Components: {', '.join(self.built)}",
+                    *path,
+                    "components",
+                    index,
+                    cls=PipelineError,
                 )
             try:
                 pipeline.add_component(comp_name, self.built[comp_name])
             except PipelineError as err:
-                raise err.located(file=self.located.file,
-                                  line=self.located.line_of((*path, "components", index)),
-                                  field=None) from None
+                raise err.located(
+                    file=self.located.file,
+                    line=self.located.line_of((*path, "components", index)),
+                    field=None,
+                ) from None
         for index, connection in enumerate(spec.get("connections") or []):
             cpath = (*path, "connections", index)
             try:
@@ -653,15 +696,23 @@ class _Builder:
                 elif isinstance(connection, dict) and {"sender", "receiver"} <= set(connection):
                     sender, receiver = str(connection["sender"]), str(connection["receiver"])
                 else:
-                    raise PipelineError("a connection is 'a.output -> b.input' or "
-                                        "{sender: a.output, receiver: b.input}")
+                    raise PipelineError(
+                        "a connection is 'a.output -> b.input' or "
+                        "{sender: a.output, receiver: b.input}"
+                    )
                 pipeline.connect(sender, receiver)
             except PipelineError as err:
-                raise err.located(file=self.located.file, line=self.located.line_of(cpath),
-                                  field=".".join(map(str, cpath))) from None
+                raise err.located(
+                    file=self.located.file,
+                    line=self.located.line_of(cpath),
+                    field=".".join(map(str, cpath)),
+                ) from None
         try:
             pipeline.validate()
         except PipelineError as err:
-            raise err.located(file=self.located.file, line=self.located.line_of(path),
-                              field=".".join(map(str, path))) from None
+            raise err.located(
+                file=self.located.file,
+                line=self.located.line_of(path),
+                field=".".join(map(str, path)),
+            ) from None
         return pipeline

@@ -73,16 +73,18 @@ def read_yaml(source: str | Path, *, text: str | None = None) -> LocatedYaml:
 
 
 def _construct(loader: yaml.SafeLoader, node: yaml.Node, path: Path_, lines: dict) -> Any:
-    lines[path] = node.start_mark.line + 1
+    lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if key in result:
                 raise ConfigError(
-                    f"duplicate key '{key}'", line=key_node.start_mark.line + 1,
+                    f"duplicate key '{key}'",
+                    line=key_node.start_mark.line + 1,
                     field=".".join(str(p) for p in (*path, key)),
                 )
+            lines[(*path, key)] = key_node.start_mark.line + 1  # errors point at the key
             result[key] = _construct(loader, value_node, (*path, key), lines)
         return result
     if isinstance(node, yaml.SequenceNode):

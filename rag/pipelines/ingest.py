@@ -84,8 +84,9 @@ def run_ingest(
     files, errors = expand_sources(paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS)
     report = IngestReport(sources=len(files), errors=list(errors))
     pipeline.warm_up()
-    with tqdm(total=len(files), desc="ingest", unit="file", disable=not progress,
-              file=sys.stderr) as bar:
+    with tqdm(
+        total=len(files), desc="ingest", unit="file", disable=not progress, file=sys.stderr
+    ) as bar:
         for start in range(0, len(files), batch_size):
             batch = files[start : start + batch_size]
             outputs = pipeline.run(sources=batch)

@@ -22,7 +22,12 @@ TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
 MARKDOWN_EXTENSIONS = (".md", ".markdown")
 HTML_EXTENSIONS = (".html", ".htm")
 SUPPORTED_EXTENSIONS = (
-    *TEXT_EXTENSIONS, *MARKDOWN_EXTENSIONS, *HTML_EXTENSIONS, ".pdf", ".jsonl", ".csv",
+    *TEXT_EXTENSIONS,
+    *MARKDOWN_EXTENSIONS,
+    *HTML_EXTENSIONS,
+    ".pdf",
+    ".jsonl",
+    ".csv",
 )
 
 
@@ -60,8 +65,9 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
-        raise LoaderError(source, f"not valid {encoding} text ({err.reason} at byte {err.start})"
-                          ) from None
+        raise LoaderError(
+            source, f"not valid {encoding} text ({err.reason} at byte {err.start})"
+        ) from None
 
 
 class FileLoader(Component):
@@ -126,8 +132,9 @@ class FileLoader(Component):
         suffix = path.suffix.lower()
         if suffix not in SUPPORTED_EXTENSIONS:
             raise LoaderError(
-                source, f"unsupported file type '{suffix or '(none)'}'; supported: "
-                f"{', '.join(SUPPORTED_EXTENSIONS)}"
+                source,
+                f"unsupported file type '{suffix or '(none)'}'; supported: "
+                f"{', '.join(SUPPORTED_EXTENSIONS)}",
             )
         try:
             data = path.read_bytes()
@@ -147,8 +154,14 @@ class FileLoader(Component):
             text = _decode(data, source, self.encoding)
             metadata: dict[str, Any] = {"source": source, "file_type": suffix.lstrip(".")}
             if suffix in MARKDOWN_EXTENSIONS:
-                title = next((line.lstrip("#").strip() for line in text.splitlines()
-                              if line.startswith("# ")), None)
+                title = next(
+                    (
+                        line.lstrip("#").strip()
+                        for line in text.splitlines()
+                        if line.startswith("# ")
+                    ),
+                    None,
+                )
                 if title:
                     metadata["title"] = title
             yield Document(id=source, text=text, metadata=metadata)
@@ -218,13 +231,16 @@ class FileLoader(Component):
         if isinstance(title, str) and title.strip():
             metadata["title"] = title
         skip = {self.text_field, self.title_field, id_key}
-        fields = self.metadata_fields if self.metadata_fields is not None else [
-            k for k in row if k not in skip
-        ]
+        fields = (
+            self.metadata_fields
+            if self.metadata_fields is not None
+            else [k for k in row if k not in skip]
+        )
         for name in fields:
             value = row.get(name)
             if isinstance(value, (str, int, float, bool)) or (
-                isinstance(value, list) and all(isinstance(v, (str, int, float, bool)) for v in value)
+                isinstance(value, list)
+                and all(isinstance(v, (str, int, float, bool)) for v in value)
             ):
                 metadata.setdefault(name, value)
         return Document(id=f"{source}#{row_id}", text=full_text, metadata=metadata)
@@ -247,8 +263,9 @@ class FileLoader(Component):
         reader = csv.DictReader(io.StringIO(text))
         if not reader.fieldnames or self.text_field not in reader.fieldnames:
             raise LoaderError(
-                source, f"CSV header has no '{self.text_field}' column "
-                f"(columns: {', '.join(reader.fieldnames or [])}); set text_field"
+                source,
+                f"CSV header has no '{self.text_field}' column "
+                f"(columns: {', '.join(reader.fieldnames or [])}); set text_field",
             )
         for number, row in enumerate(reader, start=2):
             yield self._record(source, dict(row), number)

@@ -36,8 +36,13 @@ class TokenCounter:
         if tokenizer is None:
             self._starts: list[int] | None = None
             return
-        encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                             truncation=False, verbose=False)
+        encoding = tokenizer(
+            text,
+            add_special_tokens=False,
+            return_offsets_mapping=True,
+            truncation=False,
+            verbose=False,
+        )
         self._starts = [start for start, end in encoding["offset_mapping"] if end > start]
 
     def __call__(self, start: int, end: int) -> int:
@@ -56,8 +61,12 @@ def load_tokenizer(model: str) -> tuple[Any, int]:
         if model not in _TOKENIZERS:
             from rag.connectors.embedders.sentence_transformers import resolve_model_path
 
-            transformers = require("transformers", package="transformers", extra="embed",
-                                   purpose="Token-sized splitting")
+            transformers = require(
+                "transformers",
+                package="transformers",
+                extra="embed",
+                purpose="Token-sized splitting",
+            )
             path = resolve_model_path(model)
             tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
             max_length = 512
@@ -81,12 +90,14 @@ class _BaseSplitter(Component):
         tokenizer: str | None,
     ) -> None:
         if chunk_size < 1:
-            raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}",
-                              field="chunk_size")
+            raise ConfigError(
+                f"chunk_size must be at least 1, got {chunk_size}", field="chunk_size"
+            )
         if chunk_overlap < 0 or chunk_overlap >= chunk_size:
             raise ConfigError(
                 f"chunk_overlap must be >= 0 and smaller than chunk_size ({chunk_size}), "
-                f"got {chunk_overlap}", field="chunk_overlap",
+                f"got {chunk_overlap}",
+                field="chunk_overlap",
             )
         self.chunk_size = chunk_size
         self.chunk_overlap = chunk_overlap
@@ -102,7 +113,8 @@ class _BaseSplitter(Component):
             raise ConfigError(
                 f"chunk_size {self.chunk_size} exceeds what {self.tokenizer} embeds "
                 f"({max_length} tokens including 2 special tokens); chunks would be truncated. "
-                f"Use chunk_size <= {limit}", field="chunk_size",
+                f"Use chunk_size <= {limit}",
+                field="chunk_size",
             )
         self._tokenizer = tokenizer
 
@@ -140,8 +152,11 @@ class _BaseSplitter(Component):
                 continue
             lead = len(text[start:end]) - len(text[start:end].lstrip())
             metadata = {**document.metadata, **extra, "start_index": offset + start + lead}
-            chunks.append(Chunk.create(text=piece, source_id=document.id, position=position,
-                                       metadata=metadata))
+            chunks.append(
+                Chunk.create(
+                    text=piece, source_id=document.id, position=position, metadata=metadata
+                )
+            )
             position += 1
         return chunks
 
@@ -284,9 +299,10 @@ class SentenceSplitter(_BaseSplitter):
         index = 0
         while index < len(sentences):
             end = index
-            while end + 1 < len(sentences) and count(
-                sentences[index][0], sentences[end + 1][1]
-            ) <= self.chunk_size:
+            while (
+                end + 1 < len(sentences)
+                and count(sentences[index][0], sentences[end + 1][1]) <= self.chunk_size
+            ):
                 end += 1
             chunks.append((sentences[index][0], sentences[end][1]))
             if end + 1 >= len(sentences):
@@ -333,11 +349,10 @@ class MarkdownSplitter(_BaseSplitter):
     def _sections(self, text: str) -> list[tuple[int, int, list[str]]]:
         fenced: list[tuple[int, int]] = []
         fences = [m.start() for m in _FENCE.finditer(text)]
-        for opening, closing in zip(fences[::2], fences[1::2] + [len(text)]):
+        for opening, closing in zip(fences[::2], [*fences[1::2], len(text)]):
             fenced.append((opening, closing))
         headers = [
-            m for m in _HEADER.finditer(text)
-            if not any(a <= m.start() < b for a, b in fenced)
+            m for m in _HEADER.finditer(text) if not any(a <= m.start() < b for a, b in fenced)
         ]
         sections: list[tuple[int, int, list[str]]] = []
         path: list[tuple[int, str]] = []
@@ -364,15 +379,24 @@ class MarkdownSplitter(_BaseSplitter):
             budget_text = prefix + section
             count = self._counter(budget_text)
             recursive._tokenizer = self._tokenizer
-            inner = recursive._split(budget_text, len(prefix), len(budget_text), count,
-                                     list(DEFAULT_SEPARATORS))
+            inner = recursive._split(
+                budget_text, len(prefix), len(budget_text), count, list(DEFAULT_SEPARATORS)
+            )
             extra = {"headers": headers, "section": " > ".join(headers)}
-            for piece in self._make_chunks(document, budget_text, inner, extra,
-                                           offset=start - len(prefix),
-                                           first_position=len(chunks)):
+            for piece in self._make_chunks(
+                document,
+                budget_text,
+                inner,
+                extra,
+                offset=start - len(prefix),
+                first_position=len(chunks),
+            ):
                 if prefix:
-                    piece = Chunk.create(text=prefix + piece.text, source_id=document.id,
-                                         position=piece.metadata["chunk_index"],
-                                         metadata=piece.metadata)
+                    piece = Chunk.create(
+                        text=prefix + piece.text,
+                        source_id=document.id,
+                        position=piece.metadata["chunk_index"],
+                        metadata=piece.metadata,
+                    )
                 chunks.append(piece)
         return chunks

@@ -75,8 +75,11 @@ class DenseRetriever(Component):
     ) -> list[list[Hit]]:
         """Hits for many queries; queries are embedded in batches."""
         embed_many = getattr(self.embedder, "embed_queries", None)
-        vectors = (embed_many(list(queries)) if embed_many else
-                   [self.embedder.embed_query(q) for q in queries])  # type: ignore[attr-defined]
+        vectors = (
+            embed_many(list(queries))
+            if embed_many
+            else [self.embedder.embed_query(q) for q in queries]
+        )  # type: ignore[attr-defined]
         merged = self._filters(filters)
         return [
             self._threshold(self.store.search(v, k=k or self.k, filters=merged))  # type: ignore[attr-defined]

@@ -84,11 +84,13 @@ class FaissStore(Component):
         device: str = "cpu",
     ) -> None:
         if index not in INDEX_TYPES:
-            raise ConfigError(f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}",
-                              field="index")
+            raise ConfigError(
+                f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}", field="index"
+            )
         if metric not in METRICS:
-            raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}",
-                              field="metric")
+            raise ConfigError(
+                f"metric must be one of {', '.join(METRICS)}, got {metric!r}", field="metric"
+            )
         if device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}", field="device")
         self.path = path
@@ -133,7 +135,8 @@ class FaissStore(Component):
                     raise ConfigError(
                         f"store at {self.path} holds {stored_dim}-dimensional vectors but "
                         f"dimension={self.dimension} was configured; use a new path or the "
-                        "matching embedder", field="dimension",
+                        "matching embedder",
+                        field="dimension",
                     )
                 self.dimension = int(stored_dim)
             for rowid, chunk_id, metadata in db.execute("SELECT rowid, id, metadata FROM chunks"):
@@ -159,8 +162,11 @@ class FaissStore(Component):
             return faiss.IndexIDMap2(base)
         if self._use_gpu():
             resources = faiss.StandardGpuResources()
-            flat = faiss.GpuIndexFlatIP(resources, dimension) if self.metric == "ip" else \
-                faiss.GpuIndexFlatL2(resources, dimension)
+            flat = (
+                faiss.GpuIndexFlatIP(resources, dimension)
+                if self.metric == "ip"
+                else faiss.GpuIndexFlatL2(resources, dimension)
+            )
             index = faiss.IndexIDMap2(flat)
             index._gpu_resources = resources  # keep alive with the index
             return index
@@ -256,8 +262,12 @@ class FaissStore(Component):
                     chunk = chunks[position]
                     cursor = db.execute(
                         "INSERT INTO chunks (id, text, metadata, vector) VALUES (?, ?, ?, ?)",
-                        (chunk.id, chunk.text, json.dumps(chunk.metadata, ensure_ascii=False),
-                         vectors[position].tobytes()),
+                        (
+                            chunk.id,
+                            chunk.text,
+                            json.dumps(chunk.metadata, ensure_ascii=False),
+                            vectors[position].tobytes(),
+                        ),
                     )
                     new_rowids.append(cursor.lastrowid)
                 self._bump_generation(db)
@@ -268,9 +278,7 @@ class FaissStore(Component):
             self._remove_from_index(replaced)
             for rowid in replaced:
                 self._metadata.pop(rowid, None)
-            self._index.add_with_ids(
-                vectors[positions], np.array(new_rowids, dtype=np.int64)
-            )
+            self._index.add_with_ids(vectors[positions], np.array(new_rowids, dtype=np.int64))
             for rowid, position in zip(new_rowids, positions):
                 chunk = chunks[position]
                 self._rowid_of[chunk.id] = rowid
@@ -285,13 +293,15 @@ class FaissStore(Component):
                 f"{len(missing)} chunk(s) have no embedding (first: {missing[0]}); run an "
                 "embedder before writing to a vector store"
             )
-        vectors = np.vstack([np.asarray(c.embedding, dtype=np.float32).reshape(1, -1)
-                             for c in chunks])
+        vectors = np.vstack(
+            [np.asarray(c.embedding, dtype=np.float32).reshape(1, -1) for c in chunks]
+        )
         if self.dimension is None:
             self.dimension = int(vectors.shape[1])
             assert self._db is not None
-            self._db.execute("INSERT OR REPLACE INTO info VALUES ('dimension', ?)",
-                             (str(self.dimension),))
+            self._db.execute(
+                "INSERT OR REPLACE INTO info VALUES ('dimension', ?)", (str(self.dimension),)
+            )
             self._index = self._new_index(self.dimension)
         if vectors.shape[1] != self.dimension:
             raise ValueError(
@@ -301,8 +311,9 @@ class FaissStore(Component):
         return np.ascontiguousarray(vectors)
 
     def _bump_generation(self, db: sqlite3.Connection) -> None:
-        db.execute("INSERT OR REPLACE INTO info VALUES ('generation', ?)",
-                   (str(self._generation() + 1),))
+        db.execute(
+            "INSERT OR REPLACE INTO info VALUES ('generation', ?)", (str(self._generation() + 1),)
+        )
 
     def _remove_from_index(self, rowids: Sequence[int]) -> None:
         if not rowids or self._index is None:
@@ -366,10 +377,14 @@ class FaissStore(Component):
             faiss.write_index(index, str(tmp))
             os.replace(tmp, Path(self.path, "index.faiss"))
             meta_tmp = Path(self.path, "index.json.tmp")
-            meta_tmp.write_text(json.dumps({
-                "generation": self._generation(),
-                "tombstones": sorted(self._tombstones),
-            }))
+            meta_tmp.write_text(
+                json.dumps(
+                    {
+                        "generation": self._generation(),
+                        "tombstones": sorted(self._tombstones),
+                    }
+                )
+            )
             os.replace(meta_tmp, Path(self.path, "index.json"))
             self._dirty = False
 
@@ -388,9 +403,7 @@ class FaissStore(Component):
     def _matching_rowids(self, node: FilterNode | None) -> list[int]:
         return [r for r, meta in self._metadata.items() if matches(node, meta)]
 
-    def search(
-        self, vector: np.ndarray, k: int = 10, filters: Filters | None = None
-    ) -> list[Hit]:
+    def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
         node = parse_filter(filters)
         if k < 1:
@@ -413,9 +426,7 @@ class FaissStore(Component):
                     return []
             elif self._tombstones:
                 candidates = list(self._metadata)
-            if candidates is not None and (
-                self.index == "hnsw" or len(candidates) <= 4 * k
-            ):
+            if candidates is not None and (self.index == "hnsw" or len(candidates) <= 4 * k):
                 pairs = self._exact_over(query[0], candidates, k)
             else:
                 params = None
@@ -430,10 +441,7 @@ class FaissStore(Component):
     def _exact_over(self, query: np.ndarray, rowids: list[int], k: int) -> list[tuple[int, float]]:
         ids = np.array(rowids, dtype=np.int64)
         vectors = self._index.reconstruct_batch(ids)
-        if self.metric == "ip":
-            scores = vectors @ query
-        else:
-            scores = ((vectors - query) ** 2).sum(axis=1)
+        scores = vectors @ query if self.metric == "ip" else ((vectors - query) ** 2).sum(axis=1)
         order = np.argsort(-scores if self.metric == "ip" else scores, kind="stable")[:k]
         return [(int(ids[i]), float(scores[i])) for i in order]
 
@@ -476,10 +484,15 @@ class FaissStore(Component):
                 part = id_list[start : start + 500]
                 for cid, text, metadata, blob in db.execute(
                     f"SELECT id, text, metadata, vector FROM chunks WHERE id IN "
-                    f"({','.join('?' * len(part))})", part,
+                    f"({','.join('?' * len(part))})",
+                    part,
                 ):
-                    found[cid] = Chunk(id=cid, text=text, metadata=json.loads(metadata),
-                                       embedding=np.frombuffer(blob, dtype=np.float32).copy())
+                    found[cid] = Chunk(
+                        id=cid,
+                        text=text,
+                        metadata=json.loads(metadata),
+                        embedding=np.frombuffer(blob, dtype=np.float32).copy(),
+                    )
             return [found[i] for i in id_list if i in found]
 
     def ids(self) -> list[str]:
@@ -491,7 +504,9 @@ class FaissStore(Component):
     def iter_chunks(self, batch_size: int = 1000) -> Iterator[Chunk]:
         """Every stored chunk (without embedding), in insertion order."""
         db = self._ensure_open()
-        for cid, text, metadata in db.execute("SELECT id, text, metadata FROM chunks ORDER BY rowid"):
+        for cid, text, metadata in db.execute(
+            "SELECT id, text, metadata FROM chunks ORDER BY rowid"
+        ):
             yield Chunk(id=cid, text=text, metadata=json.loads(metadata))
 
     def stats(self) -> dict[str, Any]:
@@ -499,8 +514,11 @@ class FaissStore(Component):
         with self._lock:
             self._ensure_open()
             sources = {meta.get("source") for meta in self._metadata.values()}
-            return {"chunks": len(self._rowid_of), "sources": len(sources),
-                    "dimension": self.dimension}
+            return {
+                "chunks": len(self._rowid_of),
+                "sources": len(sources),
+                "dimension": self.dimension,
+            }
 
     def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
         return {}
