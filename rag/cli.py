@@ -10,10 +10,10 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -32,9 +32,6 @@ ConfigOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-
-T = TypeVar("T")
-
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
@@ -146,10 +143,6 @@ def read_jsonl(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str, An
             fail(f"{path}:{number}: each line needs '_id' and one of {', '.join(text_fields)}")
         rows.append({"_id": str(row.get("_id", row.get("id", number))), "text": row[text_key]})
     return rows
-
-
-def guarded(func: Callable[..., T]) -> Callable[..., T]:
-    return func
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -366,7 +359,7 @@ def stats(
         fail(f"{config}: no vector store among the components")
     results = []
     with errors_to_exit_codes():
-        for name, store in stores:
+        for _name, store in stores:
             store.warm_up()
             data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
             results.append(
@@ -375,15 +368,17 @@ def stats(
                     "sources": data.get("sources"),
                     "store": default_registry.name_of(type(store)),
                     "dimension": data.get("dimension"),
-                    "name": name,
                 }
             )
     if json_output:
-        print_json(results[0] if len(results) == 1 else {"stores": results})
+        if len(results) == 1:
+            print_json(results[0])  # the shape of DESIGN.md
+        else:
+            print_json({"stores": [{"name": n, **r} for (n, _), r in zip(stores, results)]})
     else:
-        for r in results:
+        for (name, _), r in zip(stores, results):
             typer.echo(
-                f"{r['name']} ({r['store']}): {r['chunks']} chunks from {r['sources']} "
+                f"{name} ({r['store']}): {r['chunks']} chunks from {r['sources']} "
                 f"sources, dimension {r['dimension']}"
             )
 

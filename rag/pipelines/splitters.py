@@ -252,10 +252,22 @@ class RecursiveSplitter(_BaseSplitter):
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-ÖØ-Þ])|\n\s*\n")
 
 
+_ABBREVIATIONS = re.compile(
+    r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|vs|etc|Fig|No|Vol|al|e\.g|i\.e|approx|Inc|Ltd|Co)"
+    r"|\b[A-Z])\.$"
+)
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (a rule-based splitter, no model)."""
+    """Character spans of the sentences of ``text`` (a rule-based splitter, no model).
+
+    A period after a common abbreviation (``Dr.``, ``e.g.``) or an initial does not end a
+    sentence.
+    """
     spans, cursor = [], 0
     for match in _SENTENCE_END.finditer(text):
+        if _ABBREVIATIONS.search(text, max(cursor, match.start() - 8), match.start()):
+            continue
         if match.start() > cursor:
             spans.append((cursor, match.start()))
         cursor = match.end()

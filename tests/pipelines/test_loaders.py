@@ -1,0 +1,125 @@
+import json
+
+import pytest
+
+from rag.pipelines.loaders import FileLoader, expand_sources
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    (tmp_path / "a.md").write_text("# Title A\n\nBody of a.")
+    (tmp_path / "b.txt").write_text("plain text b")
+    (tmp_path / "c.html").write_text(
+        "<html><head><title>Page C</title><script>var x=1;</script></head>"
+        "<body><h1>Heading</h1><p>Para one.</p></body></html>"
+    )
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.md").write_text("nested d")
+    (tmp_path / "ignored.bin").write_bytes(b"\x00\x01")
+    return tmp_path
+
+
+def test_expand_sources_walks_directories_and_reports_missing(corpus):
+    files, errors = expand_sources([corpus, corpus / "nope.txt"])
+    names = [f.split("/")[-1] for f in files]
+    assert names == ["a.md", "b.txt", "c.html", "d.md"]
+    assert errors == [{"source": (corpus / "nope.txt").as_posix(),
+                       "error": "no such file or directory"}]
+
+
+def test_text_markdown_html(corpus):
+    files, _ = expand_sources([corpus])
+    result = FileLoader().run(sources=files)
+    assert result["errors"] == []
+    docs = {d.id.split("/")[-1]: d for d in result["documents"]}
+    assert docs["a.md"].metadata["title"] == "Title A"
+    assert docs["a.md"].metadata["source"].endswith("a.md")
+    assert docs["b.txt"].text == "plain text b"
+    html = docs["c.html"]
+    assert html.metadata["title"] == "Page C"
+    assert "Para one." in html.text and "var x" not in html.text
+
+
+def test_jsonl_and_csv_fields(tmp_path):
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text(
+        json.dumps({"_id": "d1", "title": "T1", "text": "first", "year": 2020}) + "\n"
+        + "{broken\n"
+        + json.dumps({"_id": "d3", "body": "no text field"}) + "\n"
+    )
+    result = FileLoader().run(sources=[str(jsonl)])
+    (doc,) = result["documents"]
+    assert doc.id == f"{jsonl}#d1"
+    assert doc.text == "T1\n\nfirst"
+    assert doc.metadata == {"source": str(jsonl), "doc_id": "d1", "line": 1, "title": "T1",
+                            "year": 2020}
+    errors = {e["source"]: e["error"] for e in result["errors"]}
+    assert errors[f"{jsonl}:2"].startswith("invalid JSON")
+    assert "field 'text' is missing" in errors[f"{jsonl}:3"]
+
+    csv_file = tmp_path / "rows.csv"
+    csv_file.write_text("id,content,lang\n7,hello csv,en\n")
+    loader = FileLoader(text_field="content", metadata_fields=["lang"])
+    (doc,) = loader.run(sources=[str(csv_file)])["documents"]
+    assert (doc.text, doc.metadata["doc_id"], doc.metadata["lang"]) == ("hello csv", "7", "en")
+    bad = FileLoader(text_field="body").run(sources=[str(csv_file)])
+    assert "no 'body' column" in bad["errors"][0]["error"]
+
+
+def test_pdf_pages(tmp_path):
+    pypdf = pytest.importorskip("pypdf")
+    from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
+
+    writer = pypdf.PdfWriter()
+    for text in ("Page one text", "Page two text"):
+        page = writer.add_blank_page(width=300, height=200)
+        font = DictionaryObject({NameObject("/Type"): NameObject("/Font"),
+                                 NameObject("/Subtype"): NameObject("/Type1"),
+                                 NameObject("/BaseFont"): NameObject("/Helvetica")})
+        page[NameObject("/Resources")] = DictionaryObject(
+            {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
+        )
+        stream = DecodedStreamObject()
+        stream.set_data(f"BT /F1 12 Tf 20 100 Td ({text}) Tj ET".encode())
+        page[NameObject("/Contents")] = writer._add_object(stream)
+    path = tmp_path / "doc.pdf"
+    with path.open("wb") as handle:
+        writer.write(handle)
+    docs = FileLoader().run(sources=[str(path)])["documents"]
+    assert [d.metadata["page"] for d in docs] == [1, 2]
+    assert "Page two text" in docs[1].text
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.txt", b"   \n", "empty file"),
+        ("binary.txt", b"abc\x00def", "binary content"),
+        ("latin.txt", "café".encode("latin-1"), "not valid utf-8"),
+        ("corrupt.pdf", b"%PDF-1.4 this is not a pdf", "PDF"),
+        ("data.xyz", b"text", "unsupported file type"),
+    ],
+)
+def test_bad_files_are_recorded_and_the_run_goes_on(tmp_path, name, content, reason):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    good = tmp_path / "good.txt"
+    good.write_text("fine")
+    result = FileLoader().run(sources=[str(bad), str(good)])
+    assert [d.text for d in result["documents"]] == ["fine"]
+    assert result["errors"][0]["source"] == str(bad)
+    assert reason in result["errors"][0]["error"]
+
+
+def test_unreadable_file(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root can read files without permission bits")
+    path = tmp_path / "locked.txt"
+    path.write_text("secret")
+    path.chmod(0)
+    result = FileLoader().run(sources=[str(path)])
+    assert "cannot read" in result["errors"][0]["error"]
