@@ -35,7 +35,7 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def ingested(workspace):
-    root, corpus, config = workspace
+    _root, corpus, config = workspace
     result = invoke("ingest", corpus, "--config", config, "--json", "--quiet")
     assert result.exit_code == 0, result.output
     return workspace, json.loads(result.stdout)

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 
 from rag.core.documents import Document
@@ -29,7 +31,7 @@ def test_recursive_character_split_keeps_order_and_overlap():
     assert all(len(c.text) <= 60 for c in chunks)
     assert [c.metadata["chunk_index"] for c in chunks] == list(range(len(chunks)))
     # consecutive chunks overlap: the start of chunk i+1 lies inside chunk i
-    for first, second in zip(chunks, chunks[1:]):
+    for first, second in itertools.pairwise(chunks):
         assert second.metadata["start_index"] < first.metadata["start_index"] + len(first.text)
     assert chunks[0].metadata["source"] == "d"
 

@@ -1,0 +1,268 @@
+"""Record keeping for incremental, crash-safe ingestion.
+
+A :class:`RecordStore` is one small SQLite file per collection that remembers, for every source
+file, the hash of the content last ingested, a fingerprint of the pipeline that ingested it, and
+the ids of the chunks that source may have in the vector store. It never touches the vector store
+itself: the ingestion runner talks to the store through the store protocol
+(``write``/``delete(ids=)``/``get``), so record keeping works for every store.
+
+The order of operations makes a crash (``SIGKILL`` at any instant) harmless::
+
+    begin(source)                 status := pending; every recorded id becomes "old"
+    add_chunk_ids(source, ids)    ids of the next batch recorded as "fresh" (committed) ...
+    store.write(batch)            ... *before* the batch is written (upsert, idempotent)
+    ...                           (more batches)
+    store.delete(stale_ids())     "old" ids the new version no longer has
+    commit(source, hash)          status := done, old rows dropped, in one transaction
+
+At every instant the chunks a source has in the store are a subset of its recorded ids, and
+once ``commit`` has run they are exactly its fresh ids. A source left ``pending`` by a crash is
+ingested again on the next run (it is never "unchanged"), and because every id it may have
+written is recorded, nothing is duplicated and no stale chunk survives.
+
+Where the file lives: :func:`default_records_path` derives it from the store (beside a FAISS
+directory or a milvus-lite file); stores without a local location need an explicit
+``records_path`` on ``writer.store``.
+
+Example:
+    >>> records = RecordStore(":memory:")
+    >>> records.begin("a.md")
+    >>> records.add_chunk_ids("a.md", ["c1", "c2"])
+    >>> records.stale_ids("a.md")
+    []
+    >>> records.commit("a.md", content_hash="h1", fingerprint="f")
+    >>> records.get("a.md").chunk_ids
+    ['c1', 'c2']
+    >>> records.is_unchanged("a.md", content_hash="h1", fingerprint="f")
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.core.errors import ConfigError
+
+PENDING = "pending"
+DONE = "done"
+_BATCH = 500  # SQLite host parameters per statement stay well under the limit
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """What the record store knows about one source.
+
+    Attributes:
+        source: The source id (a file path, as the loader names it).
+        content_hash: SHA-256 of the content last committed (``None`` before the first commit).
+        fingerprint: Fingerprint of the pipeline that committed it.
+        status: ``done`` (the store holds exactly ``chunk_ids``) or ``pending`` (interrupted).
+        chunk_ids: Every chunk id the source may have in the store.
+        written_at: UNIX time of the last commit (``None`` before the first).
+    """
+
+    source: str
+    content_hash: str | None
+    fingerprint: str | None
+    status: str
+    chunk_ids: list[str]
+    written_at: float | None
+
+
+def file_hash(path: str | Path, *, block_size: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in blocks (memory stays flat for large files).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(block_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class RecordStore:
+    """Source id → content hash → chunk ids, in one SQLite file (WAL, one writer).
+
+    Args:
+        path: SQLite file (parent directories are created), or ``":memory:"``.
+
+    Example:
+        >>> records = RecordStore(":memory:")
+        >>> records.sources()
+        []
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, content_hash TEXT, "
+            "fingerprint TEXT, status TEXT NOT NULL, written_at REAL)"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS chunk_ids (source TEXT NOT NULL, chunk_id TEXT NOT NULL, "
+            "fresh INTEGER NOT NULL, PRIMARY KEY (source, chunk_id)) WITHOUT ROWID"
+        )
+        self._db = db
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, source: str) -> SourceRecord | None:
+        """The record of ``source``, or ``None`` when it was never ingested."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT content_hash, fingerprint, status, written_at FROM sources "
+                "WHERE source=?", (source,),
+            ).fetchone()
+            if row is None:
+                return None
+            return SourceRecord(source, row[0], row[1], row[2], self.chunk_ids(source), row[3])
+
+    def chunk_ids(self, source: str) -> list[str]:
+        """Every chunk id recorded for ``source`` (old and fresh), sorted."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT chunk_id FROM chunk_ids WHERE source=? ORDER BY chunk_id", (source,)
+            )]
+
+    def chunk_count(self, source: str) -> int:
+        with self._lock:
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM chunk_ids WHERE source=?", (source,)
+            ).fetchone()[0])
+
+    def sources(self, *, status: str | None = None) -> list[str]:
+        """Recorded source ids (optionally only those with ``status``), sorted."""
+        with self._lock:
+            if status is None:
+                rows = self._db.execute("SELECT source FROM sources ORDER BY source")
+            else:
+                rows = self._db.execute(
+                    "SELECT source FROM sources WHERE status=? ORDER BY source", (status,)
+                )
+            return [r[0] for r in rows]
+
+    def is_unchanged(self, source: str, *, content_hash: str, fingerprint: str) -> bool:
+        """Whether ``source`` was committed with this content and this pipeline."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT content_hash, fingerprint, status FROM sources WHERE source=?", (source,)
+            ).fetchone()
+        return row is not None and tuple(row) == (content_hash, fingerprint, DONE)
+
+    # -- the write protocol (see the module docstring for the order) -----------------------
+    def begin(self, source: str) -> None:
+        """Mark ``source`` pending; every id recorded so far becomes a stale candidate."""
+        with self._lock, self._transaction():
+            self._db.execute(
+                "INSERT INTO sources (source, status) VALUES (?, ?) "
+                "ON CONFLICT(source) DO UPDATE SET status=excluded.status", (source, PENDING),
+            )
+            self._db.execute("UPDATE chunk_ids SET fresh=0 WHERE source=?", (source,))
+
+    def add_chunk_ids(self, source: str, ids: Iterable[str]) -> None:
+        """Record ids of the new version *before* they are written to the store."""
+        rows = [(source, cid) for cid in ids]
+        if not rows:
+            return
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT INTO chunk_ids (source, chunk_id, fresh) VALUES (?, ?, 1) "
+                "ON CONFLICT(source, chunk_id) DO UPDATE SET fresh=1", rows,
+            )
+
+    def stale_ids(self, source: str) -> list[str]:
+        """Recorded ids of ``source`` that the version being written does not have."""
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT chunk_id FROM chunk_ids WHERE source=? AND fresh=0 ORDER BY chunk_id",
+                (source,),
+            )]
+
+    def commit(self, source: str, *, content_hash: str, fingerprint: str) -> None:
+        """Finish ``source``: drop stale ids and mark it done (call after deleting them)."""
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM chunk_ids WHERE source=? AND fresh=0", (source,))
+            self._db.execute(
+                "UPDATE sources SET content_hash=?, fingerprint=?, status=?, written_at=? "
+                "WHERE source=?", (content_hash, fingerprint, DONE, time.time(), source),
+            )
+
+    def forget(self, source: str) -> None:
+        """Remove ``source`` entirely (call after deleting all its ids from the store)."""
+        with self._lock, self._transaction():
+            self._db.execute("DELETE FROM chunk_ids WHERE source=?", (source,))
+            self._db.execute("DELETE FROM sources WHERE source=?", (source,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _transaction(self) -> Any:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: Any, *_: Any) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def default_records_path(store: Any, *, records_path: str | None = None) -> str:
+    """Where the records of ``store`` live.
+
+    Order: an explicit ``records_path``; ``<path>/records.sqlite`` beside a store with a local
+    ``path`` directory (``store.faiss``); ``<file>.<collection>.records.sqlite`` beside a
+    local database file ``uri`` (milvus-lite); ``":memory:"`` for an in-memory store.
+
+    Raises:
+        ConfigError: the store has no local location; names the parameter to set.
+
+    Example:
+        >>> from rag.connectors.stores.faiss import FaissStore
+        >>> default_records_path(FaissStore(path="/data/index"))
+        '/data/index/records.sqlite'
+    """
+    if records_path:
+        return records_path
+    path = getattr(store, "path", None)
+    uri = getattr(store, "uri", None)
+    if isinstance(path, str) and path:
+        return str(Path(path) / "records.sqlite")
+    if isinstance(uri, str) and uri and "://" not in uri:
+        collection = getattr(store, "collection", None) or getattr(
+            store, "collection_name", None) or "default"
+        return f"{uri}.{collection}.records.sqlite"
+    if hasattr(store, "path") and path is None and uri is None:
+        return ":memory:"  # an in-memory store: records live (and die) with it
+    raise ConfigError(
+        f"cannot tell where to keep ingestion records for {type(store).__name__} (no local "
+        "path or file uri); set records_path on writer.store (a local SQLite file), or run "
+        "with mode 'none'", field="records_path",
+    )
+
+
+def fingerprint(parts: Sequence[Any]) -> str:
+    """A short stable hash of configuration data (JSON-serializable ``parts``)."""
+    import json
+
+    text = json.dumps(list(parts), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
