@@ -112,21 +112,31 @@ class FileLoader(Component):
         documents: list[Document] = []
         errors: list[dict[str, Any]] = []
         for source in sources:
+            found: list[Document] = []
+            row_errors: list[dict[str, Any]] = []
             try:
                 for item in self.load(source):
                     if isinstance(item, LoaderError):
-                        errors.append({"source": item.source, "error": item.reason})
+                        row_errors.append({"source": item.source, "error": item.reason})
                     else:
-                        documents.append(item)
+                        found.append(item)
             except LoaderError as err:
+                # a source that fails part-way (load() streams JSONL) contributes nothing
                 errors.append({"source": err.source, "error": err.reason})
+                continue
+            documents.extend(found)
+            errors.extend(row_errors)
         return {"documents": documents, "errors": errors}
 
     def load(self, source: str) -> Iterator[Document | LoaderError]:
-        """Documents of one source; row-level problems are yielded as ``LoaderError``.
+        """Documents of one source, lazily; row-level problems are yielded as ``LoaderError``.
+
+        JSONL files are read line by line, so a file much larger than memory streams with flat
+        memory use; the other formats are read whole (one document, or one per page or row).
 
         Raises:
-            LoaderError: the whole source cannot be read.
+            LoaderError: the whole source cannot be read. For a streamed JSONL file this can
+                happen after some documents were yielded (invalid text further down).
         """
         path = Path(source)
         suffix = path.suffix.lower()
@@ -136,6 +146,9 @@ class FileLoader(Component):
                 f"unsupported file type '{suffix or '(none)'}'; supported: "
                 f"{', '.join(SUPPORTED_EXTENSIONS)}",
             )
+        if suffix == ".jsonl":
+            yield from self._jsonl_stream(source, path)
+            return
         try:
             data = path.read_bytes()
         except FileNotFoundError:
@@ -144,8 +157,6 @@ class FileLoader(Component):
             raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
         if suffix == ".pdf":
             yield from self._pdf(source, data)
-        elif suffix == ".jsonl":
-            yield from self._jsonl(source, _decode(data, source, self.encoding))
         elif suffix == ".csv":
             yield from self._csv(source, _decode(data, source, self.encoding))
         elif suffix in HTML_EXTENSIONS:
@@ -245,19 +256,52 @@ class FileLoader(Component):
                 metadata.setdefault(name, value)
         return Document(id=f"{source}#{row_id}", text=full_text, metadata=metadata)
 
-    def _jsonl(self, source: str, text: str) -> Iterator[Document | LoaderError]:
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
+    def _jsonl_stream(self, source: str, path: Path) -> Iterator[Document | LoaderError]:
+        """Read a JSONL file line by line, with the checks and messages of :func:`_decode`."""
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise LoaderError(source, "no such file") from None
+        except OSError as err:
+            raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
+        with handle:
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield LoaderError(f"{source}:{number}", f"invalid JSON: {err.msg}")
-                continue
-            if not isinstance(row, dict):
-                yield LoaderError(f"{source}:{number}", "each line must be a JSON object")
-                continue
-            yield self._record(source, row, number)
+                head = handle.read(8192)
+                if b"\x00" in head:
+                    raise LoaderError(source, "binary content (NUL bytes); not a text file")
+                if not head.strip():
+                    while block := handle.read(1 << 20):
+                        if block.strip():
+                            break
+                    else:
+                        raise LoaderError(source, "empty file")
+                handle.seek(0)
+                offset = 0
+                for number, raw in enumerate(handle, start=1):
+                    try:
+                        line = raw.decode(self.encoding)
+                    except UnicodeDecodeError as err:
+                        raise LoaderError(
+                            source, f"not valid {self.encoding} text ({err.reason} at byte "
+                            f"{offset + err.start})"
+                        ) from None
+                    offset += len(raw)
+                    yield from self._jsonl_line(source, line, number)
+            except OSError as err:
+                raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
+
+    def _jsonl_line(self, source: str, line: str, number: int) -> Iterator[Document | LoaderError]:
+        if not line.strip():
+            return
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            yield LoaderError(f"{source}:{number}", f"invalid JSON: {err.msg}")
+            return
+        if not isinstance(row, dict):
+            yield LoaderError(f"{source}:{number}", "each line must be a JSON object")
+            return
+        yield self._record(source, row, number)
 
     def _csv(self, source: str, text: str) -> Iterator[Document | LoaderError]:
         reader = csv.DictReader(io.StringIO(text))

@@ -26,7 +26,8 @@ directory or a milvus-lite file); stores without a local location need an explic
 
 Example:
     >>> records = RecordStore(":memory:")
-    >>> records.begin("a.md")
+    >>> records.begin("a.md", fingerprint="f")
+    False
     >>> records.add_chunk_ids("a.md", ["c1", "c2"])
     >>> records.stale_ids("a.md")
     []
@@ -164,18 +165,40 @@ class RecordStore:
         return row is not None and tuple(row) == (content_hash, fingerprint, DONE)
 
     # -- the write protocol (see the module docstring for the order) -----------------------
-    def begin(self, source: str) -> None:
-        """Mark ``source`` pending; every id recorded so far becomes a stale candidate."""
+    def begin(self, source: str, *, fingerprint: str | None = None) -> bool:
+        """Mark ``source`` pending; every id recorded so far becomes a stale candidate.
+
+        Args:
+            source: The source about to be (re)written.
+            fingerprint: The pipeline about to write it.
+
+        Returns:
+            Whether vectors already stored for this source's ids were made by the same
+            pipeline (``fingerprint`` matches the recorded one), so they may be reused.
+            A different pipeline clears the recorded fingerprint until the next commit, so a
+            crash cannot leave a mix of vectors that a later run would take for reusable.
+        """
         with self._lock, self._transaction():
+            row = self._db.execute(
+                "SELECT fingerprint FROM sources WHERE source=?", (source,)
+            ).fetchone()
+            reusable = row is not None and fingerprint is not None and row[0] == fingerprint
             self._db.execute(
                 "INSERT INTO sources (source, status) VALUES (?, ?) "
-                "ON CONFLICT(source) DO UPDATE SET status=excluded.status", (source, PENDING),
+                "ON CONFLICT(source) DO UPDATE SET status=excluded.status, "
+                "fingerprint=CASE WHEN ? THEN fingerprint ELSE NULL END",
+                (source, PENDING, int(reusable)),
             )
             self._db.execute("UPDATE chunk_ids SET fresh=0 WHERE source=?", (source,))
+        return reusable
 
     def add_chunk_ids(self, source: str, ids: Iterable[str]) -> None:
         """Record ids of the new version *before* they are written to the store."""
-        rows = [(source, cid) for cid in ids]
+        self.add_chunks((source, cid) for cid in ids)
+
+    def add_chunks(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Record ``(source, chunk_id)`` pairs of several sources in one transaction."""
+        rows = list(pairs)
         if not rows:
             return
         with self._lock, self._transaction():
@@ -183,6 +206,18 @@ class RecordStore:
                 "INSERT INTO chunk_ids (source, chunk_id, fresh) VALUES (?, ?, 1) "
                 "ON CONFLICT(source, chunk_id) DO UPDATE SET fresh=1", rows,
             )
+
+    def recorded(self, source: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` are recorded for ``source`` (old or fresh)."""
+        found: set[str] = set()
+        with self._lock:
+            for start in range(0, len(ids), _BATCH):
+                part = list(ids[start : start + _BATCH])
+                found.update(r[0] for r in self._db.execute(
+                    f"SELECT chunk_id FROM chunk_ids WHERE source=? AND chunk_id IN "
+                    f"({','.join('?' * len(part))})", [source, *part],
+                ))
+        return found
 
     def stale_ids(self, source: str) -> list[str]:
         """Recorded ids of ``source`` that the version being written does not have."""
