@@ -27,7 +27,6 @@ if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   mkdir -p "$WHEELS"
   if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     echo "building llama-cpp-python $LLAMA_VERSION (about 4 minutes, once)..." >&2
-    "${PIP[@]}" install -q scikit-build-core cmake ninja 2>/dev/null || true
     if [ "$(uname -m)" = "x86_64" ]; then
       export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
     fi
