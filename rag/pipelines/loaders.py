@@ -282,8 +282,9 @@ class FileLoader(Component):
                         line = raw.decode(self.encoding)
                     except UnicodeDecodeError as err:
                         raise LoaderError(
-                            source, f"not valid {self.encoding} text ({err.reason} at byte "
-                            f"{offset + err.start})"
+                            source,
+                            f"not valid {self.encoding} text ({err.reason} at byte "
+                            f"{offset + err.start})",
                         ) from None
                     offset += len(raw)
                     yield from self._jsonl_line(source, line, number)

@@ -125,8 +125,8 @@ class RecordStore:
         """The record of ``source``, or ``None`` when it was never ingested."""
         with self._lock:
             row = self._db.execute(
-                "SELECT content_hash, fingerprint, status, written_at FROM sources "
-                "WHERE source=?", (source,),
+                "SELECT content_hash, fingerprint, status, written_at FROM sources WHERE source=?",
+                (source,),
             ).fetchone()
             if row is None:
                 return None
@@ -135,15 +135,20 @@ class RecordStore:
     def chunk_ids(self, source: str) -> list[str]:
         """Every chunk id recorded for ``source`` (old and fresh), sorted."""
         with self._lock:
-            return [r[0] for r in self._db.execute(
-                "SELECT chunk_id FROM chunk_ids WHERE source=? ORDER BY chunk_id", (source,)
-            )]
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT chunk_id FROM chunk_ids WHERE source=? ORDER BY chunk_id", (source,)
+                )
+            ]
 
     def chunk_count(self, source: str) -> int:
         with self._lock:
-            return int(self._db.execute(
-                "SELECT COUNT(*) FROM chunk_ids WHERE source=?", (source,)
-            ).fetchone()[0])
+            return int(
+                self._db.execute(
+                    "SELECT COUNT(*) FROM chunk_ids WHERE source=?", (source,)
+                ).fetchone()[0]
+            )
 
     def sources(self, *, status: str | None = None) -> list[str]:
         """Recorded source ids (optionally only those with ``status``), sorted."""
@@ -204,7 +209,8 @@ class RecordStore:
         with self._lock, self._transaction():
             self._db.executemany(
                 "INSERT INTO chunk_ids (source, chunk_id, fresh) VALUES (?, ?, 1) "
-                "ON CONFLICT(source, chunk_id) DO UPDATE SET fresh=1", rows,
+                "ON CONFLICT(source, chunk_id) DO UPDATE SET fresh=1",
+                rows,
             )
 
     def recorded(self, source: str, ids: Sequence[str]) -> set[str]:
@@ -213,19 +219,26 @@ class RecordStore:
         with self._lock:
             for start in range(0, len(ids), _BATCH):
                 part = list(ids[start : start + _BATCH])
-                found.update(r[0] for r in self._db.execute(
-                    f"SELECT chunk_id FROM chunk_ids WHERE source=? AND chunk_id IN "
-                    f"({','.join('?' * len(part))})", [source, *part],
-                ))
+                found.update(
+                    r[0]
+                    for r in self._db.execute(
+                        f"SELECT chunk_id FROM chunk_ids WHERE source=? AND chunk_id IN "
+                        f"({','.join('?' * len(part))})",
+                        [source, *part],
+                    )
+                )
         return found
 
     def stale_ids(self, source: str) -> list[str]:
         """Recorded ids of ``source`` that the version being written does not have."""
         with self._lock:
-            return [r[0] for r in self._db.execute(
-                "SELECT chunk_id FROM chunk_ids WHERE source=? AND fresh=0 ORDER BY chunk_id",
-                (source,),
-            )]
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT chunk_id FROM chunk_ids WHERE source=? AND fresh=0 ORDER BY chunk_id",
+                    (source,),
+                )
+            ]
 
     def commit(self, source: str, *, content_hash: str, fingerprint: str) -> None:
         """Finish ``source``: drop stale ids and mark it done (call after deleting them)."""
@@ -233,7 +246,8 @@ class RecordStore:
             self._db.execute("DELETE FROM chunk_ids WHERE source=? AND fresh=0", (source,))
             self._db.execute(
                 "UPDATE sources SET content_hash=?, fingerprint=?, status=?, written_at=? "
-                "WHERE source=?", (content_hash, fingerprint, DONE, time.time(), source),
+                "WHERE source=?",
+                (content_hash, fingerprint, DONE, time.time(), source),
             )
 
     def forget(self, source: str) -> None:
@@ -283,15 +297,19 @@ def default_records_path(store: Any, *, records_path: str | None = None) -> str:
     if isinstance(path, str) and path:
         return str(Path(path) / "records.sqlite")
     if isinstance(uri, str) and uri and "://" not in uri:
-        collection = getattr(store, "collection", None) or getattr(
-            store, "collection_name", None) or "default"
+        collection = (
+            getattr(store, "collection", None)
+            or getattr(store, "collection_name", None)
+            or "default"
+        )
         return f"{uri}.{collection}.records.sqlite"
     if hasattr(store, "path") and path is None and uri is None:
         return ":memory:"  # an in-memory store: records live (and die) with it
     raise ConfigError(
         f"cannot tell where to keep ingestion records for {type(store).__name__} (no local "
         "path or file uri); set records_path on writer.store (a local SQLite file), or run "
-        "with mode 'none'", field="records_path",
+        "with mode 'none'",
+        field="records_path",
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from rag.core.component import Component
 from rag.core.documents import Chunk
+from rag.core.errors import ConfigError
 from rag.core.protocols import WritePolicy
 from rag.pipelines.records import RecordStore, default_records_path
 
@@ -14,14 +15,17 @@ from rag.pipelines.records import RecordStore, default_records_path
 class StoreWriter(Component):
     """Write embedded chunks into a vector store.
 
-    Run as a pipeline node it simply writes what it is given. :func:`rag.pipelines.ingest.run_ingest`
-    additionally keeps ingestion records (content hash and chunk ids per source) so re-runs are
-    incremental and an interrupted run resumes without duplicates; see
-    :mod:`rag.pipelines.records`.
+    Run as a pipeline node it simply writes what it is given;
+    :func:`rag.pipelines.ingest.run_ingest` additionally keeps ingestion records (content
+    hash and chunk ids per source) so re-runs are incremental and an interrupted run resumes
+    without duplicates; see :mod:`rag.pipelines.records`.
 
     Args:
         store: The vector store (shared by reference with the retriever in a pipeline file).
         policy: ``upsert`` (replace), ``skip`` (keep stored) or ``fail`` on an id already stored.
+        batch_size: Chunks per store write. The ingestion runners embed and write in windows
+            of this many chunks: larger windows sort by length better (less padding), smaller
+            ones use less memory.
         records_path: SQLite file of the ingestion records. ``None`` derives it from the store
             (``<path>/records.sqlite`` for ``store.faiss``, ``<uri>.<collection>.records.sqlite``
             for milvus-lite); a store without a local location (a Milvus or Weaviate server)
@@ -37,11 +41,21 @@ class StoreWriter(Component):
     outputs = {"written": int, "skipped": int}
 
     def __init__(
-        self, *, store: Component, policy: str = "upsert", records_path: str | None = None
+        self,
+        *,
+        store: Component,
+        policy: str = "upsert",
+        batch_size: int = 1024,
+        records_path: str | None = None,
     ) -> None:
         WritePolicy.parse(policy)
+        if batch_size < 1:
+            raise ConfigError(
+                f"batch_size must be at least 1, got {batch_size}", field="batch_size"
+            )
         self.store = store
         self.policy = policy
+        self.batch_size = batch_size
         self.records_path = records_path
         self._records: RecordStore | None = None
         self._records_lock = threading.Lock()

@@ -25,8 +25,9 @@ def test_expand_sources_walks_directories_and_reports_missing(corpus):
     files, errors = expand_sources([corpus, corpus / "nope.txt"])
     names = [f.split("/")[-1] for f in files]
     assert names == ["a.md", "b.txt", "c.html", "d.md"]
-    assert errors == [{"source": (corpus / "nope.txt").as_posix(),
-                       "error": "no such file or directory"}]
+    assert errors == [
+        {"source": (corpus / "nope.txt").as_posix(), "error": "no such file or directory"}
+    ]
 
 
 def test_text_markdown_html(corpus):
@@ -45,16 +46,23 @@ def test_text_markdown_html(corpus):
 def test_jsonl_and_csv_fields(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text(
-        json.dumps({"_id": "d1", "title": "T1", "text": "first", "year": 2020}) + "\n"
+        json.dumps({"_id": "d1", "title": "T1", "text": "first", "year": 2020})
+        + "\n"
         + "{broken\n"
-        + json.dumps({"_id": "d3", "body": "no text field"}) + "\n"
+        + json.dumps({"_id": "d3", "body": "no text field"})
+        + "\n"
     )
     result = FileLoader().run(sources=[str(jsonl)])
     (doc,) = result["documents"]
     assert doc.id == f"{jsonl}#d1"
     assert doc.text == "T1\n\nfirst"
-    assert doc.metadata == {"source": str(jsonl), "doc_id": "d1", "line": 1, "title": "T1",
-                            "year": 2020}
+    assert doc.metadata == {
+        "source": str(jsonl),
+        "doc_id": "d1",
+        "line": 1,
+        "title": "T1",
+        "year": 2020,
+    }
     errors = {e["source"]: e["error"] for e in result["errors"]}
     assert errors[f"{jsonl}:2"].startswith("invalid JSON")
     assert "field 'text' is missing" in errors[f"{jsonl}:3"]
@@ -75,9 +83,13 @@ def test_pdf_pages(tmp_path):
     writer = pypdf.PdfWriter()
     for text in ("Page one text", "Page two text"):
         page = writer.add_blank_page(width=300, height=200)
-        font = DictionaryObject({NameObject("/Type"): NameObject("/Font"),
-                                 NameObject("/Subtype"): NameObject("/Type1"),
-                                 NameObject("/BaseFont"): NameObject("/Helvetica")})
+        font = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Font"),
+                NameObject("/Subtype"): NameObject("/Type1"),
+                NameObject("/BaseFont"): NameObject("/Helvetica"),
+            }
+        )
         page[NameObject("/Resources")] = DictionaryObject(
             {NameObject("/Font"): DictionaryObject({NameObject("/F1"): writer._add_object(font)})}
         )

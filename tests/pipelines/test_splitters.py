@@ -65,8 +65,10 @@ def test_chunk_size_above_model_limit_is_refused():
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"chunk_size": 0}, "chunk_size must be at least 1"),
-     ({"chunk_size": 10, "chunk_overlap": 10}, "chunk_overlap must be")],
+    [
+        ({"chunk_size": 0}, "chunk_size must be at least 1"),
+        ({"chunk_size": 10, "chunk_overlap": 10}, "chunk_overlap must be"),
+    ],
 )
 def test_bad_sizes(kwargs, message):
     with pytest.raises(ConfigError, match=message):
@@ -78,13 +80,19 @@ def test_sentence_splitter_keeps_sentences_whole():
     text = "Dr. Smith went home. He slept! Did he dream? Yes. The end."
     spans = split_sentences(text)
     assert [text[a:b] for a, b in spans] == [
-        "Dr. Smith went home.", "He slept!", "Did he dream?", "Yes.", "The end."
+        "Dr. Smith went home.",
+        "He slept!",
+        "Did he dream?",
+        "Yes.",
+        "The end.",
     ]
     chunks = SentenceSplitter(chunk_size=35, chunk_overlap=1).run(
         documents=[Document(id="d", text=text)]
     )["chunks"]
     assert [c.text for c in chunks] == [
-        "Dr. Smith went home. He slept!", "He slept! Did he dream? Yes.", "Yes. The end."
+        "Dr. Smith went home. He slept!",
+        "He slept! Did he dream? Yes.",
+        "Yes. The end.",
     ]
 
 
@@ -98,8 +106,12 @@ def test_markdown_header_path_and_code_fences():
         documents=[Document(id="g.md", text=text)]
     )["chunks"]
     assert [c.metadata["headers"] for c in chunks] == [
-        [], ["Guide"], ["Guide", "Install"], ["Guide", "Install", "Linux"],
-        ["Guide", "Usage"], ["Other"],
+        [],
+        ["Guide"],
+        ["Guide", "Install"],
+        ["Guide", "Install", "Linux"],
+        ["Guide", "Usage"],
+        ["Other"],
     ]
     assert "# not a header" in chunks[2].text
     with_path = MarkdownSplitter(chunk_size=200, chunk_overlap=0, include_header_path=True).run(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,17 @@ from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.documents import Chunk, content_hash
 from rag.core.errors import ConfigError, ModelNotFoundError
+
+_PREFETCH_BATCHES = 4  # tokenized batches waiting for the model (bounded memory)
+
+
+def _progress(total: int, show: bool) -> Any:
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="embed", unit="chunk", file=sys.stderr)
+
 
 # Names that resolve to a model installed as a Python package (no hub download).
 PACKAGED_MODELS: dict[str, tuple[str, str]] = {
@@ -144,9 +157,13 @@ class SentenceTransformersEmbedder(Component):
         progress: bool = False,
     ) -> None:
         if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}", field="batch_size")
+            raise ConfigError(
+                f"batch_size must be at least 1, got {batch_size}", field="batch_size"
+            )
         if backend not in ("torch", "onnx"):
-            raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}", field="backend")
+            raise ConfigError(
+                f"backend must be 'torch' or 'onnx', got {backend!r}", field="backend"
+            )
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -195,8 +212,9 @@ class SentenceTransformersEmbedder(Component):
     @property
     def dimension(self) -> int:
         model = self.sentence_transformer
-        getter = getattr(model, "get_embedding_dimension", None) or getattr(
-            model, "get_sentence_embedding_dimension"
+        getter = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
         )
         return int(getter())
 
@@ -210,6 +228,64 @@ class SentenceTransformersEmbedder(Component):
 
     # -- embedding -----------------------------------------------------------------------
     def _encode(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
+        """Encode with length-sorted batches and tokenization overlapped with the model.
+
+        A background thread tokenizes batch ``i + 1`` while the model runs batch ``i`` (the
+        tokenizer and torch both release the GIL), texts are sorted by length so batches carry
+        little padding, and rows come back in input order.
+        """
+        model = self.sentence_transformer
+        if len(texts) <= self.batch_size or not hasattr(model, "preprocess"):
+            return self._encode_plain(texts, show_progress=show_progress)
+        torch = require("torch", package="torch", extra="embed", purpose="Embedding")
+        from sentence_transformers.util import batch_to_device
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        ready: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH_BATCHES)
+        stop = threading.Event()
+
+        def tokenize() -> None:
+            try:
+                for indices in batches:
+                    features = model.preprocess([texts[i] for i in indices])
+                    while not stop.is_set():
+                        try:
+                            ready.put((indices, features), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ready.put(None)
+            except BaseException as err:  # handed to the consumer, raised there
+                ready.put(err)
+
+        worker = threading.Thread(target=tokenize, name="ragline-tokenize", daemon=True)
+        worker.start()
+        result = np.empty((len(texts), self.dimension), dtype=np.float32)
+        device = model.device
+        bar = _progress(len(texts), show_progress)
+        try:
+            with torch.inference_mode():
+                while (item := ready.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    indices, features = item
+                    output = model(batch_to_device(features, device))["sentence_embedding"]
+                    if self.normalize:
+                        output = torch.nn.functional.normalize(output, p=2, dim=1)
+                    result[indices] = output.float().cpu().numpy()
+                    if bar is not None:
+                        bar.update(len(indices))
+        finally:
+            stop.set()
+            if bar is not None:
+                bar.close()
+            worker.join(timeout=5)
+        return result
+
+    def _encode_plain(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
         vectors = self.sentence_transformer.encode(
             texts,
             batch_size=self.batch_size,
