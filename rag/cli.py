@@ -383,6 +383,114 @@ def stats(
             )
 
 
+@app.command()
+def ask(
+    config: ConfigOption,
+    question: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    questions: Annotated[
+        Path | None, typer.Option(help="JSONL file of {_id, text|question} questions.")
+    ] = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Contexts to retrieve.")] = None,
+    filter_: Annotated[
+        str | None, typer.Option("--filter", help='Metadata filter, e.g. \'{"source": "a.md"}\'.')
+    ] = None,
+    no_stream: Annotated[
+        bool, typer.Option("--no-stream", help="Print the answer at once.")
+    ] = False,
+    pipeline: Annotated[str, typer.Option(help="Pipeline holding the chain.rag.")] = "ask",
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Answer a question (or every question of a file) with citations."""
+    configure_quiet(quiet)
+    from rag.chains.cli_ask import ask_command
+
+    if (question is None) == (questions is None):
+        fail("give either a QUESTION or --questions FILE")
+    filters = parse_filter_option(filter_)
+    rows = read_jsonl(questions, text_fields=("text", "question")) if questions else None
+    app_file = load_app(config)
+    with errors_to_exit_codes():
+        code = ask_command(
+            app_file,
+            config=config,
+            question=question,
+            rows=rows,
+            pipeline=pipeline,
+            k=k,
+            filters=filters,
+            json_output=json_output,
+            stream=not no_stream,
+            quiet=quiet,
+        )
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("eval")
+def eval_(
+    config: Annotated[Path, typer.Argument(help="Eval file (YAML): dataset, pipeline, grid.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default .rag/eval/<eval file stem>).")
+    ] = None,
+    fail_under: Annotated[
+        list[str] | None,
+        typer.Option("--fail-under", help="Gate metric=value, e.g. ndcg@10=0.30 (repeatable)."),
+    ] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log runs to MLflow.")] = False,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Evaluate pipeline variants on a dataset; write tables, per-query results and a report."""
+    configure_quiet(quiet)
+    from rag.eval.cli_eval import eval_command
+
+    code = eval_command(
+        config,
+        out=out,
+        fail_under=fail_under or [],
+        mlflow=mlflow,
+        json_output=json_output,
+        quiet=quiet,
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("serve")
+def serve(
+    config: ConfigOption,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="Serve without API keys (loopback only; dev).")
+    ] = False,
+    allow_root: Annotated[
+        list[Path] | None,
+        typer.Option("--allow-root", help="Directory whose files may be ingested by path."),
+    ] = None,
+    max_body_bytes: Annotated[
+        int, typer.Option(min=1, help="Largest request body in bytes (default 8 MiB).")
+    ] = 8_388_608,
+    quiet: QuietOption = False,
+) -> None:
+    """Serve the HTTP API (keys from RAGLINE_API_KEYS; see rag/serve/cli_serve.py)."""
+    configure_quiet(quiet)
+    from rag.serve.cli_serve import serve as serve_app
+
+    app_file = load_app(config)
+    with errors_to_exit_codes():
+        serve_app(
+            app_file,
+            host=host,
+            port=port,
+            no_auth=no_auth,
+            allowed_roots=allow_root or [],
+            max_body_bytes=max_body_bytes,
+            log_level="warning" if quiet else "info",
+        )
+
+
 def main() -> None:
     """Entry point of the ``rag`` console script."""
     app()

@@ -265,6 +265,8 @@ class RecordedWriter:
             return
         self.begin(source)
         stale = self.records.stale_ids(source)
+        if stale:
+            self.report.chunks_deleted += int(self.store.delete(ids=stale))
         self.records.commit(source, content_hash=content_hash, fingerprint=self.fingerprint)
         self._begun.pop(source, None)
 

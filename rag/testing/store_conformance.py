@@ -174,7 +174,9 @@ FILTER_CASES: list[FilterCase] = [
     FilterCase("gt-string-on-numbers", {"year": {"$gt": "2019"}}, _ids("m04")),
     FilterCase("gte-zero-float", {"score": {"$gte": 0}}, _ids("m00", "m01", "m09")),
     FilterCase("lt-float", {"score": {"$lt": 0.5}}, _ids("m03", "m09")),
-    FilterCase("in-mixed-types", {"year": {"$in": [2019, 2023, "2020"]}}, _ids("m00", "m04", "m08")),
+    FilterCase(
+        "in-mixed-types", {"year": {"$in": [2019, 2023, "2020"]}}, _ids("m00", "m04", "m08")
+    ),
     FilterCase("nin-int", {"year": {"$nin": [2019, 2023]}}),
     # booleans
     FilterCase("eq-true", {"draft": True}, _ids("m01", "m05")),
@@ -196,9 +198,7 @@ FILTER_CASES: list[FilterCase] = [
     FilterCase("mixed-list-string", {"mixed": "1"}, _ids("m07", "m09")),
     FilterCase("mixed-list-bool", {"mixed": True}, _ids("m07")),
     # missing fields, nulls, $exists
-    FilterCase(
-        "exists-true", {"lang": {"$exists": True}}, _ALL - _ids("m04", "m05", "m08", "m09")
-    ),
+    FilterCase("exists-true", {"lang": {"$exists": True}}, _ALL - _ids("m04", "m05", "m08", "m09")),
     FilterCase("exists-false", {"lang": {"$exists": False}}, _ids("m04", "m05", "m08", "m09")),
     FilterCase(
         "exists-empty-list", {"tags": {"$exists": True}}, _ids("m00", "m01", "m02", "m07", "m10")
@@ -487,7 +487,7 @@ class StoreConformance:
     # -- content --------------------------------------------------------------------------------
     def test_unicode_text_and_metadata_round_trip(self, store: Any) -> None:
         (chunk,) = self.chunks(1)
-        chunk.text = "Grüße 🌍 — 日本語のテキスト, עברית, emoji 👩‍🔬 and \"quotes\" \\ back"
+        chunk.text = 'Grüße 🌍 — 日本語のテキスト, עברית, emoji 👩‍🔬 and "quotes" \\ back'
         chunk.metadata.update({"title": "Ωμέγα ✓", "作者": "李白", "quote": 'say "hi"'})
         store.write([chunk])
         (got,) = store.get([chunk.id])

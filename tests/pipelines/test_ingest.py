@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from rag.connectors.stores.faiss import FaissStore
+from rag.core.component import Component
+from rag.core.documents import Chunk
 from rag.core.errors import ConfigError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.pipelines.ingest import ingest_stages, pipeline_fingerprint, run_ingest
@@ -182,3 +184,35 @@ def test_small_windows_stream_through_the_pipeline(embedder, corpus, tmp_path):
 def test_unknown_mode_is_refused(embedder, corpus):
     with pytest.raises(ValueError, match="incremental, full, none"):
         run_ingest(make_pipeline(embedder, FaissStore()), [corpus], mode="fast")
+
+
+class Tag(Component):
+    """A pass-through step that makes the pipeline a shape the streaming path does not know."""
+
+    outputs = {"chunks": list[Chunk]}
+
+    def __init__(self, *, tag: str = "x") -> None:
+        self.tag = tag
+
+    def run(self, chunks: list[Chunk]) -> dict:
+        for chunk in chunks:
+            chunk.metadata["tag"] = self.tag
+        return {"chunks": chunks}
+
+
+def test_other_pipeline_shapes_keep_records_source_by_source(embedder, corpus, tmp_path):
+    index = tmp_path / "index"
+    pipeline = Pipeline(name="tagged")
+    reference = make_pipeline(embedder, FaissStore(path=str(index)))
+    for name, component in reference.components.items():
+        if name == "embedder":
+            pipeline.add_component("tag", Tag())
+        pipeline.add_component(name, component)
+    assert ingest_stages(pipeline) is None
+    first = run_ingest(pipeline, [corpus], progress=False)
+    assert first.chunks_written == len(expected_chunks(corpus))
+    assert run_ingest(pipeline, [corpus], progress=False).chunks_written == 0
+    write_corpus(corpus, version=2)
+    report = run_ingest(pipeline, [corpus], mode="full", progress=False)
+    assert report.chunks_deleted > 0
+    assert stored(index) == expected_chunks(corpus)

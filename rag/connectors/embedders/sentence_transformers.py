@@ -122,6 +122,10 @@ class EmbeddingCache:
 class SentenceTransformersEmbedder(Component):
     """Embed chunks and queries with a local sentence-transformers model.
 
+    Large batches are embedded as fast as the model allows: texts are sorted by length so
+    batches carry little padding, a background thread tokenizes the next batch while the model
+    runs the current one, and on CUDA the model runs in fp16. Rows come back in input order.
+
     Args:
         model: Model name or path; ``all-MiniLM-L6-v2`` uses the packaged copy.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ...
@@ -131,7 +135,9 @@ class SentenceTransformersEmbedder(Component):
         cache_dir: Directory of an on-disk vector cache keyed by content hash; ``None`` = off.
         query_prefix: Text prepended to queries (e5/bge-style models need one).
         document_prefix: Text prepended to documents.
-        backend: ``torch`` or ``onnx`` (sentence-transformers' ONNX Runtime backend).
+        backend: ``torch`` or ``onnx`` (sentence-transformers' ONNX Runtime backend, an opt-in
+            for CPU: the local model is exported on load, nothing is downloaded; needs
+            ``pip install 'ragline[onnx]'``).
         progress: Show a progress bar while embedding large batches.
 
     Example:
@@ -194,6 +200,14 @@ class SentenceTransformersEmbedder(Component):
             device = pick_device(self.device)
             kwargs: dict[str, Any] = {"device": device, "local_files_only": True}
             if self.backend == "onnx":
+                # sentence-transformers exports the local model to ONNX on load (nothing is
+                # downloaded) through optimum, which is only needed for this opt-in backend.
+                require(
+                    "optimum.onnxruntime",
+                    package="optimum[onnxruntime]",
+                    extra="onnx",
+                    purpose="embedder.sentence_transformers with backend: onnx",
+                )
                 kwargs["backend"] = "onnx"
             model = st.SentenceTransformer(path, **kwargs)
             use_fp16 = self.fp16 if self.fp16 is not None else device.startswith("cuda")

@@ -39,7 +39,7 @@ DEFAULT_TOOL_PROMPT = (
 """System text that lists the tools (``{tools}``: their OpenAI-format JSON)."""
 
 TOOL_CHOICES = ("auto", "required", "none")
-OPTIONS = ("temperature", "top_p", "max_tokens", "stop", "seed", "tool_choice")
+OPTIONS = ("temperature", "top_p", "repeat_penalty", "max_tokens", "stop", "seed", "tool_choice")
 
 
 def resolve_model_path(
@@ -163,6 +163,7 @@ class LlamaCppGenerator(Component):
         threads: CPU threads; ``None`` lets llama.cpp choose.
         temperature: Sampling temperature; ``0`` is greedy.
         top_p: Nucleus sampling threshold.
+        repeat_penalty: Penalty on repeated tokens (``1.0`` is none; small models loop without).
         max_tokens: Most tokens generated per call.
         stop: Extra stop sequences (the template's end-of-turn token always stops).
         seed: Sampling seed, applied on every call so equal inputs give equal outputs.
@@ -187,6 +188,7 @@ class LlamaCppGenerator(Component):
         threads: int | None = None,
         temperature: float = 0.0,
         top_p: float = 0.95,
+        repeat_penalty: float = 1.1,
         max_tokens: int = 256,
         stop: list[str] | None = None,
         seed: int = 0,
@@ -204,12 +206,13 @@ class LlamaCppGenerator(Component):
         if temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
         if "{tools}" not in tool_prompt:
-            raise ConfigError("tool_prompt must contain '{tools}'", field="tool_prompt")
+            raise ConfigError("tool_prompt must contain '{tools}'")
         self.model = model
         self.context_size = context_size
         self.threads = threads
         self.temperature = temperature
         self.top_p = top_p
+        self.repeat_penalty = repeat_penalty
         self.max_tokens = max_tokens
         self.stop = list(stop or [])
         self.seed = seed
@@ -360,8 +363,9 @@ class LlamaCppGenerator(Component):
             messages: ``[{"role": ..., "content": ...}, ...]``.
             tools: ``[{"type": "function", "function": {"name", "description", "parameters"}}]``.
             stream: Return an iterator of text pieces ending with the ``GenerationResult``.
-            **options: Per-call ``temperature``, ``top_p``, ``max_tokens``, ``stop``, ``seed``,
-                ``tool_choice`` (``auto``, ``required``, ``none`` or one function).
+            **options: Per-call ``temperature``, ``top_p``, ``repeat_penalty``, ``max_tokens``,
+                ``stop``, ``seed``, ``tool_choice`` (``auto``, ``required``, ``none`` or one
+                function).
 
         Raises:
             GenerationError: the prompt does not fit the context window, or the model failed.
@@ -389,6 +393,7 @@ class LlamaCppGenerator(Component):
             "max_tokens": min(int(options.get("max_tokens", self.max_tokens)), room),
             "temperature": float(options.get("temperature", self.temperature)),
             "top_p": float(options.get("top_p", self.top_p)),
+            "repeat_penalty": float(options.get("repeat_penalty", self.repeat_penalty)),
             "stop": stop,
             "seed": int(options.get("seed", self.seed)),
         }
@@ -455,7 +460,9 @@ class LlamaCppGenerator(Component):
         answer = reply.get("answer", text) if isinstance(reply, dict) else text
         return GenerationResult(text=str(answer), usage=usage, finish_reason=finish_reason)
 
-    def run(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> dict:
+    def run(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> dict:
         """Generate once; ``result`` carries tool calls and token usage."""
         result = self.generate(messages, tools=tools)
         assert isinstance(result, GenerationResult)

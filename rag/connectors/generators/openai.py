@@ -14,6 +14,7 @@ Tests (and applications) pass ``transport=httpx.MockTransport(handler)`` or thei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -93,20 +94,15 @@ class OpenAIGenerator(Component):
         client: httpx.Client | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"base_url must start with http:// or https://, got {base_url!r}", field="base_url"
-            )
+            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
         if max_retries < 0 or max_retries > 10:
-            raise ConfigError(
-                f"max_retries must be between 0 and 10, got {max_retries}", field="max_retries"
-            )
+            raise ConfigError(f"max_retries must be between 0 and 10, got {max_retries}")
         if isinstance(api_key, str):
             if not _ENV_NAME.fullmatch(api_key) and not ENV_REFERENCE.fullmatch(api_key):
                 # Never keep (or later serialize) what looks like the key itself.
                 raise ConfigError(
                     "api_key must name an environment variable, e.g. '${OPENAI_API_KEY}', "
-                    "never hold the key itself",
-                    field="api_key",
+                    "never hold the key itself"
                 )
             api_key = Secret.parse(api_key)
         self.model = model
@@ -227,10 +223,8 @@ class OpenAIGenerator(Component):
         delay = self.backoff * 2**attempt
         retry_after = response.headers.get("retry-after") if response is not None else None
         if retry_after:
-            try:
+            with contextlib.suppress(ValueError):  # an HTTP date: keep the exponential delay
                 delay = max(delay, float(retry_after))
-            except ValueError:
-                pass  # an HTTP date: keep the exponential delay
         time.sleep(min(delay, self.max_backoff))
 
     def _send(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
@@ -256,9 +250,7 @@ class OpenAIGenerator(Component):
                     raise GenerationError(last_error)
             if attempt < self.max_retries:
                 self._wait(attempt, response)
-        raise GenerationError(
-            f"{last_error} (gave up after {self.max_retries + 1} attempt(s))"
-        )
+        raise GenerationError(f"{last_error} (gave up after {self.max_retries + 1} attempt(s))")
 
     def generate(
         self,
@@ -314,7 +306,9 @@ class OpenAIGenerator(Component):
         except json.JSONDecodeError:
             # Kept as text so the chain can tell the model its arguments were invalid.
             arguments = {"__invalid_json__": raw}
-        return ToolCall(name=str(function.get("name", "")), arguments=arguments, id=call.get("id", ""))
+        return ToolCall(
+            name=str(function.get("name", "")), arguments=arguments, id=call.get("id", "")
+        )
 
     def _stream(self, body: dict[str, Any]) -> Iterator[str | GenerationResult]:
         response = self._send(body, stream=True)
@@ -357,7 +351,9 @@ class OpenAIGenerator(Component):
             finish_reason=finish_reason,
         )
 
-    def run(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> dict:
+    def run(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> dict:
         """Generate once; ``result`` carries tool calls and token usage."""
         result = self.generate(messages, tools=tools)
         assert isinstance(result, GenerationResult)

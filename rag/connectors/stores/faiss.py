@@ -435,7 +435,9 @@ class FaissStore(Component):
                     params = faiss.SearchParameters(sel=selector)
                 limit = min(k, len(self._rowid_of))
                 distances, labels = self._index.search(query, limit, params=params)
-                pairs = [(int(l), float(d)) for l, d in zip(labels[0], distances[0]) if l >= 0]
+                pairs = [
+                    (int(row), float(d)) for row, d in zip(labels[0], distances[0]) if row >= 0
+                ]
             return self._hits(pairs)
 
     def _exact_over(self, query: np.ndarray, rowids: list[int], k: int) -> list[tuple[int, float]]:
@@ -508,6 +510,16 @@ class FaissStore(Component):
             "SELECT id, text, metadata FROM chunks ORDER BY rowid"
         ):
             yield Chunk(id=cid, text=text, metadata=json.loads(metadata))
+
+    def fingerprint(self) -> str:
+        """Changes whenever the stored content changes, in this process or another.
+
+        The generation counter lives in SQLite and every write and delete bumps it, so readers
+        that cache derived data (the BM25 index of ``retriever.bm25``) know when to rebuild.
+        """
+        with self._lock:
+            self._ensure_open()
+            return f"faiss:{self._generation()}"
 
     def stats(self) -> dict[str, Any]:
         """``{"chunks", "sources", "dimension"}``."""

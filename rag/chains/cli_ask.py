@@ -1,0 +1,129 @@
+"""The body of ``rag ask`` (the typer wrapper in :mod:`rag.cli` parses the options).
+
+``rag ask "question" --config qa.yaml`` streams the answer to stdout, then lists the citations;
+``--json`` prints the ``Answer`` in the DESIGN shape; ``--questions q.jsonl`` prints one JSON
+answer per line with ``"question_id"``. Logs and progress go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from rag.chains.answer import Answer
+from rag.chains.rag import RagChain
+from rag.core.errors import ConfigError, RagError
+from rag.core.pipeline import PipelineFile
+
+
+def find_chain(app_file: PipelineFile, pipeline: str, *, config: Path | str) -> RagChain:
+    """The ``chain.rag`` of pipeline ``pipeline``, else the file's only ``chain.rag``.
+
+    Raises:
+        ConfigError: no such chain, or several and none chosen by ``--pipeline``.
+    """
+    if pipeline in app_file.pipelines:
+        chains = [
+            c for c in app_file.pipelines[pipeline].components.values() if isinstance(c, RagChain)
+        ]
+        if not chains:
+            raise ConfigError(
+                f"pipeline '{pipeline}' has no component of type chain.rag",
+                file=str(config),
+                field=f"pipelines.{pipeline}",
+            )
+        return chains[-1]
+    found = app_file.find(RagChain)
+    if len(found) == 1:
+        return found[0][1]  # type: ignore[return-value]
+    raise ConfigError(
+        f"no pipeline named '{pipeline}' (pipelines: {', '.join(app_file.pipelines) or 'none'}) "
+        f"and {len(found)} chain.rag components; add a pipeline '{pipeline}: "
+        "{components: [<your chain.rag>]}' or choose one with --pipeline",
+        file=str(config),
+        field="pipelines",
+    )
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def _print_citations(answer: Answer, out: TextIO) -> None:
+    if answer.citations:
+        out.write("\nCitations:\n")
+        for citation in answer.citations:
+            out.write(f"  [{citation.index}] {citation.source}  (chunk {citation.id})\n")
+    else:
+        out.write("\nCitations: none\n")
+    if answer.invalid_citations:
+        sys.stderr.write(
+            f"note: {answer.invalid_citations} citation(s) named no given context and were "
+            "dropped\n"
+        )
+
+
+def ask_command(
+    app_file: PipelineFile,
+    *,
+    config: Path | str,
+    question: str | None = None,
+    rows: Sequence[dict[str, Any]] | None = None,
+    pipeline: str = "ask",
+    k: int | None = None,
+    filters: dict[str, Any] | None = None,
+    json_output: bool = False,
+    stream: bool = True,
+    quiet: bool = False,
+    out: TextIO | None = None,
+) -> int:
+    """Answer one ``question`` or every row of ``rows`` (``{"_id", "text"}``).
+
+    Returns:
+        The exit code: 0, or 1 when a question of a batch failed (its line carries ``"error"``).
+
+    Raises:
+        ConfigError: no chain in the file (exit 2).
+        RagError: the single question failed (exit 1).
+    """
+    out = out or sys.stdout
+    chain = find_chain(app_file, pipeline, config=config)
+    chain.warm_up()
+    if rows is None:
+        assert question is not None
+        if json_output or not stream:
+            answer = chain.ask(question, filters=filters, k=k)
+            if json_output:
+                out.write(_dumps(answer.to_dict()) + "\n")
+                return 0
+            out.write(answer.text + "\n")
+        else:
+            answer = None
+            for piece in chain.stream(question, filters=filters, k=k):
+                if isinstance(piece, Answer):
+                    answer = piece
+                else:
+                    out.write(piece)
+                    out.flush()
+            assert answer is not None
+            out.write("\n")
+        _print_citations(answer, out)
+        return 0
+
+    from tqdm import tqdm
+
+    failed = 0
+    for row in tqdm(rows, desc="ask", unit="question", disable=quiet, file=sys.stderr):
+        try:
+            data = chain.ask(str(row["text"]), filters=filters, k=k).to_dict()
+        except RagError as err:
+            failed += 1
+            data = {"question": row["text"], "error": str(err)}
+        out.write(_dumps({"question_id": row["_id"], **data}) + "\n")
+        out.flush()
+    if failed:
+        sys.stderr.write(f"{failed} of {len(rows)} question(s) failed\n")
+    return 1 if failed else 0

@@ -1,0 +1,481 @@
+"""``chain.rag``: question -> retrieve -> prompt -> generate -> :class:`~rag.chains.answer.Answer`.
+
+The prompt is built in one visible place, :meth:`RagChain.build_messages`, from three templates that
+are constructor parameters (and so YAML fields): ``system_prompt``, ``prompt_template`` (with
+``{question}`` and ``{contexts}``) and ``context_template`` (one numbered context). Contexts are
+fitted to the generator's context window with the generator's own tokenizer: the lowest-ranked are
+trimmed or dropped so that prompt plus ``max_tokens`` never overflow.
+
+With tools, the chain runs a bounded loop: at most ``max_steps`` generator calls; a tool call's
+result (or its error, as text) goes back to the model; the last allowed call offers no tool, so
+the loop always ends with an answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import string
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from rag.chains.answer import Answer, Context, parse_citations
+from rag.chains.tools import Tool, ToolRegistry, default_tools, run_tool_call
+from rag.core.component import Component
+from rag.core.errors import ConfigError, GenerationError
+from rag.core.generation import GenerationResult, Message, Usage
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You answer questions using only the numbered contexts you are given. Cite the contexts "
+    "you use by their number in square brackets, like [1]. If the contexts do not contain the "
+    "answer, say that you do not know."
+)
+DEFAULT_PROMPT_TEMPLATE = "Contexts:\n{contexts}\n\nQuestion: {question}"
+DEFAULT_CONTEXT_TEMPLATE = "[{index}] (source: {source}) {text}"
+
+PROMPT_FIELDS = ("question", "contexts")
+CONTEXT_FIELDS = ("index", "text", "source", "id", "score")
+CONTEXT_SEPARATOR = "\n\n"
+RETRIEVAL_TOOL = "search_documents"
+
+
+def _template_fields(
+    template: str, *, field: str, required: Sequence[str], allowed: Sequence[str]
+) -> None:
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise ConfigError(f"{field} is not a valid template: {err}") from None
+    missing = [n for n in required if n not in names]
+    if missing:
+        raise ConfigError(
+            f"{field} must contain {', '.join('{' + n + '}' for n in missing)} "
+            f"(write literal braces as '{{{{' and '}}}}')"
+        )
+    unknown = sorted(n for n in names if n not in allowed)
+    if unknown:
+        raise ConfigError(
+            f"{field} uses unknown field(s) {', '.join('{' + n + '}' for n in unknown)}; "
+            f"available: {', '.join('{' + n + '}' for n in allowed)}"
+        )
+
+
+class RagChain(Component):
+    """Answer a question from retrieved contexts, with citations (and optional tools).
+
+    Args:
+        retriever: Any component with ``retrieve(query, k=, filters=)`` (dense, BM25, hybrid).
+        generator: A generator (``generator.llama_cpp``, ``generator.openai``).
+        prompt_template: The user message; must contain ``{question}`` and ``{contexts}``.
+        system_prompt: The system message (empty: none).
+        context_template: One numbered context; fields ``{index}``, ``{text}``, ``{source}``,
+            ``{id}``, ``{score}``.
+        k: Contexts retrieved per question.
+        tools: Tool names of the tool registry (or callables, from Python); import paths only with
+            ``RAGLINE_ALLOW_IMPORTS=1``.
+        retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
+            retrieval); results join the numbered contexts, so they can be cited.
+        retrieve_first: Retrieve for the question before the first call (turn off to let the
+            model decide what to search with ``retrieval_tool``).
+        max_steps: Most generator calls per question (tool rounds plus the final answer).
+        min_context_tokens: A context is trimmed to fit only if at least this many of its tokens
+            fit; otherwise it is dropped.
+        tool_registry: Where tool names are looked up (default: the built-in tools).
+
+    Example:
+        >>> chain = RagChain(retriever=retriever, generator=generator, k=3)  # doctest: +SKIP
+        >>> answer = chain.ask("What does FAISS store?")  # doctest: +SKIP
+        >>> answer.text, [c.source for c in answer.citations]  # doctest: +SKIP
+        ('FAISS stores dense vectors [1].', ['examples/corpus/faiss.md'])
+        >>> print(answer.prompt)  # the exact user message sent  # doctest: +SKIP
+    """
+
+    outputs = {"answer": Answer}
+
+    def __init__(
+        self,
+        *,
+        retriever: Component,
+        generator: Component,
+        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+        context_template: str = DEFAULT_CONTEXT_TEMPLATE,
+        k: int = 5,
+        tools: list[Any] | None = None,
+        retrieval_tool: bool = False,
+        retrieve_first: bool = True,
+        max_steps: int = 4,
+        min_context_tokens: int = 32,
+        tool_registry: ToolRegistry | None = None,
+    ) -> None:
+        _template_fields(
+            prompt_template, field="prompt_template", required=PROMPT_FIELDS, allowed=PROMPT_FIELDS
+        )
+        _template_fields(
+            context_template,
+            field="context_template",
+            required=("text",),
+            allowed=CONTEXT_FIELDS,
+        )
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        if max_steps < 1:
+            raise ConfigError(f"max_steps must be at least 1, got {max_steps}")
+        if not hasattr(retriever, "retrieve"):
+            raise ConfigError(
+                f"retriever must have retrieve(query, k=, filters=); "
+                f"{type(retriever).__name__} does not"
+            )
+        if not hasattr(generator, "generate"):
+            raise ConfigError(
+                f"generator must have generate(messages, ...); {type(generator).__name__} does not"
+            )
+        self.retriever = retriever
+        self.generator = generator
+        self.prompt_template = prompt_template
+        self.system_prompt = system_prompt
+        self.context_template = context_template
+        self.k = k
+        self.tools = list(tools or [])
+        self.retrieval_tool = retrieval_tool
+        self.retrieve_first = retrieve_first
+        self.max_steps = max_steps
+        self.min_context_tokens = min_context_tokens
+        registry = tool_registry or default_tools
+        self._tools: dict[str, Tool] = {}
+        for spec in self.tools:
+            tool = registry.resolve(spec)
+            self._tools[tool.name] = tool
+        self._warm_lock = threading.Lock()
+        self._warmed = False
+
+    @property
+    def init_parameters(self) -> dict[str, Any]:
+        params = super().init_parameters
+        params.pop("tool_registry", None)  # code, not configuration
+        params["tools"] = [_tool_reference(t) for t in self.tools]
+        return params
+
+    def warm_up(self) -> None:
+        """Warm up the retriever and the generator (once)."""
+        with self._warm_lock:
+            if not self._warmed:
+                self.retriever.warm_up()
+                self.generator.warm_up()
+                self._warmed = True
+
+    # -- prompt --------------------------------------------------------------------------------
+    def format_context(self, context: Context) -> str:
+        return self.context_template.format(
+            index=context.index,
+            text=context.text,
+            source=context.source,
+            id=context.id,
+            score="" if context.score is None else f"{context.score:.3f}",
+        )
+
+    def build_messages(self, question: str, contexts: Sequence[Context]) -> list[Message]:
+        """The messages sent for ``question`` with ``contexts`` (the one place prompts are made)."""
+        blocks = CONTEXT_SEPARATOR.join(self.format_context(c) for c in contexts)
+        prompt = self.prompt_template.format(question=question, contexts=blocks)
+        messages: list[Message] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        messages.append({"role": "user", "content": prompt})
+        return messages
+
+    def _count(self, messages: Sequence[Message], tools: list[dict[str, Any]] | None) -> int:
+        counter = getattr(self.generator, "count_message_tokens", None)
+        if counter is not None:
+            return int(counter(messages, tools))
+        count = self.generator.count_tokens  # type: ignore[attr-defined]
+        return sum(int(count(str(m.get("content") or ""))) + 4 for m in messages)
+
+    def _reserve(self) -> int:
+        return int(getattr(self.generator, "max_tokens", 256))
+
+    def fit_contexts(
+        self,
+        question: str,
+        candidates: Sequence[Context],
+        tools: list[dict[str, Any]] | None = None,
+    ) -> tuple[list[Context], int]:
+        """Contexts that fit the generator's window, highest-ranked first, and how many were
+        dropped. The last one kept may be trimmed.
+
+        Raises:
+            GenerationError: the question alone (with the templates and ``max_tokens``) does not
+                fit the context window.
+        """
+        window = int(self.generator.context_window)  # type: ignore[attr-defined]
+        reserve = self._reserve()
+        base = self._count(self.build_messages(question, []), tools)
+        if base + reserve > window:
+            raise GenerationError(
+                f"the question does not fit: the prompt without contexts is {base} tokens and "
+                f"{reserve} are reserved for the answer (max_tokens), but the generator's context "
+                f"window is {window}. Shorten the question or raise the context size"
+            )
+        count_tokens = self.generator.count_tokens  # type: ignore[attr-defined]
+        budget = window - reserve - base
+        kept: list[Context] = []
+        for context in candidates:
+            block = self.format_context(context) + CONTEXT_SEPARATOR
+            cost = int(count_tokens(block)) + 1  # +1: tokens may merge at the joins
+            if cost <= budget:
+                kept.append(context)
+                budget -= cost
+                continue
+            empty = Context(**{**context.__dict__, "text": ""})
+            overhead = int(count_tokens(self.format_context(empty) + CONTEXT_SEPARATOR)) + 2
+            room = budget - overhead
+            if room >= self.min_context_tokens:
+                trimmed = self.generator.truncate(context.text, room)  # type: ignore[attr-defined]
+                kept.append(Context(**{**context.__dict__, "text": trimmed, "trimmed": True}))
+            dropped = len(candidates) - len(kept)
+            break
+        else:
+            dropped = 0
+        # The per-context sums are estimates at the joins; the rendered prompt decides.
+        while kept and self._count(self.build_messages(question, kept), tools) + reserve > window:
+            kept.pop()
+            dropped += 1
+        return kept, dropped
+
+    # -- tools ---------------------------------------------------------------------------------
+    def _tool_set(
+        self, contexts: list[Context], k: int, filters: dict[str, Any] | None
+    ) -> dict[str, Tool]:
+        tools = dict(self._tools)
+        if self.retrieval_tool:
+
+            def search_documents(query: str) -> str:
+                """Search the document collection; returns numbered passages to cite.
+
+                Args:
+                    query: What to search for.
+                """
+                by_id = {c.id: c for c in contexts}
+                lines = []
+                for hit in self.retriever.retrieve(query, k=k, filters=filters):  # type: ignore[attr-defined]
+                    context = by_id.get(hit.chunk.id)
+                    if context is None:  # new passages get the next numbers, so they can be cited
+                        context = Context.from_hit(len(contexts) + 1, hit)
+                        contexts.append(context)
+                        by_id[context.id] = context
+                    lines.append(self.format_context(context))
+                return CONTEXT_SEPARATOR.join(lines) or "no passages found"
+
+            tools[RETRIEVAL_TOOL] = Tool.from_function(search_documents)
+        return tools
+
+    # -- running -------------------------------------------------------------------------------
+    def _steps(
+        self, question: str, filters: dict[str, Any] | None, k: int | None, stream: bool
+    ) -> Iterator[str | Answer]:
+        """The whole chain as one iterator: text pieces (when streaming), then the Answer."""
+        self.warm_up()
+        timings = {"retrieve": 0.0, "prompt": 0.0, "generate": 0.0, "tools": 0.0}
+        start = time.perf_counter()
+        k = k or self.k
+        hits = []
+        if self.retrieve_first:
+            hits = self.retriever.retrieve(question, k=k, filters=filters)  # type: ignore[attr-defined]
+        timings["retrieve"] = time.perf_counter() - start
+        mark = time.perf_counter()
+        candidates = [Context.from_hit(i, hit) for i, hit in enumerate(hits, start=1)]
+        contexts: list[Context] = []
+        tools = self._tool_set(contexts, k, filters)
+        schemas = [t.schema() for t in tools.values()] or None
+        kept, dropped = self.fit_contexts(question, candidates, schemas)
+        contexts.extend(kept)
+        messages = self.build_messages(question, kept)
+        prompt = str(messages[-1]["content"])
+        timings["prompt"] = time.perf_counter() - mark
+
+        usage = Usage()
+        outcomes: list[dict[str, Any]] = []
+        result: GenerationResult | None = None
+        steps = 0
+        hit_max_steps = False
+        while schemas and steps < self.max_steps - 1:
+            steps += 1
+            mark = time.perf_counter()
+            step_result = self.generator.generate(messages, tools=schemas)  # type: ignore[attr-defined]
+            timings["generate"] += time.perf_counter() - mark
+            assert isinstance(step_result, GenerationResult)
+            usage = _add(usage, step_result.usage)
+            if not step_result.tool_calls:
+                result = step_result
+                break
+            mark = time.perf_counter()
+            messages = [*messages, _assistant_turn(step_result)]
+            for call in step_result.tool_calls:
+                outcome = run_tool_call(tools, call)
+                outcomes.append(outcome.to_dict())
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "name": call.name,
+                        "content": outcome.content,
+                    }
+                )
+            timings["tools"] += time.perf_counter() - mark
+        else:
+            hit_max_steps = bool(schemas) and steps > 0  # the last step still asked for tools
+        if result is not None:
+            if stream and result.text:
+                yield result.text
+        else:
+            steps += 1
+            options = {"tool_choice": "none"} if schemas else {}
+            mark = time.perf_counter()
+            if stream:
+                pieces = self.generator.generate(  # type: ignore[attr-defined]
+                    messages, tools=schemas, stream=True, **options
+                )
+                try:
+                    for piece in pieces:
+                        if isinstance(piece, GenerationResult):
+                            result = piece
+                        else:
+                            timings.setdefault("first_token", time.perf_counter() - start)
+                            yield piece
+                finally:
+                    # An abandoned stream releases the generator (and its model lock) now.
+                    getattr(pieces, "close", lambda: None)()
+            else:
+                result = self.generator.generate(messages, tools=schemas, **options)  # type: ignore[attr-defined]
+            timings["generate"] += time.perf_counter() - mark
+            if not isinstance(result, GenerationResult):
+                raise GenerationError(
+                    f"{type(self.generator).__name__} returned no GenerationResult"
+                )
+            usage = _add(usage, result.usage)
+        citations, invalid = parse_citations(result.text, contexts)
+        timings["total"] = time.perf_counter() - start
+        yield Answer(
+            question=question,
+            text=result.text,
+            citations=citations,
+            contexts=list(contexts),
+            prompt=prompt,
+            messages=messages,
+            usage=usage,
+            tool_calls=outcomes,
+            timings=timings,
+            invalid_citations=invalid,
+            dropped_contexts=dropped,
+            steps=steps,
+            finish_reason="max_steps" if hit_max_steps else result.finish_reason,
+        )
+
+    def ask(
+        self, question: str, *, filters: dict[str, Any] | None = None, k: int | None = None
+    ) -> Answer:
+        """Answer ``question``.
+
+        Args:
+            question: The question.
+            filters: Metadata filter for retrieval (see :mod:`rag.core.filters`).
+            k: Contexts to retrieve (default: the chain's ``k``).
+
+        Raises:
+            GenerationError: the question does not fit the context window, or the generator failed.
+        """
+        *_, answer = self._steps(question, filters, k, stream=False)
+        assert isinstance(answer, Answer)
+        return answer
+
+    def run(
+        self, question: str, filters: dict[str, Any] | None = None, k: int | None = None
+    ) -> dict[str, Any]:
+        """Pipeline entry point: ``{"answer": Answer}``."""
+        return {"answer": self.ask(question, filters=filters, k=k)}
+
+    def stream(
+        self, question: str, *, filters: dict[str, Any] | None = None, k: int | None = None
+    ) -> Iterator[str | Answer]:
+        """Text pieces of the answer as they are generated, then the final :class:`Answer`."""
+        return self._steps(question, filters, k, stream=True)
+
+    async def arun(
+        self, question: str, *, filters: dict[str, Any] | None = None, k: int | None = None
+    ) -> Answer:
+        """:meth:`ask` in a worker thread, for use inside a running event loop."""
+        return await asyncio.to_thread(self.ask, question, filters=filters, k=k)
+
+    async def astream(
+        self, question: str, *, filters: dict[str, Any] | None = None, k: int | None = None
+    ) -> AsyncIterator[str | Answer]:
+        """:meth:`stream` for a running event loop: generation runs in a worker thread and hands
+        pieces over through a queue, so the loop never blocks."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancelled = threading.Event()
+
+        def put(kind: str, item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
+            except RuntimeError:  # the loop closed: nobody is listening any more
+                cancelled.set()
+
+        def work() -> None:
+            pieces = self.stream(question, filters=filters, k=k)
+            try:
+                for piece in pieces:
+                    if cancelled.is_set():
+                        break
+                    put("item", piece)
+            except BaseException as err:  # re-raised in the consumer
+                put("error", err)
+            else:
+                put("done", None)
+            finally:
+                pieces.close()
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "error":
+                    raise item
+                if kind == "done":
+                    break
+                yield item
+        finally:
+            cancelled.set()
+            await asyncio.shield(worker)
+
+
+def _add(total: Usage, more: Usage) -> Usage:
+    return Usage(
+        prompt_tokens=total.prompt_tokens + more.prompt_tokens,
+        completion_tokens=total.completion_tokens + more.completion_tokens,
+    )
+
+
+def _assistant_turn(result: GenerationResult) -> Message:
+    return {
+        "role": "assistant",
+        "content": result.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in result.tool_calls
+        ],
+    }
+
+
+def _tool_reference(tool: str | Callable[..., Any] | Tool) -> str:
+    """How a tool is written in YAML: its registered name or ``module:qualname``."""
+    if isinstance(tool, str):
+        return tool
+    function = tool.function if isinstance(tool, Tool) else tool
+    return f"{function.__module__}:{function.__qualname__}"

@@ -1,0 +1,1 @@
+"""Rerankers: hits in, better-ordered hits out."""

@@ -1,0 +1,271 @@
+"""``retriever.bm25``: lexical retrieval with ``bm25s`` over the chunks of a vector store.
+
+The retriever does not keep its own copy of the corpus to maintain: it reads chunk texts from
+the store it is given (``store: "@store"`` in a pipeline file) and rebuilds its index lazily
+whenever the store's content changed, so upserts and deletes done by ingestion show up at the
+next query. Change detection uses the store's ``fingerprint()`` when it has one (``store.faiss``
+bumps a generation counter in SQLite on every write), else the count and ids.
+
+With ``path`` set, the index is saved there together with the fingerprint it reflects, and the
+next process loads it instead of re-tokenizing the corpus if the store did not change.
+
+Filters follow :mod:`rag.core.filters` (evaluated with :func:`~rag.core.filters.matches` before
+ranking, so a filtered query returns ``k`` hits whenever ``k`` matching chunks contain a query
+term).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Chunk, Hit
+from rag.core.errors import ConfigError
+from rag.core.filters import matches, parse_filter
+from rag.core.protocols import Filters
+
+_FORMAT = 1
+
+
+def _bm25s() -> Any:
+    return require("bm25s", package="bm25s", extra="hybrid", purpose="retriever.bm25")
+
+
+def store_fingerprint(store: Any) -> str:
+    """A token that changes when the store's content changes (see the module docstring)."""
+    fingerprint = getattr(store, "fingerprint", None)
+    if callable(fingerprint):
+        return str(fingerprint())
+    ids = getattr(store, "ids", None)
+    digest = hashlib.sha256()
+    if callable(ids):
+        for chunk_id in sorted(ids()):
+            digest.update(chunk_id.encode() + b"\x00")
+    return f"count:{store.count()}:{digest.hexdigest()[:16]}"
+
+
+class BM25Retriever(Component):
+    """Okapi BM25 over the texts of a vector store's chunks.
+
+    Args:
+        store: The store whose chunks are searched (any store with ``iter_chunks()``).
+        path: Directory where the index is persisted; ``None`` keeps it in memory only.
+        k: Hits to return by default.
+        k1: BM25 term-frequency saturation (0.9 as in Anserini/Pyserini).
+        b: BM25 length normalization (0.4 as in Anserini/Pyserini).
+        method: bm25s scoring variant: ``lucene``, ``robertson``, ``atire``, ``bm25l``,
+            ``bm25+``.
+        stemmer: Snowball stemmer language (``english`` = Porter2) via PyStemmer, or ``None``.
+        stopwords: ``en`` for English stopwords, a list of words, or ``None``.
+        filters: Default metadata filter, merged (``$and``) with filters given at run time.
+
+    Example:
+        >>> from rag.connectors.stores.faiss import FaissStore
+        >>> retriever = BM25Retriever(store=FaissStore(path=".rag/index"), k=5)
+        >>> retriever.run(query="hnsw graph")["hits"]  # doctest: +SKIP
+        [Hit(chunk=Chunk(id='...', text='HNSW builds a layered graph ...', ...), score=7.1)]
+    """
+
+    outputs = {"hits": list[Hit]}
+
+    def __init__(
+        self,
+        *,
+        store: Component,
+        path: str | None = None,
+        k: int = 10,
+        k1: float = 0.9,
+        b: float = 0.4,
+        method: str = "lucene",
+        stemmer: str | None = "english",
+        stopwords: str | list[str] | None = "en",
+        filters: dict[str, Any] | None = None,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        if k1 < 0 or not 0 <= b <= 1:
+            raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+        parse_filter(filters)
+        self.store = store
+        self.path = path
+        self.k = k
+        self.k1 = k1
+        self.b = b
+        self.method = method
+        self.stemmer = stemmer
+        self.stopwords = stopwords
+        self.filters = filters
+        self._lock = threading.RLock()
+        self._index: Any = None
+        self._chunks: list[Chunk] = []
+        self._fingerprint: str | None = None
+        self._stemmer_obj: Any = None
+
+    # -- index ------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        self.store.warm_up()
+        with self._lock:
+            self._refresh()
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "format": _FORMAT,
+            "k1": self.k1,
+            "b": self.b,
+            "method": self.method,
+            "stemmer": self.stemmer,
+            "stopwords": self.stopwords,
+        }
+
+    def _stem(self) -> Any:
+        if self.stemmer is None:
+            return None
+        if self._stemmer_obj is None:
+            stemmer_module = require(
+                "Stemmer", package="PyStemmer", extra="hybrid", purpose="BM25 stemming"
+            )
+            try:
+                self._stemmer_obj = stemmer_module.Stemmer(self.stemmer)
+            except KeyError:
+                known = ", ".join(stemmer_module.algorithms())
+                raise ConfigError(
+                    f"unknown stemmer language {self.stemmer!r}. Known: {known}", field="stemmer"
+                ) from None
+        return self._stemmer_obj
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        """Lower-cased word tokens, stopwords removed, stemmed: the analyzer of index and query."""
+        bm25s = _bm25s()
+        return bm25s.tokenize(
+            list(texts),
+            stopwords=self.stopwords or [],
+            stemmer=self._stem(),
+            return_ids=False,
+            show_progress=False,
+        )
+
+    def _refresh(self) -> None:
+        fingerprint = store_fingerprint(self.store)
+        if fingerprint == self._fingerprint and self._index is not None:
+            return
+        if self._load(fingerprint):
+            return
+        iter_chunks = getattr(self.store, "iter_chunks", None)
+        if iter_chunks is None:
+            raise ConfigError(
+                f"retriever.bm25 reads chunk texts from its store, but "
+                f"{type(self.store).__name__} has no iter_chunks(); use store.faiss, "
+                "store.milvus or store.weaviate",
+                field="store",
+            )
+        chunks = [Chunk(id=c.id, text=c.text, metadata=c.metadata) for c in iter_chunks()]
+        self._build(chunks)
+        self._fingerprint = fingerprint
+        self._save()
+
+    def _build(self, chunks: list[Chunk]) -> None:
+        bm25s = _bm25s()
+        index = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
+        tokens = self.tokenize([c.text for c in chunks])
+        if chunks:
+            index.index(tokens, show_progress=False)
+        self._index = index if chunks else None
+        self._chunks = chunks
+
+    def _save(self) -> None:
+        if not self.path or self._index is None:
+            return
+        directory = Path(self.path)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._index.save(str(directory / "bm25s"))
+        tmp = directory / "chunks.jsonl.tmp"
+        with tmp.open("w", encoding="utf-8") as out:
+            for chunk in self._chunks:
+                out.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+        os.replace(tmp, directory / "chunks.jsonl")
+        state = {"fingerprint": self._fingerprint, "settings": self._settings()}
+        (directory / "state.json").write_text(json.dumps(state))
+
+    def _load(self, fingerprint: str) -> bool:
+        if not self.path:
+            return False
+        directory = Path(self.path)
+        try:
+            state = json.loads((directory / "state.json").read_text())
+        except (OSError, ValueError):
+            return False
+        if state.get("fingerprint") != fingerprint or state.get("settings") != self._settings():
+            return False
+        try:
+            index = _bm25s().BM25.load(str(directory / "bm25s"))
+            with (directory / "chunks.jsonl").open(encoding="utf-8") as lines:
+                chunks = [
+                    Chunk(id=d["id"], text=d["text"], metadata=d["metadata"])
+                    for d in map(json.loads, lines)
+                ]
+        except (OSError, ValueError, KeyError):
+            return False  # unreadable: rebuilt from the store
+        self._index, self._chunks, self._fingerprint = index, chunks, fingerprint
+        return True
+
+    # -- retrieval ----------------------------------------------------------------------------
+    def _filters(self, filters: Filters | None) -> Filters | None:
+        if self.filters and filters:
+            return {"$and": [dict(self.filters), dict(filters)]}
+        return filters or self.filters
+
+    def scores(self, query: str) -> np.ndarray:
+        """BM25 score of every indexed chunk for ``query`` (aligned with the index order)."""
+        with self._lock:
+            self._refresh()
+            if self._index is None:
+                return np.zeros(0, dtype=np.float32)
+            vocab = self._index.vocab_dict
+            tokens = [t for t in self.tokenize([query])[0] if t in vocab]
+            if not tokens:
+                return np.zeros(len(self._chunks), dtype=np.float32)
+            return np.asarray(self._index.get_scores(tokens), dtype=np.float32)
+
+    def retrieve(
+        self, query: str, *, k: int | None = None, filters: Filters | None = None
+    ) -> list[Hit]:
+        """Hits for one query: chunks containing a query term, best BM25 score first."""
+        node = parse_filter(self._filters(filters))
+        limit = k or self.k
+        if limit < 1:
+            raise ValueError(f"k must be at least 1, got {limit}")
+        with self._lock:
+            scores = self.scores(query)
+            chunks = self._chunks
+        if scores.size == 0:
+            return []
+        if node is not None:
+            mask = np.fromiter((matches(node, c.metadata) for c in chunks), bool, len(chunks))
+            scores = np.where(mask, scores, 0.0)
+        positive = int(np.count_nonzero(scores > 0))
+        limit = min(limit, positive)
+        if limit == 0:
+            return []
+        top = np.argpartition(-scores, limit - 1)[:limit]
+        top = top[np.lexsort((top, -scores[top]))]  # by score, ties by index order
+        return [Hit(chunks[i], float(scores[i])) for i in top]
+
+    def retrieve_batch(
+        self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
+    ) -> list[list[Hit]]:
+        """Hits for many queries."""
+        return [self.retrieve(q, k=k, filters=filters) for q in queries]
+
+    def run(
+        self, query: str, k: int | None = None, filters: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {"hits": self.retrieve(query, k=k, filters=filters)}

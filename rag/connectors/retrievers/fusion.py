@@ -1,0 +1,152 @@
+"""Pure functions for combining and diversifying rankings.
+
+- :func:`reciprocal_rank_fusion`: Cormack, Clarke & Büttcher (SIGIR 2009),
+  ``score(d) = Σ_i w_i / (k + rank_i(d))`` with 1-based ranks and ``k = 60``.
+- :func:`weighted_score_fusion`: a weighted sum of per-list min-max normalized scores
+  (a document missing from a list contributes 0 for it).
+- :func:`maximal_marginal_relevance`: Carbonell & Goldstein (SIGIR 1998),
+  ``argmax_{d ∈ R \\ S} [λ·Sim1(d, q) − (1 − λ)·max_{d' ∈ S} Sim2(d, d')]``, picked greedily.
+
+Example:
+    >>> reciprocal_rank_fusion([["a", "b"], ["b", "c"]])[0]
+    ('b', 0.03252247488101534)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+RRF_K = 60
+
+
+def _check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    if weights is None:
+        return [1.0] * count
+    if len(weights) != count:
+        raise ValueError(f"got {len(weights)} weights for {count} rankings; give one per ranking")
+    if any(w < 0 for w in weights):
+        raise ValueError(f"weights must not be negative, got {list(weights)}")
+    return [float(w) for w in weights]
+
+
+def _sorted(scores: Mapping[str, float], first_seen: Mapping[str, int]) -> list[tuple[str, float]]:
+    # ties keep the order in which documents were first seen, so results are deterministic
+    return sorted(scores.items(), key=lambda item: (-item[1], first_seen[item[0]]))
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]],
+    *,
+    k: int = RRF_K,
+    weights: Sequence[float] | None = None,
+) -> list[tuple[str, float]]:
+    """Fuse ranked id lists by reciprocal rank (best first).
+
+    Args:
+        rankings: One list of ids per retriever, best first.
+        k: The RRF constant (60 in the paper); larger values flatten the rank discount.
+        weights: Optional weight per ranking (default 1 each).
+
+    Returns:
+        ``(id, fused score)`` pairs, best first.
+    """
+    if k < 0:
+        raise ValueError(f"k must not be negative, got {k}")
+    weights = _check_weights(weights, len(rankings))
+    scores: dict[str, float] = {}
+    first_seen: dict[str, int] = {}
+    for weight, ranking in zip(weights, rankings):
+        seen_here: set[str] = set()
+        for rank, doc_id in enumerate(ranking, start=1):
+            if doc_id in seen_here:
+                continue  # only a document's best rank in a list counts
+            seen_here.add(doc_id)
+            first_seen.setdefault(doc_id, len(first_seen))
+            scores[doc_id] = scores.get(doc_id, 0.0) + weight / (k + rank)
+    return _sorted(scores, first_seen)
+
+
+def normalize_scores(scores: Sequence[float]) -> np.ndarray:
+    """Min-max normalize to [0, 1]; equal scores all become 1."""
+    values = np.asarray(scores, dtype=np.float64)
+    if values.size == 0:
+        return values
+    low, high = float(values.min()), float(values.max())
+    if high == low:
+        return np.ones_like(values)
+    return (values - low) / (high - low)
+
+
+def weighted_score_fusion(
+    results: Sequence[Sequence[tuple[str, float]]],
+    *,
+    weights: Sequence[float] | None = None,
+) -> list[tuple[str, float]]:
+    """Fuse scored lists by a weighted sum of min-max normalized scores (best first).
+
+    Args:
+        results: One list of ``(id, score)`` per retriever (higher is better).
+        weights: Optional weight per list (default 1 each).
+    """
+    weights = _check_weights(weights, len(results))
+    fused: dict[str, float] = {}
+    first_seen: dict[str, int] = {}
+    for weight, pairs in zip(weights, results):
+        best: dict[str, float] = {}
+        for doc_id, score in pairs:
+            best[doc_id] = max(score, best.get(doc_id, -np.inf))
+        normalized = normalize_scores(list(best.values()))
+        for doc_id, value in zip(best, normalized):
+            first_seen.setdefault(doc_id, len(first_seen))
+            fused[doc_id] = fused.get(doc_id, 0.0) + weight * float(value)
+    return _sorted(fused, first_seen)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=-1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def maximal_marginal_relevance(
+    query_vector: np.ndarray,
+    candidate_vectors: np.ndarray,
+    *,
+    k: int,
+    lambda_mult: float = 0.5,
+) -> list[int]:
+    """Indices of ``k`` candidates picked greedily by MMR, with cosine for Sim1 and Sim2.
+
+    Args:
+        query_vector: The query embedding.
+        candidate_vectors: One row per candidate (the set R of the paper).
+        k: How many to pick.
+        lambda_mult: λ in [0, 1]; 1 is pure relevance, 0 pure diversity.
+
+    Example:
+        >>> import numpy as np
+        >>> docs = np.array([[1.0, 0.0], [0.99, 0.1], [0.6, 0.8]])
+        >>> maximal_marginal_relevance(np.array([1.0, 0.2]), docs, k=2, lambda_mult=0.5)
+        [1, 2]
+    """
+    if not 0.0 <= lambda_mult <= 1.0:
+        raise ValueError(f"lambda_mult must be in [0, 1], got {lambda_mult}")
+    candidates = _unit_rows(np.atleast_2d(np.asarray(candidate_vectors, dtype=np.float64)))
+    if candidates.shape[0] == 0 or k < 1:
+        return []
+    query = _unit_rows(np.asarray(query_vector, dtype=np.float64).reshape(1, -1))[0]
+    relevance = candidates @ query
+    pairwise = candidates @ candidates.T
+    selected: list[int] = []
+    redundancy = np.full(candidates.shape[0], -np.inf)
+    available = np.ones(candidates.shape[0], dtype=bool)
+    for _ in range(min(k, candidates.shape[0])):
+        penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
+        scores = lambda_mult * relevance - (1.0 - lambda_mult) * penalty
+        scores[~available] = -np.inf
+        best = int(np.argmax(scores))  # ties: the earlier (better ranked) candidate
+        selected.append(best)
+        available[best] = False
+        redundancy = np.maximum(redundancy, pairwise[best])
+    return selected

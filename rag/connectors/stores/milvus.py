@@ -1,0 +1,712 @@
+"""``store.milvus``: Milvus, embedded (milvus-lite, a local ``.db`` file) or a server.
+
+``uri`` picks the backend: a local file path ending in ``.db`` runs milvus-lite inside this
+process (nothing to install beyond ``ragline[milvus]``); an ``http(s)://`` URI talks to a Milvus
+server, authenticated with a token read from an environment variable.
+
+The collection holds one row per chunk::
+
+    id        VARCHAR primary key (the chunk id)
+    vector    FLOAT_VECTOR(dimension)
+    text      VARCHAR
+    metadata  JSON    the chunk's metadata, returned as written
+    filterable JSON   a typed view of the metadata that the filter translation queries
+
+Why ``filterable``: ragline's filter grammar (:mod:`rag.core.filters`) says a list matches
+``$eq`` when any element does, that ``$gt`` compares numbers with numbers and strings with
+strings (booleans are never numbers), and that a missing field matches only ``$ne``/``$nin``/
+``$exists: false``. Milvus' JSON expressions compare scalars only and answer *null* for a
+missing key, which ``not`` keeps null. So each scalar or list value is also written, split by
+type, as lists (``s``/``n``/``b``: strings, numbers, booleans) plus the extremes that the ordering
+operators need (``smin``/``smax``/``nmin``/``nmax``), and ``present`` lists the keys that hold a
+non-null value. Every comparison of the translation is then two-valued:
+``json_contains(filterable["s"]["lang"], "en")`` is false, never null, when ``lang`` is missing.
+
+Every value and key of a filter is escaped (see :func:`milvus_string`) before it reaches the
+expression; the tests prove that ``x" or id != "`` cannot widen a query.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Chunk, Hit
+from rag.core.errors import ConfigError, DuplicateIdError
+from rag.core.filters import And, Field, FilterNode, Not, parse_filter
+from rag.core.protocols import Filters, WritePolicy
+from rag.core.secrets import Secret
+
+INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf_flat": "IVF_FLAT"}
+METRICS = {"ip": "IP", "l2": "L2", "cosine": "COSINE"}
+MAX_ID_LENGTH = 512
+MAX_TEXT_LENGTH = 65_535
+_BATCH_ROWS = 1_000  # rows per insert/upsert call: keeps gRPC messages well under their limit
+_IDS_PER_QUERY = 1_000
+_QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
+
+
+def _pymilvus() -> Any:
+    return require("pymilvus", package="pymilvus", extra="milvus", purpose="store.milvus")
+
+
+# -- filter translation -------------------------------------------------------------------------
+def milvus_string(value: str) -> str:
+    """A Milvus expression string literal for ``value``: quotes and backslashes escaped.
+
+    Milvus' parser accepts raw unicode and control characters inside literals but not ``\\u``
+    escapes, so only ``\\``, ``"`` and the usual whitespace escapes are written.
+
+    >>> milvus_string('x" or id != "')
+    '"x\\\\" or id != \\\\""'
+    """
+    escaped = (
+        value.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def milvus_number(value: int | float) -> str:
+    """A Milvus numeric literal (finite numbers only)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"not a number: {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"filters cannot compare with {value!r}")
+    if isinstance(value, int) and abs(value) < 2**63:
+        return str(value)
+    return repr(float(value))
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return milvus_string(value)
+    return milvus_number(value)
+
+
+def _kind(value: Any) -> str | None:
+    """``s``, ``n`` or ``b`` for a filterable scalar, else ``None``."""
+    if isinstance(value, bool):
+        return "b"
+    if isinstance(value, (int, float)):
+        return "n" if not (isinstance(value, float) and not math.isfinite(value)) else None
+    if isinstance(value, str):
+        return "s"
+    return None
+
+
+def filterable_view(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The typed view of ``metadata`` that :func:`to_milvus_expr` queries (see module doc).
+
+    >>> filterable_view({"year": 2020, "tags": ["a", "b"], "gone": None})
+    {'present': ['year', 'tags'], 's': {'tags': ['a', 'b']}, 'n': {'year': [2020]}, \
+'smin': {'tags': 'a'}, 'smax': {'tags': 'b'}, 'nmin': {'year': 2020}, 'nmax': {'year': 2020}}
+    """
+    view: dict[str, Any] = {"present": []}
+    typed: dict[str, dict[str, list[Any]]] = {"s": {}, "n": {}, "b": {}}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        view["present"].append(key)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for item in values:
+            kind = _kind(item)
+            if kind is not None:
+                typed[kind].setdefault(key, []).append(item)
+    for kind in ("s", "n", "b"):
+        if typed[kind]:
+            view[kind] = typed[kind]
+    for kind in ("s", "n"):
+        if typed[kind]:
+            view[f"{kind}min"] = {k: min(v) for k, v in typed[kind].items()}
+            view[f"{kind}max"] = {k: max(v) for k, v in typed[kind].items()}
+    return view
+
+
+def _path(section: str, key: str) -> str:
+    return f"filterable[{milvus_string(section)}][{milvus_string(key)}]"
+
+
+def _contains(key: str, value: Any) -> str:
+    kind = _kind(value)
+    if kind is None:
+        return "false"
+    return f"json_contains({_path(kind, key)}, {_literal(value)})"
+
+
+def _contains_any(key: str, values: Sequence[Any]) -> str:
+    parts = []
+    for kind in ("s", "n", "b"):
+        of_kind = [v for v in values if _kind(v) == kind]
+        if of_kind:
+            literals = ", ".join(_literal(v) for v in of_kind)
+            parts.append(f"json_contains_any({_path(kind, key)}, [{literals}])")
+    if not parts:
+        return "false"
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
+_ORDER_SECTION = {"$gt": "max", "$gte": "max", "$lt": "min", "$lte": "min"}
+_ORDER_OPERATOR = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+
+
+def _field_expr(node: Field) -> str:
+    if node.op == "$exists":
+        present = f'json_contains(filterable["present"], {milvus_string(node.name)})'
+        return present if node.value else f"not {present}"
+    if node.op == "$eq":
+        return _contains(node.name, node.value)
+    if node.op == "$ne":
+        return f"not {_contains(node.name, node.value)}"
+    if node.op == "$in":
+        return _contains_any(node.name, node.value)
+    if node.op == "$nin":
+        return f"not {_contains_any(node.name, node.value)}"
+    kind = _kind(node.value)
+    if kind not in ("s", "n"):
+        return "false"
+    path = _path(kind + _ORDER_SECTION[node.op], node.name)
+    # ``exists`` first: a comparison on a missing key is null, and null must not reach ``not``.
+    return f"(exists {path} and {path} {_ORDER_OPERATOR[node.op]} {_literal(node.value)})"
+
+
+def to_milvus_expr(node: FilterNode | None) -> str:
+    """Translate a parsed filter into a Milvus boolean expression (``""`` for no filter).
+
+    Example:
+        >>> to_milvus_expr(parse_filter({"lang": "en", "year": {"$gte": 2020}}))
+        '(json_contains(filterable["s"]["lang"], "en") and \
+(exists filterable["nmax"]["year"] and filterable["nmax"]["year"] >= 2020))'
+    """
+    if node is None:
+        return ""
+    if isinstance(node, Field):
+        return _field_expr(node)
+    if isinstance(node, Not):
+        return f"not ({to_milvus_expr(node.child)})"
+    joiner = " and " if isinstance(node, And) else " or "
+    return "(" + joiner.join(to_milvus_expr(child) for child in node.children) + ")"
+
+
+def _ids_expr(ids: Sequence[str]) -> str:
+    return "id in [" + ", ".join(milvus_string(i) for i in ids) + "]"
+
+
+# -- the store ----------------------------------------------------------------------------------
+class MilvusStore(Component):
+    """Chunks in a Milvus collection: milvus-lite in a local file, or a Milvus server.
+
+    Args:
+        uri: A local file ending in ``.db`` (milvus-lite, embedded) or ``http(s)://host:19530``.
+        collection: Collection name (letters, digits, underscores).
+        dimension: Vector size; taken from the first write when ``None``.
+        index: ``flat`` (exact), ``hnsw`` or ``ivf_flat``.
+        metric: ``ip`` (inner product; cosine on normalized vectors), ``l2`` or ``cosine``.
+        index_params: Build parameters of the index (``{"M": 16, "efConstruction": 200}`` for
+            HNSW, ``{"nlist": 128}`` for IVF_FLAT); sensible defaults when ``None``.
+        search_params: Search parameters (``{"ef": 128}``, ``{"nprobe": 16}``).
+        token: Server token as an environment reference such as ``${MILVUS_TOKEN}``
+            (``user:password`` or an API key); never stored in the pipeline file.
+        max_text_length: Size of the ``text`` column in bytes (Milvus caps it at 65,535).
+        exact_fallback_limit: With ``hnsw``/``ivf_flat``, a filtered search that returns fewer
+            than ``k`` hits while more chunks match is redone exactly over the matching chunks
+            when at most this many match (approximate indexes can miss selective filters).
+
+    Example:
+        >>> import numpy as np
+        >>> from rag.core import Chunk
+        >>> store = MilvusStore(uri=".rag/milvus.db", collection="demo")  # milvus-lite
+        >>> chunk = Chunk.create(text="hello", source_id="a.md", position=0)
+        >>> chunk.embedding = np.array([1.0, 0.0], dtype="float32")
+        >>> store.write([chunk])  # doctest: +SKIP
+        1
+        >>> hits = store.search(chunk.embedding, k=1, filters={"source": "a.md"})  # doctest: +SKIP
+        >>> hits[0].chunk.text  # doctest: +SKIP
+        'hello'
+    """
+
+    outputs: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        *,
+        uri: str = "milvus.db",
+        collection: str = "ragline",
+        dimension: int | None = None,
+        index: str = "flat",
+        metric: str = "ip",
+        index_params: dict[str, Any] | None = None,
+        search_params: dict[str, Any] | None = None,
+        token: Secret | None = None,
+        max_text_length: int = MAX_TEXT_LENGTH,
+        exact_fallback_limit: int = 20_000,
+    ) -> None:
+        if index.lower() not in INDEX_TYPES:
+            raise ConfigError(
+                f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}", field="index"
+            )
+        if metric.lower() not in METRICS:
+            raise ConfigError(
+                f"metric must be one of {', '.join(METRICS)}, got {metric!r}", field="metric"
+            )
+        if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
+            raise ConfigError(
+                f"collection {collection!r} must be letters, digits and underscores, not "
+                "starting with a digit (for example 'ragline_docs')",
+                field="collection",
+            )
+        if "://" not in uri and not uri.endswith(".db"):
+            raise ConfigError(
+                f"uri {uri!r} is neither a server URI (http://host:19530) nor a milvus-lite file; "
+                "a local file must end in '.db', e.g. '.rag/milvus.db'",
+                field="uri",
+            )
+        self.uri = uri
+        self.collection = collection
+        self.dimension = dimension
+        self.index = index
+        self.metric = metric
+        self.index_params = index_params
+        self.search_params = search_params
+        self.token = token
+        self.max_text_length = max_text_length
+        self.exact_fallback_limit = exact_fallback_limit
+        self._client: Any = None
+        self._lock = threading.RLock()
+        self._exists = False
+        self._unflushed = False
+        self._generation = 0
+
+    # -- connection ---------------------------------------------------------------------------
+    @property
+    def is_local(self) -> bool:
+        """Whether ``uri`` is a milvus-lite file (embedded) rather than a server."""
+        return "://" not in self.uri
+
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                return
+            pymilvus = _pymilvus()
+            kwargs: dict[str, Any] = {}
+            if self.is_local:
+                require("milvus_lite", package="milvus-lite", extra="milvus", purpose="milvus-lite")
+                Path(self.uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                uri = str(Path(self.uri).expanduser())
+            else:
+                uri = self.uri
+                if self.token is not None:
+                    kwargs["token"] = self.token.resolve()
+            self._client = pymilvus.MilvusClient(uri=uri, **kwargs)
+            self._exists = bool(self._client.has_collection(self.collection))
+            if self._exists:
+                self._check_schema()
+                self._client.load_collection(self.collection)
+
+    def _check_schema(self) -> None:
+        description = self._client.describe_collection(self.collection)
+        fields = {f["name"]: f for f in description["fields"]}
+        missing = {"id", "vector", "text", "metadata", "filterable"} - set(fields)
+        if missing:
+            raise ConfigError(
+                f"collection '{self.collection}' at {self.uri} was not created by ragline "
+                f"(no field(s) {', '.join(sorted(missing))}); use another collection name",
+                field="collection",
+            )
+        stored = int(fields["vector"]["params"]["dim"])
+        if self.dimension is not None and stored != self.dimension:
+            raise ConfigError(
+                f"collection '{self.collection}' holds {stored}-dimensional vectors but "
+                f"dimension={self.dimension} was configured; use another collection or the "
+                "matching embedder",
+                field="dimension",
+            )
+        self.dimension = stored
+
+    @property
+    def client(self) -> Any:
+        """The ``pymilvus.MilvusClient`` (connected on first use)."""
+        if self._client is None:
+            self.warm_up()
+        return self._client
+
+    def _default_index_params(self) -> dict[str, Any]:
+        kind = self.index.lower()
+        if kind == "hnsw":
+            return {"M": 16, "efConstruction": 200}
+        if kind == "ivf_flat":
+            return {"nlist": 128}
+        return {}
+
+    def _search_params(self, k: int) -> dict[str, Any]:
+        params = dict(self.search_params or {})
+        kind = self.index.lower()
+        if kind == "hnsw":
+            params["ef"] = max(int(params.get("ef", 128)), k)  # Milvus wants ef >= k
+        elif kind == "ivf_flat":
+            params.setdefault("nprobe", 16)
+        return {"metric_type": METRICS[self.metric.lower()], "params": params}
+
+    def _create_collection(self, dimension: int) -> None:
+        pymilvus = _pymilvus()
+        data_type = pymilvus.DataType
+        schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", data_type.VARCHAR, is_primary=True, max_length=MAX_ID_LENGTH)
+        schema.add_field("vector", data_type.FLOAT_VECTOR, dim=dimension)
+        schema.add_field("text", data_type.VARCHAR, max_length=self.max_text_length)
+        schema.add_field("metadata", data_type.JSON)
+        schema.add_field("filterable", data_type.JSON)
+        index_params = self.client.prepare_index_params()
+        index_params.add_index(
+            field_name="vector",
+            index_type=INDEX_TYPES[self.index.lower()],
+            metric_type=METRICS[self.metric.lower()],
+            params=self.index_params or self._default_index_params(),
+        )
+        self.client.create_collection(
+            self.collection,
+            schema=schema,
+            index_params=index_params,
+            consistency_level="Strong",
+        )
+        self.dimension = dimension
+        self._exists = True
+
+    # -- writing ------------------------------------------------------------------------------
+    def _rows(self, chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
+        missing = [c.id for c in chunks if c.embedding is None]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} chunk(s) have no embedding (first: {missing[0]}); run an "
+                "embedder before writing to a vector store"
+            )
+        rows = []
+        for chunk in chunks:
+            vector = np.asarray(chunk.embedding, dtype=np.float32).reshape(-1)
+            if self.dimension is not None and vector.shape[0] != self.dimension:
+                raise ValueError(
+                    f"chunk {chunk.id} has a {vector.shape[0]}-dimensional vector but the "
+                    f"collection holds dimension {self.dimension}; use the same embedder for "
+                    "every write"
+                )
+            if len(chunk.id.encode()) > MAX_ID_LENGTH:
+                raise ValueError(f"chunk id {chunk.id[:40]!r}... is over {MAX_ID_LENGTH} bytes")
+            if len(chunk.text.encode()) > self.max_text_length:
+                raise ValueError(
+                    f"chunk {chunk.id} has {len(chunk.text.encode())} bytes of text, over the "
+                    f"collection's max_text_length={self.max_text_length}; split it smaller"
+                )
+            rows.append(
+                {
+                    "id": chunk.id,
+                    "vector": vector.tolist(),
+                    "text": chunk.text,
+                    "metadata": chunk.metadata,
+                    "filterable": filterable_view(chunk.metadata),
+                }
+            )
+        return rows
+
+    def _existing(self, ids: Sequence[str]) -> set[str]:
+        if not self._exists or not ids:
+            return set()
+        self._flush_if_needed()
+        found: set[str] = set()
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), _IDS_PER_QUERY):
+            part = unique[start : start + _IDS_PER_QUERY]
+            rows = self.client.query(
+                self.collection, filter=_ids_expr(part), output_fields=["id"], limit=len(part)
+            )
+            found.update(row["id"] for row in rows)
+        return found
+
+    def write(self, chunks: Sequence[Chunk], policy: WritePolicy | str = WritePolicy.UPSERT) -> int:
+        """Store chunks (each must carry an embedding). Returns how many were written."""
+        policy = WritePolicy.parse(policy)
+        if not chunks:
+            return 0
+        with self._lock:
+            self.warm_up()
+            dimensions = {np.asarray(c.embedding).size for c in chunks if c.embedding is not None}
+            if self.dimension is None and not self._exists:
+                if len(dimensions) > 1:
+                    raise ValueError(
+                        f"chunk vectors have different dimensions {sorted(dimensions)}; use the "
+                        "same embedder for every chunk"
+                    )
+                self.dimension = dimensions.pop() if dimensions else None
+            rows = self._rows(chunks)
+            unique = {row["id"]: row for row in rows}  # the last one wins inside a batch
+            if policy is not WritePolicy.UPSERT:
+                existing = self._existing(list(unique))
+                if existing and policy is WritePolicy.FAIL:
+                    raise DuplicateIdError([i for i in unique if i in existing])
+                unique = {i: row for i, row in unique.items() if i not in existing}
+            if not unique:
+                return 0
+            if not self._exists:
+                self._create_collection(int(self.dimension or 0))
+            batch = list(unique.values())
+            for start in range(0, len(batch), _BATCH_ROWS):
+                self.client.upsert(self.collection, batch[start : start + _BATCH_ROWS])
+            self._changed()
+            return len(batch)
+
+    def _changed(self) -> None:
+        self._unflushed = True
+        self._generation += 1
+
+    def _flush_if_needed(self) -> None:
+        # milvus-lite answers ~10x faster from flushed segments, so flush once after writes,
+        # before the next read, rather than after every batch of an ingestion run.
+        if self._unflushed and self.is_local:
+            self.client.flush(self.collection)
+        self._unflushed = False
+
+    def flush(self) -> None:
+        """Seal what was written so searches read indexed segments (and the file is current)."""
+        with self._lock:
+            if self._client is not None and self._exists:
+                self.client.flush(self.collection)
+            self._unflushed = False
+
+    def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
+        """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
+        if ids is None and filters is None:
+            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        node = parse_filter(filters)
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return 0
+            if ids is not None:
+                doomed = self._existing(list(ids))
+                if node is not None and doomed:
+                    doomed = set(self._ids_matching(to_milvus_expr(node), sorted(doomed)))
+            else:
+                doomed = set(self._ids_matching(to_milvus_expr(node), None))
+            if not doomed:
+                return 0
+            ordered = sorted(doomed)
+            for start in range(0, len(ordered), _IDS_PER_QUERY):
+                self.client.delete(self.collection, ids=ordered[start : start + _IDS_PER_QUERY])
+            self._changed()
+            return len(doomed)
+
+    def _ids_matching(self, expr: str, within: Sequence[str] | None) -> list[str]:
+        self._flush_if_needed()
+        if within is not None:
+            found: list[str] = []
+            for start in range(0, len(within), _IDS_PER_QUERY):
+                part = within[start : start + _IDS_PER_QUERY]
+                full = f"({_ids_expr(part)}) and ({expr})" if expr else _ids_expr(part)
+                rows = self.client.query(
+                    self.collection, filter=full, output_fields=["id"], limit=len(part)
+                )
+                found.extend(row["id"] for row in rows)
+            return found
+        return [c.id for c in self._iterate(expr, ["id"])]
+
+    def clear(self) -> None:
+        """Delete every chunk (the collection and its schema stay)."""
+        with self._lock:
+            ids = self.ids()
+            if ids:
+                self.delete(ids=ids)
+
+    def close(self) -> None:
+        """Flush and disconnect."""
+        with self._lock:
+            if self._client is None:
+                return
+            if self._unflushed and self._exists:
+                self.client.flush(self.collection)
+            self._client.close()
+            self._client = None
+            self._exists = False
+            self._unflushed = False
+
+    # -- reading ------------------------------------------------------------------------------
+    def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
+        node = parse_filter(filters)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return []
+            query = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if query.shape[0] != self.dimension:
+                raise ValueError(
+                    f"query vector has dimension {query.shape[0]}, the collection holds "
+                    f"{self.dimension}; embed queries with the model that embedded the chunks"
+                )
+            self._flush_if_needed()
+            expr = to_milvus_expr(node)
+            limit = min(k, _QUERY_LIMIT)
+            results = self.client.search(
+                self.collection,
+                data=[query.tolist()],
+                limit=limit,
+                filter=expr,
+                output_fields=["text", "metadata"],
+                search_params=self._search_params(limit),
+            )
+            hits = []
+            for result in results[0]:
+                entity = result["entity"]
+                chunk = Chunk(id=result["id"], text=entity["text"], metadata=entity["metadata"])
+                hits.append(Hit(chunk, self._score(float(result["distance"]))))
+            if expr and len(hits) < limit and self.index.lower() != "flat":
+                # A graph or cluster index can miss matches of a selective filter (milvus-lite
+                # has no brute-force fallback); rank the matching chunks exactly when few.
+                matching = self.count(filters)
+                if len(hits) < matching <= self.exact_fallback_limit:
+                    hits = self._exact_search(query, expr, limit)
+            return hits
+
+    def _score(self, distance: float) -> float:
+        return -distance if self.metric.lower() == "l2" else distance
+
+    def _exact_search(self, query: np.ndarray, expr: str, k: int) -> list[Hit]:
+        rows = []
+        iterator = self.client.query_iterator(
+            self.collection,
+            batch_size=1000,
+            filter=expr,
+            output_fields=["id", "text", "metadata", "vector"],
+        )
+        try:
+            while batch := iterator.next():
+                rows.extend(batch)
+        finally:
+            iterator.close()
+        if not rows:
+            return []
+        vectors = np.asarray([row["vector"] for row in rows], dtype=np.float32)
+        metric = self.metric.lower()
+        if metric == "l2":
+            distances = ((vectors - query) ** 2).sum(axis=1)
+            scores = -distances
+        else:
+            if metric == "cosine":
+                norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+                vectors = vectors / np.where(norms == 0, 1.0, norms)[:, None]
+            scores = vectors @ query
+            distances = scores
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [
+            Hit(
+                Chunk(id=rows[i]["id"], text=rows[i]["text"], metadata=rows[i]["metadata"]),
+                self._score(float(distances[i])),
+            )
+            for i in order
+        ]
+
+    def count(self, filters: Filters | None = None) -> int:
+        node = parse_filter(filters)
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return 0
+            self._flush_if_needed()
+            rows = self.client.query(
+                self.collection, filter=to_milvus_expr(node), output_fields=["count(*)"]
+            )
+            return int(rows[0]["count(*)"])
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """Chunks by id, with embeddings, in the order asked (unknown ids are left out)."""
+        with self._lock:
+            self.warm_up()
+            if not self._exists or not ids:
+                return []
+            self._flush_if_needed()
+            id_list = list(ids)
+            unique = list(dict.fromkeys(id_list))
+            found: dict[str, Chunk] = {}
+            for start in range(0, len(unique), _IDS_PER_QUERY):
+                part = unique[start : start + _IDS_PER_QUERY]
+                rows = self.client.query(
+                    self.collection,
+                    filter=_ids_expr(part),
+                    output_fields=["id", "text", "metadata", "vector"],
+                    limit=len(part),
+                )
+                for row in rows:
+                    found[row["id"]] = Chunk(
+                        id=row["id"],
+                        text=row["text"],
+                        metadata=row["metadata"],
+                        embedding=np.asarray(row["vector"], dtype=np.float32),
+                    )
+            return [found[i] for i in id_list if i in found]
+
+    def _iterate(self, expr: str, fields: list[str], batch_size: int = 1000) -> Iterator[Chunk]:
+        iterator = self.client.query_iterator(
+            self.collection, batch_size=batch_size, filter=expr, output_fields=fields
+        )
+        try:
+            while True:
+                rows = iterator.next()
+                if not rows:
+                    return
+                for row in rows:
+                    yield Chunk(
+                        id=row["id"], text=row.get("text", ""), metadata=row.get("metadata", {})
+                    )
+        finally:
+            iterator.close()
+
+    def ids(self) -> list[str]:
+        """Every stored chunk id."""
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return []
+            self._flush_if_needed()
+            return [c.id for c in self._iterate("", ["id"])]
+
+    def iter_chunks(self, batch_size: int = 1000) -> Iterator[Chunk]:
+        """Every stored chunk (without embedding)."""
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return iter(())
+            self._flush_if_needed()
+            return self._iterate("", ["id", "text", "metadata"], batch_size)
+
+    def fingerprint(self) -> str:
+        """Changes when this store object writes or deletes (see the BM25 retriever).
+
+        Milvus keeps no content version, so writes by another process are seen only through
+        the count; a restarted process starts a new fingerprint.
+        """
+        return f"milvus:{id(self)}:{self._generation}:{self.count()}"
+
+    def stats(self) -> dict[str, Any]:
+        """``{"chunks", "sources", "dimension"}``."""
+        with self._lock:
+            sources = {c.metadata.get("source") for c in self.iter_chunks()}
+            return {
+                "chunks": self.count(),
+                "sources": len(sources - {None}),
+                "dimension": self.dimension,
+            }
+
+    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
+        return {}

@@ -1,0 +1,648 @@
+"""``store.weaviate``: chunks in a Weaviate collection (a server, v1.33 or newer).
+
+One Weaviate object per chunk; its UUID is derived from the chunk id (UUIDv5), the vector is
+self-provided (no Weaviate vectorizer), and the properties are typed:
+
+==================  ===========  ==========================================================
+property            type         holds
+==================  ===========  ==========================================================
+``chunk_id``        text         the chunk id (``field`` tokenization: exact)
+``text``            text         the chunk text (``word`` tokenization: Weaviate BM25 works)
+``metadata_json``   text         the metadata as written (not indexed), returned on reads
+``present``         text[]       metadata keys holding a non-null value (for ``$exists``)
+``mf_s_<key>``      text[]       string values of ``<key>`` (a list's elements, or one)
+``mf_n_<key>``      number[]     numeric values (booleans are never numbers)
+``mf_b_<key>``      boolean[]    boolean values
+``mf_smin/smax_…``  text         the smallest / largest string value (for ``$gt`` …)
+``mf_nmin/nmax_…``  number       the smallest / largest number
+==================  ===========  ==========================================================
+
+A key that is lower-case letters and digits is used as is; any other key is hex-encoded
+(``mf_s__6c616e67``), so every metadata key maps to valid, distinct property names. Properties
+are added to the collection the first time a key of that type is written.
+
+This layout makes :func:`to_weaviate_filter` exact for the grammar of :mod:`rag.core.filters`:
+``$eq`` on a list is ``ContainsAny`` on the typed array, ``$gt`` compares the typed maximum, a
+key never written is a constant ``False`` folded away before the query is sent, and ``$ne``,
+``$nin``, ``$not`` use Weaviate's ``Not`` operator (added in Weaviate 1.33). Values travel as
+typed gRPC fields, never inside a query string.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from collections.abc import Container, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Chunk, Hit
+from rag.core.errors import ConfigError, DuplicateIdError, RagError
+from rag.core.filters import And, Field, FilterNode, Not, parse_filter
+from rag.core.protocols import Filters, WritePolicy
+from rag.core.secrets import Secret
+
+INDEX_TYPES = ("hnsw", "flat")
+METRICS = ("ip", "l2", "cosine")
+BASE_PROPERTIES = ("chunk_id", "text", "metadata_json", "present")
+_SIMPLE_KEY = re.compile(r"[a-z0-9]{1,100}")
+_COLLECTION_NAME = re.compile(r"[A-Z][_0-9A-Za-z]{0,230}")
+_BATCH = 500
+
+
+def _weaviate() -> Any:
+    return require(
+        "weaviate", package="weaviate-client", extra="weaviate", purpose="store.weaviate"
+    )
+
+
+# -- object mapping (pure) ----------------------------------------------------------------------
+def property_name(kind: str, key: str) -> str:
+    """The Weaviate property that holds ``kind`` values of metadata ``key``.
+
+    >>> property_name("s", "lang"), property_name("n", "Year")
+    ('mf_s_lang', 'mf_n__59656172')
+    """
+    if _SIMPLE_KEY.fullmatch(key):
+        return f"mf_{kind}_{key}"
+    encoded = key.encode().hex()
+    if len(encoded) > 200:
+        import hashlib
+
+        encoded = "h" + hashlib.sha256(key.encode()).hexdigest()
+    return f"mf_{kind}__{encoded}"
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "b"
+    if isinstance(value, (int, float)):
+        return "n" if math.isfinite(value) else None
+    if isinstance(value, str):
+        return "s"
+    return None
+
+
+def _typed(value: Any) -> Any:
+    # Weaviate numbers are float64; sending ints would select the int[] gRPC field instead
+    return float(value) if _kind(value) == "n" else value
+
+
+# Weaviate data type of each kind of property (names as in weaviate.classes.config.DataType)
+PROPERTY_TYPES = {
+    "s": "TEXT_ARRAY",
+    "n": "NUMBER_ARRAY",
+    "b": "BOOL_ARRAY",
+    "smin": "TEXT",
+    "smax": "TEXT",
+    "nmin": "NUMBER",
+    "nmax": "NUMBER",
+}
+
+
+def object_properties(chunk: Chunk) -> dict[str, Any]:
+    """The properties of the Weaviate object that stores ``chunk`` (see the module doc).
+
+    >>> sorted(object_properties(Chunk(id="a", text="t", metadata={"tags": ["x", "y"]})))
+    ['chunk_id', 'metadata_json', 'mf_s_tags', 'mf_smax_tags', 'mf_smin_tags', 'present', 'text']
+    """
+    properties: dict[str, Any] = {
+        "chunk_id": chunk.id,
+        "text": chunk.text,
+        "metadata_json": json.dumps(chunk.metadata, ensure_ascii=False),
+        "present": [],
+    }
+    for key, value in chunk.metadata.items():
+        if value is None:
+            continue
+        properties["present"].append(key)
+        typed: dict[str, list[Any]] = {}
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            kind = _kind(item)
+            if kind is not None:
+                typed.setdefault(kind, []).append(_typed(item))
+        for kind, values in typed.items():
+            properties[property_name(kind, key)] = values
+            if kind in ("s", "n"):
+                properties[property_name(kind + "min", key)] = min(values)
+                properties[property_name(kind + "max", key)] = max(values)
+    return properties
+
+
+def property_kind(name: str) -> str | None:
+    """The kind (``s``, ``nmax``, ...) of a typed property name, ``None`` for base ones."""
+    if not name.startswith("mf_"):
+        return None
+    return name[3:].split("_", 1)[0]
+
+
+def chunk_from_object(properties: dict[str, Any], vector: Any = None) -> Chunk:
+    """The chunk a Weaviate object stores."""
+    embedding = None if vector is None else np.asarray(vector, dtype=np.float32)
+    return Chunk(
+        id=properties["chunk_id"],
+        text=properties.get("text") or "",
+        metadata=json.loads(properties.get("metadata_json") or "{}"),
+        embedding=embedding,
+    )
+
+
+# -- filter translation (pure) ------------------------------------------------------------------
+_ORDER = {
+    "$gt": ("max", "greater_than"),
+    "$gte": ("max", "greater_or_equal"),
+    "$lt": ("min", "less_than"),
+    "$lte": ("min", "less_or_equal"),
+}
+
+
+def _or(parts: list[Any]) -> Any:
+    parts = [p for p in parts if p is not False]
+    if any(p is True for p in parts):
+        return True
+    if not parts:
+        return False
+    return parts[0] if len(parts) == 1 else _weaviate().classes.query.Filter.any_of(parts)
+
+
+def _and(parts: list[Any]) -> Any:
+    parts = [p for p in parts if p is not True]
+    if any(p is False for p in parts):
+        return False
+    if not parts:
+        return True
+    return parts[0] if len(parts) == 1 else _weaviate().classes.query.Filter.all_of(parts)
+
+
+def _not(part: Any) -> Any:
+    if isinstance(part, bool):
+        return not part
+    return ~part
+
+
+def _contains_any(key: str, values: Sequence[Any], known: Container[str]) -> Any:
+    filter_cls = _weaviate().classes.query.Filter
+    parts: list[Any] = []
+    for kind in ("s", "n", "b"):
+        of_kind = [_typed(v) for v in values if _kind(v) == kind]
+        name = property_name(kind, key)
+        if of_kind and name in known:
+            parts.append(filter_cls.by_property(name).contains_any(of_kind))
+    return _or(parts)
+
+
+def _field(node: Field, known: Container[str]) -> Any:
+    filter_cls = _weaviate().classes.query.Filter
+    if node.op == "$exists":
+        present = filter_cls.by_property("present").contains_any([node.name])
+        return present if node.value else _not(present)
+    if node.op in ("$eq", "$in"):
+        return _contains_any(node.name, node.value if node.op == "$in" else [node.value], known)
+    if node.op in ("$ne", "$nin"):
+        values = node.value if node.op == "$nin" else [node.value]
+        return _not(_contains_any(node.name, values, known))
+    kind = _kind(node.value)
+    if kind not in ("s", "n"):
+        return False
+    side, method = _ORDER[node.op]
+    name = property_name(kind + side, node.name)
+    if name not in known:
+        return False
+    return getattr(filter_cls.by_property(name), method)(_typed(node.value))
+
+
+def to_weaviate_filter(node: FilterNode | None, known: Container[str]) -> Any:
+    """Translate a parsed filter into ``weaviate.classes.query.Filter`` terms.
+
+    Args:
+        node: The parsed filter (``None``: no filter).
+        known: Property names the collection has; a condition on any other is constant.
+
+    Returns:
+        A Weaviate filter, ``True`` (matches everything: send no filter) or ``False``
+        (matches nothing: skip the query).
+    """
+    if node is None:
+        return True
+    if isinstance(node, Field):
+        return _field(node, known)
+    if isinstance(node, Not):
+        return _not(to_weaviate_filter(node.child, known))
+    parts = [to_weaviate_filter(child, known) for child in node.children]
+    return _and(parts) if isinstance(node, And) else _or(parts)
+
+
+def chunk_uuid(chunk_id: str) -> str:
+    """The object UUID of a chunk id (UUIDv5, stable)."""
+    return str(_weaviate().util.generate_uuid5(chunk_id))
+
+
+# -- the store ----------------------------------------------------------------------------------
+class WeaviateStore(Component):
+    """Chunks in a Weaviate collection on a server.
+
+    Args:
+        url: The server's HTTP address, such as ``http://localhost:8080``.
+        grpc_port: The server's gRPC port (same host as ``url``).
+        collection: Collection name; Weaviate wants a capital first letter (``Ragline``).
+        api_key: API key as an environment reference such as ``${WEAVIATE_API_KEY}``.
+        index: ``hnsw`` or ``flat``.
+        metric: ``ip`` (inner product; cosine on normalized vectors), ``l2`` or ``cosine``.
+        dimension: Vector size; taken from the first write when ``None``.
+
+    Example:
+        >>> store = WeaviateStore(url="http://localhost:8080", collection="Docs")
+        >>> store.count({"source": "a.md"})  # doctest: +SKIP
+        3
+    """
+
+    outputs: dict[str, Any] = {}
+
+    def __init__(
+        self,
+        *,
+        url: str = "http://localhost:8080",
+        grpc_port: int = 50051,
+        collection: str = "Ragline",
+        api_key: Secret | None = None,
+        index: str = "hnsw",
+        metric: str = "ip",
+        dimension: int | None = None,
+    ) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ConfigError(
+                f"url {url!r} must be an http(s) address such as http://localhost:8080",
+                field="url",
+            )
+        if not _COLLECTION_NAME.fullmatch(collection):
+            raise ConfigError(
+                f"collection {collection!r} must start with a capital letter and hold only "
+                f"letters, digits and underscores (Weaviate's rule), e.g. {collection.title()!r}",
+                field="collection",
+            )
+        if index not in INDEX_TYPES:
+            raise ConfigError(
+                f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}", field="index"
+            )
+        if metric not in METRICS:
+            raise ConfigError(
+                f"metric must be one of {', '.join(METRICS)}, got {metric!r}", field="metric"
+            )
+        self.url = url
+        self.grpc_port = grpc_port
+        self.collection = collection
+        self.api_key = api_key
+        self.index = index
+        self.metric = metric
+        self.dimension = dimension
+        self._client: Any = None
+        self._known: set[str] = set()
+        self._exists = False
+        self._generation = 0
+        self._lock = threading.RLock()
+
+    # -- connection ---------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                return
+            weaviate = _weaviate()
+            parsed = urlparse(self.url)
+            secure = parsed.scheme == "https"
+            auth = None
+            if self.api_key is not None:
+                auth = weaviate.classes.init.Auth.api_key(self.api_key.resolve())
+            self._client = weaviate.connect_to_custom(
+                http_host=parsed.hostname,
+                http_port=parsed.port or (443 if secure else 80),
+                http_secure=secure,
+                grpc_host=parsed.hostname,
+                grpc_port=self.grpc_port,
+                grpc_secure=secure,
+                auth_credentials=auth,
+            )
+            self._exists = bool(self._client.collections.exists(self.collection))
+            if self._exists:
+                self._read_schema()
+
+    def _read_schema(self) -> None:
+        config = self._handle().config.get()
+        self._known = {p.name for p in config.properties}
+        if not set(BASE_PROPERTIES) <= self._known:
+            raise ConfigError(
+                f"collection '{self.collection}' at {self.url} was not created by ragline; use "
+                "another collection name",
+                field="collection",
+            )
+        match = re.search(r"dimension=(\d+)", config.description or "")
+        if match:
+            stored = int(match.group(1))
+            if self.dimension is not None and self.dimension != stored:
+                raise ConfigError(
+                    f"collection '{self.collection}' holds {stored}-dimensional vectors but "
+                    f"dimension={self.dimension} was configured",
+                    field="dimension",
+                )
+            self.dimension = stored
+
+    def _handle(self) -> Any:
+        if self._client is None:
+            self.warm_up()
+        return self._client.collections.get(self.collection)
+
+    def _create(self, dimension: int) -> None:
+        classes = _weaviate().classes
+        configure, data_type, tokenization = (
+            classes.config.Configure,
+            classes.config.DataType,
+            classes.config.Tokenization,
+        )
+        distance = {
+            "ip": classes.config.VectorDistances.DOT,
+            "l2": classes.config.VectorDistances.L2_SQUARED,
+            "cosine": classes.config.VectorDistances.COSINE,
+        }[self.metric]
+        index_config = (
+            configure.VectorIndex.hnsw(distance_metric=distance)
+            if self.index == "hnsw"
+            else configure.VectorIndex.flat(distance_metric=distance)
+        )
+        prop = classes.config.Property
+        self._client.collections.create(
+            self.collection,
+            description=f"ragline chunks; dimension={dimension}",
+            vector_config=configure.Vectors.self_provided(vector_index_config=index_config),
+            properties=[
+                prop(name="chunk_id", data_type=data_type.TEXT, tokenization=tokenization.FIELD),
+                prop(name="text", data_type=data_type.TEXT, tokenization=tokenization.WORD),
+                prop(
+                    name="metadata_json",
+                    data_type=data_type.TEXT,
+                    index_filterable=False,
+                    index_searchable=False,
+                ),
+                prop(
+                    name="present", data_type=data_type.TEXT_ARRAY, tokenization=tokenization.FIELD
+                ),
+            ],
+        )
+        self._known = set(BASE_PROPERTIES)
+        self._exists = True
+        self.dimension = dimension
+
+    def _ensure_properties(self, names: set[str]) -> None:
+        classes = _weaviate().classes
+        handle = self._handle()
+        for name in sorted(names - self._known):
+            kind = property_kind(name) or "s"
+            data_type = getattr(classes.config.DataType, PROPERTY_TYPES[kind])
+            extra: dict[str, Any] = {}
+            if kind.startswith("s"):
+                extra["tokenization"] = classes.config.Tokenization.FIELD
+                extra["index_searchable"] = False
+            if kind in ("nmin", "nmax"):
+                extra["index_range_filters"] = True
+            handle.config.add_property(
+                classes.config.Property(name=name, data_type=data_type, **extra)
+            )
+            self._known.add(name)
+
+    # -- writing ------------------------------------------------------------------------------
+    def _vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
+        missing = [c.id for c in chunks if c.embedding is None]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} chunk(s) have no embedding (first: {missing[0]}); run an "
+                "embedder before writing to a vector store"
+            )
+        vectors = [np.asarray(c.embedding, dtype=np.float32).reshape(-1) for c in chunks]
+        sizes = {v.shape[0] for v in vectors}
+        expected = self.dimension if self.dimension is not None else vectors[0].shape[0]
+        if sizes != {expected}:
+            raise ValueError(
+                f"chunk vectors have dimension(s) {sorted(sizes)} but the collection holds "
+                f"{expected}-dimensional vectors; use the same embedder for every write"
+            )
+        return vectors
+
+    def _existing(self, chunk_ids: Sequence[str]) -> set[str]:
+        if not self._exists or not chunk_ids:
+            return set()
+        filter_cls = _weaviate().classes.query.Filter
+        found: set[str] = set()
+        unique = list(dict.fromkeys(chunk_ids))
+        for start in range(0, len(unique), _BATCH):
+            part = unique[start : start + _BATCH]
+            result = self._handle().query.fetch_objects(
+                filters=filter_cls.by_id().contains_any([chunk_uuid(i) for i in part]),
+                limit=len(part),
+                return_properties=["chunk_id"],
+            )
+            found.update(o.properties["chunk_id"] for o in result.objects)
+        return found
+
+    def write(self, chunks: Sequence[Chunk], policy: WritePolicy | str = WritePolicy.UPSERT) -> int:
+        """Store chunks (each must carry an embedding). Returns how many were written."""
+        policy = WritePolicy.parse(policy)
+        if not chunks:
+            return 0
+        with self._lock:
+            self.warm_up()
+            vectors = self._vectors(chunks)
+            unique = {c.id: (c, v) for c, v in zip(chunks, vectors)}  # the last one wins
+            if policy is not WritePolicy.UPSERT:
+                existing = self._existing(list(unique))
+                if existing and policy is WritePolicy.FAIL:
+                    raise DuplicateIdError([i for i in unique if i in existing])
+                unique = {i: cv for i, cv in unique.items() if i not in existing}
+            if not unique:
+                return 0
+            if not self._exists:
+                self._create(vectors[0].shape[0])
+            data_object = _weaviate().classes.data.DataObject
+            objects = []
+            needed: set[str] = set()
+            for chunk, vector in unique.values():
+                properties = object_properties(chunk)
+                needed.update(properties)
+                objects.append(
+                    data_object(
+                        properties=properties, uuid=chunk_uuid(chunk.id), vector=vector.tolist()
+                    )
+                )
+            self._ensure_properties(needed)
+            handle = self._handle()
+            for start in range(0, len(objects), _BATCH):
+                result = handle.data.insert_many(objects[start : start + _BATCH])
+                if result.errors:
+                    first = next(iter(result.errors.values()))
+                    raise RagError(
+                        f"Weaviate refused {len(result.errors)} object(s) of collection "
+                        f"'{self.collection}': {first.message}"
+                    )
+            self._generation += 1
+            return len(objects)
+
+    def _where(self, node: FilterNode | None) -> Any:
+        return to_weaviate_filter(node, self._known)
+
+    def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
+        """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
+        if ids is None and filters is None:
+            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        node = parse_filter(filters)
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return 0
+            filter_cls = _weaviate().classes.query.Filter
+            where = self._where(node)
+            if where is False:
+                return 0
+            deleted = 0
+            batches: list[Any] = [True]
+            if ids is not None:
+                id_list = list(dict.fromkeys(ids))
+                if not id_list:
+                    return 0
+                batches = [
+                    filter_cls.by_id().contains_any(
+                        [chunk_uuid(i) for i in id_list[s : s + _BATCH]]
+                    )
+                    for s in range(0, len(id_list), _BATCH)
+                ]
+            for by_id in batches:
+                condition = _and([by_id, where])
+                if condition is True:  # everything: Weaviate needs some filter
+                    condition = filter_cls.by_property("chunk_id").like("*")
+                result = self._handle().data.delete_many(where=condition)
+                deleted += int(result.successful)
+            if deleted:
+                self._generation += 1
+            return deleted
+
+    def clear(self) -> None:
+        """Delete every chunk (the collection and its schema stay)."""
+        ids = self.ids()
+        if ids:
+            self.delete(ids=ids)
+
+    def flush(self) -> None:
+        """Nothing to do: Weaviate persists each write."""
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = None
+            self._exists = False
+
+    # -- reading ------------------------------------------------------------------------------
+    def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
+        """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
+        node = parse_filter(filters)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return []
+            query = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if self.dimension is not None and query.shape[0] != self.dimension:
+                raise ValueError(
+                    f"query vector has dimension {query.shape[0]}, the collection holds "
+                    f"{self.dimension}; embed queries with the model that embedded the chunks"
+                )
+            where = self._where(node)
+            if where is False:
+                return []
+            result = self._handle().query.near_vector(
+                near_vector=query.tolist(),
+                limit=k,
+                filters=None if where is True else where,
+                return_metadata=_weaviate().classes.query.MetadataQuery(distance=True),
+                return_properties=["chunk_id", "text", "metadata_json"],
+            )
+        hits = []
+        for obj in result.objects:
+            distance = float(obj.metadata.distance)
+            score = 1.0 - distance if self.metric == "cosine" else -distance
+            hits.append(Hit(chunk_from_object(obj.properties), score))
+        return hits
+
+    def count(self, filters: Filters | None = None) -> int:
+        node = parse_filter(filters)
+        with self._lock:
+            self.warm_up()
+            if not self._exists:
+                return 0
+            where = self._where(node)
+            if where is False:
+                return 0
+            result = self._handle().aggregate.over_all(
+                total_count=True, filters=None if where is True else where
+            )
+            return int(result.total_count or 0)
+
+    def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """Chunks by id, with embeddings, in the order asked (unknown ids are left out)."""
+        with self._lock:
+            self.warm_up()
+            if not self._exists or not ids:
+                return []
+            filter_cls = _weaviate().classes.query.Filter
+            id_list = list(ids)
+            unique = list(dict.fromkeys(id_list))
+            found: dict[str, Chunk] = {}
+            for start in range(0, len(unique), _BATCH):
+                part = unique[start : start + _BATCH]
+                result = self._handle().query.fetch_objects(
+                    filters=filter_cls.by_id().contains_any([chunk_uuid(i) for i in part]),
+                    limit=len(part),
+                    include_vector=True,
+                    return_properties=["chunk_id", "text", "metadata_json"],
+                )
+                for obj in result.objects:
+                    vector = (
+                        obj.vector.get("default") if isinstance(obj.vector, dict) else obj.vector
+                    )
+                    chunk = chunk_from_object(obj.properties, vector)
+                    found[chunk.id] = chunk
+            return [found[i] for i in id_list if i in found]
+
+    def iter_chunks(self, batch_size: int = 1000) -> Iterator[Chunk]:
+        """Every stored chunk (without embedding)."""
+        self.warm_up()
+        if not self._exists:
+            return
+        for obj in self._handle().iterator(
+            return_properties=["chunk_id", "text", "metadata_json"], cache_size=batch_size
+        ):
+            yield chunk_from_object(obj.properties)
+
+    def ids(self) -> list[str]:
+        """Every stored chunk id."""
+        return [c.id for c in self.iter_chunks()]
+
+    def fingerprint(self) -> str:
+        """Changes when this store object writes or deletes, or the count changes."""
+        return f"weaviate:{id(self)}:{self._generation}:{self.count()}"
+
+    def stats(self) -> dict[str, Any]:
+        """``{"chunks", "sources", "dimension"}``."""
+        sources = {c.metadata.get("source") for c in self.iter_chunks()}
+        return {
+            "chunks": self.count(),
+            "sources": len(sources - {None}),
+            "dimension": self.dimension,
+        }
+
+    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
+        return {}

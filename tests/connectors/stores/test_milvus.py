@@ -1,0 +1,151 @@
+"""store.milvus on milvus-lite (embedded, real) against the shared conformance suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.connectors.stores.milvus import (
+    MilvusStore,
+    filterable_view,
+    milvus_string,
+    to_milvus_expr,
+)
+from rag.core.documents import Chunk
+from rag.core.errors import ConfigError, MissingEnvVarError
+from rag.core.filters import parse_filter
+from rag.core.secrets import Secret
+from rag.testing import StoreConformance
+
+pytest.importorskip(
+    "milvus_lite", reason="milvus-lite is not installed: pip install 'ragline[milvus]'"
+)
+
+
+def _factory(root, **options):
+    opened: set[str] = set()
+
+    def make(name):
+        uri = str(root / f"{name}.db")
+        if name in opened:
+            # A real reopen: stop this file's embedded server so the data is read back from disk.
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(uri)
+        opened.add(name)
+        return MilvusStore(uri=uri, collection="chunks", **options)
+
+    return make
+
+
+@pytest.mark.integration
+class TestMilvusLiteFlat(StoreConformance):
+    @pytest.fixture(scope="class")
+    def store_factory(self, tmp_path_factory):
+        return _factory(tmp_path_factory.mktemp("milvus-flat"))
+
+
+@pytest.mark.integration
+class TestMilvusLiteHnsw(StoreConformance):
+    """The HNSW index: the suite's small sets are searched exactly by milvus-lite's HNSW."""
+
+    @pytest.fixture(scope="class")
+    def store_factory(self, tmp_path_factory):
+        return _factory(tmp_path_factory.mktemp("milvus-hnsw"), index="hnsw")
+
+    def test_ten_thousand_chunk_batch(self, store):
+        pytest.skip("covered by TestMilvusLiteFlat; one 10k batch per store")
+
+
+@pytest.mark.unit
+class TestTranslation:
+    def test_string_escaping(self):
+        assert milvus_string('x" or id != "') == '"x\\" or id != \\""'
+        assert milvus_string("back\\slash\nnew") == '"back\\\\slash\\nnew"'
+
+    def test_injection_stays_inside_the_literal(self):
+        expr = to_milvus_expr(parse_filter({"lang": 'x" or id != "'}))
+        assert expr == 'json_contains(filterable["s"]["lang"], "x\\" or id != \\"")'
+        key_expr = to_milvus_expr(parse_filter({'k"] or true or ["': 1}))
+        assert 'filterable["n"]["k\\"] or true or [\\""]' in key_expr
+
+    def test_operators(self):
+        assert to_milvus_expr(None) == ""
+        assert to_milvus_expr(parse_filter({"a": {"$exists": False}})) == (
+            'not json_contains(filterable["present"], "a")'
+        )
+        assert to_milvus_expr(parse_filter({"a": {"$in": [1, "x", True]}})) == (
+            '(json_contains_any(filterable["s"]["a"], ["x"]) or '
+            'json_contains_any(filterable["n"]["a"], [1]) or '
+            'json_contains_any(filterable["b"]["a"], [true]))'
+        )
+        assert to_milvus_expr(parse_filter({"a": {"$lt": 2.5}})) == (
+            '(exists filterable["nmin"]["a"] and filterable["nmin"]["a"] < 2.5)'
+        )
+        assert to_milvus_expr(parse_filter({"$not": {"a": "x"}})) == (
+            'not (json_contains(filterable["s"]["a"], "x"))'
+        )
+
+    def test_filterable_view_splits_types(self):
+        view = filterable_view({"m": [1, "1", True, None, {"x": 1}], "z": None, "d": {"a": 1}})
+        assert view["present"] == ["m", "d"]
+        assert view["n"] == {"m": [1]} and view["s"] == {"m": ["1"]} and view["b"] == {"m": [True]}
+
+    def test_bad_configuration_names_the_fix(self):
+        with pytest.raises(ConfigError, match="must end in '.db'"):
+            MilvusStore(uri="data/milvus")
+        with pytest.raises(ConfigError, match="index must be one of"):
+            MilvusStore(index="ivf_pq")
+        with pytest.raises(ConfigError, match="collection"):
+            MilvusStore(collection="my-docs")
+
+    def test_token_is_a_reference(self, monkeypatch):
+        store = MilvusStore(uri="http://milvus.example:19530", token=Secret("MILVUS_TEST_TOKEN"))
+        assert store.to_dict()["init_parameters"]["token"] == "${MILVUS_TEST_TOKEN}"
+        monkeypatch.delenv("MILVUS_TEST_TOKEN", raising=False)
+        with pytest.raises(MissingEnvVarError, match="MILVUS_TEST_TOKEN"):
+            store.warm_up()  # the token is read before anything connects
+
+    def test_round_trip(self):
+        store = MilvusStore(uri="x.db", collection="c", index="hnsw", search_params={"ef": 64})
+        assert MilvusStore.from_dict(store.to_dict()) == store
+
+
+@pytest.mark.integration
+def test_stats_ids_and_reopen_with_dimension_check(tmp_path):
+    uri = str(tmp_path / "s.db")
+    store = MilvusStore(uri=uri, collection="docs")
+    chunks = [
+        Chunk(id=f"i{i}", text=f"t{i}", metadata={"source": f"s{i % 2}"}, embedding=np.eye(4)[i])
+        for i in range(4)
+    ]
+    store.write(chunks)
+    assert store.stats() == {"chunks": 4, "sources": 2, "dimension": 4}
+    assert sorted(store.ids()) == ["i0", "i1", "i2", "i3"]
+    assert sorted(c.text for c in store.iter_chunks()) == ["t0", "t1", "t2", "t3"]
+    store.close()
+    with pytest.raises(ConfigError, match="4-dimensional"):
+        MilvusStore(uri=uri, collection="docs", dimension=8).warm_up()
+
+
+@pytest.mark.integration
+def test_approximate_index_falls_back_to_exact_for_selective_filters(tmp_path, monkeypatch):
+    from rag.testing import random_chunks
+
+    store = MilvusStore(uri=str(tmp_path / "h.db"), collection="h", index="hnsw")
+    chunks = random_chunks(60, metadata=lambda i: {"rare": i % 6 == 0})
+    store.write(chunks)
+    query = chunks[0].embedding
+    expected = StoreConformance.exact_order([c for c in chunks if c.metadata["rare"]], query)
+    real_search = store.client.search
+
+    def lossy_search(*args, **kwargs):  # an HNSW walk that found only one match
+        return [real_search(*args, **kwargs)[0][:1]]
+
+    monkeypatch.setattr(store.client, "search", lossy_search)
+    hits = store.search(query, k=5, filters={"rare": True})
+    assert [h.id for h in hits] == expected[:5]
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+    monkeypatch.setattr(store, "exact_fallback_limit", 3)  # too many matches: keep what HNSW found
+    assert len(store.search(query, k=5, filters={"rare": True})) == 1
+    store.close()

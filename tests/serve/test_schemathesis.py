@@ -1,0 +1,73 @@
+"""A bounded schemathesis run against the published OpenAPI schema finds no server error.
+
+It runs on its own server and store (fuzzed DELETEs may empty a store) with the real embedder
+and local model, through schemathesis' command line so its own event loop and threads stay out
+of the test process.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.pipelines.ingest import run_ingest
+from tests.serve.conftest import API_KEY, CORPUS, build_app_file, running
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def fuzz_url(tmp_path_factory, embedder, local_generator, roots):
+    from rag.serve import create_app
+
+    corpus = tmp_path_factory.mktemp("fuzz-corpus")
+    shutil.copy(CORPUS / "faiss.md", corpus)
+    app_file = build_app_file(tmp_path_factory.mktemp("fuzz") / "index", embedder, local_generator)
+    run_ingest(app_file.pipeline("ingest"), [str(corpus)], progress=False)
+    app = create_app(
+        app_file, api_keys=[API_KEY], allowed_roots=[roots["root"]], max_body_bytes=64 * 1024
+    )
+    with running(app) as url:
+        yield url
+
+
+def test_fuzzing_the_schema_finds_no_server_error(fuzz_url, tmp_path):
+    cli = Path(sys.executable).with_name("schemathesis")
+    if not cli.exists():
+        pytest.skip("the schemathesis command is not installed (pip install schemathesis)")
+    command = [
+        str(cli),
+        "run",
+        f"{fuzz_url}/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        "10",
+        "--seed",
+        "7",
+        "--workers",
+        "2",
+        "--no-shrink",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "60",
+        "--header",
+        f"Authorization: Bearer {API_KEY}",
+        "--no-color",
+    ]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=240, cwd=tmp_path, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    assert re.search(r"Tested: 8\b", output), output  # every operation was exercised
+    generated = re.search(r"(\d+) generated, (\d+) passed", output)
+    assert generated and int(generated[1]) >= 200 and generated[1] == generated[2], output

@@ -1,0 +1,75 @@
+"""The conformance suite itself: its expectations are right, and it fails broken stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.connectors.stores.faiss import FaissStore
+from rag.core.filters import Field, parse_filter
+from rag.testing import FILTER_CASES, StoreConformance, filter_corpus_chunks
+from rag.testing.store_conformance import expected_ids
+
+pytestmark = pytest.mark.unit
+
+
+def test_hand_written_expectations_agree_with_matches():
+    written = [case for case in FILTER_CASES if case.expected is not None]
+    assert len(written) > 40
+    for case in written:
+        assert expected_ids(case) == case.expected, case.name
+
+
+def test_cases_cover_every_operator():
+    seen: set[str] = set()
+
+    def walk(node):
+        seen.add(type(node).__name__)
+        if isinstance(node, Field):
+            seen.add(node.op)
+        for child in getattr(node, "children", ()):
+            walk(child)
+        if hasattr(node, "child"):
+            walk(node.child)
+
+    for case in FILTER_CASES:
+        walk(parse_filter(case.filters))
+    operators = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"}
+    assert operators | {"And", "Or", "Not"} <= seen
+
+
+class PostFilteringStore(FaissStore):
+    """A classic bug: search the top k first, then drop what does not match."""
+
+    def search(self, vector, k=10, filters=None):
+        node = parse_filter(filters)
+        from rag.core.filters import matches
+
+        return [h for h in super().search(vector, k=k) if matches(node, h.chunk.metadata)]
+
+
+class MissingMeansNoMatchStore(FaissStore):
+    """Another: a field the chunk lacks never matches, even for $ne."""
+
+    def count(self, filters=None):
+        node = parse_filter(filters)
+        if isinstance(node, Field) and node.op == "$ne":
+            return sum(
+                1 for c in filter_corpus_chunks() if node.name in c.metadata
+            ) - super().count({node.name: node.value})
+        return super().count(filters)
+
+
+def test_the_suite_fails_a_post_filtering_store():
+    suite = StoreConformance()
+    with pytest.raises(AssertionError):
+        suite.test_filtered_search_returns_exactly_k(PostFilteringStore())
+
+
+def test_the_suite_fails_wrong_missing_field_semantics():
+    suite = StoreConformance()
+    store = MissingMeansNoMatchStore()
+    store.write(filter_corpus_chunks())
+    case = next(c for c in FILTER_CASES if c.name == "ne-string")
+    with pytest.raises(AssertionError):
+        suite.test_filter_case(store, case)
+    suite.test_filter_case(store, next(c for c in FILTER_CASES if c.name == "eq-string"))
