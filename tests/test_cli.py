@@ -22,9 +22,9 @@ def workspace(tmp_path_factory):
     (corpus / "broken.txt").write_bytes(b"\x00\x01binary")
     config = root / "ingest.yaml"
     config.write_text(
-        (EXAMPLES / "ingest.yaml").read_text().replace(
-            "${RAG_INDEX_DIR:-.rag/example-index}", str(root / "index")
-        )
+        (EXAMPLES / "ingest.yaml")
+        .read_text()
+        .replace("${RAG_INDEX_DIR:-.rag/example-index}", str(root / "index"))
     )
     return root, corpus, config
 
@@ -43,12 +43,22 @@ def ingested(workspace):
 
 def test_ingest_json_reports_counts_and_bad_files(ingested):
     (_, corpus, _), report = ingested
-    assert set(report) == {"sources", "chunks_written", "chunks_skipped", "chunks_deleted",
-                           "errors", "seconds"}
+    assert set(report) == {
+        "sources",
+        "chunks_written",
+        "chunks_skipped",
+        "chunks_deleted",
+        "errors",
+        "seconds",
+    }
     assert report["sources"] == 8
     assert report["chunks_written"] >= 7
-    assert report["errors"] == [{"source": (corpus / "broken.txt").as_posix(),
-                                 "error": "binary content (NUL bytes); not a text file"}]
+    assert report["errors"] == [
+        {
+            "source": (corpus / "broken.txt").as_posix(),
+            "error": "binary content (NUL bytes); not a text file",
+        }
+    ]
 
 
 def test_strict_mode_exits_1_on_errors(ingested):
@@ -59,16 +69,24 @@ def test_strict_mode_exits_1_on_errors(ingested):
 
 def test_search_json_and_filter(ingested):
     (_, corpus, config), _ = ingested
-    result = invoke("search", "How should I tune HNSW efSearch?", "--config", config, "--json",
-                    "--k", 3)
+    result = invoke(
+        "search", "How should I tune HNSW efSearch?", "--config", config, "--json", "--k", 3
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["query"].startswith("How should")
     assert len(data["hits"]) == 3
     assert data["hits"][0]["metadata"]["source"].endswith("hnsw.html")
     assert set(data["hits"][0]) == {"id", "score", "text", "metadata"}
-    only_bm25 = invoke("search", "tune HNSW", "--config", config, "--json", "--filter",
-                       json.dumps({"source": (corpus / "bm25.md").as_posix()}))
+    only_bm25 = invoke(
+        "search",
+        "tune HNSW",
+        "--config",
+        config,
+        "--json",
+        "--filter",
+        json.dumps({"source": (corpus / "bm25.md").as_posix()}),
+    )
     hits = json.loads(only_bm25.stdout)["hits"]
     assert hits and all(h["metadata"]["source"].endswith("bm25.md") for h in hits)
 
@@ -76,10 +94,12 @@ def test_search_json_and_filter(ingested):
 def test_batch_search_trec_lists_each_document_once(ingested, tmp_path):
     (_, _, config), _ = ingested
     queries = tmp_path / "queries.jsonl"
-    queries.write_text('{"_id": "q1", "text": "BM25 parameters"}\n'
-                       '{"_id": "q2", "text": "Cranfield experiments"}\n')
-    result = invoke("search", "--queries", queries, "--config", config, "--format", "trec",
-                    "--k", 3, "--quiet")
+    queries.write_text(
+        '{"_id": "q1", "text": "BM25 parameters"}\n{"_id": "q2", "text": "Cranfield experiments"}\n'
+    )
+    result = invoke(
+        "search", "--queries", queries, "--config", config, "--format", "trec", "--k", 3, "--quiet"
+    )
     assert result.exit_code == 0, result.output
     lines = [line.split() for line in result.stdout.strip().splitlines()]
     assert [line[0] for line in lines] == ["q1"] * 3 + ["q2"] * 3
@@ -96,8 +116,12 @@ def test_batch_search_trec_lists_each_document_once(ingested, tmp_path):
 def test_stats_json(ingested):
     (_, _, config), report = ingested
     result = invoke("stats", "--config", config, "--json")
-    assert json.loads(result.stdout) == {"chunks": report["chunks_written"], "sources": 7,
-                                         "store": "store.faiss", "dimension": 384}
+    assert json.loads(result.stdout) == {
+        "chunks": report["chunks_written"],
+        "sources": 7,
+        "store": "store.faiss",
+        "dimension": 384,
+    }
 
 
 def test_reingest_is_idempotent(ingested):
@@ -109,8 +133,17 @@ def test_reingest_is_idempotent(ingested):
 
 def test_run_command_with_inputs(ingested):
     (_, _, config), _ = ingested
-    result = invoke("run", config, "--pipeline", "search", "--input", "query=What is BM25?",
-                    "--input", "k=2", "--json")
+    result = invoke(
+        "run",
+        config,
+        "--pipeline",
+        "search",
+        "--input",
+        "query=What is BM25?",
+        "--input",
+        "k=2",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)["retriever"]["hits"]
     assert len(hits) == 2

@@ -52,6 +52,29 @@ _BATCH_ROWS = 1_000  # rows per insert/upsert call: keeps gRPC messages well und
 _IDS_PER_QUERY = 1_000
 _QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
 
+# milvus-lite runs one in-process server per database file and keeps it (and the file's lock) until
+# the process exits. Stores count their users per file so the last ``close()`` stops the server and
+# another process can open the file.
+_LITE_USERS: dict[str, int] = {}
+_LITE_USERS_LOCK = threading.Lock()
+
+
+def _lite_acquire(path: str) -> None:
+    with _LITE_USERS_LOCK:
+        _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
+
+
+def _lite_release(path: str) -> None:
+    with _LITE_USERS_LOCK:
+        users = _LITE_USERS.get(path, 0) - 1
+        if users > 0:
+            _LITE_USERS[path] = users
+            return
+        _LITE_USERS.pop(path, None)
+    from milvus_lite.server_manager import server_manager_instance
+
+    server_manager_instance.release_server(path)
+
 
 def _pymilvus() -> Any:
     return require("pymilvus", package="pymilvus", extra="milvus", purpose="store.milvus")
@@ -310,6 +333,8 @@ class MilvusStore(Component):
                 if self.token is not None:
                     kwargs["token"] = self.token.resolve()
             self._client = pymilvus.MilvusClient(uri=uri, **kwargs)
+            if self.is_local:
+                _lite_acquire(uri)
             self._exists = bool(self._client.has_collection(self.collection))
             if self._exists:
                 self._check_schema()
@@ -538,6 +563,8 @@ class MilvusStore(Component):
             self._client = None
             self._exists = False
             self._unflushed = False
+            if self.is_local:
+                _lite_release(str(Path(self.uri).expanduser()))
 
     # -- reading ------------------------------------------------------------------------------
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:

@@ -149,3 +149,29 @@ def test_approximate_index_falls_back_to_exact_for_selective_filters(tmp_path, m
     monkeypatch.setattr(store, "exact_fallback_limit", 3)  # too many matches: keep what HNSW found
     assert len(store.search(query, k=5, filters={"rare": True})) == 1
     store.close()
+
+
+@pytest.mark.integration
+def test_close_releases_the_database_file_for_another_process(tmp_path):
+    import subprocess
+    import sys
+
+    uri = str(tmp_path / "shared.db")
+    first = MilvusStore(uri=uri, collection="docs")
+    second = MilvusStore(uri=uri, collection="docs")
+    first.write([Chunk(id="a", text="alpha", metadata={"source": "s"}, embedding=np.eye(4)[0])])
+    assert second.count() == 1
+    first.close()
+    assert second.count() == 1, "closing one store must not stop the server another one uses"
+    second.close()
+    script = (
+        "from rag.connectors.stores.milvus import MilvusStore\n"
+        f"store = MilvusStore(uri={uri!r}, collection='docs')\n"
+        "print(store.count())\n"
+        "store.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "1"
