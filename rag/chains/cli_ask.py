@@ -58,7 +58,12 @@ def _print_citations(answer: Answer, out: TextIO) -> None:
         for citation in answer.citations:
             out.write(f"  [{citation.index}] {citation.source}  (chunk {citation.id})\n")
     else:
-        out.write("\nCitations: none\n")
+        out.write("\nCitations: none (the model cited no context)\n")
+        if answer.contexts:
+            out.write("Contexts given to the model:\n")
+            for context in answer.contexts:
+                score = "" if context.score is None else f"  (score {context.score:.3f})"
+                out.write(f"  [{context.index}] {context.source}{score}\n")
     if answer.invalid_citations:
         sys.stderr.write(
             f"note: {answer.invalid_citations} citation(s) named no given context and were "

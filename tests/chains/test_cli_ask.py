@@ -54,7 +54,8 @@ def test_ask_streams_the_answer_then_lists_citations(qa_config):
     assert result.exit_code == 0, result.output
     answer, _, citations = result.stdout.partition("\nCitations:")
     assert answer.strip()
-    assert citations.strip() == "none" or citations.lstrip("\n").startswith("  [")
+    cited = citations.lstrip("\n").startswith("  [")
+    assert cited or "Contexts given to the model:\n  [1] " in citations
 
 
 @pytest.mark.integration
@@ -157,6 +158,21 @@ def test_no_stream_prints_the_answer_then_citations():
     assert lines[0] == "Paris [1] [5]."
     assert lines[2] == "Citations:" and lines[3].startswith("  [1] doc1.md  (chunk ")
     assert len(lines) == 4  # the invalid [5] is not listed
+
+
+@pytest.mark.unit
+def test_an_answer_without_citations_lists_the_contexts_it_was_given():
+    out = io.StringIO()
+    code = ask_command(
+        scripted_app(reply("Paris.")), config="qa.yaml", question="Capital?", stream=False, out=out
+    )
+    lines = out.getvalue().splitlines()
+    assert code == 0
+    assert lines[2:] == [
+        "Citations: none (the model cited no context)",
+        "Contexts given to the model:",
+        "  [1] doc1.md  (score 1.000)",
+    ]
 
 
 @pytest.mark.unit

@@ -158,7 +158,9 @@ def test_answer_carries_prompt_contexts_citations_and_timings():
     assert answer.prompt == (
         "Contexts:\n[1] (source: doc1.md) Paris is the capital of France.\n\n"
         "[2] (source: doc2.md) Berlin is the capital of Germany.\n\n"
-        "Question: What is the capital of France?"
+        "Question: What is the capital of France?\n\n"
+        "Answer in two or three sentences. After each sentence write the number of the context "
+        "it comes from in square brackets, like [1]."
     )
     (body,) = script.bodies
     assert body["messages"] == answer.messages

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._checks import check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError, DuplicateIdError
@@ -83,14 +84,8 @@ class FaissStore(Component):
         ef_search: int = 128,
         device: str = "cpu",
     ) -> None:
-        if index not in INDEX_TYPES:
-            raise ConfigError(
-                f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}", field="index"
-            )
-        if metric not in METRICS:
-            raise ConfigError(
-                f"metric must be one of {', '.join(METRICS)}, got {metric!r}", field="metric"
-            )
+        check_choice(index, INDEX_TYPES, "index")
+        check_choice(metric, METRICS, "metric")
         if device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}", field="device")
         self.path = path
@@ -406,18 +401,12 @@ class FaissStore(Component):
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
         node = parse_filter(filters)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        check_k(k)
         with self._lock:
             self._ensure_open()
             if self._index is None or not self._rowid_of:
                 return []
-            query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
-            if query.shape[1] != self.dimension:
-                raise ValueError(
-                    f"query vector has dimension {query.shape[1]}, the store holds "
-                    f"{self.dimension}; embed queries with the model that embedded the chunks"
-                )
+            query = query_vector(vector, self.dimension).reshape(1, -1)
             faiss = _faiss()
             candidates: list[int] | None = None
             if node is not None:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._checks import check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError, DuplicateIdError
@@ -276,14 +277,8 @@ class MilvusStore(Component):
         max_text_length: int = MAX_TEXT_LENGTH,
         exact_fallback_limit: int = 20_000,
     ) -> None:
-        if index.lower() not in INDEX_TYPES:
-            raise ConfigError(
-                f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}", field="index"
-            )
-        if metric.lower() not in METRICS:
-            raise ConfigError(
-                f"metric must be one of {', '.join(METRICS)}, got {metric!r}", field="metric"
-            )
+        check_choice(index.lower(), INDEX_TYPES, "index")
+        check_choice(metric.lower(), METRICS, "metric")
         if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
             raise ConfigError(
                 f"collection {collection!r} must be letters, digits and underscores, not "
@@ -570,18 +565,12 @@ class MilvusStore(Component):
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
         node = parse_filter(filters)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        check_k(k)
         with self._lock:
             self.warm_up()
             if not self._exists:
                 return []
-            query = np.asarray(vector, dtype=np.float32).reshape(-1)
-            if query.shape[0] != self.dimension:
-                raise ValueError(
-                    f"query vector has dimension {query.shape[0]}, the collection holds "
-                    f"{self.dimension}; embed queries with the model that embedded the chunks"
-                )
+            query = query_vector(vector, self.dimension)
             self._flush_if_needed()
             expr = to_milvus_expr(node)
             limit = min(k, _QUERY_LIMIT)

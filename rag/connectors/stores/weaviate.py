@@ -41,6 +41,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._checks import check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError, DuplicateIdError, RagError
@@ -287,14 +288,8 @@ class WeaviateStore(Component):
                 f"letters, digits and underscores (Weaviate's rule), e.g. {collection.title()!r}",
                 field="collection",
             )
-        if index not in INDEX_TYPES:
-            raise ConfigError(
-                f"index must be one of {', '.join(INDEX_TYPES)}, got {index!r}", field="index"
-            )
-        if metric not in METRICS:
-            raise ConfigError(
-                f"metric must be one of {', '.join(METRICS)}, got {metric!r}", field="metric"
-            )
+        check_choice(index, INDEX_TYPES, "index")
+        check_choice(metric, METRICS, "metric")
         self.url = url
         self.grpc_port = grpc_port
         self.collection = collection
@@ -548,18 +543,12 @@ class WeaviateStore(Component):
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
         node = parse_filter(filters)
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
+        check_k(k)
         with self._lock:
             self.warm_up()
             if not self._exists:
                 return []
-            query = np.asarray(vector, dtype=np.float32).reshape(-1)
-            if self.dimension is not None and query.shape[0] != self.dimension:
-                raise ValueError(
-                    f"query vector has dimension {query.shape[0]}, the collection holds "
-                    f"{self.dimension}; embed queries with the model that embedded the chunks"
-                )
+            query = query_vector(vector, self.dimension)
             where = self._where(node)
             if where is False:
                 return []
