@@ -154,6 +154,14 @@ def ingest(
     runner: Annotated[str, typer.Option(help="local or ray.")] = "local",
     mode: Annotated[str, typer.Option(help="incremental, full or none.")] = "incremental",
     address: Annotated[str | None, typer.Option(help="Ray cluster address.")] = None,
+    writers: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Ray writer actors for a Milvus/Weaviate server (default 4; 0: the driver "
+            "writes).",
+        ),
+    ] = None,
     pipeline: Annotated[str, typer.Option(help="Pipeline to run.")] = "ingest",
     strict: Annotated[bool, typer.Option(help="Exit 1 when any source failed.")] = False,
     json_output: JsonOption = False,
@@ -174,7 +182,12 @@ def ingest(
             from rag.pipelines.distributed import run_ingest_ray
 
             report = run_ingest_ray(
-                ingest_pipeline, paths, mode=mode, address=address, progress=not quiet
+                ingest_pipeline,
+                paths,
+                mode=mode,
+                address=address,
+                num_writers=writers,
+                progress=not quiet,
             )
         else:
             report = run_ingest(ingest_pipeline, paths, mode=mode, progress=not quiet)

@@ -7,9 +7,12 @@ Stages:
 2. **load and split** run as Ray tasks on CPUs, one source per row in, chunks out;
 3. **embed** runs on an actor pool (one GPU per actor when the cluster has GPUs, else
    ``num_embedders`` CPU actors), in batches of ``writer.batch_size`` chunks;
-4. **write** happens on the driver in the crash-safe order of :mod:`rag.pipelines.records`
-   (every chunk id is recorded before its batch is written), and each source is committed once
-   all of its chunks are written, after the dataset is exhausted.
+4. **write**: the driver records every chunk id before its batch is written (the crash-safe
+   order of :mod:`rag.pipelines.records`); the batch is then written by the driver itself (FAISS,
+   milvus-lite: one process owns the files) or, for a store that several processes may write
+   at once (a Milvus or Weaviate server), by a pool of ``num_writers`` writer actors in
+   parallel. Each source is committed once all of its chunks are written, after the dataset
+   is exhausted and every writer has finished.
 
 Components travel to workers as their ``to_dict()`` form and are rebuilt there from the
 registry, so nothing with a lock, a model or a connection is pickled.
@@ -51,6 +54,8 @@ from rag.pipelines.ingest import (
     prune_missing,
 )
 from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, expand_sources
+
+DEFAULT_WRITERS = 4  # writer actors for a store that several processes may write at once
 
 
 @functools.lru_cache(maxsize=8)
@@ -103,6 +108,69 @@ class _Embed:
         return {**batch, "embedding": vectors}
 
 
+class _Writer:
+    """A Ray actor that writes batches to its own connection to a shared (server) store."""
+
+    def __init__(self, store: str, policy: str) -> None:
+        self.store = _component(store)
+        self.policy = policy
+
+    def write(self, chunks: list[Chunk]) -> int:
+        return int(self.store.write(chunks, policy=self.policy))
+
+    def flush(self) -> None:
+        flush = getattr(self.store, "flush", None)
+        if callable(flush):
+            flush()
+
+
+class _ParallelWrites:
+    """Round-robin batches over writer actors, with at most two batches in flight per actor."""
+
+    def __init__(self, ray: Any, store: Component, policy: str, size: int) -> None:
+        self.ray = ray
+        spec = json.dumps(store.to_dict())
+        actor = ray.remote(num_cpus=0)(_Writer)
+        self.actors = [actor.remote(spec, policy) for _ in range(size)]
+        self.pending: dict[Any, int] = {}  # object ref -> chunks in its batch
+        self.turn = 0
+        self.started = False
+
+    def submit(self, chunks: list[Chunk], recorded: RecordedWriter) -> None:
+        while len(self.pending) >= 2 * len(self.actors):
+            self._collect(recorded, num_returns=1)
+        actor = self.actors[self.turn % len(self.actors)]
+        self.turn += 1
+        self.pending[actor.write.remote(chunks)] = len(chunks)
+
+    def _collect(self, recorded: RecordedWriter, num_returns: int) -> None:
+        done, _ = self.ray.wait(list(self.pending), num_returns=num_returns)
+        for ref in done:
+            recorded.count(self.pending.pop(ref), self.ray.get(ref))
+
+    def finish(self, recorded: RecordedWriter) -> None:
+        """Wait for every write (raising the first error) and flush every writer."""
+        if self.pending:
+            self._collect(recorded, num_returns=len(self.pending))
+        self.ray.get([actor.flush.remote() for actor in self.actors])
+
+
+def _writer_count(store: Component, num_writers: int | None) -> int:
+    """Writer actors to use: 0 writes on the driver."""
+    shared = bool(getattr(store, "concurrent_writers", False))
+    if num_writers is None:
+        return DEFAULT_WRITERS if shared else 0
+    if num_writers < 0:
+        raise PipelineError(f"num_writers must be 0 or more, got {num_writers}")
+    if num_writers and not shared:
+        raise PipelineError(
+            f"{type(store).__name__} cannot take writes from several processes (its files "
+            "belong to one process); write on the driver with num_writers=0 (--writers 0), or "
+            "use a Milvus or Weaviate server for parallel writers"
+        )
+    return num_writers
+
+
 def _gpus(ray: Any) -> int:
     return int(ray.cluster_resources().get("GPU", 0))
 
@@ -114,6 +182,7 @@ def run_ingest_ray(
     mode: str = "incremental",
     address: str | None = None,
     num_embedders: int | None = None,
+    num_writers: int | None = None,
     pattern: str = "**/*",
     progress: bool = True,
 ) -> IngestReport:
@@ -127,6 +196,8 @@ def run_ingest_ray(
         address: Ray address (``auto``, ``ray://host:10001``); ``None`` uses the instance this
             process already joined, else starts a local one (shut down at the end).
         num_embedders: Embedding actors; default one per GPU, or one on a CPU-only cluster.
+        num_writers: Writer actors for a store that several processes may write at once (a
+            Milvus or Weaviate server); default 4 for such a store, else 0 (the driver writes).
         pattern: Glob pattern for directories.
         progress: Show progress on stderr.
 
@@ -148,6 +219,7 @@ def run_ingest_ray(
             f"{', '.join(pipeline.components)}); use --runner local"
         )
     _check_mode(mode, stages.writer, pipeline)
+    writers = _writer_count(stages.writer.store, num_writers)
     ray = require("ray", package="ray[data]", extra="ray", purpose="--runner ray")
     require("ray.data", package="ray[data]", extra="ray", purpose="--runner ray")
 
@@ -171,7 +243,15 @@ def run_ingest_ray(
         if started_here:
             ray.init(address=address, log_to_driver=False)
         try:
-            failed = _run_dataset(ray, stages, list(todo), recorded, progress=progress)
+            failed = _run_dataset(
+                ray,
+                stages,
+                list(todo),
+                recorded,
+                num_embedders=num_embedders,
+                writers=writers,
+                progress=progress,
+            )
         finally:
             if started_here:
                 ray.shutdown()
@@ -184,16 +264,28 @@ def run_ingest_ray(
 
 
 def _run_dataset(
-    ray: Any, stages: Any, sources: list[str], recorded: RecordedWriter, *, progress: bool
+    ray: Any,
+    stages: Any,
+    sources: list[str],
+    recorded: RecordedWriter,
+    *,
+    num_embedders: int | None,
+    writers: int,
+    progress: bool,
 ) -> set[str]:
-    """Run load/split/embed on Ray; write on the driver. Returns the sources that failed."""
+    """Run load/split/embed on Ray; write on the driver or on writer actors.
+
+    Returns the sources that failed.
+    """
     import ray.data
 
     def spec(component: Component) -> str:
         return json.dumps(component.to_dict())
 
     gpus = _gpus(ray)
-    actors = max(1, gpus) if gpus else 1
+    if num_embedders is not None and num_embedders < 1:
+        raise PipelineError(f"num_embedders must be at least 1, got {num_embedders}")
+    actors = num_embedders or max(1, gpus)
     window = stages.writer.batch_size
     dataset = ray.data.from_items(
         [{"source": s} for s in sources], override_num_blocks=max(1, min(len(sources), 64))
@@ -209,6 +301,11 @@ def _run_dataset(
         batch_size=window,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
+    )
+    parallel = (
+        _ParallelWrites(ray, stages.writer.store, stages.writer.policy, writers)
+        if writers
+        else None
     )
     failed: set[str] = set()
     report = recorded.report
@@ -232,6 +329,16 @@ def _run_dataset(
                         embedding=np.asarray(batch["embedding"][i], dtype=np.float32),
                     )
                     items.append((source, chunk))
-            recorded.write(items, embed=None)
+            if parallel is None or not parallel.started:
+                # With parallel writers, the driver writes the first batch itself, so that the
+                # collection exists (with its schema) before several writers race to create it.
+                recorded.write(items, embed=None)
+                if parallel is not None:
+                    parallel.started = bool(items)
+            elif items:
+                recorded.record(items)
+                parallel.submit([chunk for _, chunk in items], recorded)
             bar.update(len(items))
+    if parallel is not None:
+        parallel.finish(recorded)
     return failed

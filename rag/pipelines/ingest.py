@@ -228,11 +228,22 @@ class RecordedWriter:
             todo = [c for c in to_write if c.embedding is None]
             if todo:
                 embed(todo)
-        if self.records is not None:
-            self.records.add_chunks((source, chunk.id) for source, chunk in items)
+        self.record(items)
         written = self.store.write(to_write, policy=self.writer.policy) if to_write else 0
+        self.count(len(chunks), written)
+
+    def record(self, items: Sequence[tuple[str, Chunk]]) -> None:
+        """Record the chunk ids of ``items``; call before the chunks are written (crash safety)."""
+        if self.records is None:
+            return
+        for source, _ in items:
+            self.begin(source)
+        self.records.add_chunks((source, chunk.id) for source, chunk in items)
+
+    def count(self, chunks: int, written: int) -> None:
+        """Add a written batch of ``chunks`` chunks, ``written`` of them new, to the report."""
         self.report.chunks_written += written
-        self.report.chunks_skipped += len(chunks) - written
+        self.report.chunks_skipped += chunks - written
 
     def _reuse(self, items: Sequence[tuple[str, Chunk]]) -> list[Chunk]:
         """Attach stored vectors to chunks whose id is recorded; drop those stored as they are."""

@@ -61,3 +61,52 @@ def test_ray_runner_refuses_a_pipeline_it_cannot_distribute(tmp_path):
     pipeline.add_component("loader", FileLoader())
     with pytest.raises(PipelineError, match="--runner local"):
         run_ingest_ray(pipeline, [tmp_path], mode="none", progress=False)
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """A real Milvus gRPC endpoint on 127.0.0.1: milvus-lite's server, which the Ray workers
+    reach over loopback exactly as they would reach a Milvus server."""
+    pytest.importorskip(
+        "milvus_lite", reason="milvus-lite is not installed: pip install 'ragline[milvus]'"
+    )
+    from milvus_lite.server_manager import server_manager_instance
+
+    path = str(tmp_path / "server.db")
+    uri = server_manager_instance.start_and_get_uri(path)
+    assert uri is not None and uri.startswith("http://127.0.0.1:")
+    yield uri
+    server_manager_instance.release_server(path)
+
+
+def test_parallel_writers_fill_a_milvus_server_like_the_local_runner(
+    local_ray, embedder, milvus_server, tmp_path
+):
+    from rag.connectors.stores.milvus import MilvusStore
+    from rag.pipelines.distributed import run_ingest_ray
+
+    corpus = write_corpus(tmp_path / "corpus")
+    store = MilvusStore(uri=milvus_server, collection="parallel")
+    assert store.concurrent_writers
+    pipeline = make_pipeline(
+        embedder, store, batch_size=8, records_path=str(tmp_path / "records.sqlite")
+    )
+    report = run_ingest_ray(pipeline, [corpus], num_writers=3, progress=False)
+    expected = expected_chunks(corpus)
+    assert report.errors == []
+    assert report.chunks_written == len(expected)
+    assert {c.id: c.text for c in store.get(store.ids())} == expected
+
+    write_corpus(corpus, version=2)
+    changed = run_ingest_ray(pipeline, [corpus], mode="full", num_writers=2, progress=False)
+    assert {c.id: c.text for c in store.get(store.ids())} == expected_chunks(corpus)
+    assert changed.chunks_deleted > 0
+    store.close()
+
+
+def test_parallel_writers_are_refused_for_a_store_one_process_owns(tmp_path, embedder):
+    from rag.pipelines.distributed import run_ingest_ray
+
+    pipeline = make_pipeline(embedder, FaissStore(path=str(tmp_path / "index")))
+    with pytest.raises(PipelineError, match="--writers 0"):
+        run_ingest_ray(pipeline, [tmp_path], num_writers=2, progress=False)

@@ -313,6 +313,11 @@ class MilvusStore(Component):
         """Whether ``uri`` is a milvus-lite file (embedded) rather than a server."""
         return "://" not in self.uri
 
+    @property
+    def concurrent_writers(self) -> bool:
+        """Whether several processes may write at once (a server; not a milvus-lite file)."""
+        return not self.is_local
+
     def warm_up(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -330,10 +335,14 @@ class MilvusStore(Component):
             self._client = pymilvus.MilvusClient(uri=uri, **kwargs)
             if self.is_local:
                 _lite_acquire(uri)
-            self._exists = bool(self._client.has_collection(self.collection))
-            if self._exists:
-                self._check_schema()
-                self._client.load_collection(self.collection)
+            self._look_for_collection()
+
+    def _look_for_collection(self) -> None:
+        """Open the collection if it exists (on a server, another process may have made it)."""
+        self._exists = bool(self._client.has_collection(self.collection))
+        if self._exists:
+            self._check_schema()
+            self._client.load_collection(self.collection)
 
     def _check_schema(self) -> None:
         description = self._client.describe_collection(self.collection)
@@ -460,6 +469,8 @@ class MilvusStore(Component):
             return 0
         with self._lock:
             self.warm_up()
+            if not self._exists and not self.is_local:
+                self._look_for_collection()
             dimensions = {np.asarray(c.embedding).size for c in chunks if c.embedding is not None}
             if self.dimension is None and not self._exists:
                 if len(dimensions) > 1:

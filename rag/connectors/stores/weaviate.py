@@ -529,6 +529,9 @@ class WeaviateStore(Component):
         if ids:
             self.delete(ids=ids)
 
+    #: Several processes may write at once: Weaviate is a server.
+    concurrent_writers = True
+
     def flush(self) -> None:
         """Nothing to do: Weaviate persists each write."""
 
