@@ -146,8 +146,9 @@ class FileLoader(Component):
                 f"unsupported file type '{suffix or '(none)'}'; supported: "
                 f"{', '.join(SUPPORTED_EXTENSIONS)}",
             )
-        if suffix == ".jsonl":
-            yield from self._jsonl_stream(source, path)
+        if suffix in (".jsonl", ".csv"):
+            stream = self._jsonl_stream if suffix == ".jsonl" else self._csv_stream
+            yield from stream(source, path)
             return
         try:
             data = path.read_bytes()
@@ -157,8 +158,6 @@ class FileLoader(Component):
             raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
         if suffix == ".pdf":
             yield from self._pdf(source, data)
-        elif suffix == ".csv":
-            yield from self._csv(source, _decode(data, source, self.encoding))
         elif suffix in HTML_EXTENSIONS:
             yield self._html(source, _decode(data, source, self.encoding))
         else:
@@ -256,8 +255,9 @@ class FileLoader(Component):
                 metadata.setdefault(name, value)
         return Document(id=f"{source}#{row_id}", text=full_text, metadata=metadata)
 
-    def _jsonl_stream(self, source: str, path: Path) -> Iterator[Document | LoaderError]:
-        """Read a JSONL file line by line, with the checks and messages of :func:`_decode`."""
+    def _lines(self, source: str, path: Path) -> Iterator[tuple[int, str]]:
+        """``(line number, line)`` of a text file read lazily, with the checks and messages of
+        :func:`_decode` (empty, binary, not valid in the encoding: the byte offset)."""
         try:
             handle = path.open("rb")
         except FileNotFoundError:
@@ -287,9 +287,14 @@ class FileLoader(Component):
                             f"{offset + err.start})",
                         ) from None
                     offset += len(raw)
-                    yield from self._jsonl_line(source, line, number)
+                    yield number, line
             except OSError as err:
                 raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
+
+    def _jsonl_stream(self, source: str, path: Path) -> Iterator[Document | LoaderError]:
+        """Read a JSONL file line by line: memory stays flat however large the file is."""
+        for number, line in self._lines(source, path):
+            yield from self._jsonl_line(source, line, number)
 
     def _jsonl_line(self, source: str, line: str, number: int) -> Iterator[Document | LoaderError]:
         if not line.strip():
@@ -304,13 +309,31 @@ class FileLoader(Component):
             return
         yield self._record(source, row, number)
 
-    def _csv(self, source: str, text: str) -> Iterator[Document | LoaderError]:
-        reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or self.text_field not in reader.fieldnames:
+    def _csv_stream(self, source: str, path: Path) -> Iterator[Document | LoaderError]:
+        """Read a CSV file row by row (quoted fields may span lines); memory stays flat."""
+        lines = (
+            line.lstrip("\ufeff") if number == 1 else line
+            for number, line in self._lines(source, path)
+        )
+        reader = csv.DictReader(lines)
+        try:
+            fieldnames = reader.fieldnames
+        except csv.Error as err:
+            raise LoaderError(f"{source}:1", f"invalid CSV header: {err}") from None
+        if not fieldnames or self.text_field not in fieldnames:
             raise LoaderError(
                 source,
                 f"CSV header has no '{self.text_field}' column "
-                f"(columns: {', '.join(reader.fieldnames or [])}); set text_field",
+                f"(columns: {', '.join(fieldnames or [])}); set text_field",
             )
-        for number, row in enumerate(reader, start=2):
+        number = 1  # rows are numbered as lines of a file without multi-line fields
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                yield LoaderError(f"{source}:{reader.line_num}", f"invalid CSV: {err}")
+                return
+            number += 1
             yield self._record(source, dict(row), number)

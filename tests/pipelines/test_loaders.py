@@ -135,3 +135,27 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     result = FileLoader().run(sources=[str(path)])
     assert "cannot read" in result["errors"][0]["error"]
+
+
+@pytest.mark.unit
+def test_csv_streams_rows_with_multiline_fields_and_reports_bad_input(tmp_path):
+    rows = tmp_path / "rows.csv"
+    rows.write_text('\ufeffid,text\n1,"first line\nsecond line"\n2,plain\n', encoding="utf-8")
+    loader = FileLoader()
+    stream = loader.load(str(rows))
+    first = next(stream)  # lazily: one row at a time
+    assert (first.text, first.metadata["doc_id"]) == ("first line\nsecond line", "1")
+    assert [d.text for d in stream] == ["plain"]
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("  \n")
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"text\n\x00\x01")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"text\nna\xefve\n")
+    result = loader.run(sources=[str(empty), str(binary), str(latin), str(rows)])
+    reasons = {e["source"]: e["error"] for e in result["errors"]}
+    assert "empty file" in reasons[str(empty)]
+    assert "binary" in reasons[str(binary)]
+    assert "not valid utf-8 text" in reasons[str(latin)] and "at byte 7" in reasons[str(latin)]
+    assert [d.text for d in result["documents"]] == ["first line\nsecond line", "plain"]
