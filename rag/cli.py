@@ -488,7 +488,7 @@ def serve(
     ] = 8_388_608,
     quiet: QuietOption = False,
 ) -> None:
-    """Serve the HTTP API (keys from RAGLINE_API_KEYS; see rag/serve/cli_serve.py)."""
+    """Serve the HTTP API. API keys come from RAGLINE_API_KEYS (comma-separated, 16+ chars)."""
     configure_quiet(quiet)
     from rag.serve.cli_serve import serve as serve_app
 

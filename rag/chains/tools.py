@@ -28,7 +28,6 @@ import importlib
 import inspect
 import json
 import operator
-import os
 import re
 import types
 import typing
@@ -38,6 +37,7 @@ from typing import Any, Literal, Union
 
 from rag.core.errors import ConfigError, did_you_mean
 from rag.core.generation import ToolCall
+from rag.core.registry import imports_allowed
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
@@ -395,13 +395,13 @@ class ToolRegistry:
             return Tool.from_function(spec)
         if spec in self._tools:
             return Tool.from_function(self._tools[spec], name=spec)
-        allowed = allow_imports or os.environ.get("RAGLINE_ALLOW_IMPORTS") == "1"
+        allowed = allow_imports or imports_allowed()
         if ":" in spec or "." in spec:
             if not allowed:
                 raise ConfigError(
                     f"tool '{spec}' looks like an import path; importing functions named in YAML "
-                    "is refused by default. Register the function on a ToolRegistry, or set "
-                    "RAGLINE_ALLOW_IMPORTS=1 if you trust this file"
+                    "is refused by default. Register the function on a ToolRegistry, or load the "
+                    "file with allow_imports=True (CLI: RAGLINE_ALLOW_IMPORTS=1) if you trust it"
                 )
             module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
             try:

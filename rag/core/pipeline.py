@@ -53,7 +53,7 @@ from rag.core.component import (
     types_compatible,
 )
 from rag.core.errors import ConfigError, MissingEnvVarError, PipelineError, did_you_mean
-from rag.core.registry import Registry, default_registry
+from rag.core.registry import Registry, allowing_imports, default_registry, imports_allowed
 from rag.core.secrets import Secret
 from rag.core.yaml_io import LocatedYaml, dump_yaml, expand_env_refs, read_yaml
 
@@ -486,8 +486,9 @@ class PipelineFile:
             ConfigError: with the file, line and field of the first problem found.
         """
         located = read_yaml(path, text=text)
-        allow_imports = allow_imports or os.environ.get("RAGLINE_ALLOW_IMPORTS") == "1"
-        return _Builder(located, registry or default_registry, allow_imports).build()
+        allow_imports = allow_imports or imports_allowed()
+        with allowing_imports(allow_imports):
+            return _Builder(located, registry or default_registry, allow_imports).build()
 
     @classmethod
     def from_dict(

@@ -9,6 +9,10 @@ registers its own classes on a :class:`Registry` it passes to ``Pipeline.load``.
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from importlib import metadata
 from typing import Any
 
@@ -122,3 +126,30 @@ def _import_path(path: str) -> type:
 
 default_registry = Registry()
 """The registry ``Pipeline.load`` uses unless it is given another."""
+
+
+ALLOW_IMPORTS_ENV = "RAGLINE_ALLOW_IMPORTS"
+_IMPORTS_ALLOWED: ContextVar[bool] = ContextVar("ragline_imports_allowed", default=False)
+
+
+def imports_allowed() -> bool:
+    """Whether names in YAML may be import paths: inside :func:`allowing_imports` (what
+    ``PipelineFile.load(..., allow_imports=True)`` does while it builds) or with
+    ``RAGLINE_ALLOW_IMPORTS=1``.
+
+    Example:
+        >>> with allowing_imports(True):
+        ...     imports_allowed()
+        True
+    """
+    return _IMPORTS_ALLOWED.get() or os.environ.get(ALLOW_IMPORTS_ENV) == "1"
+
+
+@contextmanager
+def allowing_imports(allowed: bool) -> Iterator[None]:
+    """Let components built inside the block (chain tools, for one) resolve import paths."""
+    token = _IMPORTS_ALLOWED.set(allowed)
+    try:
+        yield
+    finally:
+        _IMPORTS_ALLOWED.reset(token)

@@ -169,3 +169,37 @@ def test_registry_resolves_names_and_refuses_imports_unless_allowed(monkeypatch)
     assert registry.resolve("tests.chains.test_tools.weather").name == "weather"
     registry.register(explode, name="fail_always")
     assert registry.resolve("fail_always").name == "fail_always"
+
+
+@pytest.mark.unit
+def test_a_pipeline_file_loaded_with_allow_imports_may_name_tools_by_import_path(
+    tmp_path, monkeypatch
+):
+    from rag.core.pipeline import PipelineFile
+
+    monkeypatch.delenv("RAGLINE_ALLOW_IMPORTS", raising=False)
+    text = f"""
+components:
+  embedder: {{type: embedder.sentence_transformers, init_parameters: {{model: all-MiniLM-L6-v2}}}}
+  store: {{type: store.faiss, init_parameters: {{path: "{tmp_path / "index"}"}}}}
+  retriever: {{type: retriever.dense, init_parameters: {{embedder: "@embedder", store: "@store"}}}}
+  generator:
+    type: generator.openai
+    init_parameters: {{model: m, base_url: "http://127.0.0.1:9/v1"}}
+  chain:
+    type: chain.rag
+    init_parameters:
+      retriever: "@retriever"
+      generator: "@generator"
+      tools: ["tests.chains.test_tools:weather"]
+pipelines:
+  ask: {{components: [chain]}}
+"""
+    path = tmp_path / "qa.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="allow_imports=True"):
+        PipelineFile.load(path)
+    app = PipelineFile.load(path, allow_imports=True)
+    assert list(app.components["chain"]._tools) == ["weather"]
+    with pytest.raises(ConfigError, match="allow_imports=True"):
+        PipelineFile.load(path)  # allowed only for the load that asked for it
