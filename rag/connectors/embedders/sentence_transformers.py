@@ -7,7 +7,7 @@ import queue
 import sqlite3
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,46 @@ def _progress(total: int, show: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, desc="embed", unit="chunk", file=sys.stderr)
+
+
+def _tokenized(
+    tokenize: Callable[[list[str]], Any], texts: list[str], batches: list[np.ndarray]
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """``(indices, features)`` per batch; with several batches a background thread tokenizes
+    ahead of the consumer (at most ``_PREFETCH_BATCHES`` waiting) and its errors re-raise here.
+    Close the generator to stop the thread early."""
+    if len(batches) == 1:
+        yield batches[0], tokenize([texts[i] for i in batches[0]])
+        return
+    ready: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH_BATCHES)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for indices in batches:
+                features = tokenize([texts[i] for i in indices])
+                while not stop.is_set():
+                    try:
+                        ready.put((indices, features), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(None)
+        except BaseException as err:  # handed to the consumer, raised there
+            ready.put(err)
+
+    worker = threading.Thread(target=work, name="ragline-tokenize", daemon=True)
+    worker.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
 
 
 # Names that resolve to a model installed as a Python package (no hub download).
@@ -126,6 +166,11 @@ class SentenceTransformersEmbedder(Component):
     batches carry little padding, a background thread tokenizes the next batch while the model
     runs the current one, and on CUDA the model runs in fp16. Rows come back in input order.
 
+    With ``backend="onnx"`` the model's transformer is exported to ONNX on this machine the
+    first time (a few seconds; nothing is downloaded), cached under ``onnx_dir`` keyed by the
+    model files and the torch version, and run with ONNX Runtime; the model's own tokenizer,
+    pooling and normalization still apply, so vectors match the torch backend.
+
     Args:
         model: Model name or path; ``all-MiniLM-L6-v2`` uses the packaged copy.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ...
@@ -135,9 +180,11 @@ class SentenceTransformersEmbedder(Component):
         cache_dir: Directory of an on-disk vector cache keyed by content hash; ``None`` = off.
         query_prefix: Text prepended to queries (e5/bge-style models need one).
         document_prefix: Text prepended to documents.
-        backend: ``torch`` or ``onnx`` (sentence-transformers' ONNX Runtime backend, an opt-in
-            for CPU: the local model is exported on load, nothing is downloaded; needs
-            ``pip install 'ragline[onnx]'``).
+        backend: ``torch`` or ``onnx`` (ONNX Runtime, an opt-in mostly for CPU; needs
+            ``pip install 'ragline[onnx]'``; CUDA needs ``onnxruntime-gpu``; ``fp16`` is
+            ignored).
+        onnx_dir: Root of the ONNX export cache (``backend="onnx"``); ``None`` means
+            ``~/.cache/ragline/onnx``. Each model gets a subdirectory named by a hash.
         progress: Show a progress bar while embedding large batches.
 
     Example:
@@ -160,6 +207,7 @@ class SentenceTransformersEmbedder(Component):
         query_prefix: str = "",
         document_prefix: str = "",
         backend: str = "torch",
+        onnx_dir: str | None = None,
         progress: bool = False,
     ) -> None:
         if batch_size < 1:
@@ -179,8 +227,10 @@ class SentenceTransformersEmbedder(Component):
         self.query_prefix = query_prefix
         self.document_prefix = document_prefix
         self.backend = backend
+        self.onnx_dir = onnx_dir
         self.progress = progress
         self._model: Any = None
+        self._onnx: Any = None  # OnnxSentenceEncoder with backend onnx
         self._cache: EmbeddingCache | None = None
         self._lock = threading.Lock()
         self.cache_hits = 0
@@ -196,23 +246,24 @@ class SentenceTransformersEmbedder(Component):
                 extra="embed",
                 purpose="embedder.sentence_transformers",
             )
+            if self.backend == "onnx":
+                from rag.connectors.embedders.onnx_runtime import require_onnxruntime
+
+                require_onnxruntime()  # before loading anything: fail fast with the hint
             path = resolve_model_path(self.model)
             device = pick_device(self.device)
-            kwargs: dict[str, Any] = {"device": device, "local_files_only": True}
             if self.backend == "onnx":
-                # sentence-transformers exports the local model to ONNX on load (nothing is
-                # downloaded) through optimum, which is only needed for this opt-in backend.
-                require(
-                    "optimum.onnxruntime",
-                    package="optimum[onnxruntime]",
-                    extra="onnx",
-                    purpose="embedder.sentence_transformers with backend: onnx",
-                )
-                kwargs["backend"] = "onnx"
-            model = st.SentenceTransformer(path, **kwargs)
-            use_fp16 = self.fp16 if self.fp16 is not None else device.startswith("cuda")
-            if use_fp16 and device.startswith("cuda") and self.backend == "torch":
-                model.half()
+                from rag.connectors.embedders.onnx_runtime import OnnxSentenceEncoder
+
+                # Tokenizer, pooling and the export itself stay on the CPU in torch; ONNX
+                # Runtime runs the transformer on ``device``.
+                model = st.SentenceTransformer(path, device="cpu", local_files_only=True)
+                self._onnx = OnnxSentenceEncoder(model, path, device=device, onnx_dir=self.onnx_dir)
+            else:
+                model = st.SentenceTransformer(path, device=device, local_files_only=True)
+                use_fp16 = self.fp16 if self.fp16 is not None else device.startswith("cuda")
+                if use_fp16 and device.startswith("cuda"):
+                    model.half()
             self._model = model
             if self.cache_dir:
                 self._cache = EmbeddingCache(self.cache_dir, f"{path}|{self.normalize}")
@@ -245,58 +296,46 @@ class SentenceTransformersEmbedder(Component):
         """Encode with length-sorted batches and tokenization overlapped with the model.
 
         A background thread tokenizes batch ``i + 1`` while the model runs batch ``i`` (the
-        tokenizer and torch both release the GIL), texts are sorted by length so batches carry
-        little padding, and rows come back in input order.
+        tokenizer, torch and ONNX Runtime all release the GIL), texts are sorted by length so
+        batches carry little padding, and rows come back in input order.
         """
         model = self.sentence_transformer
-        if len(texts) <= self.batch_size or not hasattr(model, "preprocess"):
+        onnx = self._onnx
+        if onnx is None and (len(texts) <= self.batch_size or not hasattr(model, "preprocess")):
             return self._encode_plain(texts, show_progress=show_progress)
         torch = require("torch", package="torch", extra="embed", purpose="Embedding")
-        from sentence_transformers.util import batch_to_device
+        forward: Callable[[dict[str, Any]], Any]
+        if onnx is not None:
+            tokenize, forward = onnx.tokenize, onnx
+        else:
+            from sentence_transformers.util import batch_to_device
+
+            device = model.device
+            tokenize = model.preprocess
+
+            def torch_forward(features: dict[str, Any]) -> Any:
+                return model(batch_to_device(features, device))["sentence_embedding"]
+
+            forward = torch_forward
 
         order = np.argsort([-len(t) for t in texts], kind="stable")
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        ready: queue.Queue[Any] = queue.Queue(maxsize=_PREFETCH_BATCHES)
-        stop = threading.Event()
-
-        def tokenize() -> None:
-            try:
-                for indices in batches:
-                    features = model.preprocess([texts[i] for i in indices])
-                    while not stop.is_set():
-                        try:
-                            ready.put((indices, features), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                ready.put(None)
-            except BaseException as err:  # handed to the consumer, raised there
-                ready.put(err)
-
-        worker = threading.Thread(target=tokenize, name="ragline-tokenize", daemon=True)
-        worker.start()
         result = np.empty((len(texts), self.dimension), dtype=np.float32)
-        device = model.device
         bar = _progress(len(texts), show_progress)
+        tokenized = _tokenized(tokenize, texts, batches)
         try:
             with torch.inference_mode():
-                while (item := ready.get()) is not None:
-                    if isinstance(item, BaseException):
-                        raise item
-                    indices, features = item
-                    output = model(batch_to_device(features, device))["sentence_embedding"]
+                for indices, features in tokenized:
+                    output = forward(features)
                     if self.normalize:
                         output = torch.nn.functional.normalize(output, p=2, dim=1)
                     result[indices] = output.float().cpu().numpy()
                     if bar is not None:
                         bar.update(len(indices))
         finally:
-            stop.set()
+            tokenized.close()
             if bar is not None:
                 bar.close()
-            worker.join(timeout=5)
         return result
 
     def _encode_plain(self, texts: list[str], *, show_progress: bool = False) -> np.ndarray:
