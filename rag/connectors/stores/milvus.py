@@ -28,8 +28,10 @@ expression; the tests prove that ``x" or id != "`` cannot widen a query.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,8 +51,11 @@ INDEX_TYPES = {"flat": "FLAT", "hnsw": "HNSW", "ivf_flat": "IVF_FLAT"}
 METRICS = {"ip": "IP", "l2": "L2", "cosine": "COSINE"}
 MAX_ID_LENGTH = 512
 MAX_TEXT_LENGTH = 65_535
+logger = logging.getLogger(__name__)
+
 _BATCH_ROWS = 1_000  # rows per insert/upsert call: keeps gRPC messages well under their limit
 _IDS_PER_QUERY = 1_000
+_ROW_FIELDS = ("id", "vector", "text", "metadata", "filterable")
 _QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
 
 # milvus-lite runs one in-process server per database file and keeps it (and the file's lock) until
@@ -343,6 +348,49 @@ class MilvusStore(Component):
         if self._exists:
             self._check_schema()
             self._client.load_collection(self.collection)
+            if self.is_local:
+                self._repair_replayed_rows()
+
+    def _repair_replayed_rows(self) -> None:
+        """Keep one row per id after milvus-lite replayed a log it had already flushed.
+
+        milvus-lite 3.x can return every row of a flush twice when its process was killed after
+        the flush was committed but before its write-ahead log was deleted (the log is replayed
+        on the next open, and queries do not merge the two copies). Chunk ids are content
+        hashes, so the copies are equal: delete the id (both copies) and insert one back.
+        """
+        copies = Counter(row["id"] for row in self._query_all("", ["id"]))
+        repeated = sorted(i for i, n in copies.items() if n > 1)
+        if not repeated:
+            return
+        for start in range(0, len(repeated), _IDS_PER_QUERY):
+            part = repeated[start : start + _IDS_PER_QUERY]
+            rows = self._client.query(
+                self.collection,
+                filter=_ids_expr(part),
+                output_fields=list(_ROW_FIELDS),
+                limit=sum(copies[i] for i in part),
+            )
+            one = {row["id"]: {k: row[k] for k in _ROW_FIELDS} for row in rows}
+            self._client.delete(self.collection, ids=part)
+            self._client.insert(self.collection, list(one.values()))
+        self._client.flush(self.collection)
+        logger.warning(
+            "milvus-lite %s: %d chunk(s) were stored twice after an interrupted flush; kept one "
+            "copy of each",
+            self.uri,
+            len(repeated),
+        )
+
+    def _query_all(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
+        iterator = self._client.query_iterator(
+            self.collection, batch_size=1000, filter=expr, output_fields=fields
+        )
+        try:
+            while rows := iterator.next():
+                yield from rows
+        finally:
+            iterator.close()
 
     def _check_schema(self) -> None:
         description = self._client.describe_collection(self.collection)

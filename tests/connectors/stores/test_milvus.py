@@ -175,3 +175,36 @@ def test_close_releases_the_database_file_for_another_process(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "1"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("repair", [True, False])
+def test_a_replayed_write_ahead_log_leaves_one_row_per_id(tmp_path, monkeypatch, repair):
+    """The state a SIGKILL can leave: a flush committed, its write-ahead log not yet deleted."""
+    import shutil
+
+    uri = tmp_path / "s.db"
+    store = MilvusStore(uri=str(uri), collection="docs")
+    chunks = [
+        Chunk(id=f"i{i}", text=f"t{i}", metadata={"n": i}, embedding=np.eye(4)[i]) for i in range(4)
+    ]
+    store.write(chunks)
+    wal = uri / "collections" / "docs" / "wal"
+    saved = tmp_path / "wal-before-flush"
+    shutil.copytree(wal, saved)
+    store.close()  # flushes: segments written, the log deleted
+    shutil.rmtree(wal)
+    shutil.copytree(saved, wal)  # ...as if the process died before deleting it
+    if not repair:
+        monkeypatch.setattr(MilvusStore, "_repair_replayed_rows", lambda self: None)
+    reopened = MilvusStore(uri=str(uri), collection="docs")
+    ids = reopened.ids()
+    if not repair:  # proves the test reaches milvus-lite's duplicate rows
+        assert sorted(ids) == sorted([c.id for c in chunks] * 2)
+        return
+    assert sorted(ids) == ["i0", "i1", "i2", "i3"]
+    assert reopened.count() == 4
+    hits = reopened.search(np.eye(4)[2], k=4)
+    assert [h.chunk.id for h in hits][:1] == ["i2"] and len(hits) == 4
+    assert {c.id: c.metadata["n"] for c in reopened.get(["i1", "i3"])} == {"i1": 1, "i3": 3}
+    reopened.close()
