@@ -65,6 +65,16 @@ _LITE_USERS: dict[str, int] = {}
 _LITE_USERS_LOCK = threading.Lock()
 
 
+def _pending_log(database: Path, collection: str) -> bool:
+    """Whether milvus-lite's write-ahead log of ``collection`` holds data (a clean close
+    flushes and deletes it)."""
+    wal = database / "collections" / collection / "wal"
+    try:
+        return any(f.is_file() and f.stat().st_size > 0 for f in wal.iterdir())
+    except OSError:
+        return False
+
+
 def _lite_acquire(path: str) -> None:
     with _LITE_USERS_LOCK:
         _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
@@ -337,10 +347,15 @@ class MilvusStore(Component):
                 uri = self.uri
                 if self.token is not None:
                     kwargs["token"] = self.token.resolve()
+            # A write-ahead log left on disk means the last process did not close cleanly (or
+            # another store in this process has unflushed writes): look for replayed rows then.
+            replayed = self.is_local and _pending_log(Path(uri), self.collection)
             self._client = pymilvus.MilvusClient(uri=uri, **kwargs)
             if self.is_local:
                 _lite_acquire(uri)
             self._look_for_collection()
+            if self._exists and replayed:
+                self._repair_replayed_rows()
 
     def _look_for_collection(self) -> None:
         """Open the collection if it exists (on a server, another process may have made it)."""
@@ -348,8 +363,6 @@ class MilvusStore(Component):
         if self._exists:
             self._check_schema()
             self._client.load_collection(self.collection)
-            if self.is_local:
-                self._repair_replayed_rows()
 
     def _repair_replayed_rows(self) -> None:
         """Keep one row per id after milvus-lite replayed a log it had already flushed.
