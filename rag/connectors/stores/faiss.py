@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from rag.connectors._deps import require
-from rag.connectors.stores._checks import check_choice, check_k, query_vector
+from rag.connectors.stores._common import apply_write_policy, check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, DuplicateIdError
+from rag.core.errors import ConfigError
 from rag.core.filters import FilterNode, matches, parse_filter
 from rag.core.protocols import Filters, WritePolicy
 
@@ -239,11 +239,9 @@ class FaissStore(Component):
             unique: dict[str, int] = {}
             for position, chunk in enumerate(chunks):
                 unique[chunk.id] = position  # last one wins inside a batch
-            existing = [cid for cid in unique if cid in self._rowid_of]
-            if existing and policy is WritePolicy.FAIL:
-                raise DuplicateIdError(existing)
-            if policy is WritePolicy.SKIP:
-                unique = {cid: pos for cid, pos in unique.items() if cid not in self._rowid_of}
+            unique = apply_write_policy(
+                unique, policy, lambda ids: {i for i in ids if i in self._rowid_of}
+            )
             if not unique:
                 return 0
             replaced = [self._rowid_of[cid] for cid in unique if cid in self._rowid_of]

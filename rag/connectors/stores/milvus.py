@@ -39,10 +39,16 @@ from typing import Any
 import numpy as np
 
 from rag.connectors._deps import require
-from rag.connectors.stores._checks import check_choice, check_k, query_vector
+from rag.connectors.stores._common import (
+    apply_write_policy,
+    batched,
+    check_choice,
+    check_k,
+    query_vector,
+)
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, DuplicateIdError
+from rag.core.errors import ConfigError
 from rag.core.filters import And, Field, FilterNode, Not, parse_filter
 from rag.core.protocols import Filters, WritePolicy
 from rag.core.secrets import Secret
@@ -376,8 +382,7 @@ class MilvusStore(Component):
         repeated = sorted(i for i, n in copies.items() if n > 1)
         if not repeated:
             return
-        for start in range(0, len(repeated), _IDS_PER_QUERY):
-            part = repeated[start : start + _IDS_PER_QUERY]
+        for part in batched(repeated, _IDS_PER_QUERY):
             rows = self._client.query(
                 self.collection,
                 filter=_ids_expr(part),
@@ -514,9 +519,7 @@ class MilvusStore(Component):
             return set()
         self._flush_if_needed()
         found: set[str] = set()
-        unique = list(dict.fromkeys(ids))
-        for start in range(0, len(unique), _IDS_PER_QUERY):
-            part = unique[start : start + _IDS_PER_QUERY]
+        for part in batched(ids, _IDS_PER_QUERY):
             rows = self.client.query(
                 self.collection, filter=_ids_expr(part), output_fields=["id"], limit=len(part)
             )
@@ -542,11 +545,7 @@ class MilvusStore(Component):
                 self.dimension = dimensions.pop() if dimensions else None
             rows = self._rows(chunks)
             unique = {row["id"]: row for row in rows}  # the last one wins inside a batch
-            if policy is not WritePolicy.UPSERT:
-                existing = self._existing(list(unique))
-                if existing and policy is WritePolicy.FAIL:
-                    raise DuplicateIdError([i for i in unique if i in existing])
-                unique = {i: row for i, row in unique.items() if i not in existing}
+            unique = apply_write_policy(unique, policy, self._existing)
             if not unique:
                 return 0
             if not self._exists:
@@ -592,9 +591,8 @@ class MilvusStore(Component):
                 doomed = set(self._ids_matching(to_milvus_expr(node), None))
             if not doomed:
                 return 0
-            ordered = sorted(doomed)
-            for start in range(0, len(ordered), _IDS_PER_QUERY):
-                self.client.delete(self.collection, ids=ordered[start : start + _IDS_PER_QUERY])
+            for part in batched(sorted(doomed), _IDS_PER_QUERY):
+                self.client.delete(self.collection, ids=part)
             self._changed()
             return len(doomed)
 
@@ -602,8 +600,7 @@ class MilvusStore(Component):
         self._flush_if_needed()
         if within is not None:
             found: list[str] = []
-            for start in range(0, len(within), _IDS_PER_QUERY):
-                part = within[start : start + _IDS_PER_QUERY]
+            for part in batched(within, _IDS_PER_QUERY):
                 full = f"({_ids_expr(part)}) and ({expr})" if expr else _ids_expr(part)
                 rows = self.client.query(
                     self.collection, filter=full, output_fields=["id"], limit=len(part)
@@ -725,10 +722,8 @@ class MilvusStore(Component):
                 return []
             self._flush_if_needed()
             id_list = list(ids)
-            unique = list(dict.fromkeys(id_list))
             found: dict[str, Chunk] = {}
-            for start in range(0, len(unique), _IDS_PER_QUERY):
-                part = unique[start : start + _IDS_PER_QUERY]
+            for part in batched(id_list, _IDS_PER_QUERY):
                 rows = self.client.query(
                     self.collection,
                     filter=_ids_expr(part),

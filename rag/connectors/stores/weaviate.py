@@ -41,10 +41,16 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.connectors._deps import require
-from rag.connectors.stores._checks import check_choice, check_k, query_vector
+from rag.connectors.stores._common import (
+    apply_write_policy,
+    batched,
+    check_choice,
+    check_k,
+    query_vector,
+)
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, DuplicateIdError, RagError
+from rag.core.errors import ConfigError, RagError
 from rag.core.filters import And, Field, FilterNode, Not, parse_filter
 from rag.core.protocols import Filters, WritePolicy
 from rag.core.secrets import Secret
@@ -432,9 +438,7 @@ class WeaviateStore(Component):
             return set()
         filter_cls = _weaviate().classes.query.Filter
         found: set[str] = set()
-        unique = list(dict.fromkeys(chunk_ids))
-        for start in range(0, len(unique), _BATCH):
-            part = unique[start : start + _BATCH]
+        for part in batched(chunk_ids, _BATCH):
             result = self._handle().query.fetch_objects(
                 filters=filter_cls.by_id().contains_any([chunk_uuid(i) for i in part]),
                 limit=len(part),
@@ -452,11 +456,7 @@ class WeaviateStore(Component):
             self.warm_up()
             vectors = self._vectors(chunks)
             unique = {c.id: (c, v) for c, v in zip(chunks, vectors)}  # the last one wins
-            if policy is not WritePolicy.UPSERT:
-                existing = self._existing(list(unique))
-                if existing and policy is WritePolicy.FAIL:
-                    raise DuplicateIdError([i for i in unique if i in existing])
-                unique = {i: cv for i, cv in unique.items() if i not in existing}
+            unique = apply_write_policy(unique, policy, self._existing)
             if not unique:
                 return 0
             if not self._exists:
@@ -504,15 +504,12 @@ class WeaviateStore(Component):
             deleted = 0
             batches: list[Any] = [True]
             if ids is not None:
-                id_list = list(dict.fromkeys(ids))
-                if not id_list:
-                    return 0
                 batches = [
-                    filter_cls.by_id().contains_any(
-                        [chunk_uuid(i) for i in id_list[s : s + _BATCH]]
-                    )
-                    for s in range(0, len(id_list), _BATCH)
+                    filter_cls.by_id().contains_any([chunk_uuid(i) for i in part])
+                    for part in batched(ids, _BATCH)
                 ]
+                if not batches:
+                    return 0
             for by_id in batches:
                 condition = _and([by_id, where])
                 if condition is True:  # everything: Weaviate needs some filter
@@ -591,10 +588,8 @@ class WeaviateStore(Component):
                 return []
             filter_cls = _weaviate().classes.query.Filter
             id_list = list(ids)
-            unique = list(dict.fromkeys(id_list))
             found: dict[str, Chunk] = {}
-            for start in range(0, len(unique), _BATCH):
-                part = unique[start : start + _BATCH]
+            for part in batched(id_list, _BATCH):
                 result = self._handle().query.fetch_objects(
                     filters=filter_cls.by_id().contains_any([chunk_uuid(i) for i in part]),
                     limit=len(part),
