@@ -26,6 +26,7 @@ from rag.chains.tools import Tool, ToolRegistry, default_tools, run_tool_call
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError
 from rag.core.generation import GenerationResult, Message, Usage
+from rag.core.threads import iterate_in_thread
 
 DEFAULT_SYSTEM_PROMPT = (
     "You answer questions using only the numbered contexts you are given. Cite the contexts "
@@ -419,42 +420,8 @@ class RagChain(Component):
     ) -> AsyncIterator[str | Answer]:
         """:meth:`stream` for a running event loop: generation runs in a worker thread and hands
         pieces over through a queue, so the loop never blocks."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancelled = threading.Event()
-
-        def put(kind: str, item: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
-            except RuntimeError:  # the loop closed: nobody is listening any more
-                cancelled.set()
-
-        def work() -> None:
-            pieces = self.stream(question, filters=filters, k=k)
-            try:
-                for piece in pieces:
-                    if cancelled.is_set():
-                        break
-                    put("item", piece)
-            except BaseException as err:  # re-raised in the consumer
-                put("error", err)
-            else:
-                put("done", None)
-            finally:
-                pieces.close()
-
-        worker = loop.run_in_executor(None, work)
-        try:
-            while True:
-                kind, item = await queue.get()
-                if kind == "error":
-                    raise item
-                if kind == "done":
-                    break
-                yield item
-        finally:
-            cancelled.set()
-            await asyncio.shield(worker)
+        async for piece in iterate_in_thread(lambda: self.stream(question, filters=filters, k=k)):
+            yield piece
 
 
 def _add(total: Usage, more: Usage) -> Usage:

@@ -22,13 +22,11 @@ shape, so OpenAI clients show the message), never a stack trace; invalid input i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -48,6 +46,7 @@ import rag
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, FilterError, GenerationError, RagError
 from rag.core.pipeline import PipelineFile
+from rag.core.threads import iterate_in_thread
 from rag.serve._backend import Backend, NotConfigured, PathNotAllowed
 from rag.serve._guard import Guard, error_body
 from rag.serve._schemas import (
@@ -153,53 +152,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 # -- streaming ------------------------------------------------------------------------------------
-async def iterate_in_thread(
-    factory: Callable[[], Iterator[Any]], *, lock: threading.Lock
-) -> AsyncIterator[Any]:
-    """Items of a blocking iterator made and consumed in a worker thread that holds ``lock``.
-
-    The event loop never blocks; when the consumer stops early (a client disconnects), the
-    worker stops at the next item and closes the iterator, which releases the model.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(kind: str, item: Any) -> None:
-        try:
-            loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
-        except RuntimeError:  # the loop is gone: nobody listens any more
-            stop.set()
-
-    def work() -> None:
-        with lock:
-            items = factory()
-            try:
-                for item in items:
-                    if stop.is_set():
-                        break
-                    put("item", item)
-            except BaseException as err:
-                put("error", err)
-            else:
-                put("done", None)
-            finally:
-                getattr(items, "close", lambda: None)()
-
-    worker = loop.run_in_executor(None, work)
-    try:
-        while True:
-            kind, item = await queue.get()
-            if kind == "error":
-                raise item
-            if kind == "done":
-                return
-            yield item
-    finally:
-        stop.set()
-        await asyncio.shield(worker)
-
-
 def _sse(data: Any, event: str | None = None) -> str:
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     return (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
