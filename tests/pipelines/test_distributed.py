@@ -80,10 +80,20 @@ def milvus_server(tmp_path):
 
 
 def test_parallel_writers_fill_a_milvus_server_like_the_local_runner(
-    local_ray, embedder, milvus_server, tmp_path
+    local_ray, embedder, milvus_server, tmp_path, monkeypatch
 ):
     from rag.connectors.stores.milvus import MilvusStore
+    from rag.pipelines import distributed
     from rag.pipelines.distributed import run_ingest_ray
+
+    submitted: list[int] = []
+    submit = distributed._ParallelWrites.submit
+
+    def counting_submit(self, chunks, recorded):
+        submitted.append(len(chunks))
+        return submit(self, chunks, recorded)
+
+    monkeypatch.setattr(distributed._ParallelWrites, "submit", counting_submit)
 
     corpus = write_corpus(tmp_path / "corpus")
     store = MilvusStore(uri=milvus_server, collection="parallel")
@@ -96,6 +106,7 @@ def test_parallel_writers_fill_a_milvus_server_like_the_local_runner(
     assert report.errors == []
     assert report.chunks_written == len(expected)
     assert {c.id: c.text for c in store.get(store.ids())} == expected
+    assert len(submitted) > 1, "batches after the first go to the writer actors"
 
     write_corpus(corpus, version=2)
     changed = run_ingest_ray(pipeline, [corpus], mode="full", num_writers=2, progress=False)

@@ -378,7 +378,7 @@ class MilvusStore(Component):
         on the next open, and queries do not merge the two copies). Chunk ids are content
         hashes, so the copies are equal: delete the id (both copies) and insert one back.
         """
-        copies = Counter(row["id"] for row in self._query_all("", ["id"]))
+        copies = Counter(chunk.id for chunk in self._iterate("", ["id"]))
         repeated = sorted(i for i, n in copies.items() if n > 1)
         if not repeated:
             return
@@ -400,20 +400,10 @@ class MilvusStore(Component):
             len(repeated),
         )
 
-    def _query_all(self, expr: str, fields: list[str]) -> Iterator[dict[str, Any]]:
-        iterator = self._client.query_iterator(
-            self.collection, batch_size=1000, filter=expr, output_fields=fields
-        )
-        try:
-            while rows := iterator.next():
-                yield from rows
-        finally:
-            iterator.close()
-
     def _check_schema(self) -> None:
         description = self._client.describe_collection(self.collection)
         fields = {f["name"]: f for f in description["fields"]}
-        missing = {"id", "vector", "text", "metadata", "filterable"} - set(fields)
+        missing = set(_ROW_FIELDS) - set(fields)
         if missing:
             raise ConfigError(
                 f"collection '{self.collection}' at {self.uri} was not created by ragline "
