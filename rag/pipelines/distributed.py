@@ -49,9 +49,8 @@ from rag.pipelines.ingest import (
     _first_component_takes_sources,
     _flush,
     ingest_stages,
-    pipeline_fingerprint,
+    open_recorded_writer,
     plan_sources,
-    prune_missing,
 )
 from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, expand_sources
 
@@ -225,15 +224,10 @@ def run_ingest_ray(
 
     files, errors = expand_sources(paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS)
     report = IngestReport(sources=len(files), errors=list(errors))
-    writer = stages.writer
-    writer.warm_up()
-    records = writer.records if mode != "none" else None
-    fp = pipeline_fingerprint(pipeline)
-    recorded = RecordedWriter(writer, records, pipeline_fingerprint=fp, report=report)
-    if mode == "full":
-        prune_missing(files, paths, recorded)
+    recorded = open_recorded_writer(pipeline, stages.writer, mode, files, paths, report)
     todo: dict[str, str | None] = {}
-    for source, digest, unchanged in plan_sources(files, records, pipeline_fingerprint=fp):
+    plan = plan_sources(files, recorded.records, pipeline_fingerprint=recorded.fingerprint)
+    for source, digest, unchanged in plan:
         if unchanged is None:
             todo[source] = digest
         else:

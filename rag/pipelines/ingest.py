@@ -179,6 +179,25 @@ def _plain(metadata: dict[str, Any]) -> Any:
     return json.loads(json.dumps(metadata, ensure_ascii=False))
 
 
+def open_recorded_writer(
+    pipeline: Pipeline,
+    writer: StoreWriter,
+    mode: str,
+    files: Sequence[str],
+    paths: Sequence[str | Path],
+    report: IngestReport,
+) -> RecordedWriter:
+    """Open the store and its records for a run in ``mode``; with ``full``, first delete the
+    chunks of sources under ``paths`` that are gone. Shared by the local and the Ray runner."""
+    writer.warm_up()
+    records = writer.records if mode != "none" else None
+    fingerprint = pipeline_fingerprint(pipeline)
+    recorded = RecordedWriter(writer, records, pipeline_fingerprint=fingerprint, report=report)
+    if mode == "full":
+        prune_missing(files, paths, recorded)
+    return recorded
+
+
 class RecordedWriter:
     """Writes chunks to the store in the crash-safe order of :mod:`rag.pipelines.records`.
 
@@ -379,13 +398,8 @@ def run_ingest(
         _run_batches(pipeline, files, batch_size=batch_size, progress=progress, report=report)
         report.seconds = time.perf_counter() - started
         return report
-    writer.warm_up()
-    records = writer.records if mode != "none" else None
-    fp = pipeline_fingerprint(pipeline)
-    recorded = RecordedWriter(writer, records, pipeline_fingerprint=fp, report=report)
-    if mode == "full":
-        prune_missing(files, paths, recorded)
-    plan = plan_sources(files, records, pipeline_fingerprint=fp)
+    recorded = open_recorded_writer(pipeline, writer, mode, files, paths, report)
+    plan = plan_sources(files, recorded.records, pipeline_fingerprint=recorded.fingerprint)
     stages = ingest_stages(pipeline)
     with tqdm(
         total=len(files), desc="ingest", unit="file", disable=not progress, file=sys.stderr
