@@ -200,6 +200,8 @@ def test_a_replayed_write_ahead_log_leaves_one_row_per_id(tmp_path, monkeypatch,
     reopened = MilvusStore(uri=str(uri), collection="docs")
     ids = reopened.ids()
     if not repair:  # proves the test reaches milvus-lite's duplicate rows
+        if len(ids) == len(chunks):
+            pytest.skip("this milvus-lite merges replayed rows itself; nothing to repair")
         assert sorted(ids) == sorted([c.id for c in chunks] * 2)
         return
     assert sorted(ids) == ["i0", "i1", "i2", "i3"]
