@@ -21,8 +21,10 @@ Example:
     ... )
     >>> doc = Document(id="d", text="Cats purr and nap all day.\\n\\nStocks fell sharply today.")
     >>> chunks = splitter.run(documents=[doc])["chunks"]
-    >>> [(c.text, c.metadata["parent_text"]) for c in chunks][:2]
-    [('Cats purr and nap all', 'Cats purr and nap all day.'), ('day.', 'Cats purr and nap all day.')]
+    >>> [(c.text, c.metadata["parent_index"]) for c in chunks]
+    [('Cats purr and nap all', 0), ('day.', 0), ('Stocks fell sharply', 1), ('today.', 1)]
+    >>> chunks[1].metadata["parent_text"]
+    'Cats purr and nap all day.'
 """
 
 from __future__ import annotations

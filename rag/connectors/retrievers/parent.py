@@ -69,9 +69,7 @@ class ParentRetriever(Component):
         candidates: int | None = None,
     ) -> None:
         if mode not in MODES:
-            raise ConfigError(
-                f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode"
-            )
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
         if not callable(getattr(retriever, "retrieve", None)):
             raise ConfigError(
                 f"retriever must have retrieve(query, k=, filters=); "
@@ -126,9 +124,7 @@ class ParentRetriever(Component):
                 }
                 kept["matched_id"] = hit.id
                 kept["matched_text"] = hit.chunk.text
-                chunk = Chunk(
-                    id=key if id_field else hit.id, text=context, metadata=kept
-                )
+                chunk = Chunk(id=key if id_field else hit.id, text=context, metadata=kept)
             if key in seen:
                 continue
             seen.add(key)
