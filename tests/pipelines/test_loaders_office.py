@@ -223,3 +223,46 @@ def test_drm_encrypted_epub_is_refused(tmp_path):
         )
     (error,) = FileLoader().run(sources=[str(path)])["errors"]
     assert error["source"] == str(path) and "DRM-encrypted EPUB" in error["error"]
+
+
+@pytest.mark.integration
+def test_ingest_office_files_with_the_semantic_splitter_keeps_metadata_and_errors(
+    tmp_path, embedder
+):
+    from rag.connectors.stores.faiss import FaissStore
+    from rag.core.pipeline import Pipeline
+    from rag.pipelines.ingest import run_ingest
+    from rag.pipelines.splitters import SemanticSplitter
+    from rag.pipelines.writer import StoreWriter
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    make_docx(corpus / "handbook.docx")
+    make_pptx(corpus / "deck.pptx")
+    make_xlsx(corpus / "book.xlsx")
+    make_epub(corpus / "tiny.epub")
+    (corpus / "locked.docx").write_bytes(OLE_HEADER)
+    store = FaissStore(path=str(tmp_path / "index"))
+    pipeline = Pipeline("ingest")
+    pipeline.add_component("loader", FileLoader())
+    pipeline.add_component(
+        "splitter",
+        SemanticSplitter(embedder=embedder, chunk_size=64, tokenizer="all-MiniLM-L6-v2"),
+    )
+    pipeline.add_component("embedder", embedder)
+    pipeline.add_component("writer", StoreWriter(store=store))
+    report = run_ingest(pipeline, [corpus], progress=False)
+    assert report.sources == 5
+    (error,) = report.errors
+    assert error["source"].endswith("locked.docx") and "password-protected" in error["error"]
+    stored = list(store.iter_chunks())
+    by_type = {}
+    for chunk in stored:
+        by_type.setdefault(chunk.metadata["file_type"], []).append(chunk.metadata)
+    assert set(by_type) == {"docx", "pptx", "xlsx", "epub"}
+    assert {m["section"] for m in by_type["docx"]} >= {"Install > On Linux", "Usage"}
+    assert {m["slide"] for m in by_type["pptx"]} == {1, 2}
+    assert {m["sheet"] for m in by_type["xlsx"]} == {"Prices", "Notes"}
+    assert {m["chapter"] for m in by_type["epub"]} == {1, 2}
+    again = run_ingest(pipeline, [corpus], progress=False)  # unchanged: nothing re-embedded
+    assert again.chunks_written == 0 and again.chunks_skipped == len(stored)
