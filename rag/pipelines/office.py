@@ -32,7 +32,7 @@ from typing import Any
 
 from rag.connectors._deps import require
 from rag.core.documents import Document
-from rag.core.errors import LoaderError
+from rag.core.errors import LoaderError, MissingDependencyError
 
 OFFICE_EXTENSIONS = (".docx", ".pptx", ".xlsx", ".epub")
 
@@ -44,24 +44,7 @@ _CELL_SEPARATOR = " | "
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 _HTML_HEADING = re.compile(r"^h([1-6])$")
 _HTML_BLOCKS = frozenset(
-    [
-        "p",
-        "div",
-        "li",
-        "tr",
-        "br",
-        "pre",
-        "blockquote",
-        "section",
-        "article",
-        "table",
-        "ul",
-        "ol",
-        "dt",
-        "dd",
-        "figcaption",
-        "hr",
-    ]
+    "p div li tr br pre blockquote section article table ul ol dt dd figcaption hr".split()  # noqa: SIM905
 )
 _HTML_SKIP = frozenset(("script", "style", "head", "title", "noscript", "template"))
 
@@ -91,7 +74,7 @@ def load_office(source: str, data: bytes, suffix: str) -> Iterator[Document]:
     readers = {".docx": _docx, ".pptx": _pptx, ".xlsx": _xlsx, ".epub": _epub}
     try:
         documents = list(readers[suffix](source, data))
-    except LoaderError:
+    except (LoaderError, MissingDependencyError):
         raise
     except Exception as err:  # the libraries raise many types for corrupt files
         reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
@@ -267,10 +250,7 @@ def _epub(source: str, data: bytes) -> Iterator[Document]:
         if "META-INF/encryption.xml" in archive.namelist():
             manifest = archive.read("META-INF/encryption.xml").decode("utf-8", "replace")
             algorithms = re.findall(r'Algorithm="([^"]+)"', manifest)
-            if any(
-                a not in _FONT_OBFUSCATION and not a.endswith(("#rsa-1_5", "#rsa-oaep-mgf1p"))
-                for a in algorithms
-            ):
+            if any(algorithm not in _FONT_OBFUSCATION for algorithm in algorithms):
                 raise LoaderError(
                     source,
                     "DRM-encrypted EPUB: its content is encrypted (META-INF/encryption.xml); "

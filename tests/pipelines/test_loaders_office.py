@@ -266,3 +266,21 @@ def test_ingest_office_files_with_the_semantic_splitter_keeps_metadata_and_error
     assert {m["chapter"] for m in by_type["epub"]} == {1, 2}
     again = run_ingest(pipeline, [corpus], progress=False)  # unchanged: nothing re-embedded
     assert again.chunks_written == 0 and again.chunks_skipped == len(stored)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "module", "package"),
+    [(".docx", "docx", "python-docx"), (".epub", "ebooklib", "ebooklib")],
+)
+def test_missing_library_names_the_extra_instead_of_blaming_the_file(
+    tmp_path, monkeypatch, suffix, module, package
+):
+    import sys
+
+    from rag.core.errors import MissingDependencyError
+
+    path = tmp_path / f"a{suffix}"
+    (make_docx if suffix == ".docx" else make_epub)(path)
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(MissingDependencyError, match=rf"'{package}'.*ragline\[office\]"):
+        FileLoader().run(sources=[str(path)])
