@@ -175,6 +175,23 @@ def test_encrypted_office_file_is_a_per_file_error(tmp_path, suffix):
 
 
 @pytest.mark.parametrize(
+    ("suffix", "make"), [(".docx", make_docx), (".pptx", make_pptx), (".xlsx", make_xlsx)]
+)
+def test_really_password_protected_office_file(tmp_path, suffix, make):
+    # encrypted by msoffcrypto-tool (ECMA-376 agile encryption), as Office does with a password
+    ooxml = pytest.importorskip("msoffcrypto.format.ooxml")
+    plain = tmp_path / f"plain{suffix}"
+    make(plain)
+    locked = tmp_path / f"locked{suffix}"
+    with plain.open("rb") as source, locked.open("wb") as target:
+        ooxml.OOXMLFile(source).encrypt("s3cret", target)
+    result = FileLoader().run(sources=[str(locked), str(plain)])
+    assert {d.metadata["source"] for d in result["documents"]} == {str(plain)}
+    (error,) = result["errors"]
+    assert error["source"] == str(locked) and "password-protected" in error["error"]
+
+
+@pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
         ("truncated.docx", None, "corrupt or unreadable DOCX file"),
