@@ -24,6 +24,9 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "splitter.recursive": "rag.pipelines.splitters:RecursiveSplitter",
     "splitter.sentence": "rag.pipelines.splitters:SentenceSplitter",
     "splitter.markdown": "rag.pipelines.splitters:MarkdownSplitter",
+    "splitter.semantic": "rag.pipelines.splitters:SemanticSplitter",
+    "splitter.parent": "rag.pipelines.parents:ParentChildSplitter",
+    "splitter.sentence_window": "rag.pipelines.parents:SentenceWindowSplitter",
     "writer.store": "rag.pipelines.writer:StoreWriter",
     # connectors
     "embedder.sentence_transformers": "rag.connectors.embedders.sentence_transformers:SentenceTransformersEmbedder",
@@ -33,6 +36,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "retriever.dense": "rag.connectors.retrievers.dense:DenseRetriever",
     "retriever.bm25": "rag.connectors.retrievers.bm25:BM25Retriever",
     "retriever.hybrid": "rag.connectors.retrievers.hybrid:HybridRetriever",
+    "retriever.parent": "rag.connectors.retrievers.parent:ParentRetriever",
     "ranker.cross_encoder": "rag.connectors.rankers.cross_encoder:CrossEncoderRanker",
     "generator.llama_cpp": "rag.connectors.generators.llama_cpp:LlamaCppGenerator",
     "generator.openai": "rag.connectors.generators.openai:OpenAIGenerator",

@@ -1,4 +1,8 @@
-"""``loader.files``: read txt, md, html, pdf, jsonl and csv files into documents.
+"""``loader.files``: read txt, md, html, pdf, jsonl, csv, docx, pptx, xlsx and epub files.
+
+Office and e-book formats are read in :mod:`rag.pipelines.office` (one document per heading
+section, slide or worksheet); a PDF gives one document per page, with ``page`` metadata that
+every chunk of it keeps.
 
 A source that cannot be read (missing, unreadable, empty, binary, corrupt) is *recorded* in the
 ``errors`` output with its reason; the other sources go on.
@@ -17,6 +21,7 @@ from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, LoaderError
+from rag.pipelines.office import OFFICE_EXTENSIONS, load_office
 
 TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
 MARKDOWN_EXTENSIONS = (".md", ".markdown")
@@ -28,6 +33,7 @@ SUPPORTED_EXTENSIONS = (
     ".pdf",
     ".jsonl",
     ".csv",
+    *OFFICE_EXTENSIONS,
 )
 
 
@@ -158,6 +164,8 @@ class FileLoader(Component):
             raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
         if suffix == ".pdf":
             yield from self._pdf(source, data)
+        elif suffix in OFFICE_EXTENSIONS:
+            yield from load_office(source, data, suffix)
         elif suffix in HTML_EXTENSIONS:
             yield self._html(source, _decode(data, source, self.encoding))
         else:

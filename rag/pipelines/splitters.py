@@ -8,6 +8,8 @@ model's maximum sequence length: a ``chunk_size`` larger than the model accepts 
 - ``splitter.sentence``: whole sentences packed up to ``chunk_size``; overlap in sentences.
 - ``splitter.markdown``: one section per header, split further when long, with the header path
   kept in ``metadata["headers"]`` (and ``metadata["section"]``).
+- ``splitter.semantic``: cut where adjacent-sentence embedding similarity drops, with a token
+  cap; uses the pipeline's embedder.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rag.connectors._deps import require
 from rag.core.component import Component
@@ -412,3 +416,153 @@ class MarkdownSplitter(_BaseSplitter):
                     )
                 chunks.append(piece)
         return chunks
+
+
+def _sentence_spans(text: str, count: TokenCounter, chunk_size: int) -> list[tuple[int, int]]:
+    """Sentences of ``text``; one longer than ``chunk_size`` is split at word boundaries."""
+    sentences: list[tuple[int, int]] = []
+    for span in split_sentences(text):
+        if count(*span) > chunk_size:
+            words = _split_keep(text, span[0], span[1], " ")
+            sentences.extend(_merge(words, count, chunk_size, 0))
+        else:
+            sentences.append(span)
+    return sentences
+
+
+THRESHOLD_TYPES = ("percentile", "absolute")
+
+
+class SemanticSplitter(_BaseSplitter):
+    """Cut where the meaning shifts: between adjacent sentences whose embeddings differ most.
+
+    Each sentence is embedded once; the similarity across the gap between sentences ``i`` and
+    ``i + 1`` compares the mean embedding of sentence ``i`` and its ``buffer_size`` predecessors
+    with that of sentence ``i + 1`` and its ``buffer_size`` successors (which steadies short
+    sentences). A cut is made at a gap when that similarity drops:
+
+    - ``threshold_type: percentile``: the cosine *distance* is above the ``threshold``-th
+      percentile of the document's distances (``95``: the 5 % sharpest drops);
+    - ``threshold_type: absolute``: the cosine *similarity* is below ``threshold``.
+
+    A group longer than ``chunk_size`` is cut again at its own sharpest drop until every chunk
+    fits, so the token cap holds whatever the threshold.
+
+    Args:
+        embedder: The embedder that measures similarity, usually the pipeline's own
+            (``embedder: "@embedder"`` in a pipeline file).
+        chunk_size: Maximum chunk length in tokens of ``tokenizer`` (characters without one).
+        tokenizer: Embedding model whose tokenizer measures length (``all-MiniLM-L6-v2``).
+        threshold_type: ``percentile`` or ``absolute`` (see above).
+        threshold: A percentile in [0, 100], or a cosine similarity in [-1, 1].
+        buffer_size: Extra sentences on each side of a gap averaged into its comparison
+            (``0``: compare the two adjacent sentences alone).
+
+    Example:
+        >>> splitter = SemanticSplitter(embedder=embedder, chunk_size=128,  # doctest: +SKIP
+        ...                             threshold_type="absolute", threshold=0.3)
+        >>> [c.text for c in splitter.run(documents=[doc])["chunks"]]  # doctest: +SKIP
+        ['Cats purr. Cats nap all day.', 'Stocks fell. Markets were volatile.']
+    """
+
+    def __init__(
+        self,
+        *,
+        embedder: Component,
+        chunk_size: int = 200,
+        tokenizer: str | None = None,
+        threshold_type: str = "percentile",
+        threshold: float = 95.0,
+        buffer_size: int = 1,
+    ) -> None:
+        super().__init__(chunk_size=chunk_size, chunk_overlap=0, tokenizer=tokenizer)
+        if threshold_type not in THRESHOLD_TYPES:
+            raise ConfigError(
+                f"threshold_type must be one of {', '.join(THRESHOLD_TYPES)}, "
+                f"got {threshold_type!r}",
+                field="threshold_type",
+            )
+        low, high = (0.0, 100.0) if threshold_type == "percentile" else (-1.0, 1.0)
+        if not low <= threshold <= high:
+            kind = "a percentile" if threshold_type == "percentile" else "a cosine similarity"
+            raise ConfigError(
+                f"threshold for threshold_type {threshold_type!r} is {kind} in "
+                f"[{low:g}, {high:g}], got {threshold}",
+                field="threshold",
+            )
+        if buffer_size < 0:
+            raise ConfigError(f"buffer_size must be >= 0, got {buffer_size}", field="buffer_size")
+        if not callable(getattr(embedder, "embed_documents", None)):
+            raise ConfigError(
+                f"embedder must have embed_documents(texts); {type(embedder).__name__} does not",
+                field="embedder",
+            )
+        self.embedder = embedder
+        self.threshold_type = threshold_type
+        self.threshold = threshold
+        self.buffer_size = buffer_size
+
+    def warm_up(self) -> None:
+        super().warm_up()
+        self.embedder.warm_up()
+
+    def similarities(self, text: str, sentences: Sequence[tuple[int, int]]) -> np.ndarray:
+        """Cosine similarity across each gap between sentences ``i`` and ``i + 1``.
+
+        Each sentence is embedded once; the two sides of a gap are the mean embeddings of up
+        to ``buffer_size + 1`` sentences before it and after it.
+        """
+        vectors = np.asarray(
+            self.embedder.embed_documents([text[a:b] for a, b in sentences]),  # type: ignore[attr-defined]
+            dtype=np.float64,
+        )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms == 0, 1.0, norms)
+        sums = np.vstack([np.zeros(vectors.shape[1]), np.cumsum(vectors, axis=0)])
+        size, last = self.buffer_size + 1, len(sentences)
+        gaps = np.arange(1, last)  # the gap before sentence g
+        left = sums[gaps] - sums[np.maximum(gaps - size, 0)]
+        right = sums[np.minimum(gaps + size, last)] - sums[gaps]
+        left /= np.maximum(np.linalg.norm(left, axis=1, keepdims=True), 1e-12)
+        right /= np.maximum(np.linalg.norm(right, axis=1, keepdims=True), 1e-12)
+        return np.einsum("ij,ij->i", left, right)
+
+    def split_text(self, text: str) -> list[tuple[int, int]]:
+        count = self._counter(text)
+        sentences = _sentence_spans(text, count, self.chunk_size)
+        if len(sentences) < 2:
+            return sentences
+        similarity = self.similarities(text, sentences)
+        distance = 1.0 - similarity
+        if self.threshold_type == "percentile":
+            cuts = distance > np.percentile(distance, self.threshold)
+        else:
+            cuts = similarity < self.threshold
+        groups: list[tuple[int, int]] = []  # sentence index ranges [first, last]
+        first = 0
+        for i, cut in enumerate(cuts):
+            if cut:
+                groups.append((first, i))
+                first = i + 1
+        groups.append((first, len(sentences) - 1))
+        spans: list[tuple[int, int]] = []
+        for lo, hi in groups:
+            spans.extend(self._cap(sentences, distance, count, lo, hi))
+        return spans
+
+    def _cap(
+        self,
+        sentences: Sequence[tuple[int, int]],
+        distance: np.ndarray,
+        count: TokenCounter,
+        lo: int,
+        hi: int,
+    ) -> list[tuple[int, int]]:
+        """Sentences ``lo..hi`` as one span, or cut at their sharpest drop until each fits."""
+        if lo == hi or count(sentences[lo][0], sentences[hi][1]) <= self.chunk_size:
+            return [(sentences[lo][0], sentences[hi][1])]
+        cut = lo + int(np.argmax(distance[lo:hi]))  # between sentence `cut` and `cut + 1`
+        return [
+            *self._cap(sentences, distance, count, lo, cut),
+            *self._cap(sentences, distance, count, cut + 1, hi),
+        ]
