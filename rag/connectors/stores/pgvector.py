@@ -323,7 +323,7 @@ class PgvectorStore(Component):
             self._exists = False
             return
         columns = dict(rows)
-        if not _COLUMNS <= set(columns):
+        if not set(columns) >= _COLUMNS:
             raise ConfigError(
                 f"table {self.schema}.{self.table} in {display_url(self.url)} was not created by "
                 f"ragline (it lacks column(s) {', '.join(sorted(_COLUMNS - set(columns)))}); "
@@ -513,10 +513,10 @@ class PgvectorStore(Component):
                 return []
             query = query_vector(vector, self.dimension)
             hits = self._search(query, k, node, exact=self.index == "flat")
-            if node is not None and len(hits) < k and self.index != "flat":
-                # An approximate index can stop short of a selective filter's matches.
-                if self.count(filters) > len(hits):
-                    hits = self._search(query, k, node, exact=True)
+            # An approximate index can stop short of a selective filter's matches.
+            approximate = node is not None and self.index != "flat"
+            if approximate and len(hits) < k and self.count(filters) > len(hits):
+                hits = self._search(query, k, node, exact=True)
             return hits
 
     def _search(self, query: np.ndarray, k: int, node: FilterNode | None, exact: bool) -> list[Hit]:
