@@ -41,7 +41,7 @@ def find_bin_dir() -> tuple[Path | None, str]:
     return None, f"PostgreSQL {candidates[0].parent.name} has no pgvector extension"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -94,7 +94,7 @@ class PostgresServer:
         )
         last_error: Exception | None = None
         for _ in range(3):  # the port may be taken between choosing and binding it
-            self.port = _free_port()
+            self.port = free_port()
             options = (
                 f"-p {self.port} -c listen_addresses=127.0.0.1 "
                 f"-c unix_socket_directories={self.root} "

@@ -20,7 +20,7 @@ from rag.core.errors import ConfigError, StoreUnavailableError
 from rag.core.filters import parse_filter
 from rag.core.secrets import Secret
 from rag.testing import StoreConformance, random_chunks
-from tests.postgres_server import _free_port
+from tests.postgres_server import free_port
 
 
 def _drop(url: str, tables: list[str]) -> None:
@@ -132,7 +132,7 @@ def test_quotes_sql_and_json_metacharacters_are_values(postgres_url, run_id):
 # -- bad input ----------------------------------------------------------------------------------------
 @pytest.mark.integration
 def test_unreachable_server_names_the_url_and_the_setting():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     store = PgvectorStore(
         url=f"postgresql://ragline:s3cret@127.0.0.1:{port}/rag", connect_timeout=3
     )
@@ -146,7 +146,7 @@ def test_unreachable_server_names_the_url_and_the_setting():
 
 @pytest.mark.integration
 def test_unreachable_server_on_the_command_line_is_one_line(tmp_path):
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "pipeline.yaml"
     config.write_text(
         "components:\n"
