@@ -347,9 +347,7 @@ class QdrantStore(Component):
             return getattr(self._client, method)(*args, **kwargs)
         except Exception as err:
             if self.url is not None and _is_connection_error(err):
-                raise StoreUnavailableError(
-                    "store.qdrant", self.url, "url", _reason(err)
-                ) from None
+                raise StoreUnavailableError("store.qdrant", self.url, "url", _reason(err)) from None
             raise
 
     def _look_for_collection(self) -> None:
@@ -670,7 +668,11 @@ class QdrantStore(Component):
     def stats(self) -> dict[str, Any]:
         """``{"chunks", "sources", "dimension"}``."""
         sources = {c.metadata.get("source") for c in self.iter_chunks()}
-        return {"chunks": self.count(), "sources": len(sources - {None}), "dimension": self.dimension}
+        return {
+            "chunks": self.count(),
+            "sources": len(sources - {None}),
+            "dimension": self.dimension,
+        }
 
     def records_location(self) -> str:
         """Where ``writer.store`` keeps ingestion records by default: beside the local-mode
@@ -681,7 +683,9 @@ class QdrantStore(Component):
             return ":memory:"
         parsed = urlparse(self.url)
         name = f"qdrant-{parsed.hostname}-{parsed.port or 6333}-{self.collection}"
-        return str(Path(".rag") / "records" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.records.sqlite")
+        return str(
+            Path(".rag") / "records" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.records.sqlite"
+        )
 
     def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
         return {}

@@ -90,7 +90,7 @@ HOSTILE = [
     "a.b[0].c",
     "metadata",
     "s_lang",
-    "\\\"",
+    '\\"',
     "*",
 ]
 
@@ -184,7 +184,9 @@ def test_configuration_is_checked_and_round_trips(tmp_path):
         QdrantStore(url="localhost:6333")
     with pytest.raises(ConfigError, match="indexed_fields.year"):
         QdrantStore(indexed_fields={"year": "integer"})
-    store = QdrantStore(url="https://q.example:6333", collection="docs", api_key="${QDRANT_API_KEY}")
+    store = QdrantStore(
+        url="https://q.example:6333", collection="docs", api_key="${QDRANT_API_KEY}"
+    )
     data = store.to_dict()
     assert data["init_parameters"]["api_key"] == "${QDRANT_API_KEY}"
     assert QdrantStore.from_dict(data) == store
