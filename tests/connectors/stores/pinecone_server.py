@@ -297,10 +297,10 @@ class PineconeLikeServer:
                     except BadRequest as err:
                         self._send(400, {"error": {"code": 3, "message": str(err)}})
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._serve("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._serve("POST")
 
         return Handler
