@@ -266,3 +266,92 @@ def test_stats_ids_iteration_and_fingerprint(postgres_url, run_id):
     finally:
         store.close()
         _drop(postgres_url, [table])
+
+
+# -- ingestion: records and a SIGKILL in the middle ----------------------------------------------------
+class PgvectorCase:
+    """tests/pipelines/test_crash_safety.py's store case, for store.pgvector."""
+
+    name = "pgvector"
+
+    def __init__(self, url: str, table: str) -> None:
+        self.url = url
+        self.table = table
+
+    def yaml(self) -> str:
+        return (
+            "type: store.pgvector\n"
+            f"init_parameters: {{url: '{self.url}', table: {self.table}, dimension: 384}}"
+        )
+
+    def open(self) -> PgvectorStore:
+        return PgvectorStore(url=self.url, table=self.table, dimension=384)
+
+    def records_file(self):
+        from pathlib import Path
+
+        return Path(self.open().records_location()).resolve()  # under the working directory
+
+    def stored(self) -> dict[str, str]:
+        store = self.open()
+        chunks = store.get(store.ids())
+        assert store.count() == len(chunks) == len({c.id for c in chunks})
+        store.close()
+        return {c.id: c.text for c in chunks}
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigkill_during_ingest_then_resume_leaves_exactly_the_right_chunks(
+    postgres_url, run_id, embedder, tmp_path, monkeypatch
+):
+    import random
+
+    from rag.pipelines.ingest import run_ingest
+    from tests.pipelines.ingest_helpers import (
+        expected_chunks,
+        make_pipeline,
+        pipeline_yaml,
+        write_corpus,
+    )
+    from tests.pipelines.test_crash_safety import (
+        KILLS,
+        MAX_JITTER_S,
+        SEED,
+        change_many,
+        ingest_and_kill,
+        recorded_ids,
+    )
+
+    monkeypatch.chdir(tmp_path)  # the records file lives under ./.rag/records/
+    case = PgvectorCase(postgres_url, f"crash_{run_id}")
+    corpus = write_corpus(tmp_path / "corpus", files=10)
+    config = pipeline_yaml(tmp_path / "pipeline.yaml", store=case.yaml(), batch_size=2)
+    rng = random.Random(f"{SEED}-{case.name}")
+    killed = 0
+    try:
+        for attempt in range(KILLS):
+            if attempt == 1:  # the first kill interrupts the first ingest, the others version 2
+                change_many(corpus)
+            committed, jitter = rng.randint(0, 6), rng.uniform(0, MAX_JITTER_S)
+            was_killed = ingest_and_kill(
+                config, corpus, case.records_file(), committed=committed, jitter=jitter
+            )
+            killed += was_killed
+            # the invariant that makes resuming exact: nothing stored that is not recorded
+            assert set(case.stored()) <= recorded_ids(case.records_file()), f"kill {attempt}"
+        assert killed >= 2, "the runs finished before the kill points; use a larger corpus"
+        store = case.open()
+        report = run_ingest(make_pipeline(embedder, store), [corpus], mode="full", progress=False)
+        store.close()
+        assert report.errors == []
+        assert case.stored() == expected_chunks(corpus)
+        # and a second run finds nothing to do
+        store = case.open()
+        again = run_ingest(
+            make_pipeline(embedder, store), [corpus], mode="incremental", progress=False
+        )
+        store.close()
+        assert again.chunks_written == 0 and again.chunks_deleted == 0
+    finally:
+        _drop(postgres_url, [case.table])
