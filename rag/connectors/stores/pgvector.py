@@ -269,7 +269,8 @@ class PgvectorStore(Component):
             try:
                 conn = psycopg.connect(self.url, autocommit=True, **kwargs)
             except psycopg.OperationalError as err:
-                reason = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+                reason = lines[0].rstrip(".") if lines else type(err).__name__
                 raise StoreUnavailableError(
                     "store.pgvector", display_url(self.url), "url", reason
                 ) from None
