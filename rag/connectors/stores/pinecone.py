@@ -336,7 +336,10 @@ class PineconeStore(Component):
 
     def _total(self) -> int:
         stats = self._call(self._index.describe_index_stats)
-        summary = (stats.namespaces or {}).get(self.namespace)
+        namespaces = stats.namespaces or {}
+        summary = namespaces.get(self.namespace)
+        if summary is None and not self.namespace:  # newer API versions name it "__default__"
+            summary = namespaces.get("__default__")
         return int(summary.vector_count) if summary is not None else 0
 
     # -- writing ------------------------------------------------------------------------------
