@@ -255,3 +255,24 @@ def test_configuration_is_checked_and_round_trips(monkeypatch):
 
     with pytest.raises(MissingEnvVarError, match="PC_KEY"):
         store.warm_up()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_incremental_ingest_with_records(embedder, tmp_path, monkeypatch):
+    from rag.pipelines.ingest import run_ingest
+    from tests.pipelines.ingest_helpers import expected_chunks, make_pipeline, write_corpus
+
+    monkeypatch.chdir(tmp_path)  # records default to ./.rag/records/
+    corpus = write_corpus(tmp_path / "corpus")
+    with pinecone_like_server(384) as server:
+        store = PineconeStore(host=server.host, namespace="docs")
+        first = run_ingest(make_pipeline(embedder, store), [corpus], progress=False)
+        assert first.errors == [] and first.chunks_written == len(expected_chunks(corpus))
+        again = run_ingest(make_pipeline(embedder, store), [corpus], progress=False)
+        assert again.chunks_written == 0
+        write_corpus(corpus, version=2)
+        run_ingest(make_pipeline(embedder, store), [corpus], mode="full", progress=False)
+        assert {c.id: c.text for c in store.get(store.ids())} == expected_chunks(corpus)
+        store.close()
+    assert list((tmp_path / ".rag" / "records").glob("pinecone-127.0.0.1-docs.records.sqlite"))

@@ -210,3 +210,24 @@ def test_stats_and_iteration(tmp_path):
     store.clear()
     assert store.count() == 0
     store.close()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_incremental_ingest_keeps_records_beside_the_local_directory(embedder, tmp_path):
+    from rag.pipelines.ingest import run_ingest
+    from tests.pipelines.ingest_helpers import expected_chunks, make_pipeline, write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus")
+    path = str(tmp_path / "q")
+    store = QdrantStore(path=path, collection="docs")
+    first = run_ingest(make_pipeline(embedder, store), [corpus], progress=False)
+    assert first.errors == [] and first.chunks_written == len(expected_chunks(corpus))
+    again = run_ingest(make_pipeline(embedder, store), [corpus], progress=False)
+    assert again.chunks_written == 0
+    write_corpus(corpus, version=2)
+    run_ingest(make_pipeline(embedder, store), [corpus], mode="full", progress=False)
+    stored = {c.id: c.text for c in store.get(store.ids())}
+    assert stored == expected_chunks(corpus)
+    store.close()
+    assert (tmp_path / "q.docs.records.sqlite").exists()
