@@ -320,7 +320,11 @@ class QdrantStore(Component):
             qdrant = _qdrant()
             if self.url is not None:
                 api_key = self.api_key.resolve() if self.api_key is not None else None
-                client = qdrant.QdrantClient(url=self.url, api_key=api_key, timeout=self.timeout)
+                # check_compatibility=False: the version probe would warn about an unreachable
+                # server before the first call reports it (as one clear error, see _call)
+                client = qdrant.QdrantClient(
+                    url=self.url, api_key=api_key, timeout=self.timeout, check_compatibility=False
+                )
             elif self.path:
                 Path(self.path).expanduser().mkdir(parents=True, exist_ok=True)
                 try:
