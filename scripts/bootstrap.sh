@@ -36,3 +36,9 @@ if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
 fi
 
 "${PIP[@]}" install -q -e ".[$EXTRAS]"
+
+# The store.pgvector tests need PostgreSQL with pgvector: install it when missing (root + apt;
+# elsewhere it says so and those tests skip, naming RAGLINE_PG_URL).
+if [ "$EXTRAS" = "dev" ]; then
+  scripts/install_postgres.sh
+fi

@@ -12,6 +12,7 @@
     ├── ModelNotFoundError       a model name that resolves to no file on disk
     ├── LoaderError              one source could not be read (recorded, the run goes on)
     ├── DuplicateIdError         ``policy="fail"`` met an id that is already stored
+    ├── StoreUnavailableError    a vector store's server cannot be reached (names URL and setting)
     └── GenerationError          a generator failed (remote endpoint down, bad response, ...)
 
 Every message names the offender (file, line, field or value) and, where one exists, the fix.
@@ -122,6 +123,19 @@ class DuplicateIdError(RagError):
         super().__init__(
             f"{len(self.ids)} chunk id(s) already stored: {shown}. "
             "Use policy='upsert' to replace them or policy='skip' to keep the stored ones."
+        )
+
+
+class StoreUnavailableError(RagError):
+    """A vector store's server cannot be reached. Names the address, the setting, the fix."""
+
+    def __init__(self, store: str, address: str, setting: str, reason: str) -> None:
+        self.store = store
+        self.address = address
+        self.setting = setting
+        super().__init__(
+            f"{store}: cannot reach {address} (setting '{setting}'): {reason}. Start the "
+            f"server, or point '{setting}' at a running one"
         )
 
 

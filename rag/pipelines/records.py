@@ -278,7 +278,8 @@ class _Transaction:
 def default_records_path(store: Any, *, records_path: str | None = None) -> str:
     """Where the records of ``store`` live.
 
-    Order: an explicit ``records_path``; ``<path>/records.sqlite`` beside a store with a local
+    Order: an explicit ``records_path``; the store's own ``records_location()`` when it has
+    one; ``<path>/records.sqlite`` beside a store with a local
     ``path`` directory (``store.faiss``); ``<file>.<collection>.records.sqlite`` beside a
     local database file ``uri`` (milvus-lite); ``":memory:"`` for an in-memory store.
 
@@ -292,6 +293,9 @@ def default_records_path(store: Any, *, records_path: str | None = None) -> str:
     """
     if records_path:
         return records_path
+    own_location = getattr(store, "records_location", None)
+    if callable(own_location):  # a store that names its own default (store.pgvector, ...)
+        return str(own_location())
     path = getattr(store, "path", None)
     uri = getattr(store, "uri", None)
     if isinstance(path, str) and path:

@@ -15,6 +15,9 @@ STORE_FILES = [
     EXAMPLES / "ingest.yaml",
     EXAMPLES / "stores" / "milvus.yaml",
     EXAMPLES / "stores" / "weaviate.yaml",
+    EXAMPLES / "stores" / "pgvector.yaml",
+    EXAMPLES / "stores" / "qdrant.yaml",
+    EXAMPLES / "stores" / "pinecone.yaml",
 ]
 
 
@@ -22,6 +25,7 @@ STORE_FILES = [
 def _locations(tmp_path, monkeypatch):
     monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "faiss"))
     monkeypatch.setenv("RAG_MILVUS_URI", str(tmp_path / "milvus.db"))
+    monkeypatch.setenv("RAG_QDRANT_PATH", str(tmp_path / "qdrant"))
 
 
 @pytest.mark.unit
