@@ -486,6 +486,10 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (default 8 MiB).")
     ] = 8_388_608,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Also serve the gRPC API on this port (same keys)."),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Serve the HTTP API. API keys come from RAGLINE_API_KEYS (comma-separated, 16+ chars)."""
@@ -502,6 +506,7 @@ def serve(
             allowed_roots=allow_root or [],
             max_body_bytes=max_body_bytes,
             log_level="warning" if quiet else "info",
+            grpc_port=grpc_port,
         )
 
 
