@@ -452,6 +452,9 @@ def eval_(
         typer.Option("--fail-under", help="Gate metric=value, e.g. ndcg@10=0.30 (repeatable)."),
     ] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Log runs to MLflow.")] = False,
+    wandb: Annotated[
+        bool, typer.Option("--wandb", help="Log runs to Weights & Biases (WANDB_MODE=offline).")
+    ] = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -464,6 +467,7 @@ def eval_(
         out=out,
         fail_under=fail_under or [],
         mlflow=mlflow,
+        wandb=wandb,
         json_output=json_output,
         quiet=quiet,
     )
