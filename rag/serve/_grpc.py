@@ -45,8 +45,9 @@ from rag.serve._schemas import MAX_DOCUMENTS, AskRequest, DocumentIn, SearchRequ
 grpc = require("grpc", package="grpcio", extra="grpc", purpose="the gRPC API")
 require("grpc_health.v1.health", package="grpcio-health-checking", extra="grpc", purpose="gRPC")
 require("grpc_reflection.v1alpha", package="grpcio-reflection", extra="grpc", purpose="gRPC")
+require("google.protobuf", package="protobuf", extra="grpc", purpose="the gRPC API")
 
-from google.protobuf import json_format  # noqa: E402  (protobuf comes with grpcio-tools/grpc)
+from google.protobuf import json_format  # noqa: E402
 from google.protobuf.message import DecodeError  # noqa: E402
 from google.protobuf.struct_pb2 import Struct  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402

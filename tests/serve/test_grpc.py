@@ -366,9 +366,7 @@ def test_an_empty_key_list_is_refused():
 
 
 # -- rag serve --grpc-port ------------------------------------------------------------------
-@pytest.mark.integration
-@pytest.mark.slow
-def test_rag_serve_grpc_port_serves_both_apis(tmp_path):
+def example_config(tmp_path: Path) -> Path:
     config = tmp_path / "ingest.yaml"
     examples = Path(__file__).resolve().parents[2] / "examples"
     config.write_text(
@@ -376,6 +374,28 @@ def test_rag_serve_grpc_port_serves_both_apis(tmp_path):
         .read_text()
         .replace("${RAG_INDEX_DIR:-.rag/example-index}", str(tmp_path / "index"))
     )
+    return config
+
+
+@pytest.mark.unit
+def test_grpc_port_without_the_grpc_extra_names_the_install_line(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+
+    monkeypatch.setitem(sys.modules, "grpc", None)  # as if grpcio were not installed
+    monkeypatch.delitem(sys.modules, "rag.serve._grpc", raising=False)
+    args = ["serve", "--config", str(example_config(tmp_path)), "--grpc-port", "0"]
+    result = CliRunner().invoke(app, args, env={API_KEYS_ENV: API_KEY})
+    assert result.exit_code == 1
+    assert "pip install 'ragline[grpc]'" in result.output
+    assert not (tmp_path / "index").exists()  # refused before any model or store was opened
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_rag_serve_grpc_port_serves_both_apis(tmp_path):
+    config = example_config(tmp_path)
     port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "rag.cli", "serve", "--config", str(config)]
     command += ["--port", str(port), "--grpc-port", str(grpc_port)]
