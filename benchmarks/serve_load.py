@@ -172,10 +172,22 @@ def main() -> int:
     parser.add_argument(
         "--rounds", type=int, default=5, help="Alternating rounds per level (see above)."
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="Torch threads of the server and of the baseline (default: torch's choice). "
+        "On a machine shared with other work, 1 avoids OpenMP threads waiting on each other.",
+    )
     args = parser.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by the server at start-up
+        import torch
+
+        torch.set_num_threads(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="ragline-serve-bench-"))
     env = {**os.environ, "RAG_INDEX_DIR": str(workdir / "index"), "RAGLINE_API_KEYS": KEY}
     os.environ["RAG_INDEX_DIR"] = env["RAG_INDEX_DIR"]
@@ -237,7 +249,11 @@ def main() -> int:
     baseline = in_process.summary()
     levels = [{**t.summary(), "concurrency": t.concurrency} for t in rest_levels]
     grpc_results = [{**t.summary(), "concurrency": t.concurrency} for t in grpc_levels]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs; server and client share them")
+    threads = args.threads or "default"
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs; server and client share them; "
+        f"torch threads: {threads}; {args.rounds} alternating rounds per level"
+    )
     print(
         f"in-process retriever.retrieve: {baseline['rps']:.1f} req/s, "
         f"p50 {baseline['p50_ms']:.1f} ms, p95 {baseline['p95_ms']:.1f} ms"

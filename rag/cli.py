@@ -453,7 +453,8 @@ def eval_(
     ] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Log runs to MLflow.")] = False,
     wandb: Annotated[
-        bool, typer.Option("--wandb", help="Log runs to Weights & Biases (WANDB_MODE=offline).")
+        bool,
+        typer.Option("--wandb", help="Log runs to Weights & Biases (WANDB_MODE=offline: locally)."),
     ] = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
