@@ -452,6 +452,10 @@ def eval_(
         typer.Option("--fail-under", help="Gate metric=value, e.g. ndcg@10=0.30 (repeatable)."),
     ] = None,
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Log runs to MLflow.")] = False,
+    wandb: Annotated[
+        bool,
+        typer.Option("--wandb", help="Log runs to Weights & Biases (WANDB_MODE=offline: locally)."),
+    ] = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -464,6 +468,7 @@ def eval_(
         out=out,
         fail_under=fail_under or [],
         mlflow=mlflow,
+        wandb=wandb,
         json_output=json_output,
         quiet=quiet,
     )
@@ -486,6 +491,10 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (default 8 MiB).")
     ] = 8_388_608,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Also serve the gRPC API on this port (same keys)."),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Serve the HTTP API. API keys come from RAGLINE_API_KEYS (comma-separated, 16+ chars)."""
@@ -502,6 +511,7 @@ def serve(
             allowed_roots=allow_root or [],
             max_body_bytes=max_body_bytes,
             log_level="warning" if quiet else "info",
+            grpc_port=grpc_port,
         )
 
 

@@ -7,8 +7,9 @@ Example:
     >>> write_reports(result).html  # doctest: +SKIP
     PosixPath('.rag/eval/cranfield/report.html')
 
-Heavy optional packages (pytrec_eval, scipy, matplotlib, jinja2, mlflow) are imported when a
-function needs them; ``pip install 'ragline[eval]'`` installs all but mlflow.
+Heavy optional packages (pytrec_eval, scipy, matplotlib, jinja2, mlflow, wandb) are imported when
+a function needs them; ``pip install 'ragline[eval]'`` installs all but the trackers, MLflow and
+Weights & Biases (:mod:`rag.eval.tracking`), which have their own extras.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``rag eval eval.yaml [--out DIR] [--fail-under metric=value ...] [--mlflow] [--json]``.
+"""``rag eval eval.yaml [--out DIR] [--fail-under metric=value ...] [--mlflow] [--wandb] [--json]``.
 
 Exit codes: 0 every gate passed; 1 a gate was missed (or the job failed); 2 bad usage or
 configuration, including a gate on a metric the eval file does not compute.
@@ -6,8 +6,8 @@ configuration, including a gate on a metric the eval file does not compute.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,45 +54,15 @@ def check_gates(
     return missed
 
 
-def _mlflow_name(metric: str) -> str:
-    # MLflow metric names allow letters, digits, _ - . / and spaces, not '@'
-    return metric.replace("@", "_at_")
-
-
 def log_to_mlflow(result: Any, paths: Any) -> list[str]:
-    """Log one MLflow run per variant (parameters, metrics, the report files).
-
-    Runs go to ``./mlruns`` unless ``MLFLOW_TRACKING_URI`` names another tracking URI.
-    Returns the run ids.
+    """Log to MLflow (see :class:`rag.eval.tracking.MlflowTracker`); returns the variants' run ids.
 
     Raises:
         MissingDependencyError: mlflow is not installed (``pip install 'ragline[mlflow]'``).
     """
-    try:
-        import mlflow
-    except ImportError as err:
-        raise MissingDependencyError("mlflow", "mlflow", "rag eval --mlflow") from err
-    # MLflow 3 defaults to a SQLite database that needs the full install; ragline's default is
-    # a ./mlruns folder, which `mlflow ui` reads too.
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or Path("mlruns").resolve().as_uri()
-    if uri.startswith("file:"):
-        # MLflow 3 refuses folder stores unless asked; a folder is what works without a server
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment(f"ragline-eval-{result.config.name}")
-    run_ids = []
-    for variant in result.variants:
-        with mlflow.start_run(run_name=variant.name) as run:
-            params = {
-                k: json.dumps(v) if not isinstance(v, str) else v for k, v in variant.params.items()
-            }
-            params.update(dataset=result.config.dataset.name, k=str(result.config.k))
-            mlflow.log_params(params)
-            mlflow.log_metrics({_mlflow_name(k): float(v) for k, v in variant.metrics.items()})
-            for path in (paths.html, paths.json, paths.markdown, paths.csv):
-                mlflow.log_artifact(str(path))
-            run_ids.append(run.info.run_id)
-    return run_ids
+    from rag.eval.tracking import MlflowTracker, log_eval
+
+    return log_eval([MlflowTracker()], result, paths)["mlflow"].variants
 
 
 def eval_command(
@@ -101,6 +71,7 @@ def eval_command(
     out: str | Path | None = None,
     fail_under: Sequence[str] = (),
     mlflow: bool = False,
+    wandb: bool = False,
     json_output: bool = False,
     quiet: bool = False,
     stdout: TextIO | None = None,
@@ -113,6 +84,7 @@ def eval_command(
         out: Output folder (default ``.rag/eval/<eval file stem>``).
         fail_under: Gates ``metric=value``; every variant must reach each one.
         mlflow: Log parameters, metrics and reports to MLflow.
+        wandb: Log parameters, metrics, the comparison table and plots to Weights & Biases.
         json_output: Print the summary JSON on stdout instead of the Markdown table.
         quiet: No progress bars.
 
@@ -123,6 +95,7 @@ def eval_command(
         >>> eval_command("eval.yaml", fail_under=["ndcg@10=0.3"])  # doctest: +SKIP
         0
     """
+    from rag.eval import tracking
     from rag.eval.report import summary_dict, summary_markdown, write_reports
     from rag.eval.runner import load_eval_config, run_eval
 
@@ -149,12 +122,20 @@ def eval_command(
             2,
         )
     out_dir = Path(out) if out else Path(".rag") / "eval" / Path(config).stem
+    trackers = tracking.trackers(mlflow=mlflow, wandb=wandb)
     try:
-        result = run_eval(eval_config, out_dir=out_dir, progress=not quiet)
-        paths = write_reports(result, out_dir=out_dir)
-        if mlflow:
-            run_ids = log_to_mlflow(result, paths)
-            print(f"mlflow: logged {len(run_ids)} run(s)", file=stderr)
+        for tracker in trackers:  # a missing package is known before a long run, not after
+            tracker.require()
+    except MissingDependencyError as err:
+        return error(str(err), 2)
+    try:
+        # stdout carries only the result; libraries that print while models load or runs
+        # are logged (transformers does under WANDB_MODE=offline) are sent to stderr
+        with contextlib.redirect_stdout(stderr):
+            result = run_eval(eval_config, out_dir=out_dir, progress=not quiet)
+            paths = write_reports(result, out_dir=out_dir)
+            for name, runs in tracking.log_eval(trackers, result, paths).items():
+                print(f"{name}: logged {len(runs.variants)} variant run(s)", file=stderr)
     except ConfigError as err:
         return error(str(err), 2)
     except MissingDependencyError as err:

@@ -32,6 +32,7 @@ __all__ = [
     "ReportPaths",
     "bootstrap_ci",
     "comparisons",
+    "figures",
     "paired_test",
     "summary_dict",
     "summary_markdown",
@@ -260,6 +261,16 @@ def _latency_figure(result: EvalResult) -> str | None:
     encoded = _png(figure)
     plt.close(figure)
     return encoded
+
+
+def figures(result: EvalResult) -> dict[str, bytes]:
+    """The report's plots as PNG files' bytes: ``metrics`` (means per variant with bootstrap
+    95% intervals) and, when stages were timed, ``latency`` (per-query latency per stage)."""
+    encoded = {"metrics": _metric_figure(result, _confidence(result))}
+    latency = _latency_figure(result)
+    if latency is not None:
+        encoded["latency"] = latency
+    return {name: base64.b64decode(data) for name, data in encoded.items()}
 
 
 def _pyplot() -> Any:

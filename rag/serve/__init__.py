@@ -1,7 +1,8 @@
 """The HTTP API of ragline (FastAPI + uvicorn): ``rag serve --config qa.yaml``.
 
 - :func:`create_app` builds the application from a pipeline file (tests build it directly);
-- :func:`serve` runs it with uvicorn;
+- :func:`serve` runs it with uvicorn (and with ``grpc_port`` the gRPC API beside it);
+- :class:`GrpcServer` serves the same backend over gRPC (``ragline.v1.Ragline``);
 - keys come from ``RAGLINE_API_KEYS`` (comma-separated); without keys the server refuses to
   start unless it is told ``--no-auth`` (``no_auth=True``) for local development.
 
@@ -10,7 +11,14 @@ Needs the ``serve`` extra: ``pip install 'ragline[serve]'``.
 
 from rag.serve._keys import API_KEYS_ENV, api_keys_from_env, parse_api_keys
 
-__all__ = ["API_KEYS_ENV", "api_keys_from_env", "create_app", "parse_api_keys", "serve"]
+__all__ = [
+    "API_KEYS_ENV",
+    "GrpcServer",
+    "api_keys_from_env",
+    "create_app",
+    "parse_api_keys",
+    "serve",
+]
 
 
 def __getattr__(name: str):  # fastapi is imported only when the app is built
@@ -18,6 +26,10 @@ def __getattr__(name: str):  # fastapi is imported only when the app is built
         from rag.serve._app import create_app
 
         return create_app
+    if name == "GrpcServer":  # grpcio is imported only when the gRPC API is served
+        from rag.serve._grpc import GrpcServer
+
+        return GrpcServer
     if name == "serve":
         from rag.serve.cli_serve import serve
 

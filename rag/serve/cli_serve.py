@@ -105,17 +105,24 @@ def serve(
     allowed_roots: Sequence[str | Path] = (),
     max_body_bytes: int | None = None,
     log_level: str = "info",
+    grpc_port: int | None = None,
 ) -> None:
     """Serve a pipeline file over HTTP until interrupted (see :func:`build_app`).
+
+    With ``grpc_port`` the gRPC API (:class:`rag.serve._grpc.GrpcServer`) serves the same
+    backend, keys and limits on that port of ``host``, beside REST.
 
     Example:
         >>> from rag.serve import serve
         >>> serve("examples/qa.yaml", port=8000)  # RAGLINE_API_KEYS must be set  # doctest: +SKIP
     """
+    keys = list(api_keys) if api_keys is not None else api_keys_from_env()
+    if grpc_port is not None:  # a missing grpc extra is reported before any model loads
+        from rag.serve._grpc import GrpcServer
     app = build_app(
         config,
         host=host,
-        api_keys=api_keys,
+        api_keys=keys,
         no_auth=no_auth,
         allowed_roots=allowed_roots,
         max_body_bytes=max_body_bytes,
@@ -126,4 +133,21 @@ def serve(
             "warning: serving WITHOUT authentication (--no-auth); local development only",
             file=sys.stderr,
         )
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    grpc_server = None
+    if grpc_port is not None:
+        from rag.serve._app import DEFAULT_MAX_BODY_BYTES
+
+        grpc_server = GrpcServer(
+            app.state.backend,
+            api_keys=None if no_auth else keys,
+            host=host,
+            port=grpc_port,
+            max_message_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+        )
+        bound = grpc_server.start()
+        print(f"gRPC API (ragline.v1.Ragline) on {host}:{bound}", file=sys.stderr)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level=log_level)
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop()

@@ -142,11 +142,14 @@ def test_the_serve_package_surface_is_small_and_light():
 
     assert sorted(rag.serve.__all__) == [
         "API_KEYS_ENV",
+        "GrpcServer",
         "api_keys_from_env",
         "create_app",
         "parse_api_keys",
         "serve",
     ]
-    code = "import sys, rag.serve; print('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
+    code = (
+        "import sys, rag.serve; print(*(m in sys.modules for m in ('fastapi', 'uvicorn', 'grpc')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.split() == ["False", "False"]
+    assert done.stdout.split() == ["False", "False", "False"]
