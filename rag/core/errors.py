@@ -12,7 +12,8 @@
     ├── ModelNotFoundError       a model name that resolves to no file on disk
     ├── LoaderError              one source could not be read (recorded, the run goes on)
     ├── DuplicateIdError         ``policy="fail"`` met an id that is already stored
-    └── GenerationError          a generator failed (remote endpoint down, bad response, ...)
+    ├── GenerationError          a generator failed (remote endpoint down, bad response, ...)
+    └── EmbeddingError           an embedder failed (remote endpoint down, bad response, ...)
 
 Every message names the offender (file, line, field or value) and, where one exists, the fix.
 """
@@ -127,6 +128,10 @@ class DuplicateIdError(RagError):
 
 class GenerationError(RagError):
     """A generator could not produce an answer."""
+
+
+class EmbeddingError(RagError):
+    """An embedder could not produce vectors (a remote service failed or answered wrongly)."""
 
 
 def did_you_mean(value: str, options: Iterable[str]) -> str:
