@@ -315,8 +315,10 @@ MAX_EMBED_INPUTS = 2_048  # OpenAI's limit per request
 MAX_EMBED_CHARS = 100_000  # per input; the model truncates to its maximum sequence length
 
 
-def _check_inputs(value: str | list[str]) -> str | list[str]:
+def _check_inputs(value: Any) -> Any:
     texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("must be a text or a list of texts (token arrays are not accepted)")
     if not texts:
         raise ValueError("give at least one text")
     if len(texts) > MAX_EMBED_INPUTS:
@@ -341,7 +343,7 @@ class EmbeddingsRequest(_Strict):
     )
     user: str | None = None
 
-    _inputs = field_validator("input")(_check_inputs)
+    _inputs = field_validator("input", mode="before")(_check_inputs)
 
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
@@ -373,7 +375,7 @@ class EmbedRequest(_Strict):
     normalize: bool = Field(default=True, description="L2-normalize each vector.")
     truncate: Literal[True] = True
 
-    _inputs = field_validator("inputs")(_check_inputs)
+    _inputs = field_validator("inputs", mode="before")(_check_inputs)
 
     def texts(self) -> list[str]:
         return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)
