@@ -451,3 +451,19 @@ def test_bad_server_fails_the_ingest_and_writes_nothing(mode, message, corpus, t
     store = FaissStore(path=str(tmp_path / "index"))
     store.warm_up()
     assert store.count() == 0
+
+
+@pytest.mark.unit
+def test_connection_settings_do_not_change_the_ingest_fingerprint():
+    from rag.pipelines.ingest import pipeline_fingerprint
+
+    def fingerprint(**kwargs) -> str:
+        pipeline = Pipeline("ingest")
+        options = {"base_url": BASE, "model": "m", **kwargs}
+        pipeline.add_component("embedder", HttpEmbedder(**options))
+        return pipeline_fingerprint(pipeline)
+
+    base = fingerprint()
+    assert fingerprint(max_concurrency=16, timeout=5.0, max_retries=0, api_key="${K}") == base
+    assert fingerprint(model="other-model") != base
+    assert fingerprint(base_url="http://other.test/v1") != base
