@@ -13,7 +13,8 @@
     ├── LoaderError              one source could not be read (recorded, the run goes on)
     ├── DuplicateIdError         ``policy="fail"`` met an id that is already stored
     ├── StoreUnavailableError    a vector store's server cannot be reached (names URL and setting)
-    └── GenerationError          a generator failed (remote endpoint down, bad response, ...)
+    ├── GenerationError          a generator failed (remote endpoint down, bad response, ...)
+    └── EmbeddingError           an embedder failed (remote endpoint down, bad response, ...)
 
 Every message names the offender (file, line, field or value) and, where one exists, the fix.
 """
@@ -141,6 +142,10 @@ class StoreUnavailableError(RagError):
 
 class GenerationError(RagError):
     """A generator could not produce an answer."""
+
+
+class EmbeddingError(RagError):
+    """An embedder could not produce vectors (a remote service failed or answered wrongly)."""
 
 
 def did_you_mean(value: str, options: Iterable[str]) -> str:

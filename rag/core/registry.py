@@ -30,6 +30,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "writer.store": "rag.pipelines.writer:StoreWriter",
     # connectors
     "embedder.sentence_transformers": "rag.connectors.embedders.sentence_transformers:SentenceTransformersEmbedder",
+    "embedder.http": "rag.connectors.embedders.http:HttpEmbedder",
     "store.faiss": "rag.connectors.stores.faiss:FaissStore",
     "store.milvus": "rag.connectors.stores.milvus:MilvusStore",
     "store.weaviate": "rag.connectors.stores.weaviate:WeaviateStore",

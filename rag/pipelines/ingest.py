@@ -53,6 +53,9 @@ from rag.pipelines.writer import StoreWriter
 MODES = ("incremental", "full", "none")
 # Parameters that change how fast vectors are computed, not which vectors.
 _RUNTIME_PARAMETERS = frozenset({"device", "batch_size", "progress", "cache_dir", "fp16"})
+# ... and how a remote embedder (embedder.http) reaches its service.
+_RUNTIME_PARAMETERS |= {"max_concurrency", "timeout", "connect_timeout", "max_retries"}
+_RUNTIME_PARAMETERS |= {"backoff", "max_backoff", "api_key"}
 
 
 @dataclass

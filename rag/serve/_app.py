@@ -13,6 +13,8 @@ Endpoints (all under ``/v1``; every one but ``/v1/health`` needs ``Authorization
 ``DELETE /documents``      delete chunks by ``ids`` or ``filters``
 ``POST /chat/completions`` OpenAI-compatible: the last user message is asked to the RAG chain
 ``GET /models``            the one model name chat completions answer to
+``POST /embeddings``       OpenAI-compatible embeddings from the pipeline's embedder
+``POST /embed``            the same, in the shape of Text Embeddings Inference's ``/embed``
 =========================  ======================================================================
 
 Errors are JSON, ``{"error": {"message", "type", "code", "param", "fields"}}`` (the OpenAI
@@ -22,6 +24,7 @@ shape, so OpenAI clients show the message), never a stack trace; invalid input i
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -44,7 +47,13 @@ from starlette.exceptions import HTTPException
 
 import rag
 from rag.core.documents import Document
-from rag.core.errors import ConfigError, FilterError, GenerationError, RagError
+from rag.core.errors import (
+    ConfigError,
+    EmbeddingError,
+    FilterError,
+    GenerationError,
+    RagError,
+)
 from rag.core.pipeline import PipelineFile
 from rag.core.threads import iterate_in_thread
 from rag.serve._backend import Backend, NotConfigured, PathNotAllowed
@@ -57,6 +66,9 @@ from rag.serve._schemas import (
     DeleteRequest,
     DeleteResponse,
     DocumentsRequest,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    EmbedRequest,
     ErrorResponse,
     HealthResponse,
     IngestResponse,
@@ -142,6 +154,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(err, GenerationError):
             logger.warning("generation failed: %s", err)
             return _error(502, f"the model failed: {err}", code="generation_error")
+        if isinstance(err, EmbeddingError):
+            logger.warning("embedding failed: %s", err)
+            return _error(502, f"the embedder failed: {err}", code="embedding_error")
         logger.exception("request failed", exc_info=err)
         return _error(500, "internal error; the server log has the details", code="internal")
 
@@ -478,6 +493,40 @@ def create_app(
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    @app.post(
+        "/v1/embeddings",
+        response_model=EmbeddingsResponse,
+        dependencies=bearer,
+        responses=_ERRORS,
+        tags=["openai"],
+    )
+    async def embeddings(body: EmbeddingsRequest) -> JSONResponse:
+        """OpenAI-compatible embeddings of ``input`` by the pipeline's embedder (as it embeds
+        documents); ``encoding_format: base64`` sends little-endian float32 bytes."""
+        vectors, tokens = await run_in_threadpool(backend.embed, body.texts())
+        encode = _base64_vector if body.encoding_format == "base64" else _float_vector
+        data = [
+            {"object": "embedding", "index": i, "embedding": encode(v)}
+            for i, v in enumerate(vectors)
+        ]
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return JSONResponse({"object": "list", "data": data, "model": body.model, "usage": usage})
+
+    @app.post(
+        "/v1/embed",
+        response_model=list[list[float]],
+        dependencies=bearer,
+        responses=_ERRORS,
+        tags=["embeddings"],
+    )
+    async def embed(body: EmbedRequest) -> JSONResponse:
+        """Embeddings in the shape of Text Embeddings Inference's ``POST /embed``: one list of
+        numbers per input."""
+        vectors, _ = await run_in_threadpool(backend.embed, body.texts())
+        if body.normalize:
+            vectors = _unit_rows(vectors)
+        return JSONResponse([_float_vector(v) for v in vectors])
+
     _publish_documents_schema(app)
     app.add_middleware(
         Guard,
@@ -490,6 +539,21 @@ def create_app(
 
 def _finish_reason(reason: str | None) -> str:
     return reason if reason in ("stop", "length") else "stop"
+
+
+def _float_vector(vector: Any) -> list[float]:
+    return vector.astype("float32").tolist()
+
+
+def _base64_vector(vector: Any) -> str:
+    return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+
+
+def _unit_rows(vectors: Any) -> Any:
+    import numpy as np
+
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
 
 
 async def _read_uploads(request: Request) -> tuple[list[tuple[str, bytes]], bool]:

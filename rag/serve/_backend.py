@@ -241,6 +241,26 @@ class Backend:
             "dimension": data.get("dimension"),
         }
 
+    def embed(self, texts: Sequence[str]) -> tuple[Any, int]:
+        """``(vectors, tokens)``: the pipeline's embedder run on ``texts`` as on documents
+        (its ``document_prefix`` applies), and the tokens its tokenizer counts (0 when the
+        embedder has no local tokenizer)."""
+        if self.embedder is None:
+            raise NotConfigured(
+                "the pipeline file has no embedder; add an 'ingest' pipeline or a retriever "
+                "with an embedder"
+            )
+        with self.lock:
+            self.embedder.warm_up()
+            vectors = self.embedder.embed_documents(list(texts))
+            tokenizer = getattr(self.embedder, "tokenizer", None)
+            tokens = 0
+            if tokenizer is not None:
+                limit = int(getattr(self.embedder, "max_seq_length", 0)) or None
+                ids = tokenizer(list(texts), truncation=limit is not None, max_length=limit)
+                tokens = sum(len(row) for row in ids["input_ids"])
+        return vectors, tokens
+
     # -- writing --------------------------------------------------------------------------------
     def _require_ingest(self) -> None:
         if self.store is None or self.embedder is None:

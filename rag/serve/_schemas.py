@@ -308,3 +308,74 @@ class ChatCompletionResponse(BaseModel):
 class ModelList(BaseModel):
     object: Literal["list"]
     data: list[dict[str, Any]]
+
+
+# -- embeddings (OpenAI-compatible and TEI-style) --------------------------------------------
+MAX_EMBED_INPUTS = 2_048  # OpenAI's limit per request
+MAX_EMBED_CHARS = 100_000  # per input; the model truncates to its maximum sequence length
+
+
+def _check_inputs(value: Any) -> Any:
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("must be a text or a list of texts (token arrays are not accepted)")
+    if not texts:
+        raise ValueError("give at least one text")
+    if len(texts) > MAX_EMBED_INPUTS:
+        raise ValueError(f"at most {MAX_EMBED_INPUTS} texts per request, got {len(texts)}")
+    for index, text in enumerate(texts):
+        if not text:
+            raise ValueError(f"text {index} is empty")
+        if len(text) > MAX_EMBED_CHARS:
+            raise ValueError(f"text {index} is over {MAX_EMBED_CHARS} characters")
+    return value
+
+
+class EmbeddingsRequest(_Strict):
+    """``POST /v1/embeddings``, as OpenAI's: texts only (token arrays are not accepted)."""
+
+    model: str = Field(min_length=1, max_length=200, description="Echoed back; not checked.")
+    input: str | list[str] = Field(
+        description=f"A text or up to {MAX_EMBED_INPUTS} texts.", examples=[["What is FAISS?"]]
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        default="float", description="'base64': little-endian float32 bytes, base64-encoded."
+    )
+    user: str | None = None
+
+    _inputs = field_validator("input", mode="before")(_check_inputs)
+
+    def texts(self) -> list[str]:
+        return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+class EmbeddingOut(BaseModel):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"]
+    data: list[EmbeddingOut]
+    model: str
+    usage: dict[str, int]
+
+
+class EmbedRequest(_Strict):
+    """``POST /v1/embed``, as Text Embeddings Inference's ``/embed``.
+
+    Inputs longer than the model's maximum sequence length are always truncated (TEI's
+    ``truncate: true``), so ``truncate: false`` is refused rather than silently ignored.
+    """
+
+    inputs: str | list[str] = Field(
+        description=f"A text or up to {MAX_EMBED_INPUTS} texts.", examples=[["What is FAISS?"]]
+    )
+    normalize: bool = Field(default=True, description="L2-normalize each vector.")
+    truncate: Literal[True] = True
+
+    _inputs = field_validator("inputs", mode="before")(_check_inputs)
+
+    def texts(self) -> list[str]:
+        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)

@@ -10,6 +10,12 @@ An export is written to a temporary directory next to its final place and rename
 with a manifest of file sizes, so a killed export never leaves a half-written model that later
 runs would load; a cached export whose files do not match its manifest, or that ONNX Runtime
 cannot load, is exported again.
+
+``backend: onnx-int8`` quantizes that export once more, into a sibling directory with its own
+manifest: dynamic int8 quantization (``onnxruntime.quantization.quantize_dynamic``) of the
+weight matrices (MatMul with a constant operand), int8 weights per output channel, activations
+quantized per batch at run time; attention score products, softmax, LayerNorm and pooling stay
+in fp32. ``benchmarks/onnx_embed.py`` measures its speed and retrieval quality against torch.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ _STALE_TEMP_S = 24 * 3600  # temporary export directories older than this are le
 _CHECK_ATOL = 1e-3  # largest token-embedding difference accepted between ONNX and torch
 _CHECK_TEXTS = ["short", "a check sentence of another length, not the traced one", "x y z"]
 _PURPOSE = "embedder.sentence_transformers with backend: onnx"
+_INT8_FORMAT = 1  # bump when the quantization settings change: a new cache directory
+INT8_SUFFIX = f"-int8v{_INT8_FORMAT}"
+_INT8_MIN_COSINE = 0.97  # a guard against a broken quantization, not the quality bar
 
 
 def require_onnxruntime() -> Any:
@@ -228,6 +237,96 @@ def export_onnx(st_model: Any, target: Path) -> Path:
     return target / MODEL_FILE
 
 
+def quantize_onnx(st_model: Any, fp32_model: Path, target: Path) -> Path:
+    """Quantize ``fp32_model`` to int8 into ``target`` atomically; returns the model file.
+
+    Weights of every MatMul with a constant operand become int8 per output channel (symmetric,
+    full 8-bit range: the CPUs ONNX Runtime targets multiply u8 x s8 exactly with VNNI, and
+    without it MLAS widens to 16 bits rather than saturating); activations are quantized per
+    batch at run time. The result must give sentence vectors within cosine
+    ``_INT8_MIN_COSINE`` of torch on a few texts, or ConfigError says to use another backend.
+    """
+    require("onnx", package="onnx", extra="onnx", purpose=_PURPOSE)
+    ort = require_onnxruntime()
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
+    started = time.perf_counter()
+    temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        hint = _DropQuantizerHint()  # logged on the root logger; not actionable here
+        logging.getLogger().addFilter(hint)
+        try:
+            quantize_dynamic(
+                fp32_model,
+                temp / MODEL_FILE,
+                op_types_to_quantize=["MatMul"],
+                per_channel=True,
+                reduce_range=False,
+                weight_type=QuantType.QInt8,
+                extra_options={"MatMulConstBOnly": True},
+            )
+        except Exception as err:  # the quantizer's own errors: say what to do instead
+            raise ConfigError(
+                f"could not quantize the ONNX export to int8 ({type(err).__name__}: {err}); "
+                "use backend: onnx or torch",
+                field="backend",
+            ) from err
+        finally:
+            logging.getLogger().removeFilter(hint)
+        session = ort.InferenceSession(str(temp / MODEL_FILE), providers=["CPUExecutionProvider"])
+        cosine = _min_cosine_to_torch(st_model, session)
+        if not cosine >= _INT8_MIN_COSINE:
+            raise ConfigError(
+                f"the int8 model drifts too far from torch (cosine {cosine:.4f} < "
+                f"{_INT8_MIN_COSINE}); use backend: onnx or torch",
+                field="backend",
+            )
+        files = {p.name: p.stat().st_size for p in temp.iterdir() if p.is_file()}
+        manifest = {
+            "format": _FORMAT,
+            "int8_format": _INT8_FORMAT,
+            "files": files,
+            "quantization": "dynamic, MatMul weights int8 per channel",
+            "check_cosine": round(cosine, 6),
+        }
+        (temp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        if target.exists() and not manifest_ok(target):
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.rename(temp, target)
+        except OSError:
+            if not manifest_ok(target):
+                raise
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    logger.info("quantized to int8 in %.1f s: %s", time.perf_counter() - started, target)
+    return target / MODEL_FILE
+
+
+class _DropQuantizerHint(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def _min_cosine_to_torch(st_model: Any, session: Any) -> float:
+    """Smallest cosine between ``session``'s sentence vectors and torch's, on the check texts."""
+    import torch
+
+    features = _tokenize(st_model, _CHECK_TEXTS)
+    names = [i.name for i in session.get_inputs()]
+    with torch.no_grad():
+        expected = st_model.encode(_CHECK_TEXTS, convert_to_tensor=True, normalize_embeddings=True)
+        feeds = {n: features[n].cpu().numpy().astype(np.int64) for n in names}
+        (hidden,) = session.run([_OUTPUT_NAME], feeds)
+        features["token_embeddings"] = torch.from_numpy(hidden)
+        for module in list(st_model.children())[1:]:
+            features = module(features)
+        actual = torch.nn.functional.normalize(features["sentence_embedding"], dim=1)
+    return float((actual * expected.cpu()).sum(dim=1).min())
+
+
 def _remove_stale_temps(target: Path) -> None:
     now = time.time()
     for leftover in target.parent.glob(f".{target.name}.tmp-*"):
@@ -248,6 +347,8 @@ class OnnxSentenceEncoder:
             (``onnxruntime-gpu``), else the CPU provider runs with a warning.
         onnx_dir: Root of the export cache; ``None`` means ``~/.cache/ragline/onnx``.
         threads: Intra-op threads of the session; ``None`` or 0 means torch's thread count.
+        quantize: Run the int8 quantization of the export (``backend: onnx-int8``), made once
+            from the fp32 export and cached beside it.
     """
 
     def __init__(
@@ -258,6 +359,7 @@ class OnnxSentenceEncoder:
         device: str = "cpu",
         onnx_dir: str | Path | None = None,
         threads: int | None = None,
+        quantize: bool = False,
     ) -> None:
         import torch
 
@@ -266,6 +368,7 @@ class OnnxSentenceEncoder:
         self.st_model = st_model
         self.target = Path(onnx_dir or default_onnx_dir()).expanduser() / export_key(model_path)
         self.exported = False
+        self.quantized = False
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -283,12 +386,28 @@ class OnnxSentenceEncoder:
                 self.session = self._export_and_load(ort, options)
         else:
             self.session = self._export_and_load(ort, options)
+        if quantize:
+            self.session = self._load_int8(ort, options)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.modules = list(st_model.children())[1:]
 
     def _export_and_load(self, ort: Any, options: Any) -> Any:
         path = export_onnx(self.st_model, self.target)
         self.exported = True
+        return ort.InferenceSession(str(path), options, providers=self.providers)
+
+    def _load_int8(self, ort: Any, options: Any) -> Any:
+        """The int8 session, quantizing the fp32 export first unless a finished one is cached."""
+        int8 = self.target.with_name(self.target.name + INT8_SUFFIX)
+        if manifest_ok(int8):
+            try:
+                return ort.InferenceSession(
+                    str(int8 / MODEL_FILE), options, providers=self.providers
+                )
+            except Exception as err:  # ORT raises its own exception types
+                logger.warning("cached int8 model %s does not load (%s); re-quantizing", int8, err)
+        path = quantize_onnx(self.st_model, self.target / MODEL_FILE, int8)
+        self.quantized = True
         return ort.InferenceSession(str(path), options, providers=self.providers)
 
     @staticmethod

@@ -19,6 +19,7 @@ from rag.core.documents import Chunk, content_hash
 from rag.core.errors import ConfigError, ModelNotFoundError
 
 _PREFETCH_BATCHES = 4  # tokenized batches waiting for the model (bounded memory)
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def _progress(total: int, show: bool) -> Any:
@@ -180,10 +181,11 @@ class SentenceTransformersEmbedder(Component):
         cache_dir: Directory of an on-disk vector cache keyed by content hash; ``None`` = off.
         query_prefix: Text prepended to queries (e5/bge-style models need one).
         document_prefix: Text prepended to documents.
-        backend: ``torch`` or ``onnx`` (ONNX Runtime, an opt-in mostly for CPU; needs
+        backend: ``torch``, ``onnx`` (ONNX Runtime, an opt-in mostly for CPU; needs
             ``pip install 'ragline[onnx]'``; CUDA needs ``onnxruntime-gpu``; ``fp16`` is
-            ignored).
-        onnx_dir: Root of the ONNX export cache (``backend="onnx"``); ``None`` means
+            ignored) or ``onnx-int8`` (that export quantized to int8 weights, for CPUs; see
+            ``benchmarks/onnx_embed.py`` for its speed and retrieval quality).
+        onnx_dir: Root of the ONNX export cache (``onnx`` backends); ``None`` means
             ``~/.cache/ragline/onnx``. Each model gets a subdirectory named by a hash.
         progress: Show a progress bar while embedding large batches.
 
@@ -214,9 +216,10 @@ class SentenceTransformersEmbedder(Component):
             raise ConfigError(
                 f"batch_size must be at least 1, got {batch_size}", field="batch_size"
             )
-        if backend not in ("torch", "onnx"):
+        if backend not in BACKENDS:
             raise ConfigError(
-                f"backend must be 'torch' or 'onnx', got {backend!r}", field="backend"
+                f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}",
+                field="backend",
             )
         self.model = model
         self.device = device
@@ -246,19 +249,25 @@ class SentenceTransformersEmbedder(Component):
                 extra="embed",
                 purpose="embedder.sentence_transformers",
             )
-            if self.backend == "onnx":
+            if self.backend.startswith("onnx"):
                 from rag.connectors.embedders.onnx_runtime import require_onnxruntime
 
                 require_onnxruntime()  # before loading anything: fail fast with the hint
             path = resolve_model_path(self.model)
             device = pick_device(self.device)
-            if self.backend == "onnx":
+            if self.backend.startswith("onnx"):
                 from rag.connectors.embedders.onnx_runtime import OnnxSentenceEncoder
 
                 # Tokenizer, pooling and the export itself stay on the CPU in torch; ONNX
                 # Runtime runs the transformer on ``device``.
                 model = st.SentenceTransformer(path, device="cpu", local_files_only=True)
-                self._onnx = OnnxSentenceEncoder(model, path, device=device, onnx_dir=self.onnx_dir)
+                self._onnx = OnnxSentenceEncoder(
+                    model,
+                    path,
+                    device=device,
+                    onnx_dir=self.onnx_dir,
+                    quantize=self.backend == "onnx-int8",
+                )
             else:
                 model = st.SentenceTransformer(path, device=device, local_files_only=True)
                 use_fp16 = self.fp16 if self.fp16 is not None else device.startswith("cuda")

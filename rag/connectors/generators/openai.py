@@ -14,23 +14,24 @@ Tests (and applications) pass ``transport=httpx.MockTransport(handler)`` or thei
 
 from __future__ import annotations
 
-import contextlib
 import json
-import re
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 
+from rag.connectors._http import (
+    check_http_url,
+    check_retries,
+    post_with_retries,
+    secret_reference,
+)
 from rag.core.component import Component
-from rag.core.errors import ConfigError, GenerationError
+from rag.core.errors import GenerationError
 from rag.core.generation import GenerationResult, Message, ToolCall, Usage
-from rag.core.secrets import ENV_REFERENCE, Secret
+from rag.core.secrets import Secret
 
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 OPTIONS = ("temperature", "top_p", "max_tokens", "stop", "seed", "tool_choice")
 # Remote tokenizers are unknown here: estimate conservatively (real BPE vocabularies average
 # about four characters per token in English; three keeps the estimate on the safe side).
@@ -93,20 +94,11 @@ class OpenAIGenerator(Component):
         transport: httpx.BaseTransport | None = None,
         client: httpx.Client | None = None,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        if max_retries < 0 or max_retries > 10:
-            raise ConfigError(f"max_retries must be between 0 and 10, got {max_retries}")
-        if isinstance(api_key, str):
-            if not _ENV_NAME.fullmatch(api_key) and not ENV_REFERENCE.fullmatch(api_key):
-                # Never keep (or later serialize) what looks like the key itself.
-                raise ConfigError(
-                    "api_key must name an environment variable, e.g. '${OPENAI_API_KEY}', "
-                    "never hold the key itself"
-                )
-            api_key = Secret.parse(api_key)
+        base_url = check_http_url(base_url)
+        check_retries(max_retries)
+        api_key = secret_reference(api_key)
         self.model = model
-        self.base_url = base_url.rstrip("/")
+        self.base_url = base_url
         self.api_key = api_key
         self.temperature = temperature
         self.top_p = top_p
@@ -219,38 +211,25 @@ class OpenAIGenerator(Component):
         body.update(self.extra_body)
         return body
 
-    def _wait(self, attempt: int, response: httpx.Response | None) -> None:
-        delay = self.backoff * 2**attempt
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after:
-            with contextlib.suppress(ValueError):  # an HTTP date: keep the exponential delay
-                delay = max(delay, float(retry_after))
-        time.sleep(min(delay, self.max_backoff))
-
     def _send(self, body: dict[str, Any], *, stream: bool) -> httpx.Response:
         """POST with bounded retries; returns an open response with status 2xx."""
         self.warm_up()
         assert self._client is not None
-        last_error = ""
-        for attempt in range(self.max_retries + 1):
-            self.attempts = attempt + 1
-            response: httpx.Response | None = None
-            try:
-                request = self._client.build_request("POST", self.url, json=body)
-                response = self._client.send(request, stream=stream)
-            except httpx.TransportError as err:
-                last_error = f"cannot reach {self.url}: {type(err).__name__}: {err}"
-            else:
-                if response.status_code < 400:
-                    return response
-                detail = _error_detail(response)
-                response.close()
-                last_error = f"{self.url} returned HTTP {response.status_code}: {detail}"
-                if response.status_code not in RETRY_STATUSES:
-                    raise GenerationError(last_error)
-            if attempt < self.max_retries:
-                self._wait(attempt, response)
-        raise GenerationError(f"{last_error} (gave up after {self.max_retries + 1} attempt(s))")
+        attempts: list[int] = []
+        try:
+            return post_with_retries(
+                self._client,
+                self.url,
+                body,
+                max_retries=self.max_retries,
+                backoff=self.backoff,
+                max_backoff=self.max_backoff,
+                error=GenerationError,
+                stream=stream,
+                attempts=attempts,
+            )
+        finally:
+            self.attempts = attempts[0] if attempts else 0
 
     def generate(
         self,
@@ -377,18 +356,6 @@ def _wire_message(message: Message) -> dict[str, Any]:
             for call in wire["tool_calls"]
         ]
     return wire
-
-
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        response.read()
-        data = response.json()
-        message = (data.get("error") or {}).get("message") if isinstance(data, dict) else None
-        if message:
-            return str(message)[:300]
-    except (ValueError, AttributeError, httpx.HTTPError):
-        pass
-    return repr(response.text[:300]) if response.text else "(empty body)"
 
 
 def _server_sent_events(response: httpx.Response, url: str) -> Iterator[dict[str, Any]]:

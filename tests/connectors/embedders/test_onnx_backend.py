@@ -135,3 +135,75 @@ def test_failed_export_leaves_nothing_behind(onnx_embedder, tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="does not reproduce torch.*backend: torch"):
         onnx_runtime.export_onnx(onnx_embedder.sentence_transformer, tmp_path / "key")
     assert list(tmp_path.iterdir()) == []  # no temporary directory, no half export
+
+
+# -- backend: onnx-int8 ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def int8_embedder(onnx_embedder, onnx_dir):
+    """The int8 backend, quantized once from the module's fp32 export."""
+    embedder = _onnx_int8(onnx_dir, batch_size=2)
+    embedder.warm_up()
+    return embedder
+
+
+def _onnx_int8(onnx_dir, **kwargs) -> SentenceTransformersEmbedder:
+    return SentenceTransformersEmbedder(
+        model="all-MiniLM-L6-v2",
+        device="cpu",
+        backend="onnx-int8",
+        onnx_dir=str(onnx_dir),
+        **kwargs,
+    )
+
+
+@needs_onnx
+@pytest.mark.integration
+def test_int8_vectors_stay_close_to_torch(embedder, onnx_embedder, int8_embedder, onnx_dir):
+    assert int8_embedder._onnx.quantized and not int8_embedder._onnx.exported  # fp32 reused
+    int8_dir = onnx_embedder._onnx.target.with_name(
+        onnx_embedder._onnx.target.name + onnx_runtime.INT8_SUFFIX
+    )
+    assert onnx_runtime.manifest_ok(int8_dir)
+    fp32_size = (onnx_embedder._onnx.target / onnx_runtime.MODEL_FILE).stat().st_size
+    # the encoder weights (about half the file; the rest is the fp32 token-embedding table)
+    # shrink to a quarter
+    assert (int8_dir / onnx_runtime.MODEL_FILE).stat().st_size < 0.7 * fp32_size
+    vectors = int8_embedder.embed_documents(TEXTS)
+    assert vectors.shape == (len(TEXTS), 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosines = np.sum(vectors * embedder.embed_documents(TEXTS), axis=1)
+    # int8 is not exact: close to torch, and not identical (it really is another model)
+    assert cosines.min() >= 0.97 and cosines.mean() >= 0.985 and cosines.min() < 0.9999, cosines
+
+
+@needs_onnx
+@pytest.mark.integration
+def test_int8_model_is_reused(int8_embedder, onnx_dir, monkeypatch):
+    calls: list[object] = []
+    real = onnx_runtime.quantize_onnx
+
+    def counting(st_model, fp32_model, target):
+        calls.append(target)
+        return real(st_model, fp32_model, target)
+
+    monkeypatch.setattr(onnx_runtime, "quantize_onnx", counting)
+    again = _onnx_int8(onnx_dir)
+    again.warm_up()
+    assert calls == [] and not again._onnx.quantized
+    assert float(again.embed_query("cat") @ int8_embedder.embed_query("cat")) > 0.99999
+
+
+@needs_onnx
+@pytest.mark.integration
+def test_int8_that_drifts_is_refused_and_leaves_nothing(onnx_embedder, tmp_path, monkeypatch):
+    monkeypatch.setattr(onnx_runtime, "_INT8_MIN_COSINE", 1.01)  # no int8 model can pass
+    fp32_model = onnx_embedder._onnx.target / onnx_runtime.MODEL_FILE
+    with pytest.raises(ConfigError, match=r"drifts too far from torch.*backend: onnx or torch"):
+        onnx_runtime.quantize_onnx(onnx_embedder.sentence_transformer, fp32_model, tmp_path / "q")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.unit
+def test_unknown_backend_lists_the_valid_ones():
+    with pytest.raises(ConfigError, match="'torch', 'onnx', 'onnx-int8'"):
+        SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", backend="int4")
