@@ -486,13 +486,27 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(min=1, help="Largest request body in bytes (default 8 MiB).")
     ] = 8_388_608,
+    mcp: Annotated[
+        bool, typer.Option("--mcp", help="Also serve MCP tools (search, ask) at /mcp.")
+    ] = False,
+    stdio: Annotated[
+        bool, typer.Option("--stdio", help="With --mcp: speak MCP over stdin/stdout, no HTTP.")
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Serve the HTTP API. API keys come from RAGLINE_API_KEYS (comma-separated, 16+ chars)."""
     configure_quiet(quiet)
     from rag.serve.cli_serve import serve as serve_app
 
+    if stdio and not mcp:
+        fail("--stdio serves MCP over stdin/stdout; use it together with --mcp")
     app_file = load_app(config)
+    if stdio:
+        from rag.serve.cli_serve import serve_mcp_stdio
+
+        with errors_to_exit_codes():
+            serve_mcp_stdio(app_file)
+        return
     with errors_to_exit_codes():
         serve_app(
             app_file,
@@ -502,6 +516,7 @@ def serve(
             allowed_roots=allow_root or [],
             max_body_bytes=max_body_bytes,
             log_level="warning" if quiet else "info",
+            mcp=mcp,
         )
 
 
