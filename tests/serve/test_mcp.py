@@ -15,15 +15,15 @@ import pytest
 
 pytest.importorskip("mcp", reason="MCP tests need the mcp package: pip install 'ragline[mcp]'")
 
-from mcp import Client, StdioServerParameters  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 
-from rag.core.pipeline import PipelineFile  # noqa: E402
-from rag.pipelines.ingest import run_ingest  # noqa: E402
-from rag.serve import create_app  # noqa: E402
-from rag.serve.mcp import MCP_PATH, mount_mcp  # noqa: E402
-from tests.serve.conftest import API_KEY, CORPUS, build_app_file, running  # noqa: E402
+from rag.core.pipeline import PipelineFile
+from rag.pipelines.ingest import run_ingest
+from rag.serve import create_app
+from rag.serve.mcp import MCP_PATH, mount_mcp
+from tests.serve.conftest import API_KEY, CORPUS, build_app_file, running
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -236,7 +236,7 @@ class MultiQueryRetriever(_RewritingRetriever):
         max_tokens: Most tokens the generator may write (default: the generator's own).
 
     Example:
-        >>> multi = MultiQueryRetriever(retriever=dense, generator=llm, num_queries=3)  # doctest: +SKIP
+        >>> multi = MultiQueryRetriever(retriever=dense, generator=llm)  # doctest: +SKIP
         >>> out = multi.run(query="how do plates buckle under heat?")  # doctest: +SKIP
         >>> out["queries"]  # the original, then the model's rephrasings  # doctest: +SKIP
         ['how do plates buckle under heat?', 'thermal buckling of plates', ...]
