@@ -251,8 +251,10 @@ def search(
     with errors_to_exit_codes():
         if queries is None:
             if retriever is not None:
+                from rag.core.tracing import traced_retrieve
+
                 retriever.warm_up()
-                hits = retriever.retrieve(query, k=k, filters=filters)
+                hits = traced_retrieve(retriever, query, k=k, filters=filters)
             else:
                 outputs = search_pipeline.run(query=query, k=k, filters=filters)
                 hits = next((v["hits"] for v in outputs.values() if "hits" in v), [])
