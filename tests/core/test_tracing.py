@@ -270,7 +270,7 @@ def otlp_receiver() -> Iterator[tuple[str, list[bytes]]]:
     bodies: list[bytes] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             if self.path == "/v1/traces":
                 bodies.append(self.rfile.read(length))
