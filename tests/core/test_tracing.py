@@ -133,9 +133,9 @@ def test_a_failing_component_marks_its_span_and_the_pipeline_span_as_errors(prov
     spans = {s.name: s for s in exporter.get_finished_spans()}
     for name in ("ragline.pipeline", "ragline.component"):
         assert spans[name].status.status_code is StatusCode.ERROR
-    assert "no numbers today" in spans["ragline.component"].events[0].attributes[
-        "exception.message"
-    ]
+    assert (
+        "no numbers today" in spans["ragline.component"].events[0].attributes["exception.message"]
+    )
 
 
 @pytest.mark.unit
