@@ -169,3 +169,143 @@ def test_stdio_needs_mcp():
 
     result = CliRunner().invoke(app, ["serve", "--config", "x.yaml", "--stdio"])
     assert result.exit_code == 2 and "--mcp" in result.output
+
+
+# -- chain.rag using tools of an MCP server ------------------------------------------------------
+@pytest.mark.integration
+def test_a_chain_calls_tools_of_an_mcp_server_over_http(mcp_url, monkeypatch):
+    from rag.chains import RagChain
+    from tests.chains.helpers import ListRetriever, Script, reply, scripted_generator
+
+    monkeypatch.setenv("TEST_DOCS_MCP_KEY", API_KEY)
+    script = Script(
+        reply(calls=[("docs_search", {"query": "BM25 ranking", "k": 2})]),
+        reply("BM25 ranks by term frequency [1]."),
+    )
+    chain = RagChain(
+        retriever=ListRetriever(texts=["Unrelated local text."]),
+        generator=scripted_generator(script),
+        mcp_servers=[
+            {
+                "url": mcp_url,
+                "api_key_env": "TEST_DOCS_MCP_KEY",
+                "prefix": "docs_",
+                "tools": ["search"],
+            }
+        ],
+    )
+    answer = chain.ask("How does BM25 rank?")
+    offered = [t["function"]["name"] for t in script.bodies[0]["tools"]]
+    assert offered == ["docs_search"]  # the allow-list leaves 'ask' out
+    schema = script.bodies[0]["tools"][0]["function"]["parameters"]
+    assert "query" in schema["properties"] and schema["required"] == ["query"]
+    (call,) = answer.tool_calls
+    assert call["name"] == "docs_search" and "error" not in call
+    result = json.loads(call["result"])
+    assert len(result["hits"]) == 2
+    assert any("bm25" in h["metadata"]["source"] for h in result["hits"])
+    tool_message = script.bodies[1]["messages"][-1]
+    assert tool_message["role"] == "tool" and "bm25" in tool_message["content"]
+    assert chain.to_dict()["init_parameters"]["mcp_servers"][0]["api_key_env"] == (
+        "TEST_DOCS_MCP_KEY"
+    )  # the key's name is configuration; its value is never serialized
+    assert API_KEY not in json.dumps(chain.to_dict())
+
+
+@pytest.mark.integration
+def test_an_mcp_tool_error_goes_back_to_the_model(mcp_url, monkeypatch):
+    from rag.chains import RagChain
+    from tests.chains.helpers import ListRetriever, Script, reply, scripted_generator
+
+    monkeypatch.setenv("TEST_DOCS_MCP_KEY", API_KEY)
+    script = Script(
+        reply(calls=[("search", {"query": "x", "filters": {"a": {"$bogus": 1}}})]),
+        reply("I could not search."),
+    )
+    chain = RagChain(
+        retriever=ListRetriever(texts=["x"]),
+        generator=scripted_generator(script),
+        mcp_servers=[{"url": mcp_url, "api_key_env": "TEST_DOCS_MCP_KEY", "tools": ["search"]}],
+    )
+    answer = chain.ask("Search with a bad filter")
+    (call,) = answer.tool_calls
+    assert "$bogus" in call["error"]
+    assert "$bogus" in script.bodies[1]["messages"][-1]["content"]
+
+
+@pytest.mark.integration
+def test_mcp_server_problems_are_config_errors_naming_the_server(mcp_url, monkeypatch):
+    from rag.chains import RagChain
+    from rag.core import ConfigError
+    from tests.chains.helpers import ListRetriever, Script, reply, scripted_generator
+
+    def chain(**server: Any) -> RagChain:
+        return RagChain(
+            retriever=ListRetriever(texts=["x"]),
+            generator=scripted_generator(Script(reply("x"))),
+            mcp_servers=[server],
+        )
+
+    monkeypatch.delenv("TEST_DOCS_MCP_KEY", raising=False)
+    with pytest.raises(ConfigError, match="TEST_DOCS_MCP_KEY is not set"):
+        chain(url=mcp_url, api_key_env="TEST_DOCS_MCP_KEY").warm_up()
+    monkeypatch.setenv("TEST_DOCS_MCP_KEY", API_KEY)
+    with pytest.raises(ConfigError, match=r"has no tool 'serch'.*Did you mean 'search'"):
+        chain(url=mcp_url, api_key_env="TEST_DOCS_MCP_KEY", tools=["serch"]).warm_up()
+    with pytest.raises(ConfigError, match=r"cannot connect to MCP server mcp_servers\[0\]"):
+        chain(url=mcp_url.replace("/mcp", "/nothing-here"), timeout=20).warm_up()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ({}, "exactly one of 'command'"),
+        ({"command": ["x"], "url": "http://127.0.0.1:1/mcp"}, "exactly one of 'command'"),
+        ({"url": "ftp://host/mcp"}, "must be an http:// or https:// URL"),
+        ({"command": []}, "non-empty list of strings"),
+        ({"url": "http://127.0.0.1:1/mcp", "prefx": "a_"}, "Did you mean 'prefix'?"),
+        ({"url": "http://127.0.0.1:1/mcp", "prefix": "a b"}, "prefix may use only"),
+    ],
+)
+def test_bad_mcp_server_entries_are_refused_when_the_chain_is_built(server, message):
+    from rag.chains import RagChain
+    from rag.core import ConfigError
+    from tests.chains.helpers import ListRetriever, Script, reply, scripted_generator
+
+    with pytest.raises(ConfigError, match="mcp_servers") as err:
+        RagChain(
+            retriever=ListRetriever(texts=["x"]),
+            generator=scripted_generator(Script(reply("x"))),
+            mcp_servers=[server],
+        )
+    assert message in str(err.value)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_chain_starts_a_stdio_mcp_server_from_its_command(search_config):
+    from rag.chains import RagChain
+    from tests.chains.helpers import ListRetriever, Script, reply, scripted_generator
+
+    script = Script(
+        reply(calls=[("search", {"query": "FAISS index", "k": 1})]),
+        reply("FAISS indexes vectors [1]."),
+    )
+    chain = RagChain(
+        retriever=ListRetriever(texts=["x"]),
+        generator=scripted_generator(script),
+        mcp_servers=[
+            {
+                "command": [
+                    *(sys.executable, "-m", "rag.cli", "serve", "--config", str(search_config)),
+                    *("--mcp", "--stdio", "--quiet"),
+                ],
+                "env": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
+            }
+        ],
+    )
+    answer = chain.ask("What is FAISS?")
+    (call,) = answer.tool_calls
+    hits = json.loads(call["result"])["hits"]
+    assert len(hits) == 1 and "faiss" in hits[0]["metadata"]["source"]
