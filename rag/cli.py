@@ -251,8 +251,10 @@ def search(
     with errors_to_exit_codes():
         if queries is None:
             if retriever is not None:
+                from rag.core.tracing import traced_retrieve
+
                 retriever.warm_up()
-                hits = retriever.retrieve(query, k=k, filters=filters)
+                hits = traced_retrieve(retriever, query, k=k, filters=filters)
             else:
                 outputs = search_pipeline.run(query=query, k=k, filters=filters)
                 hits = next((v["hits"] for v in outputs.values() if "hits" in v), [])
@@ -495,13 +497,27 @@ def serve(
         int | None,
         typer.Option(min=0, max=65535, help="Also serve the gRPC API on this port (same keys)."),
     ] = None,
+    mcp: Annotated[
+        bool, typer.Option("--mcp", help="Also serve MCP tools (search, ask) at /mcp.")
+    ] = False,
+    stdio: Annotated[
+        bool, typer.Option("--stdio", help="With --mcp: speak MCP over stdin/stdout, no HTTP.")
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Serve the HTTP API. API keys come from RAGLINE_API_KEYS (comma-separated, 16+ chars)."""
     configure_quiet(quiet)
     from rag.serve.cli_serve import serve as serve_app
 
+    if stdio and not mcp:
+        fail("--stdio serves MCP over stdin/stdout; use it together with --mcp")
     app_file = load_app(config)
+    if stdio:
+        from rag.serve.cli_serve import serve_mcp_stdio
+
+        with errors_to_exit_codes():
+            serve_mcp_stdio(app_file)
+        return
     with errors_to_exit_codes():
         serve_app(
             app_file,
@@ -512,6 +528,7 @@ def serve(
             max_body_bytes=max_body_bytes,
             log_level="warning" if quiet else "info",
             grpc_port=grpc_port,
+            mcp=mcp,
         )
 
 

@@ -22,11 +22,13 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
 from rag.chains.answer import Answer, Context, parse_citations
+from rag.chains.mcp_tools import connect_tools, parse_mcp_servers
 from rag.chains.tools import Tool, ToolRegistry, default_tools, run_tool_call
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError
 from rag.core.generation import GenerationResult, Message, Usage
 from rag.core.threads import iterate_in_thread
+from rag.core.tracing import NOOP_SPAN, Tracing, end_span, tracer_for
 
 DEFAULT_SYSTEM_PROMPT = (
     "You answer questions using only the numbered contexts you are given. Cite the contexts "
@@ -90,6 +92,11 @@ class RagChain(Component):
         min_context_tokens: A context is trimmed to fit only if at least this many of its tokens
             fit; otherwise it is dropped.
         tool_registry: Where tool names are looked up (default: the built-in tools).
+        mcp_servers: MCP servers whose tools the model may call, each ``{"command": [...]}``
+            (stdio) or ``{"url": ..., "api_key_env": VAR}`` (streamable HTTP), optionally with
+            ``prefix`` and ``tools`` (an allow-list); see :mod:`rag.chains.mcp_tools`.
+        tracer_provider: An OpenTelemetry tracer provider for this chain's spans (default:
+            from the environment, see :mod:`rag.core.tracing`); code, not configuration.
 
     Example:
         >>> chain = RagChain(retriever=retriever, generator=generator, k=3)  # doctest: +SKIP
@@ -116,6 +123,8 @@ class RagChain(Component):
         max_steps: int = 4,
         min_context_tokens: int = 32,
         tool_registry: ToolRegistry | None = None,
+        mcp_servers: list[dict[str, Any]] | None = None,
+        tracer_provider: Any | None = None,
     ) -> None:
         _template_fields(
             prompt_template, field="prompt_template", required=PROMPT_FIELDS, allowed=PROMPT_FIELDS
@@ -155,6 +164,9 @@ class RagChain(Component):
         for spec in self.tools:
             tool = registry.resolve(spec)
             self._tools[tool.name] = tool
+        self.mcp_servers = parse_mcp_servers(mcp_servers)
+        self._mcp_tools: dict[str, Tool] = {}
+        self.tracer_provider = tracer_provider
         self._warm_lock = threading.Lock()
         self._warmed = False
 
@@ -162,6 +174,8 @@ class RagChain(Component):
     def init_parameters(self) -> dict[str, Any]:
         params = super().init_parameters
         params.pop("tool_registry", None)  # code, not configuration
+        params.pop("tracer_provider", None)
+        params["mcp_servers"] = [server.to_dict() for server in self.mcp_servers]
         params["tools"] = [_tool_reference(t) for t in self.tools]
         return params
 
@@ -171,6 +185,8 @@ class RagChain(Component):
             if not self._warmed:
                 self.retriever.warm_up()
                 self.generator.warm_up()
+                if self.mcp_servers:
+                    self._mcp_tools = connect_tools(self.mcp_servers, taken=self._tools)
                 self._warmed = True
 
     # -- prompt --------------------------------------------------------------------------------
@@ -255,7 +271,7 @@ class RagChain(Component):
     def _tool_set(
         self, contexts: list[Context], k: int, filters: dict[str, Any] | None
     ) -> dict[str, Tool]:
-        tools = dict(self._tools)
+        tools = {**self._mcp_tools, **self._tools}
         if self.retrieval_tool:
 
             def search_documents(query: str) -> str:
@@ -282,14 +298,44 @@ class RagChain(Component):
     def _steps(
         self, question: str, filters: dict[str, Any] | None, k: int | None, stream: bool
     ) -> Iterator[str | Answer]:
-        """The whole chain as one iterator: text pieces (when streaming), then the Answer."""
+        """The whole chain as one iterator: text pieces (when streaming), then the Answer,
+        traced as one ``ragline.ask`` span (see :mod:`rag.core.tracing`)."""
+        tracing = tracer_for(self.tracer_provider)
+        if not tracing.enabled:
+            yield from self._run_steps(question, filters, k, stream, tracing, NOOP_SPAN)
+            return
+        root = tracing.start_span("ragline.ask", {"ragline.stream": stream})
+        start, error = time.perf_counter(), None
+        try:
+            for item in self._run_steps(question, filters, k, stream, tracing, root):
+                if isinstance(item, Answer):
+                    root.set_attributes(_usage_attributes(item.usage))
+                    root.set_attribute("ragline.steps", item.steps)
+                yield item
+        except Exception as err:
+            error = err
+            raise
+        finally:
+            end_span(root, seconds=time.perf_counter() - start, error=error)
+
+    def _run_steps(
+        self,
+        question: str,
+        filters: dict[str, Any] | None,
+        k: int | None,
+        stream: bool,
+        tracing: Tracing,
+        root: Any,
+    ) -> Iterator[str | Answer]:
         self.warm_up()
         timings = {"retrieve": 0.0, "prompt": 0.0, "generate": 0.0, "tools": 0.0}
         start = time.perf_counter()
         k = k or self.k
         hits = []
         if self.retrieve_first:
-            hits = self.retriever.retrieve(question, k=k, filters=filters)  # type: ignore[attr-defined]
+            with tracing.span("ragline.retrieve", {"ragline.k": k}, parent=root) as span:
+                hits = self.retriever.retrieve(question, k=k, filters=filters)  # type: ignore[attr-defined]
+                span.set_attribute("ragline.hits", len(hits))
         timings["retrieve"] = time.perf_counter() - start
         mark = time.perf_counter()
         candidates = [Context.from_hit(i, hit) for i, hit in enumerate(hits, start=1)]
@@ -301,6 +347,9 @@ class RagChain(Component):
         messages = self.build_messages(question, kept)
         prompt = str(messages[-1]["content"])
         timings["prompt"] = time.perf_counter() - mark
+        span = tracing.start_span("ragline.prompt", parent=root)
+        span.set_attributes({"ragline.contexts": len(kept), "ragline.dropped_contexts": dropped})
+        end_span(span, seconds=timings["prompt"])
 
         usage = Usage()
         outcomes: list[dict[str, Any]] = []
@@ -310,7 +359,9 @@ class RagChain(Component):
         while schemas and steps < self.max_steps - 1:
             steps += 1
             mark = time.perf_counter()
-            step_result = self.generator.generate(messages, tools=schemas)  # type: ignore[attr-defined]
+            with tracing.span("ragline.generate", {"ragline.step": steps}, parent=root) as span:
+                step_result = self.generator.generate(messages, tools=schemas)  # type: ignore[attr-defined]
+                span.set_attributes(_usage_attributes(step_result.usage))
             timings["generate"] += time.perf_counter() - mark
             assert isinstance(step_result, GenerationResult)
             usage = _add(usage, step_result.usage)
@@ -320,7 +371,12 @@ class RagChain(Component):
             mark = time.perf_counter()
             messages = [*messages, _assistant_turn(step_result)]
             for call in step_result.tool_calls:
-                outcome = run_tool_call(tools, call)
+                with tracing.span(
+                    "ragline.tool_call", {"ragline.tool": call.name}, parent=root
+                ) as tool_span:
+                    outcome = run_tool_call(tools, call)
+                    if outcome.error:
+                        tool_span.set_attribute("ragline.tool_error", outcome.error)
                 outcomes.append(outcome.to_dict())
                 messages.append(
                     {
@@ -340,6 +396,7 @@ class RagChain(Component):
             steps += 1
             options = {"tool_choice": "none"} if schemas else {}
             mark = time.perf_counter()
+            span = tracing.start_span("ragline.generate", {"ragline.step": steps}, parent=root)
             if stream:
                 pieces = self.generator.generate(  # type: ignore[attr-defined]
                     messages, tools=schemas, stream=True, **options
@@ -361,6 +418,8 @@ class RagChain(Component):
                 raise GenerationError(
                     f"{type(self.generator).__name__} returned no GenerationResult"
                 )
+            span.set_attributes(_usage_attributes(result.usage))
+            end_span(span, seconds=time.perf_counter() - mark)
             usage = _add(usage, result.usage)
         citations, invalid = parse_citations(result.text, contexts)
         timings["total"] = time.perf_counter() - start
@@ -422,6 +481,14 @@ class RagChain(Component):
         pieces over through a queue, so the loop never blocks."""
         async for piece in iterate_in_thread(lambda: self.stream(question, filters=filters, k=k)):
             yield piece
+
+
+def _usage_attributes(usage: Usage) -> dict[str, int]:
+    """Token counts under the OpenTelemetry GenAI semantic-convention names."""
+    return {
+        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": usage.completion_tokens,
+    }
 
 
 def _add(total: Usage, more: Usage) -> Usage:

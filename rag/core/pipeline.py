@@ -55,6 +55,7 @@ from rag.core.component import (
 from rag.core.errors import ConfigError, MissingEnvVarError, PipelineError, did_you_mean
 from rag.core.registry import Registry, allowing_imports, default_registry, imports_allowed
 from rag.core.secrets import Secret
+from rag.core.tracing import tracer_for
 from rag.core.yaml_io import LocatedYaml, dump_yaml, expand_env_refs, read_yaml
 
 
@@ -87,9 +88,18 @@ def _split_socket(text: str, role: str) -> tuple[str, str | None]:
 class Pipeline:
     """A validated graph of named components. See the module docstring for the YAML form."""
 
-    def __init__(self, name: str = "default", *, registry: Registry | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "default",
+        *,
+        registry: Registry | None = None,
+        tracer_provider: Any | None = None,
+    ) -> None:
         self.name = name
         self.registry = registry or default_registry
+        self.tracer_provider = tracer_provider
+        """OpenTelemetry provider for a span per component run (default: the environment's;
+        see :mod:`rag.core.tracing`)."""
         self._components: dict[str, Component] = {}
         self._connections: list[Connection] = []
         self._explicit_connections = False
@@ -314,27 +324,33 @@ class Pipeline:
         self.warm_up()
         include = set(include_outputs_from)
         results: dict[str, dict[str, Any]] = {}
-        for name in order:
-            component = self._components[name]
-            for socket, (_, required) in type(component).input_sockets().items():
-                if required and socket not in pending[name]:
+        tracing = tracer_for(self.tracer_provider)
+        with tracing.span("ragline.pipeline", {"ragline.pipeline": self.name}):
+            for name in order:
+                component = self._components[name]
+                for socket, (_, required) in type(component).input_sockets().items():
+                    if required and socket not in pending[name]:
+                        raise PipelineError(
+                            f"run(): component '{name}' needs input '{socket}', which no "
+                            "connection or argument supplies"
+                        )
+                with tracing.span(
+                    "ragline.component",
+                    {"ragline.pipeline": self.name, "ragline.component": name},
+                ):
+                    outputs = component.run(**pending[name])
+                if not isinstance(outputs, Mapping):
                     raise PipelineError(
-                        f"run(): component '{name}' needs input '{socket}', which no connection "
-                        f"or argument supplies"
+                        f"component '{name}' returned {type(outputs).__name__}, not a dict"
                     )
-            outputs = component.run(**pending[name])
-            if not isinstance(outputs, Mapping):
-                raise PipelineError(
-                    f"component '{name}' returned {type(outputs).__name__}, not a dict"
-                )
-            consumed = set()
-            for c in self._connections:
-                if c.sender == name and c.output in outputs:
-                    pending[c.receiver][c.input] = outputs[c.output]
-                    consumed.add(c.output)
-            left = {k: v for k, v in outputs.items() if k not in consumed or name in include}
-            if left:
-                results[name] = left
+                consumed = set()
+                for c in self._connections:
+                    if c.sender == name and c.output in outputs:
+                        pending[c.receiver][c.input] = outputs[c.output]
+                        consumed.add(c.output)
+                left = {k: v for k, v in outputs.items() if k not in consumed or name in include}
+                if left:
+                    results[name] = left
         return results
 
     # -- serialization -------------------------------------------------------------------------

@@ -41,6 +41,8 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "retriever.bm25": "rag.connectors.retrievers.bm25:BM25Retriever",
     "retriever.hybrid": "rag.connectors.retrievers.hybrid:HybridRetriever",
     "retriever.parent": "rag.connectors.retrievers.parent:ParentRetriever",
+    "retriever.multi_query": "rag.connectors.retrievers.query_strategies:MultiQueryRetriever",
+    "retriever.hyde": "rag.connectors.retrievers.query_strategies:HydeRetriever",
     "ranker.cross_encoder": "rag.connectors.rankers.cross_encoder:CrossEncoderRanker",
     "generator.llama_cpp": "rag.connectors.generators.llama_cpp:LlamaCppGenerator",
     "generator.openai": "rag.connectors.generators.openai:OpenAIGenerator",

@@ -8,6 +8,8 @@ Security defaults:
 - Only ``/v1/health`` and the OpenAPI schema (``/openapi.json``, ``/docs``) answer without a key.
 - Ingestion by server-side path is off unless ``--allow-root DIR`` names the directories it may
   read.
+- ``--mcp`` also answers the Model Context Protocol at ``/mcp``, behind the same keys;
+  ``--mcp --stdio`` speaks MCP over stdin/stdout instead of HTTP (see :mod:`rag.serve.mcp`).
 
 Everything that can be wrong with the configuration is found before the port is opened: a
 pipeline file that fails validation exits 2 with the file, line and field, and a model that
@@ -53,6 +55,7 @@ def build_app(
     no_auth: bool = False,
     allowed_roots: Sequence[str | Path] = (),
     max_body_bytes: int | None = None,
+    mcp: bool = False,
 ) -> Any:
     """Validate everything, warm the models up and return the app, ready to serve.
 
@@ -63,6 +66,7 @@ def build_app(
         no_auth: Serve without keys (local development, loopback only).
         allowed_roots: Directories whose files may be ingested by path.
         max_body_bytes: Largest request body (default 8 MiB).
+        mcp: Also serve MCP (streamable HTTP) at ``/mcp``, behind the same keys.
 
     Raises:
         ConfigError: an invalid pipeline file, missing keys, or ``no_auth`` on a public address.
@@ -91,8 +95,28 @@ def build_app(
         max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         warm_up=False,
     )
+    if mcp:
+        from rag.serve.mcp import mount_mcp
+
+        mount_mcp(app, host=host)
     app.state.backend.warm_up()
     return app
+
+
+def serve_mcp_stdio(config: str | Path | PipelineFile) -> None:
+    """Serve ``search`` and ``ask`` as MCP tools over stdin/stdout until the client closes.
+
+    Example:
+        >>> serve_mcp_stdio("examples/qa.yaml")  # doctest: +SKIP
+    """
+    from rag.serve._backend import Backend
+    from rag.serve.mcp import create_mcp_server
+
+    app_file = config if isinstance(config, PipelineFile) else PipelineFile.load(config)
+    backend = Backend(app_file)
+    server = create_mcp_server(backend)
+    backend.warm_up()  # models load before the client's first call, not during it
+    server.run("stdio")
 
 
 def serve(
@@ -106,6 +130,7 @@ def serve(
     max_body_bytes: int | None = None,
     log_level: str = "info",
     grpc_port: int | None = None,
+    mcp: bool = False,
 ) -> None:
     """Serve a pipeline file over HTTP until interrupted (see :func:`build_app`).
 
@@ -126,6 +151,7 @@ def serve(
         no_auth=no_auth,
         allowed_roots=allowed_roots,
         max_body_bytes=max_body_bytes,
+        mcp=mcp,
     )
     uvicorn = require("uvicorn", package="uvicorn", extra="serve", purpose="rag serve")
     if no_auth:

@@ -1,0 +1,161 @@
+"""Query strategies (multi-query, HyDE) against plain dense and hybrid retrieval.
+
+    .venv/bin/python benchmarks/query_strategies.py [--data ../shared/data] \\
+        [--datasets cranfield nfcorpus_orig] [--queries 50]
+
+The index and the dense/BM25/hybrid retrievers are the ones of ``retrieval_quality.py`` (each
+document one chunk, all-MiniLM-L6-v2 over ``store.faiss``, BM25, RRF hybrid). The rewrites come
+from the bundled SmolLM2-135M-Instruct through llama.cpp (greedy, seed 0), generated once per
+query and strategy and searched with both the dense and the hybrid retriever. Each generation
+takes seconds on a CPU, so by default a fixed sample of queries is used (``--queries``, a
+seeded random sample of the judged queries; 0 = all); the sample size is printed with the table.
+Scores are nDCG@10 and Recall@100 from pytrec_eval, each strategy's ratio to its plain
+retriever, and the generator's seconds per query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from retrieval_quality import doc_run, evaluate, read_jsonl, read_qrels  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEPTH = 100
+
+
+def build_retrievers(name: str, folder: Path, embedder, cache_root: Path):
+    from rag.connectors.retrievers.bm25 import BM25Retriever
+    from rag.connectors.retrievers.dense import DenseRetriever
+    from rag.connectors.retrievers.hybrid import HybridRetriever
+    from rag.connectors.stores.faiss import FaissStore
+    from rag.core.documents import Chunk
+
+    corpus = read_jsonl(folder / "corpus.jsonl")
+    chunks = [
+        Chunk(
+            id=f"{name}:{doc['_id']}",
+            text=(doc.get("title", "") + "\n" + doc.get("text", "")).strip(),
+            metadata={"source": f"{name}/{doc['_id']}", "doc_id": doc["_id"]},
+        )
+        for doc in corpus
+    ]
+    store = FaissStore(path=str(cache_root / name / "faiss"))
+    store.warm_up()
+    if store.count() != len(chunks):
+        started = time.perf_counter()
+        vectors = embedder.embed_documents([c.text for c in chunks])
+        for chunk, vector in zip(chunks, vectors):
+            chunk.embedding = vector
+        store.write(chunks)
+        store.flush()
+        print(
+            f"  {name}: embedded {len(chunks)} docs in {time.perf_counter() - started:.0f}s",
+            file=sys.stderr,
+        )
+    dense = DenseRetriever(embedder=embedder, store=store, k=DEPTH)
+    bm25 = BM25Retriever(store=store, path=str(cache_root / name / "bm25"), k=DEPTH)
+    hybrid = HybridRetriever(retrievers=[dense, bm25], k=DEPTH, fusion="rrf", candidates=200)
+    for retriever in (dense, bm25, hybrid):
+        retriever.warm_up()
+    return store, {"dense": dense, "hybrid": hybrid}
+
+
+def run_dataset(name, folder, embedder, generator, cache_root, sample, seed, max_tokens):
+    from rag.connectors.retrievers.query_strategies import HydeRetriever, MultiQueryRetriever
+
+    qrels = read_qrels(folder / "qrels" / "test.tsv")
+    queries = [q for q in read_jsonl(folder / "queries.jsonl") if q["_id"] in qrels]
+    if sample and sample < len(queries):
+        queries = sorted(random.Random(seed).sample(queries, sample), key=lambda q: q["_id"])
+    qrels = {q["_id"]: qrels[q["_id"]] for q in queries}
+    ids, texts = [q["_id"] for q in queries], [q["text"] for q in queries]
+    store, plain = build_retrievers(name, folder, embedder, cache_root)
+    runs = {label: r.retrieve_batch(texts, k=DEPTH) for label, r in plain.items()}
+    gen_seconds = {}
+    for strategy_name, cls in (("multi_query", MultiQueryRetriever), ("hyde", HydeRetriever)):
+        # One instance per inner retriever; the (deterministic) rewrites are generated once.
+        wrapped = {
+            label: cls(
+                retriever=r, generator=generator, k=DEPTH, candidates=DEPTH, max_tokens=max_tokens
+            )
+            for label, r in plain.items()
+        }
+        expansions, started = [], time.perf_counter()
+        for index, text in enumerate(texts, start=1):
+            expansions.append(wrapped["dense"].expand(text))
+            print(f"\r  {name} {strategy_name}: {index}/{len(texts)}", end="", file=sys.stderr)
+        print(file=sys.stderr)
+        gen_seconds[strategy_name] = (time.perf_counter() - started) / len(texts)
+        fallbacks = sum(len(e) == 1 for e in expansions)
+        for label, retriever in wrapped.items():
+            key = f"{strategy_name} ({label})"
+            runs[key] = [retriever.search(e, k=DEPTH, filters=None) for e in expansions]
+        print(
+            f"  {name} {strategy_name}: {fallbacks} of {len(texts)} queries fell back to the "
+            f"plain query; example rewrite: {expansions[0][1:2]}",
+            file=sys.stderr,
+        )
+    store.close()
+    rows = []
+    for label, hits in runs.items():
+        metrics = evaluate(qrels, doc_run(hits, ids))
+        rows.append((name, label, metrics["nDCG@10"], metrics["R@100"]))
+    return rows, gen_seconds, len(queries)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--datasets", nargs="*", default=["cranfield", "nfcorpus_orig"])
+    parser.add_argument("--queries", type=int, default=50, help="query sample size (0: all)")
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    parser.add_argument(
+        "--max-tokens", type=int, default=64, help="most tokens per rewrite or HyDE passage"
+    )
+    parser.add_argument("--cache", type=Path, default=ROOT / ".rag" / "bench-quality")
+    args = parser.parse_args(argv)
+    folders = {name: args.data / name for name in args.datasets}
+    missing = [str(f) for f in folders.values() if not (f / "corpus.jsonl").exists()]
+    if missing:
+        print(f"skipped: dataset folder(s) not found: {', '.join(missing)} (pass --data DIR)")
+        return 0
+    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
+    from rag.connectors.generators.llama_cpp import LlamaCppGenerator
+
+    embedder = SentenceTransformersEmbedder(
+        model="all-MiniLM-L6-v2",
+        device="auto",
+        batch_size=64,
+        cache_dir=str(args.cache / "embeddings"),
+    )
+    embedder.warm_up()
+    generator = LlamaCppGenerator(
+        model="smollm2-135m-instruct", context_size=2048, threads=args.threads, seed=0
+    )
+    generator.warm_up()
+    print(f"{'dataset':<15}{'retriever':<24}{'nDCG@10':>9}{'R@100':>9}{'vs plain':>10}")
+    for name, folder in folders.items():
+        rows, gen_seconds, count = run_dataset(
+            name, folder, embedder, generator, args.cache, args.queries, args.seed, args.max_tokens
+        )
+        plain = {label: ndcg for _, label, ndcg, _ in rows if "(" not in label}
+        for dataset, label, ndcg, recall in rows:
+            base = plain[label.split("(")[-1].rstrip(")")] if "(" in label else ndcg
+            ratio = f"{ndcg / base:.3f}" if base else "n/a"
+            print(f"{dataset:<15}{label:<24}{ndcg:>9.4f}{recall:>9.4f}{ratio:>10}")
+        timing = ", ".join(f"{k} {v:.2f} s/query" for k, v in gen_seconds.items())
+        print(f"  ({count} queries, --max-tokens {args.max_tokens}; generator time: {timing})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The MCP front door: ``search`` and ``ask`` as Model Context Protocol tools.
+
+Built with the official ``mcp`` SDK (``pip install 'ragline[mcp]'``) over the same
+:class:`~rag.serve._backend.Backend` as the REST API, so search and ask behave exactly as
+``POST /v1/search`` and ``POST /v1/ask`` do (same limits, same errors, same model lock).
+
+Two transports:
+
+- **Streamable HTTP** (``rag serve --mcp``): the MCP endpoint is ``/mcp`` on the REST server,
+  behind the same ``Authorization: Bearer KEY`` check (``RAGLINE_API_KEYS``) as every REST path.
+- **stdio** (``rag serve --mcp --stdio``): for clients that launch the server themselves
+  (desktop assistants, IDEs); stdout carries only protocol messages, logs go to stderr. No
+  keys: whoever can start the process can already read the index.
+
+Example:
+    >>> from rag.serve.mcp import create_mcp_server  # doctest: +SKIP
+    >>> server = create_mcp_server(backend)  # doctest: +SKIP
+    >>> server.run("stdio")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+
+from rag.connectors._deps import require
+from rag.core.errors import ConfigError, FilterError, GenerationError
+from rag.serve._backend import Backend, NotConfigured
+from rag.serve._schemas import MAX_K, MAX_QUERY_CHARS
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import MCPServer
+
+MCP_PATH = "/mcp"
+"""Where ``rag serve --mcp`` answers MCP over streamable HTTP."""
+
+INSTRUCTIONS = (
+    "Search a document collection with `search`, or get an answer with numbered citations "
+    "from its documents with `ask`."
+)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
+    """An MCP server with the ``search`` and ``ask`` tools of ``backend``.
+
+    Args:
+        backend: The service layer the REST API uses.
+        name: The server name clients show.
+
+    Raises:
+        MissingDependencyError: the ``mcp`` package is not installed.
+    """
+    require("mcp", package="mcp", extra="mcp", purpose="rag serve --mcp")
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    import rag
+
+    server: MCPServer = MCPServer(name, version=rag.__version__, instructions=INSTRUCTIONS)
+
+    def search(
+        query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)],
+        k: Annotated[int, Field(ge=1, le=MAX_K)] = 10,
+        filters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Search the document collection: the chunks nearest to the query, best first, each
+        with its id, score, text and metadata (metadata.source names the document).
+
+        Args:
+            query: What to search for.
+            k: How many chunks to return.
+            filters: Metadata filter, MongoDB style, e.g. {"source": "a.md"}.
+        """
+        try:
+            hits = backend.search(query, k=k, filters=filters)
+        except (FilterError, NotConfigured, ConfigError) as err:
+            raise ToolError(str(err)) from err
+        return {"query": query, "hits": [_jsonable(hit.to_dict()) for hit in hits]}
+
+    def ask(
+        question: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)],
+        k: Annotated[int | None, Field(ge=1, le=MAX_K)] = None,
+        filters: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Answer a question from the document collection, with numbered citations of the
+        chunks used, the retrieved contexts and the prompt sent to the model.
+
+        Args:
+            question: The question.
+            k: How many contexts to retrieve (default: the server's).
+            filters: Metadata filter for retrieval, MongoDB style.
+        """
+        try:
+            problem = backend.check_question(question)
+            if problem:
+                raise ToolError(problem)
+            answer = backend.ask(question, k=k, filters=filters)
+        except (FilterError, NotConfigured, ConfigError) as err:
+            raise ToolError(str(err)) from err
+        except GenerationError as err:
+            raise ToolError(f"the model failed: {err}") from err
+        return _jsonable(answer.to_dict())
+
+    server.add_tool(search, name="search")
+    if backend.chain is not None:
+        server.add_tool(ask, name="ask")
+    return server
+
+
+def mount_mcp(app: Any, *, host: str = "127.0.0.1") -> MCPServer:
+    """Serve MCP over streamable HTTP at :data:`MCP_PATH` of the REST ``app``.
+
+    The route joins the REST app, so its outer middleware (API keys, body limit) guards it too;
+    the MCP session manager runs inside the app's lifespan.
+
+    Args:
+        app: An app from :func:`rag.serve.create_app` (its ``state.backend`` is served).
+        host: The address the server binds; a loopback host turns on the SDK's DNS-rebinding
+            protection (allowed ``Host`` headers are then the loopback names).
+    """
+    server = create_mcp_server(app.state.backend)
+    mcp_app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
+    app.router.routes.extend(mcp_app.routes)
+    rest_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(application: Any) -> AsyncIterator[Any]:
+        async with rest_lifespan(application) as state, server.session_manager.run():
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return server
