@@ -276,3 +276,27 @@ def test_incremental_ingest_with_records(embedder, tmp_path, monkeypatch):
         assert {c.id: c.text for c in store.get(store.ids())} == expected_chunks(corpus)
         store.close()
     assert list((tmp_path / ".rag" / "records").glob("pinecone-127.0.0.1-docs.records.sqlite"))
+
+
+@pytest.mark.integration
+def test_unreachable_host_on_the_command_line_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    host = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        f"components:\n  store:\n    type: store.pinecone\n    init_parameters: {{host: '{host}'}}\n"
+    )
+    env = {**os.environ, "PINECONE_API_KEY": "loopback-test-key"}
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "stats", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"error: store.pinecone: cannot reach {host} (setting 'host')" in result.stderr

@@ -231,3 +231,25 @@ def test_incremental_ingest_keeps_records_beside_the_local_directory(embedder, t
     assert stored == expected_chunks(corpus)
     store.close()
     assert (tmp_path / "q.docs.records.sqlite").exists()
+
+
+@pytest.mark.integration
+def test_unreachable_server_on_the_command_line_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    url = f"http://127.0.0.1:{free_port()}"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        f"components:\n  store:\n    type: store.qdrant\n    init_parameters: {{url: '{url}'}}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "stats", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Warning" not in result.stderr
+    assert f"error: store.qdrant: cannot reach {url} (setting 'url')" in result.stderr
