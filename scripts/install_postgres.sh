@@ -44,9 +44,12 @@ install() {
     return 1
   local work; work="$(mktemp -d)"
   mkdir -p "$work/lists/partial"
-  # A private source list: the newest Debian suite's *source* of pgvector only; nothing of
-  # that suite is installed as a binary.
-  echo "deb-src http://deb.debian.org/debian trixie main" >"$work/sources.list"
+  # A private source list: the next Debian suite's *source* of pgvector only, from the mirror
+  # this machine's apt already uses; nothing of that suite is installed as a binary.
+  local mirror
+  mirror="$(apt-get indextargets --format '$(REPO_URI)' 2>/dev/null | grep -m1 '/debian/$')"
+  [ -n "$mirror" ] || { say "no Debian mirror configured for apt"; return 1; }
+  echo "deb-src ${mirror} trixie main" >"$work/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o "Dir::State::Lists=$work/lists")
   (
