@@ -132,10 +132,10 @@ def test_index_persists_beside_the_store(tmp_path, monkeypatch):
     reopened = FaissStore(path=str(tmp_path / "index"))
     second = BM25Retriever(store=reopened, path=str(tmp_path / "bm25"))
 
-    def no_rebuild(self, chunks):
+    def no_rebuild(self, tokens):
         raise AssertionError("the saved index should have been loaded")
 
-    monkeypatch.setattr(BM25Retriever, "_build", no_rebuild)
+    monkeypatch.setattr(BM25Retriever, "_build_index", no_rebuild)
     assert [(h.id, h.score) for h in second.retrieve("cat graph")] == expected
     monkeypatch.undo()
     reopened.delete(ids=["cats"])  # the store changed: the saved index is stale, rebuilt
