@@ -173,3 +173,89 @@ pipelines:
     assert again.to_dict() == app.to_dict()
     bm25 = again.components["bm25"]
     assert bm25.store is again.components["store"] and bm25.k1 == 1.2
+
+
+def _corpus(count: int, offset: int = 0) -> list[Chunk]:
+    words = ["graph", "vector", "index", "search", "token", "stem", "cat", "dog", "river", "tree"]
+    rng = np.random.default_rng(offset)
+    return [
+        Chunk(
+            id=f"c{offset + i}",
+            text=" ".join(rng.choice(words, size=8)) + f" unique{offset + i}",
+            metadata={"source": f"{offset + i}.md", "part": (offset + i) % 3},
+            embedding=np.ones(4, dtype=np.float32),
+        )
+        for i in range(count)
+    ]
+
+
+def _count_analyzed(monkeypatch) -> list[int]:
+    """Record how many chunk texts each index refresh tokenizes."""
+    calls: list[int] = []
+    original = BM25Retriever._analyze
+
+    def counting(self, texts):
+        calls.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(BM25Retriever, "_analyze", counting)
+    return calls
+
+
+QUERIES = ["graph search", "cat tree unique3", "river stem token", "unique61 vector", "dog"]
+
+
+def _ranked(retriever, filters=None):
+    return [
+        [(h.id, round(h.score, 5)) for h in retriever.retrieve(q, k=10, filters=filters)]
+        for q in QUERIES
+    ]
+
+
+@pytest.mark.unit
+def test_small_ingest_tokenizes_only_new_chunks(monkeypatch):
+    store = FaissStore()
+    store.write(_corpus(60))
+    calls = _count_analyzed(monkeypatch)
+    retriever = BM25Retriever(store=store)
+    retriever.warm_up()
+    assert calls == [60]
+    _ranked(retriever)
+    assert calls == [60]  # queries with no store change never refresh
+
+    store.write(_corpus(2, offset=60))  # a small ingest
+    changed = _corpus(1, offset=5)
+    changed[0].text = "a rewritten chunk about rivers"
+    store.write(changed)  # an upsert that changes one text
+    store.delete(ids=["c7"])
+    first = _ranked(retriever)
+    assert calls == [60, 3]  # two new chunks and one changed text, not 61
+    assert _ranked(retriever) == first and calls == [60, 3]
+
+    # identical to an index built from scratch on the same store
+    assert first == _ranked(BM25Retriever(store=store))
+    assert any(hits for hits in first)
+
+    calls.clear()
+    (moved,) = store.get(["c9"])
+    moved.metadata = {"source": "x.md"}
+    store.write([moved])  # the same text under new metadata: nothing to tokenize
+    assert [h.id for h in retriever.retrieve("unique9", filters={"source": "x.md"})] == ["c9"]
+    assert calls == [0]
+
+
+@pytest.mark.unit
+def test_saved_tokens_make_the_next_process_incremental(tmp_path, monkeypatch):
+    store = FaissStore(path=str(tmp_path / "index"))
+    store.write(_corpus(30))
+    BM25Retriever(store=store, path=str(tmp_path / "bm25")).warm_up()
+    store.write(_corpus(2, offset=30))  # ingested by another process, say
+    calls = _count_analyzed(monkeypatch)
+    later = BM25Retriever(store=store, path=str(tmp_path / "bm25"))
+    ranked = _ranked(later)
+    assert calls == [2]
+    assert ranked == _ranked(BM25Retriever(store=store))
+    calls.clear()
+    monkeypatch.setattr(BM25Retriever, "_build_index", lambda self, tokens: 1 / 0)
+    assert _ranked(BM25Retriever(store=store, path=str(tmp_path / "bm25"))) == ranked
+    assert calls == []  # the saved index is current: loaded, nothing tokenized or rebuilt
