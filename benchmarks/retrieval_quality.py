@@ -16,9 +16,9 @@ with ``HybridRetriever.fuse`` (the component's own code, with its default candid
 ``max(2k, 50)``), so the grid costs no extra retrieval. Runs are scored with pytrec_eval (nDCG@10,
 Recall@100); a document is ranked at its best chunk, as ``rag search --format trec`` does.
 
-The chosen setting is the one with the highest mean, over the three datasets, of nDCG@10 divided
+The chosen setting is the one with the highest mean, over the datasets run, of nDCG@10 divided
 by the better of dense-only and BM25-only on that dataset, among the settings that beat both on
-every dataset. The script exits quietly, saying why, when the data is absent.
+cranfield and nfcorpus_orig. The script exits quietly, saying why, when the data is absent.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("cranfield", "nfcorpus_orig", "xquad_en_dev")
+REQUIRED = ("cranfield", "nfcorpus_orig")  # where the default must beat dense and BM25 alone
 REFERENCE_BM25_NDCG10 = {"cranfield": 0.3515, "nfcorpus_orig": 0.3349, "xquad_en_dev": 0.9685}
 DEPTH = 200  # chunks asked of dense and of BM25 per query: the default depth for k=100
 
@@ -109,23 +110,28 @@ def chunk_corpus(name: str, corpus: list[dict], chunk_size: int) -> list[Any]:
 
 
 def open_store(name: str, folder: Path, embedder, cache_root: Path, chunk_size: int):
+    """The chunks of a dataset in a FAISS store under ``cache_root``, embedded once."""
     from rag.connectors.stores.faiss import FaissStore
 
-    chunks = chunk_corpus(name, read_jsonl(folder / "corpus.jsonl"), chunk_size)
-    store = FaissStore(path=str(cache_root / f"{name}-c{chunk_size}" / "faiss"))
+    directory = cache_root / f"{name}-c{chunk_size}"
+    store = FaissStore(path=str(directory / "faiss"))
     store.warm_up()
-    if store.count() != len(chunks):
-        store.clear()
-        started = time.perf_counter()
-        vectors = embedder.embed_documents([c.text for c in chunks])
-        for chunk, vector in zip(chunks, vectors):
-            chunk.embedding = vector
-        store.write(chunks)
-        store.flush()
-        print(
-            f"  {name}: embedded {len(chunks)} chunks in {time.perf_counter() - started:.0f}s",
-            file=sys.stderr,
-        )
+    done = directory / "done.json"  # written once the whole corpus is stored
+    if done.exists() and json.loads(done.read_text())["chunks"] == store.count():
+        return store, store.count()
+    chunks = chunk_corpus(name, read_jsonl(folder / "corpus.jsonl"), chunk_size)
+    store.clear()
+    started = time.perf_counter()
+    vectors = embedder.embed_documents([c.text for c in chunks])
+    for chunk, vector in zip(chunks, vectors):
+        chunk.embedding = vector
+    store.write(chunks)
+    store.flush()
+    done.write_text(json.dumps({"chunks": len(chunks)}))
+    print(
+        f"  {name}: embedded {len(chunks)} chunks in {time.perf_counter() - started:.0f}s",
+        file=sys.stderr,
+    )
     return store, len(chunks)
 
 
@@ -264,13 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     for setting in grid():
         scores = {d.name: d.ndcg10(d.hybrid_hits(setting, 10)) for d in datasets}
         ratios = [scores[n] / max(baseline[n].values()) for n in scores]
-        beats = all(r > 1.0 for r in ratios)
+        beats = all(scores[n] > max(baseline[n].values()) for n in scores if n in REQUIRED)
         results.append((setting, scores, statistics.mean(ratios), beats))
         row = "".join(f"{scores[d.name]:>14.4f}" for d in datasets)
         print(f"{label(setting):<34}{row}{statistics.mean(ratios):>10.4f}{'' if beats else ' -'}")
     print(
         f"({len(results)} settings fused in {time.perf_counter() - started:.0f}s; '-' = does not "
-        "beat both dense-only and BM25-only on every dataset)"
+        f"beat both dense-only and BM25-only on {' and '.join(REQUIRED)})"
     )
     eligible = [r for r in results if r[3]] or results
     chosen, _, mean_ratio, beats = max(eligible, key=lambda r: r[2])
