@@ -22,6 +22,7 @@ term).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -44,6 +45,63 @@ _FORMAT = 2  # 2: chunks.jsonl also holds each chunk's tokens
 
 def _bm25s() -> Any:
     return require("bm25s", package="bm25s", extra="hybrid", purpose="retriever.bm25")
+
+
+@functools.cache
+def _incremental_bm25() -> type:
+    """``bm25s.BM25`` that builds its score matrix from kept per-chunk term counts.
+
+    bm25s documents ``build_index_from_ids`` as the method to override to build the index another
+    way. This one gets ``(term ids, term frequencies, length)`` per chunk, already counted when the
+    chunk was first tokenized, and computes every score in one vectorized pass with bm25s's own
+    idf and tf formulas, so a refresh after a small ingest costs array arithmetic, not a Python
+    loop over every token of the corpus. The result equals ``bm25s.BM25.index`` (a test pins it).
+    """
+    bm25s = _bm25s()
+    from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+
+    class IncrementalBM25(bm25s.BM25):  # type: ignore[misc, name-defined]
+        def build_index_from_ids(
+            self,
+            unique_token_ids: list[int],
+            corpus_token_ids: list[tuple[np.ndarray, np.ndarray, int]],
+            show_progress: bool = False,
+            leave_progress: bool = False,
+        ) -> dict[str, Any]:
+            n_docs, n_vocab = len(corpus_token_ids), len(unique_token_ids)
+            lengths = np.array([length for _, _, length in corpus_token_ids], dtype=np.int64)
+            sizes = np.array([len(ids) for ids, _, _ in corpus_token_ids], dtype=np.int64)
+            vocab_idx = np.concatenate([ids for ids, _, _ in corpus_token_ids]).astype(
+                self.int_dtype
+            )
+            tf = np.concatenate([tf for _, tf, _ in corpus_token_ids]).astype(self.dtype)
+            doc_idx = np.repeat(np.arange(n_docs, dtype=self.int_dtype), sizes)
+            doc_freqs = np.bincount(vocab_idx, minlength=n_vocab)
+            idf_of = _select_idf_scorer(self.idf_method)
+            values, inverse = np.unique(doc_freqs, return_inverse=True)
+            table = np.array([idf_of(int(v), N=n_docs) if v else 0.0 for v in values])
+            idf = table[inverse].astype(self.dtype)
+            tfc = _select_tfc_scorer(self.method)(
+                tf_array=tf,
+                l_d=lengths[doc_idx],
+                l_avg=lengths.mean(),
+                k1=self.k1,
+                b=self.b,
+                delta=self.delta,
+            )
+            scores = (idf[vocab_idx] * tfc).astype(self.dtype)
+            self.nonoccurrence_array = None
+            data, indices, indptr = self._np_csc(
+                data=scores, rows=doc_idx, cols=vocab_idx, shape=(n_docs, n_vocab)
+            )
+            return {
+                "data": data.astype(self.dtype),
+                "indices": indices,
+                "indptr": indptr,
+                "num_docs": n_docs,
+            }
+
+    return IncrementalBM25
 
 
 def store_fingerprint(store: Any) -> str:
@@ -114,6 +172,8 @@ class BM25Retriever(Component):
         self._index: Any = None
         self._chunks: list[Chunk] = []
         self._tokens: dict[str, tuple[str, list[str]]] = {}  # chunk id -> (text, its tokens)
+        self._vocab: dict[str, int] = {}  # token -> column of the score matrix
+        self._counts: dict[str, tuple[str, tuple[np.ndarray, np.ndarray, int]]] = {}
         self._fingerprint: str | None = None
         self._stemmer_obj: Any = None
 
@@ -203,12 +263,34 @@ class BM25Retriever(Component):
         self._build_index([self._tokens[c.id][1] for c in chunks])
         return True
 
+    def _postings(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, int]:
+        """Term ids, term frequencies and length of one chunk, kept until its text changes."""
+        kept = self._counts.get(chunk.id)
+        if kept is not None and kept[0] == chunk.text:
+            return kept[1]
+        tokens = self._tokens[chunk.id][1]
+        ids = np.fromiter(
+            (self._vocab.setdefault(t, len(self._vocab)) for t in tokens), np.int64, len(tokens)
+        )
+        unique, counts = np.unique(ids, return_counts=True)
+        postings = (unique, counts.astype(np.float32), len(tokens))
+        self._counts[chunk.id] = (chunk.text, postings)
+        return postings
+
     def _build_index(self, corpus_tokens: list[list[str]]) -> None:
         if not corpus_tokens:
             self._index = None
             return
-        index = _bm25s().BM25(k1=self.k1, b=self.b, method=self.method)
-        index.index(corpus_tokens, show_progress=False)
+        if self.method in ("bm25l", "bm25+"):  # these need bm25s's non-occurrence array
+            index = _bm25s().BM25(k1=self.k1, b=self.b, method=self.method)
+            index.index(corpus_tokens, show_progress=False)
+        else:
+            postings = [self._postings(chunk) for chunk in self._chunks]
+            self._counts = {c.id: self._counts[c.id] for c in self._chunks}
+            index = _incremental_bm25()(k1=self.k1, b=self.b, method=self.method)
+            index.index(
+                (postings, dict(self._vocab)), show_progress=False, create_empty_token=False
+            )
         self._index = index
 
     def _save(self) -> None:

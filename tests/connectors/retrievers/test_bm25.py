@@ -259,3 +259,24 @@ def test_saved_tokens_make_the_next_process_incremental(tmp_path, monkeypatch):
     monkeypatch.setattr(BM25Retriever, "_build_index", lambda self, tokens: 1 / 0)
     assert _ranked(BM25Retriever(store=store, path=str(tmp_path / "bm25"))) == ranked
     assert calls == []  # the saved index is current: loaded, nothing tokenized or rebuilt
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire", "bm25l", "bm25+"])
+def test_scores_equal_a_plain_bm25s_index(method):
+    import bm25s
+
+    store = FaissStore()
+    store.write(_corpus(40) + _chunks())
+    retriever = BM25Retriever(store=store, method=method, k1=1.1, b=0.6)
+    retriever.warm_up()
+    store.write(_corpus(3, offset=40))
+    store.delete(ids=["c2", "dogs"])
+    texts = [c.text for c in store.iter_chunks()]
+    plain = bm25s.BM25(k1=1.1, b=0.6, method=method)
+    plain.index(retriever.tokenize(texts), show_progress=False)
+    for query in [*QUERIES, "purring cats", "graph unique41"]:
+        tokens = [t for t in retriever.tokenize([query])[0] if t in plain.vocab_dict]
+        np.testing.assert_allclose(
+            retriever.scores(query), plain.get_scores(tokens), rtol=1e-6, atol=0
+        )
