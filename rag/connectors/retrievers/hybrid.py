@@ -86,6 +86,9 @@ class HybridRetriever(Component):
         filters: Default metadata filter, merged (``$and``) with filters given at run time
             and passed to every retriever.
 
+    The example pipelines use ``weights=[1.0, 1.5]``, ``rrf_k=100`` and
+    ``chunks_per_document=2``, chosen with ``benchmarks/retrieval_quality.py``.
+
     Example:
         >>> hybrid = HybridRetriever(retrievers=[dense, bm25], k=5)  # doctest: +SKIP
         >>> [h.chunk.source for h in hybrid.retrieve("hnsw graph")]  # doctest: +SKIP
