@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install ragline, ingest the bundled example corpus into FAISS, search it, and answer a question
-# with the bundled local model (SmolLM2-135M-Instruct through llama.cpp). Offline.
+# Install ragline, ingest the bundled example corpus into FAISS, search it (dense + BM25 fused per
+# document, as examples/qa.yaml configures), and answer a question with the bundled local model
+# (SmolLM2-135M-Instruct through llama.cpp). Offline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh quickstart

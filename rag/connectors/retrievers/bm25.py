@@ -1,13 +1,19 @@
 """``retriever.bm25``: lexical retrieval with ``bm25s`` over the chunks of a vector store.
 
 The retriever does not keep its own copy of the corpus to maintain: it reads chunk texts from
-the store it is given (``store: "@store"`` in a pipeline file) and rebuilds its index lazily
+the store it is given (``store: "@store"`` in a pipeline file) and refreshes its index lazily
 whenever the store's content changed, so upserts and deletes done by ingestion show up at the
 next query. Change detection uses the store's ``fingerprint()`` when it has one (``store.faiss``
 bumps a generation counter in SQLite on every write), else the count and ids.
 
-With ``path`` set, the index is saved there together with the fingerprint it reflects, and the
-next process loads it instead of re-tokenizing the corpus if the store did not change.
+The refresh is incremental: the analyzed tokens of every chunk are kept by chunk id, so after a
+small ingest only the new or changed chunks are tokenized (the expensive step: stemming); the
+bm25s score matrix is then recomputed from the kept tokens, because BM25's idf and average
+length change with every document. Queries between two store changes never refresh.
+
+With ``path`` set, the index and the tokens are saved there together with the fingerprint they
+reflect: the next process loads the index as is if the store did not change, and otherwise
+tokenizes only what changed since.
 
 Filters follow :mod:`rag.core.filters` (evaluated with :func:`~rag.core.filters.matches` before
 ranking, so a filtered query returns ``k`` hits whenever ``k`` matching chunks contain a query
@@ -16,6 +22,7 @@ term).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,11 +40,68 @@ from rag.core.errors import ConfigError
 from rag.core.filters import matches, parse_filter
 from rag.core.protocols import Filters
 
-_FORMAT = 1
+_FORMAT = 2  # 2: chunks.jsonl also holds each chunk's tokens
 
 
 def _bm25s() -> Any:
     return require("bm25s", package="bm25s", extra="hybrid", purpose="retriever.bm25")
+
+
+@functools.cache
+def _incremental_bm25() -> type:
+    """``bm25s.BM25`` that builds its score matrix from kept per-chunk term counts.
+
+    bm25s documents ``build_index_from_ids`` as the method to override to build the index another
+    way. This one gets ``(term ids, term frequencies, length)`` per chunk, already counted when the
+    chunk was first tokenized, and computes every score in one vectorized pass with bm25s's own
+    idf and tf formulas, so a refresh after a small ingest costs array arithmetic, not a Python
+    loop over every token of the corpus. The result equals ``bm25s.BM25.index`` (a test pins it).
+    """
+    bm25s = _bm25s()
+    from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+
+    class IncrementalBM25(bm25s.BM25):  # type: ignore[misc, name-defined]
+        def build_index_from_ids(
+            self,
+            unique_token_ids: list[int],
+            corpus_token_ids: list[tuple[np.ndarray, np.ndarray, int]],
+            show_progress: bool = False,
+            leave_progress: bool = False,
+        ) -> dict[str, Any]:
+            n_docs, n_vocab = len(corpus_token_ids), len(unique_token_ids)
+            lengths = np.array([length for _, _, length in corpus_token_ids], dtype=np.int64)
+            sizes = np.array([len(ids) for ids, _, _ in corpus_token_ids], dtype=np.int64)
+            vocab_idx = np.concatenate([ids for ids, _, _ in corpus_token_ids]).astype(
+                self.int_dtype
+            )
+            tf = np.concatenate([tf for _, tf, _ in corpus_token_ids]).astype(self.dtype)
+            doc_idx = np.repeat(np.arange(n_docs, dtype=self.int_dtype), sizes)
+            doc_freqs = np.bincount(vocab_idx, minlength=n_vocab)
+            idf_of = _select_idf_scorer(self.idf_method)
+            values, inverse = np.unique(doc_freqs, return_inverse=True)
+            table = np.array([idf_of(int(v), N=n_docs) if v else 0.0 for v in values])
+            idf = table[inverse].astype(self.dtype)
+            tfc = _select_tfc_scorer(self.method)(
+                tf_array=tf,
+                l_d=lengths[doc_idx],
+                l_avg=lengths.mean(),
+                k1=self.k1,
+                b=self.b,
+                delta=self.delta,
+            )
+            scores = (idf[vocab_idx] * tfc).astype(self.dtype)
+            self.nonoccurrence_array = None
+            data, indices, indptr = self._np_csc(
+                data=scores, rows=doc_idx, cols=vocab_idx, shape=(n_docs, n_vocab)
+            )
+            return {
+                "data": data.astype(self.dtype),
+                "indices": indices,
+                "indptr": indptr,
+                "num_docs": n_docs,
+            }
+
+    return IncrementalBM25
 
 
 def store_fingerprint(store: Any) -> str:
@@ -107,6 +171,9 @@ class BM25Retriever(Component):
         self._lock = threading.RLock()
         self._index: Any = None
         self._chunks: list[Chunk] = []
+        self._tokens: dict[str, tuple[str, list[str]]] = {}  # chunk id -> (text, its tokens)
+        self._vocab: dict[str, int] = {}  # token -> column of the score matrix
+        self._counts: dict[str, tuple[str, tuple[np.ndarray, np.ndarray, int]]] = {}
         self._fingerprint: str | None = None
         self._stemmer_obj: Any = None
 
@@ -155,9 +222,9 @@ class BM25Retriever(Component):
 
     def _refresh(self) -> None:
         fingerprint = store_fingerprint(self.store)
-        if fingerprint == self._fingerprint and self._index is not None:
+        if fingerprint == self._fingerprint:
             return
-        if self._load(fingerprint):
+        if self._fingerprint is None and self._load(fingerprint):
             return
         iter_chunks = getattr(self.store, "iter_chunks", None)
         if iter_chunks is None:
@@ -168,34 +235,90 @@ class BM25Retriever(Component):
                 field="store",
             )
         chunks = [Chunk(id=c.id, text=c.text, metadata=c.metadata) for c in iter_chunks()]
-        self._build(chunks)
-        self._fingerprint = fingerprint
-        self._save()
+        if self._update(chunks):
+            self._fingerprint = fingerprint
+            self._save()
+        else:
+            self._fingerprint = fingerprint
 
-    def _build(self, chunks: list[Chunk]) -> None:
-        bm25s = _bm25s()
-        index = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
-        tokens = self.tokenize([c.text for c in chunks])
-        if chunks:
-            index.index(tokens, show_progress=False)
-        self._index = index if chunks else None
-        self._chunks = chunks
+    def _analyze(self, texts: list[str]) -> list[list[str]]:
+        """Tokens of chunk texts for the index (one call per refresh, only for what changed)."""
+        return self.tokenize(texts) if texts else []
+
+    def _update(self, chunks: list[Chunk]) -> bool:
+        """Bring the index to ``chunks``, tokenizing only new or changed texts.
+
+        Returns:
+            Whether the index changed (``False`` when only metadata changed, or nothing).
+        """
+        stale = [c for c in chunks if c.id not in self._tokens or self._tokens[c.id][0] != c.text]
+        fresh = dict(zip((c.id for c in stale), self._analyze([c.text for c in stale])))
+        same_corpus = not fresh and [c.id for c in chunks] == [c.id for c in self._chunks]
+        self._tokens = {
+            c.id: (c.text, fresh[c.id] if c.id in fresh else self._tokens[c.id][1]) for c in chunks
+        }
+        self._chunks = chunks  # the metadata may have changed even when no text did
+        if same_corpus and (self._index is not None or not chunks):
+            return False
+        self._build_index([self._tokens[c.id][1] for c in chunks])
+        return True
+
+    def _postings(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, int]:
+        """Term ids, term frequencies and length of one chunk, kept until its text changes."""
+        kept = self._counts.get(chunk.id)
+        if kept is not None and kept[0] == chunk.text:
+            return kept[1]
+        tokens = self._tokens[chunk.id][1]
+        ids = np.fromiter(
+            (self._vocab.setdefault(t, len(self._vocab)) for t in tokens), np.int64, len(tokens)
+        )
+        unique, counts = np.unique(ids, return_counts=True)
+        postings = (unique, counts.astype(np.float32), len(tokens))
+        self._counts[chunk.id] = (chunk.text, postings)
+        return postings
+
+    def _build_index(self, corpus_tokens: list[list[str]]) -> None:
+        if not corpus_tokens:
+            self._index = None
+            return
+        if self.method in ("bm25l", "bm25+"):  # these need bm25s's non-occurrence array
+            index = _bm25s().BM25(k1=self.k1, b=self.b, method=self.method)
+            index.index(corpus_tokens, show_progress=False)
+        else:
+            postings = [self._postings(chunk) for chunk in self._chunks]
+            self._counts = {c.id: self._counts[c.id] for c in self._chunks}
+            index = _incremental_bm25()(k1=self.k1, b=self.b, method=self.method)
+            index.index(
+                (postings, dict(self._vocab)), show_progress=False, create_empty_token=False
+            )
+        self._index = index
 
     def _save(self) -> None:
-        if not self.path or self._index is None:
+        if not self.path:
             return
         directory = Path(self.path)
         directory.mkdir(parents=True, exist_ok=True)
-        self._index.save(str(directory / "bm25s"))
+        if self._index is not None:
+            self._index.save(str(directory / "bm25s"))
         tmp = directory / "chunks.jsonl.tmp"
         with tmp.open("w", encoding="utf-8") as out:
             for chunk in self._chunks:
-                out.write(json.dumps(chunk.to_dict(), ensure_ascii=False) + "\n")
+                record = {**chunk.to_dict(), "tokens": self._tokens[chunk.id][1]}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
         os.replace(tmp, directory / "chunks.jsonl")
-        state = {"fingerprint": self._fingerprint, "settings": self._settings()}
+        state = {
+            "fingerprint": self._fingerprint,
+            "settings": self._settings(),
+            "chunks": len(self._chunks),
+        }
         (directory / "state.json").write_text(json.dumps(state))
 
     def _load(self, fingerprint: str) -> bool:
+        """Load the saved tokens; also the saved index when it reflects ``fingerprint``.
+
+        Returns:
+            Whether the loaded index is current (no refresh needed).
+        """
         if not self.path:
             return False
         directory = Path(self.path)
@@ -203,17 +326,22 @@ class BM25Retriever(Component):
             state = json.loads((directory / "state.json").read_text())
         except (OSError, ValueError):
             return False
-        if state.get("fingerprint") != fingerprint or state.get("settings") != self._settings():
-            return False
+        if state.get("settings") != self._settings():
+            return False  # another analyzer or scoring: start over
         try:
-            index = _bm25s().BM25.load(str(directory / "bm25s"))
             with (directory / "chunks.jsonl").open(encoding="utf-8") as lines:
-                chunks = [
-                    Chunk(id=d["id"], text=d["text"], metadata=d["metadata"])
-                    for d in map(json.loads, lines)
-                ]
-        except (OSError, ValueError, KeyError):
+                records = [json.loads(line) for line in lines]
+            chunks = [Chunk(id=d["id"], text=d["text"], metadata=d["metadata"]) for d in records]
+            tokens = {d["id"]: (d["text"], list(d["tokens"])) for d in records}
+            current = state.get("fingerprint") == fingerprint
+            index = None
+            if current and chunks:
+                index = _bm25s().BM25.load(str(directory / "bm25s"))
+        except (OSError, ValueError, KeyError, TypeError):
             return False  # unreadable: rebuilt from the store
+        self._tokens = tokens
+        if not current:
+            return False  # the kept tokens make the refresh from the store incremental
         self._index, self._chunks, self._fingerprint = index, chunks, fingerprint
         return True
 

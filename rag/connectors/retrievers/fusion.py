@@ -4,6 +4,12 @@
   ``score(d) = Σ_i w_i / (k + rank_i(d))`` with 1-based ranks and ``k = 60``.
 - :func:`weighted_score_fusion`: a weighted sum of per-list min-max normalized scores
   (a document missing from a list contributes 0 for it).
+- :func:`document_ranking` and :func:`document_fusion`: fusion at the level of documents, for
+  retrievers that return chunks. Each list is first collapsed to documents: a document takes the
+  place (1-based rank among the list's documents) and the score of its best chunk in that list.
+  The document lists are fused as above (RRF or weighted), and each fused document is represented
+  by its best ``chunks_per_document`` chunks, ordered by the same fusion applied to the chunks.
+  A document with many matching chunks thus counts once per retriever, not once per chunk.
 - :func:`maximal_marginal_relevance`: Carbonell & Goldstein (SIGIR 1998),
   ``argmax_{d ∈ R \\ S} [λ·Sim1(d, q) − (1 − λ)·max_{d' ∈ S} Sim2(d, d')]``, picked greedily.
 
@@ -19,6 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 RRF_K = 60
+FUSIONS = ("rrf", "weighted")
 
 
 def _check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -102,6 +109,100 @@ def weighted_score_fusion(
             first_seen.setdefault(doc_id, len(first_seen))
             fused[doc_id] = fused.get(doc_id, 0.0) + weight * float(value)
     return _sorted(fused, first_seen)
+
+
+def document_ranking(
+    pairs: Sequence[tuple[str, float]], document_of: Mapping[str, str]
+) -> list[tuple[str, float]]:
+    """Collapse a chunk ranking to documents: each document once, at its best chunk's place.
+
+    Args:
+        pairs: ``(chunk id, score)`` pairs of one retriever, best first.
+        document_of: The document id of every chunk id in ``pairs``.
+
+    Returns:
+        ``(document id, best chunk score)`` pairs in the order of each document's first chunk.
+
+    Example:
+        >>> of = {"a1": "a", "a2": "a", "b1": "b"}
+        >>> document_ranking([("a1", 3.0), ("b1", 2.0), ("a2", 1.0)], of)
+        [('a', 3.0), ('b', 2.0)]
+    """
+    best: dict[str, float] = {}
+    for chunk_id, score in pairs:
+        document = document_of[chunk_id]
+        best[document] = max(score, best.get(document, score))
+    return list(best.items())
+
+
+def fuse(
+    results: Sequence[Sequence[tuple[str, float]]],
+    *,
+    fusion: str = "rrf",
+    k: int = RRF_K,
+    weights: Sequence[float] | None = None,
+) -> list[tuple[str, float]]:
+    """Fuse scored lists with ``fusion`` (``rrf`` uses only the order, ``weighted`` the scores)."""
+    if fusion == "rrf":
+        return reciprocal_rank_fusion(
+            [[i for i, _ in pairs] for pairs in results], k=k, weights=weights
+        )
+    if fusion == "weighted":
+        return weighted_score_fusion(results, weights=weights)
+    raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+
+
+def document_fusion(
+    results: Sequence[Sequence[tuple[str, float]]],
+    document_of: Mapping[str, str],
+    *,
+    fusion: str = "rrf",
+    k: int = RRF_K,
+    weights: Sequence[float] | None = None,
+    chunks_per_document: int = 1,
+) -> list[tuple[str, float]]:
+    """Fuse chunk rankings by document; return each top document's best chunks (best first).
+
+    ``score(d)`` is :func:`fuse` over the lists of :func:`document_ranking`, so with RRF
+    ``score(d) = Σ_i w_i / (k + rank_i(d))`` where ``rank_i(d)`` is the rank of ``d``'s best chunk
+    among the *documents* of list ``i``. The chunks of a document are ordered by :func:`fuse` over
+    the chunk lists, and its first ``chunks_per_document`` are returned, each with ``score(d)``.
+
+    Args:
+        results: One list of ``(chunk id, score)`` per retriever, best first.
+        document_of: The document id of every chunk id.
+        fusion: ``rrf`` or ``weighted``.
+        k: The RRF constant.
+        weights: Optional weight per list.
+        chunks_per_document: Chunks returned per document (at least 1).
+
+    Returns:
+        ``(chunk id, document score)`` pairs: documents best first, and within a document its
+        chunks best first.
+
+    Example:
+        >>> dense = [("a1", 0.9), ("a2", 0.8), ("b1", 0.7)]
+        >>> lexical = [("b1", 9.0), ("a2", 5.0)]
+        >>> of = {"a1": "a", "a2": "a", "b1": "b"}
+        >>> [c for c, _ in document_fusion([dense, lexical], of, chunks_per_document=2)]
+        ['a2', 'a1', 'b1']
+    """
+    if chunks_per_document < 1:
+        raise ValueError(f"chunks_per_document must be at least 1, got {chunks_per_document}")
+    documents = fuse(
+        [document_ranking(pairs, document_of) for pairs in results],
+        fusion=fusion,
+        k=k,
+        weights=weights,
+    )
+    chunks_of: dict[str, list[str]] = {}
+    for chunk_id, _ in fuse(results, fusion=fusion, k=k, weights=weights):
+        chunks_of.setdefault(document_of[chunk_id], []).append(chunk_id)
+    return [
+        (chunk_id, score)
+        for document, score in documents
+        for chunk_id in chunks_of[document][:chunks_per_document]
+    ]
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:

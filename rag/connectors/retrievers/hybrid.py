@@ -2,7 +2,11 @@
 
 Each retriever is asked for ``candidates`` hits with the same query and filters; the lists are
 fused by reciprocal rank (``fusion: rrf``, k=60) or by a weighted sum of min-max normalized
-scores (``fusion: weighted``); optionally the fused candidates are re-picked with maximal
+scores (``fusion: weighted``). With ``level: document`` (the default) the fusion ranks
+*documents* (chunk metadata ``doc_id``, else ``source``): a document takes the rank of its best
+chunk in each list, so a document that many chunks match counts once per retriever, and each
+fused document is returned as its best ``chunks_per_document`` chunks. ``level: chunk`` fuses
+chunks as independent items. Optionally the fused candidates are re-picked with maximal
 marginal relevance (``mmr: true``, needs an ``embedder``) so near-duplicates do not crowd the
 top. The math lives in :mod:`rag.connectors.retrievers.fusion`.
 """
@@ -15,10 +19,11 @@ from typing import Any
 import numpy as np
 
 from rag.connectors.retrievers.fusion import (
+    FUSIONS,
     RRF_K,
+    document_fusion,
+    fuse,
     maximal_marginal_relevance,
-    reciprocal_rank_fusion,
-    weighted_score_fusion,
 )
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
@@ -26,7 +31,41 @@ from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
 from rag.core.protocols import Filters
 
-FUSIONS = ("rrf", "weighted")
+LEVELS = ("document", "chunk")
+
+
+def document_id(chunk: Chunk) -> str:
+    """The document of a chunk: its ``doc_id`` metadata, else its ``source``, else its id."""
+    metadata = chunk.metadata
+    value = metadata.get("doc_id")
+    if value is None:
+        value = metadata.get("source")
+    return chunk.id if value is None else str(value)
+
+
+def _check_weights(weights: Any, count: int) -> None:
+    if weights is None:
+        return
+    if not isinstance(weights, (list, tuple)):
+        raise ConfigError(
+            f"weights must be a list of numbers, one per retriever, got {weights!r}",
+            field="weights",
+        )
+    if len(weights) != count:
+        raise ConfigError(
+            f"{len(weights)} weights for {count} retrievers; give one per retriever",
+            field="weights",
+        )
+    bad = [
+        w
+        for w in weights
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0
+    ]
+    if bad or not any(w > 0 for w in weights):
+        raise ConfigError(
+            f"weights must be finite numbers >= 0, at least one > 0, got {list(weights)!r}",
+            field="weights",
+        )
 
 
 class HybridRetriever(Component):
@@ -36,14 +75,19 @@ class HybridRetriever(Component):
         retrievers: The retrievers to fuse (``["@dense", "@bm25"]`` in a pipeline file).
         k: Hits to return by default.
         fusion: ``rrf`` (reciprocal rank fusion) or ``weighted`` (normalized score sum).
-        weights: One weight per retriever (default: equal).
+        weights: One non-negative weight per retriever (default: equal).
         rrf_k: The RRF constant.
+        level: ``document`` fuses documents ranked by their best chunk, ``chunk`` fuses chunks.
+        chunks_per_document: With ``level: document``, chunks returned per fused document.
         candidates: Hits asked from each retriever; default ``max(2 * k, 50)``.
         mmr: Re-pick the fused candidates by maximal marginal relevance.
         mmr_lambda: MMR's λ (1 = relevance only, 0 = diversity only).
         embedder: Embeds the query and the candidates for MMR (required when ``mmr``).
         filters: Default metadata filter, merged (``$and``) with filters given at run time
             and passed to every retriever.
+
+    The example pipelines use ``weights=[1.0, 1.5]``, ``rrf_k=100`` and
+    ``chunks_per_document=2``, chosen with ``benchmarks/retrieval_quality.py``.
 
     Example:
         >>> hybrid = HybridRetriever(retrievers=[dense, bm25], k=5)  # doctest: +SKIP
@@ -61,6 +105,8 @@ class HybridRetriever(Component):
         fusion: str = "rrf",
         weights: list[float] | None = None,
         rrf_k: int = RRF_K,
+        level: str = "document",
+        chunks_per_document: int = 1,
         candidates: int | None = None,
         mmr: bool = False,
         mmr_lambda: float = 0.5,
@@ -73,10 +119,24 @@ class HybridRetriever(Component):
             raise ConfigError(
                 f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}", field="fusion"
             )
-        if weights is not None and len(weights) != len(retrievers):
+        _check_weights(weights, len(retrievers))
+        if isinstance(rrf_k, bool) or not isinstance(rrf_k, int) or rrf_k < 0:
             raise ConfigError(
-                f"{len(weights)} weights for {len(retrievers)} retrievers; give one per retriever",
-                field="weights",
+                f"rrf_k must be a whole number >= 0 (60 in the RRF paper), got {rrf_k!r}",
+                field="rrf_k",
+            )
+        if level not in LEVELS:
+            raise ConfigError(
+                f"level must be one of {', '.join(LEVELS)}, got {level!r}", field="level"
+            )
+        if (
+            isinstance(chunks_per_document, bool)
+            or not isinstance(chunks_per_document, int)
+            or chunks_per_document < 1
+        ):
+            raise ConfigError(
+                f"chunks_per_document must be a whole number >= 1, got {chunks_per_document!r}",
+                field="chunks_per_document",
             )
         if mmr and embedder is None:
             raise ConfigError(
@@ -91,6 +151,8 @@ class HybridRetriever(Component):
         self.fusion = fusion
         self.weights = weights
         self.rrf_k = rrf_k
+        self.level = level
+        self.chunks_per_document = chunks_per_document
         self.candidates = candidates
         self.mmr = mmr
         self.mmr_lambda = mmr_lambda
@@ -117,15 +179,19 @@ class HybridRetriever(Component):
         for hits in results:
             for hit in hits:
                 chunks.setdefault(hit.id, hit.chunk)
-        if self.fusion == "rrf":
-            fused = reciprocal_rank_fusion(
-                [[h.id for h in hits] for hits in results], k=self.rrf_k, weights=self.weights
+        scored = [[(h.id, h.score) for h in hits] for hits in results]
+        if self.level == "document":
+            fused = document_fusion(
+                scored,
+                {chunk_id: document_id(chunk) for chunk_id, chunk in chunks.items()},
+                fusion=self.fusion,
+                k=self.rrf_k,
+                weights=self.weights,
+                chunks_per_document=self.chunks_per_document,
             )
         else:
-            fused = weighted_score_fusion(
-                [[(h.id, h.score) for h in hits] for hits in results], weights=self.weights
-            )
-        return [Hit(chunks[doc_id], score) for doc_id, score in fused[:k]]
+            fused = fuse(scored, fusion=self.fusion, k=self.rrf_k, weights=self.weights)
+        return [Hit(chunks[chunk_id], score) for chunk_id, score in fused[:k]]
 
     def _diversify(self, query_vector: np.ndarray, hits: list[Hit], k: int) -> list[Hit]:
         if not hits:

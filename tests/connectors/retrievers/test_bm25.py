@@ -132,10 +132,10 @@ def test_index_persists_beside_the_store(tmp_path, monkeypatch):
     reopened = FaissStore(path=str(tmp_path / "index"))
     second = BM25Retriever(store=reopened, path=str(tmp_path / "bm25"))
 
-    def no_rebuild(self, chunks):
+    def no_rebuild(self, tokens):
         raise AssertionError("the saved index should have been loaded")
 
-    monkeypatch.setattr(BM25Retriever, "_build", no_rebuild)
+    monkeypatch.setattr(BM25Retriever, "_build_index", no_rebuild)
     assert [(h.id, h.score) for h in second.retrieve("cat graph")] == expected
     monkeypatch.undo()
     reopened.delete(ids=["cats"])  # the store changed: the saved index is stale, rebuilt
@@ -173,3 +173,110 @@ pipelines:
     assert again.to_dict() == app.to_dict()
     bm25 = again.components["bm25"]
     assert bm25.store is again.components["store"] and bm25.k1 == 1.2
+
+
+def _corpus(count: int, offset: int = 0) -> list[Chunk]:
+    words = ["graph", "vector", "index", "search", "token", "stem", "cat", "dog", "river", "tree"]
+    rng = np.random.default_rng(offset)
+    return [
+        Chunk(
+            id=f"c{offset + i}",
+            text=" ".join(rng.choice(words, size=8)) + f" unique{offset + i}",
+            metadata={"source": f"{offset + i}.md", "part": (offset + i) % 3},
+            embedding=np.ones(4, dtype=np.float32),
+        )
+        for i in range(count)
+    ]
+
+
+def _count_analyzed(monkeypatch) -> list[int]:
+    """Record how many chunk texts each index refresh tokenizes."""
+    calls: list[int] = []
+    original = BM25Retriever._analyze
+
+    def counting(self, texts):
+        calls.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(BM25Retriever, "_analyze", counting)
+    return calls
+
+
+QUERIES = ["graph search", "cat tree unique3", "river stem token", "unique61 vector", "dog"]
+
+
+def _ranked(retriever, filters=None):
+    return [
+        [(h.id, round(h.score, 5)) for h in retriever.retrieve(q, k=10, filters=filters)]
+        for q in QUERIES
+    ]
+
+
+@pytest.mark.unit
+def test_small_ingest_tokenizes_only_new_chunks(monkeypatch):
+    store = FaissStore()
+    store.write(_corpus(60))
+    calls = _count_analyzed(monkeypatch)
+    retriever = BM25Retriever(store=store)
+    retriever.warm_up()
+    assert calls == [60]
+    _ranked(retriever)
+    assert calls == [60]  # queries with no store change never refresh
+
+    store.write(_corpus(2, offset=60))  # a small ingest
+    changed = _corpus(1, offset=5)
+    changed[0].text = "a rewritten chunk about rivers"
+    store.write(changed)  # an upsert that changes one text
+    store.delete(ids=["c7"])
+    first = _ranked(retriever)
+    assert calls == [60, 3]  # two new chunks and one changed text, not 61
+    assert _ranked(retriever) == first and calls == [60, 3]
+
+    # identical to an index built from scratch on the same store
+    assert first == _ranked(BM25Retriever(store=store))
+    assert any(hits for hits in first)
+
+    calls.clear()
+    (moved,) = store.get(["c9"])
+    moved.metadata = {"source": "x.md"}
+    store.write([moved])  # the same text under new metadata: nothing to tokenize
+    assert [h.id for h in retriever.retrieve("unique9", filters={"source": "x.md"})] == ["c9"]
+    assert calls == [0]
+
+
+@pytest.mark.unit
+def test_saved_tokens_make_the_next_process_incremental(tmp_path, monkeypatch):
+    store = FaissStore(path=str(tmp_path / "index"))
+    store.write(_corpus(30))
+    BM25Retriever(store=store, path=str(tmp_path / "bm25")).warm_up()
+    store.write(_corpus(2, offset=30))  # ingested by another process, say
+    calls = _count_analyzed(monkeypatch)
+    later = BM25Retriever(store=store, path=str(tmp_path / "bm25"))
+    ranked = _ranked(later)
+    assert calls == [2]
+    assert ranked == _ranked(BM25Retriever(store=store))
+    calls.clear()
+    monkeypatch.setattr(BM25Retriever, "_build_index", lambda self, tokens: 1 / 0)
+    assert _ranked(BM25Retriever(store=store, path=str(tmp_path / "bm25"))) == ranked
+    assert calls == []  # the saved index is current: loaded, nothing tokenized or rebuilt
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("method", ["lucene", "robertson", "atire", "bm25l", "bm25+"])
+def test_scores_equal_a_plain_bm25s_index(method):
+    import bm25s
+
+    store = FaissStore()
+    store.write(_corpus(40) + _chunks())
+    retriever = BM25Retriever(store=store, method=method, k1=1.1, b=0.6)
+    retriever.warm_up()
+    store.write(_corpus(3, offset=40))
+    store.delete(ids=["c2", "dogs"])
+    texts = [c.text for c in store.iter_chunks()]
+    plain = bm25s.BM25(k1=1.1, b=0.6, method=method)
+    plain.index(retriever.tokenize(texts), show_progress=False)
+    for query in [*QUERIES, "purring cats", "graph unique41"]:
+        tokens = [t for t in retriever.tokenize([query])[0] if t in plain.vocab_dict]
+        np.testing.assert_allclose(
+            retriever.scores(query), plain.get_scores(tokens), rtol=1e-6, atol=0
+        )

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from rag.connectors.retrievers.fusion import (
+    document_fusion,
+    document_ranking,
+    fuse,
     maximal_marginal_relevance,
     normalize_scores,
     reciprocal_rank_fusion,
@@ -75,7 +78,7 @@ def _mmr_reference(query, docs, k, lam):
 def test_mmr_matches_the_papers_formula(lam):
     rng = np.random.default_rng(int(lam * 10))
     docs = rng.normal(size=(25, 6))
-    docs[5] = docs[3] * 1.01  # a near duplicate
+    docs[5] = docs[3] + 0.01 * rng.normal(size=6)  # a near duplicate (not an exact tie)
     query = rng.normal(size=6)
     assert maximal_marginal_relevance(query, docs, k=8, lambda_mult=lam) == _mmr_reference(
         query, docs, 8, lam
@@ -92,3 +95,87 @@ def test_mmr_edges():
         0,
         2,
     ]
+
+
+def _document_fusion_reference(results, document_of, k, weights, per_doc):
+    """The formula of the module docstring, written out: a document's rank in a list is the
+    1-based rank of its best chunk among that list's documents; score(d) = Σ w_i / (k + rank_i(d));
+    its chunks are ordered by Σ w_i / (k + rank_i(c)) over the chunk lists."""
+    doc_scores: dict[str, float] = {}
+    chunk_scores: dict[str, float] = {}
+    for weight, pairs in zip(weights, results):
+        documents: list[str] = []
+        for chunk_id, _ in pairs:
+            if document_of[chunk_id] not in documents:
+                documents.append(document_of[chunk_id])
+        for rank, document in enumerate(documents, start=1):
+            doc_scores[document] = doc_scores.get(document, 0.0) + weight / (k + rank)
+        for rank, (chunk_id, _) in enumerate(pairs, start=1):
+            chunk_scores[chunk_id] = chunk_scores.get(chunk_id, 0.0) + weight / (k + rank)
+    out = []
+    for document in sorted(doc_scores, key=lambda d: -doc_scores[d]):
+        mine = [c for c in chunk_scores if document_of[c] == document]
+        for chunk_id in sorted(mine, key=lambda c: -chunk_scores[c])[:per_doc]:
+            out.append((chunk_id, doc_scores[document]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("per_doc", [1, 2])
+def test_document_rrf_matches_the_formula(seed, per_doc):
+    rng = np.random.default_rng(seed)
+    chunk_ids = [f"c{i}" for i in range(40)]
+    document_of = {c: f"d{rng.integers(0, 12)}" for c in chunk_ids}
+    # distinct random scores, so there are no ties for the order to depend on
+    results = [
+        [(c, float(s)) for c, s in zip(rng.permutation(chunk_ids)[:25], np.linspace(1, 0, 25))]
+        for _ in range(2)
+    ]
+    weights = [1.0, 2.5]
+    fused = document_fusion(results, document_of, k=7, weights=weights, chunks_per_document=per_doc)
+    expected = _document_fusion_reference(results, document_of, 7, weights, per_doc)
+    assert [c for c, _ in fused] == [c for c, _ in expected]
+    assert [s for _, s in fused] == pytest.approx([s for _, s in expected])
+    documents = [document_of[c] for c, _ in fused]
+    assert all(documents.count(d) <= per_doc for d in documents)
+
+
+def test_a_document_counts_once_per_list():
+    # document a has three chunks at the top of one list; b is first in the other list
+    of = {"a1": "a", "a2": "a", "a3": "a", "b1": "b", "c1": "c"}
+    dense = [("a1", 0.9), ("a2", 0.8), ("a3", 0.7), ("c1", 0.6)]
+    lexical = [("b1", 7.0), ("c1", 6.0)]
+    assert document_ranking(dense, of) == [("a", 0.9), ("c", 0.6)]
+    fused = dict(document_fusion([dense, lexical], of, k=60))
+    assert fused == {
+        "a1": pytest.approx(1 / 61),  # rank 1 among dense documents
+        "c1": pytest.approx(1 / 62 + 1 / 62),  # rank 2 in both document lists
+        "b1": pytest.approx(1 / 61),
+    }
+    # chunk-level RRF would give c1 1/64 + 1/62: its rank is pushed down by a's extra chunks
+    assert dict(reciprocal_rank_fusion([[c for c, _ in dense], [c for c, _ in lexical]]))[
+        "c1"
+    ] == pytest.approx(1 / 64 + 1 / 62)
+    assert document_fusion([dense, lexical], of)[0][0] == "c1"
+
+
+def test_document_weighted_fusion_uses_best_chunk_scores():
+    of = {"a1": "a", "a2": "a", "b1": "b", "c1": "c"}
+    dense = [("a1", 0.9), ("b1", 0.5), ("a2", 0.1)]
+    lexical = [("c1", 4.0), ("a2", 3.0), ("b1", 1.0)]
+    fused = document_fusion([dense, lexical], of, fusion="weighted", weights=[0.5, 1.0])
+    # dense documents a 0.9, b 0.5 -> 1, 0; lexical c 4, a 3, b 1 -> 1, 2/3, 0
+    expected = {"a": 0.5 * 1 + 2 / 3, "b": 0.0, "c": 1.0}
+    assert [(of[c], s) for c, s in fused] == [
+        (d, pytest.approx(expected[d])) for d in ("a", "c", "b")
+    ]
+    # a's best chunk by chunk-level weighted fusion: a2 (0.5 * 0 + 1 * 2/3) beats a1 (0.5 * 1)
+    assert fused[0][0] == "a2"
+
+
+def test_document_fusion_bad_input():
+    with pytest.raises(ValueError, match="chunks_per_document"):
+        document_fusion([[("a", 1.0)]], {"a": "a"}, chunks_per_document=0)
+    with pytest.raises(ValueError, match="fusion must be one of rrf, weighted"):
+        fuse([[("a", 1.0)]], fusion="borda")
+    assert document_fusion([], {}) == []

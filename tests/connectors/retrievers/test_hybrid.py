@@ -9,12 +9,13 @@ import pytest
 
 from rag.connectors.retrievers.bm25 import BM25Retriever
 from rag.connectors.retrievers.dense import DenseRetriever
-from rag.connectors.retrievers.hybrid import HybridRetriever
+from rag.connectors.retrievers.hybrid import HybridRetriever, document_id
 from rag.connectors.stores.faiss import FaissStore
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import matches, parse_filter
+from rag.core.pipeline import PipelineFile
 
 
 class FixedRetriever(Component):
@@ -89,13 +90,73 @@ def test_mmr_drops_near_duplicates():
     assert [h.id for h in diverse.retrieve("q")] == ["d1", "d3"]
 
 
+class ChunkRetriever(Component):
+    """Answers every query with fixed chunks ``(chunk id, document id)``, scored by rank."""
+
+    outputs = {"hits": list[Hit]}
+
+    def __init__(self, *, ranking: list[tuple[str, str | None]], key: str = "doc_id") -> None:
+        self.ranking = ranking
+        self.key = key
+
+    def retrieve(self, query, *, k=None, filters=None):
+        hits = []
+        for rank, (chunk_id, document) in enumerate(self.ranking):
+            metadata = {"source": f"{chunk_id}.md"}
+            if document is not None:
+                metadata[self.key] = document
+            hits.append(Hit(Chunk(id=chunk_id, text=chunk_id, metadata=metadata), 10.0 - rank))
+        return hits[:k]
+
+    def run(self, query: str) -> dict:
+        return {"hits": self.retrieve(query)}
+
+
+@pytest.mark.unit
+def test_document_level_fusion_counts_a_document_once():
+    # doc A fills the top of the dense list with three chunks; doc C is second everywhere
+    dense = ChunkRetriever(ranking=[("a1", "A"), ("a2", "A"), ("a3", "A"), ("c1", "C")])
+    lexical = ChunkRetriever(ranking=[("b1", "B"), ("c2", "C")])
+    by_document = HybridRetriever(retrievers=[dense, lexical], k=3)
+    assert by_document.level == "document"  # the default
+    hits = by_document.retrieve("q")
+    assert [h.id for h in hits] == ["c2", "a1", "b1"]
+    assert hits[0].score == pytest.approx(1 / 62 + 1 / 62)
+    two_each = HybridRetriever(retrievers=[dense, lexical], k=4, chunks_per_document=2)
+    assert [h.id for h in two_each.retrieve("q")] == ["c2", "c1", "a1", "a2"]
+    by_chunk = HybridRetriever(retrievers=[dense, lexical], k=3, level="chunk")
+    assert [h.id for h in by_chunk.retrieve("q")] == ["a1", "b1", "a2"]
+
+
+@pytest.mark.unit
+def test_document_is_doc_id_else_source():
+    assert document_id(Chunk(id="x", text="t", metadata={"source": "s.md", "doc_id": 7})) == "7"
+    assert document_id(Chunk(id="x", text="t", metadata={"source": "s.md"})) == "s.md"
+    # two chunks of one source file are one document when there is no doc_id
+    dense = ChunkRetriever(ranking=[("x1", "f.md"), ("x2", "f.md"), ("y1", "g.md")], key="source")
+    hybrid = HybridRetriever(retrievers=[dense], k=5)
+    assert [h.id for h in hybrid.retrieve("q")] == ["x1", "y1"]
+
+
 @pytest.mark.unit
 def test_configuration_errors_name_the_fix():
     a = FixedRetriever(ranking=["d1"])
-    with pytest.raises(ConfigError, match="fusion must be one of rrf, weighted"):
+    with pytest.raises(ConfigError, match="fusion must be one of rrf, weighted, got 'borda'"):
         HybridRetriever(retrievers=[a], fusion="borda")
     with pytest.raises(ConfigError, match="one per retriever"):
         HybridRetriever(retrievers=[a], weights=[1.0, 2.0])
+    for bad in ([-1.0], [0.0], ["heavy"], [float("nan")], [True]):
+        with pytest.raises(ConfigError, match="weights must be finite numbers >= 0") as err:
+            HybridRetriever(retrievers=[a], weights=bad)
+        assert err.value.field == "weights"
+    with pytest.raises(ConfigError, match="weights must be a list"):
+        HybridRetriever(retrievers=[a], weights=2.0)
+    with pytest.raises(ConfigError, match="rrf_k must be a whole number >= 0"):
+        HybridRetriever(retrievers=[a], rrf_k=-5)
+    with pytest.raises(ConfigError, match="level must be one of document, chunk, got 'page'"):
+        HybridRetriever(retrievers=[a], level="page")
+    with pytest.raises(ConfigError, match="chunks_per_document must be a whole number >= 1"):
+        HybridRetriever(retrievers=[a], chunks_per_document=0)
     with pytest.raises(ConfigError, match="embedder"):
         HybridRetriever(retrievers=[a], mmr=True)
     with pytest.raises(ConfigError, match="at least one"):
@@ -122,3 +183,25 @@ def test_dense_plus_bm25_finds_what_each_alone_misses(embedder):
     assert {h.id for h in hybrid.retrieve(query)} == {"exact", "meaning"}
     batch = hybrid.retrieve_batch([query, "flour egg recipe"], k=1)
     assert batch[1][0].id == "other2"
+
+
+@pytest.mark.unit
+def test_bad_fusion_in_a_pipeline_file_is_a_config_error(tmp_path):
+    text = f"""
+components:
+  store: {{type: store.faiss, init_parameters: {{path: {tmp_path}/idx}}}}
+  bm25: {{type: retriever.bm25, init_parameters: {{store: "@store"}}}}
+  hybrid:
+    type: retriever.hybrid
+    init_parameters: {{retrievers: ["@bm25"], fusion: %s, weights: %s}}
+pipelines:
+  search: {{components: [hybrid]}}
+"""
+    good = PipelineFile.load("p.yaml", text=text % ("rrf", "[1.0]"))
+    again = PipelineFile.load("p.yaml", text=good.dump())
+    assert again.to_dict() == good.to_dict()
+    assert again.components["hybrid"].level == "document"
+    with pytest.raises(ConfigError, match="rrf, weighted"):
+        PipelineFile.load("p.yaml", text=text % ("mean", "[1.0]"))
+    with pytest.raises(ConfigError, match="weights must be finite numbers >= 0"):
+        PipelineFile.load("p.yaml", text=text % ("rrf", "[-2]"))
