@@ -7,6 +7,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from rag.core.documents import Chunk
 from rag.core.errors import ConfigError, DuplicateIdError
 from rag.core.protocols import WritePolicy
 
@@ -45,6 +46,37 @@ def query_vector(vector: np.ndarray, dimension: int | None) -> np.ndarray:
             "embed queries with the model that embedded the chunks"
         )
     return query
+
+
+def chunk_vectors(
+    chunks: Iterable[Chunk], dimension: int | None, holder: str = "the store"
+) -> list[np.ndarray]:
+    """The chunks' embeddings as flat float32 arrays, all of the store's ``dimension``.
+
+    ``holder`` names what holds the vectors in the error (``"table public.docs"``); with no
+    ``dimension`` yet (an empty store), the first chunk's sets it.
+
+    Example:
+        >>> chunk = Chunk(id="c1", text="a", metadata={"source": "s"}, embedding=[1, 0])
+        >>> chunk_vectors([chunk], 2)[0]
+        array([1., 0.], dtype=float32)
+    """
+    chunks = list(chunks)
+    missing = [c.id for c in chunks if c.embedding is None]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} chunk(s) have no embedding (first: {missing[0]}); run an "
+            "embedder before writing to a vector store"
+        )
+    vectors = [np.asarray(c.embedding, dtype=np.float32).reshape(-1) for c in chunks]
+    sizes = {v.shape[0] for v in vectors}
+    expected = dimension if dimension is not None else vectors[0].shape[0]
+    if sizes != {expected}:
+        raise ValueError(
+            f"chunk vectors have dimension(s) {sorted(sizes)} but {holder} holds "
+            f"{expected}-dimensional vectors; use the same embedder for every write"
+        )
+    return vectors
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -41,6 +41,7 @@ from rag.connectors.stores._common import (
     batched,
     check_choice,
     check_k,
+    chunk_vectors,
     query_vector,
 )
 from rag.core.component import Component
@@ -392,24 +393,6 @@ class PgvectorStore(Component):
         self._exists = True
 
     # -- writing ------------------------------------------------------------------------------
-    def _vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
-        missing = [c.id for c in chunks if c.embedding is None]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} chunk(s) have no embedding (first: {missing[0]}); run an "
-                "embedder before writing to a vector store"
-            )
-        vectors = [np.asarray(c.embedding, dtype=np.float32).reshape(-1) for c in chunks]
-        sizes = {v.shape[0] for v in vectors}
-        expected = self.dimension if self.dimension is not None else vectors[0].shape[0]
-        if sizes != {expected}:
-            raise ValueError(
-                f"chunk vectors have dimension(s) {sorted(sizes)} but table "
-                f"{self.schema}.{self.table} holds {expected}-dimensional vectors; use the same "
-                "embedder for every write"
-            )
-        return vectors
-
     def _existing(self, ids: Sequence[str]) -> set[str]:
         if not self._exists or not ids:
             return set()
@@ -430,7 +413,7 @@ class PgvectorStore(Component):
             self.warm_up()
             if not self._exists:
                 self._read_table(self._conn)  # another process may have created it
-            vectors = self._vectors(chunks)
+            vectors = chunk_vectors(chunks, self.dimension, f"table {self.schema}.{self.table}")
             unique = {c.id: (c, v) for c, v in zip(chunks, vectors)}  # the last one wins
             with self._conn.transaction():
                 unique = apply_write_policy(unique, policy, self._existing)

@@ -46,6 +46,7 @@ from rag.connectors.stores._common import (
     batched,
     check_choice,
     check_k,
+    chunk_vectors,
     query_vector,
 )
 from rag.core.component import Component
@@ -416,23 +417,6 @@ class WeaviateStore(Component):
             self._known.add(name)
 
     # -- writing ------------------------------------------------------------------------------
-    def _vectors(self, chunks: Sequence[Chunk]) -> list[np.ndarray]:
-        missing = [c.id for c in chunks if c.embedding is None]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} chunk(s) have no embedding (first: {missing[0]}); run an "
-                "embedder before writing to a vector store"
-            )
-        vectors = [np.asarray(c.embedding, dtype=np.float32).reshape(-1) for c in chunks]
-        sizes = {v.shape[0] for v in vectors}
-        expected = self.dimension if self.dimension is not None else vectors[0].shape[0]
-        if sizes != {expected}:
-            raise ValueError(
-                f"chunk vectors have dimension(s) {sorted(sizes)} but the collection holds "
-                f"{expected}-dimensional vectors; use the same embedder for every write"
-            )
-        return vectors
-
     def _existing(self, chunk_ids: Sequence[str]) -> set[str]:
         if not self._exists or not chunk_ids:
             return set()
@@ -454,7 +438,7 @@ class WeaviateStore(Component):
             return 0
         with self._lock:
             self.warm_up()
-            vectors = self._vectors(chunks)
+            vectors = chunk_vectors(chunks, self.dimension, "the collection")
             unique = {c.id: (c, v) for c, v in zip(chunks, vectors)}  # the last one wins
             unique = apply_write_policy(unique, policy, self._existing)
             if not unique:

@@ -73,7 +73,7 @@ class Context(_message.Message):
     text: str
     metadata: _struct_pb2.Struct
     trimmed: bool
-    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., source: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trimmed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., source: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trimmed: bool = ...) -> None: ...
 
 class Answer(_message.Message):
     __slots__ = ("question", "answer", "citations", "contexts", "prompt", "timings", "usage", "invalid_citations", "dropped_contexts", "steps", "finish_reason", "messages", "tool_calls")
@@ -147,7 +147,7 @@ class IngestOptions(_message.Message):
     __slots__ = ("replace",)
     REPLACE_FIELD_NUMBER: _ClassVar[int]
     replace: bool
-    def __init__(self, replace: _Optional[bool] = ...) -> None: ...
+    def __init__(self, replace: bool = ...) -> None: ...
 
 class IngestRequest(_message.Message):
     __slots__ = ("options", "document")

@@ -5,7 +5,7 @@ import warnings
 
 from rag.serve.proto import ragline_pb2 as rag_dot_serve_dot_proto_dot_ragline__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.78.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class RaglineStub:
+class RaglineStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -56,7 +56,7 @@ class RaglineStub:
                 _registered_method=True)
 
 
-class RaglineServicer:
+class RaglineServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Search(self, request, context):
@@ -119,7 +119,7 @@ def add_RaglineServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Ragline:
+class Ragline(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
