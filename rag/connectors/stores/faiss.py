@@ -21,24 +21,32 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._columns import MetadataColumns
 from rag.connectors.stores._common import apply_write_policy, check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
-from rag.core.filters import FilterNode, matches, parse_filter
+from rag.core.filters import parse_filter
 from rag.core.protocols import Filters, WritePolicy
 
 INDEX_TYPES = ("flat", "hnsw")
 METRICS = ("ip", "l2")
 # Rebuild an HNSW index when this share of its vectors is deleted (HNSW cannot remove).
 TOMBSTONE_REBUILD_RATIO = 0.25
+# Filtered search (see FaissStore._exact_is_cheaper): score the matching rows exactly when they
+# are at most this share of a flat index, or of an HNSW index (or this many rows with HNSW).
+FLAT_EXACT_SHARE = 1 / 16
+HNSW_EXACT_SHARE = 0.2
+HNSW_EXACT_ROWS = 2_000
+# Rebuild the metadata columns once this many rows were removed (and more than are live).
+COLUMN_REBUILD_MIN = 10_000
 
 
 def _faiss() -> Any:
@@ -101,6 +109,7 @@ class FaissStore(Component):
         self._index: Any = None
         self._rowid_of: dict[str, int] = {}
         self._metadata: dict[int, dict[str, Any]] = {}
+        self._columns = MetadataColumns()
         self._tombstones: set[int] = set()
         self._dirty = False
 
@@ -137,6 +146,7 @@ class FaissStore(Component):
             for rowid, chunk_id, metadata in db.execute("SELECT rowid, id, metadata FROM chunks"):
                 self._rowid_of[chunk_id] = rowid
                 self._metadata[rowid] = json.loads(metadata)
+            self._columns = MetadataColumns.build(self._metadata.items())
             self._open_index()
 
     def _info(self, key: str) -> str | None:
@@ -269,13 +279,14 @@ class FaissStore(Component):
                 db.execute("ROLLBACK")
                 raise
             self._remove_from_index(replaced)
-            for rowid in replaced:
-                self._metadata.pop(rowid, None)
+            self._forget_rows(replaced)
             self._index.add_with_ids(vectors[positions], np.array(new_rowids, dtype=np.int64))
             for rowid, position in zip(new_rowids, positions):
                 chunk = chunks[position]
                 self._rowid_of[chunk.id] = rowid
-                self._metadata[rowid] = json.loads(json.dumps(chunk.metadata))
+                metadata = json.loads(json.dumps(chunk.metadata))
+                self._metadata[rowid] = metadata
+                self._columns.add(rowid, metadata)
             self._dirty = True
             return len(positions)
 
@@ -329,8 +340,8 @@ class FaissStore(Component):
             else:
                 rowids = set(self._metadata)
             if filters is not None:
-                node = parse_filter(filters)
-                rowids = {r for r in rowids if matches(node, self._metadata[r])}
+                matching = self._columns.rowids(parse_filter(filters)).tolist()
+                rowids = rowids & set(matching) if ids is not None else set(matching)
             if not rowids:
                 return 0
             db.execute("BEGIN IMMEDIATE")
@@ -345,8 +356,7 @@ class FaissStore(Component):
             removed = {cid for cid, r in self._rowid_of.items() if r in rowids}
             for cid in removed:
                 del self._rowid_of[cid]
-            for r in rowids:
-                self._metadata.pop(r, None)
+            self._forget_rows(rowids)
             self._dirty = True
             return len(rowids)
 
@@ -391,13 +401,40 @@ class FaissStore(Component):
             self._index = None
             self._rowid_of.clear()
             self._metadata.clear()
+            self._columns = MetadataColumns()
 
     # -- reading -------------------------------------------------------------------------
-    def _matching_rowids(self, node: FilterNode | None) -> list[int]:
-        return [r for r, meta in self._metadata.items() if matches(node, meta)]
+    def _forget_rows(self, rowids: Iterable[int]) -> None:
+        for rowid in rowids:
+            metadata = self._metadata.pop(rowid, None)
+            if metadata is not None:
+                self._columns.remove(rowid, metadata)
+        if self._columns.removed > max(len(self._metadata), COLUMN_REBUILD_MIN):
+            # Dead rows' list values linger in the columns; start afresh now and then.
+            self._columns = MetadataColumns.build(self._metadata.items())
+
+    def _exact_is_cheaper(self, matching: int, k: int) -> bool:
+        """Rank ``matching`` rows exactly (reconstruct + matmul) rather than through the index.
+
+        A flat index with a selector still visits every vector, so a small match set is
+        cheaper to score directly. HNSW with a selector walks the graph until it has seen
+        ``ef_search`` matching vectors, about ``ef_search / selectivity`` nodes, so below a
+        share of the store exact scoring is both faster and exact.
+        """
+        total = max(len(self._rowid_of), 1)
+        if matching <= 4 * k:
+            return True
+        if self.index == "hnsw":
+            return matching <= HNSW_EXACT_SHARE * total or matching <= HNSW_EXACT_ROWS
+        return matching <= FLAT_EXACT_SHARE * total
 
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
+        """The ``k`` nearest chunks among those matching ``filters`` (best first).
+
+        The filter is evaluated over the metadata columns once (numpy, no Python per row); the
+        matching rows are then either scored exactly (few of them) or handed to FAISS as an
+        ``IDSelectorBitmap`` (many), whichever :meth:`_exact_is_cheaper` says.
+        """
         node = parse_filter(filters)
         check_k(k)
         with self._lock:
@@ -405,33 +442,39 @@ class FaissStore(Component):
             if self._index is None or not self._rowid_of:
                 return []
             query = query_vector(vector, self.dimension).reshape(1, -1)
-            faiss = _faiss()
-            candidates: list[int] | None = None
-            if node is not None:
-                candidates = self._matching_rowids(node)
-                if not candidates:
-                    return []
-            elif self._tombstones:
-                candidates = list(self._metadata)
-            if candidates is not None and (self.index == "hnsw" or len(candidates) <= 4 * k):
-                pairs = self._exact_over(query[0], candidates, k)
-            else:
-                params = None
-                if candidates is not None:
-                    selector = faiss.IDSelectorBatch(np.array(candidates, dtype=np.int64))
-                    params = faiss.SearchParameters(sel=selector)
-                limit = min(k, len(self._rowid_of))
-                distances, labels = self._index.search(query, limit, params=params)
-                pairs = [
-                    (int(row), float(d)) for row, d in zip(labels[0], distances[0]) if row >= 0
-                ]
+            if node is None and not self._tombstones:
+                return self._hits(self._search_index(query, min(k, len(self._rowid_of)), None))
+            mask = self._columns.mask(node)  # HNSW tombstones: the live rows are the filter
+            matching = int(np.count_nonzero(mask))
+            if matching == 0:
+                return []
+            if self._exact_is_cheaper(matching, k):
+                return self._hits(self._exact_over(query[0], np.flatnonzero(mask), k))
+            selector = _faiss().IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+            want = min(k, matching)
+            pairs = self._search_index(query, want, selector)
+            if len(pairs) < want:  # an HNSW walk can run out before it meets k matches
+                pairs = self._exact_over(query[0], np.flatnonzero(mask), k)
             return self._hits(pairs)
 
-    def _exact_over(self, query: np.ndarray, rowids: list[int], k: int) -> list[tuple[int, float]]:
-        ids = np.array(rowids, dtype=np.int64)
-        vectors = self._index.reconstruct_batch(ids)
+    def _search_index(self, query: np.ndarray, k: int, selector: Any) -> list[tuple[int, float]]:
+        params = None
+        if selector is not None:
+            faiss = _faiss()
+            if self.index == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        distances, labels = self._index.search(query, k, params=params)
+        return [(int(row), float(d)) for row, d in zip(labels[0], distances[0]) if row >= 0]
+
+    def _exact_over(self, query: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
+        vectors = self._index.reconstruct_batch(ids.astype(np.int64, copy=False))
         scores = vectors @ query if self.metric == "ip" else ((vectors - query) ** 2).sum(axis=1)
-        order = np.argsort(-scores if self.metric == "ip" else scores, kind="stable")[:k]
+        if len(scores) > k:
+            top = np.argpartition(-scores if self.metric == "ip" else scores, k - 1)[:k]
+            ids, scores = ids[top], scores[top]
+        order = np.lexsort((ids, -scores if self.metric == "ip" else scores))[:k]
         return [(int(ids[i]), float(scores[i])) for i in order]
 
     def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
@@ -461,7 +504,7 @@ class FaissStore(Component):
             self._ensure_open()
             if node is None:
                 return len(self._rowid_of)
-            return len(self._matching_rowids(node))
+            return self._columns.count(node)
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Chunks by id, with embeddings, in the order asked (unknown ids are left out)."""
