@@ -107,6 +107,9 @@ class FaissStore(Component):
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._index: Any = None
+        # FAISS position -> row id. Rows are added in row id order and FAISS keeps the order
+        # when it removes, so this array is always sorted (and rebuilt from SQLite on open).
+        self._positions = np.zeros(0, dtype=np.int64)
         self._rowid_of: dict[str, int] = {}
         self._metadata: dict[int, dict[str, Any]] = {}
         self._columns = MetadataColumns()
@@ -161,22 +164,22 @@ class FaissStore(Component):
         faiss = _faiss()
         metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
         if self.index == "hnsw":
-            base = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
-            base.hnsw.efConstruction = self.ef_construction
-            base.hnsw.efSearch = self.ef_search
-            return faiss.IndexIDMap2(base)
+            index = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+            return index
         if self._use_gpu():
             resources = faiss.StandardGpuResources()
-            flat = (
+            index = (
                 faiss.GpuIndexFlatIP(resources, dimension)
                 if self.metric == "ip"
                 else faiss.GpuIndexFlatL2(resources, dimension)
             )
-            index = faiss.IndexIDMap2(flat)
             index._gpu_resources = resources  # keep alive with the index
             return index
-        flat = faiss.IndexFlatIP(dimension) if self.metric == "ip" else faiss.IndexFlatL2(dimension)
-        return faiss.IndexIDMap2(flat)
+        # No IndexIDMap: row ids are translated in numpy (self._positions), which spares FAISS
+        # a parallel region per query, a real cost on a busy CPU.
+        return faiss.IndexFlatIP(dimension) if self.metric == "ip" else faiss.IndexFlatL2(dimension)
 
     def _use_gpu(self) -> bool:
         if self.device == "cpu":
@@ -202,9 +205,15 @@ class FaissStore(Component):
                 meta = json.loads(meta_file.read_text())
                 if meta.get("generation") == self._generation() and not self._use_gpu():
                     index = faiss.read_index(str(index_file))
-                    if index.ntotal == len(self._rowid_of) + len(meta.get("tombstones", [])):
+                    tombstones = set(meta.get("tombstones", []))
+                    positions = np.array(sorted({*self._rowid_of.values(), *tombstones}))
+                    if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
+                        positions = faiss.vector_to_array(index.id_map).astype(np.int64)
+                        index = faiss.downcast_index(index.index)
+                    if index.ntotal == len(positions):
                         self._index = index
-                        self._tombstones = set(meta.get("tombstones", []))
+                        self._positions = positions.astype(np.int64)
+                        self._tombstones = tombstones
                         self._set_ef()
                         return
             except (OSError, ValueError, RuntimeError):
@@ -213,21 +222,24 @@ class FaissStore(Component):
 
     def _set_ef(self) -> None:
         if self.index == "hnsw" and self._index is not None:
-            _faiss().downcast_index(self._index.index).hnsw.efSearch = self.ef_search
+            self._index.hnsw.efSearch = self.ef_search
 
     def _rebuild_index(self) -> None:
         assert self._db is not None and self.dimension is not None
         index = self._new_index(self.dimension)
-        batch_ids, batch_vectors = [], []
+        batch_ids, batch_vectors, positions = [], [], []
         for rowid, blob in self._db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid"):
             batch_ids.append(rowid)
             batch_vectors.append(np.frombuffer(blob, dtype=np.float32))
             if len(batch_ids) >= 10_000:
-                index.add_with_ids(np.vstack(batch_vectors), np.array(batch_ids, dtype=np.int64))
+                index.add(np.vstack(batch_vectors))
+                positions.extend(batch_ids)
                 batch_ids, batch_vectors = [], []
         if batch_ids:
-            index.add_with_ids(np.vstack(batch_vectors), np.array(batch_ids, dtype=np.int64))
+            index.add(np.vstack(batch_vectors))
+            positions.extend(batch_ids)
         self._index = index
+        self._positions = np.array(positions, dtype=np.int64)
         self._tombstones = set()
         self._dirty = True
 
@@ -280,7 +292,10 @@ class FaissStore(Component):
                 raise
             self._remove_from_index(replaced)
             self._forget_rows(replaced)
-            self._index.add_with_ids(vectors[positions], np.array(new_rowids, dtype=np.int64))
+            self._index.add(vectors[positions])
+            self._positions = np.concatenate(
+                [self._positions, np.array(new_rowids, dtype=np.int64)]
+            )
             for rowid, position in zip(new_rowids, positions):
                 chunk = chunks[position]
                 self._rowid_of[chunk.id] = rowid
@@ -307,6 +322,7 @@ class FaissStore(Component):
                 "INSERT OR REPLACE INTO info VALUES ('dimension', ?)", (str(self.dimension),)
             )
             self._index = self._new_index(self.dimension)
+            self._positions = np.zeros(0, dtype=np.int64)
         if vectors.shape[1] != self.dimension:
             raise ValueError(
                 f"chunk vectors have dimension {vectors.shape[1]} but the store holds "
@@ -327,7 +343,11 @@ class FaissStore(Component):
             if len(self._tombstones) > TOMBSTONE_REBUILD_RATIO * max(self._index.ntotal, 1):
                 self._rebuild_index()
         else:
-            self._index.remove_ids(np.array(rowids, dtype=np.int64))
+            where = np.searchsorted(self._positions, np.asarray(rowids, dtype=np.int64))
+            where = where[where < len(self._positions)]
+            where = where[np.isin(self._positions[where], rowids)]
+            self._index.remove_ids(_faiss().IDSelectorBatch(where.astype(np.int64)))
+            self._positions = np.delete(self._positions, where)
 
     def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
         """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
@@ -374,8 +394,7 @@ class FaissStore(Component):
             faiss = _faiss()
             index = self._index
             if self._use_gpu():
-                index = faiss.IndexIDMap2(faiss.index_gpu_to_cpu(self._index.index))
-                index.id_map = self._index.id_map
+                index = faiss.index_gpu_to_cpu(self._index)
             tmp = Path(self.path, "index.faiss.tmp")
             faiss.write_index(index, str(tmp))
             os.replace(tmp, Path(self.path, "index.faiss"))
@@ -399,6 +418,7 @@ class FaissStore(Component):
             self._db.close()
             self._db = None
             self._index = None
+            self._positions = np.zeros(0, dtype=np.int64)
             self._rowid_of.clear()
             self._metadata.clear()
             self._columns = MetadataColumns()
@@ -444,7 +464,8 @@ class FaissStore(Component):
             query = query_vector(vector, self.dimension).reshape(1, -1)
             if node is None and not self._tombstones:
                 return self._hits(self._search_index(query, min(k, len(self._rowid_of)), None))
-            mask = self._columns.mask(node)  # HNSW tombstones: the live rows are the filter
+            # HNSW tombstones: without a filter, the live rows are the filter.
+            mask = self._columns.mask(node)[self._positions]  # indexed by FAISS position
             matching = int(np.count_nonzero(mask))
             if matching == 0:
                 return []
@@ -466,11 +487,26 @@ class FaissStore(Component):
             else:
                 params = faiss.SearchParameters(sel=selector)
         distances, labels = self._index.search(query, k, params=params)
-        return [(int(row), float(d)) for row, d in zip(labels[0], distances[0]) if row >= 0]
+        found = labels[0] >= 0
+        rowids = self._positions[labels[0][found]]
+        return [(int(row), float(d)) for row, d in zip(rowids, distances[0][found])]
 
-    def _exact_over(self, query: np.ndarray, ids: np.ndarray, k: int) -> list[tuple[int, float]]:
-        vectors = self._index.reconstruct_batch(ids.astype(np.int64, copy=False))
+    def _vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """Stored vectors at FAISS ``positions`` (a view of a CPU index's memory, no copy)."""
+        faiss = _faiss()
+        storage = self._index.storage if self.index == "hnsw" else self._index
+        get_xb = getattr(faiss.downcast_index(storage), "get_xb", None)
+        if get_xb is None:  # a GPU index
+            return self._index.reconstruct_batch(positions.astype(np.int64))
+        flat = faiss.rev_swig_ptr(get_xb(), self._index.ntotal * self._index.d)
+        return flat.reshape(self._index.ntotal, self._index.d)[positions]
+
+    def _exact_over(
+        self, query: np.ndarray, positions: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        vectors = self._vectors_at(positions)
         scores = vectors @ query if self.metric == "ip" else ((vectors - query) ** 2).sum(axis=1)
+        ids = self._positions[positions]
         if len(scores) > k:
             top = np.argpartition(-scores if self.metric == "ip" else scores, k - 1)[:k]
             ids, scores = ids[top], scores[top]
