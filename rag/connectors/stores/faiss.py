@@ -10,9 +10,16 @@ A write commits to SQLite first; the index file is saved on :meth:`FaissStore.fl
 process dies between the two, the next open sees that the generations differ and rebuilds the
 index from SQLite, so nothing committed is lost and nothing is duplicated.
 
-Filters (see :mod:`rag.core.filters`) are applied *before* ranking: the matching row ids are
-found first and the search is restricted to them, so a filtered search returns ``k`` hits whenever
-``k`` chunks match.
+Filters (see :mod:`rag.core.filters`) are applied *before* ranking, so a filtered search
+returns ``k`` hits whenever ``k`` chunks match. The metadata is held column by column in numpy
+(:mod:`rag.connectors.stores._columns`), so a filter costs a few array operations per query, not
+a Python call per chunk. The matching rows are then scored exactly when few (a matrix product
+over their vectors), or handed to FAISS as an ``IDSelectorBitmap`` when many; an HNSW walk that
+runs short of ``k`` matches is redone exactly.
+
+The FAISS index is a plain ``IndexFlat``/``IndexHNSWFlat`` whose positions map to SQLite row ids
+in a numpy array (an ``index.faiss`` written with an ``IndexIDMap2`` by an older version is read
+as well).
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ class FaissStore(Component):
         # FAISS position -> row id. Rows are added in row id order and FAISS keeps the order
         # when it removes, so this array is always sorted (and rebuilt from SQLite on open).
         self._positions = np.zeros(0, dtype=np.int64)
+        self._legacy_map: Any = None
         self._rowid_of: dict[str, int] = {}
         self._metadata: dict[int, dict[str, Any]] = {}
         self._columns = MetadataColumns()
@@ -209,6 +217,7 @@ class FaissStore(Component):
                     positions = np.array(sorted({*self._rowid_of.values(), *tombstones}))
                     if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
                         positions = faiss.vector_to_array(index.id_map).astype(np.int64)
+                        self._legacy_map = index  # it owns (and would free) the inner index
                         index = faiss.downcast_index(index.index)
                     if index.ntotal == len(positions):
                         self._index = index
@@ -418,6 +427,7 @@ class FaissStore(Component):
             self._db.close()
             self._db = None
             self._index = None
+            self._legacy_map = None
             self._positions = np.zeros(0, dtype=np.int64)
             self._rowid_of.clear()
             self._metadata.clear()
