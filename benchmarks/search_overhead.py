@@ -4,7 +4,8 @@
 
 For each store (FAISS flat, FAISS HNSW, milvus-lite FLAT) the same random unit vectors
 (dimension 384, seeded) are written once through ragline and once straight into the library,
-then the same queries run one at a time, unfiltered and with two filters:
+then the same queries run one at a time (raw and ragline back to back for each query, so both
+meet the same load on a shared machine), unfiltered and with two filters:
 
 - ``{"b10": 3}`` keeps 10 % of the rows (``b10 = i % 10``),
 - ``{"b1000": 7}`` keeps 0.1 % (``b1000 = i % 1000``).
@@ -62,15 +63,25 @@ def matching(n: int, filters: dict[str, Any] | None) -> np.ndarray:
     return rows[rows % modulo == value]
 
 
-def timed(search: Callable[[np.ndarray], list[int]], queries: np.ndarray) -> tuple[list, list]:
+def timed_pair(
+    raw: Callable[[np.ndarray], list[int]],
+    ragline: Callable[[np.ndarray], list[int]],
+    queries: np.ndarray,
+) -> tuple[tuple[list, list], tuple[list, list]]:
+    """Per query, raw and ragline back to back (alternating which goes first), so both meet
+    the same load on a shared machine; returns ``(times_ms, results)`` for each side."""
+    sides = (raw, ragline)
     for query in queries[:5]:  # warm caches
-        search(query)
-    times, results = [], []
-    for query in queries:
-        started = time.perf_counter()
-        results.append(search(query))
-        times.append((time.perf_counter() - started) * 1000)
-    return times, results
+        for search in sides:
+            search(query)
+    times: tuple[list, list] = ([], [])
+    results: tuple[list, list] = ([], [])
+    for i, query in enumerate(queries):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            started = time.perf_counter()
+            results[side].append(sides[side](query))
+            times[side].append((time.perf_counter() - started) * 1000)
+    return (times[0], results[0]), (times[1], results[1])
 
 
 def recall(results: list[list[int]], truth: list[list[int]]) -> float:
@@ -280,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             for label, filters in FILTERS.items():
-                raw_times, raw_results = timed(pair["raw"](filters), queries)
-                rag_times, rag_results = timed(pair["ragline"](filters), queries)
+                (raw_times, raw_results), (rag_times, rag_results) = timed_pair(
+                    pair["raw"](filters), pair["ragline"](filters), queries
+                )
                 raw_p50, rag_p50 = np.percentile(raw_times, 50), np.percentile(rag_times, 50)
                 line = (
                     f"{name:<13}{label:<11}{raw_p50:>9.2f}{np.percentile(raw_times, 95):>9.2f}"
