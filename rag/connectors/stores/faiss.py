@@ -50,10 +50,19 @@ TOMBSTONE_REBUILD_RATIO = 0.25
 # Filtered search (see FaissStore._exact_is_cheaper): score the matching rows exactly when they
 # are at most this share of a flat index, or of an HNSW index (or this many rows with HNSW).
 FLAT_EXACT_SHARE = 1 / 16
-HNSW_EXACT_SHARE = 0.2
+HNSW_EXACT_SHARE = 0.01
 HNSW_EXACT_ROWS = 2_000
 # Rebuild the metadata columns once this many rows were removed (and more than are live).
 COLUMN_REBUILD_MIN = 10_000
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars), faster than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
 
 
 def _faiss() -> Any:
@@ -528,10 +537,9 @@ class FaissStore(Component):
         if not pairs:
             return []
         rows = {
-            rowid: (cid, text, metadata)
-            for rowid, cid, text, metadata in self._db.execute(
-                f"SELECT rowid, id, text, metadata FROM chunks WHERE rowid IN "
-                f"({','.join('?' * len(pairs))})",
+            rowid: (cid, text)
+            for rowid, cid, text in self._db.execute(
+                f"SELECT rowid, id, text FROM chunks WHERE rowid IN ({','.join('?' * len(pairs))})",
                 [rowid for rowid, _ in pairs],
             )
         }
@@ -539,9 +547,11 @@ class FaissStore(Component):
         for rowid, distance in pairs:
             if rowid not in rows:
                 continue
-            cid, text, metadata = rows[rowid]
+            cid, text = rows[rowid]
             score = distance if self.metric == "ip" else -distance
-            hits.append(Hit(Chunk(id=cid, text=text, metadata=json.loads(metadata)), score))
+            # The metadata held in memory, copied so callers cannot change the store's copy.
+            metadata = _json_copy(self._metadata[rowid])
+            hits.append(Hit(Chunk(id=cid, text=text, metadata=metadata), score))
         return hits
 
     def count(self, filters: Filters | None = None) -> int:
