@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
     parser.add_argument("--files", type=int, default=0, help="N small files instead of JSONL")
     parser.add_argument("--config", type=Path, default=Path("examples/ingest.yaml"))
+    parser.add_argument("--data", type=Path, default=DATA, help="root of the BEIR corpora")
     args = parser.parse_args()
     if args.files:
         small_files(args)
@@ -105,14 +106,14 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write_small_files(directory: Path, count: int) -> int:
+def write_small_files(directory: Path, count: int, data: Path = DATA) -> int:
     """Write ``count`` documents as ``<id>.txt`` (title line, blank line, text); return how
     many documents were read (documents repeat, under new names, past the corpora's size)."""
     import json
 
     docs = []
     for name in SMALL_FILE_CORPORA:
-        with (DATA / name / "corpus.jsonl").open() as handle:
+        with (data / name / "corpus.jsonl").open() as handle:
             docs.extend(json.loads(line) for line in handle)
     for i in range(count):
         doc = docs[i % len(docs)]
@@ -134,7 +135,7 @@ def small_files(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="ragline-bench-files-"))
     corpus = work / "corpus"
     corpus.mkdir()
-    available = write_small_files(corpus, args.files)
+    available = write_small_files(corpus, args.files, args.data)
     print(f"machine: {machine()}")
     repeated = f", documents repeat past {available}" if args.files > available else ""
     print(f"corpus: {args.files} .txt files from {', '.join(SMALL_FILE_CORPORA)}{repeated}")
