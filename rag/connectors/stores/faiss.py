@@ -453,12 +453,14 @@ class FaissStore(Component):
             self._columns = MetadataColumns.build(self._metadata.items())
 
     def _exact_is_cheaper(self, matching: int, k: int) -> bool:
-        """Rank ``matching`` rows exactly (reconstruct + matmul) rather than through the index.
+        """Rank ``matching`` rows exactly (their stored vectors times the query) rather than
+        through the index with a selector.
 
-        A flat index with a selector still visits every vector, so a small match set is
-        cheaper to score directly. HNSW with a selector walks the graph until it has seen
-        ``ef_search`` matching vectors, about ``ef_search / selectivity`` nodes, so below a
-        share of the store exact scoring is both faster and exact.
+        A flat index with a selector still checks every vector, so a small match set is
+        cheaper to score directly. HNSW with a selector walks the graph until it has met
+        ``ef_search`` matching vectors, about ``ef_search / selectivity`` nodes, so for a
+        selective filter exact scoring is both faster and exact; for a broad one the walk wins
+        (``benchmarks/search_overhead.py`` shows both sides).
         """
         total = max(len(self._rowid_of), 1)
         if matching <= 4 * k:
