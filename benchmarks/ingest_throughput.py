@@ -8,6 +8,14 @@ the best time counts (the machine may be shared). Then a re-run over the unchang
 (incremental mode) is timed against the first run.
 
     python benchmarks/ingest_throughput.py [--corpus PATH] [--limit N] [--batch-size 32]
+
+With ``--files N`` it measures many small files instead: N documents of the BEIR corpora under
+``/work/shared/data`` (nfcorpus_orig, then cranfield, then xquad_en_dev) are written to a
+temporary directory as one ``.txt`` file each, ingested with the pipeline of
+``examples/ingest.yaml`` (``--config``; CPU, records on, as ``rag ingest`` runs it), and compared
+with raw ``encode`` of exactly the chunk texts ragline stored, at the config's batch size.
+
+    python benchmarks/ingest_throughput.py --files 5000 [--config examples/ingest.yaml]
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import CRANFIELD, machine, ragline_pipeline, timed
 
+DATA = CRANFIELD.parents[1]
+SMALL_FILE_CORPORA = ("nfcorpus_orig", "cranfield", "xquad_en_dev")
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,7 +42,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    parser.add_argument("--files", type=int, default=0, help="N small files instead of JSONL")
+    parser.add_argument("--config", type=Path, default=Path("examples/ingest.yaml"))
+    parser.add_argument("--data", type=Path, default=DATA, help="root of the BEIR corpora")
     args = parser.parse_args()
+    if args.files:
+        small_files(args)
+        return
 
     import torch
 
@@ -86,6 +103,70 @@ def main() -> None:
         f"re-run, unchanged corpus: {rerun:.3f} s = {100 * rerun / first_run:.2f} % of the "
         f"first run ({first_run:.1f} s)  (target < 5 %)"
     )
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def write_small_files(directory: Path, count: int, data: Path = DATA) -> int:
+    """Write ``count`` documents as ``<id>.txt`` (title line, blank line, text); return how
+    many documents were read (documents repeat, under new names, past the corpora's size)."""
+    import json
+
+    docs = []
+    for name in SMALL_FILE_CORPORA:
+        with (data / name / "corpus.jsonl").open() as handle:
+            docs.extend(json.loads(line) for line in handle)
+    for i in range(count):
+        doc = docs[i % len(docs)]
+        text = "\n\n".join(p for p in (doc.get("title", ""), doc["text"]) if p)
+        (directory / f"{i:06d}-{doc['_id']}.txt").write_text(text, encoding="utf-8")
+    return len(docs)
+
+
+def small_files(args: argparse.Namespace) -> None:
+    import os
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from rag.core import PipelineFile
+    from rag.pipelines.ingest import run_ingest
+
+    work = Path(tempfile.mkdtemp(prefix="ragline-bench-files-"))
+    corpus = work / "corpus"
+    corpus.mkdir()
+    available = write_small_files(corpus, args.files, args.data)
+    print(f"machine: {machine()}")
+    repeated = f", documents repeat past {available}" if args.files > available else ""
+    print(f"corpus: {args.files} .txt files from {', '.join(SMALL_FILE_CORPORA)}{repeated}")
+    ragline_times, raw_times, texts = [], [], []
+    for repeat in range(args.repeats):
+        os.environ["RAG_INDEX_DIR"] = str(work / f"index-{repeat}")
+        pipeline = PipelineFile.load(args.config).pipeline("ingest")
+        embedder = pipeline.components["embedder"]
+        embedder.device = "cpu"
+        pipeline.warm_up()
+        seconds, report = timed(lambda p=pipeline: run_ingest(p, [corpus], progress=False))
+        assert not report.errors, report.errors[:3]
+        ragline_times.append(seconds)
+        store = pipeline.components["writer"].store
+        texts = [c.text for c in store.iter_chunks()]
+        assert len(texts) == report.chunks_written
+        model = embedder.sentence_transformer
+        seconds, _ = timed(
+            lambda m=model, t=texts, b=embedder.batch_size: m.encode(
+                t, batch_size=b, normalize_embeddings=True
+            )
+        )
+        raw_times.append(seconds)
+        store.close()
+        shutil.rmtree(work / f"index-{repeat}", ignore_errors=True)
+    n = len(texts)
+    ragline_rate, raw_rate = n / min(ragline_times), n / min(raw_times)
+    print(f"chunks: {n} from {args.files} files, config {args.config}")
+    print(f"raw encode      : {raw_rate:8.1f} chunks/s  (runs: {_fmt(raw_times)})")
+    print(f"ragline ingest  : {ragline_rate:8.1f} chunks/s  (runs: {_fmt(ragline_times)})")
+    print(f"ratio ragline/raw: {ragline_rate / raw_rate:.3f}  (target >= 0.90)")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,12 +1,12 @@
-"""Search latency of store.faiss (flat) vs store.milvus (milvus-lite, FLAT) on 50k chunks.
+"""Search latency of store.faiss (flat, HNSW) vs store.milvus (milvus-lite, FLAT) on 50k chunks.
 
     .venv/bin/python benchmarks/store_latency.py [--chunks 50000] [--queries 200]
 
 Random unit vectors of dimension 384 (the size of all-MiniLM-L6-v2) with metadata for a filter:
-``bucket`` (0-9, so ``{"bucket": 3}`` keeps 10%) and ``lang``. Both stores are written the same
+``bucket`` (0-9, so ``{"bucket": 3}`` keeps 10%) and ``lang``. Every store is written the same
 chunks, flushed, warmed with a few queries, then timed one query at a time (p50/p95 in ms),
-without a filter and with ``{"bucket": 3, "lang": {"$ne": "de"}}``. The two stores must return
-the same top hit for every query, which the script checks. Skips politely (exit 0) when
+without a filter and with ``{"bucket": 3, "lang": {"$ne": "de"}}``. FAISS flat and milvus-lite must
+return the same top hit for every query, which the script checks. Skips politely (exit 0) when
 pymilvus / milvus-lite are not installed.
 
 Rows for store.pgvector (HNSW, ef_search 400), store.qdrant (local mode) and store.pinecone are
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         stores = {
             "faiss flat": FaissStore(path=str(Path(tmp) / "faiss"), index="flat"),
+            "faiss hnsw": FaissStore(path=str(Path(tmp) / "faiss-hnsw"), index="hnsw"),
             "milvus-lite FLAT": MilvusStore(uri=str(Path(tmp) / "milvus.db"), collection="bench"),
         }
         closers: list = []

@@ -10,9 +10,16 @@ A write commits to SQLite first; the index file is saved on :meth:`FaissStore.fl
 process dies between the two, the next open sees that the generations differ and rebuilds the
 index from SQLite, so nothing committed is lost and nothing is duplicated.
 
-Filters (see :mod:`rag.core.filters`) are applied *before* ranking: the matching row ids are
-found first and the search is restricted to them, so a filtered search returns ``k`` hits whenever
-``k`` chunks match.
+Filters (see :mod:`rag.core.filters`) are applied *before* ranking, so a filtered search
+returns ``k`` hits whenever ``k`` chunks match. The metadata is held column by column in numpy
+(:mod:`rag.connectors.stores._columns`), so a filter costs a few array operations per query, not
+a Python call per chunk. The matching rows are then scored exactly when few (a matrix product
+over their vectors), or handed to FAISS as an ``IDSelectorBitmap`` when many; an HNSW walk that
+runs short of ``k`` matches is redone exactly.
+
+The FAISS index is a plain ``IndexFlat``/``IndexHNSWFlat`` whose positions map to SQLite row ids
+in a numpy array (an ``index.faiss`` written with an ``IndexIDMap2`` by an older version is read
+as well).
 """
 
 from __future__ import annotations
@@ -21,24 +28,41 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._columns import MetadataColumns
 from rag.connectors.stores._common import apply_write_policy, check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
-from rag.core.filters import FilterNode, matches, parse_filter
+from rag.core.filters import parse_filter
 from rag.core.protocols import Filters, WritePolicy
 
 INDEX_TYPES = ("flat", "hnsw")
 METRICS = ("ip", "l2")
 # Rebuild an HNSW index when this share of its vectors is deleted (HNSW cannot remove).
 TOMBSTONE_REBUILD_RATIO = 0.25
+# Filtered search (see FaissStore._exact_is_cheaper): score the matching rows exactly when they
+# are at most this share of a flat index, or of an HNSW index (or this many rows with HNSW).
+FLAT_EXACT_SHARE = 1 / 16
+HNSW_EXACT_SHARE = 0.01
+HNSW_EXACT_ROWS = 2_000
+# Rebuild the metadata columns once this many rows were removed (and more than are live).
+COLUMN_REBUILD_MIN = 10_000
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars), faster than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_json_copy(item) for item in value]
+    return value
 
 
 def _faiss() -> Any:
@@ -99,8 +123,13 @@ class FaissStore(Component):
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._index: Any = None
+        # FAISS position -> row id. Rows are added in row id order and FAISS keeps the order
+        # when it removes, so this array is always sorted (and rebuilt from SQLite on open).
+        self._positions = np.zeros(0, dtype=np.int64)
+        self._legacy_map: Any = None
         self._rowid_of: dict[str, int] = {}
         self._metadata: dict[int, dict[str, Any]] = {}
+        self._columns = MetadataColumns()
         self._tombstones: set[int] = set()
         self._dirty = False
 
@@ -137,6 +166,7 @@ class FaissStore(Component):
             for rowid, chunk_id, metadata in db.execute("SELECT rowid, id, metadata FROM chunks"):
                 self._rowid_of[chunk_id] = rowid
                 self._metadata[rowid] = json.loads(metadata)
+            self._columns = MetadataColumns.build(self._metadata.items())
             self._open_index()
 
     def _info(self, key: str) -> str | None:
@@ -151,22 +181,22 @@ class FaissStore(Component):
         faiss = _faiss()
         metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
         if self.index == "hnsw":
-            base = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
-            base.hnsw.efConstruction = self.ef_construction
-            base.hnsw.efSearch = self.ef_search
-            return faiss.IndexIDMap2(base)
+            index = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+            return index
         if self._use_gpu():
             resources = faiss.StandardGpuResources()
-            flat = (
+            index = (
                 faiss.GpuIndexFlatIP(resources, dimension)
                 if self.metric == "ip"
                 else faiss.GpuIndexFlatL2(resources, dimension)
             )
-            index = faiss.IndexIDMap2(flat)
             index._gpu_resources = resources  # keep alive with the index
             return index
-        flat = faiss.IndexFlatIP(dimension) if self.metric == "ip" else faiss.IndexFlatL2(dimension)
-        return faiss.IndexIDMap2(flat)
+        # No IndexIDMap: row ids are translated in numpy (self._positions), which spares FAISS
+        # a parallel region per query, a real cost on a busy CPU.
+        return faiss.IndexFlatIP(dimension) if self.metric == "ip" else faiss.IndexFlatL2(dimension)
 
     def _use_gpu(self) -> bool:
         if self.device == "cpu":
@@ -192,9 +222,16 @@ class FaissStore(Component):
                 meta = json.loads(meta_file.read_text())
                 if meta.get("generation") == self._generation() and not self._use_gpu():
                     index = faiss.read_index(str(index_file))
-                    if index.ntotal == len(self._rowid_of) + len(meta.get("tombstones", [])):
+                    tombstones = set(meta.get("tombstones", []))
+                    positions = np.array(sorted({*self._rowid_of.values(), *tombstones}))
+                    if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
+                        positions = faiss.vector_to_array(index.id_map).astype(np.int64)
+                        self._legacy_map = index  # it owns (and would free) the inner index
+                        index = faiss.downcast_index(index.index)
+                    if index.ntotal == len(positions):
                         self._index = index
-                        self._tombstones = set(meta.get("tombstones", []))
+                        self._positions = positions.astype(np.int64)
+                        self._tombstones = tombstones
                         self._set_ef()
                         return
             except (OSError, ValueError, RuntimeError):
@@ -203,21 +240,24 @@ class FaissStore(Component):
 
     def _set_ef(self) -> None:
         if self.index == "hnsw" and self._index is not None:
-            _faiss().downcast_index(self._index.index).hnsw.efSearch = self.ef_search
+            self._index.hnsw.efSearch = self.ef_search
 
     def _rebuild_index(self) -> None:
         assert self._db is not None and self.dimension is not None
         index = self._new_index(self.dimension)
-        batch_ids, batch_vectors = [], []
+        batch_ids, batch_vectors, positions = [], [], []
         for rowid, blob in self._db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid"):
             batch_ids.append(rowid)
             batch_vectors.append(np.frombuffer(blob, dtype=np.float32))
             if len(batch_ids) >= 10_000:
-                index.add_with_ids(np.vstack(batch_vectors), np.array(batch_ids, dtype=np.int64))
+                index.add(np.vstack(batch_vectors))
+                positions.extend(batch_ids)
                 batch_ids, batch_vectors = [], []
         if batch_ids:
-            index.add_with_ids(np.vstack(batch_vectors), np.array(batch_ids, dtype=np.int64))
+            index.add(np.vstack(batch_vectors))
+            positions.extend(batch_ids)
         self._index = index
+        self._positions = np.array(positions, dtype=np.int64)
         self._tombstones = set()
         self._dirty = True
 
@@ -269,13 +309,17 @@ class FaissStore(Component):
                 db.execute("ROLLBACK")
                 raise
             self._remove_from_index(replaced)
-            for rowid in replaced:
-                self._metadata.pop(rowid, None)
-            self._index.add_with_ids(vectors[positions], np.array(new_rowids, dtype=np.int64))
+            self._forget_rows(replaced)
+            self._index.add(vectors[positions])
+            self._positions = np.concatenate(
+                [self._positions, np.array(new_rowids, dtype=np.int64)]
+            )
             for rowid, position in zip(new_rowids, positions):
                 chunk = chunks[position]
                 self._rowid_of[chunk.id] = rowid
-                self._metadata[rowid] = json.loads(json.dumps(chunk.metadata))
+                metadata = json.loads(json.dumps(chunk.metadata))
+                self._metadata[rowid] = metadata
+                self._columns.add(rowid, metadata)
             self._dirty = True
             return len(positions)
 
@@ -296,6 +340,7 @@ class FaissStore(Component):
                 "INSERT OR REPLACE INTO info VALUES ('dimension', ?)", (str(self.dimension),)
             )
             self._index = self._new_index(self.dimension)
+            self._positions = np.zeros(0, dtype=np.int64)
         if vectors.shape[1] != self.dimension:
             raise ValueError(
                 f"chunk vectors have dimension {vectors.shape[1]} but the store holds "
@@ -316,7 +361,11 @@ class FaissStore(Component):
             if len(self._tombstones) > TOMBSTONE_REBUILD_RATIO * max(self._index.ntotal, 1):
                 self._rebuild_index()
         else:
-            self._index.remove_ids(np.array(rowids, dtype=np.int64))
+            where = np.searchsorted(self._positions, np.asarray(rowids, dtype=np.int64))
+            where = where[where < len(self._positions)]
+            where = where[np.isin(self._positions[where], rowids)]
+            self._index.remove_ids(_faiss().IDSelectorBatch(where.astype(np.int64)))
+            self._positions = np.delete(self._positions, where)
 
     def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
         """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
@@ -329,8 +378,8 @@ class FaissStore(Component):
             else:
                 rowids = set(self._metadata)
             if filters is not None:
-                node = parse_filter(filters)
-                rowids = {r for r in rowids if matches(node, self._metadata[r])}
+                matching = self._columns.rowids(parse_filter(filters)).tolist()
+                rowids = rowids & set(matching) if ids is not None else set(matching)
             if not rowids:
                 return 0
             db.execute("BEGIN IMMEDIATE")
@@ -345,8 +394,7 @@ class FaissStore(Component):
             removed = {cid for cid, r in self._rowid_of.items() if r in rowids}
             for cid in removed:
                 del self._rowid_of[cid]
-            for r in rowids:
-                self._metadata.pop(r, None)
+            self._forget_rows(rowids)
             self._dirty = True
             return len(rowids)
 
@@ -364,8 +412,7 @@ class FaissStore(Component):
             faiss = _faiss()
             index = self._index
             if self._use_gpu():
-                index = faiss.IndexIDMap2(faiss.index_gpu_to_cpu(self._index.index))
-                index.id_map = self._index.id_map
+                index = faiss.index_gpu_to_cpu(self._index)
             tmp = Path(self.path, "index.faiss.tmp")
             faiss.write_index(index, str(tmp))
             os.replace(tmp, Path(self.path, "index.faiss"))
@@ -389,15 +436,46 @@ class FaissStore(Component):
             self._db.close()
             self._db = None
             self._index = None
+            self._legacy_map = None
+            self._positions = np.zeros(0, dtype=np.int64)
             self._rowid_of.clear()
             self._metadata.clear()
+            self._columns = MetadataColumns()
 
     # -- reading -------------------------------------------------------------------------
-    def _matching_rowids(self, node: FilterNode | None) -> list[int]:
-        return [r for r, meta in self._metadata.items() if matches(node, meta)]
+    def _forget_rows(self, rowids: Iterable[int]) -> None:
+        for rowid in rowids:
+            metadata = self._metadata.pop(rowid, None)
+            if metadata is not None:
+                self._columns.remove(rowid, metadata)
+        if self._columns.removed > max(len(self._metadata), COLUMN_REBUILD_MIN):
+            # Dead rows' list values linger in the columns; start afresh now and then.
+            self._columns = MetadataColumns.build(self._metadata.items())
+
+    def _exact_is_cheaper(self, matching: int, k: int) -> bool:
+        """Rank ``matching`` rows exactly (their stored vectors times the query) rather than
+        through the index with a selector.
+
+        A flat index with a selector still checks every vector, so a small match set is
+        cheaper to score directly. HNSW with a selector walks the graph until it has met
+        ``ef_search`` matching vectors, about ``ef_search / selectivity`` nodes, so for a
+        selective filter exact scoring is both faster and exact; for a broad one the walk wins
+        (``benchmarks/search_overhead.py`` shows both sides).
+        """
+        total = max(len(self._rowid_of), 1)
+        if matching <= 4 * k:
+            return True
+        if self.index == "hnsw":
+            return matching <= HNSW_EXACT_SHARE * total or matching <= HNSW_EXACT_ROWS
+        return matching <= FLAT_EXACT_SHARE * total
 
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
-        """The ``k`` nearest chunks among those matching ``filters`` (best first)."""
+        """The ``k`` nearest chunks among those matching ``filters`` (best first).
+
+        The filter is evaluated over the metadata columns once (numpy, no Python per row); the
+        matching rows are then either scored exactly (few of them) or handed to FAISS as an
+        ``IDSelectorBitmap`` (many), whichever :meth:`_exact_is_cheaper` says.
+        """
         node = parse_filter(filters)
         check_k(k)
         with self._lock:
@@ -405,33 +483,55 @@ class FaissStore(Component):
             if self._index is None or not self._rowid_of:
                 return []
             query = query_vector(vector, self.dimension).reshape(1, -1)
-            faiss = _faiss()
-            candidates: list[int] | None = None
-            if node is not None:
-                candidates = self._matching_rowids(node)
-                if not candidates:
-                    return []
-            elif self._tombstones:
-                candidates = list(self._metadata)
-            if candidates is not None and (self.index == "hnsw" or len(candidates) <= 4 * k):
-                pairs = self._exact_over(query[0], candidates, k)
-            else:
-                params = None
-                if candidates is not None:
-                    selector = faiss.IDSelectorBatch(np.array(candidates, dtype=np.int64))
-                    params = faiss.SearchParameters(sel=selector)
-                limit = min(k, len(self._rowid_of))
-                distances, labels = self._index.search(query, limit, params=params)
-                pairs = [
-                    (int(row), float(d)) for row, d in zip(labels[0], distances[0]) if row >= 0
-                ]
+            if node is None and not self._tombstones:
+                return self._hits(self._search_index(query, min(k, len(self._rowid_of)), None))
+            # HNSW tombstones: without a filter, the live rows are the filter.
+            mask = self._columns.mask(node)[self._positions]  # indexed by FAISS position
+            matching = int(np.count_nonzero(mask))
+            if matching == 0:
+                return []
+            if self._exact_is_cheaper(matching, k):
+                return self._hits(self._exact_over(query[0], np.flatnonzero(mask), k))
+            selector = _faiss().IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+            want = min(k, matching)
+            pairs = self._search_index(query, want, selector)
+            if len(pairs) < want:  # an HNSW walk can run out before it meets k matches
+                pairs = self._exact_over(query[0], np.flatnonzero(mask), k)
             return self._hits(pairs)
 
-    def _exact_over(self, query: np.ndarray, rowids: list[int], k: int) -> list[tuple[int, float]]:
-        ids = np.array(rowids, dtype=np.int64)
-        vectors = self._index.reconstruct_batch(ids)
+    def _search_index(self, query: np.ndarray, k: int, selector: Any) -> list[tuple[int, float]]:
+        params = None
+        if selector is not None:
+            faiss = _faiss()
+            if self.index == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
+            else:
+                params = faiss.SearchParameters(sel=selector)
+        distances, labels = self._index.search(query, k, params=params)
+        found = labels[0] >= 0
+        rowids = self._positions[labels[0][found]]
+        return [(int(row), float(d)) for row, d in zip(rowids, distances[0][found])]
+
+    def _vectors_at(self, positions: np.ndarray) -> np.ndarray:
+        """Stored vectors at FAISS ``positions`` (a view of a CPU index's memory, no copy)."""
+        faiss = _faiss()
+        storage = self._index.storage if self.index == "hnsw" else self._index
+        get_xb = getattr(faiss.downcast_index(storage), "get_xb", None)
+        if get_xb is None:  # a GPU index
+            return self._index.reconstruct_batch(positions.astype(np.int64))
+        flat = faiss.rev_swig_ptr(get_xb(), self._index.ntotal * self._index.d)
+        return flat.reshape(self._index.ntotal, self._index.d)[positions]
+
+    def _exact_over(
+        self, query: np.ndarray, positions: np.ndarray, k: int
+    ) -> list[tuple[int, float]]:
+        vectors = self._vectors_at(positions)
         scores = vectors @ query if self.metric == "ip" else ((vectors - query) ** 2).sum(axis=1)
-        order = np.argsort(-scores if self.metric == "ip" else scores, kind="stable")[:k]
+        ids = self._positions[positions]
+        if len(scores) > k:
+            top = np.argpartition(-scores if self.metric == "ip" else scores, k - 1)[:k]
+            ids, scores = ids[top], scores[top]
+        order = np.lexsort((ids, -scores if self.metric == "ip" else scores))[:k]
         return [(int(ids[i]), float(scores[i])) for i in order]
 
     def _hits(self, pairs: list[tuple[int, float]]) -> list[Hit]:
@@ -439,10 +539,9 @@ class FaissStore(Component):
         if not pairs:
             return []
         rows = {
-            rowid: (cid, text, metadata)
-            for rowid, cid, text, metadata in self._db.execute(
-                f"SELECT rowid, id, text, metadata FROM chunks WHERE rowid IN "
-                f"({','.join('?' * len(pairs))})",
+            rowid: (cid, text)
+            for rowid, cid, text in self._db.execute(
+                f"SELECT rowid, id, text FROM chunks WHERE rowid IN ({','.join('?' * len(pairs))})",
                 [rowid for rowid, _ in pairs],
             )
         }
@@ -450,9 +549,11 @@ class FaissStore(Component):
         for rowid, distance in pairs:
             if rowid not in rows:
                 continue
-            cid, text, metadata = rows[rowid]
+            cid, text = rows[rowid]
             score = distance if self.metric == "ip" else -distance
-            hits.append(Hit(Chunk(id=cid, text=text, metadata=json.loads(metadata)), score))
+            # The metadata held in memory, copied so callers cannot change the store's copy.
+            metadata = _json_copy(self._metadata[rowid])
+            hits.append(Hit(Chunk(id=cid, text=text, metadata=metadata), score))
         return hits
 
     def count(self, filters: Filters | None = None) -> int:
@@ -461,7 +562,7 @@ class FaissStore(Component):
             self._ensure_open()
             if node is None:
                 return len(self._rowid_of)
-            return len(self._matching_rowids(node))
+            return self._columns.count(node)
 
     def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Chunks by id, with embeddings, in the order asked (unknown ids are left out)."""

@@ -28,11 +28,12 @@ expression; the tests prove that ``x" or id != "`` cannot widen a query.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -227,22 +228,123 @@ def _field_expr(node: Field) -> str:
     return f"(exists {path} and {path} {_ORDER_OPERATOR[node.op]} {_literal(node.value)})"
 
 
-def to_milvus_expr(node: FilterNode | None) -> str:
+# -- typed scalar fields ------------------------------------------------------------------------
+SCALAR_TYPES = ("int", "float", "str", "bool")
+SCALAR_PREFIX = "meta_"
+"""Typed columns are named ``meta_<key>``, so they never meet ragline's own fields."""
+_KIND_OF_TYPE = {"int": "n", "float": "n", "str": "s", "bool": "b"}
+_INT64 = 2**63
+_EXACT_FLOAT_INT = 2**53
+_TYPE_PROPERTY = "ragline.json_fields"
+
+
+def scalar_column(key: str) -> str | None:
+    """The typed column of metadata ``key``, or ``None`` when ``key`` cannot name one.
+
+    >>> scalar_column("year"), scalar_column("we ird")
+    ('meta_year', None)
+    """
+    column = SCALAR_PREFIX + key
+    if len(column) > 255 or not column.isascii() or not column.replace("_", "a").isalnum():
+        return None
+    return column
+
+
+def fits(value: Any, scalar_type: str) -> bool:
+    """Whether ``value`` can be stored in a column of ``scalar_type`` without change.
+
+    >>> fits(2020, "int"), fits(2020.5, "int"), fits(True, "int"), fits(3, "float")
+    (True, False, False, True)
+    """
+    if scalar_type == "bool":
+        return isinstance(value, bool)
+    if scalar_type == "str":
+        return isinstance(value, str) and len(value.encode()) <= MAX_TEXT_LENGTH
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if scalar_type == "int":
+        return isinstance(value, int) and -_INT64 <= value < _INT64
+    if isinstance(value, int):
+        return abs(value) <= _EXACT_FLOAT_INT
+    return math.isfinite(value)
+
+
+def infer_scalar_type(values: Sequence[Any]) -> str | None:
+    """The one scalar type all non-null ``values`` fit, or ``None``.
+
+    >>> infer_scalar_type([1, 2, None]), infer_scalar_type([1, 2.5]), infer_scalar_type([1, "a"])
+    ('int', 'float', None)
+    """
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    for scalar_type in SCALAR_TYPES:
+        if all(fits(v, scalar_type) for v in present):
+            return scalar_type
+    return None
+
+
+def _int_bound(op: str, value: int | float) -> int | float:
+    """An integer bound equivalent to ``op value`` over integers (Milvus truncates floats)."""
+    if isinstance(value, int) or abs(value) >= _INT64:
+        return value
+    if op in ("$gt", "$lte"):
+        return math.floor(value)
+    return math.ceil(value)
+
+
+def _typed_field_expr(node: Field, column: str, scalar_type: str) -> str:
+    """``node`` over a typed column; every comparison is guarded by ``is not null`` so that a
+    ``not`` around it never meets a null (Milvus keeps null through ``not``)."""
+    guard = f"{column} is not null"
+    if node.op == "$exists":
+        return guard if node.value else f"{column} is null"
+    kind = _KIND_OF_TYPE[scalar_type]
+    if node.op in ("$eq", "$ne", "$in", "$nin"):
+        options = node.value if node.op in ("$in", "$nin") else (node.value,)
+        same = [v for v in options if _kind(v) == kind]
+        if scalar_type == "int":  # 2020.0 is 2020; 2020.5 is no integer (Milvus would cut it)
+            same = [int(v) for v in same if float(v).is_integer()]
+        if not same:
+            positive = "false"
+        elif len(same) == 1:
+            positive = f"({guard} and {column} == {_literal(same[0])})"
+        else:
+            positive = f"({guard} and {column} in [{', '.join(_literal(v) for v in same)}])"
+        return f"not {positive}" if node.op in ("$ne", "$nin") else positive
+    if _kind(node.value) != kind or kind == "b":
+        return "false"
+    bound = _int_bound(node.op, node.value) if scalar_type == "int" else node.value
+    return f"({guard} and {column} {_ORDER_OPERATOR[node.op]} {_literal(bound)})"
+
+
+def to_milvus_expr(node: FilterNode | None, typed: Mapping[str, str] | None = None) -> str:
     """Translate a parsed filter into a Milvus boolean expression (``""`` for no filter).
+
+    Args:
+        node: The parsed filter.
+        typed: Metadata keys stored in typed columns (key -> ``int``/``float``/``str``/``bool``);
+            comparisons on them use the column (and its index), the others the JSON view.
 
     Example:
         >>> to_milvus_expr(parse_filter({"lang": "en", "year": {"$gte": 2020}}))
         '(json_contains(filterable["s"]["lang"], "en") and \
 (exists filterable["nmax"]["year"] and filterable["nmax"]["year"] >= 2020))'
+        >>> to_milvus_expr(parse_filter({"year": {"$ne": 2020}}), {"year": "int"})
+        'not (meta_year is not null and meta_year == 2020)'
     """
     if node is None:
         return ""
     if isinstance(node, Field):
+        scalar_type = (typed or {}).get(node.name)
+        column = scalar_column(node.name) if scalar_type else None
+        if column is not None and scalar_type is not None:
+            return _typed_field_expr(node, column, scalar_type)
         return _field_expr(node)
     if isinstance(node, Not):
-        return f"not ({to_milvus_expr(node.child)})"
+        return f"not ({to_milvus_expr(node.child, typed)})"
     joiner = " and " if isinstance(node, And) else " or "
-    return "(" + joiner.join(to_milvus_expr(child) for child in node.children) + ")"
+    return "(" + joiner.join(to_milvus_expr(child, typed) for child in node.children) + ")"
 
 
 def _ids_expr(ids: Sequence[str]) -> str:
@@ -268,6 +370,16 @@ class MilvusStore(Component):
         exact_fallback_limit: With ``hnsw``/``ivf_flat``, a filtered search that returns fewer
             than ``k`` hits while more chunks match is redone exactly over the matching chunks
             when at most this many match (approximate indexes can miss selective filters).
+        scalar_fields: Metadata keys to store in typed columns with a scalar index
+            (``{"year": "int", "lang": "str"}``; types ``int``, ``float``, ``str``, ``bool``):
+            filters on them read the column instead of parsing JSON. A chunk whose value does
+            not fit the declared type is refused. Keys must be letters, digits, underscores.
+        inferred_fields: How many more metadata keys that the first write shows with one
+            scalar type get a typed column too (``0``: only ``scalar_fields``). If a later
+            chunk holds another type, that key quietly goes back to the JSON view for good.
+
+    Typed columns are fixed when the collection is created (milvus-lite cannot add fields);
+    a collection made without them opens as before and filters through the JSON view.
 
     Example:
         >>> import numpy as np
@@ -297,8 +409,22 @@ class MilvusStore(Component):
         token: Secret | None = None,
         max_text_length: int = MAX_TEXT_LENGTH,
         exact_fallback_limit: int = 20_000,
+        scalar_fields: dict[str, str] | None = None,
+        inferred_fields: int = 16,
     ) -> None:
         check_choice(index.lower(), INDEX_TYPES, "index")
+        for key, scalar_type in (scalar_fields or {}).items():
+            if scalar_column(str(key)) is None:
+                raise ConfigError(
+                    f"scalar_fields: {key!r} cannot name a Milvus field; use letters, digits "
+                    "and underscores (other keys stay filterable through the JSON view)",
+                    field=f"scalar_fields.{key}",
+                )
+            check_choice(scalar_type, SCALAR_TYPES, f"scalar_fields.{key}")
+        if inferred_fields < 0:
+            raise ConfigError(
+                f"inferred_fields must be 0 or more, got {inferred_fields}", field="inferred_fields"
+            )
         check_choice(metric.lower(), METRICS, "metric")
         if not collection or not collection.replace("_", "a").isalnum() or collection[0].isdigit():
             raise ConfigError(
@@ -322,6 +448,12 @@ class MilvusStore(Component):
         self.token = token
         self.max_text_length = max_text_length
         self.exact_fallback_limit = exact_fallback_limit
+        self.scalar_fields = scalar_fields
+        self.inferred_fields = inferred_fields
+        # Metadata key -> scalar type of the collection's typed columns, and the keys that went
+        # back to the JSON view (a later value did not fit); both read from the collection.
+        self._typed: dict[str, str] = {}
+        self._json_only: set[str] = set()
         self._client: Any = None
         self._lock = threading.RLock()
         self._exists = False
@@ -382,14 +514,15 @@ class MilvusStore(Component):
         repeated = sorted(i for i, n in copies.items() if n > 1)
         if not repeated:
             return
+        fields = [*_ROW_FIELDS, *(SCALAR_PREFIX + key for key in self._typed)]
         for part in batched(repeated, _IDS_PER_QUERY):
             rows = self._client.query(
                 self.collection,
                 filter=_ids_expr(part),
-                output_fields=list(_ROW_FIELDS),
+                output_fields=fields,
                 limit=sum(copies[i] for i in part),
             )
-            one = {row["id"]: {k: row[k] for k in _ROW_FIELDS} for row in rows}
+            one = {row["id"]: {k: row.get(k) for k in fields} for row in rows}
             self._client.delete(self.collection, ids=part)
             self._client.insert(self.collection, list(one.values()))
         self._client.flush(self.collection)
@@ -419,6 +552,42 @@ class MilvusStore(Component):
                 field="dimension",
             )
         self.dimension = stored
+        self._read_typed_fields(description, fields)
+
+    def _read_typed_fields(self, description: dict[str, Any], fields: dict[str, Any]) -> None:
+        """Learn the typed columns of an existing collection (none if made before them)."""
+        data_type = _pymilvus().DataType
+        names = {
+            data_type.INT64: "int",
+            data_type.DOUBLE: "float",
+            data_type.VARCHAR: "str",
+            data_type.BOOL: "bool",
+        }
+        self._typed = {
+            name[len(SCALAR_PREFIX) :]: names[field["type"]]
+            for name, field in fields.items()
+            if name.startswith(SCALAR_PREFIX) and field["type"] in names
+        }
+        properties = description.get("properties") or {}
+        self._json_only = set(json.loads(properties.get(_TYPE_PROPERTY, "[]")))
+        for key, scalar_type in (self.scalar_fields or {}).items():
+            if self._typed.get(key) != scalar_type:
+                logger.warning(
+                    "collection '%s' at %s has no %s column for metadata key '%s' (it was "
+                    "created without it); filters on it use the JSON view. Write into a new "
+                    "collection to get the typed column.",
+                    self.collection,
+                    self.uri,
+                    scalar_type,
+                    key,
+                )
+
+    def _filter_types(self) -> dict[str, str]:
+        """Keys whose filters may read the typed column."""
+        return {k: t for k, t in self._typed.items() if k not in self._json_only}
+
+    def _expr(self, node: FilterNode | None) -> str:
+        return to_milvus_expr(node, self._filter_types())
 
     @property
     def client(self) -> Any:
@@ -444,7 +613,27 @@ class MilvusStore(Component):
             params.setdefault("nprobe", 16)
         return {"metric_type": METRICS[self.metric.lower()], "params": params}
 
-    def _create_collection(self, dimension: int) -> None:
+    def _plan_typed_fields(self, chunks: Sequence[Chunk]) -> dict[str, str]:
+        """Declared fields, then up to ``inferred_fields`` keys of ``chunks`` seen with one
+        scalar type, in order of first appearance."""
+        typed = dict(self.scalar_fields or {})
+        values: dict[str, list[Any]] = {}
+        for chunk in chunks:
+            for key, value in chunk.metadata.items():
+                values.setdefault(key, []).append(value)
+        inferred = 0
+        for key, seen in values.items():
+            if inferred >= self.inferred_fields:
+                break
+            if key in typed or scalar_column(key) is None:
+                continue
+            scalar_type = infer_scalar_type(seen)
+            if scalar_type is not None:
+                typed[key] = scalar_type
+                inferred += 1
+        return typed
+
+    def _create_collection(self, dimension: int, typed: dict[str, str]) -> None:
         pymilvus = _pymilvus()
         data_type = pymilvus.DataType
         schema = pymilvus.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -460,6 +649,18 @@ class MilvusStore(Component):
             metric_type=METRICS[self.metric.lower()],
             params=self.index_params or self._default_index_params(),
         )
+        types = {
+            "int": data_type.INT64,
+            "float": data_type.DOUBLE,
+            "str": data_type.VARCHAR,
+            "bool": data_type.BOOL,
+        }
+        for key, scalar_type in typed.items():
+            column = SCALAR_PREFIX + key
+            extra = {"max_length": MAX_TEXT_LENGTH} if scalar_type == "str" else {}
+            schema.add_field(column, types[scalar_type], nullable=True, **extra)
+            # INVERTED is the scalar index both milvus-lite and the server build.
+            index_params.add_index(field_name=column, index_type="INVERTED")
         self.client.create_collection(
             self.collection,
             schema=schema,
@@ -468,9 +669,14 @@ class MilvusStore(Component):
         )
         self.dimension = dimension
         self._exists = True
+        self._typed = dict(typed)
+        self._json_only = set()
 
     # -- writing ------------------------------------------------------------------------------
-    def _rows(self, chunks: Sequence[Chunk]) -> list[dict[str, Any]]:
+    def _rows(
+        self, chunks: Sequence[Chunk], typed: Mapping[str, str]
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Rows to insert, and the inferred typed keys that a value here does not fit."""
         missing = [c.id for c in chunks if c.embedding is None]
         if missing:
             raise ValueError(
@@ -478,6 +684,7 @@ class MilvusStore(Component):
                 "embedder before writing to a vector store"
             )
         rows = []
+        misfits: set[str] = set()
         for chunk in chunks:
             vector = np.asarray(chunk.embedding, dtype=np.float32).reshape(-1)
             if self.dimension is not None and vector.shape[0] != self.dimension:
@@ -493,16 +700,30 @@ class MilvusStore(Component):
                     f"chunk {chunk.id} has {len(chunk.text.encode())} bytes of text, over the "
                     f"collection's max_text_length={self.max_text_length}; split it smaller"
                 )
-            rows.append(
-                {
-                    "id": chunk.id,
-                    "vector": vector.tolist(),
-                    "text": chunk.text,
-                    "metadata": chunk.metadata,
-                    "filterable": filterable_view(chunk.metadata),
-                }
-            )
-        return rows
+            row = {
+                "id": chunk.id,
+                "vector": vector.tolist(),
+                "text": chunk.text,
+                "metadata": chunk.metadata,
+                "filterable": filterable_view(chunk.metadata),
+            }
+            for key, scalar_type in typed.items():
+                value = chunk.metadata.get(key)
+                if value is not None and (key in self._json_only or not fits(value, scalar_type)):
+                    if key not in self._json_only:
+                        if (self.scalar_fields or {}).get(key) == scalar_type:
+                            raise ValueError(
+                                f"chunk {chunk.id} has metadata {key}={value!r}, which is not "
+                                f"a {scalar_type} as scalar_fields declares; fix the metadata "
+                                "or declare another type in a new collection"
+                            )
+                        misfits.add(key)
+                    value = None
+                elif scalar_type == "float" and value is not None:
+                    value = float(value)
+                row[SCALAR_PREFIX + key] = value
+            rows.append(row)
+        return rows, misfits
 
     def _existing(self, ids: Sequence[str]) -> set[str]:
         if not self._exists or not ids:
@@ -533,18 +754,35 @@ class MilvusStore(Component):
                         "same embedder for every chunk"
                     )
                 self.dimension = dimensions.pop() if dimensions else None
-            rows = self._rows(chunks)
+            typed = self._typed if self._exists else self._plan_typed_fields(chunks)
+            rows, misfits = self._rows(chunks, typed)
             unique = {row["id"]: row for row in rows}  # the last one wins inside a batch
             unique = apply_write_policy(unique, policy, self._existing)
             if not unique:
                 return 0
             if not self._exists:
-                self._create_collection(int(self.dimension or 0))
+                self._create_collection(int(self.dimension or 0), typed)
+            if misfits:
+                self._back_to_json(misfits)
             batch = list(unique.values())
             for start in range(0, len(batch), _BATCH_ROWS):
                 self.client.upsert(self.collection, batch[start : start + _BATCH_ROWS])
             self._changed()
             return len(batch)
+
+    def _back_to_json(self, keys: set[str]) -> None:
+        """Filter ``keys`` through the JSON view from now on, recorded in the collection
+        *before* rows without a typed value are written (so a crash cannot hide them)."""
+        self._json_only |= keys
+        self.client.alter_collection_properties(
+            self.collection, properties={_TYPE_PROPERTY: json.dumps(sorted(self._json_only))}
+        )
+        logger.info(
+            "collection '%s': metadata key(s) %s hold values of several types; filtered through "
+            "the JSON view from now on",
+            self.collection,
+            ", ".join(sorted(keys)),
+        )
 
     def _changed(self) -> None:
         self._unflushed = True
@@ -576,9 +814,9 @@ class MilvusStore(Component):
             if ids is not None:
                 doomed = self._existing(list(ids))
                 if node is not None and doomed:
-                    doomed = set(self._ids_matching(to_milvus_expr(node), sorted(doomed)))
+                    doomed = set(self._ids_matching(self._expr(node), sorted(doomed)))
             else:
-                doomed = set(self._ids_matching(to_milvus_expr(node), None))
+                doomed = set(self._ids_matching(self._expr(node), None))
             if not doomed:
                 return 0
             for part in batched(sorted(doomed), _IDS_PER_QUERY):
@@ -631,7 +869,7 @@ class MilvusStore(Component):
                 return []
             query = query_vector(vector, self.dimension)
             self._flush_if_needed()
-            expr = to_milvus_expr(node)
+            expr = self._expr(node)
             limit = min(k, _QUERY_LIMIT)
             results = self.client.search(
                 self.collection,
@@ -700,7 +938,7 @@ class MilvusStore(Component):
                 return 0
             self._flush_if_needed()
             rows = self.client.query(
-                self.collection, filter=to_milvus_expr(node), output_fields=["count(*)"]
+                self.collection, filter=self._expr(node), output_fields=["count(*)"]
             )
             return int(rows[0]["count(*)"])
 

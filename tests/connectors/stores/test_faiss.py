@@ -33,3 +33,85 @@ class TestFaissInMemory(StoreConformance):
 
     def test_ten_thousand_chunk_batch(self, store):
         pytest.skip("covered by TestFaissFlat; one 10k batch per store")
+
+
+def _store_with(path, count, index="flat", **options):
+    from rag.testing import random_chunks
+
+    store = FaissStore(path=str(path), index=index, **options)
+    chunks = random_chunks(count, metadata=lambda i: {"b10": i % 10, "tags": [i % 3, "t"]})
+    store.write(chunks)
+    return store, chunks
+
+
+def _exact(chunks, query, keep):
+    chosen = [c for c in chunks if keep(c.metadata)]
+    return StoreConformance.exact_order(chosen, query)
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_selector_and_exact_paths_agree_with_exact_ranking(tmp_path, index):
+    store, chunks = _store_with(tmp_path / index, 2_000, index=index, hnsw_m=16)
+    query = StoreConformance().query()
+    for filters, keep, k in [
+        ({"b10": 3}, lambda m: m["b10"] == 3, 10),  # 10 %: the selector path on flat
+        ({"b10": {"$ne": 3}}, lambda m: m["b10"] != 3, 10),  # 90 %: the selector on both
+        ({"b10": 3, "tags": 1}, lambda m: m["b10"] == 3 and 1 in m["tags"], 5),  # few: exact
+    ]:
+        hits = store.search(query, k=k, filters=filters)
+        expected = _exact(chunks, query, keep)[:k]
+        if index == "flat":
+            assert [h.id for h in hits] == expected
+        else:  # HNSW with a selector is approximate: every hit matches, most are the best
+            assert all(keep(h.chunk.metadata) for h in hits) and len(hits) == k
+            assert len({h.id for h in hits} & set(expected)) >= k - 2
+    store.close()
+
+
+def test_hnsw_selector_walk_that_runs_short_falls_back_to_exact(tmp_path, monkeypatch):
+    store, chunks = _store_with(tmp_path / "h", 600, index="hnsw", hnsw_m=16)
+    query = StoreConformance().query()
+    real = store._search_index
+    monkeypatch.setattr(store, "_search_index", lambda q, k, sel: real(q, k, sel)[:1])
+    hits = store.search(query, k=10, filters={"b10": {"$ne": 0}})
+    assert [h.id for h in hits] == _exact(chunks, query, lambda m: m["b10"] != 0)[:10]
+    store.close()
+
+
+def test_hnsw_deletions_are_masked_not_scanned(tmp_path):
+    store, chunks = _store_with(tmp_path / "t", 400, index="hnsw", hnsw_m=16)
+    store.delete(ids=[c.id for c in chunks[:20]])  # tombstones, below the rebuild ratio
+    assert store._tombstones
+    query = chunks[5].embedding
+    hits = store.search(query, k=10)
+    assert chunks[5].id not in {h.id for h in hits} and len(hits) == 10
+    assert [h.id for h in hits][:3] == _exact(chunks[20:], query, lambda m: True)[:3]
+    store.close()
+
+
+def test_index_file_of_an_older_version_is_read(tmp_path):
+    """An index.faiss written with an IndexIDMap2 (ragline 0.1) opens without a rebuild."""
+    import json
+
+    import faiss
+    import numpy as np
+
+    store, chunks = _store_with(tmp_path / "old", 50)
+    store.delete(ids=[chunks[0].id])
+    store.close()
+    reopened = FaissStore(path=str(tmp_path / "old"))
+    reopened.warm_up()
+    rowids = reopened._positions.copy()
+    vectors = reopened._vectors_at(np.arange(len(rowids)))
+    reopened.close()
+    legacy = faiss.IndexIDMap2(faiss.IndexFlatIP(vectors.shape[1]))
+    legacy.add_with_ids(vectors, rowids)
+    faiss.write_index(legacy, str(tmp_path / "old" / "index.faiss"))
+    meta = json.loads((tmp_path / "old" / "index.json").read_text())
+    store = FaissStore(path=str(tmp_path / "old"))
+    store._rebuild_index = lambda: pytest.fail("the legacy index file was not used")
+    store.warm_up()
+    assert store.count() == 49 and meta["generation"] == store._generation()
+    hits = store.search(chunks[7].embedding, k=1, filters={"b10": 7})
+    assert hits[0].id == chunks[7].id
+    store.close()

@@ -210,3 +210,130 @@ def test_a_replayed_write_ahead_log_leaves_one_row_per_id(tmp_path, monkeypatch,
     assert [h.chunk.id for h in hits][:1] == ["i2"] and len(hits) == 4
     assert {c.id: c.metadata["n"] for c in reopened.get(["i1", "i3"])} == {"i1": 1, "i3": 3}
     reopened.close()
+
+
+@pytest.mark.unit
+class TestTypedTranslation:
+    TYPED = {"year": "int", "lang": "str", "score": "float", "draft": "bool"}
+
+    def expr(self, filters):
+        return to_milvus_expr(parse_filter(filters), self.TYPED)
+
+    def test_typed_keys_read_their_column(self):
+        assert self.expr({"year": 2020}) == "(meta_year is not null and meta_year == 2020)"
+        assert self.expr({"lang": {"$in": ["en", "de"]}}) == (
+            '(meta_lang is not null and meta_lang in ["en", "de"])'
+        )
+        assert self.expr({"draft": {"$exists": False}}) == "meta_draft is null"
+        assert self.expr({"score": {"$lt": 2}}) == "(meta_score is not null and meta_score < 2)"
+        assert self.expr({"other": 1}) == 'json_contains(filterable["n"]["other"], 1)'
+
+    def test_negations_stay_two_valued(self):
+        assert self.expr({"year": {"$ne": 2020}}) == (
+            "not (meta_year is not null and meta_year == 2020)"
+        )
+        assert self.expr({"$not": {"lang": {"$gt": "e"}}}) == (
+            'not ((meta_lang is not null and meta_lang > "e"))'
+        )
+
+    def test_other_kinds_never_match_a_typed_column(self):
+        assert self.expr({"year": "2020"}) == "false"
+        assert self.expr({"year": {"$ne": "2020"}}) == "not false"
+        assert self.expr({"draft": 1}) == "false"
+        assert self.expr({"draft": {"$gt": 0}}) == "false"
+        assert self.expr({"score": {"$gt": "a"}}) == "false"
+
+    def test_integer_columns_compare_as_integers(self):
+        # Milvus would cut 2020.5 to 2020; ragline compares exactly.
+        assert self.expr({"year": {"$in": [2020.5, 2021.0]}}) == (
+            "(meta_year is not null and meta_year == 2021)"
+        )
+        assert self.expr({"year": 2020.5}) == "false"
+        assert self.expr({"year": {"$gt": 2019.5}}) == (
+            "(meta_year is not null and meta_year > 2019)"
+        )
+        assert self.expr({"year": {"$gte": 2019.5}}) == (
+            "(meta_year is not null and meta_year >= 2020)"
+        )
+
+    def test_injection_stays_inside_a_typed_literal(self):
+        assert self.expr({"lang": 'x" or id != "'}) == (
+            '(meta_lang is not null and meta_lang == "x\\" or id != \\"")'
+        )
+
+    def test_bad_scalar_fields_are_refused(self):
+        with pytest.raises(ConfigError, match="letters, digits"):
+            MilvusStore(uri="x.db", scalar_fields={"we ird": "str"})
+        with pytest.raises(ConfigError, match="scalar_fields.year"):
+            MilvusStore(uri="x.db", scalar_fields={"year": "date"})
+        with pytest.raises(ConfigError, match="inferred_fields"):
+            MilvusStore(uri="x.db", inferred_fields=-1)
+
+
+@pytest.mark.integration
+class TestMilvusLiteJsonOnly(StoreConformance):
+    """The JSON view alone (a collection made before typed columns): same semantics."""
+
+    @pytest.fixture(scope="class")
+    def store_factory(self, tmp_path_factory):
+        return _factory(tmp_path_factory.mktemp("milvus-json"), inferred_fields=0)
+
+    def test_ten_thousand_chunk_batch(self, store):
+        pytest.skip("covered by TestMilvusLiteFlat; one 10k batch per store")
+
+
+@pytest.mark.integration
+def test_typed_columns_declared_inferred_and_given_up(tmp_path):
+    uri = str(tmp_path / "typed.db")
+    store = MilvusStore(uri=uri, collection="docs", scalar_fields={"year": "int"})
+    first = [
+        Chunk(
+            id=f"a{i}",
+            text=f"t{i}",
+            metadata={"source": f"s{i}", "year": 2000 + i, "tag": "x", "mixed": i},
+            embedding=np.eye(4)[i],
+        )
+        for i in range(3)
+    ]
+    store.write(first)
+    assert store._filter_types() == {"year": "int", "source": "str", "tag": "str", "mixed": "int"}
+    fields = {f["name"] for f in store.client.describe_collection("docs")["fields"]}
+    assert {"meta_year", "meta_source", "meta_tag", "meta_mixed"} <= fields
+    indexes = store.client.list_indexes("docs")
+    assert {"meta_year", "meta_source"} <= set(indexes)
+    assert store.count({"year": {"$gte": 2001}}) == 2
+    # an inferred key that meets another type goes back to JSON, and still filters right
+    late = Chunk(id="b0", text="t", metadata={"mixed": "one"}, embedding=np.eye(4)[3])
+    store.write([late])
+    assert "mixed" not in store._filter_types()
+    assert store.count({"mixed": {"$in": [1, "one"]}}) == 2
+    assert store.count({"mixed": {"$exists": False}}) == 0
+    # a declared key refuses a value of another type, and nothing is written
+    wrong = Chunk(id="c0", text="t", metadata={"year": "2020"}, embedding=np.eye(4)[3])
+    with pytest.raises(ValueError, match="year='2020'.*int"):
+        store.write([wrong])
+    assert store.count() == 4
+    store.close()
+    reopened = MilvusStore(uri=uri, collection="docs", scalar_fields={"year": "int"})
+    reopened.warm_up()
+    assert "mixed" not in reopened._filter_types() and "year" in reopened._filter_types()
+    assert reopened.count({"mixed": "one"}) == 1
+    reopened.close()
+
+
+@pytest.mark.integration
+def test_collection_without_typed_columns_still_opens(tmp_path, caplog):
+    uri = str(tmp_path / "old.db")
+    old = MilvusStore(uri=uri, collection="docs", inferred_fields=0)
+    old.write(
+        [Chunk(id="a", text="t", metadata={"source": "s", "year": 1}, embedding=np.eye(4)[0])]
+    )
+    old.close()
+    new = MilvusStore(uri=uri, collection="docs", scalar_fields={"year": "int"})
+    with caplog.at_level("WARNING"):
+        assert new.count({"year": 1}) == 1
+    assert "no int column for metadata key 'year'" in caplog.text
+    assert new._filter_types() == {}
+    new.write([Chunk(id="b", text="t", metadata={"year": 2}, embedding=np.eye(4)[1])])
+    assert new.count({"year": {"$gt": 0}}) == 2
+    new.close()

@@ -1,0 +1,291 @@
+"""Metadata held column by column, so a filter is evaluated with numpy once per query.
+
+Stores that filter in process (``store.faiss``) keep one :class:`MetadataColumns` beside their
+index. Every metadata field becomes a column over row ids: an ``int32`` code per row (the code of
+the row's scalar value in the field's dictionary of distinct values, or "absent", or "several
+values" for a list) and a "present" bitmap. A filter tree from :func:`rag.core.filters.parse_filter`
+then becomes a few array operations per field instead of a Python call per row:
+
+- ``$eq``/``$in``: the codes of the wanted values (a dictionary lookup), then ``codes == code``;
+- ``$gt``/``$lt``...: a binary search in the field's distinct values sorted per kind, then a
+  lookup table over codes;
+- ``$and``/``$or``/``$not``: ``&``, ``|`` and ``~`` of boolean masks.
+
+The result is a boolean mask indexed by row id, which a store hands to its index (FAISS takes it
+packed as an ``IDSelectorBitmap``) or counts. The semantics are exactly those of
+:func:`rag.core.filters.matches`, which the tests check on random metadata and random filters:
+list values match ``$eq``/``$in`` when any element does; numbers compare with numbers and strings
+with strings; booleans are never numbers; a missing field or ``None`` matches only ``$ne``,
+``$nin`` and ``$exists: false``.
+
+Example:
+    >>> from rag.core.filters import parse_filter
+    >>> columns = MetadataColumns()
+    >>> columns.add(1, {"lang": "en", "year": 2020})
+    >>> columns.add(2, {"lang": ["de", "en"], "year": 2021.5})
+    >>> columns.add(3, {"lang": "fr"})
+    >>> columns.rowids(parse_filter({"lang": "en", "year": {"$gt": 2020}})).tolist()
+    [2]
+    >>> columns.count(parse_filter({"year": {"$exists": False}}))
+    1
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from rag.core.filters import And, Field, FilterNode, Not
+
+_ABSENT = 0  # no scalar value in this field (missing, None, a dict, an empty list)
+_MULTI = 1  # a list: its element codes are kept as (row, code) pairs
+_FIRST_CODE = 2
+_MIN_CAPACITY = 1024
+
+
+def _key(value: Any) -> tuple[str, Any] | None:
+    """``(kind, value)`` of a filterable scalar: booleans, numbers and strings never meet."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and math.isnan(value):
+            return None  # NaN equals nothing and orders with nothing
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return None
+
+
+class _Column:
+    """One metadata field over row ids (see the module docstring)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.codes = np.zeros(capacity, dtype=np.int32)
+        self.present = np.zeros(capacity, dtype=bool)
+        self.code_of: dict[tuple[str, Any], int] = {}
+        self.values: list[tuple[str, Any]] = []  # code - _FIRST_CODE -> key
+        self.multi_rows: list[int] = []
+        self.multi_codes: list[int] = []
+        self.pairs_of: dict[int, list[int]] = {}  # row -> its indices in multi_rows
+        self._multi: tuple[np.ndarray, np.ndarray] | None = None
+        self._sorted: dict[str, tuple[list[Any], np.ndarray]] = {}
+
+    def grow(self, capacity: int) -> None:
+        self.codes = np.concatenate(
+            [self.codes, np.zeros(capacity - len(self.codes), dtype=np.int32)]
+        )
+        self.present = np.concatenate(
+            [self.present, np.zeros(capacity - len(self.present), dtype=bool)]
+        )
+
+    def code(self, key: tuple[str, Any]) -> int:
+        code = self.code_of.get(key)
+        if code is None:
+            code = self.code_of[key] = len(self.values) + _FIRST_CODE
+            self.values.append(key)
+            self._sorted.clear()
+        return code
+
+    def set(self, row: int, value: Any) -> None:
+        if value is None:
+            return
+        self.present[row] = True
+        if isinstance(value, (list, tuple)):
+            keys = [k for k in map(_key, value) if k is not None]
+            if keys:
+                self.codes[row] = _MULTI
+                pairs = self.pairs_of.setdefault(row, [])
+                for key in keys:
+                    pairs.append(len(self.multi_rows))
+                    self.multi_rows.append(row)
+                    self.multi_codes.append(self.code(key))
+                self._multi = None
+            return
+        key = _key(value)
+        if key is not None:
+            self.codes[row] = self.code(key)
+
+    def clear(self, row: int) -> None:
+        if self.codes[row] == _MULTI:
+            for index in self.pairs_of.pop(row, ()):
+                self.multi_rows[index] = -1  # a dead pair: matches no row
+                self.multi_codes[index] = _ABSENT
+            self._multi = None
+        self.codes[row] = _ABSENT
+        self.present[row] = False
+
+    def multi(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._multi is None:
+            self._multi = (
+                np.asarray(self.multi_rows, dtype=np.int64),
+                np.asarray(self.multi_codes, dtype=np.int32),
+            )
+        return self._multi
+
+    def sorted_codes(self, kind: str) -> tuple[list[Any], np.ndarray]:
+        """Distinct values of ``kind`` in ascending order, and their codes in that order."""
+        if kind not in self._sorted:
+            pairs = sorted(
+                (value, code)
+                for code, (k, value) in enumerate(self.values, start=_FIRST_CODE)
+                if k == kind
+            )
+            self._sorted[kind] = (
+                [value for value, _ in pairs],
+                np.asarray([code for _, code in pairs], dtype=np.int32),
+            )
+        return self._sorted[kind]
+
+    def rows_with_codes(self, wanted: np.ndarray, capacity: int) -> np.ndarray:
+        """Mask of the rows holding (one of) the codes in ``wanted``."""
+        if len(wanted) == 0:
+            return np.zeros(capacity, dtype=bool)
+        if len(wanted) == 1:
+            mask = self.codes == wanted[0]
+        else:
+            table = np.zeros(len(self.values) + _FIRST_CODE, dtype=bool)
+            table[wanted] = True
+            mask = table[self.codes]
+        if self.multi_rows:
+            rows, codes = self.multi()
+            hit = rows[codes == wanted[0]] if len(wanted) == 1 else rows[table[codes]]
+            mask[hit] = True  # dead pairs have code _ABSENT, which is never wanted
+        return mask
+
+
+_ORDER = {"$gt", "$gte", "$lt", "$lte"}
+
+
+class MetadataColumns:
+    """The metadata of a store's live rows, column per field, addressed by integer row id.
+
+    Row ids are the store's own (FAISS ids); masks have one entry per possible row id up to
+    :attr:`capacity`, ``True`` only for live rows that match.
+    """
+
+    def __init__(self) -> None:
+        self._capacity = _MIN_CAPACITY
+        self._alive = np.zeros(self._capacity, dtype=bool)
+        self._columns: dict[str, _Column] = {}
+        self._live = 0
+        self.removed = 0
+        """Rows removed since the columns were built (their list values still take room)."""
+
+    @classmethod
+    def build(cls, rows: Iterable[tuple[int, Mapping[str, Any]]]) -> MetadataColumns:
+        """Columns of ``(row id, metadata)`` pairs."""
+        columns = cls()
+        for row, metadata in rows:
+            columns.add(row, metadata)
+        return columns
+
+    @property
+    def capacity(self) -> int:
+        """Length of every mask (one more than the largest row id that fits)."""
+        return self._capacity
+
+    def __len__(self) -> int:
+        return self._live
+
+    def _grow(self, row: int) -> None:
+        capacity = self._capacity
+        while capacity <= row:
+            capacity *= 2
+        self._alive = np.concatenate([self._alive, np.zeros(capacity - self._capacity, dtype=bool)])
+        for column in self._columns.values():
+            column.grow(capacity)
+        self._capacity = capacity
+
+    def add(self, row: int, metadata: Mapping[str, Any]) -> None:
+        """Add (or replace) row ``row``."""
+        if row < 0:
+            raise ValueError(f"row ids must be non-negative, got {row}")
+        if row >= self._capacity:
+            self._grow(row)
+        if self._alive[row]:
+            self.remove(row, ())
+        self._alive[row] = True
+        self._live += 1
+        for name, value in metadata.items():
+            column = self._columns.get(name)
+            if column is None:
+                column = self._columns[name] = _Column(self._capacity)
+            column.set(row, value)
+
+    def remove(self, row: int, names: Iterable[str] | None = None) -> None:
+        """Remove row ``row``; ``names`` (its metadata keys) saves looking at every column."""
+        if row >= self._capacity or not self._alive[row]:
+            return
+        self._alive[row] = False
+        self._live -= 1
+        self.removed += 1
+        columns = self._columns.values() if not names else (self._columns.get(n) for n in names)
+        for column in columns:
+            if column is not None:
+                column.clear(row)
+
+    # -- evaluation -----------------------------------------------------------------------
+    def mask(self, node: FilterNode | None) -> np.ndarray:
+        """Boolean mask over row ids: live rows that ``node`` matches (all live rows for None)."""
+        if node is None:
+            return self._alive.copy()
+        return self._eval(node) & self._alive
+
+    def rowids(self, node: FilterNode | None) -> np.ndarray:
+        """Ids of the live rows that ``node`` matches, ascending."""
+        return np.flatnonzero(self.mask(node))
+
+    def count(self, node: FilterNode | None) -> int:
+        if node is None:
+            return self._live
+        return int(np.count_nonzero(self.mask(node)))
+
+    def _eval(self, node: FilterNode) -> np.ndarray:
+        """A mask that is right on live rows (dead rows may hold anything)."""
+        if isinstance(node, Field):
+            return self._field(node)
+        if isinstance(node, Not):
+            return ~self._eval(node.child)
+        masks = [self._eval(child) for child in node.children]
+        result = masks[0]
+        for mask in masks[1:]:
+            if isinstance(node, And):
+                result &= mask
+            else:
+                result |= mask
+        return result
+
+    def _field(self, node: Field) -> np.ndarray:
+        column = self._columns.get(node.name)
+        op = node.op
+        if column is None:  # no row has the field: only the negative operators match
+            matched = op in ("$ne", "$nin") or (op == "$exists" and not node.value)
+            return np.full(self._capacity, matched, dtype=bool)
+        if op == "$exists":
+            return column.present.copy() if node.value else ~column.present
+        if op in _ORDER:
+            return column.rows_with_codes(self._ordered_codes(column, node), self._capacity)
+        values = node.value if op in ("$in", "$nin") else (node.value,)
+        wanted = [column.code_of.get(key) for key in map(_key, values) if key is not None]
+        codes = np.asarray(sorted({c for c in wanted if c is not None}), dtype=np.int32)
+        mask = column.rows_with_codes(codes, self._capacity)
+        return ~mask if op in ("$ne", "$nin") else mask
+
+    @staticmethod
+    def _ordered_codes(column: _Column, node: Field) -> np.ndarray:
+        key = _key(node.value)
+        if key is None or key[0] == "b":
+            return np.zeros(0, dtype=np.int32)
+        values, codes = column.sorted_codes(key[0])
+        bound = key[1]
+        if node.op == "$gt":
+            return codes[bisect.bisect_right(values, bound) :]
+        if node.op == "$gte":
+            return codes[bisect.bisect_left(values, bound) :]
+        if node.op == "$lt":
+            return codes[: bisect.bisect_left(values, bound)]
+        return codes[: bisect.bisect_right(values, bound)]
