@@ -467,3 +467,17 @@ def test_connection_settings_do_not_change_the_ingest_fingerprint():
     assert fingerprint(max_concurrency=16, timeout=5.0, max_retries=0, api_key="${K}") == base
     assert fingerprint(model="other-model") != base
     assert fingerprint(base_url="http://other.test/v1") != base
+
+
+@pytest.mark.unit
+def test_example_pipeline_file_round_trips_with_the_key_as_a_reference(monkeypatch):
+    from rag.core import PipelineFile
+
+    monkeypatch.setenv("EMBED_API_KEY", "the-real-key-never-written")
+    example = Path(__file__).resolve().parents[3] / "examples" / "remote_embeddings.yaml"
+    app = PipelineFile.load(example)
+    embedder = app.components["embedder"]
+    assert isinstance(embedder, HttpEmbedder) and embedder.expected_dimension == 384
+    text = app.dump()
+    assert "${EMBED_API_KEY}" in text and "the-real-key-never-written" not in text
+    assert PipelineFile.load("again.yaml", text=text).to_dict() == app.to_dict()
