@@ -1,22 +1,25 @@
 """Query strategies (multi-query, HyDE) against plain dense and hybrid retrieval.
 
     .venv/bin/python benchmarks/query_strategies.py [--data ../shared/data] \\
-        [--datasets cranfield nfcorpus_orig] [--queries 50]
+        [--datasets cranfield nfcorpus_orig] [--queries 50] [--budget-minutes 60]
 
-The index and the dense/BM25/hybrid retrievers are the ones of ``retrieval_quality.py`` (each
-document one chunk, all-MiniLM-L6-v2 over ``store.faiss``, BM25, RRF hybrid). The rewrites come
-from the bundled SmolLM2-135M-Instruct through llama.cpp (greedy, seed 0), generated once per
-query and strategy and searched with both the dense and the hybrid retriever. Each generation
-takes seconds on a CPU, so by default a fixed sample of queries is used (``--queries``, a
-seeded random sample of the judged queries; 0 = all); the sample size is printed with the table.
+The index and the dense/BM25/hybrid retrievers are those of ``retrieval_quality.py`` (each
+document one chunk, all-MiniLM-L6-v2 over ``store.faiss``, BM25, RRF hybrid). The rewrites
+come from the bundled SmolLM2-135M-Instruct through llama.cpp (greedy, seed 0): generated
+once per query and strategy, cached on disk under ``--cache``, and searched with both the
+dense and the hybrid retriever. Generation takes seconds per query on a CPU, so a seeded
+random sample of the judged queries is used (``--queries``; 0 = all), and generation stops
+after ``--budget-minutes``: the queries done by then are scored, and their count is printed.
 Scores are nDCG@10 and Recall@100 from pytrec_eval, each strategy's ratio to its plain
-retriever, and the generator's seconds per query.
+retriever, and the generator's mean seconds per query.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -68,47 +71,78 @@ def build_retrievers(name: str, folder: Path, embedder, cache_root: Path):
     return store, {"dense": dense, "hybrid": hybrid}
 
 
-def run_dataset(name, folder, embedder, generator, cache_root, sample, seed, max_tokens):
+def run_dataset(name, folder, embedder, generator, cache_root, args):
     from rag.connectors.retrievers.query_strategies import HydeRetriever, MultiQueryRetriever
 
     qrels = read_qrels(folder / "qrels" / "test.tsv")
     queries = [q for q in read_jsonl(folder / "queries.jsonl") if q["_id"] in qrels]
-    if sample and sample < len(queries):
-        queries = sorted(random.Random(seed).sample(queries, sample), key=lambda q: q["_id"])
-    qrels = {q["_id"]: qrels[q["_id"]] for q in queries}
-    ids, texts = [q["_id"] for q in queries], [q["text"] for q in queries]
+    if args.queries and args.queries < len(queries):
+        queries = random.Random(args.seed).sample(queries, args.queries)
     store, plain = build_retrievers(name, folder, embedder, cache_root)
-    runs = {label: r.retrieve_batch(texts, k=DEPTH) for label, r in plain.items()}
-    gen_seconds = {}
-    for strategy_name, cls in (("multi_query", MultiQueryRetriever), ("hyde", HydeRetriever)):
-        # One instance per inner retriever; the (deterministic) rewrites are generated once.
-        wrapped = {
-            label: cls(
-                retriever=r, generator=generator, k=DEPTH, candidates=DEPTH, max_tokens=max_tokens
+    strategies = {"multi_query": MultiQueryRetriever, "hyde": HydeRetriever}
+    wrapped = {
+        (strategy, label): cls(
+            retriever=r, generator=generator, k=DEPTH, candidates=DEPTH, max_tokens=args.max_tokens
+        )
+        for strategy, cls in strategies.items()
+        for label, r in plain.items()
+    }
+    # Rewrites are slow on a CPU: each is cached on disk (per strategy, query and max_tokens),
+    # so a run cut by --budget-minutes resumes where it stopped.
+    cache_file = cache_root / name / f"rewrites-{args.max_tokens}.jsonl"
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    cached = {}
+    if cache_file.exists():
+        for row in read_jsonl(cache_file):
+            cached[(row["strategy"], row["query_id"])] = row
+    deadline = time.monotonic() + args.budget_minutes * 60
+    used, gen_seconds = [], {strategy: [] for strategy in strategies}
+    with cache_file.open("a", encoding="utf-8") as out:
+        for index, query in enumerate(queries, start=1):
+            if time.monotonic() > deadline:
+                print(f"\n  {name}: time budget spent after {len(used)} queries", file=sys.stderr)
+                break
+            for strategy in strategies:
+                key = (strategy, query["_id"])
+                if key not in cached:
+                    started = time.perf_counter()
+                    texts = wrapped[(strategy, "dense")].expand(query["text"])
+                    cached[key] = {
+                        "strategy": strategy,
+                        "query_id": query["_id"],
+                        "texts": texts,
+                        "seconds": time.perf_counter() - started,
+                    }
+                    out.write(json.dumps(cached[key]) + "\n")
+                    out.flush()
+                gen_seconds[strategy].append(cached[key]["seconds"])
+            used.append(query)
+            print(
+                f"\r  {name}: rewrites for {index}/{len(queries)} queries", end="", file=sys.stderr
             )
-            for label, r in plain.items()
-        }
-        expansions, started = [], time.perf_counter()
-        for index, text in enumerate(texts, start=1):
-            expansions.append(wrapped["dense"].expand(text))
-            print(f"\r  {name} {strategy_name}: {index}/{len(texts)}", end="", file=sys.stderr)
-        print(file=sys.stderr)
-        gen_seconds[strategy_name] = (time.perf_counter() - started) / len(texts)
+    print(file=sys.stderr)
+    ids, texts = [q["_id"] for q in used], [q["text"] for q in used]
+    qrels = {q: qrels[q] for q in ids}
+    runs = {label: r.retrieve_batch(texts, k=DEPTH) for label, r in plain.items()}
+    for strategy in strategies:
+        expansions = [cached[(strategy, q)]["texts"] for q in ids]
         fallbacks = sum(len(e) == 1 for e in expansions)
-        for label, retriever in wrapped.items():
-            key = f"{strategy_name} ({label})"
-            runs[key] = [retriever.search(e, k=DEPTH, filters=None) for e in expansions]
         print(
-            f"  {name} {strategy_name}: {fallbacks} of {len(texts)} queries fell back to the "
-            f"plain query; example rewrite: {expansions[0][1:2]}",
+            f"  {name} {strategy}: {fallbacks} of {len(ids)} queries fell back to the plain "
+            f"query; example: {expansions[0][1:2]}",
             file=sys.stderr,
         )
+        for label in plain:
+            runs[f"{strategy} ({label})"] = [
+                wrapped[(strategy, label)].search(e, k=DEPTH, filters=None) for e in expansions
+            ]
     store.close()
     rows = []
     for label, hits in runs.items():
         metrics = evaluate(qrels, doc_run(hits, ids))
         rows.append((name, label, metrics["nDCG@10"], metrics["R@100"]))
-    return rows, gen_seconds, len(queries)
+    seconds = {k: statistics.mean(v) for k, v in gen_seconds.items() if v}
+    return rows, seconds, len(ids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument(
         "--max-tokens", type=int, default=64, help="most tokens per rewrite or HyDE passage"
+    )
+    parser.add_argument(
+        "--budget-minutes", type=float, default=60.0, help="stop generating rewrites after this"
     )
     parser.add_argument("--cache", type=Path, default=ROOT / ".rag" / "bench-quality")
     args = parser.parse_args(argv)
@@ -144,9 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     generator.warm_up()
     print(f"{'dataset':<15}{'retriever':<24}{'nDCG@10':>9}{'R@100':>9}{'vs plain':>10}")
     for name, folder in folders.items():
-        rows, gen_seconds, count = run_dataset(
-            name, folder, embedder, generator, args.cache, args.queries, args.seed, args.max_tokens
-        )
+        rows, gen_seconds, count = run_dataset(name, folder, embedder, generator, args.cache, args)
         plain = {label: ndcg for _, label, ndcg, _ in rows if "(" not in label}
         for dataset, label, ndcg, recall in rows:
             base = plain[label.split("(")[-1].rstrip(")")] if "(" in label else ndcg

@@ -64,7 +64,10 @@ def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
 
     import rag
 
-    server: MCPServer = MCPServer(name, version=rag.__version__, instructions=INSTRUCTIONS)
+    # WARNING: the SDK logs every session at INFO on stderr otherwise.
+    server: MCPServer = MCPServer(
+        name, version=rag.__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
 
     def search(
         query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)],

@@ -263,6 +263,38 @@ def test_a_failed_ask_is_an_error_span(provider, exporter):
     assert root.name == "ragline.ask" and root.status.status_code is StatusCode.ERROR
 
 
+@pytest.mark.unit
+def test_a_global_provider_installed_by_the_application_is_used():
+    script = textwrap.dedent(
+        """
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from rag.core import Pipeline
+        from tests.core.toys import Add
+
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        pipeline = Pipeline("app")
+        pipeline.add_component("add", Add())
+        with trace.get_tracer("app").start_as_current_span("request"):
+            pipeline.run(value=1)
+        spans = {s.name: s for s in exporter.get_finished_spans()}
+        assert spans["ragline.pipeline"].parent.span_id == spans["request"].context.span_id
+        assert spans["ragline.component"].attributes["ragline.component"] == "add"
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
 # -- OTLP ----------------------------------------------------------------------------------------
 @pytest.fixture()
 def otlp_receiver() -> Iterator[tuple[str, list[bytes]]]:
