@@ -19,6 +19,31 @@ from typing import Any
 NO_ANSWER = "I don't know."
 """The answer text when the model abstains (no span)."""
 
+# Words an extractive answer does not start with: a span that starts "in the ..." or "that ..."
+# is a phrase around the answer, not the answer (articles go too: SQuAD scoring drops them).
+_START_STOPWORDS_TEXT = """
+    a about above after again against all am an and any are as at be because been before being
+    below between both but by can could did do does doing down during each few for from further
+    had has have having he her here hers herself him himself his how i if in into is it its
+    itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own same she should so some such than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with would you your yours yourself yourselves
+"""
+START_STOPWORDS = frozenset(_START_STOPWORDS_TEXT.split())
+
+
+def avoid_start_words(question: str) -> set[str]:
+    """Words a span answering ``question`` should not start with: stop words and the question's
+    own words (an answer rarely repeats the question).
+
+    Example:
+        >>> sorted(avoid_start_words("Who won Super Bowl 50?") - START_STOPWORDS)
+        ['50', 'bowl', 'super', 'won']
+    """
+    return set(START_STOPWORDS) | {w.lower() for w in re.findall(r"\w+", question)}
+
+
 # [2] "quote", [2]: "quote", or a bare "quote"; straight or curly double quotes.
 _QUOTE = re.compile(r'(?:\[\s*(\d+)\s*\]\s*:?\s*)?["\u201c](.+?)["\u201d]', re.DOTALL)
 _LEADING_CITATION = re.compile(r"^\s*\[\s*(\d+)\s*\]\s*:?\s*")

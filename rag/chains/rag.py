@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import string
 import threading
 import time
@@ -62,8 +63,8 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
 # Stop sequences per style: the answer ends before the model starts writing the prompt's own
 # format (a new numbered context, a new question); concise answers are one line.
 STYLE_STOPS: dict[str, list[str]] = {
-    "sentences": ["\n\n[", "\nQuestion:", "\nContexts:", "(source:"],
-    "concise": ["\n", "Question:", "Contexts:", "(source:"],
+    "sentences": ["\n\n[", "\nQuestion:", "Context:", "Contexts:", "(source:"],
+    "concise": ["\n", ". ", "Question:", "Context:", "Contexts:", "(source:"],
     "extractive": ["\n"],  # the quoted-span fallback: one line
 }
 # The quoted-span fallback for generators without extractive decoding (generator.openai).
@@ -479,6 +480,7 @@ class RagChain(Component):
                 answer_prefix=self.answer_prefix,
                 max_span_tokens=self.max_span_tokens,
                 min_logprob=self.min_span_logprob,
+                avoid_start_words=extractive.avoid_start_words(question),
             )
             timings["generate"] += time.perf_counter() - mark
             usage = _add(usage, result.usage)
@@ -518,6 +520,7 @@ class RagChain(Component):
             text, citations, invalid, span = _extractive_answer(result, contexts)
             grounded = span is not None
         else:
+            text = _citation_last(text)
             citations, invalid = parse_citations(text, contexts)
         timings["total"] = time.perf_counter() - start
         yield Answer(
@@ -581,6 +584,22 @@ class RagChain(Component):
         pieces over through a queue, so the loop never blocks."""
         async for piece in iterate_in_thread(lambda: self.stream(question, filters=filters, k=k)):
             yield piece
+
+
+_LEADING_CITATION = re.compile(r"^\s*(\[\s*\d+(?:\s*,\s*\d+)*\s*\])[\s:.-]*")
+
+
+def _citation_last(text: str) -> str:
+    """``"[2] Paris."`` -> ``"Paris. [2]"``: a small model that starts with the context's number
+    (the prompt's format) has its citation moved to where the instruction asked for it.
+
+    >>> _citation_last("[2] Paris is the capital.")
+    'Paris is the capital. [2]'
+    """
+    match = _LEADING_CITATION.match(text)
+    if match is None or not text[match.end() :].strip():
+        return text
+    return f"{text[match.end() :].rstrip()} {match.group(1)}"
 
 
 def _extractive_answer(

@@ -13,12 +13,14 @@ The byte pieces of the tokens add up to the context's bytes; their running sums 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 SEPARATOR = -1
+_WORD = re.compile(r"\w+")
 _SENTENCE_END = (b".", b"!", b"?")
 
 
@@ -124,6 +126,20 @@ class SpanIndex:
         self.newline = newline
         self.sentence_end = sentence_end
         self.starts = np.flatnonzero(word_start)
+
+    def start_word(self, position: int) -> str:
+        """The word (letters and digits, lower case) a span starting at ``position`` begins with."""
+        text = self.texts[int(self.context_of[position])]
+        found = _WORD.search(text, int(self.start_char[position]))
+        return found.group(0).lower() if found is not None else ""
+
+    def avoid_starts(self, words: Collection[str]) -> None:
+        """Let no span start with one of ``words`` (lower case), unless every start would go."""
+        if not words:
+            return
+        keep = np.asarray([self.start_word(p) not in words for p in self.starts], dtype=bool)
+        if keep.any():
+            self.starts = self.starts[keep]
 
     def __len__(self) -> int:
         return int(np.count_nonzero(self.flat != SEPARATOR))

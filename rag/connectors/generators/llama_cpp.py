@@ -20,7 +20,7 @@ import importlib.util
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -503,6 +503,7 @@ class LlamaCppGenerator(Component):
         answer_prefix: str = "",
         max_span_tokens: int = 16,
         min_logprob: float | None = None,
+        avoid_start_words: Collection[str] = (),
     ) -> GenerationResult:
         """Answer by copying one span of ``contexts``, chosen token by token by the model.
 
@@ -520,6 +521,8 @@ class LlamaCppGenerator(Component):
             max_span_tokens: Longest span in tokens.
             min_logprob: Abstain (empty text, no span, ``finish_reason="abstain"``) when the
                 model's unconstrained log-probability of the span's first token is below this.
+            avoid_start_words: Lower-case words no span may start with (e.g. stop words and the
+                question's own words: an answer rarely repeats the question).
 
         Returns:
             ``GenerationResult`` whose ``text`` is ``contexts[span.context][span.start:span.end]``.
@@ -561,6 +564,7 @@ class LlamaCppGenerator(Component):
 
         with self._lock:
             index = SpanIndex(contexts, tokenize, piece)
+            index.avoid_starts(set(avoid_start_words))
             terminators = self._span_terminators()
             try:
                 self._eval_prompt(prompt)
