@@ -74,6 +74,8 @@ QUOTE_INSTRUCTION = (
     f"context answers it, reply: {extractive.NO_ANSWER}"
 )
 DEFAULT_ANSWER_PREFIX = "The answer is"
+# ``instructions`` keys: one per style, and "quote" for extractive without constrained decoding.
+INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote")
 
 PROMPT_FIELDS = ("question", "contexts", "instruction")
 REQUIRED_PROMPT_FIELDS = ("question", "contexts")
@@ -116,8 +118,8 @@ class RagChain(Component):
         k: Contexts retrieved per question.
         answer_style: ``sentences``, ``concise`` or ``extractive`` (see the module docstring).
         instructions: The ``{instruction}`` text per style (default :data:`DEFAULT_INSTRUCTIONS`);
-            a generator without extractive decoding gets :data:`QUOTE_INSTRUCTION` for
-            ``extractive`` unless this names one.
+            for ``extractive``, a generator without constrained decoding gets the ``quote``
+            entry (default :data:`QUOTE_INSTRUCTION`): a quoted span, checked afterwards.
         stop: Stop sequences (default: :data:`STYLE_STOPS` of the style), added to the
             generator's own.
         answer_prefix: ``extractive`` with a local model: the text the answer turn starts with,
@@ -180,11 +182,11 @@ class RagChain(Component):
                 f"unknown answer_style {answer_style!r}; allowed: {', '.join(ANSWER_STYLES)}",
                 field="answer_style",
             )
-        unknown_styles = sorted(set(instructions or {}) - set(ANSWER_STYLES))
+        unknown_styles = sorted(set(instructions or {}) - set(INSTRUCTION_KEYS))
         if unknown_styles:
             raise ConfigError(
                 f"instructions names unknown answer style(s) {', '.join(unknown_styles)}; "
-                f"allowed: {', '.join(ANSWER_STYLES)}",
+                f"allowed: {', '.join(INSTRUCTION_KEYS)}",
                 field="instructions",
             )
         if max_span_tokens < 1:
@@ -267,11 +269,9 @@ class RagChain(Component):
     def instruction(self) -> str:
         """The ``{instruction}`` of the prompt for this chain's answer style and generator."""
         given = self.instructions or {}
-        if self.answer_style in given:
-            return given[self.answer_style]
         if self.answer_style == "extractive" and not self.decodes_extractively:
-            return QUOTE_INSTRUCTION
-        return DEFAULT_INSTRUCTIONS[self.answer_style]
+            return given.get("quote", QUOTE_INSTRUCTION)
+        return given.get(self.answer_style, DEFAULT_INSTRUCTIONS[self.answer_style])
 
     @property
     def stop_sequences(self) -> list[str]:

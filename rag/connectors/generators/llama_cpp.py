@@ -504,6 +504,8 @@ class LlamaCppGenerator(Component):
         max_span_tokens: int = 16,
         min_logprob: float | None = None,
         avoid_start_words: Collection[str] = (),
+        end_bias: float = 0.0,
+        trace: list[dict[str, Any]] | None = None,
     ) -> GenerationResult:
         """Answer by copying one span of ``contexts``, chosen token by token by the model.
 
@@ -523,6 +525,10 @@ class LlamaCppGenerator(Component):
                 model's unconstrained log-probability of the span's first token is below this.
             avoid_start_words: Lower-case words no span may start with (e.g. stop words and the
                 question's own words: an answer rarely repeats the question).
+            end_bias: Added to the log-probability of ending the span before it is compared with
+                copying on (a copying model prefers to copy on: positive values end sooner).
+            trace: If given, one entry per generated token is appended (the token, the
+                log-probabilities of its best continuation and of ending), for tuning.
 
         Returns:
             ``GenerationResult`` whose ``text`` is ``contexts[span.context][span.start:span.end]``.
@@ -576,11 +582,21 @@ class LlamaCppGenerator(Component):
                     logits = self._logits()
                     logprobs = logits - np.logaddexp.reduce(logits)
                     tokens = index.flat[index.candidates(state)]
+                    end = float(logprobs[terminators].max()) + end_bias
+                    if trace is not None:
+                        trace.append(
+                            {
+                                "length": length,
+                                "can_end": state is not None and index.can_end(state),
+                                "end": end - end_bias,
+                                "copy": float(logprobs[tokens].max()) if len(tokens) else None,
+                            }
+                        )
                     if state is not None and index.can_end(state):
                         if index.at_sentence_end(state) or length >= max_span_tokens:
                             finish_reason = "length" if length >= max_span_tokens else "stop"
                             break
-                        if not len(tokens) or logprobs[terminators].max() >= logprobs[tokens].max():
+                        if not len(tokens) or end >= logprobs[tokens].max():
                             break
                     if not len(tokens) or length >= max_span_tokens + 8:
                         finish_reason = "length"
@@ -591,6 +607,8 @@ class LlamaCppGenerator(Component):
                         if min_logprob is not None and first_logprob < min_logprob:
                             usage = Usage(prompt_tokens=len(prompt), completion_tokens=0)
                             return GenerationResult(text="", usage=usage, finish_reason="abstain")
+                    if trace is not None:
+                        trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
                     state = index.advance(state, best)
                     length += 1
                     llm.eval([best])
