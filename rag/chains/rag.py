@@ -74,6 +74,7 @@ QUOTE_INSTRUCTION = (
     f"context answers it, reply: {extractive.NO_ANSWER}"
 )
 DEFAULT_ANSWER_PREFIX = "The answer is"
+DEFAULT_SPAN_END_BIAS = 0.0
 # ``instructions`` keys: one per style, and "quote" for extractive without constrained decoding.
 INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote")
 
@@ -128,6 +129,9 @@ class RagChain(Component):
         min_span_logprob: ``extractive``: abstain ("I don't know", ``grounded`` false) when the
             model's log-probability of the span's first token is below this; ``None`` never
             abstains.
+        span_end_bias: ``extractive`` with a local model: added to the log-probability of ending
+            the span when it is weighed against copying on (a model that copies prefers to go
+            on; larger values give shorter spans).
         tools: Tool names of the tool registry (or callables, from Python); import paths only with
             ``RAGLINE_ALLOW_IMPORTS=1``.
         retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
@@ -164,6 +168,7 @@ class RagChain(Component):
         answer_prefix: str = DEFAULT_ANSWER_PREFIX,
         max_span_tokens: int = 16,
         min_span_logprob: float | None = None,
+        span_end_bias: float = DEFAULT_SPAN_END_BIAS,
         tools: list[Any] | None = None,
         retrieval_tool: bool = False,
         retrieve_first: bool = True,
@@ -222,6 +227,7 @@ class RagChain(Component):
         self.answer_prefix = answer_prefix
         self.max_span_tokens = max_span_tokens
         self.min_span_logprob = min_span_logprob
+        self.span_end_bias = span_end_bias
         self.tools = list(tools or [])
         self.retrieval_tool = retrieval_tool
         self.retrieve_first = retrieve_first
@@ -298,6 +304,7 @@ class RagChain(Component):
                 "answer_prefix",
                 "max_span_tokens",
                 "min_span_logprob",
+                "span_end_bias",
                 "tools",
                 "retrieval_tool",
                 "retrieve_first",
@@ -481,6 +488,7 @@ class RagChain(Component):
                 max_span_tokens=self.max_span_tokens,
                 min_logprob=self.min_span_logprob,
                 avoid_start_words=extractive.avoid_start_words(question),
+                end_bias=self.span_end_bias,
             )
             timings["generate"] += time.perf_counter() - mark
             usage = _add(usage, result.usage)

@@ -495,6 +495,46 @@ class LlamaCppGenerator(Component):
                 ids.add(tokens[0])
         return np.asarray(sorted(i for i in ids if i >= 0), dtype=np.int64)
 
+    def _space_or_word(
+        self, index: Any, tokens: Any, logprobs: Any, space: int, piece: Any
+    ) -> tuple[list[int], Any]:
+        """The first tokens of the span when the model's favourite start is a bare space.
+
+        Vocabularies that split numbers (" 1995" -> " ", "1", "9", "9", "5") make one space token
+        the start of every number in the contexts, so its probability is summed over all of them
+        and numbers win too often. Compare whole words instead: follow the space with the model's
+        best continuation until the word can end, and keep that (already evaluated) only if the
+        word is likelier than the best start that is a whole-word token; else forget it.
+
+        Returns:
+            The tokens taken (evaluated, except a single rival word) and the span state after
+            them (``None`` when the rival was taken and is still to be evaluated).
+        """
+        import numpy as np
+
+        llm = self._llm
+        words = np.asarray([t for t in np.unique(tokens) if not piece(int(t)).isspace()])
+        if not len(words):
+            return [space], None
+        rival = int(words[np.argmax(logprobs[words])])
+        taken = [space]
+        state = index.advance(None, space)
+        total = float(logprobs[space])
+        llm.eval([space])
+        while total >= logprobs[rival]:
+            following = index.flat[index.candidates(state)]
+            if (len(taken) > 1 and index.can_end(state)) or not len(following) or len(taken) > 8:
+                return taken, state
+            after = self._logits()
+            after = after - np.logaddexp.reduce(after)
+            best = int(following[np.argmax(after[following])])
+            total += float(after[best])
+            taken.append(best)
+            state = index.advance(state, best)
+            llm.eval([best])
+        llm.n_tokens -= len(taken)  # forget the number: the next eval overwrites the cache
+        return [rival], None
+
     def generate_extractive(
         self,
         messages: Sequence[Message],
@@ -607,6 +647,16 @@ class LlamaCppGenerator(Component):
                         if min_logprob is not None and first_logprob < min_logprob:
                             usage = Usage(prompt_tokens=len(prompt), completion_tokens=0)
                             return GenerationResult(text="", usage=usage, finish_reason="abstain")
+                    if state is None and piece(best).isspace():
+                        taken, after = self._space_or_word(index, tokens, logprobs, best, piece)
+                        if after is not None:  # a number, evaluated already
+                            if trace is not None:
+                                trace[-1]["piece"] = b"".join(piece(t) for t in taken).decode(
+                                    "utf-8", errors="replace"
+                                )
+                            state, length = after, len(taken)
+                            continue
+                        best = taken[0]
                     if trace is not None:
                         trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
                     state = index.advance(state, best)
