@@ -74,7 +74,7 @@ QUOTE_INSTRUCTION = (
     f"context answers it, reply: {extractive.NO_ANSWER}"
 )
 DEFAULT_ANSWER_PREFIX = "The answer is"
-DEFAULT_SPAN_END_BIAS = 0.0
+DEFAULT_SPAN_END_BIAS = 3.0  # measured on 15 XQuAD questions outside the benchmark sample
 # ``instructions`` keys: one per style, and "quote" for extractive without constrained decoding.
 INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote")
 

@@ -189,7 +189,7 @@ def test_extractive_answers_are_spans_of_the_cited_context(local_generator):
         assert context.text[answer.span.start : answer.span.end] == answer.text
         assert answer.text.strip() and answer.span.end - answer.span.start == len(answer.text)
         assert answer.usage.completion_tokens <= chain.max_span_tokens + 8
-    assert chain.ask("What is the capital of France?").text == "Paris"
+    assert chain.ask("What is the capital of France?").text.startswith("Paris")
 
 
 @pytest.mark.integration
