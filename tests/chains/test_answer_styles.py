@@ -3,7 +3,6 @@ contexts), constrained extractive decoding with the bundled model, and no format
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
