@@ -6,8 +6,9 @@
 The paragraphs of ``corpus.jsonl`` are split (``splitter.recursive``, 128 tokens of the embedding
 model, overlap 16), embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retrieved densely
 (``retriever.dense``). Contexts are retrieved once per question and reused by every style, so the
-styles answer from the same contexts. Each style then runs over all the questions in turn (style
-after style, not interleaved, so no style gains from another's cached prompt prefix).
+styles answer from the same contexts. Styles alternate per question, and the model's KV cache is
+reset before every call, so load drift hits every style alike and no style reuses another's
+evaluated prompt (as in ``benchmarks/generation.py``).
 
 Printed per style: EM and token F1 (SQuAD v1.1 normalization, :mod:`rag.eval.metrics`), the rate
 of grounded answers (extractive: a span proven to be copied from a cited context), abstentions,
@@ -37,6 +38,8 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "xquad_en_dev"
 STYLES = ("extractive", "concise", "sentences")
 _CITATION = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
+
+from tqdm import tqdm  # noqa: E402
 
 from rag.core import Component, Hit  # noqa: E402
 
@@ -89,43 +92,62 @@ def strip_citations(text: str) -> str:
     return _CITATION.sub(" ", text).strip()
 
 
-def score_style(chain: Any, rows: list[dict[str, Any]], style: str) -> dict[str, Any]:
+def score_styles(
+    chains: dict[str, Any], rows: list[dict[str, Any]], reset: Any
+) -> list[dict[str, Any]]:
+    """Answer every question in every style, alternating styles per question (so drift in the
+    machine's load hits all styles alike) and resetting the model's KV cache before each call (so
+    no style reuses another's evaluated prompt)."""
     from rag.eval.metrics import exact_match, token_f1
 
-    ems, f1s, seconds, lengths, precisions = [], [], [], [], []
-    grounded = abstained = 0
-    samples = []
-    for row in rows:
-        started = time.perf_counter()
-        answer = chain.ask(row["question"])
-        seconds.append(time.perf_counter() - started)
-        text = strip_citations(answer.text)
-        abstain = answer.finish_reason == "abstain" or text == "I don't know."
-        ems.append(exact_match(text, row["answers"]))
-        f1s.append(token_f1(text, row["answers"]))
-        lengths.append(len(answer.text))
-        grounded += answer.grounded
-        abstained += abstain
-        cited = [c.id for c in answer.citations]
-        if cited:
-            gold = {c.id for c in answer.contexts if c.metadata.get("doc_id") == row["context_id"]}
-            precisions.append(sum(i in gold for i in cited) / len(cited))
-        if len(samples) < 3:
-            samples.append((row["question"], answer.text, row["answers"][0]))
+    keys = ("em", "f1", "seconds", "lengths", "precisions")
+    data = {style: {key: [] for key in keys} for style in chains}
+    counts = {style: {"grounded": 0, "abstained": 0} for style in chains}
+    samples: dict[str, list[tuple[str, str, str]]] = {style: [] for style in chains}
+    for row in tqdm(rows, desc="questions", file=sys.stderr):
+        for style, chain in chains.items():
+            reset()
+            started = time.perf_counter()
+            answer = chain.ask(row["question"])
+            seconds = time.perf_counter() - started
+            text = strip_citations(answer.text)
+            record = data[style]
+            record["seconds"].append(seconds)
+            record["em"].append(exact_match(text, row["answers"]))
+            record["f1"].append(token_f1(text, row["answers"]))
+            record["lengths"].append(len(answer.text))
+            counts[style]["grounded"] += answer.grounded
+            counts[style]["abstained"] += answer.finish_reason == "abstain" or (
+                text == "I don't know."
+            )
+            cited = [c.id for c in answer.citations]
+            if cited:
+                gold = {
+                    c.id for c in answer.contexts if c.metadata.get("doc_id") == row["context_id"]
+                }
+                record["precisions"].append(sum(i in gold for i in cited) / len(cited))
+            if len(samples[style]) < 3:
+                samples[style].append((row["question"], answer.text, row["answers"][0]))
     count = len(rows)
-    return {
-        "style": style,
-        "questions": count,
-        "em": statistics.fmean(ems),
-        "f1": statistics.fmean(f1s),
-        "grounded": grounded / count,
-        "abstained": abstained / count,
-        "citation_precision": statistics.fmean(precisions) if precisions else None,
-        "cited": len(precisions) / count,
-        "median_s": statistics.median(seconds),
-        "mean_chars": statistics.fmean(lengths),
-        "samples": samples,
-    }
+    results = []
+    for style, record in data.items():
+        precisions = record["precisions"]
+        results.append(
+            {
+                "style": style,
+                "questions": count,
+                "em": statistics.fmean(record["em"]),
+                "f1": statistics.fmean(record["f1"]),
+                "grounded": counts[style]["grounded"] / count,
+                "abstained": counts[style]["abstained"] / count,
+                "citation_precision": statistics.fmean(precisions) if precisions else None,
+                "cited": len(precisions) / count,
+                "median_s": statistics.median(record["seconds"]),
+                "mean_chars": statistics.fmean(record["lengths"]),
+                "samples": samples[style],
+            }
+        )
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,11 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     base = RagChain(
         retriever=fixed, generator=generator, k=args.k, min_span_logprob=args.min_span_logprob
     )
-    results = []
-    for style in styles:
-        started = time.perf_counter()
-        results.append(score_style(base.with_style(style), rows, style))
-        print(f"  {style}: {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    chains = {style: base.with_style(style) for style in styles}
+    results = score_styles(chains, rows, generator.llama.reset)
 
     unanswerable = None
     if args.unanswerable and "extractive" in styles:
