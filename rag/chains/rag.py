@@ -63,8 +63,8 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
 # Stop sequences per style: the answer ends before the model starts writing the prompt's own
 # format (a new numbered context, a new question); concise answers are one line.
 STYLE_STOPS: dict[str, list[str]] = {
-    "sentences": ["\n\n[", "\nQuestion:", "Context:", "Contexts:", "(source:"],
-    "concise": ["\n", ". ", "Question:", "Context:", "Contexts:", "(source:"],
+    "sentences": ["\n\n[", "\nQuestion:", "\nContext:", "\nContexts:", "(source:"],
+    "concise": ["\n", ". ", "Question:", "(source:"],
     "extractive": ["\n"],  # the quoted-span fallback: one line
 }
 # The quoted-span fallback for generators without extractive decoding (generator.openai).
@@ -595,15 +595,18 @@ class RagChain(Component):
 
 
 _LEADING_CITATION = re.compile(r"^\s*(\[\s*\d+(?:\s*,\s*\d+)*\s*\])[\s:.-]*")
+_LEADING_LABEL = re.compile(r"^\s*(?:contexts?|answer)\s*:\s*", re.IGNORECASE)
 
 
 def _citation_last(text: str) -> str:
     """``"[2] Paris."`` -> ``"Paris. [2]"``: a small model that starts with the context's number
-    (the prompt's format) has its citation moved to where the instruction asked for it.
+    (the prompt's format) has its citation moved to where the instruction asked for it, and a
+    leading ``Context:`` label copied from the prompt is dropped.
 
     >>> _citation_last("[2] Paris is the capital.")
     'Paris is the capital. [2]'
     """
+    text = _LEADING_LABEL.sub("", text, count=1)  # "Context:\n[1] ..." (the prompt's label)
     match = _LEADING_CITATION.match(text)
     if match is None or not text[match.end() :].strip():
         return text

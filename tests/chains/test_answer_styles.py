@@ -114,8 +114,11 @@ def test_styles_round_trip_and_change_the_instruction_and_stops(tmp_path):
 
 
 @pytest.mark.unit
-def test_a_leading_context_number_is_moved_after_the_answer():
-    chain = chain_with(scripted_generator(Script(reply("[1] Paris is the capital."))), k=1)
+@pytest.mark.parametrize(
+    "text", ["[1] Paris is the capital.", "Context:\n[1] Paris is the capital."]
+)
+def test_a_leading_context_number_is_moved_after_the_answer(text):
+    chain = chain_with(scripted_generator(Script(reply(text))), k=1)
     answer = chain.ask("What is the capital of France?")
     assert answer.text == "Paris is the capital. [1]"
     assert [c.index for c in answer.citations] == [1]

@@ -164,7 +164,7 @@ def test_answer_carries_prompt_contexts_citations_and_timings():
     )
     (body,) = script.bodies
     assert body["messages"] == answer.messages
-    assert body["stop"] == ["\n\n[", "\nQuestion:", "Context:", "Contexts:", "(source:"]
+    assert body["stop"] == ["\n\n[", "\nQuestion:", "\nContext:", "\nContexts:", "(source:"]
     assert answer.messages[-1]["content"] == answer.prompt
     assert [c.source for c in answer.citations] == ["doc1.md", "doc2.md"]
     assert answer.invalid_citations == 1
