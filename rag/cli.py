@@ -414,6 +414,10 @@ def ask(
         bool, typer.Option("--no-stream", help="Print the answer at once.")
     ] = False,
     pipeline: Annotated[str, typer.Option(help="Pipeline holding the chain.rag.")] = "ask",
+    style: Annotated[
+        str | None,
+        typer.Option(help="Answer style: sentences, concise or extractive (default: the file's)."),
+    ] = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -438,6 +442,7 @@ def ask(
             json_output=json_output,
             stream=not no_stream,
             quiet=quiet,
+            style=style,
         )
     if code:
         raise typer.Exit(code)

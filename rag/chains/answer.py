@@ -87,6 +87,36 @@ def parse_citations(text: str, contexts: Sequence[Context]) -> tuple[list[Citati
 
 
 @dataclass
+class AnswerSpan:
+    """Where an extractive answer was copied from: ``contexts[index].text[start:end]``.
+
+    Attributes:
+        index: The context's number in the prompt (as cited, ``[index]``).
+        id: The chunk id of that context.
+        start: Character offset of the answer in the context's text.
+        end: Character offset just past it.
+        logprob: The model's log-probability of the first token (constrained decoding only).
+    """
+
+    index: int
+    id: str
+    start: int
+    end: int
+    logprob: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "index": self.index,
+            "id": self.id,
+            "start": self.start,
+            "end": self.end,
+        }
+        if self.logprob is not None:
+            data["logprob"] = round(self.logprob, 4)
+        return data
+
+
+@dataclass
 class Answer:
     """What a chain produced, with everything needed to check it.
 
@@ -106,7 +136,12 @@ class Answer:
         invalid_citations: Citations of numbers that were not given as contexts (dropped).
         dropped_contexts: Retrieved contexts left out because the context window was full.
         steps: Generator calls made.
-        finish_reason: Why the last call stopped (``stop``, ``length``, ``max_steps``, ...).
+        finish_reason: Why the last call stopped (``stop``, ``length``, ``max_steps``,
+            ``abstain``, ...).
+        answer_style: ``sentences``, ``concise`` or ``extractive``.
+        grounded: True only when every answer word is proven to come from a cited context: an
+            extractive span whose text was checked against the context (never guessed).
+        span: The proven span of a grounded answer, else ``None``.
     """
 
     question: str
@@ -122,6 +157,9 @@ class Answer:
     dropped_contexts: int = 0
     steps: int = 0
     finish_reason: str | None = None
+    answer_style: str = "sentences"
+    grounded: bool = False
+    span: AnswerSpan | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +176,9 @@ class Answer:
             "dropped_contexts": self.dropped_contexts,
             "steps": self.steps,
             "finish_reason": self.finish_reason,
+            "answer_style": self.answer_style,
+            "grounded": self.grounded,
+            "span": self.span.to_dict() if self.span is not None else None,
         }
 
     def __str__(self) -> str:

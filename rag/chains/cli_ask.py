@@ -53,6 +53,11 @@ def _dumps(data: dict[str, Any]) -> str:
 
 
 def _print_citations(answer: Answer, out: TextIO) -> None:
+    if answer.grounded and answer.span is not None:
+        out.write(
+            f"\nGrounded: copied verbatim from context [{answer.span.index}], characters "
+            f"{answer.span.start}-{answer.span.end}\n"
+        )
     if answer.citations:
         out.write("\nCitations:\n")
         for citation in answer.citations:
@@ -84,18 +89,23 @@ def ask_command(
     stream: bool = True,
     quiet: bool = False,
     out: TextIO | None = None,
+    style: str | None = None,
 ) -> int:
     """Answer one ``question`` or every row of ``rows`` (``{"_id", "text"}``).
 
     Returns:
         The exit code: 0, or 1 when a question of a batch failed (its line carries ``"error"``).
 
+    ``style`` overrides the chain's ``answer_style`` (``rag ask --style``).
+
     Raises:
-        ConfigError: no chain in the file (exit 2).
+        ConfigError: no chain in the file, or an unknown ``style`` (exit 2).
         RagError: the single question failed (exit 1).
     """
     out = out or sys.stdout
     chain = find_chain(app_file, pipeline, config=config)
+    if style is not None and style != chain.answer_style:
+        chain = chain.with_style(style)
     chain.warm_up()
     if rows is None:
         assert question is not None

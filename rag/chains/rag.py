@@ -6,6 +6,12 @@ are constructor parameters (and so YAML fields): ``system_prompt``, ``prompt_tem
 fitted to the generator's context window with the generator's own tokenizer: the lowest-ranked are
 trimmed or dropped so that prompt plus ``max_tokens`` never overflow.
 
+Answer styles (``answer_style``): ``sentences`` (a few cited sentences), ``concise`` (a short
+answer, then its citation) and ``extractive`` (a span copied verbatim from one context, cited by
+construction; ``Answer.grounded`` is true only when the copy is proven, see
+:mod:`rag.chains.extractive`). The style picks the ``{instruction}`` of the prompt template from
+``instructions`` and the stop sequences that keep the prompt's format out of the answer.
+
 With tools, the chain runs a bounded loop: at most ``max_steps`` generator calls; a tool call's
 result (or its error, as text) goes back to the model; the last allowed call offers no tool, so
 the loop always ends with an answer.
@@ -15,13 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import string
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from rag.chains.answer import Answer, Context, parse_citations
+from rag.chains import extractive
+from rag.chains.answer import Answer, AnswerSpan, Citation, Context, parse_citations
 from rag.chains.mcp_tools import connect_tools, parse_mcp_servers
 from rag.chains.tools import Tool, ToolRegistry, default_tools, run_tool_call
 from rag.core.component import Component
@@ -35,16 +43,45 @@ DEFAULT_SYSTEM_PROMPT = (
     "you use by their number in square brackets, like [1]. If the contexts do not contain the "
     "answer, say that you do not know."
 )
-# The instruction to cite sits after the question: small local models follow the last thing
-# they read (SmolLM2-135M cites almost never when it is only in the system prompt).
-DEFAULT_PROMPT_TEMPLATE = (
-    "Contexts:\n{contexts}\n\nQuestion: {question}\n\n"
-    "Answer in two or three sentences. After each sentence write the number of the context it "
-    "comes from in square brackets, like [1]."
-)
-DEFAULT_CONTEXT_TEMPLATE = "[{index}] (source: {source}) {text}"
+# The instruction sits after the question: small local models follow the last thing they read
+# (SmolLM2-135M cites almost never when it is only in the system prompt).
+DEFAULT_PROMPT_TEMPLATE = "Contexts:\n{contexts}\n\nQuestion: {question}\n\n{instruction}"
+# No source path in the context line: small models copied "[2] (source: a.html) ..." into answers.
+DEFAULT_CONTEXT_TEMPLATE = "[{index}] {text}"
 
-PROMPT_FIELDS = ("question", "contexts")
+ANSWER_STYLES = ("sentences", "concise", "extractive")
+DEFAULT_INSTRUCTIONS: dict[str, str] = {
+    "sentences": (
+        "Answer in two or three sentences. After each sentence write the number of the context "
+        "it comes from in square brackets, like [1]."
+    ),
+    "concise": (
+        "Answer in a few words, then write the number of the context the answer comes from in "
+        "square brackets, like: Paris [1]"
+    ),
+    "extractive": "Answer with the exact words from one context.",
+}
+"""The ``{instruction}`` of the prompt template for each answer style."""
+# Stop sequences per style: the answer ends before the model starts writing the prompt's own
+# format (a new numbered context, a new question); concise answers are one line.
+STYLE_STOPS: dict[str, list[str]] = {
+    "sentences": ["\n\n[", "\nQuestion:", "\nContext:", "\nContexts:", "(source:"],
+    "concise": ["\n", ". ", "Question:", "(source:"],
+    "extractive": ["\n"],  # the quoted-span fallback: one line
+}
+# The quoted-span fallback for generators without extractive decoding (generator.openai).
+QUOTE_INSTRUCTION = (
+    "Reply with the shortest exact quote from one context that answers the question, written as "
+    'the context number and the quote in double quotes, like: [2] "the quoted words". If no '
+    f"context answers it, reply: {extractive.NO_ANSWER}"
+)
+DEFAULT_ANSWER_PREFIX = "The answer is"
+DEFAULT_SPAN_END_BIAS = 3.0  # measured on 15 XQuAD questions outside the benchmark sample
+# ``instructions`` keys: one per style, and "quote" for extractive without constrained decoding.
+INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote")
+
+PROMPT_FIELDS = ("question", "contexts", "instruction")
+REQUIRED_PROMPT_FIELDS = ("question", "contexts")
 CONTEXT_FIELDS = ("index", "text", "source", "id", "score")
 CONTEXT_SEPARATOR = "\n\n"
 RETRIEVAL_TOOL = "search_documents"
@@ -82,6 +119,21 @@ class RagChain(Component):
         context_template: One numbered context; fields ``{index}``, ``{text}``, ``{source}``,
             ``{id}``, ``{score}``.
         k: Contexts retrieved per question.
+        answer_style: ``sentences``, ``concise`` or ``extractive`` (see the module docstring).
+        instructions: The ``{instruction}`` text per style (default :data:`DEFAULT_INSTRUCTIONS`);
+            for ``extractive``, a generator without constrained decoding gets the ``quote``
+            entry (default :data:`QUOTE_INSTRUCTION`): a quoted span, checked afterwards.
+        stop: Stop sequences (default: :data:`STYLE_STOPS` of the style), added to the
+            generator's own.
+        answer_prefix: ``extractive`` with a local model: the text the answer turn starts with,
+            so the next words are the answer (not returned).
+        max_span_tokens: ``extractive``: longest copied span, in tokens.
+        min_span_logprob: ``extractive``: abstain ("I don't know", ``grounded`` false) when the
+            model's log-probability of the span's first token is below this; ``None`` never
+            abstains.
+        span_end_bias: ``extractive`` with a local model: added to the log-probability of ending
+            the span when it is weighed against copying on (a model that copies prefers to go
+            on; larger values give shorter spans).
         tools: Tool names of the tool registry (or callables, from Python); import paths only with
             ``RAGLINE_ALLOW_IMPORTS=1``.
         retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
@@ -117,6 +169,13 @@ class RagChain(Component):
         system_prompt: str = DEFAULT_SYSTEM_PROMPT,
         context_template: str = DEFAULT_CONTEXT_TEMPLATE,
         k: int = 5,
+        answer_style: str = "sentences",
+        instructions: dict[str, str] | None = None,
+        stop: list[str] | None = None,
+        answer_prefix: str = DEFAULT_ANSWER_PREFIX,
+        max_span_tokens: int = 16,
+        min_span_logprob: float | None = None,
+        span_end_bias: float = DEFAULT_SPAN_END_BIAS,
         tools: list[Any] | None = None,
         retrieval_tool: bool = False,
         retrieve_first: bool = True,
@@ -127,8 +186,25 @@ class RagChain(Component):
         tracer_provider: Any | None = None,
     ) -> None:
         _template_fields(
-            prompt_template, field="prompt_template", required=PROMPT_FIELDS, allowed=PROMPT_FIELDS
+            prompt_template,
+            field="prompt_template",
+            required=REQUIRED_PROMPT_FIELDS,
+            allowed=PROMPT_FIELDS,
         )
+        if answer_style not in ANSWER_STYLES:
+            raise ConfigError(
+                f"unknown answer_style {answer_style!r}; allowed: {', '.join(ANSWER_STYLES)}",
+                field="answer_style",
+            )
+        unknown_styles = sorted(set(instructions or {}) - set(INSTRUCTION_KEYS))
+        if unknown_styles:
+            raise ConfigError(
+                f"instructions names unknown answer style(s) {', '.join(unknown_styles)}; "
+                f"allowed: {', '.join(INSTRUCTION_KEYS)}",
+                field="instructions",
+            )
+        if max_span_tokens < 1:
+            raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
         _template_fields(
             context_template,
             field="context_template",
@@ -154,6 +230,13 @@ class RagChain(Component):
         self.system_prompt = system_prompt
         self.context_template = context_template
         self.k = k
+        self.answer_style = answer_style
+        self.instructions = dict(instructions) if instructions is not None else None
+        self.stop = list(stop) if stop is not None else None
+        self.answer_prefix = answer_prefix
+        self.max_span_tokens = max_span_tokens
+        self.min_span_logprob = min_span_logprob
+        self.span_end_bias = span_end_bias
         self.tools = list(tools or [])
         self.retrieval_tool = retrieval_tool
         self.retrieve_first = retrieve_first
@@ -199,10 +282,65 @@ class RagChain(Component):
             score="" if context.score is None else f"{context.score:.3f}",
         )
 
+    @property
+    def decodes_extractively(self) -> bool:
+        """Whether ``extractive`` answers come from constrained decoding (else a checked quote)."""
+        return self.answer_style == "extractive" and hasattr(self.generator, "generate_extractive")
+
+    @property
+    def instruction(self) -> str:
+        """The ``{instruction}`` of the prompt for this chain's answer style and generator."""
+        given = self.instructions or {}
+        if self.answer_style == "extractive" and not self.decodes_extractively:
+            return given.get("quote", QUOTE_INSTRUCTION)
+        return given.get(self.answer_style, DEFAULT_INSTRUCTIONS[self.answer_style])
+
+    @property
+    def stop_sequences(self) -> list[str]:
+        """Stop sequences sent with each final answer call (the chain's, then the generator's)."""
+        own = STYLE_STOPS[self.answer_style] if self.stop is None else self.stop
+        theirs = [s for s in getattr(self.generator, "stop", None) or [] if s not in own]
+        return [*own, *theirs]
+
+    def with_style(self, answer_style: str) -> RagChain:
+        """A copy of this chain (same retriever and generator objects) answering in another style.
+
+        Raises:
+            ConfigError: ``answer_style`` is not one of :data:`ANSWER_STYLES`.
+        """
+        params = {
+            name: getattr(self, name)
+            for name in (
+                "prompt_template",
+                "system_prompt",
+                "context_template",
+                "k",
+                "instructions",
+                "stop",
+                "answer_prefix",
+                "max_span_tokens",
+                "min_span_logprob",
+                "span_end_bias",
+                "tools",
+                "retrieval_tool",
+                "retrieve_first",
+                "max_steps",
+                "min_context_tokens",
+            )
+        }
+        chain = RagChain(
+            retriever=self.retriever, generator=self.generator, answer_style=answer_style, **params
+        )
+        chain._tools = dict(self._tools)
+        chain._warmed = self._warmed
+        return chain
+
     def build_messages(self, question: str, contexts: Sequence[Context]) -> list[Message]:
         """The messages sent for ``question`` with ``contexts`` (the one place prompts are made)."""
         blocks = CONTEXT_SEPARATOR.join(self.format_context(c) for c in contexts)
-        prompt = self.prompt_template.format(question=question, contexts=blocks)
+        prompt = self.prompt_template.format(
+            question=question, contexts=blocks, instruction=self.instruction
+        )
         messages: list[Message] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
@@ -217,6 +355,9 @@ class RagChain(Component):
         return sum(int(count(str(m.get("content") or ""))) + 4 for m in messages)
 
     def _reserve(self) -> int:
+        if self.decodes_extractively:
+            prefix = int(self.generator.count_tokens(self.answer_prefix))  # type: ignore[attr-defined]
+            return self.max_span_tokens + prefix + 8  # +8: the span may run on to a word's end
         return int(getattr(self.generator, "max_tokens", 256))
 
     def fit_contexts(
@@ -366,7 +507,8 @@ class RagChain(Component):
             assert isinstance(step_result, GenerationResult)
             usage = _add(usage, step_result.usage)
             if not step_result.tool_calls:
-                result = step_result
+                # An extractive answer is decoded below, with the tool results in the messages.
+                result = None if self.answer_style == "extractive" else step_result
                 break
             mark = time.perf_counter()
             messages = [*messages, _assistant_turn(step_result)]
@@ -392,11 +534,34 @@ class RagChain(Component):
         if result is not None:
             if stream and result.text:
                 yield result.text
+        elif self.decodes_extractively:
+            steps += 1
+            mark = time.perf_counter()
+            with tracing.span(
+                "ragline.generate", {"ragline.step": steps, "ragline.extractive": True}, parent=root
+            ) as generate_span:
+                result = self.generator.generate_extractive(  # type: ignore[attr-defined]
+                    messages,
+                    [c.text for c in contexts],
+                    answer_prefix=self.answer_prefix,
+                    max_span_tokens=self.max_span_tokens,
+                    min_logprob=self.min_span_logprob,
+                    avoid_start_words=extractive.avoid_start_words(question),
+                    end_bias=self.span_end_bias,
+                )
+                generate_span.set_attributes(_usage_attributes(result.usage))
+            timings["generate"] += time.perf_counter() - mark
+            usage = _add(usage, result.usage)
+            if stream and result.text:
+                yield result.text
         else:
             steps += 1
-            options = {"tool_choice": "none"} if schemas else {}
+            options: dict[str, Any] = {"tool_choice": "none"} if schemas else {}
+            options["stop"] = self.stop_sequences
             mark = time.perf_counter()
-            span = tracing.start_span("ragline.generate", {"ragline.step": steps}, parent=root)
+            generate_span = tracing.start_span(
+                "ragline.generate", {"ragline.step": steps}, parent=root
+            )
             if stream:
                 pieces = self.generator.generate(  # type: ignore[attr-defined]
                     messages, tools=schemas, stream=True, **options
@@ -418,14 +583,22 @@ class RagChain(Component):
                 raise GenerationError(
                     f"{type(self.generator).__name__} returned no GenerationResult"
                 )
-            span.set_attributes(_usage_attributes(result.usage))
-            end_span(span, seconds=time.perf_counter() - mark)
+            generate_span.set_attributes(_usage_attributes(result.usage))
+            end_span(generate_span, seconds=time.perf_counter() - mark)
             usage = _add(usage, result.usage)
-        citations, invalid = parse_citations(result.text, contexts)
+        text = result.text
+        grounded = False
+        span: AnswerSpan | None = None
+        if self.answer_style == "extractive":
+            text, citations, invalid, span = _extractive_answer(result, contexts)
+            grounded = span is not None
+        else:
+            text = _citation_last(text)
+            citations, invalid = parse_citations(text, contexts)
         timings["total"] = time.perf_counter() - start
         yield Answer(
             question=question,
-            text=result.text,
+            text=text,
             citations=citations,
             contexts=list(contexts),
             prompt=prompt,
@@ -437,6 +610,9 @@ class RagChain(Component):
             dropped_contexts=dropped,
             steps=steps,
             finish_reason="max_steps" if hit_max_steps else result.finish_reason,
+            answer_style=self.answer_style,
+            grounded=grounded,
+            span=span,
         )
 
     def ask(
@@ -489,6 +665,60 @@ def _usage_attributes(usage: Usage) -> dict[str, int]:
         "gen_ai.usage.input_tokens": usage.prompt_tokens,
         "gen_ai.usage.output_tokens": usage.completion_tokens,
     }
+
+
+_LEADING_CITATION = re.compile(r"^\s*(\[\s*\d+(?:\s*,\s*\d+)*\s*\])[\s:.-]*")
+_LEADING_LABEL = re.compile(r"^\s*(?:contexts?|answer)\s*:\s*", re.IGNORECASE)
+
+
+def _citation_last(text: str) -> str:
+    """``"[2] Paris."`` -> ``"Paris. [2]"``: a small model that starts with the context's number
+    (the prompt's format) has its citation moved to where the instruction asked for it, and a
+    leading ``Context:`` label copied from the prompt is dropped.
+
+    >>> _citation_last("[2] Paris is the capital.")
+    'Paris is the capital. [2]'
+    """
+    text = _LEADING_LABEL.sub("", text, count=1)  # "Context:\n[1] ..." (the prompt's label)
+    match = _LEADING_CITATION.match(text)
+    if match is None or not text[match.end() :].strip():
+        return text
+    return f"{text[match.end() :].rstrip()} {match.group(1)}"
+
+
+def _extractive_answer(
+    result: GenerationResult, contexts: Sequence[Context]
+) -> tuple[str, list[Citation], int, AnswerSpan | None]:
+    """Text, citations, invalid citation count and the proven span (``None``: not grounded)."""
+    texts = [c.text for c in contexts]
+    if result.span is not None:  # constrained decoding: check the copy all the same
+        found = result.span
+        if 0 <= found.context < len(contexts) and extractive.verified(
+            result.text, texts[found.context], found.start, found.end
+        ):
+            context = contexts[found.context]
+            span = AnswerSpan(context.index, context.id, found.start, found.end, found.logprob)
+            return result.text, [Citation(context.index, context.id, context.source)], 0, span
+        raise GenerationError(
+            f"the generator returned span {found} of context {found.context + 1}, which is not "
+            f"the text it returned ({result.text!r}); the answer cannot be proven"
+        )
+    reply = result.text.strip()
+    if not reply or reply.rstrip(".").lower() == extractive.NO_ANSWER.rstrip(".").lower():
+        return extractive.NO_ANSWER, [], 0, None
+    quote = extractive.parse_quote(reply)
+    if quote is not None:
+        by_index = {c.index: n for n, c in enumerate(contexts)}
+        prefer = by_index.get(quote.index) if quote.index is not None else None
+        match = extractive.find_quote(quote.text, texts, prefer=prefer)
+        if match is not None:
+            context = contexts[match.context]
+            text = context.text[match.start : match.end]
+            span = AnswerSpan(context.index, context.id, match.start, match.end)
+            return text, [Citation(context.index, context.id, context.source)], 0, span
+    citations, invalid = parse_citations(reply, contexts)
+    text = quote.text if quote is not None else reply
+    return text, citations, invalid, None  # not found verbatim: kept, but not grounded
 
 
 def _add(total: Usage, more: Usage) -> Usage:

@@ -40,13 +40,40 @@ class Usage:
 
 
 @dataclass
+class Span:
+    """A verbatim copy from one of the contexts a generator was given.
+
+    Attributes:
+        context: Position of the context in the list given (0-based).
+        start: Character offset of the span in that context's text.
+        end: Character offset just past the span (``text[start:end]`` is the span).
+        logprob: The model's log-probability of the span's first token, unconstrained (how sure
+            it was that the answer starts there); ``None`` when unknown.
+    """
+
+    context: int
+    start: int
+    end: int
+    logprob: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "context": self.context,
+            "start": self.start,
+            "end": self.end,
+            "logprob": self.logprob,
+        }
+
+
+@dataclass
 class GenerationResult:
-    """What one generator call produced."""
+    """What one generator call produced (``span``: set by extractive decoding only)."""
 
     text: str
     tool_calls: list[ToolCall] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
+    span: Span | None = None
 
 
 @runtime_checkable

@@ -107,6 +107,7 @@ def test_ask_questions_file_prints_one_json_answer_per_line(qa_config, tmp_path)
         (("What?", "--questions", "q.jsonl"), "give either a QUESTION or --questions FILE"),
         (("What?", "--filter", "{oops"), "--filter is not valid JSON"),
         (("What?", "--filter", '{"year": {"$gtx": 1}}'), "$gtx"),
+        (("What?", "--style", "short"), "allowed: sentences, concise, extractive"),
     ],
 )
 def test_bad_usage_exits_2(qa_config, args, message):
@@ -204,3 +205,20 @@ def test_the_chain_is_found_without_an_ask_pipeline_when_there_is_only_one():
             question="Q?",
             pipeline="qa",
         )
+
+
+@pytest.mark.unit
+def test_style_switches_the_chain_and_a_grounded_answer_says_where_it_was_copied_from():
+    out = io.StringIO()
+    app_file = scripted_app(reply('[1] "the capital of France"'))
+    code = ask_command(
+        app_file, config="qa.yaml", question="Paris?", stream=False, out=out, style="extractive"
+    )
+    lines = out.getvalue().splitlines()
+    assert code == 0
+    assert lines[0] == "the capital of France"
+    assert lines[2] == "Grounded: copied verbatim from context [1], characters 9-30"
+    assert lines[3:5] == ["", "Citations:"] and lines[5].startswith("  [1] doc1.md  (chunk ")
+    assert app_file.pipelines["ask"].get_component("chain").answer_style == "sentences"
+    with pytest.raises(ConfigError, match="allowed: sentences, concise, extractive"):
+        ask_command(app_file, config="qa.yaml", question="Paris?", style="short", out=out)

@@ -15,10 +15,12 @@ pytestmark = pytest.mark.unit
 def test_exported_members_are_pinned():
     assert sorted(rag.chains.__all__) == sorted(
         [
+            "ANSWER_STYLES",
             "DEFAULT_CONTEXT_TEMPLATE",
             "DEFAULT_PROMPT_TEMPLATE",
             "DEFAULT_SYSTEM_PROMPT",
             "Answer",
+            "AnswerSpan",
             "Citation",
             "Context",
             "RagChain",

@@ -156,14 +156,15 @@ def test_answer_carries_prompt_contexts_citations_and_timings():
     ]
     assert [c.index for c in answer.contexts] == [1, 2]
     assert answer.prompt == (
-        "Contexts:\n[1] (source: doc1.md) Paris is the capital of France.\n\n"
-        "[2] (source: doc2.md) Berlin is the capital of Germany.\n\n"
+        "Contexts:\n[1] Paris is the capital of France.\n\n"
+        "[2] Berlin is the capital of Germany.\n\n"
         "Question: What is the capital of France?\n\n"
         "Answer in two or three sentences. After each sentence write the number of the context "
         "it comes from in square brackets, like [1]."
     )
     (body,) = script.bodies
     assert body["messages"] == answer.messages
+    assert body["stop"] == ["\n\n[", "\nQuestion:", "\nContext:", "\nContexts:", "(source:"]
     assert answer.messages[-1]["content"] == answer.prompt
     assert [c.source for c in answer.citations] == ["doc1.md", "doc2.md"]
     assert answer.invalid_citations == 1
@@ -259,7 +260,7 @@ def test_retriever_as_a_tool_adds_citable_contexts():
     answer = chain.ask("What is BM25?")
     assert [c.text for c in answer.contexts] == texts
     assert [c.source for c in answer.citations] == ["doc2.md"]
-    assert script.bodies[1]["messages"][-1]["content"].startswith("[1] (source: doc1.md) HNSW")
+    assert script.bodies[1]["messages"][-1]["content"].startswith("[1] HNSW")
     assert answer.prompt.startswith("Contexts:\n\n\nQuestion: What is BM25?")
 
 
@@ -421,5 +422,5 @@ def test_retrieval_tool_reuses_numbers_of_passages_already_given():
     chain = chain_with(scripted_generator(script), retrieval_tool=True, k=2)
     answer = chain.ask("Capital of France?")
     assert [c.index for c in answer.contexts] == [1, 2]  # no duplicates added
-    assert script.bodies[1]["messages"][-1]["content"].startswith("[1] (source: doc1.md) Paris")
+    assert script.bodies[1]["messages"][-1]["content"].startswith("[1] Paris")
     assert [c.source for c in answer.citations] == ["doc1.md"]

@@ -4,6 +4,10 @@ The prompt is rendered with the model's own chat template (the ``tokenizer.chat_
 the GGUF file) and tokenized once, so :meth:`LlamaCppGenerator.count_message_tokens` is exact and
 :meth:`LlamaCppGenerator.render_prompt` shows the very text the model reads.
 
+Extractive decoding (:meth:`LlamaCppGenerator.generate_extractive`): the answer is constrained,
+token by token, to a span copied from the given contexts (see :mod:`._spans`), so every answer word
+provably comes from one cited context.
+
 Tool calls: a small model cannot be trusted to write a valid call, so when tools are offered the
 output is constrained by a grammar built from the tools' JSON schemas
 (``LlamaGrammar.from_json_schema``). The model then writes either
@@ -16,14 +20,14 @@ import importlib.util
 import json
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, ModelNotFoundError
-from rag.core.generation import GenerationResult, Message, ToolCall, Usage
+from rag.core.generation import GenerationResult, Message, Span, ToolCall, Usage
 
 # Model names that resolve to a GGUF file installed by a Python package: name -> (import name,
 # distribution name, file inside the package). Nothing is downloaded at run time.
@@ -40,6 +44,8 @@ DEFAULT_TOOL_PROMPT = (
 
 TOOL_CHOICES = ("auto", "required", "none")
 OPTIONS = ("temperature", "top_p", "repeat_penalty", "max_tokens", "stop", "seed", "tool_choice")
+# Tokens that end an extractive span when the model prefers them to copying on.
+SPAN_TERMINATORS = (".", ",", ";", ":", "!", "?", "\n", " (", ")")
 
 
 def resolve_model_path(
@@ -459,6 +465,212 @@ class LlamaCppGenerator(Component):
             )
         answer = reply.get("answer", text) if isinstance(reply, dict) else text
         return GenerationResult(text=str(answer), usage=usage, finish_reason=finish_reason)
+
+    def _logits(self) -> Any:
+        import numpy as np
+
+        llm = self._llm
+        return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
+
+    def _eval_prompt(self, tokens: list[int]) -> None:
+        """Evaluate ``tokens``, reusing the cached prefix of the last call (as llama.cpp's own
+        completion does), and always evaluating at least the last token for fresh logits."""
+        llm = self._llm
+        common = 0
+        limit = min(int(llm.n_tokens), len(tokens) - 1)
+        cached = llm.input_ids
+        while common < limit and cached[common] == tokens[common]:
+            common += 1
+        llm.n_tokens = common
+        llm.eval(tokens[common:])
+
+    def _span_terminators(self) -> Any:
+        import numpy as np
+
+        llm = self._llm
+        ids = {llm.token_eos()}
+        for text in SPAN_TERMINATORS:
+            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+            if len(tokens) == 1:
+                ids.add(tokens[0])
+        return np.asarray(sorted(i for i in ids if i >= 0), dtype=np.int64)
+
+    def _space_or_word(
+        self, index: Any, tokens: Any, logprobs: Any, space: int, piece: Any
+    ) -> tuple[list[int], Any]:
+        """The first tokens of the span when the model's favourite start is a bare space.
+
+        Vocabularies that split numbers (" 1995" -> " ", "1", "9", "9", "5") make one space token
+        the start of every number in the contexts, so its probability is summed over all of them
+        and numbers win too often. Compare whole words instead: follow the space with the model's
+        best continuation until the word can end, and keep that (already evaluated) only if the
+        word is likelier than the best start that is a whole-word token; else forget it.
+
+        Returns:
+            The tokens taken (evaluated, except a single rival word) and the span state after
+            them (``None`` when the rival was taken and is still to be evaluated).
+        """
+        import numpy as np
+
+        llm = self._llm
+        words = np.asarray([t for t in np.unique(tokens) if not piece(int(t)).isspace()])
+        if not len(words):
+            return [space], None
+        rival = int(words[np.argmax(logprobs[words])])
+        taken = [space]
+        state = index.advance(None, space)
+        total = float(logprobs[space])
+        llm.eval([space])
+        while total >= logprobs[rival]:
+            following = index.flat[index.candidates(state)]
+            if (len(taken) > 1 and index.can_end(state)) or not len(following) or len(taken) > 8:
+                return taken, state
+            after = self._logits()
+            after = after - np.logaddexp.reduce(after)
+            best = int(following[np.argmax(after[following])])
+            total += float(after[best])
+            taken.append(best)
+            state = index.advance(state, best)
+            llm.eval([best])
+        llm.n_tokens -= len(taken)  # forget the number: the next eval overwrites the cache
+        return [rival], None
+
+    def generate_extractive(
+        self,
+        messages: Sequence[Message],
+        contexts: Sequence[str],
+        *,
+        answer_prefix: str = "",
+        max_span_tokens: int = 16,
+        min_logprob: float | None = None,
+        avoid_start_words: Collection[str] = (),
+        end_bias: float = 0.0,
+        trace: list[dict[str, Any]] | None = None,
+    ) -> GenerationResult:
+        """Answer by copying one span of ``contexts``, chosen token by token by the model.
+
+        Greedy decoding under a constraint: the first token is the model's favourite among the
+        tokens that start a word in some context; each next token is its favourite among the
+        tokens that continue the span somewhere in the contexts. The span ends at a word boundary
+        when the model prefers ending (end of turn or punctuation) to copying on, at the end of a
+        sentence, or after ``max_span_tokens``. It never crosses a line or a context.
+
+        Args:
+            messages: The chat messages (the contexts must be in them for the model to read).
+            contexts: The context texts, in prompt order; spans are copied from these.
+            answer_prefix: Text the answer turn starts with (e.g. ``"The answer is"``): it leads
+                the model to write the answer next; not part of the returned text.
+            max_span_tokens: Longest span in tokens.
+            min_logprob: Abstain (empty text, no span, ``finish_reason="abstain"``) when the
+                model's unconstrained log-probability of the span's first token is below this.
+            avoid_start_words: Lower-case words no span may start with (e.g. stop words and the
+                question's own words: an answer rarely repeats the question).
+            end_bias: Added to the log-probability of ending the span before it is compared with
+                copying on (a copying model prefers to copy on: positive values end sooner).
+            trace: If given, one entry per generated token is appended (the token, the
+                log-probabilities of its best continuation and of ending), for tuning.
+
+        Returns:
+            ``GenerationResult`` whose ``text`` is ``contexts[span.context][span.start:span.end]``.
+
+        Raises:
+            GenerationError: the prompt does not fit the context window, or the model failed.
+        """
+        import numpy as np
+
+        from rag.connectors.generators._spans import SpanIndex
+
+        if max_span_tokens < 1:
+            raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
+        formatted = self._format(messages)
+        llm = self.llama
+        prompt = list(
+            llm.tokenize(
+                (formatted.prompt + answer_prefix).encode("utf-8"),
+                add_bos=not formatted.added_special,
+                special=True,
+            )
+        )
+        if len(prompt) + max_span_tokens > self.context_size:
+            raise GenerationError(
+                f"the prompt is {len(prompt)} tokens and the span may take {max_span_tokens}, but "
+                f"the context window of {self.model} is {self.context_size}; shorten the prompt "
+                "or raise context_size"
+            )
+
+        pieces: dict[int, bytes] = {}
+
+        def piece(token: int) -> bytes:
+            if token not in pieces:
+                pieces[token] = llm.detokenize([token])
+            return pieces[token]
+
+        def tokenize(text: str) -> list[int]:
+            return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+        with self._lock:
+            index = SpanIndex(contexts, tokenize, piece)
+            index.avoid_starts(set(avoid_start_words))
+            terminators = self._span_terminators()
+            try:
+                self._eval_prompt(prompt)
+                state = None
+                length = 0
+                first_logprob = None
+                finish_reason = "stop"
+                while True:
+                    logits = self._logits()
+                    logprobs = logits - np.logaddexp.reduce(logits)
+                    tokens = index.flat[index.candidates(state)]
+                    end = float(logprobs[terminators].max()) + end_bias
+                    if trace is not None:
+                        trace.append(
+                            {
+                                "length": length,
+                                "can_end": state is not None and index.can_end(state),
+                                "end": end - end_bias,
+                                "copy": float(logprobs[tokens].max()) if len(tokens) else None,
+                            }
+                        )
+                    if state is not None and index.can_end(state):
+                        if index.at_sentence_end(state) or length >= max_span_tokens:
+                            finish_reason = "length" if length >= max_span_tokens else "stop"
+                            break
+                        if not len(tokens) or end >= logprobs[tokens].max():
+                            break
+                    if not len(tokens) or length >= max_span_tokens + 8:
+                        finish_reason = "length"
+                        break  # no word boundary in reach: stop mid-word rather than run on
+                    best = int(tokens[np.argmax(logprobs[tokens])])
+                    if first_logprob is None:
+                        first_logprob = float(logprobs[best])
+                        if min_logprob is not None and first_logprob < min_logprob:
+                            usage = Usage(prompt_tokens=len(prompt), completion_tokens=0)
+                            return GenerationResult(text="", usage=usage, finish_reason="abstain")
+                    if state is None and piece(best).isspace():
+                        taken, after = self._space_or_word(index, tokens, logprobs, best, piece)
+                        if after is not None:  # a number, evaluated already
+                            if trace is not None:
+                                trace[-1]["piece"] = b"".join(piece(t) for t in taken).decode(
+                                    "utf-8", errors="replace"
+                                )
+                            state, length = after, len(taken)
+                            continue
+                        best = taken[0]
+                    if trace is not None:
+                        trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
+                    state = index.advance(state, best)
+                    length += 1
+                    llm.eval([best])
+            except (ValueError, RuntimeError) as err:
+                raise GenerationError(f"{self.model}: extractive decoding failed: {err}") from err
+        usage = Usage(prompt_tokens=len(prompt), completion_tokens=length)
+        if state is None:  # no context had any word
+            return GenerationResult(text="", usage=usage, finish_reason="abstain")
+        match = index.match(state, length)
+        text = contexts[match.context][match.start : match.end]
+        span = Span(match.context, match.start, match.end, logprob=first_logprob)
+        return GenerationResult(text=text, usage=usage, finish_reason=finish_reason, span=span)
 
     def run(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None

@@ -331,3 +331,28 @@ def test_bad_configuration_values():
         OpenAIGenerator(model="m", base_url="localhost:8080")
     with pytest.raises(ConfigError, match="max_retries"):
         OpenAIGenerator(model="m", base_url=BASE, max_retries=100)
+
+
+@pytest.mark.integration
+def test_extractive_chain_through_a_real_server_is_grounded_only_when_verified(openai_server):
+    from rag.chains import RagChain
+    from rag.chains.extractive import NO_ANSWER, find_quote
+    from rag.chains.rag import QUOTE_INSTRUCTION
+    from tests.chains.helpers import ListRetriever
+
+    texts = ["Paris is the capital of France.", "Berlin is the capital of Germany."]
+    generator = OpenAIGenerator(model="smollm2", base_url=openai_server, max_tokens=24, seed=0)
+    chain = RagChain(
+        retriever=ListRetriever(texts=texts), generator=generator, answer_style="extractive", k=2
+    )
+    answer = chain.ask("What is the capital of France?")
+    assert QUOTE_INSTRUCTION in answer.prompt
+    assert answer.answer_style == "extractive"
+    found = find_quote(answer.text, texts)
+    # grounded exactly when the reply is found verbatim in a context, and then cited
+    assert answer.grounded == (found is not None and answer.text != NO_ANSWER)
+    if answer.grounded:
+        assert texts[found.context][answer.span.start : answer.span.end] == answer.text
+        assert [c.index for c in answer.citations] == [found.context + 1]
+    else:
+        assert answer.span is None

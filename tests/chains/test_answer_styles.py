@@ -1,0 +1,233 @@
+"""Answer styles of chain.rag: configuration, the quoted-span fallback (verified against the
+contexts), constrained extractive decoding with the bundled model, and no format echo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.chains import ANSWER_STYLES, Answer, RagChain
+from rag.chains.extractive import NO_ANSWER, find_quote, parse_quote
+from rag.chains.rag import QUOTE_INSTRUCTION
+from rag.core import ConfigError, Pipeline
+
+from .helpers import ListRetriever, Script, reply, scripted_generator
+
+FACTS = [
+    "Paris is the capital of France.",
+    "Berlin is the capital of Germany. It has 3.7 million inhabitants.",
+    "Madrid is the capital of Spain.",
+]
+CORPUS = Path(__file__).resolve().parents[2] / "examples" / "corpus"
+
+
+def chain_with(generator, texts=FACTS, **params):
+    return RagChain(retriever=ListRetriever(texts=list(texts)), generator=generator, **params)
+
+
+# -- configuration ---------------------------------------------------------------------------
+@pytest.mark.unit
+def test_unknown_answer_style_is_a_config_error_naming_the_allowed_values():
+    with pytest.raises(ConfigError) as err:
+        chain_with(scripted_generator(Script(reply("x"))), answer_style="bullet")
+    message = str(err.value)
+    assert "'bullet'" in message
+    assert all(style in message for style in ANSWER_STYLES)
+
+
+@pytest.mark.unit
+def test_unknown_style_in_instructions_and_bad_span_length_are_config_errors():
+    generator = scripted_generator(Script(reply("x")))
+    with pytest.raises(ConfigError, match="unknown answer style"):
+        chain_with(generator, instructions={"terse": "Be terse."})
+    with pytest.raises(ConfigError, match="max_span_tokens"):
+        chain_with(generator, max_span_tokens=0)
+
+
+@pytest.mark.unit
+def test_unknown_answer_style_in_yaml_names_the_file(tmp_path):
+    from rag.core import PipelineFile
+
+    path = tmp_path / "qa.yaml"
+    path.write_text(
+        "components:\n"
+        "  retriever: {type: retriever.dense, init_parameters: {embedder: '@embedder', store: '@store'}}\n"
+        "  embedder: {type: embedder.sentence_transformers, init_parameters: {model: all-MiniLM-L6-v2}}\n"
+        "  store: {type: store.faiss}\n"
+        "  generator: {type: generator.llama_cpp, init_parameters: {model: smollm2-135m-instruct}}\n"
+        "  chain:\n"
+        "    type: chain.rag\n"
+        "    init_parameters: {retriever: '@retriever', generator: '@generator', answer_style: short}\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        PipelineFile.load(path)
+    assert "qa.yaml" in str(err.value) and "sentences, concise, extractive" in str(err.value)
+
+
+@pytest.mark.unit
+def test_styles_round_trip_and_change_the_instruction_and_stops(tmp_path):
+    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
+    from rag.connectors.generators.llama_cpp import LlamaCppGenerator
+    from rag.connectors.retrievers.dense import DenseRetriever
+    from rag.connectors.stores.faiss import FaissStore
+
+    embedder = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="cpu")
+    retriever = DenseRetriever(embedder=embedder, store=FaissStore(path=str(tmp_path / "i")))
+    generator = LlamaCppGenerator(model="smollm2-135m-instruct", context_size=1024)
+    pipeline = Pipeline("ask")
+    pipeline.add_component(
+        "chain",
+        RagChain(
+            retriever=retriever,
+            generator=generator,
+            answer_style="extractive",
+            instructions={"extractive": "Copy the answer."},
+            min_span_logprob=-4.5,
+            max_span_tokens=8,
+        ),
+    )
+    pipeline.dump(tmp_path / "ask.yaml")
+    again = Pipeline.load(tmp_path / "ask.yaml")
+    assert again == pipeline
+    loaded = again.get_component("chain")
+    assert (loaded.answer_style, loaded.min_span_logprob, loaded.max_span_tokens) == (
+        "extractive",
+        -4.5,
+        8,
+    )
+    assert loaded.instruction == "Copy the answer."
+
+    script = Script(reply("Paris [1]"))
+    chain = chain_with(scripted_generator(script), answer_style="concise", k=1)
+    answer = chain.ask("What is the capital of France?")
+    assert answer.prompt.endswith(
+        "Answer in a few words, then write the number of the context "
+        "the answer comes from in square brackets, like: Paris [1]"
+    )
+    assert script.bodies[0]["stop"][0] == "\n"
+    assert answer.text == "Paris [1]" and answer.answer_style == "concise"
+    assert not answer.grounded  # free text is never called grounded
+    sentences = chain.with_style("sentences")
+    assert "two or three sentences" in sentences.build_messages("q", [])[-1]["content"]
+    assert sentences.retriever is chain.retriever and sentences.generator is chain.generator
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "text", ["[1] Paris is the capital.", "Context:\n[1] Paris is the capital."]
+)
+def test_a_leading_context_number_is_moved_after_the_answer(text):
+    chain = chain_with(scripted_generator(Script(reply(text))), k=1)
+    answer = chain.ask("What is the capital of France?")
+    assert answer.text == "Paris is the capital. [1]"
+    assert [c.index for c in answer.citations] == [1]
+
+
+# -- extractive through a generator without constrained decoding (a quoted span) ------------
+@pytest.mark.unit
+def test_a_verbatim_quote_is_grounded_with_its_offsets():
+    script = Script(reply('[2] "3.7  million\ninhabitants"'))
+    chain = chain_with(scripted_generator(script), answer_style="extractive", k=3)
+    answer = chain.ask("How many people live in Berlin?")
+    assert QUOTE_INSTRUCTION in answer.prompt
+    assert answer.grounded
+    assert answer.text == "3.7 million inhabitants"
+    assert [c.source for c in answer.citations] == ["doc2.md"]
+    span = answer.span
+    assert (span.index, span.id) == (2, answer.contexts[1].id)
+    assert answer.contexts[1].text[span.start : span.end] == answer.text
+    data = answer.to_dict()
+    assert data["grounded"] is True and data["span"]["start"] == span.start
+
+
+@pytest.mark.unit
+def test_a_quote_found_in_another_context_cites_that_context():
+    script = Script(reply('[1] "capital of Spain"'))
+    answer = chain_with(scripted_generator(script), answer_style="extractive").ask("Spain?")
+    assert answer.grounded and [c.index for c in answer.citations] == [3]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "text",
+    ['[2] "Berlin has four million people"', '[2] "berlin is the capital of germany"'],
+)
+def test_a_quote_that_is_not_in_the_contexts_is_kept_but_not_grounded(text):
+    script = Script(reply(text))
+    answer = chain_with(scripted_generator(script), answer_style="extractive").ask("Berlin?")
+    assert not answer.grounded and answer.span is None
+    assert answer.text == parse_quote(text).text
+    assert answer.to_dict()["grounded"] is False
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("text", ["I don't know.", "I don't know", ""])
+def test_no_answer_is_i_dont_know_and_not_grounded(text):
+    script = Script(reply(text))
+    answer = chain_with(scripted_generator(script), answer_style="extractive").ask("Rome?")
+    assert answer.text == NO_ANSWER and not answer.grounded and answer.citations == []
+
+
+@pytest.mark.unit
+def test_find_quote_prefers_the_named_context_and_matches_case():
+    contexts = ["is the capital", "Paris is the capital"]
+    assert find_quote("is the capital", contexts, prefer=1).context == 1
+    assert find_quote("is the capital", contexts).context == 0
+    assert find_quote("IS THE CAPITAL", contexts) is None
+    assert find_quote("   ", contexts) is None
+
+
+# -- with the bundled model ------------------------------------------------------------------
+@pytest.mark.integration
+def test_extractive_answers_are_spans_of_the_cited_context(local_generator):
+    chain = chain_with(local_generator, answer_style="extractive", k=3)
+    for question in ("What is the capital of France?", "How many people live in Berlin?"):
+        answer = chain.ask(question)
+        assert answer.grounded, answer.to_dict()
+        (cited,) = answer.citations
+        context = next(c for c in answer.contexts if c.index == cited.index)
+        assert answer.span.index == cited.index
+        assert context.text[answer.span.start : answer.span.end] == answer.text
+        assert answer.text.strip() and answer.span.end - answer.span.start == len(answer.text)
+        assert answer.usage.completion_tokens <= chain.max_span_tokens + 8
+    assert chain.ask("What is the capital of France?").text.startswith("Paris")
+
+
+@pytest.mark.integration
+def test_extractive_abstains_below_the_threshold(local_generator):
+    chain = chain_with(local_generator, answer_style="extractive", min_span_logprob=0.0, k=2)
+    answer = chain.ask("What is the capital of France?")  # every log-probability is below 0
+    assert answer.text == NO_ANSWER and not answer.grounded and answer.span is None
+    assert answer.finish_reason == "abstain" and answer.citations == []
+
+
+@pytest.mark.integration
+def test_extractive_streams_the_span_then_the_answer(local_generator):
+    chain = chain_with(local_generator, answer_style="extractive", k=2)
+    *pieces, answer = list(chain.stream("What is the capital of Germany?"))
+    assert isinstance(answer, Answer) and answer.grounded
+    assert "".join(pieces) == answer.text
+
+
+def _corpus_passages() -> list[str]:
+    texts = []
+    for path in sorted(CORPUS.glob("*.md")):
+        texts += [p.strip() for p in path.read_text().split("\n\n") if len(p.strip()) > 120]
+    return texts
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("style", ["sentences", "concise"])
+def test_the_context_format_does_not_leak_into_answers(local_generator, style):
+    passages = _corpus_passages()
+    assert len(passages) >= 3
+    chain = chain_with(local_generator, texts=passages, answer_style=style, k=3)
+    for question in ("How does HNSW find nearest neighbours?", "What is BM25?"):
+        answer = chain.ask(question)
+        text = answer.text
+        assert text.strip(), answer.to_dict()
+        assert "(source:" not in text and "Contexts:" not in text and "Question:" not in text
+        assert not text.lstrip().startswith("["), text  # no "[2] <context text>" echo
+        for context in answer.contexts:  # no context's source path either
+            assert context.source not in text
