@@ -98,6 +98,16 @@ class ContextOut(BaseModel):
     trimmed: bool
 
 
+class AnswerSpanOut(BaseModel):
+    """Where a grounded answer was copied from: ``contexts[index - 1].text[start:end]``."""
+
+    index: int
+    id: str
+    start: int
+    end: int
+    logprob: float | None = None
+
+
 class AskResponse(BaseModel):
     """The shape of ``rag ask --json``."""
 
@@ -114,6 +124,12 @@ class AskResponse(BaseModel):
     dropped_contexts: int
     steps: int
     finish_reason: str | None
+    answer_style: str = "sentences"
+    grounded: bool = Field(
+        default=False,
+        description="True only when the answer is a span proven to be copied from a cited context.",
+    )
+    span: AnswerSpanOut | None = None
 
 
 # -- documents --------------------------------------------------------------------------------

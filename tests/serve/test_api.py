@@ -286,6 +286,26 @@ def test_ask_answers_with_contexts_and_prompt(client):
     assert len(body["contexts"]) == 2 and "What is FAISS?" in body["prompt"]
     assert all(c["id"] in {x["id"] for x in body["contexts"]} for c in body["citations"])
     assert body["timings"]["total"] > 0
+    # a sentences answer is never marked grounded; the fields are there for extractive answers
+    assert (body["answer_style"], body["grounded"], body["span"]) == ("sentences", False, None)
+
+
+def test_ask_response_keeps_the_proven_span_of_an_extractive_answer():
+    from rag.chains.answer import Answer, AnswerSpan, Context
+    from rag.serve._schemas import AskResponse
+
+    context = Context(index=1, id="c1", text="FAISS stores dense vectors.", source="f.md")
+    answer = Answer(
+        question="What does FAISS store?",
+        text="dense vectors",
+        contexts=[context],
+        answer_style="extractive",
+        grounded=True,
+        span=AnswerSpan(index=1, id="c1", start=13, end=26, logprob=-0.5),
+    )
+    body = AskResponse.model_validate(answer.to_dict()).model_dump()
+    assert body["grounded"] is True
+    assert body["span"] == {"index": 1, "id": "c1", "start": 13, "end": 26, "logprob": -0.5}
 
 
 def test_ask_streams_tokens_then_the_answer(client):
