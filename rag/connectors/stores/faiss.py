@@ -531,7 +531,13 @@ class FaissStore(Component):
         self, query: np.ndarray, positions: np.ndarray, k: int
     ) -> list[tuple[int, float]]:
         vectors = self._vectors_at(positions)
-        scores = vectors @ query if self.metric == "ip" else ((vectors - query) ** 2).sum(axis=1)
+        # einsum, not ``@``: a matrix-vector product is memory-bound, and BLAS threads spinning
+        # against other busy processes made ``@`` ~80x slower on a loaded 2-core machine.
+        if self.metric == "ip":
+            scores = np.einsum("ij,j->i", vectors, query)
+        else:
+            diff = vectors - query
+            scores = np.einsum("ij,ij->i", diff, diff)
         ids = self._positions[positions]
         if len(scores) > k:
             top = np.argpartition(-scores if self.metric == "ip" else scores, k - 1)[:k]
