@@ -14,9 +14,18 @@ meet the same load on a shared machine), unfiltered and with two filters:
 timed loop: FAISS gets an ``IDSelectorBatch`` of the matching ids (HNSW with the same
 ``efSearch``), milvus-lite gets ``b10 == 3`` on an INT64 scalar field. ragline's time covers all
 it does per query: parsing and evaluating the filter, choosing exact scoring or a selector, and
-reading text and metadata of the hits. p50 and p95 are in milliseconds and ``ratio`` is ragline
-over raw (p50). recall@k of both sides against exact filtered search is printed too, since the
-two may choose different strategies.
+reading text and metadata of the hits.
+
+``--raw same`` (the default) compares like for like: raw searches ragline's *own* index or
+collection, so both walk the same graph over the same segments. FAISS raw returns labels and
+distances only (FAISS holds no text; ragline also reads id and text from SQLite and copies the
+metadata); milvus-lite raw asks for the same ``text`` and ``metadata`` output fields ragline
+reads, filtering on ragline's typed ``meta_b10``/``meta_b1000`` columns. ``--raw own`` searches
+an index/collection the library built by itself instead (FAISS: one ``add`` of all vectors, so a
+different HNSW graph; milvus-lite: INT64 ids, no text or JSON, ids only in the answer): that
+ratio also counts what ragline's schema and batched writes cost. p50 and p95 are in
+milliseconds and ``ratio`` is ragline over raw (p50). recall@k of both sides against exact
+filtered search is printed too, since the two may choose different strategies.
 
 Targets (issue 11): unfiltered <= 1.15x raw; filtered FAISS <= 2x raw with the same selector;
 filtered milvus-lite <= 1.5x raw. Skips milvus-lite politely when it is not installed.
@@ -90,7 +99,9 @@ def recall(results: list[list[int]], truth: list[list[int]]) -> float:
 
 
 # -- FAISS ------------------------------------------------------------------------------------
-def faiss_pair(kind: str, vectors: np.ndarray, tmp: Path, k: int) -> dict[str, Any]:
+def faiss_pair(
+    kind: str, vectors: np.ndarray, tmp: Path, k: int, same: bool = True
+) -> dict[str, Any]:
     import faiss
 
     from rag.connectors.stores.faiss import FaissStore
@@ -137,8 +148,12 @@ def faiss_pair(kind: str, vectors: np.ndarray, tmp: Path, k: int) -> dict[str, A
         elif kind == "faiss-hnsw":
             params = faiss.SearchParametersHNSW(efSearch=ef)
 
+        # ragline maps FAISS positions to SQLite row ids; writes here go in order, so the
+        # position i is row i + 1 and the chunk c{i}.
+        index = store._index if same else raw
+
         def search(query: np.ndarray) -> list[int]:
-            _, labels = raw.search(query.reshape(1, -1), k, params=params)
+            _, labels = index.search(query.reshape(1, -1), k, params=params)
             return [int(i) for i in labels[0] if i >= 0]
 
         return search
@@ -158,7 +173,7 @@ def faiss_pair(kind: str, vectors: np.ndarray, tmp: Path, k: int) -> dict[str, A
 
 
 # -- milvus-lite ------------------------------------------------------------------------------
-def milvus_pair(vectors: np.ndarray, tmp: Path, k: int) -> dict[str, Any]:
+def milvus_pair(vectors: np.ndarray, tmp: Path, k: int, same: bool = True) -> dict[str, Any]:
     from pymilvus import DataType, MilvusClient
 
     from rag.connectors.stores.milvus import MilvusStore
@@ -205,17 +220,25 @@ def milvus_pair(vectors: np.ndarray, tmp: Path, k: int) -> dict[str, Any]:
     ragline_write = time.perf_counter() - started
 
     def raw_search(filters: dict[str, Any] | None) -> Callable[[np.ndarray], list[int]]:
-        expr = "" if filters is None else " and ".join(f"{f} == {v}" for f, v in filters.items())
+        prefix = "meta_" if same else ""
+        expr = (
+            ""
+            if filters is None
+            else " and ".join(f"{prefix}{f} == {v}" for f, v in filters.items())
+        )
+        target = store.client if same else client
+        name, fields = ("ragline", ["text", "metadata"]) if same else ("raw", [])
 
         def search(query: np.ndarray) -> list[int]:
-            result = client.search(
-                "raw",
+            result = target.search(
+                name,
                 data=[query.tolist()],
                 limit=k,
                 filter=expr,
-                search_params={"metric_type": "IP"},
+                output_fields=fields,
+                search_params={"metric_type": "IP", "params": {}},
             )
-            return [int(hit["id"]) for hit in result[0]]
+            return [int(str(hit["id"]).lstrip("c")) for hit in result[0]]
 
         return search
 
@@ -247,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--stores", default=",".join(STORES), help=f"subset of {STORES}")
+    parser.add_argument(
+        "--raw",
+        choices=("same", "own"),
+        default="same",
+        help="raw searches ragline's own index/collection (same) or one it built itself (own)",
+    )
     args = parser.parse_args(argv)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
     unknown = set(stores) - set(STORES)
@@ -270,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {machine()}")
     print(
-        f"{args.n} random unit vectors, dimension {DIMENSION}, k={args.k}, {args.queries} queries"
+        f"{args.n} random unit vectors, dimension {DIMENSION}, k={args.k}, {args.queries} queries,"
+        f" raw on {'the store' if args.raw == 'same' else 'its own'} index (--raw {args.raw})"
     )
     header = (
         f"{'store':<13}{'filter':<11}{'raw p50':>9}{'raw p95':>9}{'rag p50':>9}{'rag p95':>9}"
@@ -279,10 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     lines = [header]
     with tempfile.TemporaryDirectory() as tmp:
         for name in stores:
+            same = args.raw == "same"
             pair = (
-                milvus_pair(vectors, Path(tmp), args.k)
+                milvus_pair(vectors, Path(tmp), args.k, same)
                 if name == "milvus-lite"
-                else faiss_pair(name, vectors, Path(tmp), args.k)
+                else faiss_pair(name, vectors, Path(tmp), args.k, same)
             )
             raw_write, ragline_write = pair["writes"]
             print(

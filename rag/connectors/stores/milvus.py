@@ -913,13 +913,14 @@ class MilvusStore(Component):
         vectors = np.asarray([row["vector"] for row in rows], dtype=np.float32)
         metric = self.metric.lower()
         if metric == "l2":
-            distances = ((vectors - query) ** 2).sum(axis=1)
+            diff = vectors - query
+            distances = np.einsum("ij,ij->i", diff, diff)  # no BLAS threads (see faiss.py)
             scores = -distances
         else:
             if metric == "cosine":
                 norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
                 vectors = vectors / np.where(norms == 0, 1.0, norms)[:, None]
-            scores = vectors @ query
+            scores = np.einsum("ij,j->i", vectors, query)
             distances = scores
         order = np.argsort(-scores, kind="stable")[:k]
         return [
