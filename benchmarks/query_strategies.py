@@ -140,7 +140,7 @@ def run_dataset(name, folder, embedder, generator, cache_root, args):
     rows = []
     for label, hits in runs.items():
         metrics = evaluate(qrels, doc_run(hits, ids))
-        rows.append((name, label, metrics["nDCG@10"], metrics["R@100"]))
+        rows.append((name, label, metrics["ndcg_cut_10"], metrics["recall_100"]))
     seconds = {k: statistics.mean(v) for k, v in gen_seconds.items() if v}
     return rows, seconds, len(ids)
 
