@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -77,6 +77,17 @@ def chunk_vectors(
             f"{expected}-dimensional vectors; use the same embedder for every write"
         )
     return vectors
+
+
+def scanned_stats(store: Any) -> dict[str, Any]:
+    """``{"chunks", "sources", "dimension"}`` of a store whose backend cannot count distinct
+    sources itself: the sources are read with ``store.iter_chunks()``."""
+    sources = {c.metadata.get("source") for c in store.iter_chunks()}
+    return {
+        "chunks": store.count(),
+        "sources": len(sources - {None}),
+        "dimension": store.dimension,
+    }
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

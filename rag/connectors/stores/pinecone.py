@@ -41,7 +41,13 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.connectors._deps import require
-from rag.connectors.stores._common import apply_write_policy, batched, check_k, query_vector
+from rag.connectors.stores._common import (
+    apply_write_policy,
+    batched,
+    check_k,
+    query_vector,
+    scanned_stats,
+)
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError, FilterError, RagError, StoreUnavailableError
@@ -565,12 +571,7 @@ class PineconeStore(Component):
 
     def stats(self) -> dict[str, Any]:
         """``{"chunks", "sources", "dimension"}``."""
-        sources = {c.metadata.get("source") for c in self.iter_chunks()}
-        return {
-            "chunks": self.count(),
-            "sources": len(sources - {None}),
-            "dimension": self.dimension,
-        }
+        return scanned_stats(self)
 
     def records_location(self) -> str:
         """Where ``writer.store`` keeps ingestion records by default: a local SQLite file under

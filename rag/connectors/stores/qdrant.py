@@ -40,6 +40,7 @@ from rag.connectors.stores._common import (
     check_k,
     chunk_vectors,
     query_vector,
+    scanned_stats,
 )
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
@@ -676,12 +677,7 @@ class QdrantStore(Component):
 
     def stats(self) -> dict[str, Any]:
         """``{"chunks", "sources", "dimension"}``."""
-        sources = {c.metadata.get("source") for c in self.iter_chunks()}
-        return {
-            "chunks": self.count(),
-            "sources": len(sources - {None}),
-            "dimension": self.dimension,
-        }
+        return scanned_stats(self)
 
     def records_location(self) -> str:
         """Where ``writer.store`` keeps ingestion records by default: beside the local-mode

@@ -48,6 +48,7 @@ from rag.connectors.stores._common import (
     check_k,
     chunk_vectors,
     query_vector,
+    scanned_stats,
 )
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
@@ -608,12 +609,7 @@ class WeaviateStore(Component):
 
     def stats(self) -> dict[str, Any]:
         """``{"chunks", "sources", "dimension"}``."""
-        sources = {c.metadata.get("source") for c in self.iter_chunks()}
-        return {
-            "chunks": self.count(),
-            "sources": len(sources - {None}),
-            "dimension": self.dimension,
-        }
+        return scanned_stats(self)
 
     def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
         return {}
