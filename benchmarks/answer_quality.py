@@ -160,6 +160,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=64, help="concise/sentences answers")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--min-span-logprob", type=float, default=None)
+    parser.add_argument("--max-span-tokens", type=int, default=None)
+    parser.add_argument("--span-end-bias", type=float, default=None)
+    parser.add_argument(
+        "--span-prior",
+        default=None,
+        help="extractive span_prior as JSON (e.g. '{\"sentences\": 2}'), or 'none' for no prior",
+    )
+    parser.add_argument(
+        "--disjoint-from",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="draw the sample from questions outside the --limit sample of SEED (for tuning)",
+    )
     parser.add_argument("--unanswerable", action="store_true")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args(argv)
@@ -175,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     corpus = read_jsonl(args.data / "corpus.jsonl")
     rows = read_jsonl(args.data / "answers.jsonl")
     total = len(rows)
-    if args.limit is not None and args.limit < total:
+    if args.disjoint_from is not None and args.limit is not None:
+        held = random.Random(args.disjoint_from).sample(rows, args.limit)
+        held_ids = {id(r) for r in held}
+        rows = [r for r in rows if id(r) not in held_ids]
+    if args.limit is not None and args.limit < len(rows):
         rows = random.Random(args.seed).sample(rows, args.limit)
     started = time.perf_counter()
     retriever, chunk_count = build_retriever(corpus, args.k)
@@ -206,9 +224,14 @@ def main(argv: list[str] | None = None) -> int:
         seed=0,
     )
     generator.warm_up()
-    base = RagChain(
-        retriever=fixed, generator=generator, k=args.k, min_span_logprob=args.min_span_logprob
-    )
+    options: dict[str, Any] = {"min_span_logprob": args.min_span_logprob}
+    if args.max_span_tokens is not None:
+        options["max_span_tokens"] = args.max_span_tokens
+    if args.span_end_bias is not None:
+        options["span_end_bias"] = args.span_end_bias
+    if args.span_prior is not None:
+        options["span_prior"] = None if args.span_prior == "none" else json.loads(args.span_prior)
+    base = RagChain(retriever=fixed, generator=generator, k=args.k, **options)
     chains = {style: base.with_style(style) for style in styles}
     results = score_styles(chains, rows, generator.llama.reset)
 
@@ -228,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             generator=generator,
             k=args.k,
             answer_style="extractive",
-            min_span_logprob=args.min_span_logprob,
+            **options,
         )
         abstained = sum(chain.ask(r["question"]).finish_reason == "abstain" for r in rows)
         unanswerable = abstained / len(rows)

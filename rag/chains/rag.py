@@ -76,6 +76,8 @@ QUOTE_INSTRUCTION = (
     f"context answers it, reply: {extractive.NO_ANSWER}"
 )
 DEFAULT_ANSWER_PREFIX = "The answer is"
+DEFAULT_SPAN_PRIOR = {"sentences": 1, "type_bonus": 2.0, "distance_weight": 0.5}
+"""``span_prior`` of an extractive chain: see :class:`rag.chains.extractive.StartPrior`."""
 DEFAULT_SPAN_END_BIAS = 3.0  # measured on 15 XQuAD questions outside the benchmark sample
 # ``instructions`` keys: one per style, and "quote" for extractive without constrained decoding.
 INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote")
@@ -134,6 +136,12 @@ class RagChain(Component):
         span_end_bias: ``extractive`` with a local model: added to the log-probability of ending
             the span when it is weighed against copying on (a model that copies prefers to go
             on; larger values give shorter spans).
+        span_prior: ``extractive`` with a local model: where spans start. ``sentences``: spans
+            start only in this many sentences of the contexts, those sharing most words with
+            the question; ``type_bonus``: added to a start that fits the answer type (``who``:
+            a name, ``when``: a year, ``how many``: a number); ``distance_weight``: penalty per
+            log word of distance from the question's words. Missing keys take
+            :data:`DEFAULT_SPAN_PRIOR`; ``None`` lets the model start anywhere.
         tools: Tool names of the tool registry (or callables, from Python); import paths only with
             ``RAGLINE_ALLOW_IMPORTS=1``.
         retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
@@ -176,6 +184,7 @@ class RagChain(Component):
         max_span_tokens: int = 16,
         min_span_logprob: float | None = None,
         span_end_bias: float = DEFAULT_SPAN_END_BIAS,
+        span_prior: dict[str, float] | None = DEFAULT_SPAN_PRIOR,
         tools: list[Any] | None = None,
         retrieval_tool: bool = False,
         retrieve_first: bool = True,
@@ -205,6 +214,19 @@ class RagChain(Component):
             )
         if max_span_tokens < 1:
             raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
+        if span_prior is not None:
+            unknown_keys = sorted(set(span_prior) - set(DEFAULT_SPAN_PRIOR))
+            if unknown_keys:
+                raise ConfigError(
+                    f"span_prior has unknown key(s) {', '.join(unknown_keys)}; "
+                    f"allowed: {', '.join(DEFAULT_SPAN_PRIOR)}",
+                    field="span_prior",
+                )
+            if int(span_prior.get("sentences", 1)) < 1:
+                raise ConfigError(
+                    f"span_prior.sentences must be at least 1, got {span_prior['sentences']}",
+                    field="span_prior",
+                )
         _template_fields(
             context_template,
             field="context_template",
@@ -237,6 +259,7 @@ class RagChain(Component):
         self.max_span_tokens = max_span_tokens
         self.min_span_logprob = min_span_logprob
         self.span_end_bias = span_end_bias
+        self.span_prior = dict(span_prior) if span_prior is not None else None
         self.tools = list(tools or [])
         self.retrieval_tool = retrieval_tool
         self.retrieve_first = retrieve_first
@@ -302,6 +325,19 @@ class RagChain(Component):
         theirs = [s for s in getattr(self.generator, "stop", None) or [] if s not in own]
         return [*own, *theirs]
 
+    def _start_prior(self, question: str, contexts: Sequence[Context]) -> Any:
+        """The :class:`~rag.chains.extractive.StartPrior` of ``span_prior`` (``None``: off)."""
+        if self.span_prior is None:
+            return None
+        options = {**DEFAULT_SPAN_PRIOR, **self.span_prior}
+        return extractive.StartPrior(
+            question,
+            [c.text for c in contexts],
+            top_sentences=int(options["sentences"]),
+            type_bonus=float(options["type_bonus"]),
+            distance_weight=float(options["distance_weight"]),
+        )
+
     def with_style(self, answer_style: str) -> RagChain:
         """A copy of this chain (same retriever and generator objects) answering in another style.
 
@@ -321,6 +357,7 @@ class RagChain(Component):
                 "max_span_tokens",
                 "min_span_logprob",
                 "span_end_bias",
+                "span_prior",
                 "tools",
                 "retrieval_tool",
                 "retrieve_first",
@@ -548,6 +585,7 @@ class RagChain(Component):
                     min_logprob=self.min_span_logprob,
                     avoid_start_words=extractive.avoid_start_words(question),
                     end_bias=self.span_end_bias,
+                    start_prior=self._start_prior(question, contexts),
                 )
                 generate_span.set_attributes(_usage_attributes(result.usage))
             timings["generate"] += time.perf_counter() - mark

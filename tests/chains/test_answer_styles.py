@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from rag.chains import ANSWER_STYLES, Answer, RagChain
-from rag.chains.extractive import NO_ANSWER, find_quote, parse_quote
+from rag.chains.extractive import (
+    NO_ANSWER,
+    StartPrior,
+    answer_type,
+    find_quote,
+    parse_quote,
+    sentences,
+)
 from rag.chains.rag import QUOTE_INSTRUCTION
 from rag.core import ConfigError, Pipeline
 
@@ -176,6 +183,69 @@ def test_find_quote_prefers_the_named_context_and_matches_case():
     assert find_quote("is the capital", contexts).context == 0
     assert find_quote("IS THE CAPITAL", contexts) is None
     assert find_quote("   ", contexts) is None
+
+
+# -- where extractive spans start -----------------------------------------------------------
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many people live in Berlin?", "number"),
+        ("When did the war end?", "date"),
+        ("In what year was it built?", "date"),
+        ("Who founded Acme?", "name"),
+        ("Which poet wrote The Masque of Anarchy?", "name"),
+        ("Why is the sky blue?", None),
+    ],
+)
+def test_answer_type_of_a_question(question, kind):
+    assert answer_type(question) == kind
+
+
+@pytest.mark.unit
+def test_sentences_split_on_end_punctuation_before_a_capital_or_digit():
+    text = "Dr. smith came. He left in 1990! 2001 was next? yes.\nNew line"
+    parts = [text[a:b] for a, b in sentences(text)]
+    assert parts == ["Dr. smith came.", "He left in 1990!", "2001 was next? yes.", "New line"]
+
+
+@pytest.mark.unit
+def test_start_prior_allows_only_the_sentence_sharing_most_question_words():
+    contexts = ["Acme sells anvils. It was big.", "In 1990 Acme was founded by Jane Roe in Ohio."]
+    prior = StartPrior("Who founded Acme?", contexts)
+    assert prior(0, 0) is None and prior(0, contexts[0].index("It")) is None
+    jane = contexts[1].index("Jane")
+    assert prior(1, jane) > prior(1, contexts[1].index("1990"))  # a name beats a year for "who"
+    assert prior(1, contexts[1].index("Ohio")) < prior(1, jane)  # farther from the question
+    two = StartPrior("Who founded Acme?", contexts, top_sentences=2)
+    assert two(0, 0) is not None and two(0, contexts[0].index("It")) is None
+
+
+@pytest.mark.unit
+def test_start_prior_without_overlap_allows_every_start():
+    prior = StartPrior("Why?", ["Paris is big. Rome is old."])
+    assert prior(0, 0) == 0.0 and prior(0, 14) == 0.0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("span_prior", "match"),
+    [
+        ({"sentence": 1}, "unknown key.*sentence.*allowed: sentences"),
+        ({"sentences": 0}, "at least 1"),
+    ],
+)
+def test_bad_span_prior_is_a_config_error(span_prior, match):
+    with pytest.raises(ConfigError, match=match):
+        chain_with(scripted_generator(Script(reply("x"))), span_prior=span_prior)
+
+
+@pytest.mark.unit
+def test_span_prior_survives_with_style_and_round_trips():
+    chain = chain_with(scripted_generator(Script(reply("x"))), span_prior={"sentences": 2})
+    assert chain.with_style("extractive").span_prior == {"sentences": 2}
+    assert chain_with(scripted_generator(Script(reply("x"))), span_prior=None).span_prior is None
+    assert chain.to_dict()["init_parameters"]["span_prior"] == {"sentences": 2}
 
 
 # -- with the bundled model ------------------------------------------------------------------

@@ -126,6 +126,19 @@ class SpanIndex:
         self.newline = newline
         self.sentence_end = sentence_end
         self.starts = np.flatnonzero(word_start)
+        self.start_scores: np.ndarray | None = None
+
+    def weigh_starts(self, prior: Callable[[int, int], float | None]) -> None:
+        """Score every start with ``prior(context, character offset)``; a start scored ``None``
+        goes (unless every start would go). The scores are kept in :attr:`start_scores`,
+        aligned with :attr:`starts`."""
+        scores = [prior(int(self.context_of[p]), int(self.start_char[p])) for p in self.starts]
+        keep = np.asarray([s is not None for s in scores], dtype=bool)
+        if not keep.any():
+            self.start_scores = np.zeros(len(self.starts))
+            return
+        self.starts = self.starts[keep]
+        self.start_scores = np.asarray([s for s in scores if s is not None], dtype=float)
 
     def start_word(self, position: int) -> str:
         """The word (letters and digits, lower case) a span starting at ``position`` begins with."""
@@ -140,6 +153,8 @@ class SpanIndex:
         keep = np.asarray([self.start_word(p) not in words for p in self.starts], dtype=bool)
         if keep.any():
             self.starts = self.starts[keep]
+            if self.start_scores is not None:
+                self.start_scores = self.start_scores[keep]
 
     def __len__(self) -> int:
         return int(np.count_nonzero(self.flat != SEPARATOR))

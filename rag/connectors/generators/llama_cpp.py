@@ -20,7 +20,7 @@ import importlib.util
 import json
 import threading
 import uuid
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -545,6 +545,7 @@ class LlamaCppGenerator(Component):
         min_logprob: float | None = None,
         avoid_start_words: Collection[str] = (),
         end_bias: float = 0.0,
+        start_prior: Callable[[int, int], float | None] | None = None,
         trace: list[dict[str, Any]] | None = None,
     ) -> GenerationResult:
         """Answer by copying one span of ``contexts``, chosen token by token by the model.
@@ -567,6 +568,10 @@ class LlamaCppGenerator(Component):
                 question's own words: an answer rarely repeats the question).
             end_bias: Added to the log-probability of ending the span before it is compared with
                 copying on (a copying model prefers to copy on: positive values end sooner).
+            start_prior: ``(context index, character offset) -> score or None``: where a span
+                may start (``None``: not there) and a score added to the model's
+                log-probability of starting there (e.g. :class:`rag.chains.extractive.StartPrior`).
+                The best-scoring start is then followed in its own context only.
             trace: If given, one entry per generated token is appended (the token, the
                 log-probabilities of its best continuation and of ending), for tuning.
 
@@ -611,12 +616,15 @@ class LlamaCppGenerator(Component):
         with self._lock:
             index = SpanIndex(contexts, tokenize, piece)
             index.avoid_starts(set(avoid_start_words))
+            if start_prior is not None:
+                index.weigh_starts(start_prior)
             terminators = self._span_terminators()
             try:
                 self._eval_prompt(prompt)
                 state = None
                 length = 0
                 first_logprob = None
+                blank = True  # only whitespace taken so far (a span never ends blank)
                 finish_reason = "stop"
                 while True:
                     logits = self._logits()
@@ -632,7 +640,7 @@ class LlamaCppGenerator(Component):
                                 "copy": float(logprobs[tokens].max()) if len(tokens) else None,
                             }
                         )
-                    if state is not None and index.can_end(state):
+                    if state is not None and not blank and index.can_end(state):
                         if index.at_sentence_end(state) or length >= max_span_tokens:
                             finish_reason = "length" if length >= max_span_tokens else "stop"
                             break
@@ -641,12 +649,25 @@ class LlamaCppGenerator(Component):
                     if not len(tokens) or length >= max_span_tokens + 8:
                         finish_reason = "length"
                         break  # no word boundary in reach: stop mid-word rather than run on
-                    best = int(tokens[np.argmax(logprobs[tokens])])
+                    position = None
+                    if state is None and index.start_scores is not None and len(tokens):
+                        scored = logprobs[tokens] + index.start_scores
+                        position = int(index.starts[np.argmax(scored)])
+                        best = int(index.flat[position])
+                    else:
+                        best = int(tokens[np.argmax(logprobs[tokens])])
                     if first_logprob is None:
                         first_logprob = float(logprobs[best])
                         if min_logprob is not None and first_logprob < min_logprob:
                             usage = Usage(prompt_tokens=len(prompt), completion_tokens=0)
                             return GenerationResult(text="", usage=usage, finish_reason="abstain")
+                    if position is not None:  # the chosen place, followed alone
+                        if trace is not None:
+                            trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
+                        state, length = np.asarray([position]), 1
+                        blank = piece(best).isspace()
+                        llm.eval([best])
+                        continue
                     if state is None and piece(best).isspace():
                         taken, after = self._space_or_word(index, tokens, logprobs, best, piece)
                         if after is not None:  # a number, evaluated already
@@ -655,12 +676,14 @@ class LlamaCppGenerator(Component):
                                     "utf-8", errors="replace"
                                 )
                             state, length = after, len(taken)
+                            blank = all(piece(t).isspace() for t in taken)
                             continue
                         best = taken[0]
                     if trace is not None:
                         trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
                     state = index.advance(state, best)
                     length += 1
+                    blank = blank and piece(best).isspace()
                     llm.eval([best])
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(f"{self.model}: extractive decoding failed: {err}") from err

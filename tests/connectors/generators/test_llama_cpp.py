@@ -256,3 +256,22 @@ def test_generate_extractive_copies_a_span_and_reports_its_offsets(local_generat
     assert abstained.span is None and abstained.text == "" and abstained.finish_reason == "abstain"
     with pytest.raises(ConfigError, match="max_span_tokens"):
         local_generator.generate_extractive(messages, EXTRACTIVE_CONTEXTS, max_span_tokens=0)
+
+
+@pytest.mark.integration
+def test_generate_extractive_starts_where_the_prior_allows(local_generator):
+    question = "How many points did the Panthers' defense give up?"
+    contexts = "\n\n".join(f"[{i}] {t}" for i, t in enumerate(EXTRACTIVE_CONTEXTS, start=1))
+    messages = [{"role": "user", "content": f"Contexts:\n{contexts}\n\nQuestion: {question}"}]
+    target = EXTRACTIVE_CONTEXTS[-1]
+    allowed = len(EXTRACTIVE_CONTEXTS) - 1
+
+    def prior(context, offset):
+        return 0.0 if context == allowed and offset >= len(target) // 2 else None
+
+    result = local_generator.generate_extractive(
+        messages, EXTRACTIVE_CONTEXTS, answer_prefix="The answer is", start_prior=prior
+    )
+    span = result.span
+    assert span is not None and span.context == allowed and span.start >= len(target) // 2
+    assert target[span.start : span.end] == result.text and result.text.strip()

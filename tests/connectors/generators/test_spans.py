@@ -116,3 +116,28 @@ def test_a_context_whose_tokens_do_not_add_up_to_its_text_offers_no_span():
 def test_empty_contexts_give_an_empty_index():
     index, _ = index_of([])
     assert len(index) == 0 and len(index.next_tokens(None)) == 0
+
+
+def test_weighed_starts_keep_only_scored_places_with_their_scores():
+    text = "It rained. Jane Roe founded Acme in 1990."
+    index, vocab = index_of([text])
+    allowed = text.index("Jane"), text.index("1990")
+
+    def prior(context, offset):
+        word = re.compile(r"\w+").search(text, offset)
+        return {allowed[0]: 1.5, allowed[1]: -0.5}.get(word.start())
+
+    index.weigh_starts(prior)
+    starts = [vocab.piece(int(t)) for t in index.flat[index.starts]]
+    assert starts == [b" Jane", b" 1990"]
+    assert index.start_scores.tolist() == [1.5, -0.5]
+    index.avoid_starts({"jane"})  # the scores stay aligned with the starts
+    assert [vocab.piece(int(t)) for t in index.flat[index.starts]] == [b" 1990"]
+    assert index.start_scores.tolist() == [-0.5]
+
+
+def test_a_prior_that_allows_no_start_keeps_them_all():
+    index, _ = index_of(["Paris is big."])
+    count = len(index.starts)
+    index.weigh_starts(lambda context, offset: None)
+    assert len(index.starts) == count and not index.start_scores.any()
