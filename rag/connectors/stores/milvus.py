@@ -495,8 +495,23 @@ class MilvusStore(Component):
             if self._exists and replayed:
                 self._repair_replayed_rows()
 
+    def _forget_cached_schema(self) -> None:
+        """Drop pymilvus's cached schema of this collection.
+
+        pymilvus caches schemas per server address and collection name, and ``create_collection``
+        does not refresh that cache. milvus-lite servers listen on random ports, so a server
+        started later can get the address of one that is gone; a collection of the same name
+        but other typed columns would then be written with the old schema ("record has fields
+        ... not in schema").
+        """
+        connection = getattr(self._client, "_get_connection", lambda: None)()
+        invalidate = getattr(connection, "_invalidate_schema", None)
+        if invalidate is not None:
+            invalidate(self.collection)
+
     def _look_for_collection(self) -> None:
         """Open the collection if it exists (on a server, another process may have made it)."""
+        self._forget_cached_schema()
         self._exists = bool(self._client.has_collection(self.collection))
         if self._exists:
             self._check_schema()
@@ -667,6 +682,7 @@ class MilvusStore(Component):
             index_params=index_params,
             consistency_level="Strong",
         )
+        self._forget_cached_schema()
         self.dimension = dimension
         self._exists = True
         self._typed = dict(typed)

@@ -33,7 +33,9 @@ def _factory(root, **options):
 
             server_manager_instance.release_server(uri)
         opened.add(name)
-        return MilvusStore(uri=uri, collection="chunks", **options)
+        # A collection name of its own per test: pymilvus caches schemas per server address and
+        # collection name, and milvus-lite servers, started and stopped per test, reuse ports.
+        return MilvusStore(uri=uri, collection=name, **options)
 
     return make
 
