@@ -218,20 +218,9 @@ class HttpEmbedder(Component):
         self.warm_up()
         if self._cache is None:
             return self._embed(texts)
-        keys = [self._cache.key(t) for t in texts]
-        cached = self._cache.lookup(keys)
-        self.cache_hits += len(cached)
-        todo = [i for i, k in enumerate(keys) if k not in cached]
-        fresh = self._embed([texts[i] for i in todo]) if todo else None
-        dimension = fresh.shape[1] if fresh is not None else len(next(iter(cached.values())))
-        result = np.empty((len(texts), dimension), dtype=np.float32)
-        if fresh is not None:
-            result[todo] = fresh
-            self._cache.store({keys[i]: fresh[j] for j, i in enumerate(todo)})
-        for i, key in enumerate(keys):
-            if key in cached:
-                result[i] = cached[key]
-        return result
+        vectors, hits = self._cache.embed(texts, self._embed)
+        self.cache_hits += hits
+        return vectors
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Vectors for many queries, batched like documents."""

@@ -159,6 +159,27 @@ class EmbeddingCache:
     def close(self) -> None:
         self._db.close()
 
+    def embed(
+        self, texts: Sequence[str], encode: Callable[[list[str]], np.ndarray]
+    ) -> tuple[np.ndarray, int]:
+        """Vectors for ``texts``: cached ones read back, the others ``encode``-d and stored.
+
+        Returns the vectors (one row per text, in order) and how many came from the cache.
+        """
+        keys = [self.key(t) for t in texts]
+        cached = self.lookup(keys)
+        todo = [i for i, k in enumerate(keys) if k not in cached]
+        fresh = encode([texts[i] for i in todo]) if todo else None
+        dimension = fresh.shape[1] if fresh is not None else len(next(iter(cached.values())))
+        result = np.empty((len(texts), dimension), dtype=np.float32)
+        if fresh is not None:
+            self.store({keys[i]: fresh[n] for n, i in enumerate(todo)})
+            result[todo] = fresh
+        for i, key in enumerate(keys):
+            if key in cached:
+                result[i] = cached[key]
+        return result, len(cached)
+
 
 class SentenceTransformersEmbedder(Component):
     """Embed chunks and queries with a local sentence-transformers model.
@@ -367,19 +388,11 @@ class SentenceTransformersEmbedder(Component):
             self.warm_up()
         if self._cache is None:
             return self._encode(texts, show_progress=show)
-        keys = [self._cache.key(t) for t in texts]
-        cached = self._cache.lookup(keys)
-        self.cache_hits += len(cached)
-        todo = [i for i, k in enumerate(keys) if k not in cached]
-        result = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        if todo:
-            fresh = self._encode([texts[i] for i in todo], show_progress=show)
-            self._cache.store({keys[i]: fresh[j] for j, i in enumerate(todo)})
-            result[todo] = fresh
-        for i, k in enumerate(keys):
-            if k in cached:
-                result[i] = cached[k]
-        return result
+        vectors, hits = self._cache.embed(
+            texts, lambda todo: self._encode(todo, show_progress=show)
+        )
+        self.cache_hits += hits
+        return vectors
 
     def embed_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Vectors for many queries in batches (the model loads once)."""
