@@ -72,7 +72,9 @@ def test_hnsw_selector_walk_that_runs_short_falls_back_to_exact(tmp_path, monkey
     store, chunks = _store_with(tmp_path / "h", 600, index="hnsw", hnsw_m=16)
     query = StoreConformance().query()
     real = store._search_index
-    monkeypatch.setattr(store, "_search_index", lambda q, k, sel: real(q, k, sel)[:1])
+    monkeypatch.setattr(
+        store, "_search_index", lambda q, k, sel: tuple(part[:1] for part in real(q, k, sel))
+    )
     hits = store.search(query, k=10, filters={"b10": {"$ne": 0}})
     assert [h.id for h in hits] == _exact(chunks, query, lambda m: m["b10"] != 0)[:10]
     store.close()
@@ -115,3 +117,52 @@ def test_index_file_of_an_older_version_is_read(tmp_path):
     hits = store.search(chunks[7].embedding, k=1, filters={"b10": 7})
     assert hits[0].id == chunks[7].id
     store.close()
+
+
+def test_hits_are_the_same_whatever_share_of_texts_is_in_memory(tmp_path):
+    """text_cache_mb only decides where id and text are read from, never what a search returns."""
+    from rag.testing import random_chunks
+
+    query = StoreConformance().query()
+    chunks = random_chunks(300, metadata=lambda i: {"b10": i % 10, "tags": [i % 3, "t"]})
+    edited = [
+        type(c)(id=c.id, text=c.text + " (edited)", metadata=c.metadata, embedding=c.embedding)
+        for c in chunks[:40]
+    ]
+    answers = []
+    for budget in (256, 0.01, 0):  # all rows, a few rows, none in memory
+        path = str(tmp_path / f"b{budget}")
+        store = FaissStore(path=path, text_cache_mb=budget)
+        store.write(chunks)
+        store.write(edited)  # replaced rows leave the cache and their new text enters it
+        store.delete(ids=[c.id for c in chunks[40:60]])
+        assert 0 <= store._text_bytes <= budget * 1_000_000
+        if budget == 0.01:
+            assert 0 < len(store._texts) < store.count()
+        runs = [store.search(query, k=20), store.search(query, k=20, filters={"b10": 3})]
+        store.close()
+        for reopened_budget in (budget, 0.01):  # the cache is filled again on open
+            reopened = FaissStore(path=path, text_cache_mb=reopened_budget)
+            runs.append(reopened.search(query, k=20))
+            reopened.close()
+        answers.append([[(h.id, h.chunk.text, h.chunk.metadata, h.score) for h in r] for r in runs])
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0][0] == answers[0][2] == answers[0][3]
+    assert any(text.endswith("(edited)") for _, text, _, _ in answers[0][0])
+
+
+def test_hit_metadata_is_a_copy(tmp_path):
+    store, chunks = _store_with(tmp_path / "copy", 50)
+    hit = store.search(chunks[3].embedding, k=1)[0]
+    hit.chunk.metadata["tags"].append("changed")
+    hit.chunk.metadata["b10"] = -1
+    again = store.search(chunks[3].embedding, k=1)[0]
+    assert again.chunk.metadata["tags"] == [0, "t"] and again.chunk.metadata["b10"] == 3
+    store.close()
+
+
+def test_text_cache_mb_must_not_be_negative():
+    from rag.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="text_cache_mb"):
+        FaissStore(text_cache_mb=-1)
