@@ -10,7 +10,8 @@ the best time counts (the machine may be shared). Then a re-run over the unchang
     python benchmarks/ingest_throughput.py [--corpus PATH] [--limit N] [--batch-size 32]
 
 With ``--files N`` it measures many small files instead: N documents of the BEIR corpora under
-``/work/shared/data`` (nfcorpus_orig, then cranfield, then xquad_en_dev) are written to a
+``/work/shared/data`` (nfcorpus_orig, then cranfield, then xquad_en_dev: 4,802 in all, then
+their 1,151 queries as short documents, so up to 5,953 files are all different) are written to a
 temporary directory as one ``.txt`` file each, ingested with the pipeline of
 ``examples/ingest.yaml`` (``--config``; CPU, records on, as ``rag ingest`` runs it), and compared
 with raw ``encode`` of exactly the chunk texts ragline stored, at the config's batch size.
@@ -106,20 +107,29 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
-def write_small_files(directory: Path, count: int, data: Path = DATA) -> int:
-    """Write ``count`` documents as ``<id>.txt`` (title line, blank line, text); return how
-    many documents were read (documents repeat, under new names, past the corpora's size)."""
+def write_small_files(directory: Path, count: int, data: Path = DATA) -> tuple[int, int]:
+    """Write ``count`` texts as ``<n>-<id>.txt``: the corpora's documents (title line, blank
+    line, text), then their queries; past both, texts repeat under new names. Returns how many
+    documents and queries there are."""
     import json
 
-    docs = []
+    docs: list[tuple[str, str]] = []
+    queries: list[tuple[str, str]] = []
     for name in SMALL_FILE_CORPORA:
         with (data / name / "corpus.jsonl").open() as handle:
-            docs.extend(json.loads(line) for line in handle)
+            for line in handle:
+                doc = json.loads(line)
+                parts = (doc.get("title", ""), doc["text"])
+                docs.append((doc["_id"], "\n\n".join(p for p in parts if p)))
+        with (data / name / "queries.jsonl").open() as handle:
+            for line in handle:
+                query = json.loads(line)
+                queries.append((f"{name}-q{query['_id']}", query["text"]))
+    texts = docs + queries
     for i in range(count):
-        doc = docs[i % len(docs)]
-        text = "\n\n".join(p for p in (doc.get("title", ""), doc["text"]) if p)
-        (directory / f"{i:06d}-{doc['_id']}.txt").write_text(text, encoding="utf-8")
-    return len(docs)
+        text_id, text = texts[i % len(texts)]
+        (directory / f"{i:06d}-{text_id}.txt").write_text(text, encoding="utf-8")
+    return len(docs), len(queries)
 
 
 def small_files(args: argparse.Namespace) -> None:
@@ -135,10 +145,15 @@ def small_files(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="ragline-bench-files-"))
     corpus = work / "corpus"
     corpus.mkdir()
-    available = write_small_files(corpus, args.files, args.data)
+    documents, queries = write_small_files(corpus, args.files, args.data)
     print(f"machine: {machine()}")
-    repeated = f", documents repeat past {available}" if args.files > available else ""
-    print(f"corpus: {args.files} .txt files from {', '.join(SMALL_FILE_CORPORA)}{repeated}")
+    from_queries = min(max(args.files - documents, 0), queries)
+    repeated = max(args.files - documents - queries, 0)
+    print(
+        f"corpus: {args.files} .txt files from {', '.join(SMALL_FILE_CORPORA)}: "
+        f"{args.files - from_queries - repeated} documents, {from_queries} queries, "
+        f"{repeated} repeats"
+    )
     ragline_times, raw_times, texts = [], [], []
     for repeat in range(args.repeats):
         os.environ["RAG_INDEX_DIR"] = str(work / f"index-{repeat}")
