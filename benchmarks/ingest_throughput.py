@@ -10,9 +10,9 @@ the best time counts (the machine may be shared). Then a re-run over the unchang
     python benchmarks/ingest_throughput.py [--corpus PATH] [--limit N] [--batch-size 32]
 
 With ``--files N`` it measures many small files instead: N documents of the BEIR corpora under
-``/work/shared/data`` (nfcorpus_orig, then cranfield, then xquad_en_dev: 4,802 in all, then
-their 1,151 queries as short documents, so up to 5,953 files are all different) are written to a
-temporary directory as one ``.txt`` file each, ingested with the pipeline of
+``/work/shared/data`` (nfcorpus_orig, then cranfield, then xquad_en_dev: 4,800 non-empty
+documents, then their 1,151 queries as short documents, so up to 5,951 files all differ) are
+written to a temporary directory as one ``.txt`` file each, ingested with the pipeline of
 ``examples/ingest.yaml`` (``--config``; CPU, records on, as ``rag ingest`` runs it), and compared
 with raw ``encode`` of exactly the chunk texts ragline stored, at the config's batch size.
 
@@ -119,8 +119,9 @@ def write_small_files(directory: Path, count: int, data: Path = DATA) -> tuple[i
         with (data / name / "corpus.jsonl").open() as handle:
             for line in handle:
                 doc = json.loads(line)
-                parts = (doc.get("title", ""), doc["text"])
-                docs.append((doc["_id"], "\n\n".join(p for p in parts if p)))
+                text = "\n\n".join(p for p in (doc.get("title", ""), doc["text"]) if p)
+                if text.strip():  # cranfield has two empty documents
+                    docs.append((doc["_id"], text))
         with (data / name / "queries.jsonl").open() as handle:
             for line in handle:
                 query = json.loads(line)

@@ -18,14 +18,15 @@ reading text and metadata of the hits.
 
 ``--raw same`` (the default) compares like for like: raw searches ragline's *own* index or
 collection, so both walk the same graph over the same segments. FAISS raw returns labels and
-distances only (FAISS holds no text; ragline also looks up id and text, held in memory up to
-the store's ``text_cache_mb`` and else read from SQLite, and copies the metadata); milvus-lite raw asks for the same ``text`` and ``metadata`` output fields ragline
-reads, filtering on ragline's typed ``meta_b10``/``meta_b1000`` columns. ``--raw own`` searches
-an index/collection the library built by itself instead (FAISS: one ``add`` of all vectors, so a
-different HNSW graph; milvus-lite: INT64 ids, no text or JSON, ids only in the answer): that
-ratio also counts what ragline's schema and batched writes cost. p50 and p95 are in
-milliseconds and ``ratio`` is ragline over raw (p50). recall@k of both sides against exact
-filtered search is printed too, since the two may choose different strategies.
+distances only (FAISS holds no text; ragline also looks up id and text, held in memory up to the
+store's ``text_cache_mb`` and else read from SQLite, and copies the metadata); milvus-lite raw asks
+for the same ``text`` and ``metadata`` output fields ragline reads, filtering on ragline's typed
+``meta_b10``/``meta_b1000`` columns. ``--raw own`` searches an index/collection the library built by
+itself instead (FAISS: one ``add`` of all vectors, so a different HNSW graph; milvus-lite: INT64
+ids, no text or JSON, ids only in the answer): that ratio also counts what ragline's schema and
+batched writes cost. p50 and p95 are in milliseconds and ``ratio`` is ragline over raw (p50).
+recall@k of both sides against exact filtered search is printed too, since the two may choose
+different strategies.
 
 Targets (issue 11): unfiltered <= 1.15x raw; filtered FAISS <= 2x raw with the same selector;
 filtered milvus-lite <= 1.5x raw. Skips milvus-lite politely when it is not installed.
