@@ -2,6 +2,12 @@
 
     .venv/bin/python benchmarks/answer_quality.py [--data ../shared/data/xquad_en_dev]
         [--limit N] [--seed 0] [--k 3] [--styles extractive,concise,sentences] [--json]
+        [--span-search ranked|greedy]
+
+Extractive answers use the chain's default ``span_search: ranked``
+(:mod:`rag.chains.span_ranking`, whose weights ``benchmarks/fit_span_ranker.py`` fits on the
+questions outside the ``--limit 100 --seed 0`` sample); ``--span-search greedy`` measures the
+token-by-token constrained decoding instead.
 
 The paragraphs of ``corpus.jsonl`` are split (``splitter.recursive``, 128 tokens of the embedding
 model, overlap 16), embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retrieved densely
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-span-logprob", type=float, default=None)
     parser.add_argument("--max-span-tokens", type=int, default=None)
     parser.add_argument("--span-end-bias", type=float, default=None)
+    parser.add_argument("--span-search", choices=("ranked", "greedy"), default=None)
+    parser.add_argument("--span-candidates", type=int, default=None)
     parser.add_argument(
         "--span-prior",
         default=None,
@@ -229,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         options["max_span_tokens"] = args.max_span_tokens
     if args.span_end_bias is not None:
         options["span_end_bias"] = args.span_end_bias
+    for name in ("span_search", "span_candidates"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     if args.span_prior is not None:
         options["span_prior"] = None if args.span_prior == "none" else json.loads(args.span_prior)
     base = RagChain(retriever=fixed, generator=generator, k=args.k, **options)

@@ -28,13 +28,13 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
-from rag.chains import extractive
+from rag.chains import extractive, span_ranking
 from rag.chains.answer import Answer, AnswerSpan, Citation, Context, parse_citations
 from rag.chains.mcp_tools import connect_tools, parse_mcp_servers
 from rag.chains.tools import Tool, ToolRegistry, default_tools, run_tool_call
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError
-from rag.core.generation import GenerationResult, Message, Usage
+from rag.core.generation import GenerationResult, Message, Span, Usage
 from rag.core.threads import iterate_in_thread
 from rag.core.tracing import NOOP_SPAN, Tracing, end_span, tracer_for
 
@@ -78,6 +78,8 @@ QUOTE_INSTRUCTION = (
 DEFAULT_ANSWER_PREFIX = "The answer is"
 DEFAULT_SPAN_PRIOR = {"sentences": 1, "type_bonus": 2.0, "distance_weight": 0.5}
 """``span_prior`` of an extractive chain: see :class:`rag.chains.extractive.StartPrior`."""
+SPAN_SEARCHES = ("ranked", "greedy")
+"""``span_search`` values: see :class:`RagChain`."""
 DEFAULT_SPAN_END_BIAS = 3.0  # measured on 15 XQuAD questions outside the benchmark sample
 # ``instructions`` keys: one per style, and "quote" for extractive without constrained decoding.
 INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote")
@@ -142,6 +144,13 @@ class RagChain(Component):
             a name, ``when``: a year, ``how many``: a number); ``distance_weight``: penalty per
             log word of distance from the question's words. Missing keys take
             :data:`DEFAULT_SPAN_PRIOR`; ``None`` lets the model start anywhere.
+        span_search: ``extractive`` with a local model: ``ranked`` (default) lists the short
+            phrases of the sentences sharing most rare words with the question, ranks them
+            (:mod:`rag.chains.span_ranking`) and lets the model's log-probabilities of the best
+            ``span_candidates`` decide; ``greedy`` decodes token by token under the span
+            constraint (``span_prior`` and ``span_end_bias`` apply to ``greedy`` only).
+            Both only ever return a span of a context.
+        span_candidates: ``ranked``: how many of the best-ranked spans the model scores.
         tools: Tool names of the tool registry (or callables, from Python); import paths only with
             ``RAGLINE_ALLOW_IMPORTS=1``.
         retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
@@ -185,6 +194,8 @@ class RagChain(Component):
         min_span_logprob: float | None = None,
         span_end_bias: float = DEFAULT_SPAN_END_BIAS,
         span_prior: dict[str, float] | None = DEFAULT_SPAN_PRIOR,
+        span_search: str = "ranked",
+        span_candidates: int = 10,
         tools: list[Any] | None = None,
         retrieval_tool: bool = False,
         retrieve_first: bool = True,
@@ -214,6 +225,16 @@ class RagChain(Component):
             )
         if max_span_tokens < 1:
             raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
+        if span_search not in SPAN_SEARCHES:
+            raise ConfigError(
+                f"unknown span_search {span_search!r}; allowed: {', '.join(SPAN_SEARCHES)}",
+                field="span_search",
+            )
+        if span_candidates < 1:
+            raise ConfigError(
+                f"span_candidates must be at least 1, got {span_candidates}",
+                field="span_candidates",
+            )
         if span_prior is not None:
             unknown_keys = sorted(set(span_prior) - set(DEFAULT_SPAN_PRIOR))
             if unknown_keys:
@@ -260,6 +281,8 @@ class RagChain(Component):
         self.min_span_logprob = min_span_logprob
         self.span_end_bias = span_end_bias
         self.span_prior = dict(span_prior) if span_prior is not None else None
+        self.span_search = span_search
+        self.span_candidates = span_candidates
         self.tools = list(tools or [])
         self.retrieval_tool = retrieval_tool
         self.retrieve_first = retrieve_first
@@ -338,6 +361,30 @@ class RagChain(Component):
             distance_weight=float(options["distance_weight"]),
         )
 
+    def _ranked_span(
+        self, question: str, messages: list[Message], contexts: Sequence[Context]
+    ) -> GenerationResult:
+        """The extractive answer of ``span_search: ranked``: the best-ranked spans, scored by
+        the model (an abstention when no sentence shares a content word with the question, or
+        when the chosen span's first token is below ``min_span_logprob``)."""
+        texts = [c.text for c in contexts]
+        spans = span_ranking.rank_spans(span_ranking.candidate_spans(question, texts))
+        spans = spans[: self.span_candidates]
+        prompt_tokens = self._count(messages, None)
+        if not spans:
+            return GenerationResult(
+                text="", usage=Usage(prompt_tokens=prompt_tokens), finish_reason="abstain"
+            )
+        logprobs = self.generator.score_spans(  # type: ignore[attr-defined]
+            messages, [s.text for s in spans], answer_prefix=self.answer_prefix
+        )
+        best, scored = span_ranking.choose_span(spans, logprobs)
+        usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=scored.tokens)
+        if self.min_span_logprob is not None and scored.first < self.min_span_logprob:
+            return GenerationResult(text="", usage=usage, finish_reason="abstain")
+        span = Span(best.context, best.start, best.end, logprob=scored.first)
+        return GenerationResult(text=best.text, usage=usage, finish_reason="stop", span=span)
+
     def with_style(self, answer_style: str) -> RagChain:
         """A copy of this chain (same retriever and generator objects) answering in another style.
 
@@ -358,6 +405,8 @@ class RagChain(Component):
                 "min_span_logprob",
                 "span_end_bias",
                 "span_prior",
+                "span_search",
+                "span_candidates",
                 "tools",
                 "retrieval_tool",
                 "retrieve_first",
@@ -577,16 +626,19 @@ class RagChain(Component):
             with tracing.span(
                 "ragline.generate", {"ragline.step": steps, "ragline.extractive": True}, parent=root
             ) as generate_span:
-                result = self.generator.generate_extractive(  # type: ignore[attr-defined]
-                    messages,
-                    [c.text for c in contexts],
-                    answer_prefix=self.answer_prefix,
-                    max_span_tokens=self.max_span_tokens,
-                    min_logprob=self.min_span_logprob,
-                    avoid_start_words=extractive.avoid_start_words(question),
-                    end_bias=self.span_end_bias,
-                    start_prior=self._start_prior(question, contexts),
-                )
+                if self.span_search == "ranked" and hasattr(self.generator, "score_spans"):
+                    result = self._ranked_span(question, messages, contexts)
+                else:
+                    result = self.generator.generate_extractive(  # type: ignore[attr-defined]
+                        messages,
+                        [c.text for c in contexts],
+                        answer_prefix=self.answer_prefix,
+                        max_span_tokens=self.max_span_tokens,
+                        min_logprob=self.min_span_logprob,
+                        avoid_start_words=extractive.avoid_start_words(question),
+                        end_bias=self.span_end_bias,
+                        start_prior=self._start_prior(question, contexts),
+                    )
                 generate_span.set_attributes(_usage_attributes(result.usage))
             timings["generate"] += time.perf_counter() - mark
             usage = _add(usage, result.usage)

@@ -65,6 +65,23 @@ class Span:
         }
 
 
+@dataclass(frozen=True)
+class SpanLogprobs:
+    """A language model's log-probabilities of writing a span as the answer.
+
+    Attributes:
+        first: Of the span's first token.
+        total: Of all its tokens, in order.
+        end: Of ending the answer right after it (the likeliest end-of-answer token).
+        tokens: How many tokens the span is.
+    """
+
+    first: float
+    total: float
+    end: float
+    tokens: int
+
+
 @dataclass
 class GenerationResult:
     """What one generator call produced (``span``: set by extractive decoding only)."""

@@ -265,6 +265,50 @@ def test_extractive_answers_are_spans_of_the_cited_context(local_generator):
 
 
 @pytest.mark.integration
+def test_ranked_and_greedy_span_search_both_return_grounded_spans(local_generator):
+    ranked = chain_with(local_generator, answer_style="extractive", k=3)
+    assert ranked.span_search == "ranked"
+    answer = ranked.ask("How many inhabitants does Berlin have?")
+    assert answer.grounded and answer.text == "3.7 million", answer.to_dict()
+    assert answer.citations[0].index == answer.span.index
+    greedy = ranked.with_style("extractive")
+    greedy.span_search = "greedy"
+    answer = greedy.ask("How many inhabitants does Berlin have?")
+    assert answer.grounded and answer.text.strip(), answer.to_dict()
+
+
+@pytest.mark.integration
+def test_ranked_extractive_says_i_dont_know_when_no_context_shares_a_word(local_generator):
+    chain = chain_with(local_generator, answer_style="extractive", k=3)
+    answer = chain.ask("Which river floods every spring?")
+    assert answer.text == NO_ANSWER and not answer.grounded and answer.span is None
+    assert answer.finish_reason == "abstain" and answer.citations == []
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        ({"span_search": "beam"}, "unknown span_search 'beam'; allowed: ranked, greedy"),
+        ({"span_candidates": 0}, "span_candidates must be at least 1, got 0"),
+    ],
+)
+def test_bad_span_search_settings_are_config_errors(params, match):
+    with pytest.raises(ConfigError, match=match):
+        chain_with(scripted_generator(Script(reply("x"))), **params)
+
+
+@pytest.mark.unit
+def test_span_search_survives_with_style_and_round_trips():
+    chain = chain_with(
+        scripted_generator(Script(reply("x"))), span_search="greedy", span_candidates=4
+    )
+    copy = chain.with_style("extractive")
+    assert (copy.span_search, copy.span_candidates) == ("greedy", 4)
+    assert chain.to_dict()["init_parameters"]["span_search"] == "greedy"
+
+
+@pytest.mark.integration
 def test_extractive_abstains_below_the_threshold(local_generator):
     chain = chain_with(local_generator, answer_style="extractive", min_span_logprob=0.0, k=2)
     answer = chain.ask("What is the capital of France?")  # every log-probability is below 0

@@ -27,7 +27,14 @@ from typing import Any
 from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, ModelNotFoundError
-from rag.core.generation import GenerationResult, Message, Span, ToolCall, Usage
+from rag.core.generation import (
+    GenerationResult,
+    Message,
+    Span,
+    SpanLogprobs,
+    ToolCall,
+    Usage,
+)
 
 # Model names that resolve to a GGUF file installed by a Python package: name -> (import name,
 # distribution name, file inside the package). Nothing is downloaded at run time.
@@ -534,6 +541,86 @@ class LlamaCppGenerator(Component):
             llm.eval([best])
         llm.n_tokens -= len(taken)  # forget the number: the next eval overwrites the cache
         return [rival], None
+
+    def _eval_scored(self, tokens: list[int]) -> Any:
+        """Evaluate ``tokens`` after the current cache without keeping them, and return the
+        log-probabilities of the next token after each of them (one row per token)."""
+        import numpy as np
+
+        llm = self._llm
+        vocab = llm.n_vocab()
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        llm._batch.set_batch(batch=tokens, n_past=llm.n_tokens, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        rows = np.stack(
+            [
+                np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(vocab,))
+                for i in range(len(tokens))
+            ]
+        )
+        return rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
+
+    def score_spans(
+        self, messages: Sequence[Message], spans: Sequence[str], *, answer_prefix: str = ""
+    ) -> list[SpanLogprobs]:
+        """The model's log-probabilities of answering ``messages`` with each of ``spans``.
+
+        The prompt (with ``answer_prefix`` opening the answer turn) is evaluated once; each span
+        is then evaluated after it, tokenised with a leading space as the model writes a word
+        after the prefix, in one batch per span, and forgotten again.
+
+        Example:
+            >>> generator = LlamaCppGenerator(model="smollm2-135m-instruct")
+            >>> messages = [{"role": "user", "content": "What colour is the sky?"}]
+            >>> scores = generator.score_spans(messages, ["blue", "green"])  # doctest: +SKIP
+            >>> [round(s.total) for s in scores]  # doctest: +SKIP
+            [-2, -7]
+
+        Raises:
+            GenerationError: the prompt and a span do not fit the context window, or the model
+                failed.
+        """
+        import numpy as np
+
+        llm = self.llama
+        formatted = self._format(messages)
+        prompt = list(
+            llm.tokenize(
+                (formatted.prompt + answer_prefix).encode("utf-8"),
+                add_bos=not formatted.added_special,
+                special=True,
+            )
+        )
+        encoded = [
+            list(llm.tokenize((" " + span.strip()).encode("utf-8"), add_bos=False, special=False))
+            for span in spans
+        ]
+        longest = max((len(tokens) for tokens in encoded), default=0)
+        if len(prompt) + longest > self.context_size:
+            raise GenerationError(
+                f"the prompt is {len(prompt)} tokens and a span {longest}, but the context window "
+                f"of {self.model} is {self.context_size}; shorten the prompt or raise context_size"
+            )
+        scores: list[SpanLogprobs] = []
+        with self._lock:
+            try:
+                self._eval_prompt(prompt)
+                first = self._logits()
+                first = first - np.logaddexp.reduce(first)
+                terminators = self._span_terminators()
+                for tokens in encoded:
+                    if not tokens:
+                        scores.append(SpanLogprobs(-np.inf, -np.inf, -np.inf, 0))
+                        continue
+                    rows = self._eval_scored(tokens)
+                    total = float(first[tokens[0]]) + sum(
+                        float(rows[n - 1][tokens[n]]) for n in range(1, len(tokens))
+                    )
+                    end = float(rows[-1][terminators].max())
+                    scores.append(SpanLogprobs(float(first[tokens[0]]), total, end, len(tokens)))
+            except (ValueError, RuntimeError) as err:
+                raise GenerationError(f"{self.model}: scoring spans failed: {err}") from err
+        return scores
 
     def generate_extractive(
         self,

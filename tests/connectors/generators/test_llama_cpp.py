@@ -275,3 +275,29 @@ def test_generate_extractive_starts_where_the_prior_allows(local_generator):
     span = result.span
     assert span is not None and span.context == allowed and span.start >= len(target) // 2
     assert target[span.start : span.end] == result.text and result.text.strip()
+
+
+@pytest.mark.integration
+def test_score_spans_prefers_the_answer_and_leaves_the_model_as_it_was(local_generator):
+    question = "How many points did the Panthers' defense give up?"
+    contexts = "\n\n".join(f"[{i}] {t}" for i, t in enumerate(EXTRACTIVE_CONTEXTS, start=1))
+    messages = [{"role": "user", "content": f"Contexts:\n{contexts}\n\nQuestion: {question}"}]
+    spans = ["308", "Zürichsee", "sixth in the league"]
+    first = local_generator.score_spans(messages, spans, answer_prefix="The answer is")
+    assert [s.tokens for s in first] == [
+        len(local_generator.llama.tokenize((" " + s).encode(), add_bos=False)) for s in spans
+    ]
+    assert first[0].total > first[1].total
+    for score in first:
+        assert score.total <= score.first <= 0 and score.end <= 0
+    again = local_generator.score_spans(messages, spans, answer_prefix="The answer is")
+    flat = [v for s in again for v in (s.first, s.total, s.end)]
+    assert flat == pytest.approx([v for s in first for v in (s.first, s.total, s.end)], abs=1e-3)
+    assert local_generator.score_spans(messages, []) == []
+
+
+@pytest.mark.integration
+def test_score_spans_refuses_a_prompt_that_does_not_fit(local_generator):
+    long = [{"role": "user", "content": "word " * (local_generator.context_size + 10)}]
+    with pytest.raises(GenerationError, match="context window"):
+        local_generator.score_spans(long, ["word"])

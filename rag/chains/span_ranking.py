@@ -1,0 +1,384 @@
+"""Ranked extractive answers: every short span of the question's sentences, scored as a whole.
+
+A SQuAD-style answer is a short phrase of the sentence that shares most (rare) words with the
+question, near those words, of the type the question asks for. This module lists those phrases
+(:func:`candidate_spans`), scores each with a linear model over a few features of its text and
+place (:func:`rank_spans`, weights :data:`SPAN_WEIGHTS`), and combines the best
+``span_candidates`` with the log-probabilities a language model gives each of them as the
+answer (:func:`choose_span`, weights :data:`MODEL_WEIGHTS`): the model decides among spans the
+features find plausible, token by token, but can only ever pick a span of a context.
+
+The weights were fitted by softmax regression over candidates (the target: the candidates with the
+best token F1 against the gold answers) on XQuAD English questions in ``../shared/data`` outside
+``benchmarks/answer_quality.py``'s seed-0 sample of 100; ``benchmarks/fit_span_ranker.py`` refits
+and prints them.
+
+Example:
+    >>> spans = candidate_spans("Who founded Acme?", ["It rained. Acme was founded by Jane Roe."])
+    >>> rank_spans(spans)[0].text
+    'Jane Roe'
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from rag.chains.extractive import START_STOPWORDS, sentences, stem
+from rag.core.generation import SpanLogprobs
+
+# Words (with inner hyphens, apostrophes, decimal points, thousands separators and a trailing
+# %), "$", or one punctuation character.
+_TOKEN = re.compile(r"\w+(?:[-'.,]\w+)*%?|\$|[^\w\s]")
+_WORD = re.compile(r"\w+")
+_SPAN_BREAKS = frozenset('.;:()"')
+_STOP_STEMS = frozenset(stem(w) for w in START_STOPWORDS)
+_MONTHS_TEXT = (
+    "january february march april may june july august september october november december"
+)
+_MONTHS = frozenset(_MONTHS_TEXT.split())
+_NUMBER_WORDS_TEXT = (
+    "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
+    "hundred thousand million billion several dozen"
+)
+_NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())
+_NAME_QUESTION = re.compile(
+    r"\bwho(m|se)?\b|\bwhat (is|was) the name\b|\b(what|which) (person|people|poet|writer|"
+    r"author|artist|scientist|king|queen|president|leader|company|team)\b"
+)
+_NUMBER_QUESTION = re.compile(
+    r"\bhow (many|much|long|old|far|large|big|tall|high|often)\b|\bwhat (percent|percentage|"
+    r"number|amount|size|proportion|fraction)|\bpercent"
+)
+_DATE_QUESTION = re.compile(
+    r"\bwhen\b|\bwhat (year|century|decade|date|month|day|time)\b|\b(in )?which year\b"
+)
+_PLACE_QUESTION = re.compile(r"\bwhere\b|\b(what|which) (city|country|state|place|region)\b")
+KINDS = ("number", "date", "name", "where", "what")
+"""The answer kinds :func:`question_kind` tells apart (``what``: anything else)."""
+
+
+def question_kind(question: str) -> str:
+    """The kind of answer ``question`` asks for, one of :data:`KINDS`.
+
+    Example:
+        >>> [question_kind(q) for q in ("How many moons?", "When did it end?", "Who won?")]
+        ['number', 'date', 'name']
+    """
+    q = question.lower()
+    for kind, pattern in (
+        ("number", _NUMBER_QUESTION),
+        ("date", _DATE_QUESTION),
+        ("name", _NAME_QUESTION),
+        ("where", _PLACE_QUESTION),
+    ):
+        if pattern.search(q):
+            return kind
+    return "what"
+
+
+def _fits(word: str, kind: str) -> bool:
+    """Whether ``word`` looks like (the start of) an answer of ``kind``."""
+    lower = word.lower()
+    if kind == "number":
+        return word[0].isdigit() or lower in _NUMBER_WORDS or word == "$"
+    if kind == "date":
+        return (word[:4].isdigit() and len(word.rstrip("s")) in (3, 4)) or lower in _MONTHS
+    if kind in ("name", "where"):
+        return word[0].isupper()
+    return False
+
+
+@dataclass
+class SpanCandidate:
+    """A span of one context that may answer the question, with its features and score.
+
+    Attributes:
+        context: Position of the context in the list given (0-based).
+        start: Character offset of the span in that context's text.
+        end: Character offset just past the span.
+        text: ``contexts[context][start:end]``.
+        features: Feature name -> value (see :func:`candidate_spans`).
+        score: The ranking score (:func:`rank_spans`, then :func:`choose_span`).
+    """
+
+    context: int
+    start: int
+    end: int
+    text: str
+    features: dict[str, float] = field(default_factory=dict)
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class _RankedSentence:
+    score: float
+    context: int
+    start: int
+    end: int
+
+
+def rank_sentences(question: str, contexts: Sequence[str]) -> list[_RankedSentence]:
+    """The sentences of ``contexts`` by the summed idf (over these sentences) of the question's
+    content-word stems they contain; ties keep context order."""
+    stems = {stem(w) for w in _WORD.findall(question)} - _STOP_STEMS
+    found = []
+    for number, text in enumerate(contexts):
+        for start, end in sentences(text):
+            words = {stem(w) for w in _WORD.findall(text[start:end])}
+            found.append((number, start, end, words))
+    frequency = collections.Counter(w for *_, words in found for w in words)
+    total = len(found)
+    ranked = [
+        _RankedSentence(
+            sum(math.log(1 + total / frequency[w]) for w in words & stems), number, start, end
+        )
+        for number, start, end, words in found
+    ]
+    return sorted(ranked, key=lambda s: (-s.score, s.context))
+
+
+def candidate_spans(
+    question: str, contexts: Sequence[str], *, sentences: int = 2, max_words: int = 8
+) -> list[SpanCandidate]:
+    """Every span of up to ``max_words`` words in the ``sentences`` best sentences (see
+    :func:`rank_sentences`) that neither starts nor ends with a stop word or punctuation and
+    does not cross ``. ; : ( ) "``, with its features. Empty when no sentence shares a content
+    word with the question (the contexts do not seem to answer it).
+
+    Features: the sentence's score relative to the best (``sentence``), its rank and context
+    position, the span's length in words, how many of its words are question words, the distance
+    in words to the nearest question word in the sentence and on which side, whether the words
+    around it are boundaries (stop words, punctuation, question words), whether it cuts a run of
+    capitalised words, commas, "and"/"or", capitals, digits, ``-ed``/``-ing``/``-ly`` endings,
+    and per answer kind (:func:`question_kind`) whether its first or any word fits the kind.
+
+    Example:
+        >>> spans = candidate_spans("Who won the cup?", ["It rained. Acme won the cup in 1990."])
+        >>> [s.text for s in spans][:4]
+        ['Acme', 'Acme won', 'Acme won the cup', 'Acme won the cup in 1990']
+    """
+    kind = question_kind(question)
+    stems = {stem(w) for w in _WORD.findall(question)} - _STOP_STEMS
+    ranked = rank_sentences(question, contexts)
+    if not ranked or ranked[0].score <= 0:
+        return []
+    best = ranked[0].score
+    spans: list[SpanCandidate] = []
+    for rank, sentence in enumerate(ranked[:sentences]):
+        text = contexts[sentence.context]
+        words = [
+            (m.group(0), m.start(), m.end())
+            for m in _TOKEN.finditer(text, sentence.start, sentence.end)
+        ]
+        asked = [stem(w) in stems for w, _, _ in words]
+        anchors = [i for i, flag in enumerate(asked) if flag]
+        # Words a phrase stops at: stop words, punctuation, question words.
+        edges = [
+            w.lower() in START_STOPWORDS or not _content(w) or flag
+            for (w, _, _), flag in zip(words, asked, strict=True)
+        ]
+        count = len(words)
+        for i in range(count):
+            for j in range(i, min(count, i + max_words)):
+                span = words[i : j + 1]
+                first, last = span[0][0], span[-1][0]
+                if first.lower() in START_STOPWORDS or last.lower() in START_STOPWORDS:
+                    continue
+                if not _content(first) or not last[0].isalnum():
+                    continue
+                if any(w in _SPAN_BREAKS for w, _, _ in span):
+                    continue
+                features = _features(words, asked, anchors, edges, i, j, kind)
+                features["sentence"] = sentence.score / best
+                features["second_sentence"] = float(rank == 1)
+                features["context"] = float(sentence.context)
+                start, end = span[0][1], span[-1][2]
+                spans.append(SpanCandidate(sentence.context, start, end, text[start:end], features))
+    return spans
+
+
+def _content(word: str) -> bool:
+    return word[0].isalnum() or word == "$"
+
+
+def _features(
+    words: list[tuple[str, int, int]],
+    asked: list[bool],
+    anchors: list[int],
+    edges: list[bool],
+    i: int,
+    j: int,
+    kind: str,
+) -> dict[str, float]:
+    """The features of the span of ``words[i..j]`` (see :func:`candidate_spans`), but those of
+    its sentence."""
+    span = [w for w, _, _ in words[i : j + 1]]
+    first, last = span[0], span[-1]
+    length = j - i + 1
+    inside = sum(asked[i : j + 1])
+    if anchors:
+        distance = min(min(abs(a - i), abs(a - j)) for a in anchors)
+        before, after = any(a < i for a in anchors), any(a > j for a in anchors)
+    else:
+        distance, before, after = 10, False, False
+    capitals = [w[0].isupper() for w in span if w[0].isalpha()]
+
+    def capital_run(n: int, word: str) -> bool:  # the span cuts a run of capitalised words
+        inside = 0 <= n < len(words)
+        return inside and words[n][0][0].isupper() and word[0].isupper() and not asked[n]
+
+    verb_like = first.lower().endswith(("ed", "ing")) or last.lower().endswith(("ed", "ing"))
+    f = {
+        "words_1": float(length == 1),
+        "words_2": float(length == 2),
+        "words_3": float(length == 3),
+        "words_4+": float(length >= 4),
+        "log_words": math.log(length),
+        "question_words": float(inside),
+        "only_question_words": float(inside == length),
+        "log_distance": math.log1p(distance),
+        "no_anchor": float(not anchors),
+        "after_question_word": float(before),
+        "before_question_word": float(after),
+        "left_boundary": float(i == 0 or edges[i - 1]),
+        "right_boundary": float(j + 1 >= len(words) or edges[j + 1]),
+        "comma": float("," in span),
+        "and_or": float(any(w.lower() in ("and", "or") for w in span)),
+        "all_capitals": float(bool(capitals) and all(capitals)),
+        "any_capital": float(any(capitals)),
+        "cuts_name": float(capital_run(i - 1, first) or capital_run(j + 1, last)),
+        "digit": float(any(c.isdigit() for w in span for c in w)),
+        "ed_ing": float(verb_like),
+        "ly": float(last.lower().endswith("ly")),
+    }
+    for name in KINDS[:-1]:
+        asks = kind == name
+        f[f"{name}:first_fits"] = float(asks and _fits(first, name))
+        f[f"{name}:any_fits"] = float(asks and any(_fits(w, name) for w in span))
+        f[f"{name}:one_word"] = float(asks and length == 1)
+        f[f"{name}:log_words"] = float(asks) * math.log(length)
+    for name in ("name", "where", "what"):
+        f[f"{name}:all_capitals"] = float(kind == name and f["all_capitals"] > 0)
+    return f
+
+
+def rank_spans(
+    spans: Sequence[SpanCandidate], weights: Mapping[str, float] | None = None
+) -> list[SpanCandidate]:
+    """``spans`` scored by ``weights`` (default :data:`SPAN_WEIGHTS`), best first (stable).
+
+    Example:
+        >>> spans = candidate_spans("When did it open?", ["The museum opened in 1901 in Paris."])
+        >>> rank_spans(spans)[0].text
+        '1901'
+    """
+    weights = SPAN_WEIGHTS if weights is None else weights
+    for span in spans:
+        span.score = sum(weights.get(name, 0.0) * value for name, value in span.features.items())
+    return sorted(spans, key=lambda s: -s.score)
+
+
+MODEL_FEATURES = ("rank_score", "first", "total", "mean", "end", "tokens")
+
+
+def choose_span(
+    spans: Sequence[SpanCandidate],
+    logprobs: Sequence[SpanLogprobs],
+    weights: Mapping[str, float] | None = None,
+) -> tuple[SpanCandidate, SpanLogprobs]:
+    """The span with the best weighted sum of its ranking score and its model log-probabilities
+    (``weights``: default :data:`MODEL_WEIGHTS`; keys :data:`MODEL_FEATURES`), and those
+    log-probabilities.
+
+    Raises:
+        ValueError: no spans, or not one log-probability per span.
+
+    Example:
+        >>> spans = [SpanCandidate(0, 0, 4, "Acme", score=1.0), SpanCandidate(0, 5, 8, "Roe")]
+        >>> logprobs = [SpanLogprobs(-9.0, -9.0, -1.0, 1), SpanLogprobs(-0.5, -0.5, -1.0, 1)]
+        >>> choose_span(spans, logprobs, {"rank_score": 1.0, "total": 1.0})[0].text
+        'Roe'
+    """
+    if not spans or len(spans) != len(logprobs):
+        raise ValueError(f"need one SpanLogprobs per span, got {len(logprobs)} for {len(spans)}")
+    weights = MODEL_WEIGHTS if weights is None else weights
+
+    def total(pair: tuple[SpanCandidate, SpanLogprobs]) -> float:
+        values = model_features(*pair)
+        return sum(weights.get(name, 0.0) * values[name] for name in MODEL_FEATURES)
+
+    return max(zip(spans, logprobs, strict=True), key=total)
+
+
+def model_features(span: SpanCandidate, lp: SpanLogprobs) -> dict[str, float]:
+    """The values :data:`MODEL_WEIGHTS` weigh for ``span`` and its log-probabilities."""
+    return {
+        "rank_score": span.score,
+        "first": lp.first,
+        "total": lp.total,
+        "mean": lp.total / max(1, lp.tokens),
+        "end": lp.end,
+        "tokens": float(lp.tokens),
+    }
+
+
+SPAN_WEIGHTS: dict[str, float] = {
+    "after_question_word": -0.094,
+    "all_capitals": 0.369,
+    "and_or": 1.224,
+    "any_capital": 0.176,
+    "before_question_word": -0.625,
+    "comma": -1.23,
+    "context": -0.604,
+    "cuts_name": -0.736,
+    "date:any_fits": 2.316,
+    "date:first_fits": 1.509,
+    "date:log_words": -0.56,
+    "date:one_word": 0.74,
+    "digit": 0.119,
+    "ed_ing": -0.78,
+    "left_boundary": 0.49,
+    "log_distance": -0.883,
+    "log_words": -0.342,
+    "ly": -1.307,
+    "name:all_capitals": 1.437,
+    "name:any_fits": 0.61,
+    "name:first_fits": 1.504,
+    "name:log_words": -0.15,
+    "name:one_word": -0.769,
+    "no_anchor": 0.651,
+    "number:any_fits": 2.175,
+    "number:first_fits": 1.145,
+    "number:log_words": -0.743,
+    "number:one_word": 1.094,
+    "only_question_words": -2.104,
+    "question_words": -1.536,
+    "right_boundary": 1.1,
+    "second_sentence": -0.536,
+    "sentence": 2.829,
+    "what:all_capitals": 0.91,
+    "where:all_capitals": 0.59,
+    "where:any_fits": 0.65,
+    "where:first_fits": 0.187,
+    "where:log_words": -0.176,
+    "where:one_word": 0.533,
+    "words_1": -0.504,
+    "words_2": 0.375,
+    "words_3": 0.38,
+    "words_4+": -0.141,
+}
+"""Weights of :func:`rank_spans` (see the module docstring for how they were fitted)."""
+
+MODEL_WEIGHTS: dict[str, float] = {
+    "rank_score": 1.0,
+    "first": -0.055,
+    "total": 0.073,
+    "mean": 0.076,
+    "end": 0.235,
+    "tokens": 0.069,
+}
+"""Weights of :func:`choose_span` (see the module docstring for how they were fitted)."""

@@ -1,0 +1,108 @@
+"""Ranked extractive answers: candidate spans, their ranking, and the model's choice among them
+(pure functions here; the chain with the bundled model is in test_answer_styles.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.chains.extractive import START_STOPWORDS
+from rag.chains.span_ranking import (
+    MODEL_FEATURES,
+    MODEL_WEIGHTS,
+    SPAN_WEIGHTS,
+    SpanCandidate,
+    candidate_spans,
+    choose_span,
+    question_kind,
+    rank_sentences,
+    rank_spans,
+)
+from rag.core.generation import SpanLogprobs
+
+pytestmark = pytest.mark.unit
+
+CONTEXTS = [
+    "The weather was mild. Acme Corporation was founded in 1931 by Jane Roe in Springfield.",
+    "Springfield is a city; it has 120,000 inhabitants (2010 census).",
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("How many people live in Springfield?", "number"),
+        ("What percent of voters stayed home?", "number"),
+        ("When was Acme founded?", "date"),
+        ("In which year did it open?", "date"),
+        ("Who founded Acme?", "name"),
+        ("Where was Acme founded?", "where"),
+        ("What does Acme make?", "what"),
+    ],
+)
+def test_question_kind(question, kind):
+    assert question_kind(question) == kind
+
+
+def test_sentences_rank_by_the_rare_question_words_they_share():
+    ranked = rank_sentences("When was Acme founded?", CONTEXTS)
+    best = ranked[0]
+    assert CONTEXTS[best.context][best.start : best.end].startswith("Acme Corporation")
+    assert ranked[-1].score == 0
+
+
+def test_candidates_are_phrases_of_the_best_sentences_without_stop_word_edges():
+    spans = candidate_spans("When was Acme founded?", CONTEXTS, sentences=1, max_words=4)
+    assert spans
+    texts = {s.text for s in spans}
+    assert {"1931", "Jane Roe", "Springfield"} <= texts
+    for span in spans:
+        assert CONTEXTS[span.context][span.start : span.end] == span.text
+        words = span.text.split()
+        assert words[0].lower() not in START_STOPWORDS
+        assert words[-1].lower() not in START_STOPWORDS
+        assert len(words) <= 4 and not span.text.endswith(".")
+        assert span.context == 0 and span.start >= CONTEXTS[0].index("Acme")
+
+
+def test_candidates_do_not_cross_sentence_punctuation_and_keep_numbers_whole():
+    spans = candidate_spans("How many inhabitants has Springfield?", CONTEXTS, sentences=1)
+    texts = {s.text for s in spans}
+    assert "120,000" in texts  # a thousands separator does not split the number
+    assert not any("(" in t or ";" in t for t in texts)
+
+
+def test_no_candidates_when_no_sentence_shares_a_content_word():
+    assert candidate_spans("Which river floods in spring?", CONTEXTS) == []
+    assert candidate_spans("What?", CONTEXTS) == []
+    assert candidate_spans("Who founded Acme?", []) == []
+
+
+def test_the_fitted_weights_rank_the_answer_of_the_asked_kind_first():
+    assert SPAN_WEIGHTS, "span ranking weights are missing"
+    assert rank_spans(candidate_spans("When was Acme founded?", CONTEXTS))[0].text == "1931"
+    assert rank_spans(candidate_spans("Who founded Acme?", CONTEXTS))[0].text == "Jane Roe"
+    number = rank_spans(candidate_spans("How many inhabitants has Springfield?", CONTEXTS))
+    assert number[0].text == "120,000"
+
+
+def test_rank_spans_scores_with_the_given_weights_and_is_stable():
+    spans = [SpanCandidate(0, 0, 1, "a", {"x": 1.0}), SpanCandidate(0, 2, 3, "b", {"x": 2.0})]
+    assert [s.text for s in rank_spans(spans, {"x": 1.0})] == ["b", "a"]
+    assert [s.text for s in rank_spans(spans, {"x": -1.0})] == ["a", "b"]
+    assert [s.text for s in rank_spans(spans, {})] == ["a", "b"]
+
+
+def test_choose_span_weighs_model_log_probabilities_against_the_ranking():
+    spans = [SpanCandidate(0, 0, 4, "Acme", score=2.0), SpanCandidate(0, 5, 8, "Roe", score=0.0)]
+    logprobs = [SpanLogprobs(-6.0, -6.0, -1.0, 1), SpanLogprobs(-0.5, -0.5, -1.0, 1)]
+    assert choose_span(spans, logprobs, {"rank_score": 1.0})[0].text == "Acme"
+    best, scored = choose_span(spans, logprobs, {"rank_score": 1.0, "total": 1.0})
+    assert best.text == "Roe" and scored is logprobs[1]
+    assert set(MODEL_WEIGHTS) <= set(MODEL_FEATURES)
+
+
+def test_choose_span_needs_one_log_probability_per_span():
+    with pytest.raises(ValueError, match="one SpanLogprobs per span"):
+        choose_span([SpanCandidate(0, 0, 1, "a")], [])
+    with pytest.raises(ValueError):
+        choose_span([], [])
