@@ -114,14 +114,16 @@ class SpanCandidate:
 
 
 @dataclass(frozen=True)
-class _RankedSentence:
+class RankedSentence:
+    """A sentence of a context (character offsets) and its overlap score with the question."""
+
     score: float
     context: int
     start: int
     end: int
 
 
-def rank_sentences(question: str, contexts: Sequence[str]) -> list[_RankedSentence]:
+def rank_sentences(question: str, contexts: Sequence[str]) -> list[RankedSentence]:
     """The sentences of ``contexts`` by the summed idf (over these sentences) of the question's
     content-word stems they contain; ties keep context order."""
     stems = {stem(w) for w in _WORD.findall(question)} - _STOP_STEMS
@@ -133,7 +135,7 @@ def rank_sentences(question: str, contexts: Sequence[str]) -> list[_RankedSenten
     frequency = collections.Counter(w for *_, words in found for w in words)
     total = len(found)
     ranked = [
-        _RankedSentence(
+        RankedSentence(
             sum(math.log(1 + total / frequency[w]) for w in words & stems), number, start, end
         )
         for number, start, end, words in found
