@@ -577,8 +577,8 @@ class LlamaCppGenerator(Component):
             [-2, -7]
 
         Raises:
-            GenerationError: the prompt and a span do not fit the context window, or the model
-                failed.
+            GenerationError: the prompt and a span do not fit the context window, a span is
+                longer than ``batch_size`` tokens, or the model failed.
         """
         import numpy as np
 
@@ -596,6 +596,11 @@ class LlamaCppGenerator(Component):
             for span in spans
         ]
         longest = max((len(tokens) for tokens in encoded), default=0)
+        if longest > self.batch_size:
+            raise GenerationError(
+                f"a span of {longest} tokens is longer than batch_size ({self.batch_size}); "
+                "score shorter spans or raise batch_size"
+            )
         if len(prompt) + longest > self.context_size:
             raise GenerationError(
                 f"the prompt is {len(prompt)} tokens and a span {longest}, but the context window "

@@ -301,3 +301,6 @@ def test_score_spans_refuses_a_prompt_that_does_not_fit(local_generator):
     long = [{"role": "user", "content": "word " * (local_generator.context_size + 10)}]
     with pytest.raises(GenerationError, match="context window"):
         local_generator.score_spans(long, ["word"])
+    question = [{"role": "user", "content": "Say a word."}]
+    with pytest.raises(GenerationError, match="longer than batch_size"):
+        local_generator.score_spans(question, ["word " * (local_generator.batch_size + 1)])
