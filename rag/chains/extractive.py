@@ -137,7 +137,7 @@ _TOKEN = re.compile(r"\w+")
 _MONTHS_TEXT = (
     "january february march april may june july august september october november december"
 )
-_MONTHS = frozenset(_MONTHS_TEXT.split())
+MONTHS = frozenset(_MONTHS_TEXT.split())
 _SUFFIXES = ("ings", "ing", "edly", "ed", "ies", "es", "s", "ly")
 
 
@@ -287,9 +287,9 @@ class StartPrior:
 
 def _fits(word: str, kind: str) -> bool:
     if kind == "number":
-        return word[0].isdigit() or word.lower() in _NUMBER_WORDS
+        return word[0].isdigit() or word.lower() in NUMBER_WORDS
     if kind == "date":
-        return (word.isdigit() and len(word) in (3, 4)) or word.lower() in _MONTHS
+        return (word.isdigit() and len(word) in (3, 4)) or word.lower() in MONTHS
     return word[0].isupper()
 
 
@@ -297,4 +297,4 @@ _NUMBER_WORDS_TEXT = (
     "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
     "hundred thousand million billion several dozen"
 )
-_NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())
+NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())

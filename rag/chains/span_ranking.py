@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag.chains.extractive import START_STOPWORDS, sentences, stem
+from rag.chains.extractive import MONTHS, NUMBER_WORDS, START_STOPWORDS, sentences, stem
 from rag.core.generation import SpanLogprobs
 
 # Words (with inner hyphens, apostrophes, decimal points, thousands separators and a trailing
@@ -36,15 +36,6 @@ _TOKEN = re.compile(r"\w+(?:[-'.,]\w+)*%?|\$|[^\w\s]")
 _WORD = re.compile(r"\w+")
 _SPAN_BREAKS = frozenset('.;:()"')
 _STOP_STEMS = frozenset(stem(w) for w in START_STOPWORDS)
-_MONTHS_TEXT = (
-    "january february march april may june july august september october november december"
-)
-_MONTHS = frozenset(_MONTHS_TEXT.split())
-_NUMBER_WORDS_TEXT = (
-    "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
-    "hundred thousand million billion several dozen"
-)
-_NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())
 _NAME_QUESTION = re.compile(
     r"\bwho(m|se)?\b|\bwhat (is|was) the name\b|\b(what|which) (person|people|poet|writer|"
     r"author|artist|scientist|king|queen|president|leader|company|team)\b"
@@ -84,9 +75,9 @@ def _fits(word: str, kind: str) -> bool:
     """Whether ``word`` looks like (the start of) an answer of ``kind``."""
     lower = word.lower()
     if kind == "number":
-        return word[0].isdigit() or lower in _NUMBER_WORDS or word == "$"
+        return word[0].isdigit() or lower in NUMBER_WORDS or word == "$"
     if kind == "date":
-        return (word[:4].isdigit() and len(word.rstrip("s")) in (3, 4)) or lower in _MONTHS
+        return (word[:4].isdigit() and len(word.rstrip("s")) in (3, 4)) or lower in MONTHS
     if kind in ("name", "where"):
         return word[0].isupper()
     return False
@@ -123,10 +114,20 @@ class RankedSentence:
     end: int
 
 
+def question_stems(question: str) -> set[str]:
+    """The stems of the question's content words (stop words left out).
+
+    Example:
+        >>> sorted(question_stems("Who founded the Acme company?"))
+        ['acme', 'company', 'found']
+    """
+    return {stem(w) for w in _WORD.findall(question)} - _STOP_STEMS
+
+
 def rank_sentences(question: str, contexts: Sequence[str]) -> list[RankedSentence]:
     """The sentences of ``contexts`` by the summed idf (over these sentences) of the question's
     content-word stems they contain; ties keep context order."""
-    stems = {stem(w) for w in _WORD.findall(question)} - _STOP_STEMS
+    stems = question_stems(question)
     found = []
     for number, text in enumerate(contexts):
         for start, end in sentences(text):
@@ -164,7 +165,7 @@ def candidate_spans(
         ['Acme', 'Acme won', 'Acme won the cup', 'Acme won the cup in 1990']
     """
     kind = question_kind(question)
-    stems = {stem(w) for w in _WORD.findall(question)} - _STOP_STEMS
+    stems = question_stems(question)
     ranked = rank_sentences(question, contexts)
     if not ranked or ranked[0].score <= 0:
         return []

@@ -10,6 +10,15 @@ import httpx
 from rag.connectors.generators.openai import OpenAIGenerator
 from rag.core import Chunk, Component, Hit
 
+# The components of a question-answering pipeline file, before its chain (YAML text).
+QA_COMPONENTS_YAML = (
+    "components:\n"
+    "  retriever: {type: retriever.dense, init_parameters: {embedder: '@embedder', store: '@store'}}\n"
+    "  embedder: {type: embedder.sentence_transformers, init_parameters: {model: all-MiniLM-L6-v2}}\n"
+    "  store: {type: store.faiss}\n"
+    "  generator: {type: generator.llama_cpp, init_parameters: {model: smollm2-135m-instruct}}\n"
+)
+
 
 class ListRetriever(Component):
     """Returns the given texts in order (scores 1.0, 0.9, ...), as chunks of ``doc<i>.md``."""

@@ -19,7 +19,7 @@ from rag.chains.extractive import (
 from rag.chains.rag import QUOTE_INSTRUCTION
 from rag.core import ConfigError, Pipeline
 
-from .helpers import ListRetriever, Script, reply, scripted_generator
+from .helpers import QA_COMPONENTS_YAML, ListRetriever, Script, reply, scripted_generator
 
 FACTS = [
     "Paris is the capital of France.",
@@ -58,14 +58,12 @@ def test_unknown_answer_style_in_yaml_names_the_file(tmp_path):
 
     path = tmp_path / "qa.yaml"
     path.write_text(
-        "components:\n"
-        "  retriever: {type: retriever.dense, init_parameters: {embedder: '@embedder', store: '@store'}}\n"
-        "  embedder: {type: embedder.sentence_transformers, init_parameters: {model: all-MiniLM-L6-v2}}\n"
-        "  store: {type: store.faiss}\n"
-        "  generator: {type: generator.llama_cpp, init_parameters: {model: smollm2-135m-instruct}}\n"
-        "  chain:\n"
-        "    type: chain.rag\n"
-        "    init_parameters: {retriever: '@retriever', generator: '@generator', answer_style: short}\n"
+        QA_COMPONENTS_YAML
+        + (
+            "  chain:\n"
+            "    type: chain.rag\n"
+            "    init_parameters: {retriever: '@retriever', generator: '@generator', answer_style: short}\n"
+        )
     )
     with pytest.raises(ConfigError) as err:
         PipelineFile.load(path)

@@ -15,7 +15,7 @@ from rag.connectors.retrievers.dense import DenseRetriever
 from rag.connectors.stores.faiss import FaissStore
 from rag.core import ConfigError, GenerationError, Pipeline, PipelineFile, Secret
 
-from .helpers import ListRetriever, Script, reply, scripted_generator
+from .helpers import QA_COMPONENTS_YAML, ListRetriever, Script, reply, scripted_generator
 
 FACTS = [
     "Paris is the capital of France.",
@@ -50,19 +50,17 @@ def test_bad_prompt_templates_are_config_errors(template, message):
 def test_bad_template_in_yaml_names_file_and_line(tmp_path):
     path = tmp_path / "qa.yaml"
     path.write_text(
-        "components:\n"
-        "  retriever: {type: retriever.dense, init_parameters: {embedder: '@embedder', store: '@store'}}\n"
-        "  embedder: {type: embedder.sentence_transformers, init_parameters: {model: all-MiniLM-L6-v2}}\n"
-        "  store: {type: store.faiss}\n"
-        "  generator: {type: generator.llama_cpp, init_parameters: {model: smollm2-135m-instruct}}\n"
-        "  chain:\n"
-        "    type: chain.rag\n"
-        "    init_parameters:\n"
-        "      retriever: '@retriever'\n"
-        "      generator: '@generator'\n"
-        "      prompt_template: 'Answer {question}'\n"
-        "pipelines:\n"
-        "  ask: {components: [chain]}\n"
+        QA_COMPONENTS_YAML
+        + (
+            "  chain:\n"
+            "    type: chain.rag\n"
+            "    init_parameters:\n"
+            "      retriever: '@retriever'\n"
+            "      generator: '@generator'\n"
+            "      prompt_template: 'Answer {question}'\n"
+            "pipelines:\n"
+            "  ask: {components: [chain]}\n"
+        )
     )
     with pytest.raises(ConfigError) as err:
         PipelineFile.load(path)

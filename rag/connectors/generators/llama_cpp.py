@@ -235,6 +235,7 @@ class LlamaCppGenerator(Component):
         self._llm: Any = None
         self._formatter: Any = None
         self._grammars: dict[str, Any] = {}
+        self._terminators: Any = None  # span-ending token ids, once the model is loaded
         self._load_lock = threading.Lock()
         # llama.cpp contexts are not thread-safe: one call at a time uses the model.
         self._lock = threading.RLock()
@@ -324,10 +325,11 @@ class LlamaCppGenerator(Component):
         """The exact text the model reads for ``messages`` (its chat template applied)."""
         return str(self._format(messages, tools).prompt)
 
-    def _tokenize_prompt(self, formatted: Any) -> list[int]:
+    def _tokenize_prompt(self, formatted: Any, answer_prefix: str = "") -> list[int]:
+        """The tokens of a formatted prompt, with the answer turn opened by ``answer_prefix``."""
         return list(
             self.llama.tokenize(
-                formatted.prompt.encode("utf-8"),
+                (formatted.prompt + answer_prefix).encode("utf-8"),
                 add_bos=not formatted.added_special,
                 special=True,
             )
@@ -492,15 +494,18 @@ class LlamaCppGenerator(Component):
         llm.eval(tokens[common:])
 
     def _span_terminators(self) -> Any:
+        """Token ids that end a span (end of turn and :data:`SPAN_TERMINATORS`), found once."""
         import numpy as np
 
-        llm = self._llm
-        ids = {llm.token_eos()}
-        for text in SPAN_TERMINATORS:
-            tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-            if len(tokens) == 1:
-                ids.add(tokens[0])
-        return np.asarray(sorted(i for i in ids if i >= 0), dtype=np.int64)
+        if self._terminators is None:
+            llm = self._llm
+            ids = {llm.token_eos()}
+            for text in SPAN_TERMINATORS:
+                tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+                if len(tokens) == 1:
+                    ids.add(tokens[0])
+            self._terminators = np.asarray(sorted(i for i in ids if i >= 0), dtype=np.int64)
+        return self._terminators
 
     def _space_or_word(
         self, index: Any, tokens: Any, logprobs: Any, space: int, piece: Any
@@ -583,14 +588,7 @@ class LlamaCppGenerator(Component):
         import numpy as np
 
         llm = self.llama
-        formatted = self._format(messages)
-        prompt = list(
-            llm.tokenize(
-                (formatted.prompt + answer_prefix).encode("utf-8"),
-                add_bos=not formatted.added_special,
-                special=True,
-            )
-        )
+        prompt = self._tokenize_prompt(self._format(messages), answer_prefix)
         encoded = [
             list(llm.tokenize((" " + span.strip()).encode("utf-8"), add_bos=False, special=False))
             for span in spans
@@ -679,15 +677,8 @@ class LlamaCppGenerator(Component):
 
         if max_span_tokens < 1:
             raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
-        formatted = self._format(messages)
         llm = self.llama
-        prompt = list(
-            llm.tokenize(
-                (formatted.prompt + answer_prefix).encode("utf-8"),
-                add_bos=not formatted.added_special,
-                special=True,
-            )
-        )
+        prompt = self._tokenize_prompt(self._format(messages), answer_prefix)
         if len(prompt) + max_span_tokens > self.context_size:
             raise GenerationError(
                 f"the prompt is {len(prompt)} tokens and the span may take {max_span_tokens}, but "
