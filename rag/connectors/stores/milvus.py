@@ -64,6 +64,11 @@ _BATCH_ROWS = 1_000  # rows per insert/upsert call: keeps gRPC messages well und
 _IDS_PER_QUERY = 1_000
 _ROW_FIELDS = ("id", "vector", "text", "metadata", "filterable")
 _QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
+# Keys of ``describe_index`` that describe the index rather than set its build parameters.
+_INDEX_DESCRIPTION_KEYS = frozenset(
+    {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows"}
+    | {"pending_index_rows", "state", "params"}
+)
 
 # milvus-lite runs one in-process server per database file and keeps it (and the file's lock) until
 # the process exits. Stores count their users per file so the last ``close()`` stops the server and
@@ -515,7 +520,60 @@ class MilvusStore(Component):
         self._exists = bool(self._client.has_collection(self.collection))
         if self._exists:
             self._check_schema()
-            self._client.load_collection(self.collection)
+            try:
+                self._client.load_collection(self.collection)
+            except _pymilvus().MilvusException as err:
+                if not self.is_local:
+                    raise
+                self._rebuild_indexes(err)
+
+    def _rebuild_indexes(self, load_error: Exception) -> None:
+        """Drop and rebuild every index of a milvus-lite collection that failed to load.
+
+        milvus-lite 3.x writes its index files (derived from the stored rows) in place, so a
+        process killed while writing one leaves a truncated file that every later load refuses
+        ("File is too small: 0"). The rows are intact; rebuilding the indexes from them repairs
+        the collection without losing anything.
+        """
+        client = self._client
+        described = [
+            client.describe_index(self.collection, name)
+            for name in client.list_indexes(self.collection)
+        ]
+        logger.warning(
+            "milvus-lite could not load collection %r of %s (%s); rebuilding its %d index(es) "
+            "from the stored rows",
+            self.collection,
+            self.uri,
+            load_error,
+            len(described),
+        )
+        index_params = client.prepare_index_params()
+        for index in described:
+            # milvus-lite may drop every index of the collection on the first call
+            if index["index_name"] in client.list_indexes(self.collection):
+                client.drop_index(self.collection, index["index_name"])
+            params = {k: v for k, v in index.items() if k not in _INDEX_DESCRIPTION_KEYS}
+            if index["field_name"] == "vector" and not params:
+                # milvus-lite does not describe build parameters: use this store's
+                params = self.index_params or self._default_index_params()
+            metric = index.get("metric_type")
+            index_params.add_index(
+                field_name=index["field_name"],
+                index_type=index["index_type"],
+                index_name=index["index_name"],
+                **({"metric_type": metric} if metric and metric != "NONE" else {}),
+                **({"params": params} if params else {}),
+            )
+        client.create_index(self.collection, index_params)
+        try:
+            client.load_collection(self.collection)
+        except _pymilvus().MilvusException as err:
+            raise ConfigError(
+                f"milvus-lite cannot load collection {self.collection!r} of {self.uri} even "
+                f"after rebuilding its indexes ({err}); the file is damaged: ingest again into "
+                "a new uri (rag ingest --mode full)"
+            ) from load_error
 
     def _repair_replayed_rows(self) -> None:
         """Keep one row per id after milvus-lite replayed a log it had already flushed.
