@@ -10,9 +10,9 @@ nothing is fitted on them. Contexts are retrieved as that benchmark does (dense,
    the target spread evenly over the candidates with the best token F1 (questions where no
    candidate overlaps the answer are skipped).
 2. ``MODEL_WEIGHTS``: the best ``--candidates`` spans of ``--model-questions`` fitting questions
-   are scored by the bundled SmolLM2-135M (:meth:`LlamaCppGenerator.score_spans`, the chain's
-   extractive prompt) and a second softmax regression weighs the model's log-probabilities against
-   the ranking score (its weight fixed at 1).
+   are scored by the bundled SmolLM2-135M (:meth:`LlamaCppGenerator.score_spans`, on the chain's
+   focused extractive prompt: the sentences the spans come from) and a second softmax regression
+   weighs the model's log-probabilities against the ranking score (its weight fixed at 1).
 
 Printed: both weight tables as Python literals, EM / F1 of the ranking alone on the fitting and
 held-out questions, and of ranking + model on a 2-fold split of the model questions.
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model_questions < 2:
         return 0
-    from rag.chains import RagChain
+    from rag.chains import RagChain, concise
     from rag.chains.answer import Context
     from rag.connectors.generators.llama_cpp import LlamaCppGenerator
 
@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     for entry in tqdm(sample, desc="model scores", file=sys.stderr):
         ranked = span_ranking.rank_spans(entry["spans"], span_weights)[: args.candidates]
         contexts = [Context.from_hit(n + 1, h) for n, h in enumerate(entry["hits"])]
-        messages = chain.build_messages(entry["row"]["question"], contexts)
+        question = entry["row"]["question"]
+        shown = concise.focus(question, [c.text for c in contexts], chain.focused)
+        messages = chain.build_focused_messages(question, shown, contexts)
         logprobs = generator.score_spans(
             messages, [s.text for s in ranked], answer_prefix=chain.answer_prefix
         )

@@ -11,6 +11,8 @@ answer, then its citation) and ``extractive`` (a span copied verbatim from one c
 construction; ``Answer.grounded`` is true only when the copy is proven, see
 :mod:`rag.chains.extractive`). The style picks the ``{instruction}`` of the prompt template from
 ``instructions`` and the stop sequences that keep the prompt's format out of the answer.
+``concise`` with a generator that takes an answer prefix (a local model) is *focused*: the model
+reads only the best-matching sentence of the contexts (see :mod:`rag.chains.concise`).
 
 With tools, the chain runs a bounded loop: at most ``max_steps`` generator calls; a tool call's
 result (or its error, as text) goes back to the model; the last allowed call offers no tool, so
@@ -26,9 +28,10 @@ import string
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
-from rag.chains import extractive, span_ranking
+from rag.chains import concise, extractive, span_ranking
 from rag.chains.answer import Answer, AnswerSpan, Citation, Context, parse_citations
 from rag.chains.mcp_tools import connect_tools, parse_mcp_servers
 from rag.chains.tools import Tool, ToolRegistry, default_tools, run_tool_call
@@ -60,6 +63,7 @@ DEFAULT_INSTRUCTIONS: dict[str, str] = {
         "square brackets, like: Paris [1]"
     ),
     "extractive": "Answer with the exact words from one context.",
+    "focused": "Answer in a few words.",
 }
 """The ``{instruction}`` of the prompt template for each answer style."""
 # Stop sequences per style: the answer ends before the model starts writing the prompt's own
@@ -78,11 +82,14 @@ QUOTE_INSTRUCTION = (
 DEFAULT_ANSWER_PREFIX = "The answer is"
 DEFAULT_SPAN_PRIOR = {"sentences": 1, "type_bonus": 2.0, "distance_weight": 0.5}
 """``span_prior`` of an extractive chain: see :class:`rag.chains.extractive.StartPrior`."""
+FOCUSED_SPAN_SENTENCES = 2
+"""``focus_sentences`` of ranked extractive answers: the sentences the candidate spans come from."""
 SPAN_SEARCHES = ("ranked", "greedy")
 """``span_search`` values: see :class:`RagChain`."""
 DEFAULT_SPAN_END_BIAS = 3.0  # measured on 15 XQuAD questions outside the benchmark sample
-# ``instructions`` keys: one per style, and "quote" for extractive without constrained decoding.
-INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote")
+# ``instructions`` keys: one per style, "quote" for extractive without constrained decoding and
+# "focused" for focused concise answers.
+INSTRUCTION_KEYS = (*ANSWER_STYLES, "quote", "focused")
 
 PROMPT_FIELDS = ("question", "contexts", "instruction")
 REQUIRED_PROMPT_FIELDS = ("question", "contexts")
@@ -129,8 +136,8 @@ class RagChain(Component):
             entry (default :data:`QUOTE_INSTRUCTION`): a quoted span, checked afterwards.
         stop: Stop sequences (default: :data:`STYLE_STOPS` of the style), added to the
             generator's own.
-        answer_prefix: ``extractive`` with a local model: the text the answer turn starts with,
-            so the next words are the answer (not returned).
+        answer_prefix: ``extractive`` and focused ``concise`` with a local model: the text the
+            answer turn starts with, so the next words are the answer (not returned).
         max_span_tokens: ``extractive``: longest copied span, in tokens.
         min_span_logprob: ``extractive``: abstain ("I don't know", ``grounded`` false) when the
             model's log-probability of the span's first token is below this; ``None`` never
@@ -151,6 +158,13 @@ class RagChain(Component):
             constraint (``span_prior`` and ``span_end_bias`` apply to ``greedy`` only).
             Both only ever return a span of a context.
         span_candidates: ``ranked``: how many of the best-ranked spans the model scores.
+        focus_sentences: ``concise``: the model reads only this many sentences of the contexts,
+            those sharing most rare words with the question, with no system prompt, and its
+            answer turn opens with ``answer_prefix``; the answer cites the context it was read
+            from, and is "I don't know." when no sentence shares a content word with the
+            question. ``None`` (default): 1 for generators that take an answer prefix (local
+            models; SmolLM2-135M restates whole passages otherwise), 0 (all contexts, the
+            prompt template) for others. Not used when tools are offered.
         tools: Tool names of the tool registry (or callables, from Python); import paths only with
             ``RAGLINE_ALLOW_IMPORTS=1``.
         retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
@@ -196,6 +210,7 @@ class RagChain(Component):
         span_prior: dict[str, float] | None = DEFAULT_SPAN_PRIOR,
         span_search: str = "ranked",
         span_candidates: int = 10,
+        focus_sentences: int | None = None,
         tools: list[Any] | None = None,
         retrieval_tool: bool = False,
         retrieve_first: bool = True,
@@ -234,6 +249,11 @@ class RagChain(Component):
             raise ConfigError(
                 f"span_candidates must be at least 1, got {span_candidates}",
                 field="span_candidates",
+            )
+        if focus_sentences is not None and focus_sentences < 0:
+            raise ConfigError(
+                f"focus_sentences must be 0 (off) or more, got {focus_sentences}",
+                field="focus_sentences",
             )
         if span_prior is not None:
             unknown_keys = sorted(set(span_prior) - set(DEFAULT_SPAN_PRIOR))
@@ -283,6 +303,7 @@ class RagChain(Component):
         self.span_prior = dict(span_prior) if span_prior is not None else None
         self.span_search = span_search
         self.span_candidates = span_candidates
+        self.focus_sentences = focus_sentences
         self.tools = list(tools or [])
         self.retrieval_tool = retrieval_tool
         self.retrieve_first = retrieve_first
@@ -332,6 +353,44 @@ class RagChain(Component):
     def decodes_extractively(self) -> bool:
         """Whether ``extractive`` answers come from constrained decoding (else a checked quote)."""
         return self.answer_style == "extractive" and hasattr(self.generator, "generate_extractive")
+
+    @property
+    def focused(self) -> int:
+        """How many sentences a ``concise`` answer reads (0: all contexts; see
+        ``focus_sentences``)."""
+        if self.answer_style == "concise":
+            if self.focus_sentences is not None:
+                return self.focus_sentences
+            return 1 if getattr(self.generator, "takes_answer_prefix", False) else 0
+        if self.ranks_spans:
+            return FOCUSED_SPAN_SENTENCES if self.focus_sentences is None else self.focus_sentences
+        return 0
+
+    @property
+    def ranks_spans(self) -> bool:
+        """Whether extractive answers come from ``span_search: ranked`` (spans scored by the
+        model's log-probabilities)."""
+        return (
+            self.decodes_extractively
+            and self.span_search == "ranked"
+            and hasattr(self.generator, "score_spans")
+        )
+
+    def build_focused_messages(
+        self, question: str, shown: Sequence[concise.FocusSentence], contexts: Sequence[Context]
+    ) -> list[Message]:
+        """The message of a focused answer (``concise``, ranked ``extractive``): ``shown``
+        sentences as the contexts (numbered as their contexts), no system prompt."""
+        blocks = CONTEXT_SEPARATOR.join(
+            self.format_context(replace(contexts[s.context], text=s.text)) for s in shown
+        )
+        instruction = self.instruction
+        if self.answer_style == "concise":
+            instruction = (self.instructions or {}).get("focused", DEFAULT_INSTRUCTIONS["focused"])
+        prompt = self.prompt_template.format(
+            question=question, contexts=blocks, instruction=instruction
+        )
+        return [{"role": "user", "content": prompt}]
 
     @property
     def instruction(self) -> str:
@@ -407,6 +466,7 @@ class RagChain(Component):
                 "span_prior",
                 "span_search",
                 "span_candidates",
+                "focus_sentences",
                 "tools",
                 "retrieval_tool",
                 "retrieve_first",
@@ -617,6 +677,15 @@ class RagChain(Component):
             timings["tools"] += time.perf_counter() - mark
         else:
             hit_max_steps = bool(schemas) and steps > 0  # the last step still asked for tools
+        shown: list[concise.FocusSentence] = []
+        if result is None and self.focused and not schemas:
+            shown = concise.focus(question, [c.text for c in contexts], self.focused)
+            messages = self.build_focused_messages(question, shown, contexts)
+            prompt = str(messages[-1]["content"])
+            if not shown:  # no sentence shares a word with the question: nothing to read
+                result = GenerationResult(
+                    text="", usage=Usage(prompt_tokens=0), finish_reason="abstain"
+                )
         if result is not None:
             if stream and result.text:
                 yield result.text
@@ -626,7 +695,7 @@ class RagChain(Component):
             with tracing.span(
                 "ragline.generate", {"ragline.step": steps, "ragline.extractive": True}, parent=root
             ) as generate_span:
-                if self.span_search == "ranked" and hasattr(self.generator, "score_spans"):
+                if self.ranks_spans:
                     result = self._ranked_span(question, messages, contexts)
                 else:
                     result = self.generator.generate_extractive(  # type: ignore[attr-defined]
@@ -648,11 +717,13 @@ class RagChain(Component):
             steps += 1
             options: dict[str, Any] = {"tool_choice": "none"} if schemas else {}
             options["stop"] = self.stop_sequences
+            if shown and getattr(self.generator, "takes_answer_prefix", False):
+                options["answer_prefix"] = self.answer_prefix
             mark = time.perf_counter()
             generate_span = tracing.start_span(
                 "ragline.generate", {"ragline.step": steps}, parent=root
             )
-            if stream:
+            if stream and not shown:  # a focused reply is cleaned first, then yielded whole
                 pieces = self.generator.generate(  # type: ignore[attr-defined]
                     messages, tools=schemas, stream=True, **options
                 )
@@ -682,6 +753,10 @@ class RagChain(Component):
         if self.answer_style == "extractive":
             text, citations, invalid, span = _extractive_answer(result, contexts)
             grounded = span is not None
+        elif self.focused and not schemas:
+            text, citations, invalid = _focused_answer(result, question, shown, contexts)
+            if stream:
+                yield text
         else:
             text = _citation_last(text)
             citations, invalid = parse_citations(text, contexts)
@@ -774,6 +849,22 @@ def _citation_last(text: str) -> str:
     if match is None or not text[match.end() :].strip():
         return text
     return f"{text[match.end() :].rstrip()} {match.group(1)}"
+
+
+def _focused_answer(
+    result: GenerationResult,
+    question: str,
+    shown: Sequence[concise.FocusSentence],
+    contexts: Sequence[Context],
+) -> tuple[str, list[Citation], int]:
+    """Text, citations and invalid citation count of a focused ``concise`` answer: the reply
+    cleaned (see :func:`rag.chains.concise.cited_reply`) and cited to the context it was read
+    from; "I don't know." when nothing was shown or nothing is left."""
+    text, cited = concise.cited_reply(result.text, question, shown) if shown else ("", 0)
+    if not text:
+        return extractive.NO_ANSWER, [], 0
+    context = contexts[cited]
+    return f"{text} [{context.index}]", [Citation(context.index, context.id, context.source)], 0
 
 
 def _extractive_answer(

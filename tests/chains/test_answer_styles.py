@@ -118,6 +118,65 @@ def test_styles_round_trip_and_change_the_instruction_and_stops(tmp_path):
     assert sentences.retriever is chain.retriever and sentences.generator is chain.generator
 
 
+# -- focused concise answers --------------------------------------------------------------------
+@pytest.mark.unit
+def test_focused_concise_reads_the_best_sentence_and_cites_its_context():
+    script = Script(reply('The capital of Germany is "Berlin". [1]'))
+    chain = chain_with(scripted_generator(script), answer_style="concise", focus_sentences=1)
+    answer = chain.ask("What is the capital of Germany?")
+    sent = script.bodies[0]["messages"]
+    assert [m["role"] for m in sent] == ["user"]  # no system prompt
+    assert "[2] Berlin is the capital of Germany." in sent[0]["content"]
+    assert "Paris" not in sent[0]["content"] and "3.7 million" not in sent[0]["content"]
+    assert answer.prompt == sent[0]["content"] and answer.prompt.endswith("Answer in a few words.")
+    assert "answer_prefix" not in script.bodies[0]  # an OpenAI model takes no prefix
+    assert answer.text == "Berlin [2]"  # restated question trimmed, cited to the sentence's context
+    assert [(c.index, c.source) for c in answer.citations] == [(2, "doc2.md")]
+    assert not answer.grounded and answer.invalid_citations == 0
+    *pieces, streamed = list(chain.stream("What is the capital of Germany?"))
+    assert pieces == ["Berlin [2]"] and streamed.text == "Berlin [2]"
+
+
+@pytest.mark.unit
+def test_focused_concise_abstains_without_asking_when_no_sentence_shares_a_word():
+    script = Script(reply("Paris [1]"))
+    chain = chain_with(scripted_generator(script), answer_style="concise", focus_sentences=1)
+    answer = chain.ask("Who painted Guernica?")
+    assert script.bodies == []  # the model was not asked
+    assert answer.text == NO_ANSWER and answer.citations == []
+    assert answer.finish_reason == "abstain"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("text", ["[2]", ' "" ', "."])
+def test_an_empty_focused_reply_is_i_dont_know(text):
+    chain = chain_with(
+        scripted_generator(Script(reply(text))), answer_style="concise", focus_sentences=1
+    )
+    answer = chain.ask("What is the capital of Germany?")
+    assert answer.text == NO_ANSWER and answer.citations == []
+
+
+@pytest.mark.unit
+def test_focus_sentences_defaults_to_the_generator_and_is_validated(local_generator):
+    remote = scripted_generator(Script(reply("x")))
+    assert chain_with(remote, answer_style="concise").focused == 0
+    assert chain_with(local_generator, answer_style="concise").focused == 1
+    assert chain_with(local_generator, answer_style="sentences").focused == 0
+    assert chain_with(local_generator, answer_style="concise", focus_sentences=0).focused == 0
+    with pytest.raises(ConfigError, match="focus_sentences"):
+        chain_with(remote, focus_sentences=-1)
+
+
+@pytest.mark.integration
+def test_concise_answers_from_the_bundled_model_are_short_and_cited(local_generator):
+    chain = chain_with(local_generator, answer_style="concise", k=3)
+    answer = chain.ask("What is the capital of Germany?")
+    assert "Berlin" in answer.text and answer.text.endswith("[2]"), answer.text
+    assert len(answer.text) < 40 and [c.index for c in answer.citations] == [2]
+    assert answer.prompt.startswith("Contexts:\n[2] Berlin is the capital of Germany.")
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize(
     "text", ["[1] Paris is the capital.", "Context:\n[1] Paris is the capital."]

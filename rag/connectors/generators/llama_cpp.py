@@ -50,7 +50,16 @@ DEFAULT_TOOL_PROMPT = (
 """System text that lists the tools (``{tools}``: their OpenAI-format JSON)."""
 
 TOOL_CHOICES = ("auto", "required", "none")
-OPTIONS = ("temperature", "top_p", "repeat_penalty", "max_tokens", "stop", "seed", "tool_choice")
+OPTIONS = (
+    "temperature",
+    "top_p",
+    "repeat_penalty",
+    "max_tokens",
+    "stop",
+    "seed",
+    "tool_choice",
+    "answer_prefix",
+)
 # Tokens that end an extractive span when the model prefers them to copying on.
 SPAN_TERMINATORS = (".", ",", ";", ":", "!", "?", "\n", " (", ")")
 
@@ -192,6 +201,8 @@ class LlamaCppGenerator(Component):
     """
 
     outputs = {"text": str, "result": GenerationResult}
+    takes_answer_prefix = True
+    """``generate(..., answer_prefix=...)`` opens the answer turn with that text."""
 
     def __init__(
         self,
@@ -380,7 +391,8 @@ class LlamaCppGenerator(Component):
             stream: Return an iterator of text pieces ending with the ``GenerationResult``.
             **options: Per-call ``temperature``, ``top_p``, ``repeat_penalty``, ``max_tokens``,
                 ``stop``, ``seed``, ``tool_choice`` (``auto``, ``required``, ``none`` or one
-                function).
+                function), ``answer_prefix`` (text the answer turn starts with, e.g. ``"The
+                answer is"``: the model writes what follows; not part of the returned text).
 
         Raises:
             GenerationError: the prompt does not fit the context window, or the model failed.
@@ -396,7 +408,7 @@ class LlamaCppGenerator(Component):
             raise GenerationError(f"tool_choice must be one of {TOOL_CHOICES} or a function")
         use_tools = bool(tools) and choice != "none"
         formatted = self._format(messages, tools, choice)
-        prompt = self._tokenize_prompt(formatted)
+        prompt = self._tokenize_prompt(formatted, str(options.get("answer_prefix") or ""))
         room = self.context_size - len(prompt)
         if room < 1:
             raise GenerationError(

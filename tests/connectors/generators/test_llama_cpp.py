@@ -304,3 +304,23 @@ def test_score_spans_refuses_a_prompt_that_does_not_fit(local_generator):
     question = [{"role": "user", "content": "Say a word."}]
     with pytest.raises(GenerationError, match="longer than batch_size"):
         local_generator.score_spans(question, ["word " * (local_generator.batch_size + 1)])
+
+
+@pytest.mark.integration
+def test_generate_opens_the_answer_turn_with_answer_prefix(local_generator):
+    messages = [
+        {
+            "role": "user",
+            "content": "Context: Paris is the capital of France.\n\nQuestion: What is the "
+            "capital of France?",
+        }
+    ]
+    plain = local_generator.generate(messages, max_tokens=8)
+    prefixed = local_generator.generate(messages, max_tokens=8, answer_prefix="The answer is")
+    assert prefixed.text != plain.text  # the prefix changed what the model read
+    assert not prefixed.text.lstrip().startswith("The answer is")  # and is not returned
+    assert "Paris" in prefixed.text
+    streamed = list(
+        local_generator.generate(messages, max_tokens=8, answer_prefix="The answer is", stream=True)
+    )
+    assert "".join(p for p in streamed if isinstance(p, str)) == prefixed.text
