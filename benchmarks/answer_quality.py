@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--span-end-bias", type=float, default=None)
     parser.add_argument("--span-search", choices=("ranked", "greedy"), default=None)
     parser.add_argument("--span-candidates", type=int, default=None)
+    parser.add_argument("--focus-sentences", type=int, default=None)
     parser.add_argument(
         "--span-prior",
         default=None,
@@ -237,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         options["max_span_tokens"] = args.max_span_tokens
     if args.span_end_bias is not None:
         options["span_end_bias"] = args.span_end_bias
-    for name in ("span_search", "span_candidates"):
+    for name in ("span_search", "span_candidates", "focus_sentences"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.span_prior is not None:

@@ -53,14 +53,15 @@ class FocusSentence:
 
 def focus(question: str, contexts: Sequence[str], sentences: int) -> list[FocusSentence]:
     """The ``sentences`` sentences of ``contexts`` sharing most rare words with ``question``, best
-    first; only sentences that share at least one content word."""
-    shown = []
-    for ranked in rank_sentences(question, contexts)[:sentences]:
-        if ranked.score <= 0:
-            break
-        text = contexts[ranked.context][ranked.start : ranked.end]
-        shown.append(FocusSentence(ranked.context, ranked.start, ranked.end, text))
-    return shown
+    first (the sentences :func:`~rag.chains.span_ranking.candidate_spans` takes spans from);
+    none when not even the best shares a content word with the question."""
+    ranked = rank_sentences(question, contexts)[:sentences]
+    if not ranked or ranked[0].score <= 0:
+        return []
+    return [
+        FocusSentence(s.context, s.start, s.end, contexts[s.context][s.start : s.end])
+        for s in ranked
+    ]
 
 
 def trim_restatement(reply: str, question: str) -> str:

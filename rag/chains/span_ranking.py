@@ -378,10 +378,10 @@ SPAN_WEIGHTS: dict[str, float] = {
 
 MODEL_WEIGHTS: dict[str, float] = {
     "rank_score": 1.0,
-    "first": -0.055,
-    "total": 0.073,
-    "mean": 0.076,
-    "end": 0.235,
-    "tokens": 0.069,
+    "first": -0.077,
+    "total": 0.117,
+    "mean": 0.091,
+    "end": 0.217,
+    "tokens": 0.07,
 }
 """Weights of :func:`choose_span` (see the module docstring for how they were fitted)."""

@@ -322,6 +322,21 @@ def test_extractive_answers_are_spans_of_the_cited_context(local_generator):
 
 
 @pytest.mark.integration
+def test_ranked_extractive_reads_the_sentences_its_spans_come_from(local_generator):
+    chain = chain_with(local_generator, answer_style="extractive", k=3)
+    assert chain.focused == 2
+    question = "How many inhabitants does Berlin have?"
+    answer = chain.ask(question)
+    assert [m["role"] for m in answer.messages] == ["user"]
+    assert "[2] Berlin is the capital of Germany.\n\n[2] It has 3.7 million" in answer.prompt
+    assert "Madrid" not in answer.prompt and "Paris" not in answer.prompt
+    assert answer.grounded and answer.text in answer.prompt
+    whole = chain_with(local_generator, answer_style="extractive", k=3, focus_sentences=0)
+    assert whole.focused == 0
+    assert "Madrid is the capital of Spain." in whole.ask(question).prompt
+
+
+@pytest.mark.integration
 def test_ranked_and_greedy_span_search_both_return_grounded_spans(local_generator):
     ranked = chain_with(local_generator, answer_style="extractive", k=3)
     assert ranked.span_search == "ranked"

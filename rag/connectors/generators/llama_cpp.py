@@ -577,6 +577,22 @@ class LlamaCppGenerator(Component):
         )
         return rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
 
+    def _rows_after_prompt(
+        self,
+        tokens: list[int],
+        encoded: Sequence[list[int]],
+        evaluated: dict[tuple[int, ...], Any],
+    ) -> Any:
+        """:meth:`_eval_scored` rows for ``tokens``, read from the longest span of ``encoded``
+        that starts with them (nested spans such as "308" / "308 points" share one batch)."""
+        longest = max(
+            (other for other in encoded if other[: len(tokens)] == tokens), key=len, default=tokens
+        )
+        key = tuple(longest)
+        if key not in evaluated:
+            evaluated[key] = self._eval_scored(longest)
+        return evaluated[key]
+
     def score_spans(
         self, messages: Sequence[Message], spans: Sequence[str], *, answer_prefix: str = ""
     ) -> list[SpanLogprobs]:
@@ -584,7 +600,8 @@ class LlamaCppGenerator(Component):
 
         The prompt (with ``answer_prefix`` opening the answer turn) is evaluated once; each span
         is then evaluated after it, tokenised with a leading space as the model writes a word
-        after the prefix, in one batch per span, and forgotten again.
+        after the prefix, in one batch per span, and forgotten again. A span whose tokens begin
+        another span's is read from that span's batch (the log-probabilities are the same).
 
         Example:
             >>> generator = LlamaCppGenerator(model="smollm2-135m-instruct")
@@ -623,15 +640,16 @@ class LlamaCppGenerator(Component):
                 first = self._logits()
                 first = first - np.logaddexp.reduce(first)
                 terminators = self._span_terminators()
+                evaluated: dict[tuple[int, ...], Any] = {}
                 for tokens in encoded:
                     if not tokens:
                         scores.append(SpanLogprobs(-np.inf, -np.inf, -np.inf, 0))
                         continue
-                    rows = self._eval_scored(tokens)
+                    rows = self._rows_after_prompt(tokens, encoded, evaluated)
                     total = float(first[tokens[0]]) + sum(
                         float(rows[n - 1][tokens[n]]) for n in range(1, len(tokens))
                     )
-                    end = float(rows[-1][terminators].max())
+                    end = float(rows[len(tokens) - 1][terminators].max())
                     scores.append(SpanLogprobs(float(first[tokens[0]]), total, end, len(tokens)))
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(f"{self.model}: scoring spans failed: {err}") from err

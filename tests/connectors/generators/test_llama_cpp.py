@@ -294,6 +294,14 @@ def test_score_spans_prefers_the_answer_and_leaves_the_model_as_it_was(local_gen
     flat = [v for s in again for v in (s.first, s.total, s.end)]
     assert flat == pytest.approx([v for s in first for v in (s.first, s.total, s.end)], abs=1e-3)
     assert local_generator.score_spans(messages, []) == []
+    # nested spans share one batch: the same log-probabilities as scored one by one
+    nested = ["308", "308 points", "sixth", "sixth in the league"]
+    together = local_generator.score_spans(messages, nested, answer_prefix="The answer is")
+    for span, score in zip(nested, together, strict=True):
+        (alone,) = local_generator.score_spans(messages, [span], answer_prefix="The answer is")
+        assert (score.first, score.total, score.end, score.tokens) == pytest.approx(
+            (alone.first, alone.total, alone.end, alone.tokens), abs=1e-3
+        )
 
 
 @pytest.mark.integration
