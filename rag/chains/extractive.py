@@ -132,7 +132,12 @@ def span_dict(index: int, context_id: str, start: int, end: int, **extra: Any) -
 
 # --- Where an extractive answer starts: the question's sentence and the answer type ----------
 
-_SENTENCE_BREAK = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+# A sentence ends at ., ! or ? before a capital or digit, at a blank line, and before a line that
+# starts a Markdown heading or list item; a single line break inside a paragraph (hard-wrapped
+# text) does not end one.
+_SENTENCE_BREAK = re.compile(
+    r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n[ \t]*\n\s*|\n(?=[ \t]*(?:#|[-*+] |\d+[.)] ))"
+)
 _TOKEN = re.compile(r"\w+")
 _MONTHS_TEXT = (
     "january february march april may june july august september october november december"
@@ -191,7 +196,14 @@ class Sentence:
 
 
 def sentences(text: str) -> list[tuple[int, int]]:
-    """Character ranges of the sentences of ``text`` (a simple rule: ., ! or ? and a capital)."""
+    """Character ranges of the sentences of ``text`` (a simple rule: ., ! or ? and a capital, a
+    blank line, or a line starting a heading or list item).
+
+    Example:
+        >>> text = "HNSW builds a graph\\nof layers. It is fast.\\n\\n# Tuning\\n- M: links"
+        >>> [text[a:b] for a, b in sentences(text)]
+        ['HNSW builds a graph\\nof layers.', 'It is fast.', '# Tuning', '- M: links']
+    """
     ranges, begin = [], 0
     for found in _SENTENCE_BREAK.finditer(text):
         ranges.append((begin, found.start()))

@@ -126,7 +126,8 @@ def question_stems(question: str) -> set[str]:
 
 def rank_sentences(question: str, contexts: Sequence[str]) -> list[RankedSentence]:
     """The sentences of ``contexts`` by the summed idf (over these sentences) of the question's
-    content-word stems they contain; ties keep context order."""
+    content-word stems they contain; ties keep context order. A sentence with no content word
+    besides the question's (a heading such as "# BM25") scores 0: it cannot hold the answer."""
     stems = question_stems(question)
     found = []
     for number, text in enumerate(contexts):
@@ -137,7 +138,12 @@ def rank_sentences(question: str, contexts: Sequence[str]) -> list[RankedSentenc
     total = len(found)
     ranked = [
         RankedSentence(
-            sum(math.log(1 + total / frequency[w]) for w in words & stems), number, start, end
+            sum(math.log(1 + total / frequency[w]) for w in words & stems)
+            if words - stems - _STOP_STEMS
+            else 0.0,
+            number,
+            start,
+            end,
         )
         for number, start, end, words in found
     ]

@@ -106,3 +106,14 @@ def test_choose_span_needs_one_log_probability_per_span():
         choose_span([SpanCandidate(0, 0, 1, "a")], [])
     with pytest.raises(ValueError):
         choose_span([], [])
+
+
+@pytest.mark.unit
+def test_a_sentence_of_only_question_words_is_not_ranked_and_wrapped_lines_are_one_sentence():
+    contexts = ["# BM25\n\nBM25 is a ranking function\nfrom the probabilistic relevance framework."]
+    ranked = rank_sentences("What is BM25?", contexts)
+    texts = [(contexts[0][s.start : s.end], s.score > 0) for s in ranked]
+    assert texts == [
+        ("BM25 is a ranking function\nfrom the probabilistic relevance framework.", True),
+        ("# BM25", False),
+    ]
