@@ -4,8 +4,8 @@ A small local model (SmolLM2-135M) answers a question far better from one senten
 passages: given the numbered contexts it copies or restates whole sentences, given the one sentence
 that shares most rare words with the question (:func:`rag.chains.span_ranking.rank_sentences`) and
 an answer turn opened with "The answer is", it names the answer. ``chain.rag`` uses this for the
-``concise`` style with generators that take an answer prefix (``focus_sentences``); this module
-holds the text handling around that call:
+``concise`` style with generators that take an answer prefix and for ranked ``extractive``
+answers (``focus_sentences``); this module holds the text handling around that call:
 
 - :func:`focus` picks the sentences the model reads (none when no sentence shares a content word
   with the question: the chain then answers "I don't know." without asking the model);

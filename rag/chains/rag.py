@@ -11,8 +11,9 @@ answer, then its citation) and ``extractive`` (a span copied verbatim from one c
 construction; ``Answer.grounded`` is true only when the copy is proven, see
 :mod:`rag.chains.extractive`). The style picks the ``{instruction}`` of the prompt template from
 ``instructions`` and the stop sequences that keep the prompt's format out of the answer.
-``concise`` with a generator that takes an answer prefix (a local model) is *focused*: the model
-reads only the best-matching sentence of the contexts (see :mod:`rag.chains.concise`).
+``concise`` with a generator that takes an answer prefix (a local model) and ranked
+``extractive`` are *focused*: the model reads only the best-matching sentences of the contexts
+(see :mod:`rag.chains.concise`).
 
 With tools, the chain runs a bounded loop: at most ``max_steps`` generator calls; a tool call's
 result (or its error, as text) goes back to the model; the last allowed call offers no tool, so
@@ -158,13 +159,15 @@ class RagChain(Component):
             constraint (``span_prior`` and ``span_end_bias`` apply to ``greedy`` only).
             Both only ever return a span of a context.
         span_candidates: ``ranked``: how many of the best-ranked spans the model scores.
-        focus_sentences: ``concise``: the model reads only this many sentences of the contexts,
-            those sharing most rare words with the question, with no system prompt, and its
-            answer turn opens with ``answer_prefix``; the answer cites the context it was read
-            from, and is "I don't know." when no sentence shares a content word with the
-            question. ``None`` (default): 1 for generators that take an answer prefix (local
-            models; SmolLM2-135M restates whole passages otherwise), 0 (all contexts, the
-            prompt template) for others. Not used when tools are offered.
+        focus_sentences: ``concise`` and ranked ``extractive``: the model reads only this many
+            sentences of the contexts, those sharing most rare words with the question, with no
+            system prompt, and its answer turn opens with ``answer_prefix``; the answer cites
+            the context it was read from, and is "I don't know." when no sentence shares a
+            content word with the question. ``None`` (default): for ``concise`` 1 with
+            generators that take an answer prefix (local models; SmolLM2-135M restates whole
+            passages otherwise) and 0 with others; for ranked ``extractive`` 2, the sentences
+            the candidate spans come from. 0: all contexts, as for the other styles. Not used
+            when tools are offered.
         tools: Tool names of the tool registry (or callables, from Python); import paths only with
             ``RAGLINE_ALLOW_IMPORTS=1``.
         retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
@@ -356,8 +359,8 @@ class RagChain(Component):
 
     @property
     def focused(self) -> int:
-        """How many sentences a ``concise`` answer reads (0: all contexts; see
-        ``focus_sentences``)."""
+        """How many sentences a ``concise`` or ranked ``extractive`` answer reads (0: all
+        contexts; see ``focus_sentences``)."""
         if self.answer_style == "concise":
             if self.focus_sentences is not None:
                 return self.focus_sentences
