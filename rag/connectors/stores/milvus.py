@@ -496,9 +496,13 @@ class MilvusStore(Component):
             self._client = pymilvus.MilvusClient(uri=uri, **kwargs)
             if self.is_local:
                 _lite_acquire(uri)
-            self._look_for_collection()
-            if self._exists and replayed:
-                self._repair_replayed_rows()
+            try:
+                self._look_for_collection()
+                if self._exists and replayed:
+                    self._repair_replayed_rows()
+            except Exception:
+                self.close()  # the next call starts afresh, and the file's lock is let go
+                raise
 
     def _forget_cached_schema(self) -> None:
         """Drop pymilvus's cached schema of this collection.

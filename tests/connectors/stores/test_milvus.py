@@ -253,6 +253,33 @@ def test_an_index_file_truncated_by_a_kill_is_rebuilt_from_the_rows(tmp_path, da
     reopened.close()
 
 
+@pytest.mark.integration
+def test_a_collection_that_still_fails_to_load_after_the_rebuild_is_a_clear_error(
+    tmp_path, monkeypatch
+):
+    import pymilvus
+    from milvus_lite.server_manager import server_manager_instance
+
+    uri = str(tmp_path / "s.db")
+    store = MilvusStore(uri=uri, collection="docs")
+    store.write([Chunk(id="a", text="t", metadata={}, embedding=np.eye(4)[0])])
+    store.close()
+    server_manager_instance.release_server(uri)
+
+    def broken(self, collection_name, *args, **kwargs):
+        raise pymilvus.MilvusException(message="unreadable segment")
+
+    monkeypatch.setattr(pymilvus.MilvusClient, "load_collection", broken)
+    damaged = MilvusStore(uri=uri, collection="docs")
+    with pytest.raises(ConfigError, match="even after rebuilding its indexes") as err:
+        damaged.count()
+    assert uri in str(err.value) and "'docs'" in str(err.value) and "new uri" in str(err.value)
+    assert damaged._client is None  # closed: the file's lock is free for the next opener
+    monkeypatch.undo()
+    assert damaged.count() == 1  # nothing was lost; the next call opens afresh
+    damaged.close()
+
+
 @pytest.mark.unit
 class TestTypedTranslation:
     TYPED = {"year": "int", "lang": "str", "score": "float", "draft": "bool"}
