@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model_questions < 2:
         return 0
-    from rag.chains import RagChain, concise
+    from rag.chains import RagChain
     from rag.chains.answer import Context
     from rag.connectors.generators.llama_cpp import LlamaCppGenerator
 
@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in tqdm(sample, desc="model scores", file=sys.stderr):
         ranked = span_ranking.rank_spans(entry["spans"], span_weights)[: args.candidates]
         contexts = [Context.from_hit(n + 1, h) for n, h in enumerate(entry["hits"])]
-        question = entry["row"]["question"]
-        shown = concise.focus(question, [c.text for c in contexts], chain.focused)
-        messages = chain.build_focused_messages(question, shown, contexts)
+        _, messages = chain.build_focused_messages(entry["row"]["question"], contexts)
         logprobs = generator.score_spans(
             messages, [s.text for s in ranked], answer_prefix=chain.answer_prefix
         )

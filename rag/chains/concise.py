@@ -34,11 +34,9 @@ from rag.chains.span_ranking import question_stems, rank_sentences
 _WORD = re.compile(r"\w+")
 _CITATION = re.compile(r"\s*\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 _EDGES = " \t\n:.\"'\u201c\u201d"  # stripped from both ends of a reply
-# Verbs a restatement runs through before the answer ("... is called X", "... was named X").
-_LINKING_WORDS = frozenset(
-    {"is", "are", "was", "were", "be", "been", "being", "does", "did", "do", "has", "have"}
-    | {"had", "called", "known", "named"}
-)
+# Words a restatement runs through before the answer ("... is called X", "... was named X"),
+# besides the stop words (which hold the forms of "be", "do" and "have").
+_LINKING_WORDS = frozenset({"called", "known", "named"})
 
 
 @dataclass(frozen=True)
@@ -66,8 +64,8 @@ def focus(question: str, contexts: Sequence[str], sentences: int) -> list[FocusS
 
 def trim_restatement(reply: str, question: str) -> str:
     """``reply`` without a leading restatement of ``question``: the words up to the first one
-    that is neither a question word, a stop word nor a linking verb go, when at least one of them
-    was a question word and something is left.
+    that is neither a question word, a stop word nor "called"/"known"/"named" go, when at least
+    one of them was a question word and something is left.
 
     Example:
         >>> trim_restatement("The Canary Islands are off the coast of Africa",

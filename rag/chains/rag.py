@@ -380,20 +380,17 @@ class RagChain(Component):
         )
 
     def build_focused_messages(
-        self, question: str, shown: Sequence[concise.FocusSentence], contexts: Sequence[Context]
-    ) -> list[Message]:
-        """The message of a focused answer (``concise``, ranked ``extractive``): ``shown``
-        sentences as the contexts (numbered as their contexts), no system prompt."""
-        blocks = CONTEXT_SEPARATOR.join(
-            self.format_context(replace(contexts[s.context], text=s.text)) for s in shown
-        )
+        self, question: str, contexts: Sequence[Context]
+    ) -> tuple[list[concise.FocusSentence], list[Message]]:
+        """The sentences a focused answer (``concise``, ranked ``extractive``) reads, and its
+        message: those sentences as the contexts (numbered as their contexts), no system
+        prompt. No sentences when none shares a content word with the question."""
+        shown = concise.focus(question, [c.text for c in contexts], self.focused)
         instruction = self.instruction
         if self.answer_style == "concise":
             instruction = (self.instructions or {}).get("focused", DEFAULT_INSTRUCTIONS["focused"])
-        prompt = self.prompt_template.format(
-            question=question, contexts=blocks, instruction=instruction
-        )
-        return [{"role": "user", "content": prompt}]
+        sentences = [replace(contexts[s.context], text=s.text) for s in shown]
+        return shown, [self._user_message(question, sentences, instruction)]
 
     @property
     def instruction(self) -> str:
@@ -486,15 +483,20 @@ class RagChain(Component):
 
     def build_messages(self, question: str, contexts: Sequence[Context]) -> list[Message]:
         """The messages sent for ``question`` with ``contexts`` (the one place prompts are made)."""
-        blocks = CONTEXT_SEPARATOR.join(self.format_context(c) for c in contexts)
-        prompt = self.prompt_template.format(
-            question=question, contexts=blocks, instruction=self.instruction
-        )
         messages: list[Message] = []
         if self.system_prompt:
             messages.append({"role": "system", "content": self.system_prompt})
-        messages.append({"role": "user", "content": prompt})
+        messages.append(self._user_message(question, contexts, self.instruction))
         return messages
+
+    def _user_message(
+        self, question: str, contexts: Sequence[Context], instruction: str
+    ) -> Message:
+        blocks = CONTEXT_SEPARATOR.join(self.format_context(c) for c in contexts)
+        prompt = self.prompt_template.format(
+            question=question, contexts=blocks, instruction=instruction
+        )
+        return {"role": "user", "content": prompt}
 
     def _count(self, messages: Sequence[Message], tools: list[dict[str, Any]] | None) -> int:
         counter = getattr(self.generator, "count_message_tokens", None)
@@ -682,8 +684,7 @@ class RagChain(Component):
             hit_max_steps = bool(schemas) and steps > 0  # the last step still asked for tools
         shown: list[concise.FocusSentence] = []
         if result is None and self.focused and not schemas:
-            shown = concise.focus(question, [c.text for c in contexts], self.focused)
-            messages = self.build_focused_messages(question, shown, contexts)
+            shown, messages = self.build_focused_messages(question, contexts)
             prompt = str(messages[-1]["content"])
             if not shown:  # no sentence shares a word with the question: nothing to read
                 result = GenerationResult(

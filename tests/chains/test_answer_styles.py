@@ -158,7 +158,10 @@ def test_an_empty_focused_reply_is_i_dont_know(text):
 
 
 @pytest.mark.unit
-def test_focus_sentences_defaults_to_the_generator_and_is_validated(local_generator):
+def test_focus_sentences_defaults_to_the_generator_and_is_validated():
+    from rag.connectors.generators.llama_cpp import LlamaCppGenerator
+
+    local_generator = LlamaCppGenerator(model="smollm2-135m-instruct")  # not loaded
     remote = scripted_generator(Script(reply("x")))
     assert chain_with(remote, answer_style="concise").focused == 0
     assert chain_with(local_generator, answer_style="concise").focused == 1
