@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from rag.connectors._deps import require
+from rag.connectors.generators import _parallel
+from rag.connectors.generators._parallel import ParallelScorer
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, ModelNotFoundError
 from rag.core.generation import (
@@ -192,6 +194,10 @@ class LlamaCppGenerator(Component):
         chat_template: A Jinja chat template replacing the one stored in the model file.
         batch_size: Prompt tokens evaluated per batch.
         tool_prompt: System text listing the tools when tools are offered (``{tools}``).
+        parallel_spans: Spans :meth:`score_spans` scores in one decode (ranked extractive
+            answers), in a second context on the same weights that costs one more KV cache of
+            ``context_size`` tokens, made on first use. ``1`` scores them one by one on the
+            generation context (no second cache).
 
     Example:
         >>> generator = LlamaCppGenerator(model="smollm2-135m-instruct", max_tokens=32)
@@ -219,6 +225,7 @@ class LlamaCppGenerator(Component):
         chat_template: str | None = None,
         batch_size: int = 512,
         tool_prompt: str = DEFAULT_TOOL_PROMPT,
+        parallel_spans: int = 16,
     ) -> None:
         if context_size < 16:
             raise ConfigError(f"context_size must be at least 16, got {context_size}")
@@ -231,6 +238,10 @@ class LlamaCppGenerator(Component):
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
         if "{tools}" not in tool_prompt:
             raise ConfigError("tool_prompt must contain '{tools}'")
+        if parallel_spans < 1:
+            raise ConfigError(
+                f"parallel_spans must be at least 1, got {parallel_spans}", field="parallel_spans"
+            )
         self.model = model
         self.context_size = context_size
         self.threads = threads
@@ -243,7 +254,9 @@ class LlamaCppGenerator(Component):
         self.chat_template = chat_template
         self.batch_size = batch_size
         self.tool_prompt = tool_prompt
+        self.parallel_spans = parallel_spans
         self._llm: Any = None
+        self._scorer: ParallelScorer | None = None  # made by the first score_spans
         self._formatter: Any = None
         self._grammars: dict[str, Any] = {}
         self._terminators: Any = None  # span-ending token ids, once the model is loaded
@@ -577,21 +590,34 @@ class LlamaCppGenerator(Component):
         )
         return rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
 
-    def _rows_after_prompt(
-        self,
-        tokens: list[int],
-        encoded: Sequence[list[int]],
-        evaluated: dict[tuple[int, ...], Any],
-    ) -> Any:
-        """:meth:`_eval_scored` rows for ``tokens``, read from the longest span of ``encoded``
-        that starts with them (nested spans such as "308" / "308 points" share one batch)."""
-        longest = max(
-            (other for other in encoded if other[: len(tokens)] == tokens), key=len, default=tokens
-        )
-        key = tuple(longest)
-        if key not in evaluated:
-            evaluated[key] = self._eval_scored(longest)
-        return evaluated[key]
+    def _span_scorer(self) -> ParallelScorer | None:
+        """The context that scores many spans per decode (made on first use), or ``None`` when
+        ``parallel_spans`` is 1 or the installed llama.cpp cannot share a prompt."""
+        if self._scorer is None and self.parallel_spans > 1 and _parallel.supported():
+            try:
+                self._scorer = ParallelScorer(self._llm, sequences=self.parallel_spans + 1)
+            except (ValueError, RuntimeError) as err:
+                raise GenerationError(
+                    f"{self.model}: cannot make the span-scoring context ({err}); "
+                    "set parallel_spans: 1 to score spans on the generation context"
+                ) from err
+        return self._scorer
+
+    def _span_rows(self, prompt: list[int], continuations: list[list[int]]) -> tuple[Any, list]:
+        """Log-probabilities of the token after ``prompt``, and :meth:`_eval_scored` rows for
+        each continuation (``parallel_spans`` per decode when possible, else one by one)."""
+        import numpy as np
+
+        scorer = self._span_scorer()
+        if scorer is not None:
+            try:
+                return scorer.prompt(prompt), scorer.continuations(continuations)
+            except (ValueError, RuntimeError):
+                scorer.forget()
+                raise
+        self._eval_prompt(prompt)
+        first = self._logits()
+        return first - np.logaddexp.reduce(first), [self._eval_scored(t) for t in continuations]
 
     def score_spans(
         self, messages: Sequence[Message], spans: Sequence[str], *, answer_prefix: str = ""
@@ -600,8 +626,10 @@ class LlamaCppGenerator(Component):
 
         The prompt (with ``answer_prefix`` opening the answer turn) is evaluated once; each span
         is then evaluated after it, tokenised with a leading space as the model writes a word
-        after the prefix, in one batch per span, and forgotten again. A span whose tokens begin
-        another span's is read from that span's batch (the log-probabilities are the same).
+        after the prefix, and forgotten again. Up to ``parallel_spans`` spans share one decode,
+        each in its own sequence of a second context (see :mod:`._parallel`); a span whose
+        tokens begin another span's is read from that span's rows (the log-probabilities are
+        the same).
 
         Example:
             >>> generator = LlamaCppGenerator(model="smollm2-135m-instruct")
@@ -633,26 +661,30 @@ class LlamaCppGenerator(Component):
                 f"the prompt is {len(prompt)} tokens and a span {longest}, but the context window "
                 f"of {self.model} is {self.context_size}; shorten the prompt or raise context_size"
             )
-        scores: list[SpanLogprobs] = []
+        # Each span is read from the longest span that starts with its tokens.
+        containers = [
+            tuple(max((o for o in encoded if o[: len(t)] == t), key=len)) if t else ()
+            for t in encoded
+        ]
+        distinct = list(dict.fromkeys(c for c in containers if c))
         with self._lock:
             try:
-                self._eval_prompt(prompt)
-                first = self._logits()
-                first = first - np.logaddexp.reduce(first)
-                terminators = self._span_terminators()
-                evaluated: dict[tuple[int, ...], Any] = {}
-                for tokens in encoded:
-                    if not tokens:
-                        scores.append(SpanLogprobs(-np.inf, -np.inf, -np.inf, 0))
-                        continue
-                    rows = self._rows_after_prompt(tokens, encoded, evaluated)
-                    total = float(first[tokens[0]]) + sum(
-                        float(rows[n - 1][tokens[n]]) for n in range(1, len(tokens))
-                    )
-                    end = float(rows[len(tokens) - 1][terminators].max())
-                    scores.append(SpanLogprobs(float(first[tokens[0]]), total, end, len(tokens)))
+                first, rows = self._span_rows(prompt, [list(c) for c in distinct])
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(f"{self.model}: scoring spans failed: {err}") from err
+        rows_of = dict(zip(distinct, rows, strict=True))
+        terminators = self._span_terminators()
+        scores: list[SpanLogprobs] = []
+        for tokens, container in zip(encoded, containers, strict=True):
+            if not tokens:
+                scores.append(SpanLogprobs(-np.inf, -np.inf, -np.inf, 0))
+                continue
+            span_rows = rows_of[container]
+            total = float(first[tokens[0]]) + sum(
+                float(span_rows[n - 1][tokens[n]]) for n in range(1, len(tokens))
+            )
+            end = float(span_rows[len(tokens) - 1][terminators].max())
+            scores.append(SpanLogprobs(float(first[tokens[0]]), total, end, len(tokens)))
         return scores
 
     def generate_extractive(

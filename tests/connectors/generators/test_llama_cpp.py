@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from rag.connectors.generators import llama_cpp as llama_cpp_module
 from rag.connectors.generators.llama_cpp import (
     LlamaCppGenerator,
     resolve_model_path,
@@ -79,6 +80,7 @@ def test_a_file_that_is_not_gguf_is_a_generation_error(tmp_path):
         ({"context_size": 8}, "context_size"),
         ({"temperature": -1.0}, "temperature"),
         ({"tool_prompt": "no placeholder"}, "tool_prompt"),
+        ({"parallel_spans": 0}, "parallel_spans"),
     ],
 )
 def test_bad_parameters_are_config_errors(params, message):
@@ -302,6 +304,45 @@ def test_score_spans_prefers_the_answer_and_leaves_the_model_as_it_was(local_gen
         assert (score.first, score.total, score.end, score.tokens) == pytest.approx(
             (alone.first, alone.total, alone.end, alone.tokens), abs=1e-3
         )
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("parallel_spans", [2, 16])
+def test_spans_scored_in_one_decode_match_spans_scored_one_by_one(
+    local_generator, parallel_spans, monkeypatch
+):
+    question = "How many points did the Panthers' defense give up?"
+    contexts = "\n\n".join(f"[{i}] {t}" for i, t in enumerate(EXTRACTIVE_CONTEXTS, start=1))
+    messages = [{"role": "user", "content": f"Contexts:\n{contexts}\n\nQuestion: {question}"}]
+    # more spans than one decode holds with parallel_spans=2, nested ones and a repeat
+    spans = ["308", "308 points", "Zürichsee", "sixth in the league", "a lake", "308", "league"]
+    serial = LlamaCppGenerator(
+        model="smollm2-135m-instruct", context_size=2048, threads=2, parallel_spans=1
+    )
+    parallel = LlamaCppGenerator(
+        model="smollm2-135m-instruct", context_size=2048, threads=2, parallel_spans=parallel_spans
+    )
+    one_by_one = serial.score_spans(messages, spans, answer_prefix="The answer is")
+    together = parallel.score_spans(messages, spans, answer_prefix="The answer is")
+    assert serial._scorer is None and parallel._scorer is not None
+    assert [s.tokens for s in together] == [s.tokens for s in one_by_one]
+    # llama.cpp's matrix kernels round a batch of many tokens slightly differently from a batch
+    # of a few (hundredths of a nat); spans differ by nats
+    for mine, theirs in zip(together, one_by_one, strict=True):
+        assert (mine.first, mine.total, mine.end) == pytest.approx(
+            (theirs.first, theirs.total, theirs.end), abs=0.05
+        )
+    order = sorted(range(len(spans)), key=lambda i: -one_by_one[i].total)
+    assert sorted(range(len(spans)), key=lambda i: -together[i].total) == order
+    # the scoring context keeps the generation context's cache as it was
+    assert parallel.llama.n_tokens == 0
+    # where llama.cpp cannot share a prompt among sequences, spans are scored one by one
+    monkeypatch.setattr(llama_cpp_module._parallel, "supported", lambda: False)
+    fallback = LlamaCppGenerator(model="smollm2-135m-instruct", context_size=2048, threads=2)
+    assert [s.tokens for s in fallback.score_spans(messages, spans[:2])] == [
+        s.tokens for s in one_by_one[:2]
+    ]
+    assert fallback._scorer is None
 
 
 @pytest.mark.integration
