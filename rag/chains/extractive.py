@@ -134,9 +134,14 @@ def span_dict(index: int, context_id: str, start: int, end: int, **extra: Any) -
 
 # A sentence ends at ., ! or ? before a capital or digit, at a blank line, and before a line that
 # starts a Markdown heading or list item; a single line break inside a paragraph (hard-wrapped
-# text) does not end one.
+# text) does not end one. Nor does the period of an initial ("Herbert A. Simon", "U.S.") or of a
+# title or short form that is mostly followed by a name or number ("St. Louis", "No. 5").
 _SENTENCE_BREAK = re.compile(
     r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n[ \t]*\n\s*|\n(?=[ \t]*(?:#|[-*+] |\d+[.)] ))"
+)
+_NOT_AN_END = re.compile(
+    r"(?:^|[\s(.])(?:[A-Z]|Mr|Mrs|Ms|Dr|St|Mt|Ft|Prof|Rev|Gen|Gov|Sen|Rep|Lt|Col|Capt|Sgt|No|"
+    r"vs|approx|ca|cf|e\.g|i\.e)\.$"
 )
 _TOKEN = re.compile(r"\w+")
 _MONTHS_TEXT = (
@@ -197,15 +202,21 @@ class Sentence:
 
 def sentences(text: str) -> list[tuple[int, int]]:
     """Character ranges of the sentences of ``text`` (a simple rule: ., ! or ? and a capital, a
-    blank line, or a line starting a heading or list item).
+    blank line, or a line starting a heading or list item; not the period of an initial or of a
+    title such as "Dr." or "St.").
 
     Example:
         >>> text = "HNSW builds a graph\\nof layers. It is fast.\\n\\n# Tuning\\n- M: links"
         >>> [text[a:b] for a, b in sentences(text)]
         ['HNSW builds a graph\\nof layers.', 'It is fast.', '# Tuning', '- M: links']
+        >>> text = "Dr. Herbert A. Simon won. He was in the U.S. Navy."
+        >>> [text[a:b] for a, b in sentences(text)]
+        ['Dr. Herbert A. Simon won.', 'He was in the U.S. Navy.']
     """
     ranges, begin = [], 0
     for found in _SENTENCE_BREAK.finditer(text):
+        if text[found.start() - 1] == "." and _NOT_AN_END.search(text, 0, found.start()):
+            continue
         ranges.append((begin, found.start()))
         begin = found.end()
     ranges.append((begin, len(text)))
