@@ -46,7 +46,9 @@ class ParallelScorer:
 
         own = llm.context_params
         params = type(own).from_buffer_copy(own)  # the same settings, so the same numbers
-        params.n_seq_max = min(sequences, int(llama_cpp.llama_max_parallel_sequences()))
+        # llama.cpp reserves outputs for at least one token per sequence in a batch
+        limit = min(int(llama_cpp.llama_max_parallel_sequences()), int(own.n_batch))
+        params.n_seq_max = max(2, min(sequences, limit))
         params.kv_unified = True
         self.sequences = int(params.n_seq_max)
         self.batch_size = int(own.n_batch)
@@ -86,6 +88,8 @@ class ParallelScorer:
         """For each of ``continuations`` (non-empty token lists, each at most ``batch_size``),
         the log-probabilities of the next token after each of its tokens (one row per token),
         as if it followed the last :meth:`prompt`. The cache keeps only the prompt afterwards."""
+        if any(not 0 < len(tokens) <= self.batch_size for tokens in continuations):
+            raise ValueError(f"continuations must have 1 to batch_size ({self.batch_size}) tokens")
         rows: list[Any] = []
         index = 0
         while index < len(continuations):

@@ -592,8 +592,10 @@ class LlamaCppGenerator(Component):
 
     def _span_scorer(self) -> ParallelScorer | None:
         """The context that scores many spans per decode (made on first use), or ``None`` when
-        ``parallel_spans`` is 1 or the installed llama.cpp cannot share a prompt."""
-        if self._scorer is None and self.parallel_spans > 1 and _parallel.supported():
+        ``parallel_spans`` or ``batch_size`` is 1 or the installed llama.cpp cannot share a
+        prompt."""
+        wanted = self.parallel_spans > 1 and self._llm.n_batch > 1
+        if self._scorer is None and wanted and _parallel.supported():
             try:
                 self._scorer = ParallelScorer(self._llm, sequences=self.parallel_spans + 1)
             except (ValueError, RuntimeError) as err:

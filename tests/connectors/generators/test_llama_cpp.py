@@ -307,30 +307,38 @@ def test_score_spans_prefers_the_answer_and_leaves_the_model_as_it_was(local_gen
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("parallel_spans", [2, 16])
+@pytest.mark.parametrize(
+    ("parallel_spans", "batch_size"),
+    # 2: more spans than one decode holds; batch 8: the prompt and the spans in many batches
+    [(2, 512), (16, 512), (16, 8)],
+)
 def test_spans_scored_in_one_decode_match_spans_scored_one_by_one(
-    local_generator, parallel_spans, monkeypatch
+    parallel_spans, batch_size, monkeypatch
 ):
     question = "How many points did the Panthers' defense give up?"
     contexts = "\n\n".join(f"[{i}] {t}" for i, t in enumerate(EXTRACTIVE_CONTEXTS, start=1))
     messages = [{"role": "user", "content": f"Contexts:\n{contexts}\n\nQuestion: {question}"}]
-    # more spans than one decode holds with parallel_spans=2, nested ones and a repeat
+    # nested spans and a repeat
     spans = ["308", "308 points", "Zürichsee", "sixth in the league", "a lake", "308", "league"]
     serial = LlamaCppGenerator(
         model="smollm2-135m-instruct", context_size=2048, threads=2, parallel_spans=1
     )
     parallel = LlamaCppGenerator(
-        model="smollm2-135m-instruct", context_size=2048, threads=2, parallel_spans=parallel_spans
+        model="smollm2-135m-instruct",
+        context_size=2048,
+        threads=2,
+        parallel_spans=parallel_spans,
+        batch_size=batch_size,
     )
     one_by_one = serial.score_spans(messages, spans, answer_prefix="The answer is")
     together = parallel.score_spans(messages, spans, answer_prefix="The answer is")
     assert serial._scorer is None and parallel._scorer is not None
     assert [s.tokens for s in together] == [s.tokens for s in one_by_one]
     # llama.cpp's matrix kernels round a batch of many tokens slightly differently from a batch
-    # of a few (hundredths of a nat); spans differ by nats
+    # of a few (hundredths of a nat per token); spans differ by nats
     for mine, theirs in zip(together, one_by_one, strict=True):
         assert (mine.first, mine.total, mine.end) == pytest.approx(
-            (theirs.first, theirs.total, theirs.end), abs=0.05
+            (theirs.first, theirs.total, theirs.end), abs=0.05, rel=0.01
         )
     order = sorted(range(len(spans)), key=lambda i: -one_by_one[i].total)
     assert sorted(range(len(spans)), key=lambda i: -together[i].total) == order
