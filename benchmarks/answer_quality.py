@@ -12,9 +12,9 @@ token-by-token constrained decoding instead.
 The paragraphs of ``corpus.jsonl`` are split (``splitter.recursive``, 128 tokens of the embedding
 model, overlap 16), embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retrieved densely
 (``retriever.dense``). Contexts are retrieved once per question and reused by every style, so the
-styles answer from the same contexts. Styles alternate per question, and the model's KV cache is
-reset before every call, so load drift hits every style alike and no style reuses another's
-evaluated prompt (as in ``benchmarks/generation.py``).
+styles answer from the same contexts. Styles alternate per question, and the model's cached
+prompts (the generation context's and the span scorer's) are forgotten before every call, so load
+drift hits every style alike and no call reuses an evaluated prompt.
 
 Printed per style: EM and token F1 (SQuAD v1.1 normalization, :mod:`rag.eval.metrics`), the rate
 of grounded answers (extractive: a span proven to be copied from a cited context), abstentions,
@@ -102,8 +102,8 @@ def score_styles(
     chains: dict[str, Any], rows: list[dict[str, Any]], reset: Any
 ) -> list[dict[str, Any]]:
     """Answer every question in every style, alternating styles per question (so drift in the
-    machine's load hits all styles alike) and resetting the model's KV cache before each call (so
-    no style reuses another's evaluated prompt)."""
+    machine's load hits all styles alike) and forgetting the model's cached prompts before each
+    call (so no call reuses an evaluated prompt)."""
     from rag.eval.metrics import exact_match, token_f1
 
     keys = ("em", "f1", "seconds", "lengths", "precisions")
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         options["span_prior"] = None if args.span_prior == "none" else json.loads(args.span_prior)
     base = RagChain(retriever=fixed, generator=generator, k=args.k, **options)
     chains = {style: base.with_style(style) for style in styles}
-    results = score_styles(chains, rows, generator.llama.reset)
+    results = score_styles(chains, rows, generator.reset)
 
     unanswerable = None
     if args.unanswerable and "extractive" in styles:

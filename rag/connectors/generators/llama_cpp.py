@@ -307,6 +307,15 @@ class LlamaCppGenerator(Component):
             )
             self._llm = llm
 
+    def reset(self) -> None:
+        """Forget the cached prompts (the generation context's and the span scorer's): the next
+        call evaluates its whole prompt (for timing calls alike)."""
+        with self._lock:
+            if self._llm is not None:
+                self._llm.reset()
+            if self._scorer is not None:
+                self._scorer.forget()
+
     @property
     def llama(self) -> Any:
         """The loaded ``llama_cpp.Llama`` (warms up on first access)."""
@@ -674,8 +683,8 @@ class LlamaCppGenerator(Component):
                 first, rows = self._span_rows(prompt, [list(c) for c in distinct])
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(f"{self.model}: scoring spans failed: {err}") from err
+            terminators = self._span_terminators()
         rows_of = dict(zip(distinct, rows, strict=True))
-        terminators = self._span_terminators()
         scores: list[SpanLogprobs] = []
         for tokens, container in zip(encoded, containers, strict=True):
             if not tokens:

@@ -344,6 +344,11 @@ def test_spans_scored_in_one_decode_match_spans_scored_one_by_one(
     assert sorted(range(len(spans)), key=lambda i: -together[i].total) == order
     # the scoring context keeps the generation context's cache as it was
     assert parallel.llama.n_tokens == 0
+    # reset forgets the scorer's cached prompt; scoring afresh gives the same numbers
+    parallel.reset()
+    assert parallel._scorer._cached == []
+    afresh = parallel.score_spans(messages, spans, answer_prefix="The answer is")
+    assert [s.total for s in afresh] == pytest.approx([s.total for s in together], abs=1e-3)
     # where llama.cpp cannot share a prompt among sequences, spans are scored one by one
     monkeypatch.setattr(llama_cpp_module._parallel, "supported", lambda: False)
     fallback = LlamaCppGenerator(model="smollm2-135m-instruct", context_size=2048, threads=2)
