@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from rag.connectors.generators._spans import log_softmax
+
 
 def supported() -> bool:
     """Whether the installed llama-cpp-python can share one prompt among sequences."""
@@ -66,7 +68,7 @@ class ParallelScorer:
                 for i in indices
             ]
         )
-        return rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
+        return log_softmax(rows)
 
     def prompt(self, tokens: list[int]) -> Any:
         """Evaluate ``tokens`` as sequence 0, reusing the cached prefix (at least the last token

@@ -27,6 +27,7 @@ from typing import Any
 from rag.connectors._deps import require
 from rag.connectors.generators import _parallel
 from rag.connectors.generators._parallel import ParallelScorer
+from rag.connectors.generators._spans import log_softmax
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, ModelNotFoundError
 from rag.core.generation import (
@@ -572,7 +573,7 @@ class LlamaCppGenerator(Component):
             if (len(taken) > 1 and index.can_end(state)) or not len(following) or len(taken) > 8:
                 return taken, state
             after = self._logits()
-            after = after - np.logaddexp.reduce(after)
+            after = log_softmax(after)
             best = int(following[np.argmax(after[following])])
             total += float(after[best])
             taken.append(best)
@@ -597,7 +598,7 @@ class LlamaCppGenerator(Component):
                 for i in range(len(tokens))
             ]
         )
-        return rows - np.logaddexp.reduce(rows, axis=1, keepdims=True)
+        return log_softmax(rows)
 
     def _span_scorer(self) -> ParallelScorer | None:
         """The context that scores many spans per decode (made on first use), or ``None`` when
@@ -617,8 +618,6 @@ class LlamaCppGenerator(Component):
     def _span_rows(self, prompt: list[int], continuations: list[list[int]]) -> tuple[Any, list]:
         """Log-probabilities of the token after ``prompt``, and :meth:`_eval_scored` rows for
         each continuation (``parallel_spans`` per decode when possible, else one by one)."""
-        import numpy as np
-
         scorer = self._span_scorer()
         if scorer is not None:
             try:
@@ -627,8 +626,7 @@ class LlamaCppGenerator(Component):
                 scorer.forget()
                 raise
         self._eval_prompt(prompt)
-        first = self._logits()
-        return first - np.logaddexp.reduce(first), [self._eval_scored(t) for t in continuations]
+        return log_softmax(self._logits()), [self._eval_scored(t) for t in continuations]
 
     def score_spans(
         self, messages: Sequence[Message], spans: Sequence[str], *, answer_prefix: str = ""
@@ -784,7 +782,7 @@ class LlamaCppGenerator(Component):
                 finish_reason = "stop"
                 while True:
                     logits = self._logits()
-                    logprobs = logits - np.logaddexp.reduce(logits)
+                    logprobs = log_softmax(logits)
                     tokens = index.flat[index.candidates(state)]
                     end = float(logprobs[terminators].max()) + end_bias
                     if trace is not None:
