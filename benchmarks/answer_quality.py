@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/answer_quality.py [--data ../shared/data/xquad_en_dev]
         [--limit N] [--seed 0] [--k 3] [--styles extractive,concise,sentences] [--json]
-        [--span-search ranked|greedy]
+        [--span-search ranked|greedy] [--unanswerable] [--warm-cache]
 
 Extractive answers use the chain's default ``span_search: ranked``
 (:mod:`rag.chains.span_ranking`, whose weights ``benchmarks/fit_span_ranker.py`` fits on the
@@ -14,7 +14,8 @@ model, overlap 16), embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retr
 (``retriever.dense``). Contexts are retrieved once per question and reused by every style, so the
 styles answer from the same contexts. Styles alternate per question, and the model's cached
 prompts (the generation context's and the span scorer's) are forgotten before every call, so load
-drift hits every style alike and no call reuses an evaluated prompt.
+drift hits every style alike and no call reuses an evaluated prompt (``--warm-cache`` keeps them,
+as a long-running process does: each prompt then reuses the chat template's opening).
 
 Printed per style: EM and token F1 (SQuAD v1.1 normalization, :mod:`rag.eval.metrics`), the rate
 of grounded answers (extractive: a span proven to be copied from a cited context), abstentions,
@@ -184,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         help="draw the sample from questions outside the --limit sample of SEED (for tuning)",
     )
     parser.add_argument("--unanswerable", action="store_true")
+    parser.add_argument(
+        "--warm-cache",
+        action="store_true",
+        help="keep cached prompts between calls, as a long-running process does (every prompt "
+        "then reuses the chat template's opening); default: every call starts cold",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args(argv)
     styles = [s for s in args.styles.split(",") if s]
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         options["span_prior"] = None if args.span_prior == "none" else json.loads(args.span_prior)
     base = RagChain(retriever=fixed, generator=generator, k=args.k, **options)
     chains = {style: base.with_style(style) for style in styles}
-    results = score_styles(chains, rows, generator.reset)
+    results = score_styles(chains, rows, (lambda: None) if args.warm_cache else generator.reset)
 
     unanswerable = None
     if args.unanswerable and "extractive" in styles:
