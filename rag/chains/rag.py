@@ -166,8 +166,9 @@ class RagChain(Component):
             content word with the question. ``None`` (default): for ``concise`` 1 with
             generators that take an answer prefix (local models; SmolLM2-135M restates whole
             passages otherwise) and 0 with others; for ranked ``extractive`` 2, the sentences
-            the candidate spans come from. 0: all contexts, as for the other styles. Not used
-            when tools are offered.
+            the candidate spans come from, of which the model reads those that hold one of the
+            ``span_candidates`` best-ranked spans. 0: all contexts, as for the other styles.
+            Not used when tools are offered.
         tools: Tool names of the tool registry (or callables, from Python); import paths only with
             ``RAGLINE_ALLOW_IMPORTS=1``.
         retrieval_tool: Also offer the retriever as the ``search_documents`` tool (agentic
@@ -384,13 +385,38 @@ class RagChain(Component):
     ) -> tuple[list[concise.FocusSentence], list[Message]]:
         """The sentences a focused answer (``concise``, ranked ``extractive``) reads, and its
         message: those sentences as the contexts (numbered as their contexts), no system
-        prompt. No sentences when none shares a content word with the question."""
+        prompt. No sentences when none shares a content word with the question. Ranked
+        ``extractive`` shows only the sentences that hold one of the spans the model scores."""
+        shown, messages, _ = self._focus(question, contexts)
+        return shown, messages
+
+    def _focus(
+        self, question: str, contexts: Sequence[Context]
+    ) -> tuple[list[concise.FocusSentence], list[Message], list[span_ranking.SpanCandidate]]:
+        """:meth:`build_focused_messages`, and for ranked ``extractive`` the spans to score."""
         shown = concise.focus(question, [c.text for c in contexts], self.focused)
+        spans: list[span_ranking.SpanCandidate] = []
+        if self.ranks_spans:
+            spans = self._top_spans(question, contexts)
+            holding = [s for s in shown if any(_holds(s, span) for span in spans)]
+            shown = holding or shown
         instruction = self.instruction
         if self.answer_style == "concise":
             instruction = (self.instructions or {}).get("focused", DEFAULT_INSTRUCTIONS["focused"])
         sentences = [replace(contexts[s.context], text=s.text) for s in shown]
-        return shown, [self._user_message(question, sentences, instruction)]
+        return shown, [self._user_message(question, sentences, instruction)], spans
+
+    def _top_spans(
+        self, question: str, contexts: Sequence[Context]
+    ) -> list[span_ranking.SpanCandidate]:
+        """The ``span_candidates`` best-ranked spans of the best sentences (as many as a focused
+        answer reads, :data:`FOCUSED_SPAN_SENTENCES` when it reads all contexts)."""
+        found = span_ranking.candidate_spans(
+            question,
+            [c.text for c in contexts],
+            sentences=self.focused or FOCUSED_SPAN_SENTENCES,
+        )
+        return span_ranking.rank_spans(found)[: self.span_candidates]
 
     @property
     def instruction(self) -> str:
@@ -421,14 +447,18 @@ class RagChain(Component):
         )
 
     def _ranked_span(
-        self, question: str, messages: list[Message], contexts: Sequence[Context]
+        self,
+        question: str,
+        messages: list[Message],
+        contexts: Sequence[Context],
+        spans: list[span_ranking.SpanCandidate] | None,
     ) -> GenerationResult:
-        """The extractive answer of ``span_search: ranked``: the best-ranked spans, scored by
-        the model (an abstention when no sentence shares a content word with the question, or
-        when the chosen span's first token is below ``min_span_logprob``)."""
-        texts = [c.text for c in contexts]
-        spans = span_ranking.rank_spans(span_ranking.candidate_spans(question, texts))
-        spans = spans[: self.span_candidates]
+        """The extractive answer of ``span_search: ranked``: the best-ranked spans (``spans``,
+        or found here when ``None``), scored by the model (an abstention when no sentence shares
+        a content word with the question, or when the chosen span's first token is below
+        ``min_span_logprob``)."""
+        if spans is None:
+            spans = self._top_spans(question, contexts)
         prompt_tokens = self._count(messages, None)
         if not spans:
             return GenerationResult(
@@ -683,8 +713,9 @@ class RagChain(Component):
         else:
             hit_max_steps = bool(schemas) and steps > 0  # the last step still asked for tools
         shown: list[concise.FocusSentence] = []
+        spans: list[span_ranking.SpanCandidate] | None = None
         if result is None and self.focused and not schemas:
-            shown, messages = self.build_focused_messages(question, contexts)
+            shown, messages, spans = self._focus(question, contexts)
             prompt = str(messages[-1]["content"])
             if not shown:  # no sentence shares a word with the question: nothing to read
                 result = GenerationResult(
@@ -700,7 +731,7 @@ class RagChain(Component):
                 "ragline.generate", {"ragline.step": steps, "ragline.extractive": True}, parent=root
             ) as generate_span:
                 if self.ranks_spans:
-                    result = self._ranked_span(question, messages, contexts)
+                    result = self._ranked_span(question, messages, contexts, spans)
                 else:
                     result = self.generator.generate_extractive(  # type: ignore[attr-defined]
                         messages,
@@ -853,6 +884,10 @@ def _citation_last(text: str) -> str:
     if match is None or not text[match.end() :].strip():
         return text
     return f"{text[match.end() :].rstrip()} {match.group(1)}"
+
+
+def _holds(sentence: concise.FocusSentence, span: span_ranking.SpanCandidate) -> bool:
+    return sentence.context == span.context and sentence.start <= span.start < sentence.end
 
 
 def _focused_answer(

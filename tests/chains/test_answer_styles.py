@@ -337,6 +337,11 @@ def test_ranked_extractive_reads_the_sentences_its_spans_come_from(local_generat
     whole = chain_with(local_generator, answer_style="extractive", k=3, focus_sentences=0)
     assert whole.focused == 0
     assert "Madrid is the capital of Spain." in whole.ask(question).prompt
+    # one span to score: the model reads only the sentence that holds it
+    one = chain_with(local_generator, answer_style="extractive", k=3, span_candidates=1)
+    answer = one.ask(question)
+    assert answer.prompt.count("[2] ") == 1 and "Berlin is the capital" not in answer.prompt
+    assert answer.grounded and answer.text in answer.prompt
 
 
 @pytest.mark.integration
