@@ -10,8 +10,9 @@ tokens only. The result is the same as scoring them one by one.
 The cache of this second context is separate from the generation context's, so scoring never
 disturbs a prompt the generator has cached, and its own cached prompt is reused by the next call
 that starts the same way. Only llama.cpp builds with a unified KV cache
-(``llama_context_params.kv_unified``, llama-cpp-python 0.3.15 and later) can share the prompt
-this way; :func:`supported` tells, and the generator scores serially otherwise.
+(``llama_context_params.kv_unified``; 0.3.36, which ``scripts/bootstrap.sh`` installs, has it)
+can share the prompt this way; :func:`supported` tells, and the generator scores serially
+otherwise.
 """
 
 from __future__ import annotations
