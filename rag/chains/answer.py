@@ -12,7 +12,8 @@ from rag.core.documents import Hit
 from rag.core.generation import Message, Usage
 
 # "[2]", "[1, 3]", "[1][2]"; a number inside brackets with optional commas between numbers.
-_CITATION = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+CITATION_MARK = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+"""A citation in an answer: ``[2]`` or ``[1, 3]`` (the numbers in group 1)."""
 
 
 @dataclass
@@ -76,7 +77,7 @@ def parse_citations(text: str, contexts: Sequence[Context]) -> tuple[list[Citati
     by_index = {c.index: c for c in contexts}
     cited: dict[int, Citation] = {}
     invalid = 0
-    for match in _CITATION.finditer(text):
+    for match in CITATION_MARK.finditer(text):
         for number in re.split(r"\s*,\s*", match.group(1)):
             context = by_index.get(int(number))
             if context is None:

@@ -28,11 +28,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rag.chains.answer import CITATION_MARK
 from rag.chains.extractive import START_STOPWORDS, stem
 from rag.chains.span_ranking import question_stems, rank_sentences
 
 _WORD = re.compile(r"\w+")
-_CITATION = re.compile(r"\s*\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
+_CITATION = re.compile(r"\s*" + CITATION_MARK.pattern)  # with the space before it
 _EDGES = " \t\n:.\"'\u201c\u201d"  # stripped from both ends of a reply
 # Words a restatement runs through before the answer ("... is called X", "... was named X"),
 # besides the stop words (which hold the forms of "be", "do" and "have").

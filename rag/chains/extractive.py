@@ -139,6 +139,7 @@ def span_dict(index: int, context_id: str, start: int, end: int, **extra: Any) -
 _SENTENCE_BREAK = re.compile(
     r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n[ \t]*\n\s*|\n(?=[ \t]*(?:#|[-*+] |\d+[.)] ))"
 )
+# Looked for in the 10 characters before a break: the longest form ("approx.") and the one before.
 _NOT_AN_END = re.compile(
     r"(?:^|[\s(.])(?:[A-Z]|Mr|Mrs|Ms|Dr|St|Mt|Ft|Prof|Rev|Gen|Gov|Sen|Rep|Lt|Col|Capt|Sgt|No|"
     r"vs|approx|ca|cf|e\.g|i\.e)\.$"
@@ -215,7 +216,8 @@ def sentences(text: str) -> list[tuple[int, int]]:
     """
     ranges, begin = [], 0
     for found in _SENTENCE_BREAK.finditer(text):
-        if text[found.start() - 1] == "." and _NOT_AN_END.search(text, 0, found.start()):
+        before = found.start()
+        if text[before - 1] == "." and _NOT_AN_END.search(text, max(0, before - 10), before):
             continue
         ranges.append((begin, found.start()))
         begin = found.end()

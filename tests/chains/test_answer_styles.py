@@ -270,6 +270,19 @@ def test_sentences_split_on_end_punctuation_before_a_capital_or_digit():
 
 
 @pytest.mark.unit
+def test_initials_and_titles_do_not_end_a_sentence():
+    text = "Dr. Herbert A. Simon won. He served in the U.S. Navy. St. Louis is No. 5 on it."
+    parts = [text[a:b] for a, b in sentences(text)]
+    assert parts == [
+        "Dr. Herbert A. Simon won.",
+        "He served in the U.S. Navy.",
+        "St. Louis is No. 5 on it.",
+    ]
+    long = "A. Smith left. " * 20_000  # the look-back is bounded: a long text splits quickly
+    assert len(sentences(long)) == 20_000
+
+
+@pytest.mark.unit
 def test_start_prior_allows_only_the_sentence_sharing_most_question_words():
     contexts = ["Acme sells anvils. It was big.", "In 1990 Acme was founded by Jane Roe in Ohio."]
     prior = StartPrior("Who founded Acme?", contexts)

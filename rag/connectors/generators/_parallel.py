@@ -25,6 +25,13 @@ import numpy as np
 from rag.connectors.generators._spans import log_softmax
 
 
+def logprob_rows(ctx: Any, indices: Sequence[int], vocab: int) -> Any:
+    """Log-probabilities of the next token after each batch position in ``indices`` of the last
+    decode of llama.cpp context ``ctx`` (one row per position)."""
+    rows = np.stack([np.ctypeslib.as_array(ctx.get_logits_ith(i), shape=(vocab,)) for i in indices])
+    return log_softmax(rows)
+
+
 def supported() -> bool:
     """Whether the installed llama-cpp-python can share one prompt among sequences."""
     import llama_cpp
@@ -62,15 +69,6 @@ class ParallelScorer:
         )
         self._cached: list[int] = []  # the tokens of sequence 0 now in the cache
 
-    def _logprobs(self, indices: Sequence[int]) -> Any:
-        rows = np.stack(
-            [
-                np.ctypeslib.as_array(self._ctx.get_logits_ith(i), shape=(self._vocab,))
-                for i in indices
-            ]
-        )
-        return log_softmax(rows)
-
     def prompt(self, tokens: list[int]) -> Any:
         """Evaluate ``tokens`` as sequence 0, reusing the cached prefix (at least the last token
         is evaluated), and return the log-probabilities of the token after them."""
@@ -85,7 +83,7 @@ class ParallelScorer:
             self._batch.set_batch(chunk, n_past=start, logits_all=False)
             self._ctx.decode(self._batch)
             self._cached.extend(chunk)
-        return self._logprobs([self._batch.n_tokens() - 1])[0]
+        return logprob_rows(self._ctx, [self._batch.n_tokens() - 1], self._vocab)[0]
 
     def continuations(self, continuations: Sequence[list[int]]) -> list[Any]:
         """For each of ``continuations`` (non-empty token lists, each at most ``batch_size``),
@@ -125,7 +123,7 @@ class ParallelScorer:
                     position += 1
             batch.n_tokens = position
             self._ctx.decode(self._batch)
-            every = self._logprobs(range(position))
+            every = logprob_rows(self._ctx, range(position), self._vocab)
         finally:
             for sequence in range(1, len(group) + 1):
                 self._ctx.kv_cache_seq_rm(sequence, -1, -1)

@@ -26,7 +26,6 @@ from typing import Any
 
 from rag.connectors._deps import require
 from rag.connectors.generators import _parallel
-from rag.connectors.generators._parallel import ParallelScorer
 from rag.connectors.generators._spans import log_softmax
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, ModelNotFoundError
@@ -257,7 +256,7 @@ class LlamaCppGenerator(Component):
         self.tool_prompt = tool_prompt
         self.parallel_spans = parallel_spans
         self._llm: Any = None
-        self._scorer: ParallelScorer | None = None  # made by the first score_spans
+        self._scorer: _parallel.ParallelScorer | None = None  # made by the first score_spans
         self._formatter: Any = None
         self._grammars: dict[str, Any] = {}
         self._terminators: Any = None  # span-ending token ids, once the model is loaded
@@ -585,29 +584,21 @@ class LlamaCppGenerator(Component):
     def _eval_scored(self, tokens: list[int]) -> Any:
         """Evaluate ``tokens`` after the current cache without keeping them, and return the
         log-probabilities of the next token after each of them (one row per token)."""
-        import numpy as np
-
         llm = self._llm
-        vocab = llm.n_vocab()
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
         llm._batch.set_batch(batch=tokens, n_past=llm.n_tokens, logits_all=True)
         llm._ctx.decode(llm._batch)
-        rows = np.stack(
-            [
-                np.ctypeslib.as_array(llm._ctx.get_logits_ith(i), shape=(vocab,))
-                for i in range(len(tokens))
-            ]
-        )
-        return log_softmax(rows)
+        return _parallel.logprob_rows(llm._ctx, range(len(tokens)), llm.n_vocab())
 
-    def _span_scorer(self) -> ParallelScorer | None:
+    def _span_scorer(self) -> _parallel.ParallelScorer | None:
         """The context that scores many spans per decode (made on first use), or ``None`` when
         ``parallel_spans`` or ``batch_size`` is 1 or the installed llama.cpp cannot share a
         prompt."""
         wanted = self.parallel_spans > 1 and self._llm.n_batch > 1
         if self._scorer is None and wanted and _parallel.supported():
             try:
-                self._scorer = ParallelScorer(self._llm, sequences=self.parallel_spans + 1)
+                sequences = self.parallel_spans + 1  # the prompt's, and one per span
+                self._scorer = _parallel.ParallelScorer(self._llm, sequences=sequences)
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(
                     f"{self.model}: cannot make the span-scoring context ({err}); "

@@ -66,8 +66,17 @@ _ROW_FIELDS = ("id", "vector", "text", "metadata", "filterable")
 _QUERY_LIMIT = 16_384  # Milvus' largest offset + limit of one query
 # Keys of ``describe_index`` that describe the index rather than set its build parameters.
 _INDEX_DESCRIPTION_KEYS = frozenset(
-    {"index_type", "metric_type", "field_name", "index_name", "total_rows", "indexed_rows"}
-    | {"pending_index_rows", "state", "params"}
+    {
+        "index_type",
+        "metric_type",
+        "field_name",
+        "index_name",
+        "total_rows",
+        "indexed_rows",
+        "pending_index_rows",
+        "state",
+        "params",
+    }
 )
 
 # milvus-lite runs one in-process server per database file and keeps it (and the file's lock) until
