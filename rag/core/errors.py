@@ -8,11 +8,17 @@
     │   ├── PipelineError            unknown sockets, type mismatches, cycles
     │   └── MissingEnvVarError       a ``${VAR}`` that is not set
     ├── FilterError              a malformed metadata filter (also a ``ValueError``)
+    ├── InvalidInputError        data from outside breaks a limit (also a ``ValueError``)
+    │   ├── NestingTooDeepError      JSON/YAML nested deeper than allowed
+    │   └── NonFiniteNumberError     NaN or ±infinity where JSON numbers are expected
     ├── MissingDependencyError   an optional package is not installed (also an ``ImportError``)
     ├── ModelNotFoundError       a model name that resolves to no file on disk
     ├── LoaderError              one source could not be read (recorded, the run goes on)
     ├── DuplicateIdError         ``policy="fail"`` met an id that is already stored
     ├── StoreUnavailableError    a vector store's server cannot be reached (names URL and setting)
+    ├── StoreCorruptError        a store's files are missing, corrupt or foreign (names file, repair)
+    ├── StoreLockedError         another process writes to the store (names pid, host, since)
+    ├── StoreFullError           the disk under a store is full (nothing written is lost)
     ├── GenerationError          a generator failed (remote endpoint down, bad response, ...)
     └── EmbeddingError           an embedder failed (remote endpoint down, bad response, ...)
 
@@ -90,6 +96,33 @@ class FilterError(RagError, ValueError):
     """A metadata filter does not follow the filter grammar."""
 
 
+class InvalidInputError(RagError, ValueError):
+    """Data from outside (a JSONL row, a request body, metadata, a CLI value) breaks a limit.
+
+    Front doors map it to exit 2, HTTP 422 and gRPC ``INVALID_ARGUMENT``.
+
+    Args:
+        message: What is wrong and the fix.
+        where: The input (``"rows.jsonl:3"``, ``"--filter"``, ``"request body"``).
+        path: Where inside it (``"metadata.score"``), when known.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, path: str | None = None) -> None:
+        self.message = message
+        self.where = where
+        self.path = path
+        prefix = ", ".join(p for p in (where, f"at '{path}'" if path else None) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class NestingTooDeepError(InvalidInputError):
+    """JSON or YAML nested deeper than the limit (see :mod:`rag.core.limits`)."""
+
+
+class NonFiniteNumberError(InvalidInputError):
+    """NaN or infinity where a JSON number is expected (JSON has no such numbers)."""
+
+
 class MissingDependencyError(RagError, ImportError):
     """An optional dependency is missing; the message says what to install."""
 
@@ -138,6 +171,30 @@ class StoreUnavailableError(RagError):
             f"{store}: cannot reach {address} (setting '{setting}'): {reason}. Start the "
             f"server, or point '{setting}' at a running one"
         )
+
+
+class StoreCorruptError(RagError):
+    """A store's file is missing, corrupt or belongs to something else.
+
+    Args:
+        path: The file that is wrong.
+        problem: What is wrong with it.
+        repair: What to do (rebuild from the other part, delete and re-ingest, ...).
+    """
+
+    def __init__(self, path: str, problem: str, repair: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.repair = repair
+        super().__init__(f"{path}: {problem}. {repair}")
+
+
+class StoreLockedError(RagError):
+    """Another process holds a store's write lock (the message names its pid, host and start)."""
+
+
+class StoreFullError(RagError):
+    """The disk under a store is full. What was committed before stays; the message says where."""
 
 
 class GenerationError(RagError):

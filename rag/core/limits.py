@@ -1,0 +1,154 @@
+"""Bounds on data that comes from outside: JSON nesting depth and non-finite numbers.
+
+Every front door (CLI, loaders, REST, gRPC, MCP) parses outside JSON through :func:`loads_json`
+(or checks already-parsed data with :func:`check_json_depth` and :func:`check_finite`), so a row
+nested 100,000 deep or a metadata value of ``1e400`` is refused with a named error instead of a
+``RecursionError`` or a stored infinity that no JSON answer can carry.
+
+Example:
+    >>> loads_json('{"a": [1, 2]}', where="row 1")
+    {'a': [1, 2]}
+    >>> loads_json('{"score": 1e400}', where="row 2")
+    Traceback (most recent call last):
+    ...
+    rag.core.errors.NonFiniteNumberError: row 2, at 'score': inf is not a finite number; JSON cannot carry it. Write null or a finite number
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from rag.core.errors import NestingTooDeepError, NonFiniteNumberError
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of lists and mappings accepted in outside JSON (metadata, rows, filters)."""
+
+# Strings as one token (unrolled loop: fast on long strings), then the brackets outside them.
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def json_depth(text: str) -> int:
+    """Deepest ``[``/``{`` nesting of a JSON text, found without recursion (strings skipped).
+
+    >>> json_depth('{"a": [[1]], "b": "[[[["}')
+    3
+    """
+    if "[" not in text and "{" not in text:
+        return 0
+    depth = deepest = 0
+    for match in _TOKENS.finditer(text):
+        token = match.group()
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads_json(
+    text: str | bytes, *, where: str, max_depth: int = MAX_JSON_DEPTH, allow_non_finite: bool = False
+) -> Any:
+    """``json.loads`` with the depth checked first and non-finite numbers refused.
+
+    Args:
+        text: The JSON text.
+        where: Names the input in errors (``"a.jsonl:3"``, ``"--filter"``, ``"request body"``).
+        max_depth: Deepest nesting accepted.
+        allow_non_finite: Accept ``NaN``/``Infinity``/``1e400`` (never for data that is stored).
+
+    Raises:
+        NestingTooDeepError: nested deeper than ``max_depth``.
+        NonFiniteNumberError: a ``NaN``, ``Infinity`` or out-of-range number.
+        json.JSONDecodeError: not JSON at all (callers name the line).
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise NestingTooDeepError(
+            f"JSON nested {depth} levels deep; the limit is {max_depth}. Flatten the data",
+            where=where,
+        )
+    if allow_non_finite:
+        return json.loads(text)
+
+    def constant(name: str) -> Any:
+        raise NonFiniteNumberError(
+            f"{name} is not a number JSON allows; write null or a finite number", where=where
+        )
+
+    value = json.loads(text, parse_constant=constant)
+    check_finite(value, where=where)
+    return value
+
+
+def check_json_depth(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse already-parsed data nested deeper than ``max_depth`` (checked without recursion).
+
+    Raises:
+        NestingTooDeepError: naming ``where`` and the path of the first too-deep value.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, (Mapping, list, tuple)):
+            depth += 1
+            if depth > max_depth:
+                raise NestingTooDeepError(
+                    f"nested more than {max_depth} levels deep. Flatten the data",
+                    where=where,
+                    path=path or None,
+                )
+            children = item.items() if isinstance(item, Mapping) else enumerate(item)
+            for key, child in children:
+                stack.append((child, depth, _join(path, key)))
+
+
+def check_finite(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse NaN and infinities anywhere in ``value`` (nested mappings and lists included).
+
+    Raises:
+        NonFiniteNumberError: naming ``where`` and the path of the value.
+        NestingTooDeepError: ``value`` is nested deeper than ``max_depth``.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise NonFiniteNumberError(
+                    f"{item} is not a finite number; JSON cannot carry it. "
+                    "Write null or a finite number",
+                    where=where,
+                    path=path or None,
+                )
+        elif isinstance(item, (Mapping, list, tuple)):
+            depth += 1
+            if depth > max_depth:
+                raise NestingTooDeepError(
+                    f"nested more than {max_depth} levels deep. Flatten the data",
+                    where=where,
+                    path=path or None,
+                )
+            children = item.items() if isinstance(item, Mapping) else enumerate(item)
+            for key, child in children:
+                stack.append((child, depth, _join(path, key)))
+        elif hasattr(item, "dtype") and getattr(item, "ndim", None) == 0:
+            # A numpy scalar (np.float32(nan)); arrays are embeddings, checked by their owner.
+            if not math.isfinite(float(item)):
+                raise NonFiniteNumberError(
+                    f"{item} is not a finite number. Write null or a finite number",
+                    where=where,
+                    path=path or None,
+                )
+
+
+def _join(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
