@@ -37,8 +37,9 @@ fi
 
 "${PIP[@]}" install -q -e ".[$EXTRAS]"
 
-# The store.pgvector tests need PostgreSQL with pgvector: install it when missing (root + apt;
-# elsewhere it says so and those tests skip, naming RAGLINE_PG_URL).
+# The store.pgvector tests need PostgreSQL with pgvector, the playground's browser test Debian's
+# chromium: install them when missing (root + apt; elsewhere they say so and those tests skip).
 if [ "$EXTRAS" = "dev" ]; then
   scripts/install_postgres.sh
+  scripts/install_chromium.sh
 fi
