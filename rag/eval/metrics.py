@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 from rag.connectors._deps import require
 from rag.core.errors import ConfigError, did_you_mean
+from rag.core.text import STOPWORDS
 
 __all__ = [
     "ANSWER_METRICS",
@@ -281,19 +282,6 @@ def citation_scores(cited: Iterable[str], gold: Iterable[str]) -> dict[str, floa
         "citation_precision": hits / len(cited_set) if cited_set else None,
         "citation_recall": hits / len(gold_set) if gold_set else None,
     }
-
-
-_STOPWORDS_TEXT = """
-    a about above after again against all am an and any are as at be because been before
-    being below between both but by can could did do does doing down during each few for
-    from further had has have having he her here hers herself him himself his how i if in
-    into is it its itself just me more most my myself no nor not now of off on once only or
-    other our ours ourselves out over own same she should so some such than that the their
-    theirs them themselves then there these they this those through to too under until up
-    very was we were what when where which while who whom why will with would you your yours
-    yourself yourselves
-"""
-STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 
 
 def content_tokens(text: str) -> list[str]:

@@ -28,6 +28,7 @@ from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
+from rag.core.text import split_sentences
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 _SPECIAL_TOKEN_ALLOWANCE = 2  # [CLS] and [SEP] that the embedding model adds
@@ -251,33 +252,6 @@ class RecursiveSplitter(_BaseSplitter):
             else:
                 pieces.append(piece)
         return _merge(pieces, count, self.chunk_size, self.chunk_overlap)
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9À-ÖØ-Þ])|\n\s*\n")
-
-
-_ABBREVIATIONS = re.compile(
-    r"(?:\b(?:Mr|Mrs|Ms|Dr|Prof|Sr|Jr|St|vs|etc|Fig|No|Vol|al|e\.g|i\.e|approx|Inc|Ltd|Co)"
-    r"|\b[A-Z])\.$"
-)
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (a rule-based splitter, no model).
-
-    A period after a common abbreviation (``Dr.``, ``e.g.``) or an initial does not end a
-    sentence.
-    """
-    spans, cursor = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        if _ABBREVIATIONS.search(text, max(cursor, match.start() - 8), match.start()):
-            continue
-        if match.start() > cursor:
-            spans.append((cursor, match.start()))
-        cursor = match.end()
-    if cursor < len(text):
-        spans.append((cursor, len(text)))
-    return [s for s in spans if text[s[0] : s[1]].strip()]
 
 
 class SentenceSplitter(_BaseSplitter):
