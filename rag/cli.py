@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +20,15 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from rag.core.errors import ConfigError, FilterError, RagError
+from rag.core.errors import (
+    ConfigError,
+    FilterError,
+    InvalidInputError,
+    RagError,
+    StoreCorruptError,
+    StoreLockedError,
+)
+from rag.core.secrets import redact_urls
 
 app = typer.Typer(
     name="rag",
@@ -35,8 +46,8 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """Print ``error: message`` on stderr and exit with ``code``."""
-    typer.echo(f"error: {message}", err=True)
+    """Print ``error: message`` on stderr (URL credentials masked) and exit with ``code``."""
+    typer.echo(f"error: {redact_urls(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -45,10 +56,14 @@ def errors_to_exit_codes() -> Iterator[None]:
     """Map ragline errors to the CLI's exit codes (2: configuration/usage, 1: job failed)."""
     try:
         yield
-    except (ConfigError, FilterError) as err:
+    except (ConfigError, FilterError, InvalidInputError, StoreCorruptError) as err:
+        fail(str(err), 2)
+    except StoreLockedError as err:
         fail(str(err), 2)
     except RagError as err:
         fail(str(err), 1)
+    except RecursionError:
+        fail("input nested too deeply to process; flatten it", 2)
 
 
 def configure_quiet(quiet: bool) -> None:
@@ -66,14 +81,36 @@ def configure_quiet(quiet: bool) -> None:
 
 def load_app(config: Path) -> Any:
     """Load a pipeline file or exit 2 with a located message."""
-    from rag.core.pipeline import PipelineFile
+    from rag.core.pipeline import LiteralSecretWarning, PipelineFile
 
-    with errors_to_exit_codes():
-        return PipelineFile.load(config)
+    with errors_to_exit_codes(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LiteralSecretWarning)
+        loaded = PipelineFile.load(config)
+    for warning in caught:
+        if issubclass(warning.category, LiteralSecretWarning):
+            typer.echo(f"warning: {warning.message}", err=True)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return loaded
 
 
-def find_pipeline(app_file: Any, name: str, *, needs: str, config: Path) -> Any:
-    """The pipeline called ``name``, else the only pipeline with a free input ``needs``."""
+def find_pipeline(
+    app_file: Any, name: str | None, *, needs: str, config: Path, default: str
+) -> Any:
+    """The pipeline called ``name``; without a name, the one called ``default``, else the only
+    pipeline with a free input ``needs``. A name given that the file lacks exits 2."""
+    if name is not None:
+        if name in app_file.pipelines:
+            return app_file.pipelines[name]
+        from rag.core.errors import did_you_mean
+
+        fail(
+            f"{config}: no pipeline named '{name}'.{did_you_mean(name, app_file.pipelines)} "
+            f"Pipelines: {', '.join(app_file.pipelines) or '(none)'}"
+        )
+    name = default
     if name in app_file.pipelines:
         return app_file.pipelines[name]
     candidates = [
@@ -100,14 +137,16 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple, set)):
         return [to_jsonable(v) for v in value]
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return to_jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity; stores refuse them, old data may hold them
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return str(value)
 
 
 def print_json(data: Any) -> None:
-    typer.echo(json.dumps(to_jsonable(data), ensure_ascii=False))
+    typer.echo(json.dumps(to_jsonable(data), ensure_ascii=False, allow_nan=False))
 
 
 def parse_filter_option(text: str | None) -> dict[str, Any] | None:
@@ -115,30 +154,35 @@ def parse_filter_option(text: str | None) -> dict[str, Any] | None:
     if not text:
         return None
     from rag.core.filters import parse_filter
+    from rag.core.limits import loads_json
 
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        fail(f"--filter is not valid JSON ({err.msg} at column {err.colno}): {text}")
     with errors_to_exit_codes():
+        try:
+            value = loads_json(text, where="--filter")
+        except json.JSONDecodeError as err:
+            fail(f"--filter is not valid JSON ({err.msg} at column {err.colno}): {text[:200]}")
         parse_filter(value)
     return value
 
 
 def read_jsonl(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str, Any]]:
     """Rows of a JSONL file of ``{"_id", "text"}``; a bad line exits 2 naming it."""
+    from rag.core.limits import loads_json
+
     rows = []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        fail(f"cannot read {path}: {err.strerror or err}")
+    except (OSError, UnicodeDecodeError) as err:
+        fail(f"cannot read {path}: {getattr(err, 'strerror', None) or err}")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = loads_json(line, where=f"{path}:{number}")
         except json.JSONDecodeError as err:
             fail(f"{path}:{number}: invalid JSON ({err.msg})")
+        except InvalidInputError as err:
+            fail(str(err))
         text_key = next((k for k in text_fields if isinstance(row, dict) and k in row), None)
         if not isinstance(row, dict) or text_key is None:
             fail(f"{path}:{number}: each line needs '_id' and one of {', '.join(text_fields)}")
@@ -162,7 +206,9 @@ def ingest(
             "writes).",
         ),
     ] = None,
-    pipeline: Annotated[str, typer.Option(help="Pipeline to run.")] = "ingest",
+    pipeline: Annotated[
+        str | None, typer.Option(help="Pipeline to run (default: 'ingest').")
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any source failed.")] = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -176,7 +222,9 @@ def ingest(
     if runner not in ("local", "ray"):
         fail(f"--runner must be 'local' or 'ray', got '{runner}'")
     app_file = load_app(config)
-    ingest_pipeline = find_pipeline(app_file, pipeline, needs="sources", config=config)
+    ingest_pipeline = find_pipeline(
+        app_file, pipeline, needs="sources", config=config, default="ingest"
+    )
     with errors_to_exit_codes():
         if runner == "ray":
             from rag.pipelines.distributed import run_ingest_ray
@@ -232,7 +280,9 @@ def search(
     output_format: Annotated[
         str, typer.Option("--format", help="Batch output: jsonl or trec.")
     ] = "jsonl",
-    pipeline: Annotated[str, typer.Option(help="Pipeline to run.")] = "search",
+    pipeline: Annotated[
+        str | None, typer.Option(help="Pipeline to run (default: 'search').")
+    ] = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -244,7 +294,9 @@ def search(
         fail(f"--format must be jsonl or trec, got '{output_format}'")
     filters = parse_filter_option(filter_)
     app_file = load_app(config)
-    search_pipeline = find_pipeline(app_file, pipeline, needs="query", config=config)
+    search_pipeline = find_pipeline(
+        app_file, pipeline, needs="query", config=config, default="search"
+    )
     retriever = next(
         (c for c in search_pipeline.components.values() if hasattr(c, "retrieve")), None
     )
@@ -303,15 +355,19 @@ def search(
 
 
 def _parse_inputs(items: list[str]) -> dict[str, Any]:
+    from rag.core.limits import loads_json
+
     inputs: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            fail(f"--input expects key=value, got '{item}'")
+            fail(f"--input expects key=value, got '{item[:200]}'")
         try:
-            inputs[key] = json.loads(raw)
+            inputs[key] = loads_json(raw, where=f"--input {key}")
         except json.JSONDecodeError:
             inputs[key] = raw
+        except InvalidInputError as err:
+            fail(str(err))
     return inputs
 
 
@@ -333,7 +389,11 @@ def run_pipeline(
     app_file = load_app(config)
     with errors_to_exit_codes():
         target = app_file.pipeline(pipeline)
-        outputs = target.run(**inputs)
+        try:
+            outputs = target.run(**inputs)
+        except (ValueError, TypeError) as err:
+            # A component refused a value given with --input (k=-1, ...).
+            fail(f"{config}: pipeline '{target.name}' refused its inputs: {err}")
         from rag.pipelines.ingest import _flush
 
         _flush(target)
@@ -508,6 +568,20 @@ def serve(
     stdio: Annotated[
         bool, typer.Option("--stdio", help="With --mcp: speak MCP over stdin/stdout, no HTTP.")
     ] = False,
+    ui: Annotated[
+        bool, typer.Option("--ui", help="Also serve the browser playground at / (keys needed).")
+    ] = False,
+    reports: Annotated[
+        Path | None,
+        typer.Option("--reports", help="With --ui: list the eval reports under this folder."),
+    ] = None,
+    keys_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--keys-file",
+            help="YAML/JSON file of scoped API keys (tenants); default $RAGLINE_API_KEYS_FILE.",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Serve the HTTP API. API keys come from RAGLINE_API_KEYS (comma-separated, 16+ chars)."""
@@ -516,6 +590,8 @@ def serve(
 
     if stdio and not mcp:
         fail("--stdio serves MCP over stdin/stdout; use it together with --mcp")
+    if reports is not None and not ui:
+        fail("--reports lists evaluation reports in the playground; use it together with --ui")
     app_file = load_app(config)
     if stdio:
         from rag.serve.cli_serve import serve_mcp_stdio
@@ -534,11 +610,33 @@ def serve(
             log_level="warning" if quiet else "info",
             grpc_port=grpc_port,
             mcp=mcp,
+            ui=ui,
+            reports_dir=reports,
+            keys_file=keys_file,
         )
+
+
+def _redacting_records() -> None:
+    """Mask URL credentials in every log record of the process (any logger, any handler)."""
+    make_record = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a record whose args do not fit its format: leave it to logging
+            return record
+        redacted = redact_urls(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return record
+
+    logging.setLogRecordFactory(factory)
 
 
 def main() -> None:
     """Entry point of the ``rag`` console script."""
+    _redacting_records()
     app()
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import functools
 import inspect
+import math
 import pathlib
 import types
 import typing
@@ -33,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Union
 
 from rag.core.errors import ConfigError, did_you_mean
-from rag.core.secrets import Secret
+from rag.core.secrets import EnvValue, Secret
 
 
 @functools.cache
@@ -158,6 +159,8 @@ def serialize_value(value: Any, references: Mapping[int, str], registry: Any = N
         return value.to_dict(references=references, registry=registry)
     if isinstance(value, Secret):
         return str(value)
+    if isinstance(value, EnvValue):
+        return value.reference  # written as ${VAR}, never as the value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, pathlib.PurePath):
@@ -227,12 +230,99 @@ def build_component(
         raise ConfigError(
             f"{cls.__name__} needs parameter(s) {', '.join(missing)}", field=f"{field}.{missing[0]}"
         )
+    for name, value in kwargs.items():
+        _check_type(cls, name, value, hints.get(name, Any), field=f"{field}.{name}")
     try:
         return cls(**kwargs)
     except ConfigError as err:
+        # A component's own check names its parameter ("chunk_size"): place it under ``field``
+        # so the pipeline file can report the line of that key.
+        own = err.field.split(".")[0] if err.field else None
+        if own in accepted:
+            err = err.located(file=None, line=None, field=None)
+            err.field = f"{field}.{err.field}"
+            Exception.__init__(err, err._render())
+            raise err from None
         raise err.located(file=None, line=None, field=field) from None
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{cls.__name__} rejected its parameters: {err}", field=field) from err
+
+
+_SIMPLE_TYPES: dict[type, str] = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+}
+
+
+def _simple_types(annotation: Any) -> set[type] | None:
+    """The plain types ``annotation`` allows (``int | None`` -> {int, NoneType}), or ``None``
+    when it allows something richer (lists, components, ...), which is checked elsewhere."""
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        allowed: set[type] = set()
+        for arg in typing.get_args(annotation):
+            part = _simple_types(arg)
+            if part is None:
+                return None
+            allowed |= part
+        return allowed
+    if annotation is type(None):
+        return {type(None)}
+    if annotation in _SIMPLE_TYPES:
+        return {annotation}
+    return None
+
+
+def input_type_problem(value: Any, annotation: Any) -> str | None:
+    """Why ``value`` cannot go to a socket annotated ``annotation`` (plain types only), or
+    ``None`` when it can (or the annotation is richer than plain types).
+
+    Example:
+        >>> input_type_problem("ten", int)
+        'must be an integer'
+        >>> input_type_problem(10, int | None) is None
+        True
+    """
+    allowed = _simple_types(annotation)
+    if allowed is None or _type_ok(value, allowed):
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        return None
+    return "must be " + " or ".join(_SIMPLE_TYPES.get(k, "null") for k in sorted(allowed, key=str))
+
+
+def _type_ok(value: Any, allowed: set[type]) -> bool:
+    return any(
+        (kind is type(None) and value is None)
+        or (kind is bool and isinstance(value, bool))
+        or (kind is int and isinstance(value, int) and not isinstance(value, bool))
+        or (kind is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (kind is str and isinstance(value, str))
+        for kind in allowed
+    )
+
+
+def _check_type(cls: type, name: str, value: Any, annotation: Any, *, field: str) -> None:
+    """Refuse a value whose type the parameter's annotation cannot take, naming both."""
+    allowed = _simple_types(annotation)
+    if allowed is None:
+        return
+    if _type_ok(value, allowed):
+        if isinstance(value, float) and not math.isfinite(value) and float in allowed:
+            raise ConfigError(
+                f"{cls.__name__} parameter '{name}' must be a finite number, got {value}",
+                field=field,
+            )
+        return
+    wanted = " or ".join(_SIMPLE_TYPES.get(k, "null") for k in sorted(allowed, key=str))
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    raise ConfigError(
+        f"{cls.__name__} parameter '{name}' must be {wanted}, got {shown}", field=field
+    )
 
 
 def _deserialize(

@@ -16,7 +16,7 @@
     ├── LoaderError              one source could not be read (recorded, the run goes on)
     ├── DuplicateIdError         ``policy="fail"`` met an id that is already stored
     ├── StoreUnavailableError    a vector store's server cannot be reached (names URL and setting)
-    ├── StoreCorruptError        a store's files are missing, corrupt or foreign (names file, repair)
+    ├── StoreCorruptError        a store file is missing, corrupt or foreign (names file, repair)
     ├── StoreLockedError         another process writes to the store (names pid, host, since)
     ├── StoreFullError           the disk under a store is full (nothing written is lost)
     ├── GenerationError          a generator failed (remote endpoint down, bad response, ...)

@@ -40,6 +40,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,13 +52,20 @@ from rag.core.component import (
     _accepts,
     _type_hints,
     build_component,
+    input_type_problem,
     types_compatible,
 )
 from rag.core.errors import ConfigError, MissingEnvVarError, PipelineError, did_you_mean
 from rag.core.registry import Registry, allowing_imports, default_registry, imports_allowed
-from rag.core.secrets import Secret
+from rag.core.secrets import Secret, looks_like_secret
 from rag.core.tracing import tracer_for
 from rag.core.yaml_io import LocatedYaml, dump_yaml, expand_env_refs, read_yaml
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class LiteralSecretWarning(UserWarning):
+    """A pipeline file holds what looks like a credential itself (the value is never shown)."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +330,14 @@ class Pipeline:
                 f"run(): no component takes input(s) {', '.join(sorted(unknown))}. "
                 f"Free inputs: {', '.join(all_free) or '(none)'}"
             )
+        for name, values in pending.items():
+            sockets = type(self._components[name]).input_sockets()
+            for socket, value in values.items():
+                problem = input_type_problem(value, sockets[socket][0])
+                if problem:
+                    raise PipelineError(
+                        f"run(): input '{socket}' of '{name}' {problem}, got {value!r:.80}"
+                    )
         self.warm_up()
         include = set(include_outputs_from)
         results: dict[str, dict[str, Any]] = {}
@@ -594,11 +611,20 @@ class _Builder:
             for param in spec.get("init_parameters") or {}:
                 if _accepts(hints.get(param), Secret):
                     keep.add(("components", name, "init_parameters", param))
+        self._warn_literal_secrets(keep)
         expand_env_refs(self.located, keep=keep)
         for path in keep:
             value = self.located.data
             for part in path:
                 value = value[part]
+            if isinstance(value, str) and not _ENV_NAME.fullmatch(Secret.parse(value).env_var):
+                # Never echo it: it is most likely the key itself.
+                raise self.fail(
+                    "holds a literal value, not an environment variable; secrets are read from "
+                    "the environment: export the key and write e.g. '${OPENAI_API_KEY}' here "
+                    "(and rotate the key if this file was shared)",
+                    *path,
+                )
             if isinstance(value, str) and os.environ.get(Secret.parse(value).env_var) is None:
                 raise self.fail(
                     f"environment variable {Secret.parse(value).env_var} is not set; export it "
@@ -607,6 +633,28 @@ class _Builder:
                     cls=MissingEnvVarError,
                 )
         self.specs = self.located.data.get("components") or {}
+
+    def _warn_literal_secrets(self, refused: set[tuple[Any, ...]]) -> None:
+        """Warn (without echoing the value) about literal credentials anywhere in components;
+        ``refused`` are secret-typed parameters, which are refused with an error instead."""
+        stack: list[tuple[Any, tuple[Any, ...]]] = [(self.specs, ("components",))]
+        while stack:
+            value, path = stack.pop()
+            if path in refused:
+                continue
+            if isinstance(value, dict):
+                stack.extend((v, (*path, k)) for k, v in value.items())
+            elif isinstance(value, list):
+                stack.extend((v, (*path, i)) for i, v in enumerate(value))
+            elif looks_like_secret(str(path[-1]), value):
+                where = self.fail("", *path)
+                warnings.warn(
+                    f"{where.file or '<text>'}:{where.line}: field '{where.field}' looks like a "
+                    "literal credential; move it to an environment variable and write "
+                    "'${NAME}' here (the value is not shown)",
+                    LiteralSecretWarning,
+                    stacklevel=2,
+                )
 
     def _component(self, name: str, path: tuple[Any, ...]) -> Component:
         if name in self.built:
