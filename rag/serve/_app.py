@@ -192,6 +192,8 @@ def create_app(
     ingest_pipeline: str = "ingest",
     model_name: str = "ragline",
     warm_up: bool = True,
+    ui: bool = False,
+    reports_dir: str | Path | None = None,
 ) -> FastAPI:
     """Build the HTTP API for a pipeline file.
 
@@ -207,6 +209,8 @@ def create_app(
         ingest_pipeline: Pipeline that ingests documents.
         model_name: The model name chat completions report and ``/v1/models`` lists.
         warm_up: Load models and open stores when the server starts.
+        ui: Serve the browser playground at ``/`` (:mod:`rag.serve.ui`); its calls need a key.
+        reports_dir: With ``ui``, the folder whose evaluation reports the playground lists.
 
     Returns:
         The FastAPI application (serve it with uvicorn, or see :func:`rag.serve.serve`).
@@ -227,6 +231,8 @@ def create_app(
         )
     if api_keys and no_auth:
         raise ConfigError("API keys were given together with no_auth; choose one")
+    if reports_dir is not None and not ui:
+        raise ConfigError("--reports lists evaluation reports in the playground; add --ui")
     if max_body_bytes < 1:
         raise ConfigError(f"max_body_bytes must be at least 1, got {max_body_bytes}")
     if not isinstance(pipeline_file, PipelineFile):
@@ -528,10 +534,15 @@ def create_app(
         return JSONResponse([_float_vector(v) for v in vectors])
 
     _publish_documents_schema(app)
+    public_paths = tuple(PUBLIC_PATHS)
+    if ui:  # the page and its static files are public; every API call it makes needs a key
+        from rag.serve.ui import mount_ui
+
+        public_paths += mount_ui(app, reports_dir=reports_dir)
     app.add_middleware(
         Guard,
         api_keys=None if no_auth else list(api_keys),
-        public_paths=PUBLIC_PATHS,
+        public_paths=public_paths,
         max_body_bytes=max_body_bytes,
     )
     return app

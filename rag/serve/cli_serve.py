@@ -10,6 +10,9 @@ Security defaults:
   read.
 - ``--mcp`` also answers the Model Context Protocol at ``/mcp``, behind the same keys;
   ``--mcp --stdio`` speaks MCP over stdin/stdout instead of HTTP (see :mod:`rag.serve.mcp`).
+- ``--ui`` serves the browser playground at ``/``: the page is public, every API call it makes
+  sends the key the user typed; ``--reports DIR`` lists the evaluation reports under ``DIR``
+  in it (see :mod:`rag.serve.ui`).
 
 Everything that can be wrong with the configuration is found before the port is opened: a
 pipeline file that fails validation exits 2 with the file, line and field, and a model that
@@ -56,6 +59,8 @@ def build_app(
     allowed_roots: Sequence[str | Path] = (),
     max_body_bytes: int | None = None,
     mcp: bool = False,
+    ui: bool = False,
+    reports_dir: str | Path | None = None,
 ) -> Any:
     """Validate everything, warm the models up and return the app, ready to serve.
 
@@ -67,6 +72,8 @@ def build_app(
         allowed_roots: Directories whose files may be ingested by path.
         max_body_bytes: Largest request body (default 8 MiB).
         mcp: Also serve MCP (streamable HTTP) at ``/mcp``, behind the same keys.
+        ui: Also serve the browser playground at ``/`` (its API calls need a key).
+        reports_dir: With ``ui``, the folder of evaluation reports the playground lists.
 
     Raises:
         ConfigError: an invalid pipeline file, missing keys, or ``no_auth`` on a public address.
@@ -94,6 +101,8 @@ def build_app(
         allowed_roots=allowed_roots,
         max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         warm_up=False,
+        ui=ui,
+        reports_dir=reports_dir,
     )
     if mcp:
         from rag.serve.mcp import mount_mcp
@@ -131,6 +140,8 @@ def serve(
     log_level: str = "info",
     grpc_port: int | None = None,
     mcp: bool = False,
+    ui: bool = False,
+    reports_dir: str | Path | None = None,
 ) -> None:
     """Serve a pipeline file over HTTP until interrupted (see :func:`build_app`).
 
@@ -152,6 +163,8 @@ def serve(
         allowed_roots=allowed_roots,
         max_body_bytes=max_body_bytes,
         mcp=mcp,
+        ui=ui,
+        reports_dir=reports_dir,
     )
     uvicorn = require("uvicorn", package="uvicorn", extra="serve", purpose="rag serve")
     if no_auth:
@@ -172,6 +185,9 @@ def serve(
         )
         bound = grpc_server.start()
         print(f"gRPC API (ragline.v1.Ragline) on {host}:{bound}", file=sys.stderr)
+    if ui:
+        shown = f"[{host}]" if ":" in host else host
+        print(f"playground on http://{shown}:{port}/ (enter an API key)", file=sys.stderr)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
