@@ -1,0 +1,270 @@
+"""The playground in a real browser: Debian's Chromium driven by Playwright (system browser).
+
+A real ``rag serve --ui`` app (uvicorn on 127.0.0.1, a free port) over the example corpus with the
+session's real embedder and local generator. The page is opened, the key entered, a question
+asked; the test waits for the streamed answer and checks the citation highlight, the prompt
+panel, a wrong key's 401 message, the filter editor and the reports page. Screenshots are saved
+under pytest's temporary folder (``.../artifacts``, printed); ``RAGLINE_PLAYGROUND_SCREENSHOT=PATH``
+also copies the answer's screenshot to PATH (the docs keep one). Chromium comes from
+scripts/install_chromium.sh; ``RAGLINE_CHROMIUM`` names another binary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rag.chains.rag import RagChain
+from rag.core import Pipeline, PipelineFile
+from tests.serve.conftest import API_KEY, running
+from tests.serve.test_playground import write_report
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="the 'playwright' package is not installed (pip install playwright; it is in the "
+    "dev extra)",
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUESTION = "What does FAISS stand for?"
+WRONG_KEY = "wrong-key-0123456789abcdef"
+TIMEOUT_MS = 120_000
+
+
+def chromium_path() -> str | None:
+    named = os.environ.get("RAGLINE_CHROMIUM")
+    if named:
+        return named if Path(named).is_file() else None
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    path = chromium_path()
+    if path is None:
+        pytest.skip(
+            "no Chromium: install Debian's 'chromium' package (scripts/install_chromium.sh "
+            "does, as root) or set RAGLINE_CHROMIUM to a Chromium binary"
+        )
+    # As root (CI) Chromium runs only without its sandbox.
+    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("artifacts", numbered=True)
+
+
+@pytest.fixture(scope="module")
+def playground(qa_app_file: PipelineFile, tmp_path_factory) -> Iterator[str]:
+    """``rag serve --ui --reports DIR`` over the example corpus; ask answers extractively
+    (a span copied from a context, with its offsets)."""
+    from rag.serve import create_app
+
+    retriever = qa_app_file.pipeline("search").get_component("retriever")
+    generator = qa_app_file.pipeline("ask").get_component("chain").generator
+    ask = Pipeline("ask")
+    ask.add_component(
+        "chain",
+        RagChain(retriever=retriever, generator=generator, k=3, answer_style="extractive"),
+    )
+    app_file = PipelineFile(pipelines={"search": qa_app_file.pipeline("search"), "ask": ask})
+    reports = tmp_path_factory.mktemp("reports")
+    write_report(reports / "cranfield", dataset="cranfield", values={"dense": 0.36, "bm25": 0.35})
+    app = create_app(app_file, api_keys=[API_KEY], ui=True, reports_dir=reports)
+    with running(app) as url:
+        yield url
+
+
+@pytest.fixture()
+def page(browser, playground) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(playground + "/")
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+def enter_key(page: Any, key: str) -> None:
+    page.fill("#key-input", key)
+    page.click("#key-form button[type=submit]")
+
+
+def api_answer(base_url: str, question: str) -> tuple[dict[str, Any], float]:
+    """The API's own answer (not streamed) and its wall time on this machine."""
+    started = time.perf_counter()
+    response = httpx.post(
+        f"{base_url}/v1/ask",
+        json={"question": question},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=TIMEOUT_MS / 1000,
+    )
+    seconds = time.perf_counter() - started
+    assert response.status_code == 200, response.text
+    return response.json(), seconds
+
+
+def test_ask_streams_the_answer_and_highlights_what_it_cites(page, playground, artifacts, capsys):
+    enter_key(page, API_KEY)
+    page.wait_for_selector("#key-status:has-text('key accepted')")
+    assert page.evaluate("sessionStorage.getItem('ragline.apiKey')") == API_KEY
+
+    page.fill("#question", QUESTION)
+    page.click("#ask-button")
+    page.wait_for_selector("#answer-card[data-state=done]")
+    timing = page.locator("#browser-timing")
+    first_ms = timing.get_attribute("data-first-token-ms")
+    answer_ms = float(timing.get_attribute("data-answer-ms"))
+
+    api, api_seconds = api_answer(playground, QUESTION)
+    assert api["citations"], api  # an extractive answer always cites its context
+    shown = page.inner_text("#answer")
+    assert api["answer"].strip() in shown
+
+    # The prompt panel holds exactly the prompt the API returns for the same question.
+    page.click("#prompt-panel > summary")
+    assert page.locator("#prompt").text_content() == api["prompt"]
+    assert page.locator("#messages pre").count() == len(api["messages"])
+    page.click("#timings-panel > summary")
+    stages = page.locator("#timings th").all_text_contents()
+    assert set(api["timings"]) <= set(stages)  # a streamed answer also times its first token
+
+    # Every retrieved passage is listed with its score; the cited ones are marked.
+    contexts = {c["index"]: c for c in api["contexts"]}
+    assert page.locator("#contexts > li").count() == len(contexts)
+    cited = page.locator("#contexts > li.cited").count()
+    assert cited == len(api["citations"])
+
+    # A citation link highlights text that is in the cited context (its span's offsets).
+    link = page.locator("#answer a.cite").first
+    index = int(link.get_attribute("data-index"))
+    link.click()
+    marks = page.locator(f"#ctx-{index} mark.cited-span").all_text_contents()
+    assert marks and all(m and m in contexts[index]["text"] for m in marks)
+    if api["span"] and api["span"]["index"] == index:
+        span = api["span"]
+        assert marks == [contexts[index]["text"][span["start"] : span["end"]]]
+        assert page.get_attribute(f"#ctx-{index} .passage-text", "data-highlight") == "offsets"
+    assert page.locator(f"#ctx-{index}.selected").count() == 1
+
+    shot = artifacts / "playground-answer.png"
+    page.screenshot(path=str(shot), full_page=True)
+    copy_to = os.environ.get("RAGLINE_PLAYGROUND_SCREENSHOT")
+    if copy_to:
+        shutil.copyfile(shot, copy_to)
+    server_total = api["timings"].get("total")
+    first_text = f"{float(first_ms) / 1000:.3f} s" if first_ms else "no token event"
+    with capsys.disabled():
+        print(
+            f"\nplayground screenshot: {shot}\n"
+            f"browser: first answer text {first_text}, whole answer {answer_ms / 1000:.3f} s; "
+            f"API (POST /v1/ask, not streamed): {api_seconds:.3f} s"
+            + (f" (server total {server_total:.3f} s)" if server_total is not None else "")
+        )
+
+
+def test_a_wrong_key_shows_the_401_message(page):
+    enter_key(page, WRONG_KEY)
+    page.wait_for_selector("#error:not([hidden])")
+    assert "401" in page.inner_text("#error")
+    assert "missing or invalid API key" in page.inner_text("#error")
+    page.fill("#question", QUESTION)
+    page.click("#ask-button")
+    page.wait_for_selector("#answer-card[data-state=error]")
+    message = page.inner_text("#error")
+    assert message.startswith("401: missing or invalid API key"), message
+
+
+def test_the_search_tab_checks_the_filter_here_and_shows_the_servers_error(page, playground):
+    enter_key(page, API_KEY)
+    page.click("#tab-search")
+    page.fill("#search-query", "vector index")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url) if "/v1/search" in r.url else None)
+
+    page.fill("#search-filter", '{"source": ')  # not JSON: refused before any request
+    page.click("#search-form button[type=submit]")
+    assert "not valid JSON" in page.inner_text("#search-filter-error")
+    page.fill("#search-filter", '{"source": {"$regex": "faiss"}}')  # an unknown operator
+    page.click("#search-form button[type=submit]")
+    assert "unknown operator '$regex'" in page.inner_text("#search-filter-error")
+    assert requests == []
+
+    page.fill("#search-filter", '{"year": {"$gt": true}}')  # well-formed; the server refuses it
+    page.click("#search-form button[type=submit]")
+    page.wait_for_selector("#search-filter-error:has-text('422')")
+    assert "not booleans" in page.inner_text("#search-filter-error")
+
+    hits = httpx.post(
+        f"{playground}/v1/search",
+        json={"query": "vector index", "k": 10},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    ).json()["hits"]
+    source = hits[0]["metadata"]["source"]
+    page.fill("#search-filter", json.dumps({"source": source}))
+    page.click("#search-form button[type=submit]")
+    page.wait_for_selector("#hits > li")
+    page.wait_for_selector("#search-summary:has-text('hits')")
+    assert page.inner_text("#search-filter-error") == ""
+    sources = page.locator("#hits .source").all_text_contents()
+    assert sources and set(sources) == {source}
+
+
+def test_the_reports_page_lists_and_opens_a_report(page, artifacts):
+    enter_key(page, API_KEY)
+    page.click("#tab-reports")
+    page.wait_for_selector("#reports tbody tr")
+    row = page.locator("#reports tbody tr").first
+    assert "cranfield" in row.inner_text() and "dense 0.3600" in row.inner_text()
+    row.locator("button.open-report").click()
+    frame = page.frame_locator("#report-frame")
+    assert frame.locator("h1").inner_text() == "Report of cranfield"
+    page.screenshot(path=str(artifacts / "playground-reports.png"), full_page=True)
+
+
+def test_without_offsets_the_cited_sentence_is_highlighted(page):
+    # An answer of a generated style: no offsets, "[n]" marks; the passage sentence that shares
+    # the most words with the citing sentence is highlighted.
+    context = {
+        "index": 2,
+        "text": "HNSW builds a layered graph. FAISS is a library for similarity search. "
+        "It was written at Meta.",
+    }
+    answer = {
+        "answer": "It is a library for similarity search of dense vectors [2].",
+        "citations": [{"index": 2, "id": "c2", "source": "faiss.md"}],
+        "span": None,
+        "spans": [],
+    }
+    result = page.evaluate("([a, c]) => highlightRanges(a, c)", [answer, context])
+    assert result["how"] == "words"
+    ((start, end),) = result["ranges"]
+    assert context["text"][start:end] == "FAISS is a library for similarity search."
+    # Python offsets count code points; the page converts them for JavaScript strings.
+    emoji = {"index": 1, "text": "🙂 FAISS is fast."}
+    spanned = {"answer": "fast", "citations": [], "span": {"index": 1, "start": 11, "end": 15}}
+    result = page.evaluate("([a, c]) => highlightRanges(a, c)", [spanned, emoji])
+    ((start, end),) = result["ranges"]
+    assert (
+        result["how"] == "offsets"
+        and page.evaluate("([t, a, b]) => t.slice(a, b)", [emoji["text"], start, end]) == "fast"
+    )
