@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from rag.core.limits import check_finite
+
 
 def chunk_id(source_id: str, position: int, text: str) -> str:
     """Deterministic chunk id: a hash of the source id, the chunk's position and its text.
@@ -34,6 +36,10 @@ class Document:
         text: Full text.
         metadata: JSON-serializable metadata; always carries ``source``.
 
+    Raises:
+        NonFiniteNumberError: ``metadata`` holds NaN or an infinity (JSON cannot carry it).
+        NestingTooDeepError: ``metadata`` is nested deeper than ``MAX_JSON_DEPTH``.
+
     Example:
         >>> doc = Document(id="a.md", text="Hello", metadata={"source": "a.md"})
         >>> doc.metadata["source"]
@@ -46,6 +52,8 @@ class Document:
 
     def __post_init__(self) -> None:
         self.metadata.setdefault("source", self.id)
+        # Stored metadata must survive JSON: no NaN or infinity, no absurd nesting.
+        check_finite(self.metadata, where=f"document {self.id!r:.200} metadata")
 
 
 @dataclass

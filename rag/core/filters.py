@@ -31,7 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
-from rag.core.errors import FilterError, did_you_mean
+from rag.core.errors import FilterError, InvalidInputError, did_you_mean
+from rag.core.limits import MAX_JSON_DEPTH, check_finite
 
 FIELD_OPERATORS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists")
 LOGICAL_OPERATORS = ("$and", "$or", "$not")
@@ -79,6 +80,10 @@ def parse_filter(filters: Mapping[str, Any] | FilterNode | None) -> FilterNode |
         )
     if not filters:
         return None
+    try:
+        check_finite(filters, where="filter", max_depth=MAX_JSON_DEPTH)
+    except InvalidInputError as err:
+        raise FilterError(str(err)) from None
     return _parse_mapping(filters, path="filter")
 
 

@@ -19,6 +19,16 @@ Record keeping (``mode``, see :mod:`rag.pipelines.records`):
 
 A source that fails is recorded in the report and the run goes on; its previous chunks stay.
 
+Robustness (see ``docs/concepts/robustness.md``):
+
+- one writer at a time: a run holds ``<records>.lock`` (waiting up to ``lock_timeout`` seconds
+  for another run to finish, then :class:`~rag.core.errors.StoreLockedError` naming its pid,
+  host and start time);
+- records that claim chunks the store does not hold (its ``chunks.sqlite`` was deleted, the
+  collection dropped) are noticed: those sources are ingested again, and a warning says so;
+- a huge document is embedded and written in windows of ``window_size`` chunks, so progress
+  shows, memory stays bounded and a kill loses at most one window.
+
 Example:
     >>> from rag.core import PipelineFile
     >>> from rag.pipelines.ingest import run_ingest
@@ -32,6 +42,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import queue
 import sys
 import threading
@@ -46,11 +57,17 @@ from tqdm import tqdm
 from rag.core.documents import Chunk
 from rag.core.errors import ConfigError, LoaderError, PipelineError
 from rag.core.pipeline import Pipeline
-from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, expand_sources
-from rag.pipelines.records import RecordStore, file_hash, fingerprint
+from rag.pipelines.loaders import (
+    SUPPORTED_EXTENSIONS,
+    describe_failure,
+    expand_sources,
+    per_source,
+)
+from rag.pipelines.records import RecordStore, file_hash, fingerprint, writer_lock
 from rag.pipelines.writer import StoreWriter
 
 MODES = ("incremental", "full", "none")
+logger = logging.getLogger("rag.ingest")
 # Parameters that change how fast vectors are computed, not which vectors.
 _RUNTIME_PARAMETERS = frozenset({"device", "batch_size", "progress", "cache_dir", "fp16"})
 # ... and how a remote embedder (embedder.http) reaches its service.
@@ -317,13 +334,17 @@ def plan_sources(
     records: RecordStore | None,
     *,
     pipeline_fingerprint: str,
+    store: Any = None,
 ) -> Iterator[tuple[str, str | None, int | None]]:
     """Yield ``(source, content_hash, unchanged)`` for every source, lazily.
 
     ``unchanged`` is the number of chunks an unchanged source already has in the store (it
     needs no work), else ``None``. The hash is ``None`` when records are off or the file
-    cannot be read (the loader then reports why).
+    cannot be read (the loader then reports why). With ``store``, a source whose recorded
+    chunks the store does not hold is not unchanged: it is ingested again (see
+    :class:`StoreCheck`).
     """
+    check = StoreCheck(store) if store is not None else None
     for source in files:
         if records is None:
             yield source, None, None
@@ -334,9 +355,54 @@ def plan_sources(
             yield source, None, None
             continue
         if records.is_unchanged(source, content_hash=digest, fingerprint=pipeline_fingerprint):
-            yield source, digest, records.chunk_count(source)
-        else:
-            yield source, digest, None
+            ids = records.chunk_ids(source)
+            if check is None or check.holds(source, ids):
+                yield source, digest, len(ids)
+                continue
+            logger.warning(
+                "%s: the ingestion records list %d chunk(s) that the store does not hold "
+                "(its files were deleted or replaced?); ingesting the source again",
+                source,
+                len(ids),
+            )
+        yield source, digest, None
+
+
+class StoreCheck:
+    """Whether a store still holds the chunks the records say a source has.
+
+    With a store that lists its ids (``ids()``, read once per run), every recorded id is
+    checked; otherwise the store's count of chunks with that ``source`` must reach the
+    recorded count.
+
+    Example:
+        >>> from rag.connectors.stores.faiss import FaissStore
+        >>> StoreCheck(FaissStore()).holds("a.md", ["c1"])
+        False
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._ids: set[str] | None = None
+        self._listed = False
+
+    def holds(self, source: str, ids: Sequence[str]) -> bool:
+        if not ids:
+            return True
+        if not self._listed:
+            self._listed = True
+            lister = getattr(self.store, "ids", None)
+            if callable(lister):
+                try:
+                    self._ids = set(lister())
+                except (NotImplementedError, TypeError):
+                    self._ids = None
+        if self._ids is not None:
+            return all(i in self._ids for i in ids)
+        try:
+            return int(self.store.count({"source": source})) >= len(ids)
+        except (NotImplementedError, TypeError, ValueError):
+            return True  # a store that cannot tell: trust the records
 
 
 def prune_missing(
@@ -360,6 +426,7 @@ def run_ingest(
     batch_size: int = 16,
     pattern: str = "**/*",
     progress: bool = True,
+    lock_timeout: float = 10.0,
 ) -> IngestReport:
     """Ingest files and directories with ``pipeline``.
 
@@ -374,6 +441,7 @@ def run_ingest(
             and run in mode ``none``.
         pattern: Glob pattern for directories.
         progress: Show a progress bar on stderr.
+        lock_timeout: Seconds to wait while another run writes to the same store.
 
     Returns:
         The :class:`IngestReport`.
@@ -381,6 +449,7 @@ def run_ingest(
     Raises:
         PipelineError: the pipeline cannot ingest files, or cannot keep records in ``mode``.
         ConfigError: ``mode`` needs records and the store has no place for them.
+        StoreLockedError: another run still writes to the store after ``lock_timeout``.
 
     Example:
         >>> report = run_ingest(pipeline, ["docs/"], mode="full")  # doctest: +SKIP
@@ -401,19 +470,26 @@ def run_ingest(
         _run_batches(pipeline, files, batch_size=batch_size, progress=progress, report=report)
         report.seconds = time.perf_counter() - started
         return report
-    recorded = open_recorded_writer(pipeline, writer, mode, files, paths, report)
-    plan = plan_sources(files, recorded.records, pipeline_fingerprint=recorded.fingerprint)
-    stages = ingest_stages(pipeline)
-    with tqdm(
-        total=len(files), desc="ingest", unit="file", disable=not progress, file=sys.stderr
-    ) as bar:
-        if stages is not None:
-            window = window_size or writer.batch_size
-            _stream(stages, plan, recorded, window_size=window, bar=bar)
-        else:
-            _run_per_source(pipeline, found[0] if found else "", plan, recorded, bar=bar)
-        bar.update(bar.total - bar.n)
-    _flush(pipeline)
+    lock_path = None if mode == "none" else writer.records.path
+    with writer_lock(lock_path, timeout=lock_timeout):
+        recorded = open_recorded_writer(pipeline, writer, mode, files, paths, report)
+        plan = plan_sources(
+            files,
+            recorded.records,
+            pipeline_fingerprint=recorded.fingerprint,
+            store=recorded.store,
+        )
+        stages = ingest_stages(pipeline)
+        with tqdm(
+            total=len(files), desc="ingest", unit="file", disable=not progress, file=sys.stderr
+        ) as bar:
+            if stages is not None:
+                window = window_size or writer.batch_size
+                _stream(stages, plan, recorded, window_size=window, bar=bar)
+            else:
+                _run_per_source(pipeline, found[0] if found else "", plan, recorded, bar=bar)
+            bar.update(bar.total - bar.n)
+        _flush(pipeline)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -462,6 +538,12 @@ def _produce(
                 if not put(("failed", source, err)):
                     return
                 continue
+            except Exception as err:  # any loader or splitter failure is reported per source
+                if not per_source(err):
+                    raise
+                if not put(("failed", source, LoaderError(source, describe_failure(err)))):
+                    return
+                continue
             if not put(("end", source, digest)):
                 return
         put(_DONE)
@@ -493,10 +575,13 @@ def _stream(
     report = recorded.report
     try:
         finished = False
-        while not finished:
-            window: list[tuple[str, Chunk]] = []
+        # Chunks past a full window (a huge document splits into many): they start the next
+        # window, so every window holds at most window_size chunks.
+        carry: list[tuple[str, Chunk]] = []
+        while not finished or carry:
+            window, carry = carry[:window_size], carry[window_size:]
             after: list[tuple[str, str, Any]] = []  # source ends and failures, in order
-            while len(window) < window_size:
+            while not finished and not carry and len(window) < window_size:
                 event = events.get()
                 if event is _DONE:
                     finished = True
@@ -505,8 +590,9 @@ def _stream(
                 if kind == "crashed":
                     raise payload
                 if kind == "chunks":
-                    for chunk in payload:
-                        window.append((source, chunk))
+                    room = window_size - len(window)
+                    window.extend((source, chunk) for chunk in payload[:room])
+                    carry = [(source, chunk) for chunk in payload[room:]]
                 elif kind == "row_error":
                     report.errors.append({"source": source, "error": payload})
                 elif kind == "skipped":
@@ -515,6 +601,8 @@ def _stream(
                 else:
                     after.append(event)
             recorded.write(window, embed)
+            if carry:
+                bar.set_postfix_str(f"{len(carry)} chunks of {carry[0][0]} to go", refresh=True)
             for kind, source, payload in after:
                 if kind == "end":
                     recorded.finish(source, payload)

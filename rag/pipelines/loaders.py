@@ -4,15 +4,19 @@ Office and e-book formats are read in :mod:`rag.pipelines.office` (one document 
 section, slide or worksheet); a PDF gives one document per page, with ``page`` metadata that
 every chunk of it keeps.
 
-A source that cannot be read (missing, unreadable, empty, binary, corrupt) is *recorded* in the
-``errors`` output with its reason; the other sources go on.
+A source that cannot be read (missing, unreadable, empty, binary, corrupt, a symbolic link loop,
+a FIFO or device, a directory that cannot be listed, a JSONL row nested too deep or holding NaN)
+is *recorded* in the ``errors`` output with its reason; the other sources go on.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import os
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,8 @@ from typing import Any
 from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.documents import Document
-from rag.core.errors import ConfigError, LoaderError
+from rag.core.errors import ConfigError, InvalidInputError, LoaderError, RagError
+from rag.core.limits import loads_json
 from rag.pipelines.office import OFFICE_EXTENSIONS, load_office
 
 TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
@@ -52,15 +57,79 @@ def expand_sources(
     errors: list[dict[str, str]] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        kind, problem = _classify(path)
+        if kind == "dir":
+            for directory, reason in _unlistable(path):
+                errors.append({"source": directory, "error": reason})
             for candidate in sorted(path.glob(pattern)):
-                if candidate.is_file() and candidate.suffix.lower() in extensions:
+                if candidate.suffix.lower() not in extensions:
+                    continue
+                kind, problem = _classify(candidate)
+                if kind == "file":
                     files.append(candidate.as_posix())
-        elif path.is_file():
+                elif kind != "dir":
+                    errors.append({"source": candidate.as_posix(), "error": problem})
+        elif kind == "file":
             files.append(path.as_posix())
         else:
-            errors.append({"source": path.as_posix(), "error": "no such file or directory"})
+            errors.append({"source": path.as_posix(), "error": problem})
     return sorted(dict.fromkeys(files)), errors
+
+
+def _classify(path: Path) -> tuple[str, str]:
+    """``("file" | "dir" | "bad", reason)`` of a path, following symbolic links."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            return "bad", "broken symbolic link (its target does not exist)"
+        return "bad", "no such file or directory"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "bad", "symbolic link loop (the link points back to itself)"
+        return "bad", f"cannot read: {err.strerror or err}"
+    if stat.S_ISDIR(mode):
+        return "dir", ""
+    if stat.S_ISREG(mode):
+        return "file", ""
+    what = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+    )
+    return "bad", f"not a regular file ({what}); only files can be ingested"
+
+
+def _unlistable(root: Path) -> Iterator[tuple[str, str]]:
+    """Directories under ``root`` that cannot be listed (their files would be missed)."""
+    problems: list[tuple[str, str]] = []
+
+    def record(err: OSError) -> None:
+        problems.append(
+            (Path(err.filename or root).as_posix(), f"cannot list directory: {err.strerror}")
+        )
+
+    for _ in os.walk(root, onerror=record):
+        pass
+    yield from problems
+
+
+def per_source(err: BaseException) -> bool:
+    """Whether a loader failure belongs to one source (reported, the run goes on) rather than
+    to the configuration (a missing package, a bad parameter: raised, the run stops)."""
+    return isinstance(err, InvalidInputError) or not isinstance(err, RagError)
+
+
+def describe_failure(err: BaseException) -> str:
+    """A one-line reason for an unexpected loader failure (no traceback in reports)."""
+    if isinstance(err, RecursionError):
+        return "content nested too deeply to read"
+    if isinstance(err, MemoryError):
+        return "too large to load into memory"
+    text = str(err).splitlines()[0][:300] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def _decode(data: bytes, source: str, encoding: str) -> str:
@@ -130,6 +199,11 @@ class FileLoader(Component):
                 # a source that fails part-way (load() streams JSONL) contributes nothing
                 errors.append({"source": err.source, "error": err.reason})
                 continue
+            except Exception as err:  # any loader failure is reported per source
+                if not per_source(err):
+                    raise
+                errors.append({"source": source, "error": describe_failure(err)})
+                continue
             documents.extend(found)
             errors.extend(row_errors)
         return {"documents": documents, "errors": errors}
@@ -152,6 +226,10 @@ class FileLoader(Component):
                 f"unsupported file type '{suffix or '(none)'}'; supported: "
                 f"{', '.join(SUPPORTED_EXTENSIONS)}",
             )
+        kind, problem = _classify(path)
+        if kind != "file":
+            # Opening a FIFO would block for ever; a loop or a directory has nothing to read.
+            raise LoaderError(source, problem or "a directory, not a file")
         if suffix in (".jsonl", ".csv"):
             stream = self._jsonl_stream if suffix == ".jsonl" else self._csv_stream
             yield from stream(source, path)
@@ -308,9 +386,12 @@ class FileLoader(Component):
         if not line.strip():
             return
         try:
-            row = json.loads(line)
+            row = loads_json(line, where=f"{source}:{number}")
         except json.JSONDecodeError as err:
             yield LoaderError(f"{source}:{number}", f"invalid JSON: {err.msg}")
+            return
+        except InvalidInputError as err:
+            yield LoaderError(f"{source}:{number}", err.message)
             return
         if not isinstance(row, dict):
             yield LoaderError(f"{source}:{number}", "each line must be a JSON object")

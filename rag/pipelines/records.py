@@ -40,16 +40,21 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
+import json
+import os
+import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.core.errors import ConfigError
+from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError, StoreLockedError
 
 PENDING = "pending"
 DONE = "done"
@@ -105,20 +110,58 @@ class RecordStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot create the folder of the ingestion records {self.path}: "
+                    f"{err.strerror or err}; set records_path on writer.store to a writable place",
+                    field="records_path",
+                ) from None
         self._lock = threading.RLock()
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, content_hash TEXT, "
-            "fingerprint TEXT, status TEXT NOT NULL, written_at REAL)"
-        )
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS chunk_ids (source TEXT NOT NULL, chunk_id TEXT NOT NULL, "
-            "fresh INTEGER NOT NULL, PRIMARY KEY (source, chunk_id)) WITHOUT ROWID"
-        )
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, content_hash TEXT, "
+                "fingerprint TEXT, status TEXT NOT NULL, written_at REAL)"
+            )
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS chunk_ids (source TEXT NOT NULL, chunk_id TEXT NOT "
+                "NULL, fresh INTEGER NOT NULL, PRIMARY KEY (source, chunk_id)) WITHOUT ROWID"
+            )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(sources)")}
+        except sqlite3.Error as err:
+            raise self._broken(err) from None
+        if not {"source", "content_hash", "fingerprint", "status"} <= columns:
+            raise StoreCorruptError(
+                self.path,
+                "is a SQLite file of something else (its 'sources' table is not ragline's)",
+                "Point records_path at another file, or move this one aside; the next ingest "
+                "then re-ingests every source (chunks are upserted, nothing is duplicated)",
+            )
         self._db = db
+
+    def _broken(self, err: sqlite3.Error) -> Exception:
+        """The named error for a SQLite failure of the records file."""
+        if "full" in str(err).lower():
+            return StoreFullError(
+                f"{self.path}: the disk is full ({err}); nothing recorded before is lost. Free "
+                "space and run the ingest again: it resumes where it stopped"
+            )
+        if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
+            return StoreCorruptError(
+                self.path,
+                f"the ingestion records are unreadable ({err})",
+                "Delete this file: the next ingest re-ingests every source (chunks are "
+                "upserted, nothing is duplicated)",
+            )
+        return StoreCorruptError(
+            self.path,
+            f"the ingestion records cannot be used ({err})",
+            "Check the file's permissions and the disk, or delete it to start the records afresh",
+        )
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, source: str) -> SourceRecord | None:
@@ -188,11 +231,13 @@ class RecordStore:
                 "SELECT fingerprint FROM sources WHERE source=?", (source,)
             ).fetchone()
             reusable = row is not None and fingerprint is not None and row[0] == fingerprint
+            # A new source has no older vectors: it is recorded with this pipeline's
+            # fingerprint at once, so the windows written before a crash are reused on resume.
             self._db.execute(
-                "INSERT INTO sources (source, status) VALUES (?, ?) "
+                "INSERT INTO sources (source, status, fingerprint) VALUES (?, ?, ?) "
                 "ON CONFLICT(source) DO UPDATE SET status=excluded.status, "
                 "fingerprint=CASE WHEN ? THEN fingerprint ELSE NULL END",
-                (source, PENDING, int(reusable)),
+                (source, PENDING, fingerprint, int(reusable)),
             )
             self._db.execute("UPDATE chunk_ids SET fresh=0 WHERE source=?", (source,))
         return reusable
@@ -261,18 +306,101 @@ class RecordStore:
             self._db.close()
 
     def _transaction(self) -> Any:
-        return _Transaction(self._db)
+        return _Transaction(self)
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error); SQLite failures become
+    named errors that give the records file (a full disk, a corrupt file)."""
+
+    def __init__(self, records: RecordStore) -> None:
+        self._records = records
+        self._db = records._db
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise self._records._broken(err) from None
 
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+    def __exit__(self, kind: Any, error: Any, _: Any) -> bool:
+        if kind is None:
+            try:
+                self._db.execute("COMMIT")
+                return False
+            except sqlite3.Error as err:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                raise self._records._broken(err) from None
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+        if isinstance(error, sqlite3.Error):
+            raise self._records._broken(error) from None
+        return False
+
+
+@contextlib.contextmanager
+def writer_lock(records_path: str | None, *, timeout: float = 10.0) -> Iterator[None]:
+    """Hold the one-writer lock of a store (``<records_path>.lock``) for the block.
+
+    Another process holding it is waited for up to ``timeout`` seconds; then
+    :class:`StoreLockedError` names its pid, host and start time. The lock is an ``flock``, so
+    the system drops it when the holder dies (a killed run never leaves the store locked).
+
+    Example:
+        >>> with writer_lock(None):  # an in-memory store: nothing to lock
+        ...     pass
+    """
+    if not records_path or records_path == ":memory:":
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(records_path + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_path, "a+")  # noqa: SIM115 (held for the whole block)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreLockedError(_holder_message(lock_path, timeout)) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        since = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": since}))
+        handle.flush()
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def _holder_message(lock_path: Path, timeout: float) -> str:
+    try:
+        holder = json.loads(lock_path.read_text() or "{}")
+    except (OSError, ValueError):
+        holder = {}
+    if not isinstance(holder, dict):
+        holder = {}
+    who = (
+        f"process {holder.get('pid', '?')} on {holder.get('host', '?')} "
+        f"(since {holder.get('since', '?')})"
+    )
+    return (
+        f"another ingest writes to this store: {who} holds {lock_path}; waited {timeout:g} s. "
+        "Let it finish (or stop it) and run again"
+    )
 
 
 def default_records_path(store: Any, *, records_path: str | None = None) -> str:

@@ -10,6 +10,14 @@ A write commits to SQLite first; the index file is saved on :meth:`FaissStore.fl
 process dies between the two, the next open sees that the generations differ and rebuilds the
 index from SQLite, so nothing committed is lost and nothing is duplicated.
 
+Broken files are noticed on open: an ``index.faiss`` or ``index.json`` that is corrupt, stale
+or of the wrong shape is rebuilt from SQLite (with a warning naming the file); a
+``chunks.sqlite`` that is missing beside an index, corrupt, or another program's database
+raises :class:`~rag.core.errors.StoreCorruptError` naming the file and the repair (the index
+holds vectors only, so the chunks cannot be rebuilt from it). A full disk raises
+:class:`~rag.core.errors.StoreFullError`; the failed write is rolled back and what was
+committed before stays.
+
 Filters (see :mod:`rag.core.filters`) are applied *before* ranking, so a filtered search
 returns ``k`` hits whenever ``k`` chunks match. The metadata is held column by column in numpy
 (:mod:`rag.connectors.stores._columns`), so a filter costs a few array operations per query, not
@@ -29,7 +37,10 @@ are read from SQLite in one ``SELECT ... WHERE rowid IN (...)`` per search.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -41,15 +52,18 @@ from typing import Any
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores import _faiss_index
 from rag.connectors.stores._columns import MetadataColumns
 from rag.connectors.stores._common import apply_write_policy, check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError
+from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError
 from rag.core.filters import parse_filter
 from rag.core.protocols import Filters, WritePolicy
 
-INDEX_TYPES = ("flat", "hnsw")
+logger = logging.getLogger("rag.stores.faiss")
+INDEX_TYPES = ("flat", "hnsw", *_faiss_index.COMPRESSED_INDEX_TYPES)
+CHUNK_COLUMNS = ("rowid", "id", "text", "metadata", "vector")
 METRICS = ("ip", "l2")
 # Rebuild an HNSW index when this share of its vectors is deleted (HNSW cannot remove).
 TOMBSTONE_REBUILD_RATIO = 0.25
@@ -87,12 +101,49 @@ def _faiss() -> Any:
     return require("faiss", package="faiss-cpu", extra="embed", purpose="store.faiss")
 
 
+def _check_store_path(path: str) -> None:
+    """Refuse a ``path`` that is a file, or inside ``/proc``, ``/sys`` or ``/dev``."""
+    resolved = Path(path).expanduser()
+    with_parents = [resolved, *resolved.parents]
+    special = next((p for p in with_parents if p.as_posix() in ("/proc", "/sys", "/dev")), None)
+    if special is not None and Path(path).is_absolute():
+        raise ConfigError(
+            f"store.faiss path {path!r} is under {special}, a system folder that holds no "
+            "files; set path to a directory such as .rag/index",
+            field="path",
+        )
+    for candidate in with_parents:
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                raise ConfigError(
+                    f"store.faiss path {path!r}: {candidate} is a file, not a directory; "
+                    "store.faiss keeps a folder (chunks.sqlite, index.faiss); set path to a "
+                    "directory",
+                    field="path",
+                )
+            return
+
+
+def _metadata_json(chunk: Chunk) -> str:
+    """Chunk metadata as JSON; NaN and infinity are refused (no JSON answer could carry them)."""
+    try:
+        return json.dumps(chunk.metadata, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        from rag.core.limits import check_finite
+
+        check_finite(chunk.metadata, where=f"chunk {chunk.id} metadata")
+        raise
+
+
 class FaissStore(Component):
     """Chunks and vectors in FAISS (exact ``flat`` or approximate ``hnsw``), persisted to disk.
 
     Args:
         path: Directory to persist to; ``None`` keeps everything in memory.
-        index: ``flat`` (exact) or ``hnsw``.
+        index: ``flat`` (exact), ``hnsw``, or a compressed index for large stores (see
+            :mod:`rag.connectors.stores._faiss_index`): ``int8`` (scalar quantization, a
+            quarter of the memory) or ``binary`` (sign bits searched by Hamming distance,
+            the best candidates rescored exactly).
         metric: ``ip`` (inner product; cosine on normalized vectors) or ``l2``.
         dimension: Vector size; taken from the first write when ``None``.
         hnsw_m: HNSW graph degree.
@@ -102,6 +153,10 @@ class FaissStore(Component):
         text_cache_mb: Memory, in MB, for chunk ids and texts held so that search reads no
             SQLite (about the texts' size plus 160 bytes a chunk); chunks past it are read from
             SQLite per search. ``0`` reads every hit from SQLite.
+        rescore: With ``index: binary``, the vectors that rescore its candidates: ``int8``
+            codes (default) or ``float`` (4 bytes a dimension more memory).
+        rescore_factor: With ``index: binary``, candidates rescored per query:
+            ``rescore_factor * max(k, 10)``.
 
     Example:
         >>> import numpy as np
@@ -129,15 +184,20 @@ class FaissStore(Component):
         ef_search: int = 128,
         device: str = "cpu",
         text_cache_mb: float = 256,
+        rescore: str = "int8",
+        rescore_factor: int = 10,
     ) -> None:
         check_choice(index, INDEX_TYPES, "index")
         check_choice(metric, METRICS, "metric")
+        _faiss_index.check_options(index, dimension, rescore, rescore_factor)
         if device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {device!r}", field="device")
         if text_cache_mb < 0:
             raise ConfigError(
                 f"text_cache_mb must be 0 or more, got {text_cache_mb!r}", field="text_cache_mb"
             )
+        if path is not None:
+            _check_store_path(path)
         self.path = path
         self.index = index
         self.metric = metric
@@ -147,6 +207,8 @@ class FaissStore(Component):
         self.ef_search = ef_search
         self.device = device
         self.text_cache_mb = text_cache_mb
+        self.rescore = rescore
+        self.rescore_factor = rescore_factor
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
         self._index: Any = None
@@ -171,19 +233,20 @@ class FaissStore(Component):
             if self._db is not None:
                 return
             if self.path:
-                Path(self.path).mkdir(parents=True, exist_ok=True)
+                _check_store_path(self.path)
+                try:
+                    Path(self.path).mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise ConfigError(
+                        f"store.faiss cannot create its folder {self.path}: "
+                        f"{err.strerror or err}; set path to a writable directory",
+                        field="path",
+                    ) from None
                 db_path = str(Path(self.path) / "chunks.sqlite")
+                self._check_chunks_file(Path(db_path))
             else:
                 db_path = ":memory:"
-            db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL, "
-                "vector BLOB NOT NULL)"
-            )
-            db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT)")
+            db = self._connect(db_path)
             self._db = db
             stored_dim = self._info("dimension")
             if stored_dim is not None:
@@ -203,6 +266,68 @@ class FaissStore(Component):
             self._columns = MetadataColumns.build(self._metadata.items())
             self._open_index()
 
+    def _check_chunks_file(self, db_file: Path) -> None:
+        """A missing ``chunks.sqlite`` beside an index means the chunks were lost, not that
+        the store is new: say so instead of starting empty (and skipping every source)."""
+        index_file = db_file.with_name("index.faiss")
+        if not db_file.exists() and index_file.exists():
+            raise StoreCorruptError(
+                str(db_file),
+                "is missing, but index.faiss beside it holds vectors: the chunks' texts and "
+                "metadata were deleted, and the index alone cannot restore them",
+                f"Move {index_file.name} and index.json aside (or delete the folder "
+                f"{self.path}) and run 'rag ingest' again: the ingestion records notice the "
+                "missing chunks and ingest those sources again",
+            )
+
+    def _connect(self, db_path: str) -> sqlite3.Connection:
+        """Open ``chunks.sqlite``, refusing a corrupt or foreign database by name."""
+        try:
+            db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL, "
+                "vector BLOB NOT NULL)"
+            )
+            db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
+            info = {row[1] for row in db.execute("PRAGMA table_info(info)")}
+        except sqlite3.Error as err:
+            raise self._sqlite_error(err, db_path) from None
+        if not set(CHUNK_COLUMNS[1:]) <= columns or not {"key", "value"} <= info:
+            db.close()
+            raise StoreCorruptError(
+                db_path,
+                "is another program's SQLite database (its 'chunks' or 'info' table is not "
+                "store.faiss's)",
+                "Point path at an empty or ragline folder; this file is left untouched",
+            )
+        return db
+
+    def _sqlite_error(self, err: sqlite3.Error, db_path: str | None = None) -> Exception:
+        """The named error for a SQLite failure of ``chunks.sqlite``."""
+        where = db_path or str(Path(self.path or ":memory:", "chunks.sqlite"))
+        if "full" in str(err).lower():
+            return StoreFullError(
+                f"{where}: the disk is full ({err}). This write was rolled back; every chunk "
+                "written before it is kept. Free space and run again (an ingest resumes)"
+            )
+        if isinstance(err, sqlite3.OperationalError):
+            return StoreCorruptError(
+                where,
+                f"cannot be used ({err})",
+                "Check the folder's permissions and the disk; if another program holds it, "
+                "stop that program",
+            )
+        return StoreCorruptError(
+            where,
+            f"is corrupt or not a SQLite database ({err})",
+            "Restore it from a backup, or move the folder aside and run 'rag ingest' again "
+            "(index.faiss holds vectors only and cannot restore the chunks)",
+        )
+
     def _info(self, key: str) -> str | None:
         assert self._db is not None
         row = self._db.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
@@ -214,6 +339,14 @@ class FaissStore(Component):
     def _new_index(self, dimension: int) -> Any:
         faiss = _faiss()
         metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+        if self._compressed():
+            return _faiss_index.new_index(
+                self.index,
+                dimension,
+                self.metric,
+                rescore=self.rescore,
+                rescore_factor=self.rescore_factor,
+            )
         if self.index == "hnsw":
             index = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
             index.hnsw.efConstruction = self.ef_construction
@@ -254,8 +387,10 @@ class FaissStore(Component):
         if self.path and index_file.exists() and meta_file.exists():
             try:
                 meta = json.loads(meta_file.read_text())
+                if not isinstance(meta, dict) or not isinstance(meta.get("tombstones", []), list):
+                    raise ValueError(f"{meta_file} is not an index description")
                 if meta.get("generation") == self._generation() and not self._use_gpu():
-                    index = faiss.read_index(str(index_file))
+                    index = self._read_index(index_file)
                     tombstones = set(meta.get("tombstones", []))
                     positions = np.array(sorted({*self._rowid_of.values(), *tombstones}))
                     if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
@@ -268,17 +403,51 @@ class FaissStore(Component):
                         self._tombstones = tombstones
                         self._set_ef()
                         return
-            except (OSError, ValueError, RuntimeError):
-                pass  # unreadable or stale: rebuilt below from SQLite
+            except (OSError, ValueError, RuntimeError, TypeError) as err:
+                logger.warning(
+                    "%s or %s is unreadable (%s); rebuilding the index from chunks.sqlite",
+                    index_file,
+                    meta_file,
+                    err,
+                )
         self._rebuild_index()
 
     def _set_ef(self) -> None:
         if self.index == "hnsw" and self._index is not None:
             self._index.hnsw.efSearch = self.ef_search
 
+    # -- compressed indexes (int8, binary): see rag.connectors.stores._faiss_index -----------
+    def _compressed(self) -> bool:
+        return self.index in _faiss_index.COMPRESSED_INDEX_TYPES
+
+    def _read_index(self, path: Path) -> Any:
+        """The saved index; ``ValueError`` when it is not of the configured kind."""
+        if self._compressed():
+            return _faiss_index.load_index(
+                path, self.index, rescore=self.rescore, rescore_factor=self.rescore_factor
+            )
+        if _faiss_index.is_compressed_file(path):
+            raise ValueError(f"{path} holds a compressed index, not {self.index}")
+        return _faiss().read_index(str(path))
+
+    def _write_index(self, index: Any, path: Path) -> None:
+        if self._compressed():
+            _faiss_index.save_index(index, path)
+        else:
+            _faiss().write_index(index, str(path))
+
+    def _train(self, index: Any) -> None:
+        """Train a compressed index on a sample of the stored vectors (before adding)."""
+        if self._compressed():
+            assert self._db is not None
+            sample = _faiss_index.training_sample(self._db)
+            if len(sample):
+                index.train(sample)
+
     def _rebuild_index(self) -> None:
         assert self._db is not None and self.dimension is not None
         index = self._new_index(self.dimension)
+        self._train(index)
         batch_ids, batch_vectors, positions = [], [], []
         for rowid, blob in self._db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid"):
             batch_ids.append(rowid)
@@ -320,7 +489,7 @@ class FaissStore(Component):
                 return 0
             replaced = [self._rowid_of[cid] for cid in unique if cid in self._rowid_of]
             positions = list(unique.values())
-            db.execute("BEGIN IMMEDIATE")
+            self._begin(db)
             try:
                 if replaced:
                     db.executemany("DELETE FROM chunks WHERE rowid=?", [(r,) for r in replaced])
@@ -332,15 +501,15 @@ class FaissStore(Component):
                         (
                             chunk.id,
                             chunk.text,
-                            json.dumps(chunk.metadata, ensure_ascii=False),
+                            _metadata_json(chunk),
                             vectors[position].tobytes(),
                         ),
                     )
                     new_rowids.append(cursor.lastrowid)
                 self._bump_generation(db)
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
+            except BaseException as err:
+                self._rollback(db, err)
                 raise
             self._remove_from_index(replaced)
             self._forget_rows(replaced)
@@ -348,6 +517,8 @@ class FaissStore(Component):
             self._positions = np.concatenate(
                 [self._positions, np.array(new_rowids, dtype=np.int64)]
             )
+            if self._compressed() and self._index.wants_training():
+                self._rebuild_index()  # retrain on the grown store (until the sample is full)
             for rowid, position in zip(new_rowids, positions):
                 chunk = chunks[position]
                 self._rowid_of[chunk.id] = rowid
@@ -381,6 +552,19 @@ class FaissStore(Component):
                 f"{self.dimension}-dimensional vectors; use the same embedder for every write"
             )
         return np.ascontiguousarray(vectors)
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise self._sqlite_error(err) from None
+
+    def _rollback(self, db: sqlite3.Connection, err: BaseException) -> None:
+        """Roll the transaction back; a SQLite error becomes the store's named error."""
+        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+            db.execute("ROLLBACK")
+        if isinstance(err, sqlite3.Error):
+            raise self._sqlite_error(err) from None
 
     def _bump_generation(self, db: sqlite3.Connection) -> None:
         db.execute(
@@ -416,13 +600,13 @@ class FaissStore(Component):
                 rowids = rowids & set(matching) if ids is not None else set(matching)
             if not rowids:
                 return 0
-            db.execute("BEGIN IMMEDIATE")
+            self._begin(db)
             try:
                 db.executemany("DELETE FROM chunks WHERE rowid=?", [(r,) for r in rowids])
                 self._bump_generation(db)
                 db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
+            except BaseException as err:
+                self._rollback(db, err)
                 raise
             self._remove_from_index(sorted(rowids))
             removed = {cid for cid, r in self._rowid_of.items() if r in rowids}
@@ -445,21 +629,38 @@ class FaissStore(Component):
                 return
             faiss = _faiss()
             index = self._index
-            if self._use_gpu():
+            if not self._compressed() and self._use_gpu():
                 index = faiss.index_gpu_to_cpu(self._index)
             tmp = Path(self.path, "index.faiss.tmp")
-            faiss.write_index(index, str(tmp))
-            os.replace(tmp, Path(self.path, "index.faiss"))
             meta_tmp = Path(self.path, "index.json.tmp")
-            meta_tmp.write_text(
-                json.dumps(
-                    {
-                        "generation": self._generation(),
-                        "tombstones": sorted(self._tombstones),
-                    }
+            try:
+                self._write_index(index, tmp)
+                os.replace(tmp, Path(self.path, "index.faiss"))
+                meta_tmp.write_text(
+                    json.dumps(
+                        {
+                            "generation": self._generation(),
+                            "tombstones": sorted(self._tombstones),
+                        }
+                    )
                 )
-            )
-            os.replace(meta_tmp, Path(self.path, "index.json"))
+                os.replace(meta_tmp, Path(self.path, "index.json"))
+            except (OSError, RuntimeError) as err:
+                for leftover in (tmp, meta_tmp):
+                    leftover.unlink(missing_ok=True)
+                full = getattr(err, "errno", None) == errno.ENOSPC or "No space" in str(err)
+                if full:
+                    raise StoreFullError(
+                        f"{Path(self.path, 'index.faiss')}: the disk is full while saving the "
+                        "index. Every chunk is committed in chunks.sqlite, and the next open "
+                        "rebuilds the index from it; free space and run again"
+                    ) from None
+                raise StoreCorruptError(
+                    str(Path(self.path, "index.faiss")),
+                    f"cannot be saved ({err})",
+                    "Check the folder's permissions; the chunks are safe in chunks.sqlite and "
+                    "the next open rebuilds the index from it",
+                ) from None
             self._dirty = False
 
     def close(self) -> None:
@@ -569,6 +770,8 @@ class FaissStore(Component):
 
     def _vectors_at(self, positions: np.ndarray) -> np.ndarray:
         """Stored vectors at FAISS ``positions`` (a view of a CPU index's memory, no copy)."""
+        if self._compressed():  # decoded int8 codes (or the float rescoring vectors)
+            return self._index.reconstruct_batch(positions)
         faiss = _faiss()
         storage = self._index.storage if self.index == "hnsw" else self._index
         get_xb = getattr(faiss.downcast_index(storage), "get_xb", None)
