@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from rag.core.errors import ConfigError, RagError
-from rag.core.secrets import ENV_REFERENCE, Secret
+from rag.core.secrets import ENV_REFERENCE, Secret, redact_urls
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -43,7 +43,9 @@ def secret_reference(api_key: Secret | str | None, *, field: str = "api_key") ->
 def check_http_url(url: str, *, field: str = "base_url") -> str:
     """``url`` without a trailing slash, or ConfigError when it is not http(s)."""
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{field} must start with http:// or https://, got {url!r}", field=field)
+        raise ConfigError(
+            f"{field} must start with http:// or https://, got {redact_urls(url)!r}", field=field
+        )
     return url.rstrip("/")
 
 
@@ -111,13 +113,14 @@ def post_with_retries(
             a status that retrying cannot fix.
     """
     last_error = ""
+    shown = redact_urls(url)  # user:password@ in a URL never reaches a message
     for attempt in range(max_retries + 1):
         response: httpx.Response | None = None
         try:
             request = client.build_request("POST", url, json=body)
             response = client.send(request, stream=stream)
         except httpx.TransportError as err:
-            last_error = f"cannot reach {url}: {type(err).__name__}: {err}"
+            last_error = redact_urls(f"cannot reach {shown}: {type(err).__name__}: {err}")
         else:
             if response.status_code < 400:
                 if attempts is not None:
@@ -125,7 +128,7 @@ def post_with_retries(
                 return response
             detail = error_detail(response)
             response.close()
-            last_error = f"{url} returned HTTP {response.status_code}: {detail}"
+            last_error = f"{shown} returned HTTP {response.status_code}: {detail}"
             if response.status_code not in RETRY_STATUSES:
                 if attempts is not None:
                     attempts.append(attempt + 1)

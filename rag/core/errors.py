@@ -22,7 +22,9 @@
     ├── GenerationError          a generator failed (remote endpoint down, bad response, ...)
     └── EmbeddingError           an embedder failed (remote endpoint down, bad response, ...)
 
-Every message names the offender (file, line, field or value) and, where one exists, the fix.
+Every message names the offender (file, line, field or value) and, where one exists, the fix,
+and never a credential: ``str()`` of any of these errors masks the user and password of every URL
+in it (``https://***@host``), whichever connector wrote the message.
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ from collections.abc import Iterable
 
 
 class RagError(Exception):
-    """Base class of every error ragline raises on purpose."""
+    """Base class of every error ragline raises on purpose (URL credentials masked in ``str``)."""
+
+    def __str__(self) -> str:
+        from rag.core.secrets import redact_urls  # secrets imports this module
+
+        return redact_urls(super().__str__())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class ConfigError(RagError):
@@ -164,9 +174,12 @@ class StoreUnavailableError(RagError):
     """A vector store's server cannot be reached. Names the address, the setting, the fix."""
 
     def __init__(self, store: str, address: str, setting: str, reason: str) -> None:
+        from rag.core.secrets import redact_urls
+
         self.store = store
-        self.address = address
+        self.address = address = redact_urls(address)
         self.setting = setting
+        reason = redact_urls(reason)
         super().__init__(
             f"{store}: cannot reach {address} (setting '{setting}'): {reason}. Start the "
             f"server, or point '{setting}' at a running one"
