@@ -24,6 +24,12 @@ non-null value. Every comparison of the translation is then two-valued:
 
 Every value and key of a filter is escaped (see :func:`milvus_string`) before it reaches the
 expression; the tests prove that ``x" or id != "`` cannot widen a query.
+
+Server versions: a server older than :data:`OLDEST_SERVER` is refused on connect. One older than
+:data:`TYPED_COLUMNS_SERVER` (2.3 and 2.4, e.g. the ``milvus`` package's standalone 2.3.5) runs in
+a compatibility mode: no typed columns (those servers have no nullable fields, and 2.3 no INVERTED
+index) and range filters without ``exists`` (2.3's grammar lacks it; a missing JSON key compares
+false there, so no guard is needed). Declaring ``scalar_fields`` against such a server is refused.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,6 +66,11 @@ METRICS = {"ip": "IP", "l2": "L2", "cosine": "COSINE"}
 MAX_ID_LENGTH = 512
 MAX_TEXT_LENGTH = 65_535
 logger = logging.getLogger(__name__)
+
+OLDEST_SERVER = (2, 3, 0)
+"""The oldest Milvus server ``store.milvus`` works with (``upsert`` came in 2.3)."""
+TYPED_COLUMNS_SERVER = (2, 5, 0)
+"""The oldest server with nullable scalar fields, which typed columns need."""
 
 _BATCH_ROWS = 1_000  # rows per insert/upsert call: keeps gRPC messages well under their limit
 _IDS_PER_QUERY = 1_000
@@ -222,7 +234,7 @@ _ORDER_SECTION = {"$gt": "max", "$gte": "max", "$lt": "min", "$lte": "min"}
 _ORDER_OPERATOR = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 
 
-def _field_expr(node: Field) -> str:
+def _field_expr(node: Field, exists: bool = True) -> str:
     if node.op == "$exists":
         present = f'json_contains(filterable["present"], {milvus_string(node.name)})'
         return present if node.value else f"not {present}"
@@ -238,8 +250,11 @@ def _field_expr(node: Field) -> str:
     if kind not in ("s", "n"):
         return "false"
     path = _path(kind + _ORDER_SECTION[node.op], node.name)
+    comparison = f"{path} {_ORDER_OPERATOR[node.op]} {_literal(node.value)}"
+    if not exists:  # servers before 2.5: a missing key compares false, never null
+        return comparison
     # ``exists`` first: a comparison on a missing key is null, and null must not reach ``not``.
-    return f"(exists {path} and {path} {_ORDER_OPERATOR[node.op]} {_literal(node.value)})"
+    return f"(exists {path} and {comparison})"
 
 
 # -- typed scalar fields ------------------------------------------------------------------------
@@ -332,13 +347,17 @@ def _typed_field_expr(node: Field, column: str, scalar_type: str) -> str:
     return f"({guard} and {column} {_ORDER_OPERATOR[node.op]} {_literal(bound)})"
 
 
-def to_milvus_expr(node: FilterNode | None, typed: Mapping[str, str] | None = None) -> str:
+def to_milvus_expr(
+    node: FilterNode | None, typed: Mapping[str, str] | None = None, *, exists: bool = True
+) -> str:
     """Translate a parsed filter into a Milvus boolean expression (``""`` for no filter).
 
     Args:
         node: The parsed filter.
         typed: Metadata keys stored in typed columns (key -> ``int``/``float``/``str``/``bool``);
             comparisons on them use the column (and its index), the others the JSON view.
+        exists: Guard range comparisons with ``exists`` (servers from 2.5, milvus-lite); servers
+            before 2.5 lack it and compare a missing key as false.
 
     Example:
         >>> to_milvus_expr(parse_filter({"lang": "en", "year": {"$gte": 2020}}))
@@ -346,6 +365,8 @@ def to_milvus_expr(node: FilterNode | None, typed: Mapping[str, str] | None = No
 (exists filterable["nmax"]["year"] and filterable["nmax"]["year"] >= 2020))'
         >>> to_milvus_expr(parse_filter({"year": {"$ne": 2020}}), {"year": "int"})
         'not (meta_year is not null and meta_year == 2020)'
+        >>> to_milvus_expr(parse_filter({"year": {"$lt": 2000}}), exists=False)
+        'filterable["nmin"]["year"] < 2000'
     """
     if node is None:
         return ""
@@ -354,11 +375,29 @@ def to_milvus_expr(node: FilterNode | None, typed: Mapping[str, str] | None = No
         column = scalar_column(node.name) if scalar_type else None
         if column is not None and scalar_type is not None:
             return _typed_field_expr(node, column, scalar_type)
-        return _field_expr(node)
+        return _field_expr(node, exists)
     if isinstance(node, Not):
-        return f"not ({to_milvus_expr(node.child, typed)})"
+        return f"not ({to_milvus_expr(node.child, typed, exists=exists)})"
     joiner = " and " if isinstance(node, And) else " or "
-    return "(" + joiner.join(to_milvus_expr(child, typed) for child in node.children) + ")"
+    parts = (to_milvus_expr(child, typed, exists=exists) for child in node.children)
+    return "(" + joiner.join(parts) + ")"
+
+
+def parse_server_version(text: str) -> tuple[int, int, int] | None:
+    """``(major, minor, patch)`` of a server's version string, ``None`` when it names none.
+
+    >>> parse_server_version("v2.3.5-lite"), parse_server_version("Compatible with Milvus 2.5")
+    ((2, 3, 5), (2, 5, 0))
+    """
+    found = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if found is None:
+        return None
+    major, minor, patch = found.groups()
+    return int(major), int(minor), int(patch or 0)
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
 
 
 def _ids_expr(ids: Sequence[str]) -> str:
@@ -473,12 +512,21 @@ class MilvusStore(Component):
         self._exists = False
         self._unflushed = False
         self._generation = 0
+        # The server's version, read on connect (``None`` for milvus-lite or an unnamed one);
+        # servers before TYPED_COLUMNS_SERVER run in the compatibility mode (module doc).
+        self.server_version: tuple[int, int, int] | None = None
 
     # -- connection ---------------------------------------------------------------------------
     @property
     def is_local(self) -> bool:
         """Whether ``uri`` is a milvus-lite file (embedded) rather than a server."""
         return "://" not in self.uri
+
+    @property
+    def compatibility_mode(self) -> bool:
+        """Whether the server predates :data:`TYPED_COLUMNS_SERVER` (no typed columns, no
+        ``exists`` in filters); known once connected."""
+        return self.server_version is not None and self.server_version < TYPED_COLUMNS_SERVER
 
     @property
     def concurrent_writers(self) -> bool:
@@ -506,12 +554,49 @@ class MilvusStore(Component):
             if self.is_local:
                 _lite_acquire(uri)
             try:
+                if not self.is_local:
+                    self._check_server_version()
                 self._look_for_collection()
                 if self._exists and replayed:
                     self._repair_replayed_rows()
             except Exception:
                 self.close()  # the next call starts afresh, and the file's lock is let go
                 raise
+
+    def _check_server_version(self) -> None:
+        """Read the server's version; refuse one too old, or ``scalar_fields`` on one without
+        nullable fields (one line each, naming the version, the oldest that works and the fix)."""
+        text = str(self._client.get_server_version())
+        self.server_version = parse_server_version(text)
+        if self.server_version is None:
+            logger.info(
+                "Milvus server at %s reports version %r; assuming a current one", self.uri, text
+            )
+            return
+        version = _dotted(self.server_version)
+        if self.server_version < OLDEST_SERVER:
+            raise ConfigError(
+                f"the Milvus server at {self.uri} is version {version}; store.milvus needs "
+                f"{_dotted(OLDEST_SERVER)} or newer (upsert): upgrade the server, or set uri to "
+                "a milvus-lite file such as '.rag/milvus.db'",
+                field="uri",
+            )
+        if not self.compatibility_mode:
+            return
+        if self.scalar_fields:
+            raise ConfigError(
+                f"scalar_fields needs a Milvus server {_dotted(TYPED_COLUMNS_SERVER)} or newer "
+                f"(nullable fields); the server at {self.uri} is version {version}: remove "
+                "scalar_fields (filters then read the JSON view) or upgrade the server",
+                field="scalar_fields",
+            )
+        logger.info(
+            "Milvus server %s at %s: compatibility mode (no typed columns, filters through the "
+            "JSON view without 'exists'); %s or newer gets typed columns",
+            version,
+            self.uri,
+            _dotted(TYPED_COLUMNS_SERVER),
+        )
 
     def _forget_cached_schema(self) -> None:
         """Drop pymilvus's cached schema of this collection.
@@ -673,7 +758,7 @@ class MilvusStore(Component):
         return {k: t for k, t in self._typed.items() if k not in self._json_only}
 
     def _expr(self, node: FilterNode | None) -> str:
-        return to_milvus_expr(node, self._filter_types())
+        return to_milvus_expr(node, self._filter_types(), exists=not self.compatibility_mode)
 
     @property
     def client(self) -> Any:
@@ -702,6 +787,8 @@ class MilvusStore(Component):
     def _plan_typed_fields(self, chunks: Sequence[Chunk]) -> dict[str, str]:
         """Declared fields, then up to ``inferred_fields`` keys of ``chunks`` seen with one
         scalar type, in order of first appearance."""
+        if self.compatibility_mode:
+            return {}  # no nullable fields on the server (scalar_fields was refused on connect)
         typed = dict(self.scalar_fields or {})
         values: dict[str, list[Any]] = {}
         for chunk in chunks:

@@ -1,14 +1,22 @@
-"""store.milvus on milvus-lite (embedded, real) against the shared conformance suite."""
+"""store.milvus against the shared conformance suite: on milvus-lite (embedded, real) and on a
+real Milvus standalone server (the ``milvus`` package's 2.3.5, started on 127.0.0.1 for the
+session by :mod:`tests.milvus_server`, or the server ``MILVUS_URL`` names)."""
 
 from __future__ import annotations
+
+import os
+import uuid
 
 import numpy as np
 import pytest
 
 from rag.connectors.stores.milvus import (
+    OLDEST_SERVER,
+    TYPED_COLUMNS_SERVER,
     MilvusStore,
     filterable_view,
     milvus_string,
+    parse_server_version,
     to_milvus_expr,
 )
 from rag.core.documents import Chunk
@@ -16,6 +24,7 @@ from rag.core.errors import ConfigError, MissingEnvVarError
 from rag.core.filters import parse_filter
 from rag.core.secrets import Secret
 from rag.testing import StoreConformance
+from tests.milvus_server import MILVUS_URL_VARIABLE, MilvusServer, find_server
 
 pytest.importorskip(
     "milvus_lite", reason="milvus-lite is not installed: pip install 'ragline[milvus]'"
@@ -405,3 +414,132 @@ def test_collection_without_typed_columns_still_opens(tmp_path, caplog):
     new.write([Chunk(id="b", text="t", metadata={"year": 2}, embedding=np.eye(4)[1])])
     assert new.count({"year": {"$gt": 0}}) == 2
     new.close()
+
+
+# -- a real Milvus server ----------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def milvus_server_url():
+    """``MILVUS_URL`` when set; else the packaged Milvus standalone, started for this session."""
+    given = os.environ.get(MILVUS_URL_VARIABLE)
+    if given:
+        yield given
+        return
+    why = find_server()
+    if why:
+        pytest.skip(
+            f"needs a Milvus server: {why}. Install the dev extra (pip install 'milvus==2.3.5'), "
+            f"or set {MILVUS_URL_VARIABLE}=http://host:19530"
+        )
+    server = MilvusServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def _server_factory(url, **options):
+    """Stores on the server, in collections named for this run; dropped when the class ends."""
+    run = uuid.uuid4().hex[:8]
+    made: list[str] = []
+
+    def make(name):
+        collection = f"ragline_test_{run}_{name}"
+        if collection not in made:
+            made.append(collection)
+        return MilvusStore(uri=url, collection=collection, **options)
+
+    def drop_all():
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=url)
+        for collection in made:
+            if client.has_collection(collection):
+                client.drop_collection(collection)
+        client.close()
+
+    return make, drop_all
+
+
+@pytest.mark.integration
+class TestMilvusServer(StoreConformance):
+    """The whole suite on a real server: 2.3.5 runs in the compatibility mode (no typed
+    columns, filters without ``exists``); a newer server in MILVUS_URL gets every feature."""
+
+    @pytest.fixture(scope="class")
+    def store_factory(self, milvus_server_url):
+        make, drop_all = _server_factory(milvus_server_url)
+        yield make
+        drop_all()
+
+
+@pytest.mark.integration
+def test_server_version_decides_the_features(milvus_server_url):
+    make, drop_all = _server_factory(milvus_server_url)
+    store = make("features")
+    try:
+        chunks = [
+            Chunk(id=f"i{i}", text=f"t{i}", metadata={"year": 2000 + i}, embedding=np.eye(4)[i])
+            for i in range(4)
+        ]
+        store.write(chunks)
+        assert store.server_version is not None and store.server_version >= OLDEST_SERVER
+        fields = {f["name"] for f in store.client.describe_collection(store.collection)["fields"]}
+        if store.server_version < TYPED_COLUMNS_SERVER:
+            assert store.compatibility_mode and "meta_year" not in fields
+        else:
+            assert not store.compatibility_mode and "meta_year" in fields
+        assert store.count({"$not": {"year": {"$gte": 2002}}}) == 2
+        assert store.count({"$not": {"missing": {"$lt": 1}}}) == 4
+    finally:
+        store.close()
+        drop_all()
+
+
+@pytest.mark.integration
+def test_scalar_fields_on_a_server_without_nullable_fields_is_refused(milvus_server_url):
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=milvus_server_url)
+    version = parse_server_version(client.get_server_version())
+    client.close()
+    if version is None or version >= TYPED_COLUMNS_SERVER:
+        pytest.skip(f"the server ({version}) has nullable fields: scalar_fields work there")
+    store = MilvusStore(uri=milvus_server_url, collection="never_made", scalar_fields={"y": "int"})
+    with pytest.raises(ConfigError) as caught:
+        store.warm_up()
+    assert str(caught.value) == (
+        "field 'scalar_fields': scalar_fields needs a Milvus server 2.5.0 or newer (nullable fields); the server at "
+        f"{milvus_server_url} is version {'.'.join(map(str, version))}: remove scalar_fields "
+        "(filters then read the JSON view) or upgrade the server"
+    )
+    assert caught.value.field == "scalar_fields" and store._client is None
+
+
+@pytest.mark.unit
+def test_a_server_older_than_supported_is_refused_on_connect(monkeypatch):
+    """No Milvus 2.2 server installs beside 2.3.5, so its answer is given to the real client."""
+    import pymilvus
+
+    monkeypatch.setattr(pymilvus.MilvusClient, "__init__", lambda self, **kwargs: None)
+    monkeypatch.setattr(pymilvus.MilvusClient, "get_server_version", lambda self: "v2.2.16")
+    monkeypatch.setattr(pymilvus.MilvusClient, "close", lambda self: None)
+    store = MilvusStore(uri="http://127.0.0.1:19530", collection="docs")
+    with pytest.raises(ConfigError) as caught:
+        store.warm_up()
+    assert str(caught.value) == (
+        "field 'uri': the Milvus server at http://127.0.0.1:19530 is version 2.2.16; store.milvus needs "
+        "2.3.0 or newer (upsert): upgrade the server, or set uri to a milvus-lite file such as "
+        "'.rag/milvus.db'"
+    )
+    assert caught.value.field == "uri" and store._client is None
+
+
+@pytest.mark.unit
+def test_version_strings_and_the_compatibility_translation():
+    assert parse_server_version("v2.3.5-lite") == (2, 3, 5)
+    assert parse_server_version("v2.6.1") == (2, 6, 1)
+    assert parse_server_version("Zilliz Cloud (Compatible with Milvus 2.5)") == (2, 5, 0)
+    assert parse_server_version("unknown") is None
+    node = parse_filter({"$not": {"year": {"$gt": 2000}}})
+    assert to_milvus_expr(node, exists=False) == 'not (filterable["nmax"]["year"] > 2000)'
+    assert "exists" in to_milvus_expr(node)
