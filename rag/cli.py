@@ -24,6 +24,7 @@ from rag.core.errors import (
     ConfigError,
     FilterError,
     InvalidInputError,
+    ModelNotFoundError,
     RagError,
     StoreCorruptError,
     StoreLockedError,
@@ -60,10 +61,29 @@ def errors_to_exit_codes() -> Iterator[None]:
         fail(str(err), 2)
     except StoreLockedError as err:
         fail(str(err), 2)
+    except ModelNotFoundError as err:
+        fail(str(err), 2)
     except RagError as err:
         fail(str(err), 1)
     except RecursionError:
         fail("input nested too deeply to process; flatten it", 2)
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+    ) as err:
+        # A path from the configuration (a model folder that is a file, ...).
+        fail(str(err).splitlines()[0] if str(err) else type(err).__name__, 2)
+    except Exception as err:
+        if os.environ.get("RAG_DEBUG"):
+            raise
+        first = str(err).splitlines()[0][:500] if str(err) else ""
+        fail(
+            f"unexpected {type(err).__name__}: {first} (set RAG_DEBUG=1 to see the traceback)",
+            1,
+        )
 
 
 def configure_quiet(quiet: bool) -> None:
@@ -210,6 +230,10 @@ def ingest(
         str | None, typer.Option(help="Pipeline to run (default: 'ingest').")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any source failed.")] = False,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds to wait while another ingest writes to the store."),
+    ] = 10.0,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -238,7 +262,9 @@ def ingest(
                 progress=not quiet,
             )
         else:
-            report = run_ingest(ingest_pipeline, paths, mode=mode, progress=not quiet)
+            report = run_ingest(
+                ingest_pipeline, paths, mode=mode, progress=not quiet, lock_timeout=lock_timeout
+            )
     if json_output:
         print_json(report.to_dict())
     else:

@@ -28,6 +28,7 @@ import functools
 import inspect
 import math
 import pathlib
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -232,6 +233,13 @@ def build_component(
         )
     for name, value in kwargs.items():
         _check_type(cls, name, value, hints.get(name, Any), field=f"{field}.{name}")
+    device = kwargs.get("device")
+    if isinstance(device, str) and not _DEVICE.fullmatch(device):
+        # Every component that places work (embedders, rerankers, stores) takes these.
+        raise ConfigError(
+            f"{cls.__name__} device must be auto, cpu, cuda, cuda:N or mps, got {device!r}",
+            field=f"{field}.device",
+        )
     try:
         return cls(**kwargs)
     except ConfigError as err:
@@ -247,6 +255,8 @@ def build_component(
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{cls.__name__} rejected its parameters: {err}", field=field) from err
 
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 _SIMPLE_TYPES: dict[type, str] = {
     bool: "true or false",

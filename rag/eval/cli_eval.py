@@ -122,6 +122,8 @@ def eval_command(
             2,
         )
     out_dir = Path(out) if out else Path(".rag") / "eval" / Path(config).stem
+    if out_dir.exists() and not out_dir.is_dir():
+        return error(f"--out {out_dir} is a file; give a directory for the eval outputs", 2)
     trackers = tracking.trackers(mlflow=mlflow, wandb=wandb)
     try:
         for tracker in trackers:  # a missing package is known before a long run, not after

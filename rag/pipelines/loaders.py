@@ -391,7 +391,8 @@ class FileLoader(Component):
             yield LoaderError(f"{source}:{number}", f"invalid JSON: {err.msg}")
             return
         except InvalidInputError as err:
-            yield LoaderError(f"{source}:{number}", err.message)
+            at = f"field '{err.path}': " if err.path else ""
+            yield LoaderError(f"{source}:{number}", at + err.message)
             return
         if not isinstance(row, dict):
             yield LoaderError(f"{source}:{number}", "each line must be a JSON object")
