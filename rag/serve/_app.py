@@ -533,6 +533,9 @@ def create_app(
             vectors = _unit_rows(vectors)
         return JSONResponse([_float_vector(v) for v in vectors])
 
+    from rag.serve._kserve import kserve_router  # /v2: the Open Inference Protocol (KServe)
+
+    app.include_router(kserve_router(backend))
     _publish_documents_schema(app)
     public_paths = tuple(PUBLIC_PATHS)
     if ui:  # the page and its static files are public; every API call it makes needs a key

@@ -1,12 +1,16 @@
 """``embedder.http``: embeddings from a remote service, over ``httpx``.
 
-Two wire formats cover the services people deploy:
+Three wire formats cover the services people deploy:
 
 - ``api: openai`` posts ``{"model", "input": [...]}`` to ``{base_url}/embeddings``: OpenAI, vLLM,
   Infinity, Ollama, LM Studio, and ragline's own ``rag serve`` (``/v1/embeddings``).
 - ``api: tei`` posts ``{"inputs": [...], "truncate": true}`` to ``{base_url}/embed``: Hugging
   Face Text Embeddings Inference, Inference Endpoints running it, and ``rag serve``
   (``/v1/embed``).
+- ``api: kserve`` speaks the Open Inference Protocol (KServe v2 REST): it posts one ``BYTES``
+  input tensor of texts to ``{base_url}/v2/models/{model}/infer`` and reads an ``FP32`` output
+  of shape ``[n, dimension]``: Triton, KServe, Seldon MLServer, TorchServe's KServe mode, and
+  ``rag serve`` (``/v2``).
 
 Texts go in batches of ``batch_size``, at most ``max_concurrency`` requests in flight. A 429, a
 5xx, a timeout or a connection error is retried with exponential backoff (the policy
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import urllib.parse
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -38,7 +43,9 @@ from rag.core.documents import Chunk
 from rag.core.errors import ConfigError, EmbeddingError
 from rag.core.secrets import Secret
 
-APIS = {"openai": "/embeddings", "tei": "/embed"}
+APIS = {"openai": "/embeddings", "tei": "/embed", "kserve": "/v2/models/{model}/infer"}
+KSERVE_DATATYPES = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}
+"""Output datatypes of the Open Inference Protocol read as vectors (converted to float32)."""
 
 
 class HttpEmbedder(Component):
@@ -47,10 +54,11 @@ class HttpEmbedder(Component):
     Args:
         base_url: Service root, e.g. ``https://api.openai.com/v1``, ``http://127.0.0.1:8080``
             (TEI) or ``http://127.0.0.1:8000/v1`` (``rag serve``, either API).
-        api: ``openai`` (``POST {base_url}/embeddings``) or ``tei`` (``POST {base_url}/embed``).
-        model: Model name sent with each request; required for ``openai``. TEI serves one
-            model, so with ``tei`` it is not sent (it still names the model in the pipeline's
-            fingerprint, so changing it re-ingests).
+        api: ``openai`` (``POST {base_url}/embeddings``), ``tei`` (``POST {base_url}/embed``) or
+            ``kserve`` (``POST {base_url}/v2/models/{model}/infer``, the Open Inference Protocol).
+        model: Model name sent with each request; required for ``openai`` and ``kserve`` (where
+            it is part of the URL). TEI serves one model, so with ``tei`` it is not sent (it
+            still names the model in the pipeline's fingerprint, so changing it re-ingests).
         api_key: Environment variable reference (``${OPENAI_API_KEY}``), sent as
             ``Authorization: Bearer``; ``None`` sends no key.
         dimension: The dimension every vector must have; ``None`` takes it from the first
@@ -66,6 +74,9 @@ class HttpEmbedder(Component):
         max_retries: Retries after a 429, 5xx, timeout or connection error (0 disables them).
         backoff: First wait between attempts in seconds (doubles each retry).
         max_backoff: Longest wait between attempts, including a server's ``Retry-After``.
+        input_name: ``kserve`` only: the name of the model's text input tensor.
+        output_name: ``kserve`` only: the output tensor holding the vectors; ``None`` takes the
+            only output (a model with several must name one).
         transport: An ``httpx`` transport (``httpx.MockTransport`` in tests); not serialized.
         client: A ready ``httpx.Client`` to use instead of building one; not serialized.
 
@@ -101,6 +112,8 @@ class HttpEmbedder(Component):
         max_retries: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 20.0,
+        input_name: str = "text",
+        output_name: str | None = None,
         transport: httpx.BaseTransport | None = None,
         client: httpx.Client | None = None,
     ) -> None:
@@ -114,6 +127,14 @@ class HttpEmbedder(Component):
                 "model: text-embedding-3-small",
                 field="model",
             )
+        if api == "kserve" and not model:
+            raise ConfigError(
+                "api 'kserve' needs the name the server serves the model under (it is part of "
+                "the URL {base_url}/v2/models/{model}/infer), e.g. model: all-MiniLM-L6-v2",
+                field="model",
+            )
+        if not input_name:
+            raise ConfigError("input_name must name the model's input tensor", field="input_name")
         for name, value in (("batch_size", batch_size), ("max_concurrency", max_concurrency)):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}", field=name)
@@ -142,6 +163,8 @@ class HttpEmbedder(Component):
         self.max_retries = max_retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.input_name = input_name
+        self.output_name = output_name
         self._transport = transport
         self._client = client
         self._owns_client = client is None
@@ -160,7 +183,8 @@ class HttpEmbedder(Component):
     @property
     def url(self) -> str:
         """The URL requests are posted to."""
-        return self.base_url + APIS[self.api]
+        model = urllib.parse.quote(self.model or "", safe="")
+        return self.base_url + APIS[self.api].format(model=model)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -264,6 +288,12 @@ class HttpEmbedder(Component):
     def _body(self, batch: list[str]) -> dict[str, Any]:
         if self.api == "tei":
             return {"inputs": batch, "normalize": self.normalize, "truncate": True}
+        if self.api == "kserve":
+            tensor = {"name": self.input_name, "shape": [len(batch)], "datatype": "BYTES"}
+            body: dict[str, Any] = {"inputs": [{**tensor, "data": batch}]}
+            if self.output_name is not None:
+                body["outputs"] = [{"name": self.output_name}]
+            return body
         return {"model": self.model, "input": batch, "encoding_format": "float"}
 
     def _post(self, batch: list[str]) -> np.ndarray:
@@ -301,8 +331,10 @@ class HttpEmbedder(Component):
         self._check_dimension(vectors.shape[1])
         return vectors
 
-    def _rows(self, data: Any, expected: int) -> list[Any]:
-        """One vector per text, in input order, from either wire format."""
+    def _rows(self, data: Any, expected: int) -> Any:
+        """One vector per text, in input order, from any of the wire formats."""
+        if self.api == "kserve":
+            return self._kserve_rows(data, expected)
         if self.api == "tei":
             rows = data if isinstance(data, list) else None
             shape = "a JSON list of vectors"
@@ -320,6 +352,62 @@ class HttpEmbedder(Component):
                 "was embedded"
             )
         return rows
+
+    def _kserve_rows(self, data: Any, expected: int) -> np.ndarray:
+        """The ``[n, dimension]`` output tensor of an Open Inference Protocol answer."""
+        outputs = data.get("outputs") if isinstance(data, dict) else None
+        if not isinstance(outputs, list) or not all(isinstance(o, dict) for o in outputs):
+            raise EmbeddingError(
+                f"{self.url} returned JSON that is not an inference response with an "
+                f'"outputs" list: {str(data)[:200]!r}'
+            )
+        names = [str(o.get("name")) for o in outputs]
+        if self.output_name is not None:
+            chosen = [o for o in outputs if o.get("name") == self.output_name]
+            if not chosen:
+                raise EmbeddingError(
+                    f"{self.url} returned no output named {self.output_name!r} (it returned "
+                    f"{names}); set output_name to one of them"
+                )
+        elif len(outputs) != 1:
+            raise EmbeddingError(
+                f"{self.url} returned {len(outputs)} outputs {names}; set output_name to the one "
+                "holding the vectors"
+            )
+        else:
+            chosen = outputs
+        tensor = chosen[0]
+        datatype, shape = tensor.get("datatype"), tensor.get("shape")
+        if datatype not in KSERVE_DATATYPES:
+            raise EmbeddingError(
+                f"{self.url} returned output {tensor.get('name')!r} of datatype {datatype!r}; "
+                f"vectors must be one of {', '.join(KSERVE_DATATYPES)}"
+            )
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in shape)
+        ):
+            raise EmbeddingError(
+                f"{self.url} returned output {tensor.get('name')!r} of shape {shape!r}, not "
+                f"[texts, dimension] = [{expected}, d]"
+            )
+        if shape[0] != expected:
+            raise EmbeddingError(
+                f"{self.url} returned {shape[0]} vector(s) for {expected} text(s); nothing was "
+                "embedded"
+            )
+        try:  # row-major, flat as the protocol sends it (or nested, as some servers do)
+            values = np.asarray(tensor.get("data"), dtype=KSERVE_DATATYPES[datatype]).reshape(-1)
+        except (ValueError, TypeError) as err:
+            raise EmbeddingError(
+                f"{self.url} returned output data that is not a list of numbers ({err})"
+            ) from None
+        if values.size != shape[0] * shape[1]:
+            raise EmbeddingError(
+                f"{self.url} returned {values.size} numbers for an output of shape {shape}"
+            )
+        return values.astype(np.float32).reshape(shape[0], shape[1])
 
     def _openai_rows(self, items: list[Any]) -> list[Any] | None:
         if not all(isinstance(item, dict) and "embedding" in item for item in items):

@@ -319,6 +319,129 @@ def test_non_finite_values_are_refused():
         _embedder(OpenAIHandler(fail={1: bad})).embed_documents(["a"])
 
 
+# -- the Open Inference Protocol (KServe v2) -----------------------------------------------------
+class KServeHandler:
+    """A mock ``/v2/models/{name}/infer``: records requests, answers ``[n, dim]`` FP32."""
+
+    def __init__(self, *, dim: int = 4, outputs=None, nested: bool = False):
+        self.dim, self.outputs, self.nested = dim, outputs, nested
+        self.requests: list[tuple[str, dict]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        self.requests.append((str(request.url), body))
+        texts = body["inputs"][0]["data"]
+        rows = [_vector(t, self.dim) for t in texts]
+        data = rows if self.nested else [x for row in rows for x in row]
+        tensor = {"name": "embedding", "datatype": "FP32", "shape": [len(texts), self.dim]}
+        outputs = self.outputs(texts) if self.outputs else [{**tensor, "data": data}]
+        body = json.dumps({"model_name": "m", "outputs": outputs})  # NaN allowed: a bad server
+        return httpx.Response(200, content=body, headers={"content-type": "application/json"})
+
+
+def _kserve(handler, **kwargs) -> HttpEmbedder:
+    options = {"base_url": "http://triton.test:8000", "api": "kserve", "model": "e5 small"}
+    options |= {"backoff": 0.0, "normalize": False}
+    return HttpEmbedder(**{**options, **kwargs}, transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.unit
+def test_kserve_requests_are_v2_infer_calls_in_batches():
+    handler = KServeHandler()
+    embedder = _kserve(handler, batch_size=3, max_concurrency=1, input_name="input_text")
+    texts = [f"text {i}" for i in range(7)]
+    vectors = embedder.embed_documents(texts)
+    assert np.array_equal(vectors, np.array([_vector(t) for t in texts], dtype=np.float32))
+    urls = {url for url, _ in handler.requests}
+    assert urls == {"http://triton.test:8000/v2/models/e5%20small/infer"}
+    bodies = [body for _, body in handler.requests]
+    assert [b["inputs"][0]["shape"] for b in bodies] == [[3], [3], [1]]
+    assert bodies[0] == {
+        "inputs": [{"name": "input_text", "shape": [3], "datatype": "BYTES", "data": texts[:3]}]
+    }
+    assert embedder.dimension == 4
+
+
+@pytest.mark.unit
+def test_kserve_output_is_chosen_by_name_and_may_come_nested():
+    def outputs(texts):
+        n = len(texts)
+        return [
+            {"name": "tokens", "datatype": "INT64", "shape": [n, 2], "data": [1, 2] * n},
+            {
+                "name": "sentence_embedding",
+                "datatype": "FP64",
+                "shape": [n, 4],
+                "data": [_vector(t) for t in texts],  # nested rows, as some servers send
+            },
+        ]
+
+    named = _kserve(KServeHandler(outputs=outputs), output_name="sentence_embedding")
+    assert np.array_equal(named.embed_documents(["a", "b"]), np.array([_vector("a"), _vector("b")]))
+    assert named._body(["a"])["outputs"] == [{"name": "sentence_embedding"}]
+    unnamed = _kserve(KServeHandler(outputs=outputs))
+    with pytest.raises(
+        EmbeddingError, match=r"2 outputs \['tokens', 'sentence_embedding'\]; set output_name"
+    ):
+        unnamed.embed_documents(["a"])
+    wrong = _kserve(KServeHandler(outputs=outputs), output_name="pooled")
+    with pytest.raises(
+        EmbeddingError, match=r"no output named 'pooled'.*'tokens', 'sentence_embedding'"
+    ):
+        wrong.embed_documents(["a"])
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        ({"datatype": "BYTES"}, "datatype 'BYTES'; vectors must be one of FP16, FP32, FP64"),
+        ({"shape": [2]}, r"shape \[2\], not \[texts, dimension\]"),
+        ({"shape": [3, 4]}, r"3 vector\(s\) for 2 text\(s\)"),
+        ({"data": [0.5] * 7}, r"7 numbers for an output of shape \[2, 4\]"),
+        ({"data": ["x"] * 8}, "not a list of numbers"),
+        ({"data": [float("nan")] * 8}, "NaN or infinite"),
+    ],
+)
+def test_kserve_malformed_outputs_name_the_url(tensor, message):
+    def outputs(texts):
+        base = {"name": "embedding", "datatype": "FP32", "shape": [2, 4], "data": [0.5] * 8}
+        return [{**base, **tensor}]
+
+    embedder = _kserve(KServeHandler(outputs=outputs))
+    with pytest.raises(EmbeddingError, match=message) as caught:
+        embedder.embed_documents(["a", "b"])
+    assert "http://triton.test:8000/v2/models/e5%20small/infer" in str(caught.value)
+
+
+@pytest.mark.unit
+def test_kserve_retries_and_reads_the_v2_error_shape():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            return httpx.Response(503, json={"error": "model is loading"})
+        if len(calls) == 2:
+            return httpx.Response(400, json={"error": "inputs[0].datatype: must be BYTES"})
+        raise AssertionError("a 400 must not be retried")
+
+    embedder = _kserve(handler, max_retries=2)
+    with pytest.raises(EmbeddingError, match="HTTP 400.*inputs\\[0\\].datatype: must be BYTES"):
+        embedder.embed_documents(["a"])
+    assert len(calls) == 2
+
+
+@pytest.mark.unit
+def test_kserve_needs_a_model_name():
+    with pytest.raises(ConfigError, match="api 'kserve' needs the name") as caught:
+        HttpEmbedder(base_url="http://127.0.0.1:8000", api="kserve")
+    assert caught.value.field == "model"
+    embedder = HttpEmbedder(base_url="http://127.0.0.1:8000", api="kserve", model="m")
+    assert embedder.to_dict()["init_parameters"]["input_name"] == "text"
+    assert HttpEmbedder.from_dict(embedder.to_dict()) == embedder
+
+
 # -- a real server on loopback -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, embedder):
@@ -337,10 +460,10 @@ def key(monkeypatch):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("api", ["openai", "tei"])
-def test_remote_vectors_equal_the_local_embedder(server, embedder, key, api):
+@pytest.mark.parametrize(("api", "root"), [("openai", "/v1"), ("tei", "/v1"), ("kserve", "")])
+def test_remote_vectors_equal_the_local_embedder(server, embedder, key, api, root):
     remote = HttpEmbedder(
-        base_url=f"{server}/v1",
+        base_url=f"{server}{root}",
         api=api,
         model="all-MiniLM-L6-v2",
         api_key=key,
