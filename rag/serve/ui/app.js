@@ -217,20 +217,27 @@ function highlightRanges(answer, context) {
   return best ? { ranges: [best], how: "words" } : { ranges: [], how: "none" };
 }
 
-/** The passage text with ranges wrapped in <mark>, as text nodes. */
+/**
+ * The passage text with ranges wrapped in <mark>, as text nodes. Where ranges nest (a factoid span
+ * inside its sentence) the inner part is marked "strong".
+ */
 function markedText(text, ranges) {
-  const sorted = ranges.slice().sort((x, y) => x[0] - y[0]);
-  const nodes = [];
-  let at = 0;
-  for (const [start, end] of sorted) {
-    const a = Math.max(start, at);
-    if (end <= a) continue;
-    nodes.push(text.slice(at, a));
-    nodes.push(el("mark", { class: "cited-span" }, text.slice(a, end)));
-    at = end;
+  const cuts = new Set([0, text.length]);
+  for (const [start, end] of ranges) {
+    cuts.add(Math.max(0, Math.min(start, text.length)));
+    cuts.add(Math.max(0, Math.min(end, text.length)));
   }
-  nodes.push(text.slice(at));
-  return nodes.filter((n) => n !== "");
+  const points = [...cuts].sort((x, y) => x - y);
+  const nodes = [];
+  for (let i = 0; i + 1 < points.length; i++) {
+    const [a, b] = [points[i], points[i + 1]];
+    const piece = text.slice(a, b);
+    const depth = ranges.filter(([start, end]) => start <= a && b <= end).length;
+    if (!piece) continue;
+    if (depth === 0) nodes.push(piece);
+    else nodes.push(el("mark", { class: depth > 1 ? "cited-span strong" : "cited-span" }, piece));
+  }
+  return nodes;
 }
 
 // -- passages --------------------------------------------------------------------------------
@@ -332,18 +339,24 @@ function renderAnswer(answer, browser) {
   $("messages").replaceChildren(...(answer.messages || []).map((m) =>
     el("div", { class: "message" }, el("div", { class: "role", text: m.role || "" }),
       el("pre", { text: typeof m.content === "string" ? m.content : JSON.stringify(m.content, null, 2) }))));
+  $("messages-count").textContent = `(${(answer.messages || []).length})`;
   $("prompt-panel").hidden = false;
 
+  // Stages get bars on one scale; "first_token" (a moment, not a stage) and "total" do not.
   const timings = Object.entries(answer.timings || {}).filter(([, v]) => typeof v === "number");
-  const longest = Math.max(1e-9, ...timings.filter(([k]) => k !== "total").map(([, v]) => v));
-  $("timings").replaceChildren(...timings.map(([stage, seconds]) =>
-    el("tr", { class: stage === "total" ? "total" : null }, el("th", { text: stage }),
+  const moments = ["first_token", "total"];
+  const stages = timings.filter(([k]) => !moments.includes(k));
+  const ordered = [...stages, ...moments.map((k) => [k, (answer.timings || {})[k]]).filter(([, v]) => typeof v === "number")];
+  const longest = Math.max(1e-9, ...ordered.map(([k, v]) => (k === "total" ? v : 0)), ...stages.map(([, v]) => v));
+  $("timings").replaceChildren(...ordered.map(([stage, seconds]) =>
+    el("tr", { class: moments.includes(stage) ? `moment ${stage}` : null },
+      el("th", { text: stage === "first_token" ? "first token at" : stage }),
       el("td", { class: "num", text: `${(seconds * 1000).toFixed(1)} ms` }),
-      el("td", { class: "bar-cell" }, stage === "total" ? null : el("span", { class: "timing-bar",
+      el("td", { class: "bar-cell" }, el("span", { class: "timing-bar",
         style: `width: ${Math.max(1, Math.round((100 * seconds) / longest))}%` })))));
   $("timings-total").textContent = typeof total === "number" ? `(${(total * 1000).toFixed(0)} ms in total)` : "";
   const usage = answer.usage || {};
-  $("usage").textContent = Object.keys(usage).length
+  $("usage").textContent = Object.values(usage).some((v) => v)
     ? `tokens: ${Object.entries(usage).map(([k, v]) => `${v} ${k.replace(/_/g, " ")}`).join(", ")}`
     : "";
   $("timings-panel").hidden = false;
