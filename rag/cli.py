@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import click
 import typer
 
 from rag.core.errors import (
@@ -57,6 +58,8 @@ def errors_to_exit_codes() -> Iterator[None]:
     """Map ragline errors to the CLI's exit codes (2: configuration/usage, 1: job failed)."""
     try:
         yield
+    except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        raise  # fail() inside the block, usage errors: already one line with their code
     except (ConfigError, FilterError, InvalidInputError, StoreCorruptError) as err:
         fail(str(err), 2)
     except StoreLockedError as err:

@@ -302,7 +302,13 @@ def input_type_problem(value: Any, annotation: Any) -> str | None:
         if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
         return None
-    return "must be " + " or ".join(_SIMPLE_TYPES.get(k, "null") for k in sorted(allowed, key=str))
+    return "must be " + _wanted(allowed)
+
+
+def _wanted(allowed: set[type]) -> str:
+    """``"an integer or null"``: the plain types first, null last."""
+    names = sorted(_SIMPLE_TYPES[k] for k in allowed if k in _SIMPLE_TYPES)
+    return " or ".join(names + (["null"] if type(None) in allowed else []))
 
 
 def _type_ok(value: Any, allowed: set[type]) -> bool:
@@ -328,7 +334,7 @@ def _check_type(cls: type, name: str, value: Any, annotation: Any, *, field: str
                 field=field,
             )
         return
-    wanted = " or ".join(_SIMPLE_TYPES.get(k, "null") for k in sorted(allowed, key=str))
+    wanted = _wanted(allowed)
     shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
     raise ConfigError(
         f"{cls.__name__} parameter '{name}' must be {wanted}, got {shown}", field=field
