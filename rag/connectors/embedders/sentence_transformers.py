@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.connectors._context import check_template, render
 from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.documents import Chunk, content_hash
@@ -209,6 +210,10 @@ class SentenceTransformersEmbedder(Component):
         onnx_dir: Root of the ONNX export cache (``onnx`` backends); ``None`` means
             ``~/.cache/ragline/onnx``. Each model gets a subdirectory named by a hash.
         progress: Show a progress bar while embedding large batches.
+        context_template: Contextual indexing: embed each chunk as this template renders it
+            from the chunk's metadata, e.g. ``"{title}\n{text}"`` (see
+            :mod:`rag.connectors._context`); the stored text stays the chunk's own. Give
+            ``retriever.bm25`` the same template. ``None`` embeds the chunk text alone.
 
     Example:
         >>> embedder = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="cpu")
@@ -232,6 +237,7 @@ class SentenceTransformersEmbedder(Component):
         backend: str = "torch",
         onnx_dir: str | None = None,
         progress: bool = False,
+        context_template: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(
@@ -242,6 +248,7 @@ class SentenceTransformersEmbedder(Component):
                 f"backend must be one of {', '.join(repr(b) for b in BACKENDS)}, got {backend!r}",
                 field="backend",
             )
+        check_template(context_template)
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -253,6 +260,7 @@ class SentenceTransformersEmbedder(Component):
         self.backend = backend
         self.onnx_dir = onnx_dir
         self.progress = progress
+        self.context_template = context_template
         self._model: Any = None
         self._onnx: Any = None  # OnnxSentenceEncoder with backend onnx
         self._cache: EmbeddingCache | None = None
@@ -403,9 +411,13 @@ class SentenceTransformersEmbedder(Component):
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_queries([text])[0]
 
+    def index_text(self, chunk: Chunk) -> str:
+        """What ``chunk`` is embedded as: its text under ``context_template`` (or alone)."""
+        return render(self.context_template, chunk.text, chunk.metadata)
+
     def run(self, chunks: list[Chunk]) -> dict[str, Any]:
-        """Attach an embedding to every chunk."""
-        vectors = self.embed_documents([c.text for c in chunks])
+        """Attach an embedding to every chunk (of its text in context, with a template)."""
+        vectors = self.embed_documents([self.index_text(c) for c in chunks])
         for chunk, vector in zip(chunks, vectors):
             chunk.embedding = vector
         return {"chunks": chunks}

@@ -15,6 +15,10 @@ With ``path`` set, the index and the tokens are saved there together with the fi
 reflect: the next process loads the index as is if the store did not change, and otherwise
 tokenizes only what changed since.
 
+With ``context_template`` (contextual indexing, see :mod:`rag.connectors._context`) each chunk
+is indexed as the template renders it from its metadata, e.g. with its document's title, while
+hits carry the chunk's own text; use the embedder's template so both retrievers see the same.
+
 Filters follow :mod:`rag.core.filters` (evaluated with :func:`~rag.core.filters.matches` before
 ranking, so a filtered query returns ``k`` hits whenever ``k`` matching chunks contain a query
 term).
@@ -33,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from rag.connectors._context import check_template, render
 from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
@@ -40,7 +45,7 @@ from rag.core.errors import ConfigError
 from rag.core.filters import matches, parse_filter
 from rag.core.protocols import Filters
 
-_FORMAT = 2  # 2: chunks.jsonl also holds each chunk's tokens
+_FORMAT = 3  # 2: chunks.jsonl also holds each chunk's tokens; 3: and its indexed text
 
 
 def _bm25s() -> Any:
@@ -131,6 +136,9 @@ class BM25Retriever(Component):
         stemmer: Snowball stemmer language (``english`` = Porter2) via PyStemmer, or ``None``.
         stopwords: ``en`` for English stopwords, a list of words, or ``None``.
         filters: Default metadata filter, merged (``$and``) with filters given at run time.
+        context_template: Index each chunk as this template renders it from the chunk's
+            metadata, e.g. ``"{title}\n{text}"`` (the embedder's ``context_template``);
+            ``None`` indexes the chunk text alone.
 
     Example:
         >>> from rag.connectors.stores.faiss import FaissStore
@@ -153,9 +161,11 @@ class BM25Retriever(Component):
         stemmer: str | None = "english",
         stopwords: str | list[str] | None = "en",
         filters: dict[str, Any] | None = None,
+        context_template: str | None = None,
     ) -> None:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
+        check_template(context_template)
         if k1 < 0 or not 0 <= b <= 1:
             raise ValueError(f"need k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
         parse_filter(filters)
@@ -168,10 +178,12 @@ class BM25Retriever(Component):
         self.stemmer = stemmer
         self.stopwords = stopwords
         self.filters = filters
+        self.context_template = context_template
         self._lock = threading.RLock()
         self._index: Any = None
         self._chunks: list[Chunk] = []
-        self._tokens: dict[str, tuple[str, list[str]]] = {}  # chunk id -> (text, its tokens)
+        # chunk id -> (indexed text, its tokens); the indexed text is the chunk's text in context
+        self._tokens: dict[str, tuple[str, list[str]]] = {}
         self._vocab: dict[str, int] = {}  # token -> column of the score matrix
         self._counts: dict[str, tuple[str, tuple[np.ndarray, np.ndarray, int]]] = {}
         self._fingerprint: str | None = None
@@ -191,6 +203,7 @@ class BM25Retriever(Component):
             "method": self.method,
             "stemmer": self.stemmer,
             "stopwords": self.stopwords,
+            "context_template": self.context_template,
         }
 
     def _stem(self) -> Any:
@@ -241,6 +254,10 @@ class BM25Retriever(Component):
         else:
             self._fingerprint = fingerprint
 
+    def index_text(self, chunk: Chunk) -> str:
+        """What ``chunk`` is indexed as: its text under ``context_template`` (or alone)."""
+        return render(self.context_template, chunk.text, chunk.metadata)
+
     def _analyze(self, texts: list[str]) -> list[list[str]]:
         """Tokens of chunk texts for the index (one call per refresh, only for what changed)."""
         return self.tokenize(texts) if texts else []
@@ -251,11 +268,17 @@ class BM25Retriever(Component):
         Returns:
             Whether the index changed (``False`` when only metadata changed, or nothing).
         """
-        stale = [c for c in chunks if c.id not in self._tokens or self._tokens[c.id][0] != c.text]
-        fresh = dict(zip((c.id for c in stale), self._analyze([c.text for c in stale])))
+        indexed = {c.id: self.index_text(c) for c in chunks}
+        stale = [
+            c.id
+            for c in chunks
+            if c.id not in self._tokens or self._tokens[c.id][0] != indexed[c.id]
+        ]
+        fresh = dict(zip(stale, self._analyze([indexed[i] for i in stale])))
         same_corpus = not fresh and [c.id for c in chunks] == [c.id for c in self._chunks]
         self._tokens = {
-            c.id: (c.text, fresh[c.id] if c.id in fresh else self._tokens[c.id][1]) for c in chunks
+            c.id: (indexed[c.id], fresh[c.id] if c.id in fresh else self._tokens[c.id][1])
+            for c in chunks
         }
         self._chunks = chunks  # the metadata may have changed even when no text did
         if same_corpus and (self._index is not None or not chunks):
@@ -266,15 +289,15 @@ class BM25Retriever(Component):
     def _postings(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray, int]:
         """Term ids, term frequencies and length of one chunk, kept until its text changes."""
         kept = self._counts.get(chunk.id)
-        if kept is not None and kept[0] == chunk.text:
+        text, tokens = self._tokens[chunk.id]
+        if kept is not None and kept[0] == text:
             return kept[1]
-        tokens = self._tokens[chunk.id][1]
         ids = np.fromiter(
             (self._vocab.setdefault(t, len(self._vocab)) for t in tokens), np.int64, len(tokens)
         )
         unique, counts = np.unique(ids, return_counts=True)
         postings = (unique, counts.astype(np.float32), len(tokens))
-        self._counts[chunk.id] = (chunk.text, postings)
+        self._counts[chunk.id] = (text, postings)
         return postings
 
     def _build_index(self, corpus_tokens: list[list[str]]) -> None:
@@ -303,7 +326,8 @@ class BM25Retriever(Component):
         tmp = directory / "chunks.jsonl.tmp"
         with tmp.open("w", encoding="utf-8") as out:
             for chunk in self._chunks:
-                record = {**chunk.to_dict(), "tokens": self._tokens[chunk.id][1]}
+                indexed, tokens = self._tokens[chunk.id]
+                record = {**chunk.to_dict(), "indexed": indexed, "tokens": tokens}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         os.replace(tmp, directory / "chunks.jsonl")
         state = {
@@ -332,7 +356,7 @@ class BM25Retriever(Component):
             with (directory / "chunks.jsonl").open(encoding="utf-8") as lines:
                 records = [json.loads(line) for line in lines]
             chunks = [Chunk(id=d["id"], text=d["text"], metadata=d["metadata"]) for d in records]
-            tokens = {d["id"]: (d["text"], list(d["tokens"])) for d in records}
+            tokens = {d["id"]: (d["indexed"], list(d["tokens"])) for d in records}
             current = state.get("fingerprint") == fingerprint
             index = None
             if current and chunks:

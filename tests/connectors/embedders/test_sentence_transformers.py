@@ -72,3 +72,41 @@ def test_content_hash_cache_skips_reembedding(tmp_path):
     )
     assert np.allclose(reopened.embed_documents(["alpha text"])[0], first[0])
     assert reopened.cache_hits == 1
+
+
+@pytest.mark.integration
+def test_context_template_embeds_the_chunk_in_context(embedder):
+    chunk = Chunk.create(
+        text="Kickoff was at 6:30.",
+        source_id="s",
+        position=0,
+        metadata={"title": "Super Bowl 50"},
+    )
+    embedder.context_template = "{title}\n{text}"
+    try:
+        assert embedder.index_text(chunk) == "Super Bowl 50\nKickoff was at 6:30."
+        vector = embedder.run(chunks=[chunk])["chunks"][0].embedding
+    finally:
+        embedder.context_template = None
+    expected = embedder.embed_documents(["Super Bowl 50\nKickoff was at 6:30."])[0]
+    assert np.allclose(vector, expected, atol=1e-5)
+    assert chunk.text == "Kickoff was at 6:30."  # the stored text stays the chunk's own
+
+
+@pytest.mark.unit
+def test_context_template_is_part_of_the_ingest_fingerprint():
+    from rag.core.pipeline import Pipeline
+    from rag.pipelines.ingest import pipeline_fingerprint
+
+    def fingerprint(template):
+        pipeline = Pipeline(name="ingest")
+        pipeline.add_component(
+            "embedder",
+            SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", context_template=template),
+        )
+        return pipeline_fingerprint(pipeline)
+
+    assert fingerprint(None) != fingerprint("{title}\n{text}")
+    assert fingerprint("{title}\n{text}") != fingerprint("{title}\n{section}\n{text}")
+    with pytest.raises(ConfigError, match="no {text} field"):
+        SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", context_template="{title}")

@@ -280,3 +280,68 @@ def test_scores_equal_a_plain_bm25s_index(method):
         np.testing.assert_allclose(
             retriever.scores(query), plain.get_scores(tokens), rtol=1e-6, atol=0
         )
+
+
+# -- contextual indexing --------------------------------------------------------------------------
+def _titled_store():
+    rng = np.random.default_rng(1)
+    rows = [
+        ("a1", "Kickoff was at 6:30 and the crowd was loud.", "Super Bowl 50"),
+        ("a2", "Super Bowl 50\n\nThe game decided the NFL champion.", "Super Bowl 50"),
+        ("b1", "The river floods every spring and the crowd leaves.", "Amazon rainforest"),
+        ("c1", "No title here, only a crowd.", None),
+    ]
+    store = FaissStore()
+    store.write(
+        [
+            Chunk(
+                id=cid,
+                text=text,
+                metadata={"source": f"{cid}.jsonl", **({"title": title} if title else {})},
+                embedding=rng.normal(size=4).astype(np.float32),
+            )
+            for cid, text, title in rows
+        ]
+    )
+    return store
+
+
+@pytest.mark.unit
+def test_context_template_indexes_the_title_and_returns_the_chunk_text():
+    store = _titled_store()
+    plain = BM25Retriever(store=store)
+    titled = BM25Retriever(store=store, context_template="{title}\n{text}")
+    assert [h.id for h in plain.retrieve("kickoff")] == ["a1"]
+    assert plain.retrieve("rainforest") == []  # only in the title
+    hits = titled.retrieve("rainforest")
+    assert [h.id for h in hits] == ["b1"]
+    assert hits[0].chunk.text == "The river floods every spring and the crowd leaves."
+    # a chunk that starts with its title is not given it twice; one without a title stays as is
+    assert (
+        titled.index_text(store.get(["a2"])[0])
+        == "Super Bowl 50\n\nThe game decided the NFL champion."
+    )
+    assert titled.index_text(store.get(["c1"])[0]) == "No title here, only a crowd."
+    assert titled.index_text(store.get(["a1"])[0]).startswith("Super Bowl 50\nKickoff")
+
+
+@pytest.mark.unit
+def test_changing_the_template_rebuilds_a_saved_index(tmp_path):
+    store = _titled_store()
+    path = str(tmp_path / "bm25")
+    BM25Retriever(store=store, path=path).warm_up()
+    titled = BM25Retriever(store=store, path=path, context_template="{title}\n{text}")
+    assert [h.id for h in titled.retrieve("rainforest")] == ["b1"]  # not the saved plain index
+    again = BM25Retriever(store=store, path=path, context_template="{title}\n{text}")
+    assert again._load(again.store.fingerprint())  # the titled index was saved and is current
+    assert [h.id for h in again.retrieve("rainforest")] == ["b1"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [("{title}", "no {text} field"), ("{title\n{text}", "not a valid template"), (3, "string")],
+)
+def test_bad_context_template_is_refused(template, message):
+    with pytest.raises(ConfigError, match=message):
+        BM25Retriever(store=FaissStore(), context_template=template)
