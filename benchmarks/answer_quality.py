@@ -1,8 +1,21 @@
-"""Answer quality of ``chain.rag`` per answer style with the bundled SmolLM2-135M, on XQuAD (en).
+"""Answer quality of ``chain.rag`` per answer style with the bundled SmolLM2-135M (README table).
 
-    .venv/bin/python benchmarks/answer_quality.py [--data ../shared/data/xquad_en_dev]
-        [--limit N] [--seed 0] [--k 3] [--styles extractive,concise,sentences] [--json]
-        [--span-search ranked|greedy] [--unanswerable] [--warm-cache]
+    .venv/bin/python benchmarks/answer_quality.py [--datasets wikiqa,xquad] [--limit N]
+        [--wikiqa-limit N] [--seed 0] [--k 3] [--styles evidence,extractive,concise,sentences]
+        [--json] [--span-search ranked|greedy] [--unanswerable] [--warm-cache]
+
+Two datasets from ``../shared/data``, one table each:
+
+- **WikiQA train, check half** (``wikiqa``): natural questions answered by one sentence of a
+  Wikipedia summary. The questions are split once by ``benchmarks/fit_evidence.py``'s
+  ``split_wikiqa`` (seed 0); ``style.evidence`` was fitted on the other half. Printed per style:
+  the mean best token F1 of the answer against the gold sentences, the share at F1 >= 0.5,
+  grounded and "I don't know." rates (every question is answerable), median seconds; and in the
+  same run the *lead sentence* baseline (the first sentence of the top context) and the
+  *best-similar sentence* baseline (the sentence of the contexts most similar to the question
+  with all-MiniLM-L6-v2).
+- **XQuAD en dev, held-out sample** (``xquad``): the ``--limit 100 --seed 0`` sample that no
+  weights were fitted on (below).
 
 Extractive answers use the chain's default ``span_search: ranked``
 (:mod:`rag.chains.span_ranking`, whose weights ``benchmarks/fit_span_ranker.py`` fits on the
@@ -42,8 +55,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "xquad_en_dev"
-STYLES = ("extractive", "concise", "sentences")
+sys.path.insert(0, str(ROOT / "benchmarks"))
+DATA_ROOT = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = DATA_ROOT / "xquad_en_dev"
+STYLES = ("evidence", "extractive", "concise", "sentences")
 _CITATION = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 
 from tqdm import tqdm  # noqa: E402
@@ -105,9 +120,9 @@ def score_styles(
     """Answer every question in every style, alternating styles per question (so drift in the
     machine's load hits all styles alike) and forgetting the model's cached prompts before each
     call (so no call reuses an evaluated prompt)."""
-    from rag.eval.metrics import exact_match, token_f1
+    from rag.eval.metrics import exact_match, normalize_answer, token_f1
 
-    keys = ("em", "f1", "seconds", "lengths", "precisions")
+    keys = ("em", "f1", "seconds", "lengths", "precisions", "contains")
     data = {style: {key: [] for key in keys} for style in chains}
     counts = {style: {"grounded": 0, "abstained": 0} for style in chains}
     samples: dict[str, list[tuple[str, str, str]]] = {style: [] for style in chains}
@@ -133,6 +148,11 @@ def score_styles(
                     c.id for c in answer.contexts if c.metadata.get("doc_id") == row["context_id"]
                 }
                 record["precisions"].append(sum(i in gold for i in cited) / len(cited))
+            if row.get("in_context"):
+                normalized = normalize_answer(text)
+                record["contains"].append(
+                    any(normalize_answer(a) in normalized for a in row["answers"])
+                )
             if len(samples[style]) < 3:
                 samples[style].append((row["question"], answer.text, row["answers"][0]))
     count = len(rows)
@@ -145,6 +165,8 @@ def score_styles(
                 "questions": count,
                 "em": statistics.fmean(record["em"]),
                 "f1": statistics.fmean(record["f1"]),
+                "f1_at_least_half": statistics.fmean(f >= 0.5 for f in record["f1"]),
+                "contains": statistics.fmean(record["contains"]) if record["contains"] else None,
                 "grounded": counts[style]["grounded"] / count,
                 "abstained": counts[style]["abstained"] / count,
                 "citation_precision": statistics.fmean(precisions) if precisions else None,
@@ -157,10 +179,218 @@ def score_styles(
     return results
 
 
+def make_chains(args: argparse.Namespace, retriever: Any, fixed: Any, styles: list[str]) -> Any:
+    """The bundled generator and one chain per style over the same fixed contexts."""
+    from rag.chains import EvidenceStyle, RagChain
+    from rag.connectors.generators.llama_cpp import LlamaCppGenerator
+
+    generator = LlamaCppGenerator(
+        model="smollm2-135m-instruct",
+        context_size=2048,
+        threads=args.threads,
+        max_tokens=args.max_tokens,
+        temperature=0.0,
+        seed=0,
+    )
+    generator.warm_up()
+    extractive: dict[str, Any] = {"min_span_logprob": args.min_span_logprob}
+    for name in ("max_span_tokens", "span_end_bias", "span_search", "span_candidates"):
+        if getattr(args, name) is not None:
+            extractive[name] = getattr(args, name)
+    if args.focus_sentences is not None:
+        extractive["focus_sentences"] = args.focus_sentences
+    if args.span_prior is not None:
+        extractive["span_prior"] = (
+            None if args.span_prior == "none" else json.loads(args.span_prior)
+        )
+    from rag.chains import ExtractiveStyle
+
+    base = RagChain(retriever=fixed, generator=generator, k=args.k, answer_style="sentences")
+    chains = {}
+    for style in styles:
+        if style == "evidence":
+            chains[style] = base.with_style(EvidenceStyle(embedder=retriever.embedder))
+        elif style == "extractive":
+            chains[style] = base.with_style(ExtractiveStyle(**extractive))
+        else:
+            chains[style] = base.with_style(style)
+    return generator, chains
+
+
+def print_table(title: str, results: list[dict[str, Any]], extra: list[dict[str, Any]]) -> None:
+    print(title)
+    header = (
+        f"{'answer':<18} {'EM':>6} {'F1':>6} {'F1>=0.5':>8} {'holds':>6} {'grounded':>9} "
+        f"{'abstain':>8} {'cite prec':>10} {'median s':>9} {'chars':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in [*results, *extra]:
+        precision = r.get("citation_precision")
+        holds = r.get("contains")
+        grounded = r.get("grounded")
+        abstained = r.get("abstained")
+        median = r.get("median_s")
+        print(
+            f"{r['style']:<18} {r['em']:>6.3f} {r['f1']:>6.3f} {r['f1_at_least_half']:>8.3f} "
+            f"{'-' if holds is None else f'{holds:.3f}':>6} "
+            f"{'-' if grounded is None else f'{grounded:.3f}':>9} "
+            f"{'-' if abstained is None else f'{abstained:.3f}':>8} "
+            f"{'-' if precision is None else f'{precision:.3f}':>10} "
+            f"{'-' if median is None else f'{median:.3f}':>9} {r.get('mean_chars', 0):>6.0f}"
+        )
+    by_style = {r["style"]: r for r in results}
+    if "extractive" in by_style:
+        for style in ("evidence", "concise"):
+            if style in by_style:
+                ratio = by_style[style]["median_s"] / by_style["extractive"]["median_s"]
+                print(f"{style} / extractive median latency: {ratio:.2f}x")
+
+
+def baselines(rows: list[dict[str, Any]], fixed: Any, embedder: Any) -> list[dict[str, Any]]:
+    """The lead-sentence and best-similar-sentence answers, scored like the styles."""
+    import numpy as np
+
+    from rag.core.text import sentences
+    from rag.eval.metrics import exact_match, token_f1
+
+    lead, similar = [], []
+    for row in rows:
+        hits = fixed.hits[row["question"]]
+        pieces = [h.chunk.text[a:b] for h in hits for a, b in sentences(h.chunk.text)]
+        first = hits[0].chunk.text if hits else ""
+        spans = sentences(first)
+        lead.append(first[spans[0][0] : spans[0][1]] if spans else "")
+        if pieces:
+            vectors = np.asarray(embedder.embed_documents(pieces), dtype=np.float32)
+            query = np.asarray(embedder.embed_query(row["question"]), dtype=np.float32)
+            norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(query)
+            similar.append(pieces[int(np.argmax(vectors @ query / np.maximum(norms, 1e-9)))])
+        else:
+            similar.append("")
+    out = []
+    for name, answers in (("lead sentence", lead), ("best-similar sent.", similar)):
+        f1 = [token_f1(a, r["answers"]) for a, r in zip(answers, rows, strict=True)]
+        out.append(
+            {
+                "style": name,
+                "questions": len(rows),
+                "em": statistics.fmean(
+                    exact_match(a, r["answers"]) for a, r in zip(answers, rows, strict=True)
+                ),
+                "f1": statistics.fmean(f1),
+                "f1_at_least_half": statistics.fmean(f >= 0.5 for f in f1),
+                "mean_chars": statistics.fmean(len(a) for a in answers),
+            }
+        )
+    return out
+
+
+def fixed_contexts(
+    retriever: Any, rows: list[dict[str, Any]], k: int, gold_key: str
+) -> tuple[FixedHits, float, float]:
+    """Contexts retrieved once per question; answer-in-context and gold-document rates."""
+    from rag.eval.metrics import answer_in_context
+
+    fixed = FixedHits()
+    hits = retriever.retrieve_batch([r["question"] for r in rows], k=k)
+    for row, found in zip(rows, hits, strict=True):
+        fixed.hits[row["question"]] = found
+        row["in_context"] = bool(answer_in_context(row["answers"], [h.chunk.text for h in found]))
+    in_context = statistics.fmean(r["in_context"] for r in rows)
+    gold = statistics.fmean(
+        any(h.chunk.metadata.get("doc_id") == r[gold_key] for h in fixed.hits[r["question"]])
+        for r in rows
+    )
+    return fixed, in_context, gold
+
+
+def run_wikiqa(args: argparse.Namespace, styles: list[str]) -> dict[str, Any] | None:
+    from fit_evidence import split_wikiqa
+
+    data = args.data_root / "wikiqa_train"
+    if not (data / "answers.jsonl").is_file():
+        print(f"no WikiQA data at {data}; skipped", file=sys.stderr)
+        return None
+    _, rows = split_wikiqa(read_jsonl(data / "answers.jsonl"), seed=0)
+    total = len(rows)
+    if args.wikiqa_limit is not None and args.wikiqa_limit < len(rows):
+        rows = random.Random(args.seed).sample(rows, args.wikiqa_limit)
+    retriever, chunks = build_retriever(read_jsonl(data / "corpus.jsonl"), args.k)
+    fixed, _, gold = fixed_contexts(retriever, rows, args.k, "doc_id")
+    generator, chains = make_chains(args, retriever, fixed, styles)
+    results = score_styles(chains, rows, (lambda: None) if args.warm_cache else generator.reset)
+    extra = baselines(rows, fixed, retriever.embedder)
+    print_table(
+        f"\nWikiQA train, check half: {len(rows)} of {total} questions; {chunks} chunks, dense "
+        f"k={args.k} (gold paragraph retrieved {gold:.3f}); SmolLM2-135M-Instruct Q4_1",
+        results,
+        extra,
+    )
+    return {"questions": len(rows), "gold_retrieved": gold, "styles": results, "baselines": extra}
+
+
+def run_xquad(args: argparse.Namespace, styles: list[str]) -> dict[str, Any] | None:
+    data = args.data_root / "xquad_en_dev"
+    if not (data / "answers.jsonl").is_file():
+        print(f"no XQuAD data at {data}; skipped", file=sys.stderr)
+        return None
+    rows = read_jsonl(data / "answers.jsonl")
+    total = len(rows)
+    if args.disjoint_from is not None and args.limit is not None:
+        held = random.Random(args.disjoint_from).sample(rows, args.limit)
+        held_ids = {id(r) for r in held}
+        rows = [r for r in rows if id(r) not in held_ids]
+    if args.limit is not None and args.limit < len(rows):
+        rows = random.Random(args.seed).sample(rows, args.limit)
+    retriever, chunks = build_retriever(read_jsonl(data / "corpus.jsonl"), args.k)
+    fixed, in_context, gold = fixed_contexts(retriever, rows, args.k, "context_id")
+    generator, chains = make_chains(args, retriever, fixed, styles)
+    results = score_styles(chains, rows, (lambda: None) if args.warm_cache else generator.reset)
+    print_table(
+        f"\nXQuAD en dev, {len(rows)} of {total} questions"
+        f"{f' (random sample, seed {args.seed})' if len(rows) < total else ''}; {chunks} chunks, "
+        f"dense k={args.k}; answer in contexts {in_context:.3f}, gold paragraph retrieved "
+        f"{gold:.3f}; holds: the answer contains the gold answer (questions whose contexts do)",
+        results,
+        [],
+    )
+    unanswerable = None
+    if args.unanswerable:
+        # Ask each question with the contexts retrieved for a question about another article.
+        other = list(rows)
+        random.Random(args.seed + 1).shuffle(other)
+        swapped = FixedHits()
+        for row in rows:
+            donor = next(o for o in other if o["title"] != row["title"])
+            other.remove(donor)
+            other.append(donor)
+            swapped.hits[row["question"]] = fixed.hits[donor["question"]]
+        unanswerable = {}
+        for style, chain in chains.items():
+            if style in ("evidence", "extractive"):
+                chain.retriever = swapped
+                abstained = sum(chain.ask(r["question"]).finish_reason == "abstain" for r in rows)
+                unanswerable[style] = abstained / len(rows)
+                print(
+                    f"{style} abstained on {unanswerable[style]:.3f} of questions asked with "
+                    "wrong contexts"
+                )
+    return {
+        "questions": len(rows),
+        "answer_in_context": in_context,
+        "gold_retrieved": gold,
+        "styles": results,
+        "unanswerable_abstained": unanswerable,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--limit", type=int, default=None, help="a random sample of N questions")
+    parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
+    parser.add_argument("--datasets", default="wikiqa,xquad")
+    parser.add_argument("--limit", type=int, default=100, help="XQuAD: a random sample of N")
+    parser.add_argument("--wikiqa-limit", type=int, default=None, help="WikiQA: a sample of N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=3, help="contexts per question")
     parser.add_argument("--styles", default=",".join(STYLES))
@@ -182,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         metavar="SEED",
-        help="draw the sample from questions outside the --limit sample of SEED (for tuning)",
+        help="XQuAD: draw the sample from questions outside the --limit sample of SEED (tuning)",
     )
     parser.add_argument("--unanswerable", action="store_true")
     parser.add_argument(
@@ -194,125 +424,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args(argv)
     styles = [s for s in args.styles.split(",") if s]
-    if not (args.data / "answers.jsonl").is_file():
-        print(f"no XQuAD data at {args.data} (answers.jsonl); nothing to measure", file=sys.stderr)
-        return 0
-
-    from rag.chains import RagChain
-    from rag.connectors.generators.llama_cpp import LlamaCppGenerator
-    from rag.eval.metrics import answer_in_context
-
-    corpus = read_jsonl(args.data / "corpus.jsonl")
-    rows = read_jsonl(args.data / "answers.jsonl")
-    total = len(rows)
-    if args.disjoint_from is not None and args.limit is not None:
-        held = random.Random(args.disjoint_from).sample(rows, args.limit)
-        held_ids = {id(r) for r in held}
-        rows = [r for r in rows if id(r) not in held_ids]
-    if args.limit is not None and args.limit < len(rows):
-        rows = random.Random(args.seed).sample(rows, args.limit)
-    started = time.perf_counter()
-    retriever, chunk_count = build_retriever(corpus, args.k)
-    fixed = FixedHits()
-    hits = retriever.retrieve_batch([r["question"] for r in rows], k=args.k)
-    for row, found in zip(rows, hits, strict=True):
-        fixed.hits[row["question"]] = found
-    in_context = statistics.fmean(
-        answer_in_context(r["answers"], [h.chunk.text for h in fixed.hits[r["question"]]])
-        for r in rows
-    )
-    gold_retrieved = statistics.fmean(
-        any(h.chunk.metadata.get("doc_id") == r["context_id"] for h in fixed.hits[r["question"]])
-        for r in rows
-    )
-    print(
-        f"indexed {len(corpus)} paragraphs as {chunk_count} chunks and retrieved k={args.k} for "
-        f"{len(rows)} of {total} questions in {time.perf_counter() - started:.0f}s",
-        file=sys.stderr,
-    )
-
-    generator = LlamaCppGenerator(
-        model="smollm2-135m-instruct",
-        context_size=2048,
-        threads=args.threads,
-        max_tokens=args.max_tokens,
-        temperature=0.0,
-        seed=0,
-    )
-    generator.warm_up()
-    options: dict[str, Any] = {"min_span_logprob": args.min_span_logprob}
-    if args.max_span_tokens is not None:
-        options["max_span_tokens"] = args.max_span_tokens
-    if args.span_end_bias is not None:
-        options["span_end_bias"] = args.span_end_bias
-    for name in ("span_search", "span_candidates", "focus_sentences"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    if args.span_prior is not None:
-        options["span_prior"] = None if args.span_prior == "none" else json.loads(args.span_prior)
-    base = RagChain(retriever=fixed, generator=generator, k=args.k, **options)
-    chains = {style: base.with_style(style) for style in styles}
-    results = score_styles(chains, rows, (lambda: None) if args.warm_cache else generator.reset)
-
-    unanswerable = None
-    if args.unanswerable and "extractive" in styles:
-        # Ask each question with the contexts retrieved for a question about another article.
-        other = list(rows)
-        random.Random(args.seed + 1).shuffle(other)
-        swapped = FixedHits()
-        for row in rows:
-            donor = next(o for o in other if o["title"] != row["title"])
-            other.remove(donor)
-            other.append(donor)
-            swapped.hits[row["question"]] = fixed.hits[donor["question"]]
-        chain = RagChain(
-            retriever=swapped,
-            generator=generator,
-            k=args.k,
-            answer_style="extractive",
-            **options,
-        )
-        abstained = sum(chain.ask(r["question"]).finish_reason == "abstain" for r in rows)
-        unanswerable = abstained / len(rows)
-
-    print(
-        f"\nXQuAD en dev, {len(rows)} of {total} questions"
-        f"{f' (random sample, seed {args.seed})' if len(rows) < total else ''}; "
-        f"dense retrieval k={args.k}; SmolLM2-135M-Instruct Q4_1 via llama.cpp, greedy"
-    )
-    print(f"answer in contexts: {in_context:.3f}   gold paragraph retrieved: {gold_retrieved:.3f}")
-    header = (
-        f"{'style':<11} {'EM':>6} {'F1':>6} {'grounded':>9} {'abstain':>8} {'cite prec':>10} "
-        f"{'median s':>9} {'chars':>6}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        precision = "-" if r["citation_precision"] is None else f"{r['citation_precision']:.3f}"
-        print(
-            f"{r['style']:<11} {r['em']:>6.3f} {r['f1']:>6.3f} {r['grounded']:>9.3f} "
-            f"{r['abstained']:>8.3f} {precision:>10} {r['median_s']:>9.2f} {r['mean_chars']:>6.0f}"
-        )
-    by_style = {r["style"]: r for r in results}
-    ratio = None
-    if "extractive" in by_style and "concise" in by_style:
-        ratio = by_style["extractive"]["median_s"] / by_style["concise"]["median_s"]
-        print(f"extractive / concise median latency: {ratio:.2f}x")
-    if unanswerable is not None:
-        print(f"extractive abstained on {unanswerable:.3f} of questions asked with wrong contexts")
-    for r in results:
-        for question, text, gold in r["samples"]:
-            print(f"  [{r['style']}] {question} -> {text!r} (gold {gold!r})", file=sys.stderr)
+    payload: dict[str, Any] = {}
+    for name in [d for d in args.datasets.split(",") if d]:
+        if name == "wikiqa":
+            payload["wikiqa_train"] = run_wikiqa(args, styles)
+        elif name == "xquad":
+            payload["xquad_en_dev"] = run_xquad(args, styles)
+        else:
+            parser.error(f"unknown dataset {name!r}; known: wikiqa, xquad")
     if args.json:
-        payload = {
-            "questions": len(rows),
-            "total_questions": total,
-            "answer_in_context": in_context,
-            "gold_retrieved": gold_retrieved,
-            "styles": [{k: v for k, v in r.items() if k != "samples"} for r in results],
-            "extractive_over_concise_latency": ratio,
-            "unanswerable_abstained": unanswerable,
-        }
+        for result in payload.values():
+            for r in (result or {}).get("styles", []):
+                r.pop("samples", None)
         print(json.dumps(payload))
     return 0
 

@@ -139,10 +139,13 @@ class Answer:
         steps: Generator calls made.
         finish_reason: Why the last call stopped (``stop``, ``length``, ``max_steps``,
             ``abstain``, ...).
-        answer_style: ``sentences``, ``concise`` or ``extractive``.
-        grounded: True only when every answer word is proven to come from a cited context: an
-            extractive span whose text was checked against the context (never guessed).
-        span: The proven span of a grounded answer, else ``None``.
+        answer_style: The style's name: ``evidence``, ``extractive``, ``concise`` or
+            ``sentences``.
+        grounded: True only when every answer word is proven to come from a cited context: a
+            span or sentence copied from it and checked against it (never guessed).
+        span: The first proven span of a grounded answer, else ``None``.
+        spans: Every proven span, in the order of the text (``style.evidence``: the factoid
+            span, then its sentence); character offsets into the cited contexts' texts.
     """
 
     question: str
@@ -161,6 +164,7 @@ class Answer:
     answer_style: str = "sentences"
     grounded: bool = False
     span: AnswerSpan | None = None
+    spans: list[AnswerSpan] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -180,6 +184,7 @@ class Answer:
             "answer_style": self.answer_style,
             "grounded": self.grounded,
             "span": self.span.to_dict() if self.span is not None else None,
+            "spans": [s.to_dict() for s in self.spans],
         }
 
     def __str__(self) -> str:

@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.chains.answer import CITATION_MARK
-from rag.chains.extractive import START_STOPWORDS, stem
 from rag.chains.span_ranking import question_stems, rank_sentences
+from rag.core.text import START_STOPWORDS, stem
 
 _WORD = re.compile(r"\w+")
 _CITATION = re.compile(r"\s*" + CITATION_MARK.pattern)  # with the space before it

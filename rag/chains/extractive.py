@@ -17,21 +17,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rag.core.text import (
+    START_STOPWORDS,
+    WORD,
+    answer_type,
+    fits_kind,
+    sentences,
+    stem,
+)
+
 NO_ANSWER = "I don't know."
 """The answer text when the model abstains (no span)."""
-
-# Words an extractive answer does not start with: a span that starts "in the ..." or "that ..."
-# is a phrase around the answer, not the answer (articles go too: SQuAD scoring drops them).
-_START_STOPWORDS_TEXT = """
-    a about above after again against all am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further
-    had has have having he her here hers herself him himself his how i if in into is it its
-    itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own same she should so some such than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with would you your yours yourself yourselves
-"""
-START_STOPWORDS = frozenset(_START_STOPWORDS_TEXT.split())
 
 
 def avoid_start_words(question: str) -> set[str]:
@@ -132,65 +128,11 @@ def span_dict(index: int, context_id: str, start: int, end: int, **extra: Any) -
 
 # --- Where an extractive answer starts: the question's sentence and the answer type ----------
 
+
 # A sentence ends at ., ! or ? before a capital or digit, at a blank line, and before a line that
 # starts a Markdown heading or list item; a single line break inside a paragraph (hard-wrapped
 # text) does not end one. Nor does the period of an initial ("Herbert A. Simon", "U.S.") or of a
 # title or short form that is mostly followed by a name or number ("St. Louis", "No. 5").
-_SENTENCE_BREAK = re.compile(
-    r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])|\n[ \t]*\n\s*|\n(?=[ \t]*(?:#|[-*+] |\d+[.)] ))"
-)
-# Looked for in the 10 characters before a break: the longest form ("approx.") and the one before.
-_NOT_AN_END = re.compile(
-    r"(?:^|[\s(.])(?:[A-Z]|Mr|Mrs|Ms|Dr|St|Mt|Ft|Prof|Rev|Gen|Gov|Sen|Rep|Lt|Col|Capt|Sgt|No|"
-    r"vs|approx|ca|cf|e\.g|i\.e)\.$"
-)
-_TOKEN = re.compile(r"\w+")
-_MONTHS_TEXT = (
-    "january february march april may june july august september october november december"
-)
-MONTHS = frozenset(_MONTHS_TEXT.split())
-_SUFFIXES = ("ings", "ing", "edly", "ed", "ies", "es", "s", "ly")
-
-
-def stem(word: str) -> str:
-    """A crude, dependency-free stem (lower case, common English suffixes off).
-
-    Example:
-        >>> [stem(w) for w in ("Played", "plays", "playing", "Bowl")]
-        ['play', 'play', 'play', 'bowl']
-    """
-    word = word.lower()
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
-
-
-_NAME_QUESTION = (
-    r"\bwho(m|se)?\b|\bwhat (is|was) the name\b|\b(what|which) (person|people|poet|writer|"
-    r"author|artist|scientist|king|queen|president|leader|company|team|city|country)\b"
-)
-
-
-def answer_type(question: str) -> str | None:
-    """The kind of answer a question asks for: ``number``, ``date``, ``name`` or ``None``.
-
-    Example:
-        >>> answer_type("How many people live in Berlin?"), answer_type("Who won Super Bowl 50?")
-        ('number', 'name')
-    """
-    q = question.lower()
-    if re.search(
-        r"\bhow (many|much|long|old|far|large|big|tall|high)\b|\bwhat (percentage|number)", q
-    ):
-        return "number"
-    if re.search(r"\bwhen\b|\bwhat (year|century|decade|date|month|day)\b|\bin which year\b", q):
-        return "date"
-    if re.search(_NAME_QUESTION, q):
-        return "name"
-    return None
-
-
 @dataclass(frozen=True)
 class Sentence:
     """One sentence of a context: where it is and how many question stems it shares."""
@@ -199,30 +141,6 @@ class Sentence:
     start: int
     end: int
     overlap: float
-
-
-def sentences(text: str) -> list[tuple[int, int]]:
-    """Character ranges of the sentences of ``text`` (a simple rule: ., ! or ? and a capital, a
-    blank line, or a line starting a heading or list item; not the period of an initial or of a
-    title such as "Dr." or "St.").
-
-    Example:
-        >>> text = "HNSW builds a graph\\nof layers. It is fast.\\n\\n# Tuning\\n- M: links"
-        >>> [text[a:b] for a, b in sentences(text)]
-        ['HNSW builds a graph\\nof layers.', 'It is fast.', '# Tuning', '- M: links']
-        >>> text = "Dr. Herbert A. Simon won. He was in the U.S. Navy."
-        >>> [text[a:b] for a, b in sentences(text)]
-        ['Dr. Herbert A. Simon won.', 'He was in the U.S. Navy.']
-    """
-    ranges, begin = [], 0
-    for found in _SENTENCE_BREAK.finditer(text):
-        before = found.start()
-        if text[before - 1] == "." and _NOT_AN_END.search(text, max(0, before - 10), before):
-            continue
-        ranges.append((begin, found.start()))
-        begin = found.end()
-    ranges.append((begin, len(text)))
-    return [(a, b) for a, b in ranges if text[a:b].strip()]
 
 
 class StartPrior:
@@ -262,14 +180,12 @@ class StartPrior:
         self.kind = answer_type(question)
         self.type_bonus = type_bonus
         self.distance_weight = distance_weight
-        self.stems = {stem(w) for w in _TOKEN.findall(question)} - {
-            stem(w) for w in START_STOPWORDS
-        }
+        self.stems = {stem(w) for w in WORD.findall(question)} - {stem(w) for w in START_STOPWORDS}
         self.stems -= {""}
         found: list[Sentence] = []
         for number, text in enumerate(self.contexts):
             for start, end in sentences(text):
-                words = {stem(w) for w in _TOKEN.findall(text[start:end])}
+                words = {stem(w) for w in WORD.findall(text[start:end])}
                 found.append(Sentence(number, start, end, float(len(words & self.stems))))
         ranked = sorted(found, key=lambda s: -s.overlap)  # stable: context order breaks ties
         best = [s for s in ranked[:top_sentences] if s.overlap > 0]
@@ -280,7 +196,7 @@ class StartPrior:
             text = self.contexts[sentence.context]
             self._anchors[i] = [
                 m.start()
-                for m in _TOKEN.finditer(text, sentence.start, sentence.end)
+                for m in WORD.finditer(text, sentence.start, sentence.end)
                 if stem(m.group(0)) in self.stems
             ]
 
@@ -288,7 +204,7 @@ class StartPrior:
         """The score of a span starting at character ``offset`` of ``context`` (``None``: no
         span may start there)."""
         text = self.contexts[context]
-        word = _TOKEN.search(text, offset)
+        word = WORD.search(text, offset)
         if word is None:
             return None
         at = word.start()
@@ -303,23 +219,8 @@ class StartPrior:
                 return None
             anchors = self._anchors[inside[0]]
             if anchors:
-                distance = min(len(_TOKEN.findall(text, min(a, at), max(a, at))) for a in anchors)
+                distance = min(len(WORD.findall(text, min(a, at), max(a, at))) for a in anchors)
                 score -= self.distance_weight * math.log1p(distance)
-        if self.kind is not None and _fits(word.group(0), self.kind):
+        if self.kind is not None and fits_kind(word.group(0), self.kind):
             score += self.type_bonus
         return score
-
-
-def _fits(word: str, kind: str) -> bool:
-    if kind == "number":
-        return word[0].isdigit() or word.lower() in NUMBER_WORDS
-    if kind == "date":
-        return (word.isdigit() and len(word) in (3, 4)) or word.lower() in MONTHS
-    return word[0].isupper()
-
-
-_NUMBER_WORDS_TEXT = (
-    "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
-    "hundred thousand million billion several dozen"
-)
-NUMBER_WORDS = frozenset(_NUMBER_WORDS_TEXT.split())

@@ -27,8 +27,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from rag.chains.extractive import MONTHS, NUMBER_WORDS, START_STOPWORDS, sentences, stem
 from rag.core.generation import SpanLogprobs
+from rag.core.text import KINDS, START_STOPWORDS, content_stems, question_kind, sentences, stem
+from rag.core.text import fits_kind as _fits
 
 # Words (with inner hyphens, apostrophes, decimal points, thousands separators and a trailing
 # %), "$", or one punctuation character.
@@ -36,51 +37,7 @@ _TOKEN = re.compile(r"\w+(?:[-'.,]\w+)*%?|\$|[^\w\s]")
 _WORD = re.compile(r"\w+")
 _SPAN_BREAKS = frozenset('.;:()"')
 _STOP_STEMS = frozenset(stem(w) for w in START_STOPWORDS)
-_NAME_QUESTION = re.compile(
-    r"\bwho(m|se)?\b|\bwhat (is|was) the name\b|\b(what|which) (person|people|poet|writer|"
-    r"author|artist|scientist|king|queen|president|leader|company|team)\b"
-)
-_NUMBER_QUESTION = re.compile(
-    r"\bhow (many|much|long|old|far|large|big|tall|high|often)\b|\bwhat (percent|percentage|"
-    r"number|amount|size|proportion|fraction)|\bpercent"
-)
-_DATE_QUESTION = re.compile(
-    r"\bwhen\b|\bwhat (year|century|decade|date|month|day|time)\b|\b(in )?which year\b"
-)
-_PLACE_QUESTION = re.compile(r"\bwhere\b|\b(what|which) (city|country|state|place|region)\b")
-KINDS = ("number", "date", "name", "where", "what")
-"""The answer kinds :func:`question_kind` tells apart (``what``: anything else)."""
-
-
-def question_kind(question: str) -> str:
-    """The kind of answer ``question`` asks for, one of :data:`KINDS`.
-
-    Example:
-        >>> [question_kind(q) for q in ("How many moons?", "When did it end?", "Who won?")]
-        ['number', 'date', 'name']
-    """
-    q = question.lower()
-    for kind, pattern in (
-        ("number", _NUMBER_QUESTION),
-        ("date", _DATE_QUESTION),
-        ("name", _NAME_QUESTION),
-        ("where", _PLACE_QUESTION),
-    ):
-        if pattern.search(q):
-            return kind
-    return "what"
-
-
-def _fits(word: str, kind: str) -> bool:
-    """Whether ``word`` looks like (the start of) an answer of ``kind``."""
-    lower = word.lower()
-    if kind == "number":
-        return word[0].isdigit() or lower in NUMBER_WORDS or word == "$"
-    if kind == "date":
-        return (word[:4].isdigit() and len(word.rstrip("s")) in (3, 4)) or lower in MONTHS
-    if kind in ("name", "where"):
-        return word[0].isupper()
-    return False
+__all__ = ["KINDS", "question_kind"]  # re-exported from rag.core.text
 
 
 @dataclass
@@ -114,14 +71,8 @@ class RankedSentence:
     end: int
 
 
-def question_stems(question: str) -> set[str]:
-    """The stems of the question's content words (stop words left out).
-
-    Example:
-        >>> sorted(question_stems("Who founded the Acme company?"))
-        ['acme', 'company', 'found']
-    """
-    return {stem(w) for w in _WORD.findall(question)} - _STOP_STEMS
+question_stems = content_stems
+"""The stems of a question's content words: :func:`rag.core.text.content_stems`."""
 
 
 def rank_sentences(question: str, contexts: Sequence[str]) -> list[RankedSentence]:

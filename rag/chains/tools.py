@@ -29,14 +29,16 @@ import inspect
 import json
 import operator
 import re
+import time
 import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
+from rag.chains.answer import Context
 from rag.core.errors import ConfigError, did_you_mean
-from rag.core.generation import ToolCall
+from rag.core.generation import GenerationResult, Message, ToolCall, Usage
 from rag.core.registry import imports_allowed
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
@@ -276,6 +278,145 @@ class ToolOutcome:
         )
         data["seconds"] = round(self.seconds, 6)
         return data
+
+    def message(self, call: ToolCall | None = None) -> dict[str, Any]:
+        """The ``tool`` turn that hands this outcome back to the model."""
+        call = call or self.call
+        return {"role": "tool", "tool_call_id": call.id, "name": call.name, "content": self.content}
+
+
+def assistant_turn(result: GenerationResult) -> dict[str, Any]:
+    """The ``assistant`` turn of a reply that asked for tool calls (OpenAI message format)."""
+    return {
+        "role": "assistant",
+        "content": result.text or None,
+        "tool_calls": [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+            }
+            for call in result.tool_calls
+        ],
+    }
+
+
+class ToolLoop:
+    """The bounded tool loop of a chain: at most ``max_steps - 1`` calls that offer ``schemas``;
+    each tool call's result (or its error, as text) goes back to the model. It ends when the
+    model answers without a tool call (:attr:`reply`) or the steps run out (the answer call that
+    follows offers no tool, so a chain always ends with an answer).
+
+    Attributes:
+        reply: The model's answer when it gave one in the loop (else ``None``).
+        outcomes: Each tool call with its result or error.
+        usage: Tokens used by the loop's calls.
+        steps: Generator calls made.
+        hit_max_steps: The last allowed call still asked for tools.
+    """
+
+    def __init__(
+        self,
+        generator: Any,
+        tools: Mapping[str, Tool],
+        schemas: list[dict[str, Any]] | None,
+        *,
+        max_steps: int,
+    ) -> None:
+        self.generator, self.tools, self.schemas = generator, tools, schemas
+        self.max_steps = max_steps
+        self.reply: GenerationResult | None = None
+        self.outcomes: list[dict[str, Any]] = []
+        self.usage = Usage()
+        self.steps = 0
+        self.hit_max_steps = False
+
+    def run(
+        self, messages: list[Message], *, tracing: Any, root: Any, timings: dict[str, float]
+    ) -> list[Message]:
+        """Run the loop from ``messages``; the messages with the tool turns added."""
+        while self.schemas and self.steps < self.max_steps - 1:
+            self.steps += 1
+            mark = time.perf_counter()
+            with tracing.span(
+                "ragline.generate", {"ragline.step": self.steps}, parent=root
+            ) as span:
+                result = self.generator.generate(messages, tools=self.schemas)
+                span.set_attributes(usage_attributes(result.usage))
+            timings["generate"] += time.perf_counter() - mark
+            self.usage = Usage(
+                self.usage.prompt_tokens + result.usage.prompt_tokens,
+                self.usage.completion_tokens + result.usage.completion_tokens,
+            )
+            if not result.tool_calls:
+                self.reply = result  # the style may finish this reply or answer afresh
+                return messages
+            mark = time.perf_counter()
+            messages = [*messages, assistant_turn(result)]
+            for call in result.tool_calls:
+                with tracing.span(
+                    "ragline.tool_call", {"ragline.tool": call.name}, parent=root
+                ) as tool_span:
+                    outcome = run_tool_call(self.tools, call)
+                    if outcome.error:
+                        tool_span.set_attribute("ragline.tool_error", outcome.error)
+                self.outcomes.append(outcome.to_dict())
+                messages.append(outcome.message(call))
+            timings["tools"] += time.perf_counter() - mark
+        self.hit_max_steps = bool(self.schemas) and self.steps > 0
+        return messages
+
+
+def usage_attributes(usage: Usage) -> dict[str, int]:
+    """Token counts under the OpenTelemetry GenAI semantic-convention names."""
+    return {
+        "gen_ai.usage.input_tokens": usage.prompt_tokens,
+        "gen_ai.usage.output_tokens": usage.completion_tokens,
+    }
+
+
+RETRIEVAL_TOOL = "search_documents"
+"""The name of the retriever when it is offered as a tool (``retrieval_tool: true``)."""
+
+
+def retrieval_tool(
+    retriever: Any,
+    contexts: list[Context],
+    *,
+    k: int,
+    filters: dict[str, Any] | None,
+    render: Callable[[Context], str],
+) -> Tool:
+    """The retriever as the ``search_documents`` tool: passages it finds join ``contexts``
+    (new ones get the next numbers, so they can be cited) and are returned as ``render`` writes
+    them."""
+
+    def search_documents(query: str) -> str:
+        """Search the document collection; returns numbered passages to cite.
+
+        Args:
+            query: What to search for.
+        """
+        by_id = {c.id: c for c in contexts}
+        lines = []
+        for hit in retriever.retrieve(query, k=k, filters=filters):
+            context = by_id.get(hit.chunk.id)
+            if context is None:
+                context = Context.from_hit(len(contexts) + 1, hit)
+                contexts.append(context)
+                by_id[context.id] = context
+            lines.append(render(context))
+        return "\n\n".join(lines) or "no passages found"
+
+    return Tool.from_function(search_documents)
+
+
+def tool_reference(tool: str | Callable[..., Any] | Tool) -> str:
+    """How a tool is written in YAML: its registered name or ``module:qualname``."""
+    if isinstance(tool, str):
+        return tool
+    function = tool.function if isinstance(tool, Tool) else tool
+    return f"{function.__module__}:{function.__qualname__}"
 
 
 def run_tool_call(

@@ -137,6 +137,7 @@ class _Constructor:
         self.lines = lines
         self.built = 0
         self.open: set[int] = set()  # ids of the collection nodes being built (cycle check)
+        self.flattened: dict[int, tuple[list[Any], int]] = {}
 
     def build(self, node: yaml.Node, path: Path_ = ()) -> Any:
         self.built += 1
@@ -172,10 +173,22 @@ class _Constructor:
                 self.open.discard(id(node))
         return self.loader.construct_object(node, deep=True)
 
+    def _pairs(self, node: yaml.MappingNode) -> tuple[list[Any], int]:
+        """The node's pairs with merge keys (``<<: *defaults``) applied, and how many of them
+        came from merges (those may be overridden by the node's own keys)."""
+        cached = self.flattened.get(id(node))
+        if cached is None:
+            own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+            self.loader.flatten_mapping(node)
+            cached = (list(node.value), len(node.value) - own)
+            self.flattened[id(node)] = cached
+        return cached
+
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[Any, Any]:
-        self.loader.flatten_mapping(node)  # merge keys (<<: *defaults)
+        pairs, merged = self._pairs(node)
         result: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        own_keys: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(pairs):
             if not isinstance(key_node, yaml.ScalarNode):
                 raise ConfigError(
                     "a mapping key must be a plain value, not a list or mapping",
@@ -183,13 +196,15 @@ class _Constructor:
                     field=_dotted(path),
                 )
             key = self.loader.construct_object(key_node, deep=True)
-            if key in result:
+            if index >= merged and key in own_keys:
                 first = self.lines.get((*path, key))
                 raise ConfigError(
                     f"duplicate key '{key}' (first on line {first}); keep one",
                     line=key_node.start_mark.line + 1,
                     field=_dotted((*path, key)),
                 )
+            if index >= merged:
+                own_keys.add(key)
             self.lines[(*path, key)] = key_node.start_mark.line + 1  # errors point at the key
             result[key] = self.build(value_node, (*path, key))
         return result

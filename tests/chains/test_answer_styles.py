@@ -1,5 +1,6 @@
-"""Answer styles of chain.rag: configuration, the quoted-span fallback (verified against the
-contexts), constrained extractive decoding with the bundled model, and no format echo."""
+"""Answer styles of chain.rag (style.extractive, style.concise, style.sentences): configuration,
+the quoted-span fallback (verified against the contexts), ranked extractive answers with the
+bundled model, and no format echo. style.evidence is in test_evidence.py."""
 
 from __future__ import annotations
 
@@ -7,17 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from rag.chains import ANSWER_STYLES, Answer, RagChain
-from rag.chains.extractive import (
-    NO_ANSWER,
-    StartPrior,
-    answer_type,
-    find_quote,
-    parse_quote,
-    sentences,
-)
+from rag.chains import ANSWER_STYLES, Answer, ConciseStyle, ExtractiveStyle, RagChain
+from rag.chains.extractive import NO_ANSWER, StartPrior, find_quote, parse_quote
 from rag.chains.rag import QUOTE_INSTRUCTION
 from rag.core import ConfigError, Pipeline
+from rag.core.text import answer_type, sentences
 
 from .helpers import QA_COMPONENTS_YAML, ListRetriever, Script, reply, scripted_generator
 
@@ -49,7 +44,7 @@ def test_unknown_style_in_instructions_and_bad_span_length_are_config_errors():
     with pytest.raises(ConfigError, match="unknown answer style"):
         chain_with(generator, instructions={"terse": "Be terse."})
     with pytest.raises(ConfigError, match="max_span_tokens"):
-        chain_with(generator, max_span_tokens=0)
+        chain_with(generator, answer_style=ExtractiveStyle(max_span_tokens=0))
 
 
 @pytest.mark.unit
@@ -67,7 +62,9 @@ def test_unknown_answer_style_in_yaml_names_the_file(tmp_path):
     )
     with pytest.raises(ConfigError) as err:
         PipelineFile.load(path)
-    assert "qa.yaml" in str(err.value) and "sentences, concise, extractive" in str(err.value)
+    assert "qa.yaml" in str(err.value) and "evidence, extractive, concise, sentences" in str(
+        err.value
+    )
 
 
 @pytest.mark.unit
@@ -86,17 +83,16 @@ def test_styles_round_trip_and_change_the_instruction_and_stops(tmp_path):
         RagChain(
             retriever=retriever,
             generator=generator,
-            answer_style="extractive",
-            instructions={"extractive": "Copy the answer."},
-            min_span_logprob=-4.5,
-            max_span_tokens=8,
+            answer_style=ExtractiveStyle(
+                instruction="Copy the answer.", min_span_logprob=-4.5, max_span_tokens=8
+            ),
         ),
     )
     pipeline.dump(tmp_path / "ask.yaml")
     again = Pipeline.load(tmp_path / "ask.yaml")
     assert again == pipeline
     loaded = again.get_component("chain")
-    assert (loaded.answer_style, loaded.min_span_logprob, loaded.max_span_tokens) == (
+    assert (loaded.answer_style, loaded.style.min_span_logprob, loaded.style.max_span_tokens) == (
         "extractive",
         -4.5,
         8,
@@ -122,7 +118,7 @@ def test_styles_round_trip_and_change_the_instruction_and_stops(tmp_path):
 @pytest.mark.unit
 def test_focused_concise_reads_the_best_sentence_and_cites_its_context():
     script = Script(reply('The capital of Germany is "Berlin". [1]'))
-    chain = chain_with(scripted_generator(script), answer_style="concise", focus_sentences=1)
+    chain = chain_with(scripted_generator(script), answer_style=ConciseStyle(focus_sentences=1))
     answer = chain.ask("What is the capital of Germany?")
     sent = script.bodies[0]["messages"]
     assert [m["role"] for m in sent] == ["user"]  # no system prompt
@@ -140,7 +136,7 @@ def test_focused_concise_reads_the_best_sentence_and_cites_its_context():
 @pytest.mark.unit
 def test_focused_concise_abstains_without_asking_when_no_sentence_shares_a_word():
     script = Script(reply("Paris [1]"))
-    chain = chain_with(scripted_generator(script), answer_style="concise", focus_sentences=1)
+    chain = chain_with(scripted_generator(script), answer_style=ConciseStyle(focus_sentences=1))
     answer = chain.ask("Who painted Guernica?")
     assert script.bodies == []  # the model was not asked
     assert answer.text == NO_ANSWER and answer.citations == []
@@ -151,7 +147,7 @@ def test_focused_concise_abstains_without_asking_when_no_sentence_shares_a_word(
 @pytest.mark.parametrize("text", ["[2]", ' "" ', "."])
 def test_an_empty_focused_reply_is_i_dont_know(text):
     chain = chain_with(
-        scripted_generator(Script(reply(text))), answer_style="concise", focus_sentences=1
+        scripted_generator(Script(reply(text))), answer_style=ConciseStyle(focus_sentences=1)
     )
     answer = chain.ask("What is the capital of Germany?")
     assert answer.text == NO_ANSWER and answer.citations == []
@@ -163,12 +159,11 @@ def test_focus_sentences_defaults_to_the_generator_and_is_validated():
 
     local_generator = LlamaCppGenerator(model="smollm2-135m-instruct")  # not loaded
     remote = scripted_generator(Script(reply("x")))
-    assert chain_with(remote, answer_style="concise").focused == 0
-    assert chain_with(local_generator, answer_style="concise").focused == 1
-    assert chain_with(local_generator, answer_style="sentences").focused == 0
-    assert chain_with(local_generator, answer_style="concise", focus_sentences=0).focused == 0
+    assert ConciseStyle().focused(remote) == 0
+    assert ConciseStyle().focused(local_generator) == 1
+    assert ConciseStyle(focus_sentences=0).focused(local_generator) == 0
     with pytest.raises(ConfigError, match="focus_sentences"):
-        chain_with(remote, focus_sentences=-1)
+        ConciseStyle(focus_sentences=-1)
 
 
 @pytest.mark.integration
@@ -186,6 +181,7 @@ def test_concise_answers_from_the_bundled_model_are_short_and_cited(local_genera
 )
 def test_a_leading_context_number_is_moved_after_the_answer(text):
     chain = chain_with(scripted_generator(Script(reply(text))), k=1)
+    assert chain.answer_style == "sentences"  # the default with a remote model
     answer = chain.ask("What is the capital of France?")
     assert answer.text == "Paris is the capital. [1]"
     assert [c.index for c in answer.citations] == [1]
@@ -310,15 +306,19 @@ def test_start_prior_without_overlap_allows_every_start():
 )
 def test_bad_span_prior_is_a_config_error(span_prior, match):
     with pytest.raises(ConfigError, match=match):
-        chain_with(scripted_generator(Script(reply("x"))), span_prior=span_prior)
+        ExtractiveStyle(span_prior=span_prior)
 
 
 @pytest.mark.unit
-def test_span_prior_survives_with_style_and_round_trips():
-    chain = chain_with(scripted_generator(Script(reply("x"))), span_prior={"sentences": 2})
-    assert chain.with_style("extractive").span_prior == {"sentences": 2}
-    assert chain_with(scripted_generator(Script(reply("x"))), span_prior=None).span_prior is None
-    assert chain.to_dict()["init_parameters"]["span_prior"] == {"sentences": 2}
+def test_span_prior_round_trips_in_the_nested_style():
+    chain = chain_with(
+        scripted_generator(Script(reply("x"))),
+        answer_style=ExtractiveStyle(span_prior={"sentences": 2}),
+    )
+    nested = chain.to_dict()["init_parameters"]["answer_style"]
+    assert nested["type"] == "style.extractive"
+    assert nested["init_parameters"]["span_prior"] == {"sentences": 2}
+    assert ExtractiveStyle(span_prior=None).span_prior is None
 
 
 # -- with the bundled model ------------------------------------------------------------------
@@ -333,25 +333,24 @@ def test_extractive_answers_are_spans_of_the_cited_context(local_generator):
         assert answer.span.index == cited.index
         assert context.text[answer.span.start : answer.span.end] == answer.text
         assert answer.text.strip() and answer.span.end - answer.span.start == len(answer.text)
-        assert answer.usage.completion_tokens <= chain.max_span_tokens + 8
+        assert answer.usage.completion_tokens <= chain.style.max_span_tokens + 8
     assert chain.ask("What is the capital of France?").text.startswith("Paris")
 
 
 @pytest.mark.integration
 def test_ranked_extractive_reads_the_sentences_its_spans_come_from(local_generator):
     chain = chain_with(local_generator, answer_style="extractive", k=3)
-    assert chain.focused == 2
+    assert chain.style.focus_sentences == 2
     question = "How many inhabitants does Berlin have?"
     answer = chain.ask(question)
     assert [m["role"] for m in answer.messages] == ["user"]
     assert "[2] Berlin is the capital of Germany.\n\n[2] It has 3.7 million" in answer.prompt
     assert "Madrid" not in answer.prompt and "Paris" not in answer.prompt
     assert answer.grounded and answer.text in answer.prompt
-    whole = chain_with(local_generator, answer_style="extractive", k=3, focus_sentences=0)
-    assert whole.focused == 0
+    whole = chain_with(local_generator, answer_style=ExtractiveStyle(focus_sentences=0), k=3)
     assert "Madrid is the capital of Spain." in whole.ask(question).prompt
     # one span to score: the model reads only the sentence that holds it
-    one = chain_with(local_generator, answer_style="extractive", k=3, span_candidates=1)
+    one = chain_with(local_generator, answer_style=ExtractiveStyle(span_candidates=1), k=3)
     answer = one.ask(question)
     assert answer.prompt.count("[2] ") == 1 and "Berlin is the capital" not in answer.prompt
     assert answer.grounded and answer.text in answer.prompt
@@ -360,12 +359,11 @@ def test_ranked_extractive_reads_the_sentences_its_spans_come_from(local_generat
 @pytest.mark.integration
 def test_ranked_and_greedy_span_search_both_return_grounded_spans(local_generator):
     ranked = chain_with(local_generator, answer_style="extractive", k=3)
-    assert ranked.span_search == "ranked"
+    assert ranked.style.search(local_generator) == "ranked"
     answer = ranked.ask("How many inhabitants does Berlin have?")
     assert answer.grounded and answer.text == "3.7 million", answer.to_dict()
     assert answer.citations[0].index == answer.span.index
-    greedy = ranked.with_style("extractive")
-    greedy.span_search = "greedy"
+    greedy = ranked.with_style(ExtractiveStyle(span_search="greedy"))
     answer = greedy.ask("How many inhabitants does Berlin have?")
     assert answer.grounded and answer.text.strip(), answer.to_dict()
 
@@ -382,28 +380,32 @@ def test_ranked_extractive_says_i_dont_know_when_no_context_shares_a_word(local_
 @pytest.mark.parametrize(
     ("params", "match"),
     [
-        ({"span_search": "beam"}, "unknown span_search 'beam'; allowed: ranked, greedy"),
+        ({"span_search": "beam"}, "unknown span_search 'beam'; allowed: ranked, greedy, quote"),
         ({"span_candidates": 0}, "span_candidates must be at least 1, got 0"),
     ],
 )
 def test_bad_span_search_settings_are_config_errors(params, match):
     with pytest.raises(ConfigError, match=match):
-        chain_with(scripted_generator(Script(reply("x"))), **params)
+        ExtractiveStyle(**params)
 
 
 @pytest.mark.unit
-def test_span_search_survives_with_style_and_round_trips():
-    chain = chain_with(
-        scripted_generator(Script(reply("x"))), span_search="greedy", span_candidates=4
-    )
-    copy = chain.with_style("extractive")
-    assert (copy.span_search, copy.span_candidates) == ("greedy", 4)
-    assert chain.to_dict()["init_parameters"]["span_search"] == "greedy"
+def test_ranked_span_search_with_a_generator_that_cannot_score_spans_is_a_config_error():
+    remote = scripted_generator(Script(reply("x")))
+    chain = chain_with(remote, answer_style=ExtractiveStyle(span_search="ranked"))
+    with pytest.raises(ConfigError) as err:
+        chain.ask("Berlin?")
+    message = str(err.value)
+    assert "style.extractive" in message and "OpenAIGenerator" in message
+    assert "span scoring" in message and "span_search: quote" in message
+    assert "style.evidence" in message
+    # the default picks what the generator can do: a checked quote
+    assert ExtractiveStyle().search(remote) == "quote"
 
 
 @pytest.mark.integration
 def test_extractive_abstains_below_the_threshold(local_generator):
-    chain = chain_with(local_generator, answer_style="extractive", min_span_logprob=0.0, k=2)
+    chain = chain_with(local_generator, answer_style=ExtractiveStyle(min_span_logprob=0.0), k=2)
     answer = chain.ask("What is the capital of France?")  # every log-probability is below 0
     assert answer.text == NO_ANSWER and not answer.grounded and answer.span is None
     assert answer.finish_reason == "abstain" and answer.citations == []

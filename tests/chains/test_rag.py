@@ -291,7 +291,7 @@ def test_generator_errors_propagate_with_the_url():
 # -- the chain with the real local model -------------------------------------------------------
 @pytest.mark.integration
 def test_answers_with_the_local_model(local_generator):
-    chain = chain_with(local_generator, k=2)
+    chain = chain_with(local_generator, k=2, answer_style="sentences")
     answer = chain.ask("What is the capital of France?")
     assert answer.text.strip()
     assert answer.usage.prompt_tokens == local_generator.count_message_tokens(answer.messages)
@@ -315,7 +315,7 @@ def test_contexts_are_fitted_to_the_window_and_never_overflow(small_window_gener
     long_texts = [
         f"Passage {i}. " + "The quick brown fox jumps over the lazy dog. " * 12 for i in range(8)
     ]
-    chain = chain_with(generator, long_texts, k=8, min_context_tokens=1)
+    chain = chain_with(generator, long_texts, k=8, min_context_tokens=1, answer_style="sentences")
     question = "Which passage mentions the fox?"
     candidates = [
         Context.from_hit(i, hit)
@@ -360,7 +360,7 @@ def test_question_longer_than_the_window_is_an_error(local_generator):
 
 @pytest.mark.integration
 def test_stream_yields_tokens_then_the_answer(local_generator):
-    chain = chain_with(local_generator, k=1)
+    chain = chain_with(local_generator, k=1, answer_style="sentences")
     items = list(chain.stream("What is the capital of France?"))
     *pieces, answer = items
     assert isinstance(answer, Answer)

@@ -1,0 +1,330 @@
+"""``style.evidence``: the sentence of the retrieved contexts that answers the question, verbatim.
+
+No text is generated. Every sentence of the contexts is scored by a logistic model over what the
+pipeline already holds (:data:`FEATURES`): its embedding similarity to the question (the
+retriever's embedding model, given as ``embedder: "@embedder"``), the share of the question's
+rare words it contains, its position in its context, its context's retrieval rank and its
+length. The best sentence is the answer, copied from its context with its offsets and cited:
+``grounded`` is true. For a short factoid question (who / when / where / how many / which) the
+short span of that sentence that fits the question comes first (:mod:`rag.chains.span_ranking`),
+then the sentence: ``"1998 — The company was founded in 1998."``. When no sentence's
+probability reaches ``min_score`` the answer is "I don't know." and ``grounded`` is false.
+
+The weights are data (:data:`DEFAULT_WEIGHTS_FILE`), fitted by ``benchmarks/fit_evidence.py`` on
+a fitting part of WikiQA train and XQuAD questions outside the answer-quality benchmark's sample;
+the file records its provenance. Without an embedder the style uses the file's ``lexical``
+weights (fitted without the similarity features).
+
+Example:
+    >>> from rag.chains.answer import Context
+    >>> contexts = [Context(1, "c1", "a.md", "It rained. Acme was founded by Jane Roe in 1998.")]
+    >>> found = rank_sentences("When was Acme founded?", contexts, weights=lexical_weights())
+    >>> contexts[0].text[found[0].start : found[0].end]
+    'Acme was founded by Jane Roe in 1998.'
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.chains import span_ranking
+from rag.chains.answer import AnswerSpan, Citation, Context
+from rag.chains.styles.base import NO_ANSWER, Draft, Style, StyleRequest
+from rag.core.component import Component
+from rag.core.errors import ConfigError
+from rag.core.text import WORD, content_stems, question_kind, sentences, stem
+
+DEFAULT_WEIGHTS_FILE = Path(__file__).with_name("evidence_weights.json")
+"""The fitted weights shipped with ragline (see its ``provenance``)."""
+FEATURES = (
+    "similarity",
+    "similarity_gap",
+    "coverage",
+    "coverage_gap",
+    "reciprocal_rank",
+    "first_sentence",
+    "position",
+    "log_words",
+    "short",
+    "question_mark",
+)
+"""What a sentence is scored on (``similarity*`` are 0 without an embedder)."""
+LEXICAL_FEATURES = tuple(f for f in FEATURES if not f.startswith("similarity"))
+FACTOID_KINDS = ("number", "date", "name", "where")
+SEPARATOR = " — "
+"""Between the factoid span and its sentence."""
+
+
+@dataclass
+class SentenceCandidate:
+    """A sentence of one context: ``contexts[context].text[start:end]`` (0-based context)."""
+
+    context: int
+    start: int
+    end: int
+    text: str
+    features: dict[str, float] = field(default_factory=dict)
+    probability: float = 0.0
+
+
+def sentence_candidates(
+    question: str, contexts: Sequence[str], similarities: Sequence[float] | None = None
+) -> list[SentenceCandidate]:
+    """Every sentence of ``contexts`` with its :data:`FEATURES` (``similarities``: the cosine
+    similarity of each sentence to the question, in order; ``None``: 0).
+
+    Example:
+        >>> found = sentence_candidates("Who founded Acme?", ["Acme was founded by Jane Roe."])
+        >>> found[0].features["coverage"], found[0].features["first_sentence"]
+        (1.0, 1.0)
+    """
+    stems = content_stems(question)
+    found: list[SentenceCandidate] = []
+    words_of: list[set[str]] = []
+    for number, text in enumerate(contexts):
+        for position, (start, end) in enumerate(sentences(text)):
+            piece = text[start:end].strip()
+            offset = text.index(piece, start) if piece else start
+            found.append(SentenceCandidate(number, offset, offset + len(piece), piece))
+            found[-1].features["position"] = 1.0 / (1 + position)
+            words_of.append({stem(w) for w in WORD.findall(piece)})
+    frequency = collections.Counter(w for words in words_of for w in words)
+    total = max(1, len(found))
+    idf = {w: math.log(1 + total / frequency.get(w, 0.5)) for w in stems}
+    weight = sum(idf.values()) or 1.0
+    for candidate, words in zip(found, words_of, strict=True):
+        count = len(WORD.findall(candidate.text))
+        candidate.features.update(
+            coverage=sum(idf[w] for w in stems & words) / weight,
+            reciprocal_rank=1.0 / (1 + candidate.context),
+            first_sentence=float(candidate.features["position"] == 1.0),
+            log_words=math.log(1 + count),
+            short=float(count < 6),
+            question_mark=float(candidate.text.rstrip("\"')").endswith("?")),
+        )
+    best = max((c.features["coverage"] for c in found), default=0.0)
+    for candidate in found:
+        candidate.features["coverage_gap"] = candidate.features["coverage"] - best
+    set_similarities(found, similarities)
+    return found
+
+
+def set_similarities(
+    found: Sequence[SentenceCandidate], similarities: Sequence[float] | None
+) -> None:
+    """Set the ``similarity`` and ``similarity_gap`` features (``None``: 0)."""
+    values = [0.0] * len(found) if similarities is None else [float(v) for v in similarities]
+    best = max(values, default=0.0)
+    for candidate, value in zip(found, values, strict=True):
+        candidate.features["similarity"] = value
+        candidate.features["similarity_gap"] = value - best
+
+
+def score(
+    found: Sequence[SentenceCandidate], weights: Mapping[str, float]
+) -> list[SentenceCandidate]:
+    """``found`` with the probability of the logistic model ``weights`` (feature name -> weight,
+    and ``intercept``) that each answers the question, best first."""
+    bias = float(weights.get("intercept", 0.0))
+    for candidate in found:
+        z = bias + sum(float(weights.get(n, 0.0)) * v for n, v in candidate.features.items())
+        candidate.probability = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+    return sorted(found, key=lambda c: (-c.probability, c.context, c.start))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_weights(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"cannot read evidence weights from {path}: {err}; refit them with "
+            "benchmarks/fit_evidence.py or leave weights unset for the shipped file",
+            field="weights",
+        ) from None
+    for key in ("embedding", "lexical"):
+        if key not in data.get("weights", {}):
+            raise ConfigError(
+                f"evidence weights file {path} has no weights.{key}; refit it with "
+                "benchmarks/fit_evidence.py",
+                field="weights",
+            )
+    return dict(data)
+
+
+def lexical_weights(path: str | Path = DEFAULT_WEIGHTS_FILE) -> dict[str, float]:
+    """The weights used without an embedder (``intercept`` plus :data:`LEXICAL_FEATURES`)."""
+    return dict(_read_weights(str(path))["weights"]["lexical"])
+
+
+def rank_sentences(
+    question: str,
+    contexts: Sequence[Context],
+    *,
+    weights: Mapping[str, float],
+    similarities: Sequence[float] | None = None,
+) -> list[SentenceCandidate]:
+    """The sentences of ``contexts`` scored (:func:`score`), best first."""
+    return score(sentence_candidates(question, [c.text for c in contexts], similarities), weights)
+
+
+def factoid_span(question: str, sentence: str) -> tuple[int, int] | None:
+    """The offsets in ``sentence`` of the short span answering a factoid ``question`` (who, when,
+    where, how many, which), or ``None`` (not a factoid question, or no span fits).
+
+    Example:
+        >>> text = "Acme was founded by Jane Roe in 1998."
+        >>> start, end = factoid_span("When was Acme founded?", text)
+        >>> text[start:end]
+        '1998'
+    """
+    kind = question_kind(question)
+    which = re.match(r"\s*(in |at |on |of )?which\b", question.lower()) is not None
+    if kind not in FACTOID_KINDS and not which:
+        return None
+    spans = span_ranking.rank_spans(span_ranking.candidate_spans(question, [sentence], sentences=1))
+    if not spans:
+        return None
+    best = spans[0]
+    if kind in FACTOID_KINDS and not best.features.get(f"{kind}:any_fits"):
+        return None
+    if best.end - best.start >= len(sentence.rstrip(" .")):
+        return None  # the whole sentence: nothing shorter to put first
+    return best.start, best.end
+
+
+class EvidenceStyle(Style):
+    """The answering sentence of the contexts, copied verbatim and cited (``grounded``).
+
+    Args:
+        embedder: The embedding model for question-sentence similarity (in YAML
+            ``"@embedder"``, the retriever's); ``None``: lexical features only.
+        weights: A weights file written by ``benchmarks/fit_evidence.py`` (``None``: the shipped
+            :data:`DEFAULT_WEIGHTS_FILE`).
+        min_score: Below this probability for the best sentence the answer is "I don't know."
+            (``None``: the file's fitted ``min_score``).
+        max_sentences: Most sentences in the answer: the best, then others of at least
+            ``min_score`` and half its probability, in order of score.
+        factoid_span: Put the short span first for who / when / where / how many / which.
+
+    The style sends nothing to the generator and so needs no ability of it.
+
+    Example:
+        >>> style = EvidenceStyle(max_sentences=1)
+        >>> style.to_dict()["type"]
+        'style.evidence'
+    """
+
+    name = "evidence"
+
+    def __init__(
+        self,
+        *,
+        embedder: Component | None = None,
+        weights: str | None = None,
+        min_score: float | None = None,
+        max_sentences: int = 1,
+        factoid_span: bool = True,
+    ) -> None:
+        if max_sentences < 1:
+            raise ConfigError(
+                f"max_sentences must be at least 1, got {max_sentences}", field="max_sentences"
+            )
+        if min_score is not None and not 0.0 <= min_score <= 1.0:
+            raise ConfigError(
+                f"min_score is a probability between 0 and 1, got {min_score}", field="min_score"
+            )
+        self.embedder = embedder
+        self.weights = weights
+        self.min_score = min_score
+        self.max_sentences = max_sentences
+        self.factoid_span = factoid_span
+
+    def warm_up(self, generator: Any = None) -> None:
+        """Read the weights and warm up the embedder.
+
+        Raises:
+            ConfigError: the weights file cannot be read or lacks a weight set.
+        """
+        _read_weights(str(self.weights or DEFAULT_WEIGHTS_FILE))
+        if self.embedder is not None:
+            self.embedder.warm_up()
+
+    @property
+    def fitted(self) -> dict[str, Any]:
+        """The weights file's content (weights, ``min_score`` and ``provenance``)."""
+        return _read_weights(str(self.weights or DEFAULT_WEIGHTS_FILE))
+
+    def reserve_tokens(self, generator: Any) -> int:
+        return 0  # nothing is generated
+
+    def threshold(self) -> float:
+        """The ``min_score`` in use."""
+        if self.min_score is not None:
+            return self.min_score
+        return float(self.fitted["min_score"]["embedding" if self.embedder else "lexical"])
+
+    def similarities(self, question: str, texts: Sequence[str]) -> list[float] | None:
+        """Cosine similarity of each of ``texts`` to ``question`` (``None`` without embedder)."""
+        if self.embedder is None or not texts:
+            return None
+        import numpy as np
+
+        query = np.asarray(self.embedder.embed_query(question), dtype=np.float32)  # type: ignore[attr-defined]
+        matrix = np.asarray(self.embedder.embed_documents(list(texts)), dtype=np.float32)  # type: ignore[attr-defined]
+        norms = np.linalg.norm(matrix, axis=1) * (np.linalg.norm(query) or 1.0)
+        return [float(v) for v in (matrix @ query) / np.where(norms == 0, 1.0, norms)]
+
+    def rank(self, question: str, contexts: Sequence[Context]) -> list[SentenceCandidate]:
+        """The sentences of ``contexts``, most probable answer first."""
+        found = sentence_candidates(question, [c.text for c in contexts])
+        set_similarities(found, self.similarities(question, [c.text for c in found]))
+        kind = "embedding" if self.embedder is not None else "lexical"
+        return score(found, self.fitted["weights"][kind])
+
+    def answer(self, request: StyleRequest) -> Iterator[str | Draft]:
+        contexts = request.contexts
+        ranked = self.rank(request.question, contexts)
+        threshold = self.threshold()
+        if not ranked or ranked[0].probability < threshold:
+            draft = Draft(text=NO_ANSWER, finish_reason="abstain")
+        else:
+            best = ranked[0]
+            floor = max(threshold, best.probability / 2)
+            others = [c for c in ranked[1:] if c.probability >= floor]
+            chosen = [best, *others[: self.max_sentences - 1]]
+            draft = self._draft(request.question, chosen, contexts)
+        if request.stream:
+            yield draft.text
+        yield draft
+
+    def _draft(
+        self, question: str, chosen: Sequence[SentenceCandidate], contexts: Sequence[Context]
+    ) -> Draft:
+        pieces: list[str] = []
+        spans: list[AnswerSpan] = []
+        citations: dict[int, Citation] = {}
+        first = chosen[0]
+        found = factoid_span(question, first.text) if self.factoid_span else None
+        if found is not None:
+            context = contexts[first.context]
+            start, end = first.start + found[0], first.start + found[1]
+            pieces.append(context.text[start:end])
+            spans.append(AnswerSpan(context.index, context.id, start, end))
+        for candidate in chosen:
+            context = contexts[candidate.context]
+            pieces.append(context.text[candidate.start : candidate.end])
+            spans.append(AnswerSpan(context.index, context.id, candidate.start, candidate.end))
+            citations.setdefault(context.index, Citation(context.index, context.id, context.source))
+        text = pieces[0] if len(pieces) == 1 else SEPARATOR.join(pieces[:2])
+        if len(pieces) > 2:
+            text = " ".join([text, *pieces[2:]])
+        return Draft(text=text, citations=list(citations.values()), grounded=True, spans=spans)

@@ -1,0 +1,165 @@
+"""style.evidence: the answering sentence of the contexts, copied verbatim, cited and grounded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rag.chains import EvidenceStyle, RagChain
+from rag.chains.styles.evidence import (
+    DEFAULT_WEIGHTS_FILE,
+    FEATURES,
+    SEPARATOR,
+    factoid_span,
+    sentence_candidates,
+)
+from rag.core import ConfigError
+
+from .helpers import ListRetriever, Script, reply, scripted_generator
+
+FACTS = [
+    "Paris is the capital of France. It lies on the Seine.",
+    "Berlin is the capital of Germany. It has 3.7 million inhabitants.",
+    "BM25 is a ranking function used by search engines. It was developed in the 1970s.",
+]
+
+
+def evidence_chain(texts=FACTS, **params):
+    script = Script(reply("must not be asked"))
+    chain = RagChain(
+        retriever=ListRetriever(texts=list(texts)),
+        generator=scripted_generator(script),
+        answer_style=EvidenceStyle(**params),
+        k=3,
+    )
+    return chain, script
+
+
+def assert_grounded(answer):
+    assert answer.grounded and answer.spans and answer.span == answer.spans[0]
+    cited = {c.index for c in answer.citations}
+    pieces = []
+    for span in answer.spans:
+        assert span.index in cited
+        context = answer.contexts[span.index - 1]
+        assert context.id == span.id
+        pieces.append(context.text[span.start : span.end])
+    assert answer.text == SEPARATOR.join(pieces) or answer.text == pieces[0]
+
+
+@pytest.mark.unit
+def test_the_answer_is_the_sentence_that_answers_copied_and_cited_with_no_generation():
+    chain, script = evidence_chain()
+    answer = chain.ask("What is BM25?")
+    assert answer.text == "BM25 is a ranking function used by search engines."
+    assert [c.source for c in answer.citations] == ["doc3.md"]
+    assert_grounded(answer)
+    assert script.bodies == []  # nothing was sent to the generator
+    assert (answer.prompt, answer.messages, answer.steps) == ("", [], 0)
+    assert answer.answer_style == "evidence" and answer.finish_reason == "stop"
+    data = answer.to_dict()
+    assert data["grounded"] is True and data["spans"][0]["start"] == answer.span.start
+
+
+@pytest.mark.unit
+def test_a_factoid_question_gets_the_short_span_first_then_its_sentence():
+    chain, _ = evidence_chain()
+    answer = chain.ask("How many inhabitants does Berlin have?")
+    assert answer.text == f"3.7 million{SEPARATOR}It has 3.7 million inhabitants."
+    assert_grounded(answer)
+    assert len(answer.spans) == 2 and answer.spans[0].index == answer.spans[1].index == 2
+    plain, _ = evidence_chain(factoid_span=False)
+    assert plain.ask("How many inhabitants does Berlin have?").text == (
+        "It has 3.7 million inhabitants."
+    )
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("question", "sentence", "span"),
+    [
+        ("When was BM25 developed?", "It was developed in the 1970s.", "1970s"),
+        ("Who founded Acme?", "Acme was founded by Jane Roe.", "Jane Roe"),
+        ("Why is the sky blue?", "The sky is blue because of scattering.", None),
+    ],
+)
+def test_factoid_span(question, sentence, span):
+    found = factoid_span(question, sentence)
+    assert (sentence[found[0] : found[1]] if found else None) == span
+
+
+@pytest.mark.unit
+def test_no_sentence_above_the_threshold_is_i_dont_know_and_not_grounded():
+    chain, script = evidence_chain(min_score=0.999)
+    answer = chain.ask("What is BM25?")
+    assert answer.text == "I don't know." and not answer.grounded
+    assert answer.citations == [] and answer.spans == [] and answer.span is None
+    assert answer.finish_reason == "abstain" and script.bodies == []
+    unrelated, _ = evidence_chain()
+    answer = unrelated.ask("Which river floods every spring?")
+    assert answer.text == "I don't know." and not answer.grounded
+
+
+@pytest.mark.unit
+def test_more_sentences_when_asked_and_they_score_close():
+    chain, _ = evidence_chain(max_sentences=3, min_score=0.0, factoid_span=False)
+    answer = chain.ask("What is the capital of Germany and how many inhabitants does it have?")
+    assert len(answer.spans) >= 2
+    assert_grounded(answer) if len(answer.spans) == 1 else None
+    for span in answer.spans:
+        context = answer.contexts[span.index - 1]
+        assert context.text[span.start : span.end] in answer.text
+
+
+@pytest.mark.unit
+def test_streaming_yields_the_answer_then_the_record():
+    chain, _ = evidence_chain()
+    *pieces, answer = list(chain.stream("What is BM25?"))
+    assert pieces == [answer.text] and answer.grounded
+
+
+@pytest.mark.unit
+def test_sentence_features_are_the_documented_ones():
+    found = sentence_candidates("Who founded Acme?", ["It rained. Acme was founded by Jane Roe."])
+    assert [c.text for c in found] == ["It rained.", "Acme was founded by Jane Roe."]
+    assert set(found[0].features) == set(FEATURES)
+    assert found[1].features["coverage"] == 1.0 and found[0].features["coverage_gap"] == -1.0
+    assert found[1].features["position"] == 0.5 and found[0].features["first_sentence"] == 1.0
+
+
+@pytest.mark.unit
+def test_the_shipped_weights_record_their_provenance():
+    data = json.loads(DEFAULT_WEIGHTS_FILE.read_text())
+    provenance = data["provenance"]
+    for key in ("script", "date", "datasets", "seed", "model"):
+        assert provenance[key], key
+    assert set(provenance["datasets"]) == {"wikiqa_train", "xquad_en_dev"}
+    assert provenance["script"] == "benchmarks/fit_evidence.py"
+    assert set(data["weights"]) == {"embedding", "lexical"}
+    assert set(data["weights"]["embedding"]) == {"intercept", *FEATURES}
+    assert 0.0 < data["min_score"]["embedding"] < 1.0
+
+
+@pytest.mark.unit
+def test_bad_settings_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="max_sentences must be at least 1"):
+        EvidenceStyle(max_sentences=0)
+    with pytest.raises(ConfigError, match="min_score is a probability"):
+        EvidenceStyle(min_score=2.0)
+    missing = tmp_path / "nope.json"
+    chain, _ = evidence_chain(weights=str(missing))
+    with pytest.raises(ConfigError, match=r"nope\.json.*benchmarks/fit_evidence\.py"):
+        chain.ask("What is BM25?")
+
+
+@pytest.mark.integration
+def test_with_the_embedder_a_paraphrase_finds_its_sentence(embedder):
+    texts = [
+        "The museum opened in 1901. Its roof was rebuilt after a storm.",
+        "Glaciers form where snow piles up faster than it melts, year after year.",
+    ]
+    chain, _ = evidence_chain(texts, embedder=embedder)
+    answer = chain.ask("how do ice sheets come into being")
+    assert answer.text == texts[1]
+    assert_grounded(answer)
