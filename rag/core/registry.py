@@ -48,6 +48,11 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "generator.openai": "rag.connectors.generators.openai:OpenAIGenerator",
     # chains
     "chain.rag": "rag.chains.rag:RagChain",
+    # answer styles of chain.rag (rag.chains.styles)
+    "style.evidence": "rag.chains.styles.evidence:EvidenceStyle",
+    "style.extractive": "rag.chains.styles.extractive:ExtractiveStyle",
+    "style.concise": "rag.chains.styles.concise:ConciseStyle",
+    "style.sentences": "rag.chains.styles.sentences:SentencesStyle",
 }
 
 ENTRY_POINT_GROUP = "ragline.components"
