@@ -166,3 +166,104 @@ def test_text_cache_mb_must_not_be_negative():
 
     with pytest.raises(ConfigError, match="text_cache_mb"):
         FaissStore(text_cache_mb=-1)
+
+
+# -- broken files, full disks (issue 20) ---------------------------------------------------------
+def test_a_missing_chunks_sqlite_beside_an_index_is_named(tmp_path):
+    from rag.core.errors import StoreCorruptError
+
+    store, _ = _store_with(tmp_path / "s", 20)
+    store.close()
+    (tmp_path / "s" / "chunks.sqlite").unlink()
+    with pytest.raises(StoreCorruptError, match="chunks.sqlite: is missing") as err:
+        FaissStore(path=str(tmp_path / "s")).count()
+    assert err.value.path.endswith("chunks.sqlite") and "ingest" in err.value.repair
+
+
+@pytest.mark.parametrize("content", ["[]", '{"generation": 1, "tombstones": 5}', "not json"])
+def test_a_broken_index_json_is_rebuilt_from_sqlite(tmp_path, content, caplog):
+    store, chunks = _store_with(tmp_path / "s", 30)
+    store.close()
+    (tmp_path / "s" / "index.json").write_text(content)
+    again = FaissStore(path=str(tmp_path / "s"))
+    assert again.count() == 30
+    hit = again.search(chunks[3].embedding, k=1)[0]
+    assert hit.id == chunks[3].id
+    assert "rebuilding the index" in caplog.text
+
+
+def test_corrupt_and_foreign_chunks_sqlite_are_named(tmp_path):
+    import sqlite3
+
+    from rag.core.errors import StoreCorruptError
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "chunks.sqlite").write_bytes(b"garbage" * 1000)
+    with pytest.raises(StoreCorruptError, match="corrupt or not a SQLite database"):
+        FaissStore(path=str(tmp_path / "bad")).count()
+    (tmp_path / "other").mkdir()
+    db = sqlite3.connect(tmp_path / "other" / "chunks.sqlite")
+    db.execute("CREATE TABLE chunks (name TEXT)")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreCorruptError, match="another program"):
+        FaissStore(path=str(tmp_path / "other")).count()
+
+
+def test_disk_full_is_named_and_loses_nothing_committed(tmp_path):
+    import sqlite3
+
+    from rag.core.errors import StoreFullError
+    from rag.testing import random_chunks
+
+    store = FaissStore(path=str(tmp_path / "s"))
+    first, second = random_chunks(10, prefix="a"), random_chunks(10, prefix="b", seed=1)
+    store.write(first)
+
+    class FullDisk:
+        """The connection, except that inserts fail as SQLite does on a full disk."""
+
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT INTO chunks"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.db.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    real = store._db
+    store._db = FullDisk(real)
+    with pytest.raises(StoreFullError, match=r"chunks.sqlite: the disk is full"):
+        store.write(second)
+    store._db = real
+    assert store.count() == 10
+    store.close()
+    again = FaissStore(path=str(tmp_path / "s"))
+    assert sorted(again.ids()) == sorted(c.id for c in first)
+    assert again.write(second) == 10
+
+
+def test_non_finite_metadata_is_refused_by_the_store():
+    from rag.core.errors import NonFiniteNumberError
+    from rag.testing import random_chunks
+
+    chunk = random_chunks(1)[0]
+    chunk.metadata["score"] = float("nan")
+    store = FaissStore()
+    with pytest.raises(NonFiniteNumberError, match="score"):
+        store.write([chunk])
+    assert store.count() == 0
+
+
+@pytest.mark.parametrize("where", ["file", "proc", "under-file"])
+def test_store_paths_that_cannot_hold_a_folder(tmp_path, where):
+    from rag.core.errors import ConfigError
+
+    (tmp_path / "f").write_text("x")
+    path = {"file": tmp_path / "f", "proc": "/proc/ragline", "under-file": tmp_path / "f" / "i"}
+    with pytest.raises(ConfigError, match="path") as err:
+        FaissStore(path=str(path[where]))
+    assert err.value.field == "path"
