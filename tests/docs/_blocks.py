@@ -8,7 +8,8 @@ A marker is an HTML comment on the line directly above the opening fence::
     ```
 
 Kinds: ``needs WHAT`` (a bash block that needs a service: parsed against the CLI, not run),
-``skip REASON`` (neither run nor parsed), ``fragment`` (YAML that is a piece of a file: parsed as
+``skip REASON`` (neither run nor parsed), ``run`` (a bash block without ``rag`` that the page's
+later blocks need, such as one writing a dataset: run in order with them), ``fragment`` (YAML that is a piece of a file: parsed as
 YAML only) and ``eval`` (YAML that is an eval file). The convention is written for everyone in
 /work/briefs/notes/from-H5a.md and in docs/contributing.md.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BASH_LANGUAGES = {"bash", "sh", "shell"}
 YAML_LANGUAGES = {"yaml", "yml"}
-MARKER_KINDS = {"needs", "skip", "fragment", "eval"}
+MARKER_KINDS = {"needs", "skip", "run", "fragment", "eval"}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _MARKER = re.compile(r"^\s*<!--\s*docs-check:\s*(?P<kind>[\w-]+)\s*(?P<reason>.*?)\s*-->\s*$")
@@ -42,7 +43,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     language: str
     text: str
-    marker: str | None = None  # needs / skip / fragment / eval
+    marker: str | None = None  # needs / skip / run / fragment / eval
     reason: str = ""
 
     @property

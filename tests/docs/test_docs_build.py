@@ -58,3 +58,15 @@ def test_every_page_is_in_the_nav() -> None:
     pages = {str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")}
     missing = sorted(pages - listed)
     assert not missing, f"pages not in mkdocs.yml's nav: {missing}"
+
+
+def test_readme_links_exist() -> None:
+    """README.md is read on the code host, outside the site: its relative links must resolve."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    relative = [t for t in targets if not re.match(r"[a-z]+://", t)]
+    assert relative, "no relative link found in README.md"
+    missing = [t for t in relative if not (ROOT / t).exists()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"

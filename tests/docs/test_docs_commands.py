@@ -8,6 +8,8 @@ needs: docs that cannot rot.
 - A block marked ``<!-- docs-check: needs WHAT -->`` is not run; each of its ``rag`` commands is
   parsed by the real CLI, so an unknown command or option still fails.
 - ``<!-- docs-check: skip REASON -->``: neither (a reason is required).
+- ``<!-- docs-check: run -->`` on a block without ``rag`` (one that writes a dataset the next
+  blocks read): run in order with the page's other blocks.
 """
 
 from __future__ import annotations
@@ -28,19 +30,18 @@ from tests.docs._blocks import BASH_LANGUAGES, ROOT, Block, all_blocks, rag_comm
 pytestmark = pytest.mark.integration
 
 WORKER = Path(__file__).with_name("_rag_worker.py")
-BASH = [b for b in all_blocks(BASH_LANGUAGES) if rag_commands(b.text)]
-RUN = [b for b in BASH if b.marker is None]
+ALL_BASH = all_blocks(BASH_LANGUAGES)
+BASH = [b for b in ALL_BASH if rag_commands(b.text)]
+RUN = [b for b in ALL_BASH if (b.marker is None and rag_commands(b.text)) or b.marker == "run"]
 PAGES = sorted({b.path for b in RUN})
 
 
 def test_every_rag_block_is_run_or_marked() -> None:
     """The blocks that call rag are all either executed below or carry a known marker."""
     assert BASH, "no bash block calls rag: the extractor is broken"
-    wrong = [
-        f"{b.where}: marker '{b.marker}'" for b in BASH if b.marker not in (None, "needs", "skip")
-    ]
-    assert not wrong, "a bash block can be marked 'needs WHAT' or 'skip REASON' only: " + "; ".join(
-        wrong
+    wrong = [f"{b.where}: '{b.marker}'" for b in ALL_BASH if b.marker in ("fragment", "eval")]
+    assert not wrong, (
+        "a bash block can be marked 'needs WHAT', 'skip REASON' or 'run' only: " + "; ".join(wrong)
     )
     bare = [b.where for b in BASH if b.marker in ("needs", "skip") and not b.reason]
     assert not bare, f"say what the block needs / why it is skipped: {bare}"
