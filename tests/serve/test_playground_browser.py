@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +37,13 @@ sync_api = pytest.importorskip(
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUESTION = "Which GPUs does FAISS run on?"
+TIMED_QUESTIONS = [
+    QUESTION,
+    "Who developed BM25?",
+    "What does k1 control in BM25?",
+    "What is reciprocal rank fusion?",
+    "How many dimensions do all-MiniLM-L6-v2 vectors have?",
+]
 WRONG_KEY = "wrong-key-0123456789abcdef"
 TIMEOUT_MS = 120_000
 
@@ -123,23 +131,24 @@ def api_answer(base_url: str, question: str) -> tuple[dict[str, Any], float]:
     return response.json(), seconds
 
 
+def browser_ask(page: Any, question: str) -> tuple[float, float]:
+    """Ask in the page; seconds to the first answer text and to the whole answer."""
+    page.fill("#question", question)
+    page.click("#ask-button")
+    page.wait_for_selector("#answer-card[data-state=done]")
+    timing = page.locator("#browser-timing")
+    whole = float(timing.get_attribute("data-answer-ms")) / 1000
+    first = timing.get_attribute("data-first-token-ms")
+    return (float(first) / 1000 if first else whole), whole
+
+
 def test_ask_streams_the_answer_and_highlights_what_it_cites(page, playground, artifacts, capsys):
     enter_key(page, API_KEY)
     page.wait_for_selector("#key-status:has-text('key accepted')")
     assert page.evaluate("sessionStorage.getItem('ragline.apiKey')") == API_KEY
 
-    # The API's own latency, before and after the browser asks (llama.cpp may reuse a cached
-    # prompt on a repeated question, so each order favours the second call).
-    _, api_before = api_answer(playground, QUESTION)
-    page.fill("#question", QUESTION)
-    page.click("#ask-button")
-    page.wait_for_selector("#answer-card[data-state=done]")
-    timing = page.locator("#browser-timing")
-    first_ms = timing.get_attribute("data-first-token-ms")
-    answer_ms = float(timing.get_attribute("data-answer-ms"))
-    browser_server_ms = timing.get_attribute("data-server-total-ms")
-
-    api, api_after = api_answer(playground, QUESTION)
+    browser_ask(page, QUESTION)
+    api, _ = api_answer(playground, QUESTION)
     assert api["citations"], api  # an extractive answer always cites its context
     shown = page.inner_text("#answer")
     assert api["answer"].strip() in shown
@@ -180,15 +189,29 @@ def test_ask_streams_the_answer_and_highlights_what_it_cites(page, playground, a
     copy_to = os.environ.get("RAGLINE_PLAYGROUND_SCREENSHOT")
     if copy_to:
         shutil.copyfile(shot, copy_to)
-    server_total = api["timings"].get("total")
-    first_text = f"{float(first_ms) / 1000:.3f} s" if first_ms else "no token event"
+    with capsys.disabled():
+        print(f"\nplayground screenshot: {shot}")
+
+
+def test_time_to_first_answer_in_the_browser_against_the_api(page, playground, capsys):
+    """Printed, not asserted: the issue's bound is the API's own latency + 0.5 s."""
+    enter_key(page, API_KEY)
+    page.wait_for_selector("#key-status:has-text('key accepted')")
+    for question in TIMED_QUESTIONS:  # warm-up: the first calls pay for caches
+        api_answer(playground, question)
+    first, whole, api = [], [], []
+    for question in TIMED_QUESTIONS:  # the API, the browser, the API: neither goes first always
+        api.append(api_answer(playground, question)[1])
+        seconds = browser_ask(page, question)
+        first.append(seconds[0])
+        whole.append(seconds[1])
+        api.append(api_answer(playground, question)[1])
     with capsys.disabled():
         print(
-            f"\nplayground screenshot: {shot}\n"
-            f"browser: first answer text {first_text}, whole answer {answer_ms / 1000:.3f} s"
-            f" (server total {float(browser_server_ms or 'nan') / 1000:.3f} s); "
-            f"API (POST /v1/ask, not streamed) {api_before:.3f} s before, {api_after:.3f} s after"
-            + (f" (server total {server_total:.3f} s)" if server_total is not None else "")
+            f"\nplayground, median of {len(TIMED_QUESTIONS)} questions: first answer text in the "
+            f"browser {statistics.median(first):.3f} s, whole answer {statistics.median(whole):.3f}"
+            f" s; the API's own latency (POST /v1/ask, not streamed, {len(api)} calls) "
+            f"{statistics.median(api):.3f} s"
         )
 
 

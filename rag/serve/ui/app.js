@@ -249,8 +249,8 @@ function metadataTable(metadata) {
     el("table", {}, rows)) : null;
 }
 
-function passageCard({ index, id, source, score, text, metadata, cited, trimmed }) {
-  return el("li", { class: `passage${cited ? " cited" : ""}`, id: index ? `ctx-${index}` : null, "data-id": id },
+function passageCard({ domId, index, id, source, score, text, metadata, cited, trimmed }) {
+  return el("li", { class: `passage${cited ? " cited" : ""}`, id: domId, "data-id": id },
     el("div", { class: "passage-head" },
       index ? el("span", { class: "num", text: `[${index}]` }) : null,
       el("span", { class: "source", text: source || (metadata && metadata.source) || "" }),
@@ -333,7 +333,7 @@ function renderAnswer(answer, browser) {
         (typeof total === "number" ? ` · ${total.toFixed(2)} s on the server` : "") }));
 
   $("contexts-title").hidden = contexts.length === 0;
-  $("contexts").replaceChildren(...contexts.map((c) => passageCard({ ...c, cited: cited.has(c.index) })));
+  $("contexts").replaceChildren(...contexts.map((c) => passageCard({ ...c, domId: `ctx-${c.index}`, cited: cited.has(c.index) })));
 
   $("prompt").textContent = answer.prompt || "";
   $("messages").replaceChildren(...(answer.messages || []).map((m) =>
@@ -475,9 +475,8 @@ async function search(event) {
   const ms = performance.now() - started;
   $("search-summary").textContent = `${result.hits.length} hits in ${ms.toFixed(0)} ms`;
   $("hits").replaceChildren(...result.hits.map((hit, i) =>
-    passageCard({ index: i + 1, id: hit.id, source: hit.metadata && hit.metadata.source, score: hit.score,
+    passageCard({ domId: `hit-${i + 1}`, index: i + 1, id: hit.id, source: hit.metadata && hit.metadata.source, score: hit.score,
       text: hit.text, metadata: hit.metadata })));
-  for (const [i, item] of [...$("hits").children].entries()) item.id = `hit-${i + 1}`;
 }
 
 // -- reports --------------------------------------------------------------------------------
