@@ -65,8 +65,9 @@ def read_yaml(source: str | Path, *, text: str | None = None) -> LocatedYaml:
         text = _read_bounded(Path(source), file)
     elif len(text) > MAX_YAML_BYTES:
         raise ConfigError(_too_large(), file=file)
-    loader = yaml.SafeLoader(text)
+    loader: yaml.SafeLoader | None = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters here
         node = loader.get_single_node()
         located = LocatedYaml(data=None, file=file)
         if node is None:
@@ -89,7 +90,8 @@ def read_yaml(source: str | Path, *, text: str | None = None) -> LocatedYaml:
     except yaml.YAMLError as err:
         raise ConfigError(f"invalid YAML: {err}", file=file) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return located
 
 
