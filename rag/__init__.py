@@ -1,6 +1,7 @@
 """ragline: retrieval-augmented generation with fewer layers, nothing hidden, offline by default.
 
 Example:
+    >>> # Needs the embedding model and an ingested index.
     >>> import rag
     >>> app = rag.PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
     >>> hits = app.pipeline("search").run(query="What is FAISS?")  # doctest: +SKIP

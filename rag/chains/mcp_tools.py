@@ -179,6 +179,7 @@ class MCPConnection:
         spec: The server to connect to.
 
     Example:
+        >>> # Needs a running MCP server at url.
         >>> connection = MCPConnection(parse_mcp_servers([{"url": url}])[0])  # doctest: +SKIP
         >>> connection.open(); [t.name for t in connection.list_tools()]  # doctest: +SKIP
         ['search', 'ask']

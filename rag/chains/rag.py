@@ -97,6 +97,7 @@ class RagChain(Component):
             ``FutureWarning`` naming the new field; removed in the next release.
 
     Example:
+        >>> # Needs a retriever over an ingested index and a loaded generator.
         >>> chain = RagChain(retriever=retriever, generator=generator, k=3)  # doctest: +SKIP
         >>> answer = chain.ask("What does FAISS store?")  # doctest: +SKIP
         >>> answer.text, [c.source for c in answer.citations]  # doctest: +SKIP

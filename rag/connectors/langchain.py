@@ -18,6 +18,7 @@ These are Python-API objects: they wrap live LangChain objects, so they are not 
 short names and cannot be written in YAML.
 
 Example:
+    >>> # Needs a loaded embedder and an index.
     >>> from rag.connectors.langchain import RaglineVectorStore  # doctest: +SKIP
     >>> store = FaissStore(path="index")  # doctest: +SKIP
     >>> vectorstore = RaglineVectorStore(store=store, embedding=embedder)  # doctest: +SKIP
@@ -76,6 +77,7 @@ class RaglineEmbeddings(Embeddings):
     """A ragline embedder (``embed_documents``/``embed_query``) as LangChain ``Embeddings``.
 
     Example:
+        >>> # Needs a loaded embedder.
         >>> embeddings = RaglineEmbeddings(embedder)  # doctest: +SKIP
         >>> len(embeddings.embed_query("hello"))  # doctest: +SKIP
         384
@@ -107,6 +109,7 @@ class RaglineVectorStore(VectorStore):
             from squared L2 distance for ``metric="l2"`` stores).
 
     Example:
+        >>> # Needs a loaded embedder.
         >>> from rag.connectors.stores.faiss import FaissStore  # doctest: +SKIP
         >>> vs = RaglineVectorStore(store=FaissStore(), embedding=embedder)  # doctest: +SKIP
         >>> vs.add_texts(["FAISS searches vectors."], ids=["faiss-1"])  # doctest: +SKIP
@@ -235,6 +238,7 @@ class RaglineRetriever(BaseRetriever):
     Each document carries the chunk id as ``id`` and the retrieval score as ``metadata["score"]``.
 
     Example:
+        >>> # Needs a dense retriever over an ingested index.
         >>> lc_retriever = RaglineRetriever(retriever=dense, k=3)  # doctest: +SKIP
         >>> [d.metadata["source"] for d in lc_retriever.invoke("What is HNSW?")]  # doctest: +SKIP
         ['examples/corpus/hnsw.html', ...]
@@ -310,6 +314,7 @@ class LangChainLoader(Component):
     get ids ``source#0``, ``source#1``, ...
 
     Example:
+        >>> # Needs langchain-community and a notes.txt file.
         >>> from langchain_community.document_loaders import TextLoader  # doctest: +SKIP
         >>> loader = LangChainLoader(loader=TextLoader)  # doctest: +SKIP
         >>> loader.run(sources=["notes.txt"])["documents"][0].metadata["source"]  # doctest: +SKIP

@@ -11,6 +11,7 @@ LlamaIndex metadata filters (``MetadataFilters``) are translated into the raglin
 in one place, :func:`to_ragline_filters`; operators without an equivalent are refused by name.
 
 Example:
+    >>> # Needs a loaded embedder and an index.
     >>> from llama_index.core import VectorStoreIndex  # doctest: +SKIP
     >>> index = VectorStoreIndex.from_vector_store(
     ...     RaglineVectorStore(store=FaissStore(path="index")),
@@ -151,6 +152,7 @@ class RaglineEmbedding(BaseEmbedding):
     """A ragline embedder as a LlamaIndex embedding model.
 
     Example:
+        >>> # Needs a loaded embedder.
         >>> embed_model = RaglineEmbedding(embedder=embedder)  # doctest: +SKIP
         >>> len(embed_model.get_query_embedding("hello"))  # doctest: +SKIP
         384
@@ -190,6 +192,7 @@ class RaglineVectorStore(BasePydanticVectorStore):
         store: Any ragline vector store.
 
     Example:
+        >>> # Writes an index under ./index.
         >>> from rag.connectors.stores.faiss import FaissStore  # doctest: +SKIP
         >>> vector_store = RaglineVectorStore(store=FaissStore(path="index"))  # doctest: +SKIP
     """
@@ -316,6 +319,7 @@ class RaglineRetriever(BaseRetriever):
         filters: A ragline metadata filter applied to every query.
 
     Example:
+        >>> # Needs a dense retriever and a LlamaIndex LLM.
         >>> from llama_index.core.query_engine import RetrieverQueryEngine  # doctest: +SKIP
         >>> retriever = RaglineRetriever(retriever=dense)  # doctest: +SKIP
         >>> engine = RetrieverQueryEngine.from_args(retriever, llm=llm)  # doctest: +SKIP
@@ -343,6 +347,7 @@ class LlamaIndexLoader(Component):
             ``lambda path: SimpleDirectoryReader(input_files=[path])``.
 
     Example:
+        >>> # Needs llama-index-readers-file for SimpleDirectoryReader.
         >>> from llama_index.core import SimpleDirectoryReader
         >>> loader = LlamaIndexLoader(reader=lambda p: SimpleDirectoryReader(input_files=[p]))
         >>> docs = loader.run(sources=["examples/corpus/faiss.md"])["documents"]  # doctest: +SKIP

@@ -421,6 +421,7 @@ class PipelineFile:
     """Named components and the pipelines built from them (one YAML file).
 
     Example:
+        >>> # The search loads the embedding model and needs an ingested index.
         >>> from rag.core.pipeline import PipelineFile
         >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
         >>> app.pipeline("search").run(query="What is RAG?")  # doctest: +SKIP

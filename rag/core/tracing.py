@@ -91,6 +91,7 @@ class Tracing:
         tracer: An ``opentelemetry.trace.Tracer``, or ``None`` for the no-op.
 
     Example:
+        >>> # Needs the OpenTelemetry SDK (pip install 'ragline[otel]').
         >>> from opentelemetry.sdk.trace import TracerProvider  # doctest: +SKIP
         >>> tracing = tracer_for(TracerProvider())  # doctest: +SKIP
         >>> with tracing.span("ragline.retrieve") as span:  # doctest: +SKIP

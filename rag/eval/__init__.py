@@ -1,6 +1,7 @@
 """Evaluation: datasets, metrics, the batch runner behind ``rag eval``, reports and tracking.
 
 Example:
+    >>> # Needs the Cranfield dataset of ../shared/data.
     >>> from rag.eval import load_eval_config, run_eval, write_reports
     >>> config = load_eval_config("examples/eval/cranfield.yaml")  # doctest: +SKIP
     >>> result = run_eval(config, out_dir=".rag/eval/cranfield")  # doctest: +SKIP

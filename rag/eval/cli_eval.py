@@ -92,6 +92,7 @@ def eval_command(
         0, 1 (gate missed or job failed) or 2 (bad usage or configuration).
 
     Example:
+        >>> # Needs an eval file and its dataset.
         >>> eval_command("eval.yaml", fail_under=["ndcg@10=0.3"])  # doctest: +SKIP
         0
     """

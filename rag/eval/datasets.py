@@ -10,6 +10,7 @@ offenders and how many there are, so a run never starts on data it would silentl
   field is an error that names the line.
 
 Example:
+    >>> # Needs the Cranfield dataset of ../shared/data.
     >>> from rag.eval.datasets import load_beir
     >>> data = load_beir("../shared/data/cranfield")  # doctest: +SKIP
     >>> len(data.queries), len(data.qrels)  # doctest: +SKIP
@@ -321,6 +322,7 @@ def load_qa(
         EvalDataError: a missing field names line N; duplicate ids; gold ids not in ``corpus``.
 
     Example:
+        >>> # Needs a QA file, qa.jsonl.
         >>> data = load_qa("qa.jsonl", fields={"gold_doc_ids": "context_id"})  # doctest: +SKIP
         >>> data.queries[0].answers  # doctest: +SKIP
         ['Denver Broncos']

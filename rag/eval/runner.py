@@ -25,6 +25,7 @@ variant that shares it. Per-query results go to ``<out>/variants/<name>-<hash>/*
 they are computed, so an interrupted run resumes where it stopped.
 
 Example:
+    >>> # Needs the Cranfield dataset of ../shared/data.
     >>> from rag.eval.runner import load_eval_config, run_eval
     >>> config = load_eval_config("examples/eval/cranfield.yaml")  # doctest: +SKIP
     >>> result = run_eval(config, out_dir=".rag/eval/cranfield")  # doctest: +SKIP

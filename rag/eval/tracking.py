@@ -16,6 +16,7 @@ A :class:`Tracker` turns that into its own runs:
   writes the runs under ``./wandb`` (or ``WANDB_DIR``) for a later ``wandb sync``.
 
 Example:
+    >>> # Needs an eval result and wandb (pip install 'ragline[wandb]').
     >>> from rag.eval.tracking import TrackedEval, WandbTracker
     >>> tracked = TrackedEval.from_result(result, paths)  # doctest: +SKIP
     >>> WandbTracker().log(tracked).variants  # doctest: +SKIP
@@ -176,6 +177,7 @@ class MlflowTracker:
         MissingDependencyError: mlflow is not installed (``pip install 'ragline[mlflow]'``).
 
     Example:
+        >>> # Needs an eval result and MLflow (pip install 'ragline[mlflow]').
         >>> MlflowTracker().log(tracked).variants  # doctest: +SKIP
         ['5f0c...', '8a1d...']
     """
@@ -242,6 +244,7 @@ class WandbTracker:
         MissingDependencyError: wandb is not installed (``pip install 'ragline[wandb]'``).
 
     Example:
+        >>> # Needs an eval result and wandb (pip install 'ragline[wandb]').
         >>> WandbTracker(project="my-evals").log(tracked).comparison  # doctest: +SKIP
         'x7f3k2p1'
     """

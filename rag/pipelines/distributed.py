@@ -18,6 +18,7 @@ Components travel to workers as their ``to_dict()`` form and are rebuilt there f
 registry, so nothing with a lock, a model or a connection is pickled.
 
 Example:
+    >>> # Needs a Ray cluster (address='auto').
     >>> from rag.core import PipelineFile
     >>> from rag.pipelines.distributed import run_ingest_ray
     >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP

@@ -30,6 +30,7 @@ Robustness (see ``docs/concepts/robustness.md``):
   shows, memory stays bounded and a kill loses at most one window.
 
 Example:
+    >>> # Loads the embedding model and writes an index.
     >>> from rag.core import PipelineFile
     >>> from rag.pipelines.ingest import run_ingest
     >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
@@ -452,6 +453,7 @@ def run_ingest(
         StoreLockedError: another run still writes to the store after ``lock_timeout``.
 
     Example:
+        >>> # Needs an ingestion pipeline (loads a model).
         >>> report = run_ingest(pipeline, ["docs/"], mode="full")  # doctest: +SKIP
         >>> report.to_dict()["chunks_deleted"]  # doctest: +SKIP
         3

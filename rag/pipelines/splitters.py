@@ -433,6 +433,7 @@ class SemanticSplitter(_BaseSplitter):
             (``0``: compare the two adjacent sentences alone).
 
     Example:
+        >>> # Needs a loaded embedder and a document.
         >>> splitter = SemanticSplitter(embedder=embedder, chunk_size=128,  # doctest: +SKIP
         ...                             threshold_type="absolute", threshold=0.3)
         >>> [c.text for c in splitter.run(documents=[doc])["chunks"]]  # doctest: +SKIP

@@ -220,6 +220,7 @@ def create_app(
             to serve.
 
     Example:
+        >>> # Loads the models, then serves until stopped.
         >>> from rag.serve import create_app
         >>> app = create_app("examples/qa.yaml", api_keys=["k-0123456789abcdef"])  # doctest: +SKIP
         >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP

@@ -449,6 +449,7 @@ class GrpcServer:
         grace_seconds: How long :meth:`stop` lets running calls finish.
 
     Example:
+        >>> # Loads the models, then serves until stopped.
         >>> from rag.serve import create_app
         >>> app = create_app("examples/qa.yaml", api_keys=["k-0123456789abcdef"])  # doctest: +SKIP
         >>> server = GrpcServer(app.state.backend, api_keys=["k-0123456789abcdef"], port=50051)

@@ -150,6 +150,7 @@ def kserve_router(backend: Backend) -> APIRouter:
     """The ``/v2`` routes over ``backend``'s embedder (see the module doc).
 
     Example:
+        >>> # Needs a service backend over a loaded pipeline.
         >>> from fastapi import FastAPI
         >>> app = FastAPI()  # doctest: +SKIP
         >>> app.include_router(kserve_router(backend))  # doctest: +SKIP

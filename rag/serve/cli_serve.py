@@ -116,6 +116,7 @@ def serve_mcp_stdio(config: str | Path | PipelineFile) -> None:
     """Serve ``search`` and ``ask`` as MCP tools over stdin/stdout until the client closes.
 
     Example:
+        >>> # Serves MCP on stdin/stdout until stopped.
         >>> serve_mcp_stdio("examples/qa.yaml")  # doctest: +SKIP
     """
     from rag.serve._backend import Backend

@@ -13,6 +13,7 @@ Two transports:
   keys: whoever can start the process can already read the index.
 
 Example:
+    >>> # Needs a service backend; serves until stopped.
     >>> from rag.serve.mcp import create_mcp_server  # doctest: +SKIP
     >>> server = create_mcp_server(backend)  # doctest: +SKIP
     >>> server.run("stdio")  # doctest: +SKIP

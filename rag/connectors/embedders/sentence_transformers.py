@@ -216,6 +216,7 @@ class SentenceTransformersEmbedder(Component):
             ``retriever.bm25`` the same template. ``None`` embeds the chunk text alone.
 
     Example:
+        >>> # Loads the embedding model; tests/connectors/embedders cover it.
         >>> embedder = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="cpu")
         >>> embedder.embed_query("What is FAISS?").shape  # doctest: +SKIP
         (384,)

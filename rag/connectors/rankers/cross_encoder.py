@@ -57,6 +57,7 @@ class CrossEncoderRanker(Component):
         score_threshold: Drop hits whose reranked score is below this value.
 
     Example:
+        >>> # Needs a cross-encoder saved under models/reranker (none ships) and hits.
         >>> ranker = CrossEncoderRanker(model="models/reranker", top_k=3)
         >>> ranker.run(query="What is HNSW?", hits=hits)["hits"]  # doctest: +SKIP
         [Hit(chunk=Chunk(id='...', text='HNSW builds a layered graph ...'), score=8.9), ...]

@@ -141,6 +141,7 @@ class BM25Retriever(Component):
             ``None`` indexes the chunk text alone.
 
     Example:
+        >>> # Needs an ingested index at .rag/index.
         >>> from rag.connectors.stores.faiss import FaissStore
         >>> retriever = BM25Retriever(store=FaissStore(path=".rag/index"), k=5)
         >>> retriever.run(query="hnsw graph")["hits"]  # doctest: +SKIP

@@ -22,6 +22,7 @@ class DenseRetriever(Component):
         score_threshold: Drop hits scoring below this value.
 
     Example:
+        >>> # Needs a loaded embedder and an ingested store.
         >>> retriever = DenseRetriever(embedder=embedder, store=store, k=5)  # doctest: +SKIP
         >>> retriever.run(query="What is FAISS?")["hits"][0].chunk.source  # doctest: +SKIP
         'examples/corpus/faiss.md'

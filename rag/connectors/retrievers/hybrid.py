@@ -90,6 +90,7 @@ class HybridRetriever(Component):
     ``chunks_per_document=2``, chosen with ``benchmarks/retrieval_quality.py``.
 
     Example:
+        >>> # Needs dense and BM25 retrievers over an ingested index.
         >>> hybrid = HybridRetriever(retrievers=[dense, bm25], k=5)  # doctest: +SKIP
         >>> [h.chunk.source for h in hybrid.retrieve("hnsw graph")]  # doctest: +SKIP
         ['examples/corpus/hnsw.md', ...]

@@ -303,6 +303,7 @@ class HydeRetriever(_RewritingRetriever):
         max_tokens: Most tokens of the passage (default 128).
 
     Example:
+        >>> # Needs a retriever and a loaded generator.
         >>> hyde = HydeRetriever(retriever=dense, generator=llm)  # doctest: +SKIP
         >>> hyde.run(query="what is the drag of a slender cone?")["queries"][1]  # doctest: +SKIP
         'The drag of a slender cone at supersonic speed is ...'

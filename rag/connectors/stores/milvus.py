@@ -435,6 +435,7 @@ class MilvusStore(Component):
     a collection made without them opens as before and filters through the JSON view.
 
     Example:
+        >>> # Writes a milvus-lite file; the store conformance suite covers it.
         >>> import numpy as np
         >>> from rag.core import Chunk
         >>> store = MilvusStore(uri=".rag/milvus.db", collection="demo")  # milvus-lite

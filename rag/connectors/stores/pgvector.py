@@ -185,6 +185,7 @@ class PgvectorStore(Component):
             role allowed to; turn off where a DBA installs the extension).
 
     Example:
+        >>> # Needs a PostgreSQL server with pgvector.
         >>> import numpy as np
         >>> from rag.core import Chunk
         >>> store = PgvectorStore(url="postgresql://rag@127.0.0.1:5432/rag", table="docs")

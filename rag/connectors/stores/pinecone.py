@@ -227,6 +227,7 @@ class PineconeStore(Component):
         timeout: Seconds for one HTTP attempt.
 
     Example:
+        >>> # Needs a Pinecone index and PINECONE_API_KEY.
         >>> store = PineconeStore(host="https://docs-abc123.svc.pinecone.io", namespace="docs")
         >>> store.count({"source": "a.md"})  # doctest: +SKIP
         3

@@ -243,6 +243,7 @@ class QdrantStore(Component):
         timeout: Seconds to wait for a server request.
 
     Example:
+        >>> # Writes a local Qdrant collection; the store conformance suite covers it.
         >>> import numpy as np
         >>> from rag.core import Chunk
         >>> store = QdrantStore(path=".rag/qdrant", collection="docs")

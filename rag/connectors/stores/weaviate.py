@@ -266,6 +266,7 @@ class WeaviateStore(Component):
         dimension: Vector size; taken from the first write when ``None``.
 
     Example:
+        >>> # Needs a Weaviate server.
         >>> store = WeaviateStore(url="http://localhost:8080", collection="Docs")
         >>> store.count({"source": "a.md"})  # doctest: +SKIP
         3
