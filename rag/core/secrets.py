@@ -20,7 +20,12 @@ ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # scheme://user:password@ or scheme://token@ (the userinfo part of a URL).
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/@'\"]+)@")
 # Parameter names whose values are credentials.
-SECRET_NAMES = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.I)
+# Whole name parts only: "tokenizer", "max_tokens" and "sort_key" are not credentials.
+SECRET_NAMES = re.compile(
+    r"(^|[_-])(api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|token|"
+    r"access[_-]?token|secret|password|passwd|credentials?|auth|authorization)($|[_-])",
+    re.I,
+)
 # Well-known shapes of keys: OpenAI/Anthropic (sk-), GitHub (ghp_), Slack (xox), AWS (AKIA), JWT.
 _KEY_SHAPES = re.compile(
     r"^(sk-[A-Za-z0-9_-]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|xox[abpr]-[A-Za-z0-9-]{8,}|"

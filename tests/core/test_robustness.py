@@ -193,6 +193,9 @@ def test_a_literal_secret_parameter_is_refused_without_echo():
         ("api_key", "OPENAI_API_KEY", False),
         ("token", "${TOKEN}", False),
         ("model", "all-MiniLM-L6-v2", False),
+        ("tokenizer", "all-MiniLM-L6-v2", False),
+        ("max_tokens", "12-34-abc", False),
+        ("Authorization", "Basic dXNlcjpwYXNz", True),
     ],
 )
 def test_looks_like_secret(name, value, expected):
