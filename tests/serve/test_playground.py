@@ -218,4 +218,4 @@ def test_the_page_is_self_contained_and_puts_server_text_in_as_text():
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script, sink
     assert "sessionStorage" in script and "localStorage" not in script
-    assert "Authorization: `Bearer ${apiKey()}`" in script
+    assert "headers.Authorization = `Bearer ${apiKey()}`" in script

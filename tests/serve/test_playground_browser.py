@@ -79,11 +79,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def playground(qa_app_file: PipelineFile, tmp_path_factory) -> Iterator[str]:
-    """``rag serve --ui --reports DIR`` over the example corpus; ask answers extractively
-    (a span copied from a context, with its offsets)."""
-    from rag.serve import create_app
-
+def playground_file(qa_app_file: PipelineFile) -> PipelineFile:
+    """The example corpus's search pipeline; ask answers extractively (a span copied from a
+    context, with its offsets)."""
     retriever = qa_app_file.pipeline("search").get_component("retriever")
     generator = qa_app_file.pipeline("ask").get_component("chain").generator
     ask = Pipeline("ask")
@@ -91,10 +89,17 @@ def playground(qa_app_file: PipelineFile, tmp_path_factory) -> Iterator[str]:
         "chain",
         RagChain(retriever=retriever, generator=generator, k=3, answer_style="extractive"),
     )
-    app_file = PipelineFile(pipelines={"search": qa_app_file.pipeline("search"), "ask": ask})
+    return PipelineFile(pipelines={"search": qa_app_file.pipeline("search"), "ask": ask})
+
+
+@pytest.fixture(scope="module")
+def playground(playground_file: PipelineFile, tmp_path_factory) -> Iterator[str]:
+    """``rag serve --ui --reports DIR`` over the example corpus."""
+    from rag.serve import create_app
+
     reports = tmp_path_factory.mktemp("reports")
     write_report(reports / "cranfield", dataset="cranfield", values={"dense": 0.36, "bm25": 0.35})
-    app = create_app(app_file, api_keys=[API_KEY], ui=True, reports_dir=reports)
+    app = create_app(playground_file, api_keys=[API_KEY], ui=True, reports_dir=reports)
     with running(app) as url:
         yield url
 
@@ -225,6 +230,43 @@ def test_a_wrong_key_shows_the_401_message(page):
     page.wait_for_selector("#answer-card[data-state=error]")
     message = page.inner_text("#error")
     assert message.startswith("401: missing or invalid API key"), message
+
+
+def test_the_key_is_typed_once_per_tab(page, browser, playground):
+    enter_key(page, API_KEY)
+    page.wait_for_selector("#key-status:has-text('key accepted')")
+    page.reload()
+    page.wait_for_selector("#key-status:has-text('key accepted')")
+    other = browser.new_context()  # another browser session: no key
+    try:
+        fresh = other.new_page()
+        fresh.goto(playground + "/")
+        fresh.wait_for_selector("#key-status:has-text('no key')")
+    finally:
+        other.close()
+    page.click("#key-forget")
+    page.wait_for_selector("#key-status:has-text('no key')")
+    assert page.evaluate("sessionStorage.getItem('ragline.apiKey')") is None
+
+
+def test_a_server_without_keys_needs_none_in_the_page(browser, playground_file):
+    from rag.serve import create_app
+
+    app = create_app(playground_file, api_keys=[], no_auth=True, ui=True)
+    with running(app) as url:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url + "/")
+            page.wait_for_selector("#key-status:has-text('needs no key')")
+            page.click("#tab-search")
+            page.fill("#search-query", "vector index")
+            page.click("#search-form button[type=submit]")
+            page.wait_for_selector("#hits > li")
+            assert page.locator("#error").is_hidden()
+        finally:
+            context.close()
 
 
 def test_the_search_tab_checks_the_filter_here_and_shows_the_servers_error(page, playground):

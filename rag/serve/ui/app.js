@@ -57,18 +57,19 @@ async function errorMessage(response) {
 }
 
 async function api(path, { method = "GET", body } = {}) {
-  const headers = { Authorization: `Bearer ${apiKey()}` };
+  const headers = {};
+  if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   return fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
 }
 
 async function checkKey() {
   const status = $("key-status");
-  if (!apiKey()) {
+  const response = await api("/v1/stats");
+  if (!apiKey() && response.status === 401) {
     status.textContent = "no key: enter one to ask, search and list reports";
     return;
   }
-  const response = await api("/v1/stats");
   if (!response.ok) {
     status.textContent = "key refused";
     showError(await errorMessage(response));
@@ -76,6 +77,10 @@ async function checkKey() {
   }
   const stats = await response.json();
   showError("");
+  if (!apiKey()) {
+    status.textContent = "this server needs no key (rag serve --no-auth)";
+    return;
+  }
   const chunks = stats.chunks === null ? "?" : stats.chunks;
   const sources = stats.sources === null ? "?" : stats.sources;
   status.textContent = `key accepted · ${chunks} chunks from ${sources} sources (${stats.store || "store"})`;
@@ -497,15 +502,12 @@ async function openReport(report) {
 
 async function loadReports() {
   const summary = $("reports-summary");
-  if (!apiKey()) {
-    summary.textContent = "Enter an API key to list the evaluation reports.";
-    return;
-  }
   summary.textContent = "loading…";
   const response = await api("/v1/reports");
   if (!response.ok) {
-    summary.textContent = "";
-    showError(await errorMessage(response));
+    summary.textContent = response.status === 401 && !apiKey()
+      ? "Enter an API key to list the evaluation reports." : "";
+    if (apiKey() || response.status !== 401) showError(await errorMessage(response));
     return;
   }
   const { configured, reports } = await response.json();
