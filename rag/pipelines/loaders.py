@@ -159,8 +159,8 @@ class FileLoader(Component):
 
     Example:
         >>> loader = FileLoader()
-        >>> result = loader.run(sources=["examples/corpus/faiss.md"])  # doctest: +SKIP
-        >>> result["documents"][0].metadata["title"]  # doctest: +SKIP
+        >>> result = loader.run(sources=["examples/corpus/faiss.md"])
+        >>> result["documents"][0].metadata["title"]
         'FAISS'
     """
 

@@ -207,7 +207,7 @@ def to_qdrant_filter(node: FilterNode | None, string_range: StringRange | None =
 
     Example:
         >>> f = to_qdrant_filter(parse_filter({"lang": "en", "year": {"$gte": 2020}}))
-        >>> [c.key for c in f.must]
+        >>> [c.must[0].key for c in f.must]
         ['s_lang', 'n_year']
     """
     if node is None:
