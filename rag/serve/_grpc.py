@@ -452,7 +452,9 @@ class GrpcServer:
         >>> # Loads the models, then serves until stopped.
         >>> from rag.serve import create_app
         >>> app = create_app("examples/qa.yaml", api_keys=["k-0123456789abcdef"])  # doctest: +SKIP
-        >>> server = GrpcServer(app.state.backend, api_keys=["k-0123456789abcdef"])  # doctest: +SKIP
+        >>> server = GrpcServer(  # doctest: +SKIP
+        ...     app.state.backend, api_keys=["k-0123456789abcdef"], port=50051
+        ... )
         >>> server.start()  # doctest: +SKIP
         50051
         >>> server.stop()  # doctest: +SKIP
