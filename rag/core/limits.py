@@ -38,8 +38,8 @@ def json_depth(text: str) -> int:
     >>> json_depth('{"a": [[1]], "b": "[[[["}')
     3
     """
-    if "[" not in text and "{" not in text:
-        return 0
+    if text.count("[") + text.count("{") <= 1:
+        return int("[" in text or "{" in text)
     depth = deepest = 0
     for match in _TOKENS.finditer(text):
         token = match.group()
@@ -73,7 +73,9 @@ def loads_json(
     """
     if isinstance(text, bytes):
         text = text.decode("utf-8")
-    depth = json_depth(text)
+    # Counting brackets is ~100x faster than the scan; most rows never need the scan.
+    bracket_count = text.count("[") + text.count("{")
+    depth = json_depth(text) if bracket_count > max_depth else 0
     if depth > max_depth:
         raise NestingTooDeepError(
             f"JSON nested {depth} levels deep; the limit is {max_depth}. Flatten the data",
