@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-from answer_quality import DEFAULT_DATA, FixedHits, build_retriever, read_jsonl  # noqa: E402
+from answer_quality import DEFAULT_DATA, build_retriever, read_jsonl  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rag.chains import span_ranking  # noqa: E402
@@ -126,22 +126,27 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model_questions < 2:
         return 0
-    from rag.chains import RagChain
+    from rag.chains import ExtractiveStyle, PromptBuilder
     from rag.chains.answer import Context
+    from rag.chains.styles import StyleRequest
     from rag.connectors.generators.llama_cpp import LlamaCppGenerator
 
     generator = LlamaCppGenerator(model="smollm2-135m-instruct", context_size=2048, seed=0)
     generator.warm_up()
-    chain = RagChain(retriever=FixedHits(), generator=generator, k=3, answer_style="extractive")
+    style = ExtractiveStyle()
+    prompt = PromptBuilder()
     sample = [e for e in fitting if len(e["spans"])]
     sample = random.Random(args.seed + 7).sample(sample, min(args.model_questions, len(sample)))
     groups = []
     for entry in tqdm(sample, desc="model scores", file=sys.stderr):
         ranked = span_ranking.rank_spans(entry["spans"], span_weights)[: args.candidates]
         contexts = [Context.from_hit(n + 1, h) for n, h in enumerate(entry["hits"])]
-        _, messages = chain.build_focused_messages(entry["row"]["question"], contexts)
+        question = entry["row"]["question"]
+        full = prompt.messages(question, contexts, style.instruction(generator))
+        request = StyleRequest(question, contexts, generator, prompt, full)
+        _, messages, _ = style.focused_messages(request)
         logprobs = generator.score_spans(
-            messages, [s.text for s in ranked], answer_prefix=chain.answer_prefix
+            messages, [s.text for s in ranked], answer_prefix=style.answer_prefix
         )
         x = np.asarray(
             [

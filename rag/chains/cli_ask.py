@@ -53,11 +53,10 @@ def _dumps(data: dict[str, Any]) -> str:
 
 
 def _print_citations(answer: Answer, out: TextIO) -> None:
-    if answer.grounded and answer.span is not None:
-        out.write(
-            f"\nGrounded: copied verbatim from context [{answer.span.index}], characters "
-            f"{answer.span.start}-{answer.span.end}\n"
-        )
+    spans = answer.spans or ([answer.span] if answer.span is not None else [])
+    if answer.grounded and spans:
+        where = "; ".join(f"context [{s.index}], characters {s.start}-{s.end}" for s in spans)
+        out.write(f"\nGrounded: copied verbatim from {where}\n")
     if answer.citations:
         out.write("\nCitations:\n")
         for citation in answer.citations:

@@ -90,12 +90,16 @@ def sentence_candidates(
     found: list[SentenceCandidate] = []
     words_of: list[set[str]] = []
     for number, text in enumerate(contexts):
-        for position, (start, end) in enumerate(sentences(text)):
-            piece = text[start:end].strip()
-            offset = text.index(piece, start) if piece else start
-            found.append(SentenceCandidate(number, offset, offset + len(piece), piece))
+        position = 0
+        for start, end in sentences(text):
+            start = _after_headings(text, start, end)
+            if start >= end:
+                continue  # a heading or title line: it names a topic, it answers nothing
+            piece = text[start:end]
+            found.append(SentenceCandidate(number, start, end, piece))
             found[-1].features["position"] = 1.0 / (1 + position)
             words_of.append({stem(w) for w in WORD.findall(piece)})
+            position += 1
     frequency = collections.Counter(w for words in words_of for w in words)
     total = max(1, len(found))
     idf = {w: math.log(1 + total / frequency.get(w, 0.5)) for w in stems}
@@ -115,6 +119,32 @@ def sentence_candidates(
         candidate.features["coverage_gap"] = candidate.features["coverage"] - best
     set_similarities(found, similarities)
     return found
+
+
+_END_MARKS = tuple(".!?:;\"')]”’")
+HEADING_WORDS = 8
+"""A line of at most this many words without an end mark is a title ("Tuning HNSW")."""
+
+
+def _is_heading(line: str) -> bool:
+    line = line.strip()
+    if line.startswith("#"):
+        return True
+    return not line.endswith(_END_MARKS) and len(WORD.findall(line)) <= HEADING_WORDS
+
+
+def _after_headings(text: str, start: int, end: int) -> int:
+    """Where the sentence ``text[start:end]`` starts once leading heading lines are skipped
+    (``end`` when it is all headings)."""
+    while start < end:
+        newline = text.find("\n", start, end)
+        line_end = end if newline < 0 else newline
+        if not _is_heading(text[start:line_end]):
+            return start
+        start = line_end
+        while start < end and text[start].isspace():
+            start += 1
+    return end
 
 
 def set_similarities(
