@@ -63,8 +63,9 @@ def browser() -> Iterator[Any]:
             "no Chromium: install Debian's 'chromium' package (scripts/install_chromium.sh "
             "does, as root) or set RAGLINE_CHROMIUM to a Chromium binary"
         )
-    # As root (CI) Chromium runs only without its sandbox.
-    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    args = ["--disable-dev-shm-usage"]  # containers often have a small /dev/shm
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--no-sandbox")  # as root (CI) Chromium runs only without its sandbox
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=path, args=args)
         try:
@@ -227,7 +228,8 @@ def test_a_wrong_key_shows_the_401_message(page):
     assert "missing or invalid API key" in page.inner_text("#error")
     page.fill("#question", QUESTION)
     page.click("#ask-button")
-    page.wait_for_selector("#answer-card[data-state=error]")
+    page.wait_for_selector("#answer-card[data-state=error]", state="attached")
+    assert page.locator("#answer-card").is_hidden()  # no empty answer box under the message
     message = page.inner_text("#error")
     assert message.startswith("401: missing or invalid API key"), message
 

@@ -414,6 +414,11 @@ async function ask(event) {
   const paragraph = $("answer");
   paragraph.replaceChildren();
   paragraph.classList.add("streaming");
+  lastAnswer = null; // the previous answer's passages and panels go with it
+  $("contexts").replaceChildren();
+  $("contexts-title").hidden = true;
+  $("prompt-panel").hidden = true;
+  $("timings-panel").hidden = true;
   $("answer-meta").replaceChildren(el("span", { class: "muted", text: "retrieving and generating…" }));
   $("answer-card").hidden = false;
   $("answer-card").dataset.state = "streaming";
@@ -443,6 +448,7 @@ async function ask(event) {
     $("answer-card").dataset.state = "done";
   } catch (err) {
     $("answer-card").dataset.state = "error";
+    $("answer-card").hidden = paragraph.textContent === ""; // keep text that did stream
     paragraph.classList.remove("streaming");
     $("answer-meta").replaceChildren();
     showError(err.message);
