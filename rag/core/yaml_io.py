@@ -87,8 +87,15 @@ def read_yaml(source: str | Path, *, text: str | None = None) -> LocatedYaml:
             file=file,
             line=mark.line + 1 if mark else None,
         ) from None
+    except yaml.reader.ReaderError as err:
+        character = err.character if isinstance(err.character, str) else chr(err.character)
+        raise ConfigError(
+            f"invalid YAML: {err.reason} (character #x{ord(character):04x} at offset "
+            f"{err.position}); remove it",
+            file=file,
+        ) from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"invalid YAML: {err}", file=file) from None
+        raise ConfigError(f"invalid YAML: {' '.join(str(err).split())}", file=file) from None
     finally:
         if loader is not None:
             loader.dispose()
