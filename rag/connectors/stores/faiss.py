@@ -57,7 +57,7 @@ from rag.connectors.stores._columns import MetadataColumns
 from rag.connectors.stores._common import apply_write_policy, check_choice, check_k, query_vector
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError
+from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError, StoreLockedError
 from rag.core.filters import parse_filter
 from rag.core.protocols import Filters, WritePolicy
 
@@ -313,6 +313,12 @@ class FaissStore(Component):
             return StoreFullError(
                 f"{where}: the disk is full ({err}). This write was rolled back; every chunk "
                 "written before it is kept. Free space and run again (an ingest resumes)"
+            )
+        if isinstance(err, sqlite3.IntegrityError) or "locked" in str(err).lower():
+            return StoreLockedError(
+                f"{where}: another process wrote to this store at the same time ({err}); "
+                "nothing was lost, this write was rolled back. One writer per store: let the "
+                "other finish (rag ingest waits for it) and run again"
             )
         if isinstance(err, sqlite3.OperationalError):
             return StoreCorruptError(

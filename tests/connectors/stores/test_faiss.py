@@ -267,3 +267,16 @@ def test_store_paths_that_cannot_hold_a_folder(tmp_path, where):
     with pytest.raises(ConfigError, match="path") as err:
         FaissStore(path=str(path[where]))
     assert err.value.field == "path"
+
+
+def test_two_writers_racing_on_one_folder_get_a_named_error(tmp_path):
+    from rag.core.errors import StoreLockedError
+    from rag.testing import random_chunks
+
+    first, second = FaissStore(path=str(tmp_path / "s")), FaissStore(path=str(tmp_path / "s"))
+    first.count(), second.count()  # both open, both empty
+    chunks = random_chunks(5)
+    first.write(chunks)
+    with pytest.raises(StoreLockedError, match="another process wrote to this store"):
+        second.write(chunks)  # second does not know the ids: SQLite's UNIQUE constraint
+    assert FaissStore(path=str(tmp_path / "s")).count() == 5
