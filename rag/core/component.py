@@ -107,7 +107,11 @@ class Component:
         return params
 
     def to_dict(
-        self, *, references: Mapping[int, str] | None = None, registry: Any = None
+        self,
+        *,
+        references: Mapping[int, str] | None = None,
+        registry: Any = None,
+        resolved: bool = False,
     ) -> dict[str, Any]:
         """``{"type": short name, "init_parameters": {...}}``, plain data only.
 
@@ -115,6 +119,9 @@ class Component:
             references: ``id(component) -> name`` of components shared by name in a pipeline
                 file; those are written as ``"@name"`` instead of being nested.
             registry: The registry whose short names are used (default: the default registry).
+            resolved: Write values that came from ``${VAR}`` as the values they hold (for
+                fingerprints that must change with them), not as the references (the default,
+                for files).
         """
         from rag.core.registry import default_registry
 
@@ -122,7 +129,7 @@ class Component:
         if type_name is None:
             type_name = f"{type(self).__module__}:{type(self).__qualname__}"
         params = {
-            name: serialize_value(value, references or {}, registry)
+            name: serialize_value(value, references or {}, registry, resolved=resolved)
             for name, value in self.init_parameters.items()
         }
         return {"type": type_name, "init_parameters": params}
@@ -152,24 +159,30 @@ def _type_hints(func: Any) -> dict[str, Any]:
         return {}
 
 
-def serialize_value(value: Any, references: Mapping[int, str], registry: Any = None) -> Any:
-    """Turn an init parameter into YAML-safe data."""
+def serialize_value(
+    value: Any, references: Mapping[int, str], registry: Any = None, *, resolved: bool = False
+) -> Any:
+    """Turn an init parameter into YAML-safe data (``${VAR}`` values as their references
+    unless ``resolved``)."""
     if isinstance(value, Component):
         if id(value) in references:
             return "@" + references[id(value)]
-        return value.to_dict(references=references, registry=registry)
+        return value.to_dict(references=references, registry=registry, resolved=resolved)
     if isinstance(value, Secret):
         return str(value)
-    if isinstance(value, EnvValue):
+    if isinstance(value, EnvValue) and not resolved:
         return value.reference  # written as ${VAR}, never as the value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, pathlib.PurePath):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): serialize_value(v, references, registry) for k, v in value.items()}
+        return {
+            str(k): serialize_value(v, references, registry, resolved=resolved)
+            for k, v in value.items()
+        }
     if isinstance(value, (list, tuple)):
-        return [serialize_value(v, references, registry) for v in value]
+        return [serialize_value(v, references, registry, resolved=resolved) for v in value]
     if isinstance(value, str) and value.startswith("@"):
         return "@" + value  # a literal '@' is written '@@'
     return value

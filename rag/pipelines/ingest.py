@@ -155,7 +155,7 @@ def pipeline_fingerprint(pipeline: Pipeline) -> str:
     for name, component in pipeline.components.items():
         if isinstance(component, StoreWriter):
             continue
-        data = component.to_dict()
+        data = component.to_dict(resolved=True)  # ${MODEL} -> the model it names today
         params = {k: v for k, v in data["init_parameters"].items() if k not in _RUNTIME_PARAMETERS}
         parts.append([name, data["type"], params])
     return fingerprint(parts)

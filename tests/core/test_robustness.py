@@ -258,3 +258,10 @@ def test_deep_filters_are_filter_errors():
         parse_filter(deep)
     with pytest.raises(FilterError, match="finite"):
         parse_filter({"score": {"$gt": float("nan")}})
+
+
+def test_fingerprints_see_env_values_files_see_references(monkeypatch):
+    monkeypatch.setenv("RAG_T_TOKEN", "one")
+    opts = PipelineFile.load("s.yaml", text=SECRET_PIPE, registry=registry()).components["opts"]
+    assert opts.to_dict()["init_parameters"]["extra_body"]["user"] == "${RAG_T_TOKEN}"
+    assert opts.to_dict(resolved=True)["init_parameters"]["extra_body"]["user"] == "one"
