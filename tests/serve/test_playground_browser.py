@@ -351,3 +351,32 @@ def test_without_offsets_the_cited_sentence_is_highlighted(page):
         result["how"] == "offsets"
         and page.evaluate("([t, a, b]) => t.slice(a, b)", [emoji["text"], start, end]) == "fast"
     )
+
+
+def test_an_evidence_answer_without_a_prompt_says_so(page):
+    # style.evidence copies a sentence and records no prompt; its citation has no "[n]" in the
+    # text, so the page adds the link after the answer.
+    context = {"index": 1, "id": "c1", "source": "faiss.md", "score": 0.5, "metadata": {}}
+    context["text"] = "FAISS runs on NVIDIA GPUs."
+    answer = {
+        "answer": "NVIDIA GPUs — FAISS runs on NVIDIA GPUs.",
+        "answer_style": "evidence",
+        "grounded": True,
+        "citations": [{"index": 1, "id": "c1", "source": "faiss.md"}],
+        "contexts": [context],
+        "prompt": "",
+        "messages": [],
+        "timings": {"retrieve": 0.01, "total": 0.02},
+        "usage": {"prompt_tokens": 0},
+        "span": {"index": 1, "id": "c1", "start": 14, "end": 25},
+        "spans": [
+            {"index": 1, "id": "c1", "start": 14, "end": 25},
+            {"index": 1, "id": "c1", "start": 0, "end": 26},
+        ],
+    }
+    page.evaluate("(a) => renderAnswer(a, {firstToken: null, answer: 20})", answer)
+    assert page.locator("#prompt").is_hidden()
+    assert "No prompt was recorded: the evidence style" in page.text_content("#no-prompt")
+    assert page.locator("#answer a.cite").all_text_contents() == ["[1]"]
+    assert page.locator("#ctx-1 mark.cited-span.strong").all_text_contents() == ["NVIDIA GPUs"]
+    assert page.text_content("#usage") == ""  # no tokens used: no token line

@@ -341,6 +341,12 @@ function renderAnswer(answer, browser) {
   $("contexts").replaceChildren(...contexts.map((c) => passageCard({ ...c, domId: `ctx-${c.index}`, cited: cited.has(c.index) })));
 
   $("prompt").textContent = answer.prompt || "";
+  // A style that copies its answer (evidence) may record no prompt: say so.
+  $("prompt").hidden = !answer.prompt;
+  $("no-prompt").hidden = Boolean(answer.prompt);
+  $("no-prompt").textContent = answer.prompt ? "" :
+    `No prompt was recorded: the ${answer.answer_style || "answer"} style copies its answer from ` +
+    "the passages rather than asking the model to write one.";
   $("messages").replaceChildren(...(answer.messages || []).map((m) =>
     el("div", { class: "message" }, el("div", { class: "role", text: m.role || "" }),
       el("pre", { text: typeof m.content === "string" ? m.content : JSON.stringify(m.content, null, 2) }))));
