@@ -156,7 +156,7 @@ class FaissStore(Component):
         rescore: With ``index: binary``, the vectors that rescore its candidates: ``int8``
             codes (default) or ``float`` (4 bytes a dimension more memory).
         rescore_factor: With ``index: binary``, candidates rescored per query:
-            ``rescore_factor * max(k, 10)``.
+            ``rescore_factor * max(k, 10)`` (200 for k=10 by default).
 
     Example:
         >>> import numpy as np
@@ -185,7 +185,7 @@ class FaissStore(Component):
         device: str = "cpu",
         text_cache_mb: float = 256,
         rescore: str = "int8",
-        rescore_factor: int = 10,
+        rescore_factor: int = 20,
     ) -> None:
         check_choice(index, INDEX_TYPES, "index")
         check_choice(metric, METRICS, "metric")
