@@ -11,9 +11,9 @@ Two rules keep the rendered text free of noise:
 
 - a field that is missing or empty is left out together with the separator that follows it
   (``"{title}\\n{text}"`` of a chunk without a title is the chunk's text alone);
-- a field whose value the chunk already starts with is left out the same way (the jsonl loader
-  puts a document's title at the start of its text, so its first chunk is not given the title
-  twice).
+- a field whose value the chunk already starts with (after any Markdown ``#`` marks) is left
+  out the same way: the jsonl loader puts a document's title at the start of its text, and a
+  Markdown file's title is its first header, so the first chunk is not given its title twice.
 """
 
 from __future__ import annotations
@@ -73,10 +73,12 @@ def render(template: str | None, text: str, metadata: Mapping[str, Any]) -> str:
         'Kickoff was at 6:30.'
         >>> render("{title}\\n{text}", "Super Bowl 50\\n\\nKickoff.", {"title": "Super Bowl 50"})
         'Super Bowl 50\\n\\nKickoff.'
+        >>> render("{title}\\n{text}", "# FAISS\\nAn index.", {"title": "FAISS"})
+        '# FAISS\\nAn index.'
     """
     if not template:
         return text
-    head = text.lstrip()
+    head = text.lstrip().lstrip("#").lstrip()
     parts: list[str] = []
     skip_literal = False
     for literal, name, spec, conversion in _FORMATTER.parse(template):
