@@ -3,8 +3,9 @@
 The server is ragline's own ``rag serve`` (a separate process on 127.0.0.1, a free port) over
 ``examples/ingest.yaml``: it embeds with all-MiniLM-L6-v2 on this machine's CPU, the same model
 and batch size the local baseline uses in this process. The client is ``embedder.http`` with
-the OpenAI-compatible API (``/v1/embeddings``) and the TEI-style one (``/v1/embed``), at
-several concurrency limits. Every variant embeds the same chunks of the cranfield corpus;
+the OpenAI-compatible API (``/v1/embeddings``), the TEI-style one (``/v1/embed``) and the Open
+Inference Protocol (KServe v2, ``/v2/models/all-MiniLM-L6-v2/infer``), at several concurrency
+limits. Every variant embeds the same chunks of the cranfield corpus;
 variants run interleaved, ``--repeats`` rounds, and the best round counts (the machine may be
 shared). The ratio to local encoding is the cost of the network hop, JSON and the server.
 
@@ -98,10 +99,10 @@ def main() -> int:
             )
             local.warm_up()
             variants = {"local (in process)": local}
-            for api in ("openai", "tei"):
+            for api in ("openai", "tei", "kserve"):
                 for limit in args.concurrency:
                     variants[f"http {api}, concurrency {limit}"] = HttpEmbedder(
-                        base_url=f"{url}/v1",
+                        base_url=url if api == "kserve" else f"{url}/v1",
                         api=api,
                         model="all-MiniLM-L6-v2",
                         api_key="${RAGLINE_BENCH_EMBED_KEY}",

@@ -77,13 +77,23 @@ class TestHaystackSuiteOnFaiss(RaglineStoreTests):
 
 @pytest.mark.integration
 class TestHaystackSuiteOnMilvusLite(RaglineStoreTests):
-    @pytest.fixture
-    def document_store(self, tmp_path):
+    @pytest.fixture(scope="class")
+    def milvus_uri(self, tmp_path_factory):
         pytest.importorskip("milvus_lite", reason="pip install 'ragline[milvus]'")
         from rag.connectors.stores.milvus import MilvusStore
 
-        # a collection name of its own: pymilvus caches schemas per address and name
-        store = MilvusStore(uri=str(tmp_path / "h.db"), collection=f"hs_{uuid.uuid4().hex[:8]}")
+        uri = str(tmp_path_factory.mktemp("hs-milvus") / "h.db")
+        keeper = MilvusStore(uri=uri, collection="keeper")  # keeps one milvus-lite server up
+        keeper.warm_up()
+        yield uri
+        keeper.close()
+
+    @pytest.fixture
+    def document_store(self, milvus_uri):
+        from rag.connectors.stores.milvus import MilvusStore
+
+        # a collection per test, named anew: pymilvus caches schemas per address and name
+        store = MilvusStore(uri=milvus_uri, collection=f"hs_{uuid.uuid4().hex[:8]}")
         yield RaglineDocumentStore(store, embedding_dim=DIMENSION)
         store.close()
 
