@@ -68,9 +68,9 @@ def test_doctests(module_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not failures, "\n".join(failures)
 
 
-def test_every_skip_says_why() -> None:
-    """Each paragraph of a docstring holding ``+SKIP`` says why it cannot run here."""
-    missing = []
+def skipped_examples() -> list[tuple[str, int, str]]:
+    """Every docstring paragraph holding skipped examples: file, line, and the reason it gives."""
+    found = []
     for module in _modules():
         path = _source(module)
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -80,12 +80,26 @@ def test_every_skip_says_why() -> None:
                 paragraph.append((number, line))
                 continue
             skipped = [n for n, text in paragraph if SKIP.search(text)]
-            if skipped and not any(
-                REASON_INLINE.search(text) or REASON_LINE.match(text) for _, text in paragraph
-            ):
-                missing.append(f"{path.relative_to(ROOT)}:{skipped[0]}")
+            if skipped:
+                reasons = [
+                    text.split("#", 1)[1].split("# doctest:")[0].strip()
+                    for _, text in paragraph
+                    if REASON_LINE.match(text) or REASON_INLINE.search(text)
+                ]
+                found.append((str(path.relative_to(ROOT)), skipped[0], "; ".join(reasons)))
             paragraph = []
+    return found
+
+
+def test_every_skip_says_why() -> None:
+    """Each paragraph of a docstring holding ``+SKIP`` says why it cannot run here."""
+    missing = [f"{file}:{line}" for file, line, reason in skipped_examples() if not reason]
     assert not missing, (
         f"{len(missing)} skipped doctest examples do not say why; add a comment line "
         "`>>> # Needs ...` to the example (or make it run):\n" + "\n".join(missing)
     )
+
+
+if __name__ == "__main__":  # python -m tests.docs.test_doctests: the skips and their reasons
+    for file, line, reason in skipped_examples():
+        print(f"{file}:{line}: {reason or '(no reason given)'}")
