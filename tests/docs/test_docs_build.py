@@ -32,6 +32,7 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert not warnings, "\n".join(warnings)
     assert (site / "index.html").is_file()
     assert (site / "reference" / "index.html").is_file(), "the API reference page is missing"
+    _assert_public_surface_documented(site)
     # Nothing loaded from a CDN at view time: the built pages work offline.
     html = (site / "index.html").read_text(encoding="utf-8")
     assert "fonts.googleapis.com" not in html and "unpkg.com" not in html
@@ -70,3 +71,24 @@ def test_readme_links_exist() -> None:
     assert relative, "no relative link found in README.md"
     missing = [t for t in relative if not (ROOT / t).exists()]
     assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+PUBLIC_PACKAGES = ("rag", "rag.core", "rag.chains", "rag.eval", "rag.serve", "rag.testing")
+
+
+def _assert_public_surface_documented(site: Path) -> None:
+    """Every class and function a package exports in ``__all__`` has an entry in the reference."""
+    import importlib
+    import inspect
+    import re
+
+    html = "".join(p.read_text(encoding="utf-8") for p in (site / "reference").glob("*.html"))
+    anchors = {anchor.rsplit(".", 1)[-1] for anchor in re.findall(r'id="(rag\.[\w.]+)"', html)}
+    missing = []
+    for package in PUBLIC_PACKAGES:
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            value = getattr(module, name)
+            if (inspect.isclass(value) or inspect.isfunction(value)) and name not in anchors:
+                missing.append(f"{package}.{name}")
+    assert not missing, f"public names missing from docs/reference/: {missing}"
