@@ -177,8 +177,12 @@ def faiss_retriever(tmp_path_factory, embedder) -> Any:
 def test_the_span_tree_of_one_ask(faiss_retriever, local_generator, provider, exporter, stream):
     from rag.chains import Answer, RagChain
 
-    chain = RagChain(
-        retriever=faiss_retriever, generator=local_generator, k=2, tracer_provider=provider
+    chain = RagChain(  # a style that calls the generator (evidence, the default, does not)
+        retriever=faiss_retriever,
+        generator=local_generator,
+        k=2,
+        tracer_provider=provider,
+        answer_style="sentences",
     )
     if stream:
         *pieces, answer = list(chain.stream("What is the capital of France?"))
