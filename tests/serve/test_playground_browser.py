@@ -188,6 +188,8 @@ def test_ask_streams_the_answer_and_highlights_what_it_cites(page, playground, a
         covered = sorted({i for s in spans for i in range(s["start"], s["end"])})
         assert "".join(marks) == "".join(text[i] for i in covered)
         assert page.get_attribute(f"#ctx-{index} .passage-text", "data-highlight") == "offsets"
+        if len({(s["start"], s["end"]) for s in spans}) == 1:  # "span" repeats spans[0]
+            assert page.locator(f"#ctx-{index} mark.strong").count() == 0
     assert page.locator(f"#ctx-{index}.selected").count() == 1
 
     shot = artifacts / "playground-answer.png"

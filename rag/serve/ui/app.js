@@ -185,8 +185,12 @@ function citingSentences(answerText, n, onlyOneCited) {
 function highlightRanges(answer, context) {
   const n = context.index;
   const ranges = [];
+  const seen = new Set(); // "span" repeats "spans"[0]: count each range once
   const fromOffsets = (item) => {
     if (item && Number.isInteger(item.start) && Number.isInteger(item.end) && item.end > item.start) {
+      const key = `${item.start}:${item.end}`;
+      if (seen.has(key)) return;
+      seen.add(key);
       ranges.push(utf16Range(context.text, item.start, item.end));
     }
   };
