@@ -44,7 +44,7 @@ BUILTIN_COMPONENTS: dict[str, str] = {
     "retriever.multi_query": "rag.connectors.retrievers.query_strategies:MultiQueryRetriever",
     "retriever.hyde": "rag.connectors.retrievers.query_strategies:HydeRetriever",
     "ranker.cross_encoder": "rag.connectors.rankers.cross_encoder:CrossEncoderRanker",
-    "generator.llama_cpp": "rag.connectors.generators.llama_cpp:LlamaCppGenerator",
+    "generator.llama_cpp": "rag.connectors.generators.llama_cpp.generator:LlamaCppGenerator",
     "generator.openai": "rag.connectors.generators.openai:OpenAIGenerator",
     # chains
     "chain.rag": "rag.chains.rag:RagChain",

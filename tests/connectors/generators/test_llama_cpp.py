@@ -8,12 +8,12 @@ import threading
 
 import pytest
 
-from rag.connectors.generators import llama_cpp as llama_cpp_module
 from rag.connectors.generators.llama_cpp import (
     LlamaCppGenerator,
     resolve_model_path,
     tool_call_schema,
 )
+from rag.connectors.generators.llama_cpp import spans as spans_module
 from rag.core import ConfigError, GenerationError, ModelNotFoundError, Pipeline
 from rag.core.generation import GenerationResult, Generator
 
@@ -227,7 +227,7 @@ EXTRACTIVE_CONTEXTS = [
 
 @pytest.mark.integration
 def test_every_context_word_is_a_span_start_with_the_models_own_tokenizer(local_generator):
-    from rag.connectors.generators._spans import SpanIndex
+    from rag.connectors.generators.llama_cpp.constrained import SpanIndex
 
     llm = local_generator.llama
     index = SpanIndex(
@@ -350,7 +350,7 @@ def test_spans_scored_in_one_decode_match_spans_scored_one_by_one(
     afresh = parallel.score_spans(messages, spans, answer_prefix="The answer is")
     assert [s.total for s in afresh] == pytest.approx([s.total for s in together], abs=1e-3)
     # where llama.cpp cannot share a prompt among sequences, spans are scored one by one
-    monkeypatch.setattr(llama_cpp_module._parallel, "supported", lambda: False)
+    monkeypatch.setattr(spans_module, "supported", lambda: False)
     fallback = LlamaCppGenerator(model="smollm2-135m-instruct", context_size=2048, threads=2)
     assert [s.tokens for s in fallback.score_spans(messages, spans[:2])] == [
         s.tokens for s in one_by_one[:2]

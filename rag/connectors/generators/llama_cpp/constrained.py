@@ -1,4 +1,10 @@
-"""Token spans of a set of contexts, walked one token at a time (extractive decoding).
+"""Greedy constrained span decoding: the answer copied token by token from the contexts.
+
+:meth:`LlamaCppGenerator.generate_extractive <rag.connectors.generators.llama_cpp.
+LlamaCppGenerator.generate_extractive>` decodes under a constraint (:func:`decode`): the first
+token is the model's favourite among the tokens that start a word in some context; each next token
+is its favourite among the tokens that continue the span somewhere in the contexts. So every
+answer word provably comes from one cited context.
 
 A :class:`SpanIndex` holds the token ids of every context, concatenated, with a separator between
 contexts. The state of a span being generated is the array of positions where the tokens generated
@@ -16,27 +22,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from rag.connectors.generators.llama_cpp.spans import eval_prompt, log_softmax, next_logits
+from rag.core.generation import GenerationResult, Span, Usage
 
 SEPARATOR = -1
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = (b".", b"!", b"?")
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Log-probabilities from logits along the last axis (sums in float64).
-
-    Forty times faster than ``logits - np.logaddexp.reduce(logits)`` over a 49k vocabulary,
-    which was a third of the time of scoring ten spans.
-
-    Example:
-        >>> np.round(np.exp(log_softmax(np.array([0.0, np.log(3.0)]))), 2)
-        array([0.25, 0.75])
-    """
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    total = np.exp(shifted).sum(axis=-1, keepdims=True, dtype=np.float64)
-    return shifted - np.log(total).astype(shifted.dtype)
 
 
 def _is_word_byte(byte: int) -> bool:
@@ -223,3 +218,155 @@ def _char_offsets(text: str) -> list[int]:
         table.extend([index] * len(char.encode("utf-8")))
     table.append(len(text))
     return table
+
+
+def decode(
+    llm: Any,
+    prompt: list[int],
+    contexts: Sequence[str],
+    *,
+    terminators: np.ndarray,
+    max_span_tokens: int,
+    min_logprob: float | None = None,
+    avoid_start_words: Collection[str] = (),
+    end_bias: float = 0.0,
+    start_prior: Callable[[int, int], float | None] | None = None,
+    trace: list[dict[str, Any]] | None = None,
+) -> GenerationResult:
+    """Copy one span of ``contexts`` after ``prompt``, chosen token by token by ``llm``.
+
+    The span ends at a word boundary when the model prefers ending (one of ``terminators``) to
+    copying on, at the end of a sentence, or after ``max_span_tokens``. It never crosses a line
+    or a context. The caller holds the model's lock; the arguments are those of
+    :meth:`~rag.connectors.generators.llama_cpp.LlamaCppGenerator.generate_extractive`.
+
+    Raises:
+        ValueError, RuntimeError: llama.cpp failed.
+    """
+    pieces: dict[int, bytes] = {}
+
+    def piece(token: int) -> bytes:
+        if token not in pieces:
+            pieces[token] = llm.detokenize([token])
+        return pieces[token]
+
+    def tokenize(text: str) -> list[int]:
+        return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    index = SpanIndex(contexts, tokenize, piece)
+    index.avoid_starts(set(avoid_start_words))
+    if start_prior is not None:
+        index.weigh_starts(start_prior)
+    eval_prompt(llm, prompt)
+    state = None
+    length = 0
+    first_logprob = None
+    blank = True  # only whitespace taken so far (a span never ends blank)
+    finish_reason = "stop"
+    while True:
+        logprobs = log_softmax(next_logits(llm))
+        tokens = index.flat[index.candidates(state)]
+        end = float(logprobs[terminators].max()) + end_bias
+        if trace is not None:
+            trace.append(
+                {
+                    "length": length,
+                    "can_end": state is not None and index.can_end(state),
+                    "end": end - end_bias,
+                    "copy": float(logprobs[tokens].max()) if len(tokens) else None,
+                }
+            )
+        if state is not None and not blank and index.can_end(state):
+            if index.at_sentence_end(state) or length >= max_span_tokens:
+                finish_reason = "length" if length >= max_span_tokens else "stop"
+                break
+            if not len(tokens) or end >= logprobs[tokens].max():
+                break
+        if not len(tokens) or length >= max_span_tokens + 8:
+            finish_reason = "length"
+            break  # no word boundary in reach: stop mid-word rather than run on
+        position = None
+        if state is None and index.start_scores is not None and len(tokens):
+            scored = logprobs[tokens] + index.start_scores
+            position = int(index.starts[np.argmax(scored)])
+            best = int(index.flat[position])
+        else:
+            best = int(tokens[np.argmax(logprobs[tokens])])
+        if first_logprob is None:
+            first_logprob = float(logprobs[best])
+            if min_logprob is not None and first_logprob < min_logprob:
+                usage = Usage(prompt_tokens=len(prompt), completion_tokens=0)
+                return GenerationResult(text="", usage=usage, finish_reason="abstain")
+        if position is not None:  # the chosen place, followed alone
+            if trace is not None:
+                trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
+            state, length = np.asarray([position]), 1
+            blank = piece(best).isspace()
+            llm.eval([best])
+            continue
+        if state is None and piece(best).isspace():
+            taken, after = _space_or_word(llm, index, tokens, logprobs, best, piece)
+            if after is not None:  # a number, evaluated already
+                if trace is not None:
+                    trace[-1]["piece"] = b"".join(piece(t) for t in taken).decode(
+                        "utf-8", errors="replace"
+                    )
+                state, length = after, len(taken)
+                blank = all(piece(t).isspace() for t in taken)
+                continue
+            best = taken[0]
+        if trace is not None:
+            trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
+        state = index.advance(state, best)
+        length += 1
+        blank = blank and piece(best).isspace()
+        llm.eval([best])
+    usage = Usage(prompt_tokens=len(prompt), completion_tokens=length)
+    if state is None:  # no context had any word
+        return GenerationResult(text="", usage=usage, finish_reason="abstain")
+    match = index.match(state, length)
+    text = contexts[match.context][match.start : match.end]
+    span = Span(match.context, match.start, match.end, logprob=first_logprob)
+    return GenerationResult(text=text, usage=usage, finish_reason=finish_reason, span=span)
+
+
+def _space_or_word(
+    llm: Any,
+    index: SpanIndex,
+    tokens: np.ndarray,
+    logprobs: np.ndarray,
+    space: int,
+    piece: Callable[[int], bytes],
+) -> tuple[list[int], np.ndarray | None]:
+    """The first tokens of the span when the model's favourite start is a bare space.
+
+    Vocabularies that split numbers (" 1995" -> " ", "1", "9", "9", "5") make one space token
+    the start of every number in the contexts, so its probability is summed over all of them
+    and numbers win too often. Compare whole words instead: follow the space with the model's
+    best continuation until the word can end, and keep that (already evaluated) only if the
+    word is likelier than the best start that is a whole-word token; else forget it.
+
+    Returns:
+        The tokens taken (evaluated, except a single rival word) and the span state after
+        them (``None`` when the rival was taken and is still to be evaluated).
+    """
+    words = np.asarray([t for t in np.unique(tokens) if not piece(int(t)).isspace()])
+    if not len(words):
+        return [space], None
+    rival = int(words[np.argmax(logprobs[words])])
+    taken = [space]
+    state = index.advance(None, space)
+    total = float(logprobs[space])
+    llm.eval([space])
+    while total >= logprobs[rival]:
+        following = index.flat[index.candidates(state)]
+        if (len(taken) > 1 and index.can_end(state)) or not len(following) or len(taken) > 8:
+            return taken, state
+        after = log_softmax(next_logits(llm))
+        best = int(following[np.argmax(after[following])])
+        total += float(after[best])
+        taken.append(best)
+        state = index.advance(state, best)
+        llm.eval([best])
+    llm.n_tokens -= len(taken)  # forget the number: the next eval overwrites the cache
+    return [rival], None

