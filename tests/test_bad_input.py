@@ -445,3 +445,18 @@ def test_no_traceback_for_an_unexpected_error(workspace, monkeypatch):
 
     monkeypatch.setattr(ingest_module, "run_ingest", boom)
     clean(ingest(corpus, config), code=1, names=["unexpected KeyError", "RAG_DEBUG=1"])
+
+
+def test_search_json_stays_json_over_an_old_store_holding_infinity(workspace):
+    root, corpus, config = workspace
+    clean(ingest(corpus, config), code=0, names=[])
+    db = sqlite3.connect(root / "index" / "chunks.sqlite")  # as an older ragline let it in
+    for rowid, metadata in db.execute("SELECT rowid, metadata FROM chunks").fetchall():
+        value = {**json.loads(metadata), "score": float("inf")}
+        db.execute("UPDATE chunks SET metadata=? WHERE rowid=?", (json.dumps(value), rowid))
+    db.commit()
+    db.close()
+    result = invoke("search", "cats purr", "--config", config, "--json")
+    out = clean(result, code=0, names=[])
+    assert "Infinity" not in out
+    assert json.loads(out)["hits"][0]["metadata"]["score"] is None

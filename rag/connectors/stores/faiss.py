@@ -262,9 +262,26 @@ class FaissStore(Component):
                 "SELECT rowid, id, metadata, text FROM chunks"
             ):
                 self._rowid_of[chunk_id] = rowid
-                self._remember(rowid, chunk_id, text, json.loads(metadata))
+                self._remember(rowid, chunk_id, text, self._metadata_of(rowid, metadata, db_path))
             self._columns = MetadataColumns.build(self._metadata.items())
             self._open_index()
+
+    def _metadata_of(self, rowid: int, text: str, db_path: str) -> dict[str, Any]:
+        try:
+            metadata = json.loads(text)
+        except ValueError as err:
+            raise StoreCorruptError(
+                db_path,
+                f"row {rowid} holds metadata that is not JSON ({err})",
+                "Restore the file from a backup, or move the folder aside and ingest again",
+            ) from None
+        if not isinstance(metadata, dict):
+            raise StoreCorruptError(
+                db_path,
+                f"row {rowid} holds metadata that is not a JSON object",
+                "Restore the file from a backup, or move the folder aside and ingest again",
+            )
+        return metadata
 
     def _check_chunks_file(self, db_file: Path) -> None:
         """A missing ``chunks.sqlite`` beside an index means the chunks were lost, not that

@@ -280,3 +280,20 @@ def test_two_writers_racing_on_one_folder_get_a_named_error(tmp_path):
     with pytest.raises(StoreLockedError, match="another process wrote to this store"):
         second.write(chunks)  # second does not know the ids: SQLite's UNIQUE constraint
     assert FaissStore(path=str(tmp_path / "s")).count() == 5
+
+
+def test_a_row_whose_metadata_is_not_json_is_named(tmp_path):
+    import sqlite3
+
+    from rag.core.errors import StoreCorruptError
+
+    store, _ = _store_with(tmp_path / "s", 5)
+    store.close()
+    db = sqlite3.connect(tmp_path / "s" / "chunks.sqlite")
+    db.execute("UPDATE chunks SET metadata='{broken' WHERE rowid=(SELECT MIN(rowid) FROM chunks)")
+    db.commit()
+    db.close()
+    with pytest.raises(
+        StoreCorruptError, match=r"chunks.sqlite: row \d+ holds metadata that is not"
+    ):
+        FaissStore(path=str(tmp_path / "s")).count()
