@@ -218,65 +218,11 @@ def test_run_returns_text_and_result(local_generator):
     assert outputs["text"] == outputs["result"].text
 
 
-# -- extractive decoding -----------------------------------------------------------------------
+# -- span scoring ------------------------------------------------------------------------------
 EXTRACTIVE_CONTEXTS = [
     "Zürich liegt am Zürichsee; die Stadt hat 6½ Quadratkilometer Altstadt.",
     "The Panthers' defense gave up just 308 points, ranking sixth in the league.",
 ]
-
-
-@pytest.mark.integration
-def test_every_context_word_is_a_span_start_with_the_models_own_tokenizer(local_generator):
-    from rag.connectors.generators.llama_cpp.constrained import SpanIndex
-
-    llm = local_generator.llama
-    index = SpanIndex(
-        EXTRACTIVE_CONTEXTS,
-        lambda text: llm.tokenize(text.encode(), add_bos=False, special=False),
-        lambda token: llm.detokenize([token]),
-    )
-    assert set(index.context_of[index.starts].tolist()) == {0, 1}  # offsets add up in both
-    words = {index.start_word(int(p)) for p in index.starts}
-    assert {"zürich", "6½", "panthers", "308", "sixth"} <= words
-
-
-@pytest.mark.integration
-def test_generate_extractive_copies_a_span_and_reports_its_offsets(local_generator):
-    question = "How many points did the Panthers' defense give up?"
-    contexts = "\n\n".join(f"[{i}] {t}" for i, t in enumerate(EXTRACTIVE_CONTEXTS, start=1))
-    messages = [{"role": "user", "content": f"Contexts:\n{contexts}\n\nQuestion: {question}"}]
-    result = local_generator.generate_extractive(
-        messages, EXTRACTIVE_CONTEXTS, answer_prefix="The answer is", max_span_tokens=4
-    )
-    span = result.span
-    assert span is not None and result.text
-    assert EXTRACTIVE_CONTEXTS[span.context][span.start : span.end] == result.text
-    assert span.logprob is not None and span.logprob < 0
-    assert 1 <= result.usage.completion_tokens <= 4 + 8
-    assert result.finish_reason in ("stop", "length")
-    abstained = local_generator.generate_extractive(messages, EXTRACTIVE_CONTEXTS, min_logprob=0.0)
-    assert abstained.span is None and abstained.text == "" and abstained.finish_reason == "abstain"
-    with pytest.raises(ConfigError, match="max_span_tokens"):
-        local_generator.generate_extractive(messages, EXTRACTIVE_CONTEXTS, max_span_tokens=0)
-
-
-@pytest.mark.integration
-def test_generate_extractive_starts_where_the_prior_allows(local_generator):
-    question = "How many points did the Panthers' defense give up?"
-    contexts = "\n\n".join(f"[{i}] {t}" for i, t in enumerate(EXTRACTIVE_CONTEXTS, start=1))
-    messages = [{"role": "user", "content": f"Contexts:\n{contexts}\n\nQuestion: {question}"}]
-    target = EXTRACTIVE_CONTEXTS[-1]
-    allowed = len(EXTRACTIVE_CONTEXTS) - 1
-
-    def prior(context, offset):
-        return 0.0 if context == allowed and offset >= len(target) // 2 else None
-
-    result = local_generator.generate_extractive(
-        messages, EXTRACTIVE_CONTEXTS, answer_prefix="The answer is", start_prior=prior
-    )
-    span = result.span
-    assert span is not None and span.context == allowed and span.start >= len(target) // 2
-    assert target[span.start : span.end] == result.text and result.text.strip()
 
 
 @pytest.mark.integration

@@ -2,9 +2,11 @@
 
 - :mod:`.generator`: :class:`LlamaCppGenerator` (loading, chat, streaming, tool calls, the
   answer prefix, token counting);
-- :mod:`.spans`: span scoring (:meth:`LlamaCppGenerator.score_spans`), many spans per decode;
-- :mod:`.constrained`: greedy constrained span decoding
-  (:meth:`LlamaCppGenerator.generate_extractive`).
+- :mod:`.spans`: span scoring (:meth:`LlamaCppGenerator.score_spans`), many spans per decode.
+
+Greedy constrained span decoding (``generate_extractive``) was removed: on XQuAD it answered
+far worse than ranking candidate spans and scoring them with :meth:`~LlamaCppGenerator.score_spans`,
+and no faster (figures in ``docs/concepts/text.md``).
 
 ``llama_cpp`` itself is imported only when a model is loaded, so importing this package is cheap.
 

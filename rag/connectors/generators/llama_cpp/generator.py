@@ -19,7 +19,7 @@ import importlib.util
 import json
 import threading
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -506,7 +506,7 @@ class LlamaCppGenerator(Component):
         answer = reply.get("answer", text) if isinstance(reply, dict) else text
         return GenerationResult(text=str(answer), usage=usage, finish_reason=finish_reason)
 
-    # -- span scoring (see .spans) and constrained span decoding (see .constrained) --------------
+    # -- span scoring (see .spans) ------------------------------------------------------------
     def _span_terminators(self) -> Any:
         """Token ids that end a span (:func:`.spans.span_terminators`), found once."""
         if self._terminators is None:
@@ -575,82 +575,6 @@ class LlamaCppGenerator(Component):
                 return _spans.score(scorer, prompt, encoded, self._span_terminators())
             except (ValueError, RuntimeError) as err:
                 raise GenerationError(f"{self.model}: scoring spans failed: {err}") from err
-
-    def generate_extractive(
-        self,
-        messages: Sequence[Message],
-        contexts: Sequence[str],
-        *,
-        answer_prefix: str = "",
-        max_span_tokens: int = 16,
-        min_logprob: float | None = None,
-        avoid_start_words: Collection[str] = (),
-        end_bias: float = 0.0,
-        start_prior: Callable[[int, int], float | None] | None = None,
-        trace: list[dict[str, Any]] | None = None,
-    ) -> GenerationResult:
-        """Answer by copying one span of ``contexts``, chosen token by token by the model.
-
-        Greedy decoding under a constraint (:mod:`.constrained`): the first token is the model's
-        favourite among the tokens that start a word in some context; each next token is its
-        favourite among the tokens that continue the span somewhere in the contexts. The span
-        ends at a word boundary when the model prefers ending (end of turn or punctuation) to
-        copying on, at the end of a sentence, or after ``max_span_tokens``. It never crosses a
-        line or a context.
-
-        Args:
-            messages: The chat messages (the contexts must be in them for the model to read).
-            contexts: The context texts, in prompt order; spans are copied from these.
-            answer_prefix: Text the answer turn starts with (e.g. ``"The answer is"``): it leads
-                the model to write the answer next; not part of the returned text.
-            max_span_tokens: Longest span in tokens.
-            min_logprob: Abstain (empty text, no span, ``finish_reason="abstain"``) when the
-                model's unconstrained log-probability of the span's first token is below this.
-            avoid_start_words: Lower-case words no span may start with (e.g. stop words and the
-                question's own words: an answer rarely repeats the question).
-            end_bias: Added to the log-probability of ending the span before it is compared with
-                copying on (a copying model prefers to copy on: positive values end sooner).
-            start_prior: ``(context index, character offset) -> score or None``: where a span
-                may start (``None``: not there) and a score added to the model's
-                log-probability of starting there (e.g. :class:`rag.chains.extractive.StartPrior`).
-                The best-scoring start is then followed in its own context only.
-            trace: If given, one entry per generated token is appended (the token, the
-                log-probabilities of its best continuation and of ending), for tuning.
-
-        Returns:
-            ``GenerationResult`` whose ``text`` is ``contexts[span.context][span.start:span.end]``.
-
-        Raises:
-            GenerationError: the prompt does not fit the context window, or the model failed.
-        """
-        from rag.connectors.generators.llama_cpp import constrained
-
-        if max_span_tokens < 1:
-            raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
-        llm = self.llama
-        prompt = self._tokenize_prompt(self._format(messages), answer_prefix)
-        if len(prompt) + max_span_tokens > self.context_size:
-            raise GenerationError(
-                f"the prompt is {len(prompt)} tokens and the span may take {max_span_tokens}, but "
-                f"the context window of {self.model} is {self.context_size}; shorten the prompt "
-                "or raise context_size"
-            )
-        with self._lock:
-            try:
-                return constrained.decode(
-                    llm,
-                    prompt,
-                    contexts,
-                    terminators=self._span_terminators(),
-                    max_span_tokens=max_span_tokens,
-                    min_logprob=min_logprob,
-                    avoid_start_words=avoid_start_words,
-                    end_bias=end_bias,
-                    start_prior=start_prior,
-                    trace=trace,
-                )
-            except (ValueError, RuntimeError) as err:
-                raise GenerationError(f"{self.model}: extractive decoding failed: {err}") from err
 
     def run(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
