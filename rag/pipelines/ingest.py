@@ -497,6 +497,7 @@ def run_ingest(
 
 
 _DONE = object()
+_PIECE = 256  # chunks per queue event
 
 
 def _produce(
@@ -531,11 +532,15 @@ def _produce(
             try:
                 for item in stages.loader.load(source):
                     if isinstance(item, LoaderError):
-                        event: Any = ("row_error", item.source, item.reason)
-                    else:
-                        event = ("chunks", source, stages.splitter.split_document(item))
-                    if not put(event):
-                        return
+                        if not put(("row_error", item.source, item.reason)):
+                            return
+                        continue
+                    chunks = stages.splitter.split_document(item)
+                    # Events of at most _PIECE chunks: the queue's backlog stays bounded even
+                    # when every pending document is huge.
+                    for start in range(0, max(len(chunks), 1), _PIECE):
+                        if not put(("chunks", source, chunks[start : start + _PIECE])):
+                            return
             except LoaderError as err:
                 if not put(("failed", source, err)):
                     return
