@@ -25,7 +25,6 @@ shape, so OpenAI clients show the message), never a stack trace; invalid input i
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import time
 import uuid
@@ -39,7 +38,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from fastapi.security import HTTPBearer
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -52,12 +51,15 @@ from rag.core.errors import (
     EmbeddingError,
     FilterError,
     GenerationError,
+    InvalidInputError,
     RagError,
 )
 from rag.core.pipeline import PipelineFile
 from rag.core.threads import iterate_in_thread
-from rag.serve._backend import Backend, NotConfigured, PathNotAllowed
-from rag.serve._guard import Guard, error_body
+from rag.serve._backend import Backend, Forbidden, NotConfigured, PathNotAllowed, UploadRejected
+from rag.serve._guard import Guard, error_body, key_scope_of
+from rag.serve._json import JSONResponse, dumps
+from rag.serve._keys import ApiKey
 from rag.serve._schemas import (
     AskRequest,
     AskResponse,
@@ -76,6 +78,7 @@ from rag.serve._schemas import (
     SearchRequest,
     SearchResponse,
     StatsResponse,
+    publish_filter_schemas,
 )
 
 logger = logging.getLogger("rag.serve")
@@ -95,10 +98,47 @@ _CODES = {
     422: "validation_error",
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorResponse,
+        "description": "A body that cannot be parsed (not UTF-8, a broken multipart form, "
+        "too many files) or a bad Content-Length.",
+    },
     401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
+    403: {
+        "model": ErrorResponse,
+        "description": "The key's scope does not allow this (a read-only key writing, a "
+        "tenant's key reaching outside its tenant).",
+    },
     413: {"model": ErrorResponse, "description": "Request body over the size limit."},
     422: {"model": ErrorResponse, "description": "Invalid input; `fields` names each field."},
 }
+
+
+# One server-sent event as OpenAPI 3.1 documents a stream (its schema describes each event):
+# ``data`` is the JSON text of a token, an answer, an error or a completion chunk.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string", "contentMediaType": "application/json"}},
+}
+_SSE_EVENT_NAMED: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": ["token", "answer", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (for a 405's ``Allow``)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def _error(status: int, message: str, *, code: str | None = None, param: str | None = None):
@@ -135,11 +175,26 @@ def _install_error_handlers(app: FastAPI) -> None:
         response = _error(err.status_code, str(err.detail))
         for name, value in (err.headers or {}).items():
             response.headers[name] = value
+        if err.status_code == 405:  # every method of the path, not only the first route's
+            response.headers["allow"] = ", ".join(_allowed_methods(request))
         return response
 
     @app.exception_handler(PathNotAllowed)
     async def _path(request: Request, err: PathNotAllowed) -> JSONResponse:
         return _error(403, str(err), code="path_not_allowed", param=err.param)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, err: Forbidden) -> JSONResponse:
+        return _error(403, str(err), code="forbidden", param=err.param)
+
+    @app.exception_handler(UploadRejected)
+    async def _upload(request: Request, err: UploadRejected) -> JSONResponse:
+        return _validation_response(
+            [
+                {"loc": ("body", "files"), "msg": f"{e['source']}: {e['error']}"}
+                for e in err.errors
+            ]
+        )
 
     @app.exception_handler(NotConfigured)
     async def _not_configured(request: Request, err: NotConfigured) -> JSONResponse:
@@ -147,6 +202,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RagError)
     async def _rag(request: Request, err: RagError) -> JSONResponse:
+        if isinstance(err, InvalidInputError):
+            return _error(422, str(err), code="invalid_input", param=err.path)
         if isinstance(err, FilterError):
             return _error(422, str(err), code="invalid_filter", param="filters")
         if isinstance(err, ConfigError):
@@ -168,7 +225,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 # -- streaming ------------------------------------------------------------------------------------
 def _sse(data: Any, event: str | None = None) -> str:
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    text = data if isinstance(data, str) else dumps(data)
     return (f"event: {event}\n" if event else "") + f"data: {text}\n\n"
 
 
@@ -183,7 +240,7 @@ def _stream_error(err: BaseException) -> dict[str, Any]:
 def create_app(
     pipeline_file: PipelineFile | str | Path,
     *,
-    api_keys: Sequence[str],
+    api_keys: Sequence[str | ApiKey],
     no_auth: bool = False,
     allowed_roots: Sequence[str | Path] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
@@ -199,7 +256,9 @@ def create_app(
 
     Args:
         pipeline_file: A loaded :class:`PipelineFile` or the path of its YAML.
-        api_keys: Keys accepted as ``Authorization: Bearer KEY`` (compared in constant time).
+        api_keys: Keys accepted as ``Authorization: Bearer KEY`` (compared in constant time):
+            plain strings have full access, :class:`~rag.serve._keys.ApiKey` entries carry a
+            scope (a tenant's enforced filter and allowed operations).
         no_auth: Serve without keys (local development only); ``api_keys`` must then be empty.
         allowed_roots: Directories whose files ``POST /v1/documents {"paths": [...]}`` may
             ingest; empty disables ingestion by path.
@@ -274,9 +333,10 @@ def create_app(
         responses=_ERRORS,
         tags=["service"],
     )
-    def stats() -> JSONResponse:
-        """Chunks, sources, store type and dimension (the shape of ``rag stats --json``)."""
-        return JSONResponse(backend.stats())
+    def stats(request: Request) -> JSONResponse:
+        """Chunks, sources, store type and dimension (the shape of ``rag stats --json``); a
+        scoped key counts only its own chunks."""
+        return JSONResponse(backend.stats(scope=key_scope_of(request.scope)))
 
     @app.post(
         "/v1/search",
@@ -285,9 +345,10 @@ def create_app(
         responses=_ERRORS,
         tags=["rag"],
     )
-    def search(body: SearchRequest) -> JSONResponse:
+    def search(body: SearchRequest, request: Request) -> JSONResponse:
         """The chunks nearest to ``query`` (the shape of ``rag search --json``)."""
-        hits = backend.search(body.query, k=body.k, filters=body.filters)
+        scope = key_scope_of(request.scope)
+        hits = backend.search(body.query, k=body.k, filters=body.filters, scope=scope)
         return JSONResponse({"query": body.query, "hits": [h.to_dict() for h in hits]})
 
     @app.post(
@@ -297,27 +358,28 @@ def create_app(
         responses={
             **_ERRORS,
             200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": _SSE_EVENT_NAMED}},
                 "description": "The answer, or with `stream: true` server-sent events: "
                 '`token` events `{"text": ...}`, then one `answer` event (the JSON answer).',
             },
         },
         tags=["rag"],
     )
-    async def ask(body: AskRequest) -> Any:
+    async def ask(body: AskRequest, request: Request) -> Any:
         """Answer ``question`` with citations (the shape of ``rag ask --json``)."""
+        scope = key_scope_of(request.scope)
         problem = await run_in_threadpool(backend.check_question, body.question)
         if problem:
             return _error(422, problem, code="question_too_long", param="body.question")
         if not body.stream:
             answer = await run_in_threadpool(
-                backend.ask, body.question, k=body.k, filters=body.filters
+                backend.ask, body.question, k=body.k, filters=body.filters, scope=scope
             )
             return JSONResponse(jsonable_encoder(answer.to_dict()))
 
         async def events() -> AsyncIterator[str]:
             pieces = iterate_in_thread(
-                lambda: backend.stream(body.question, k=body.k, filters=body.filters),
+                lambda: backend.stream(body.question, k=body.k, filters=body.filters, scope=scope),
                 lock=backend.lock,
             )
             try:
@@ -344,6 +406,7 @@ def create_app(
                             "files": {
                                 "type": "array",
                                 "items": {"type": "string", "format": "binary"},
+                                "minItems": 1,
                                 "maxItems": MAX_UPLOAD_FILES,
                             },
                             "replace": {"type": "boolean", "default": True},
@@ -366,10 +429,13 @@ def create_app(
         """Ingest inline JSON ``documents``, server-side ``paths`` (under the allowed roots), or
         uploaded ``files`` (``multipart/form-data``). Answers the shape of ``rag ingest --json``.
         """
+        scope = key_scope_of(request.scope)
         content_type = request.headers.get("content-type", "application/json").lower()
         if content_type.startswith("multipart/form-data"):
             files, replace = await _read_uploads(request)
-            report = await run_in_threadpool(backend.ingest_uploads, files, replace=replace)
+            report = await run_in_threadpool(
+                backend.ingest_uploads, files, replace=replace, scope=scope
+            )
             return JSONResponse(report.to_dict())
         if not content_type.startswith("application/json"):
             return _error(
@@ -384,14 +450,14 @@ def create_app(
                 [{**e, "loc": ("body", *e["loc"])} for e in err.errors()]
             ) from None
         if body.paths is not None:
-            report = await run_in_threadpool(backend.ingest_paths, body.paths)
+            report = await run_in_threadpool(backend.ingest_paths, body.paths, scope=scope)
         else:
             documents = [
                 Document(id=d.id, text=d.text, metadata=dict(d.metadata))
                 for d in body.documents or []
             ]
             report = await run_in_threadpool(
-                backend.ingest_documents, documents, replace=body.replace
+                backend.ingest_documents, documents, replace=body.replace, scope=scope
             )
         return JSONResponse(report.to_dict())
 
@@ -402,11 +468,20 @@ def create_app(
         responses=_ERRORS,
         tags=["documents"],
     )
-    def delete_documents(body: DeleteRequest) -> JSONResponse:
-        """Delete chunks by ``ids`` or by ``filters`` (a JSON body, as DELETE allows)."""
-        return JSONResponse({"deleted": backend.delete(ids=body.ids, filters=body.filters)})
+    def delete_documents(body: DeleteRequest, request: Request) -> JSONResponse:
+        """Delete chunks by ``ids`` or by ``filters`` (a JSON body, as DELETE allows); a scoped
+        key deletes only its own chunks."""
+        scope = key_scope_of(request.scope)
+        deleted = backend.delete(ids=body.ids, filters=body.filters, scope=scope)
+        return JSONResponse({"deleted": deleted})
 
-    @app.get("/v1/models", response_model=ModelList, dependencies=bearer, tags=["openai"])
+    @app.get(
+        "/v1/models",
+        response_model=ModelList,
+        dependencies=bearer,
+        responses=_ERRORS,
+        tags=["openai"],
+    )
     def models() -> dict[str, Any]:
         """The model chat completions answer to (OpenAI-compatible)."""
         return {
@@ -421,16 +496,17 @@ def create_app(
         responses={
             **_ERRORS,
             200: {
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": _SSE_EVENT}},
                 "description": "A chat completion, or with `stream: true` its chunks as "
                 "server-sent events ending with `data: [DONE]`.",
             },
         },
         tags=["openai"],
     )
-    async def chat_completions(body: ChatCompletionRequest) -> Any:
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         """OpenAI-compatible: the last user message is answered by the RAG chain; citations
         come back in the extra ``citations`` field."""
+        scope = key_scope_of(request.scope)
         question = body.question()
         problem = await run_in_threadpool(backend.check_question, question)
         if problem:
@@ -438,7 +514,9 @@ def create_app(
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not body.stream:
-            answer = await run_in_threadpool(backend.ask, question, k=body.k, filters=body.filters)
+            answer = await run_in_threadpool(
+                backend.ask, question, k=body.k, filters=body.filters, scope=scope
+            )
             return JSONResponse(
                 {
                     "id": completion_id,
@@ -473,7 +551,7 @@ def create_app(
         async def events() -> AsyncIterator[str]:
             yield chunk({"role": "assistant", "content": ""})
             pieces = iterate_in_thread(
-                lambda: backend.stream(question, k=body.k, filters=body.filters),
+                lambda: backend.stream(question, k=body.k, filters=body.filters, scope=scope),
                 lock=backend.lock,
             )
             try:
@@ -621,6 +699,7 @@ def _publish_documents_schema(app: FastAPI) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.update(definitions.pop("$defs", {}))
         components["DocumentsRequest"] = definitions
+        schema = publish_filter_schemas(schema)
         app.openapi_schema = schema
         return schema
 

@@ -5,6 +5,11 @@
 can do) and serializes model calls behind one lock: embedding models, tokenizers and llama.cpp
 contexts are not all safe to call from several threads at once, and on a CPU one call already
 uses every core.
+
+Every method that reads or writes chunks takes the caller's :class:`~rag.serve._keys.KeyScope`
+and applies it here, once for every front door (REST, OpenAI-compatible chat, gRPC, MCP): the
+scope's operations are checked, its filter is added to every search, count and delete, and the
+documents it ingests are stamped with the filter's fields (a conflicting value is refused).
 """
 
 from __future__ import annotations
@@ -20,11 +25,55 @@ from rag.core.component import Component
 from rag.core.documents import Chunk, Document, Hit
 from rag.core.errors import ConfigError, LoaderError
 from rag.core.filters import matches, parse_filter
+from rag.core.limits import check_finite
 from rag.core.pipeline import Pipeline, PipelineFile
 from rag.core.registry import default_registry
 from rag.pipelines.ingest import IngestReport, find_writer, run_ingest
 from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, FileLoader, expand_sources
 from rag.pipelines.writer import StoreWriter
+from rag.serve._keys import READ, WRITE, KeyScope
+
+
+class Forbidden(Exception):
+    """The caller's key may not do this (a read-only key writing, a tenant reaching out)."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+def require(scope: KeyScope, operation: str) -> None:
+    """Raise :class:`Forbidden` unless ``scope`` allows ``operation``."""
+    if not scope.allows(operation):
+        allowed = ", ".join(sorted(scope.operations)) or "nothing"
+        raise Forbidden(
+            f"the API key '{scope.name}' may not {operation} (it may: {allowed}); use a key "
+            f"with '{operation}' in its operations"
+        )
+
+
+def stamp(document: Document, scope: KeyScope, *, field: str) -> Document:
+    """``document`` owned by ``scope``: its metadata carries the scope's filter fields and its
+    id (from which chunk ids derive) is namespaced, so two tenants' same-named documents never
+    share a chunk id.
+
+    Raises:
+        Forbidden: the metadata already holds another value for a filter field.
+    """
+    if not scope.filter:
+        return document
+    metadata = dict(document.metadata)
+    for name, value in scope.filter.items():
+        if name in metadata and metadata[name] != value:
+            raise Forbidden(
+                f"{field}.metadata.{name}: the API key '{scope.name}' writes only documents "
+                f"with {name}={value!r}, not {metadata[name]!r}; drop the field (it is set "
+                "from the key) or use that tenant's key",
+                param=f"{field}.metadata.{name}",
+            )
+        metadata[name] = value
+    metadata.setdefault("source", document.id)
+    return Document(id=f"{scope.name}\x1f{document.id}", text=document.text, metadata=metadata)
 
 
 class PathNotAllowed(Exception):
@@ -33,6 +82,15 @@ class PathNotAllowed(Exception):
     def __init__(self, param: str, message: str) -> None:
         self.param = param
         super().__init__(message)
+
+
+class UploadRejected(Exception):
+    """None of the uploaded files could be loaded; ``errors`` names each file and why."""
+
+    def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
+        self.errors = list(errors)
+        reasons = "; ".join(f"{e['source']}: {e['error']}" for e in self.errors)
+        super().__init__(f"no uploaded file could be loaded ({reasons})")
 
 
 class NotConfigured(Exception):
@@ -191,11 +249,15 @@ class Backend:
                 self.ingest.warm_up()
 
     # -- reading --------------------------------------------------------------------------------
-    def search(self, query: str, *, k: int, filters: dict[str, Any] | None) -> list[Hit]:
+    def search(
+        self, query: str, *, k: int, filters: dict[str, Any] | None, scope: KeyScope
+    ) -> list[Hit]:
+        """The ``k`` chunks nearest to ``query`` among those ``scope`` may see."""
+        require(scope, READ)
         if self.retriever is None:
             raise NotConfigured("the pipeline file has no retriever; add a 'search' pipeline")
         with self.lock:
-            return list(self.retriever.retrieve(query, k=k, filters=filters))
+            return list(self.retriever.retrieve(query, k=k, filters=scope.restrict(filters)))
 
     def require_chain(self) -> Any:
         if self.chain is None:
@@ -218,28 +280,51 @@ class Backend:
                 return str(err)
         return None
 
-    def ask(self, question: str, *, k: int | None, filters: dict[str, Any] | None) -> Any:
+    def ask(
+        self, question: str, *, k: int | None, filters: dict[str, Any] | None, scope: KeyScope
+    ) -> Any:
+        """The chain's answer, from the contexts ``scope`` may see."""
+        require(scope, READ)
         chain = self.require_chain()
         with self.lock:
-            return chain.ask(question, filters=filters, k=k)
+            return chain.ask(question, filters=scope.restrict(filters), k=k)
 
-    def stream(self, question: str, *, k: int | None, filters: dict[str, Any] | None) -> Iterator:
+    def stream(
+        self, question: str, *, k: int | None, filters: dict[str, Any] | None, scope: KeyScope
+    ) -> Iterator:
         """Text pieces then the Answer; the caller holds :attr:`lock` while iterating."""
-        return self.require_chain().stream(question, filters=filters, k=k)
+        require(scope, READ)
+        return self.require_chain().stream(question, filters=scope.restrict(filters), k=k)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, *, scope: KeyScope) -> dict[str, Any]:
+        """Chunks, sources, store type and dimension, counting only what ``scope`` may see."""
+        require(scope, READ)
         store = self.store
         if store is None:
             raise NotConfigured("the pipeline file has no vector store")
         with self.lock:
             store.warm_up()
-            data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
+            if scope.filter:
+                data = self._scoped_stats(scope)
+            else:
+                data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
         return {
             "chunks": data.get("chunks"),
             "sources": data.get("sources"),
             "store": default_registry.name_of(type(store)),
             "dimension": data.get("dimension"),
         }
+
+    def _scoped_stats(self, scope: KeyScope) -> dict[str, Any]:
+        store = self.store
+        filters = scope.restrict(None)
+        iter_chunks = getattr(store, "iter_chunks", None)
+        sources = None
+        if callable(iter_chunks):
+            node = parse_filter(filters)
+            sources = len({c.source for c in iter_chunks() if matches(node, c.metadata)})
+        dimension = store.stats().get("dimension") if hasattr(store, "stats") else None
+        return {"chunks": store.count(filters), "sources": sources, "dimension": dimension}
 
     def embed(self, texts: Sequence[str]) -> tuple[Any, int]:
         """``(vectors, tokens)``: the pipeline's embedder run on ``texts`` as on documents
@@ -278,9 +363,27 @@ class Backend:
             )
         ]
 
-    def ingest_documents(self, documents: Sequence[Document], *, replace: bool) -> IngestReport:
-        """Split, embed and store ``documents``; with ``replace`` a source's older chunks go."""
+    def ingest_documents(
+        self, documents: Sequence[Document], *, replace: bool, scope: KeyScope
+    ) -> IngestReport:
+        """Split, embed and store ``documents``; with ``replace`` a source's older chunks go.
+
+        The whole call holds the model lock, so a search sees a source's old chunks or its new
+        ones, never a mix. A scoped key's documents are stamped (:func:`stamp`) and replace only
+        that key's chunks of a source.
+
+        Raises:
+            Forbidden: ``scope`` may not write, or a document claims another tenant.
+            NonFiniteNumberError: metadata holds NaN or an infinity.
+        """
+        require(scope, WRITE)
         self._require_ingest()
+        documents = [
+            stamp(document, scope, field=f"documents[{index}]")
+            for index, document in enumerate(documents)
+        ]
+        for index, document in enumerate(documents):
+            check_finite(document.metadata, where=f"documents[{index}].metadata")
         started = time.perf_counter()
         report = IngestReport(sources=len(documents))
         with self.lock:
@@ -298,7 +401,7 @@ class Backend:
                     source = str(document.metadata["source"])
                     ours = new_ids.get(source, set())
                     kept = len(self.store.get(sorted(ours))) if ours else 0
-                    removed = self.store.delete(filters={"source": source})
+                    removed = self.store.delete(filters=scope.restrict({"source": source}))
                     report.chunks_deleted += max(0, removed - kept)
                     self._forget([source])
             policy = "upsert" if replace or self.writer is None else self.writer.policy
@@ -309,11 +412,15 @@ class Backend:
         report.seconds = time.perf_counter() - started
         return report
 
-    def ingest_uploads(self, files: Sequence[tuple[str, bytes]], *, replace: bool) -> IngestReport:
+    def ingest_uploads(
+        self, files: Sequence[tuple[str, bytes]], *, replace: bool, scope: KeyScope
+    ) -> IngestReport:
         """Load uploaded ``(filename, data)`` pairs with the pipeline's loader, then store them.
 
-        The source of each document is the uploaded file name.
+        The source of each document is the uploaded file name. A file that cannot be loaded
+        (not UTF-8, a JSONL row nested too deep, ...) is an entry in the report's ``errors``.
         """
+        require(scope, WRITE)
         self._require_ingest()
         started = time.perf_counter()
         loader = self.loader or FileLoader()
@@ -334,14 +441,35 @@ class Backend:
                         documents.append(item)
                 except LoaderError as err:
                     errors.append({"source": name, "error": err.reason})
-        report = self.ingest_documents(documents, replace=replace) if documents else IngestReport()
+                except (RecursionError, ValueError) as err:  # a loader that let one escape
+                    errors.append({"source": name, "error": f"cannot load the file: {err}"})
+        if not documents and errors:
+            raise UploadRejected(errors)
+        report = (
+            self.ingest_documents(documents, replace=replace, scope=scope)
+            if documents
+            else IngestReport()
+        )
         report.sources = len(files)
         report.errors = errors + report.errors
         report.seconds = time.perf_counter() - started
         return report
 
-    def ingest_paths(self, paths: Sequence[str]) -> IngestReport:
-        """Ingest server-side files (incrementally) after checking them against the roots."""
+    def ingest_paths(self, paths: Sequence[str], *, scope: KeyScope) -> IngestReport:
+        """Ingest server-side files (incrementally) after checking them against the roots.
+
+        Raises:
+            Forbidden: ``scope`` may not write, or has a filter (server-side files belong to
+                the whole store, not to one tenant).
+        """
+        require(scope, WRITE)
+        if scope.filter:
+            raise Forbidden(
+                f"the API key '{scope.name}' is scoped to {dict(scope.filter)}; server-side "
+                "paths are ingested for the whole store, so only a full-access key may; upload "
+                "the files (multipart 'files') or send them inline instead",
+                param="paths",
+            )
         if self.ingest is None:
             raise NotConfigured(
                 "the pipeline file has no 'ingest' pipeline to ingest files with; add one as in "
@@ -353,14 +481,24 @@ class Backend:
         report.errors = errors + report.errors
         return report
 
-    def delete(self, *, ids: Sequence[str] | None, filters: dict[str, Any] | None) -> int:
+    def delete(
+        self, *, ids: Sequence[str] | None, filters: dict[str, Any] | None, scope: KeyScope
+    ) -> int:
         """Delete chunks by id or filter; the ingestion records of their sources are dropped,
         so the next ``rag ingest`` of those files writes them again rather than trusting a
-        record of chunks that are gone."""
+        record of chunks that are gone. A scoped key deletes only its own chunks: other ids
+        are not found, as if they did not exist."""
+        require(scope, WRITE)
         if self.store is None:
             raise NotConfigured("the pipeline file has no vector store")
         with self.lock:
             self.store.warm_up()
+            if ids and scope.filter:
+                node = parse_filter(scope.restrict(None))
+                ids = [c.id for c in self.store.get(list(ids)) if matches(node, c.metadata)]
+                if not ids:
+                    return 0
+            filters = scope.restrict(filters) if filters else None
             sources = self._sources_of(ids=ids, filters=filters)
             deleted = int(self.store.delete(ids=list(ids) if ids else None, filters=filters))
             if deleted:

@@ -15,7 +15,8 @@ no key (as ``/v1/health`` needs none). Everything else is the REST API's: the sa
 (metadata ``authorization: Bearer KEY``), the same request models and limits
 (:mod:`rag.serve._schemas`), and ``max_message_bytes`` plays the part of the body limit.
 
-Status codes: a missing or wrong key is ``UNAUTHENTICATED``; invalid input, a message that is
+Status codes: a missing or wrong key is ``UNAUTHENTICATED``; a key whose scope does not allow
+the call (a read-only key ingesting) is ``PERMISSION_DENIED``; invalid input, a message that is
 not a valid protobuf, or a question too long for the context window is ``INVALID_ARGUMENT``
 whose details start with the offending field; a message or an ``Ingest`` stream over the limits
 is ``RESOURCE_EXHAUSTED``; a pipeline file without what a method needs is ``UNIMPLEMENTED``; a
@@ -36,10 +37,11 @@ from typing import Any
 
 from rag.connectors._deps import require
 from rag.core.documents import Document
-from rag.core.errors import ConfigError, FilterError, GenerationError
+from rag.core.errors import ConfigError, FilterError, GenerationError, InvalidInputError
 from rag.core.threads import iterate_in_thread
-from rag.serve._backend import Backend, NotConfigured
-from rag.serve._keys import API_KEYS_ENV, key_is_valid
+from rag.serve._backend import Backend, Forbidden, NotConfigured
+from rag.serve._json import json_safe
+from rag.serve._keys import API_KEYS_ENV, ApiKey, KeyRing, KeyScope
 from rag.serve._schemas import MAX_DOCUMENTS, AskRequest, DocumentIn, SearchRequest
 
 grpc = require("grpc", package="grpcio", extra="grpc", purpose="the gRPC API")
@@ -120,7 +122,8 @@ def _struct_of(message: Any, field: str) -> dict[str, Any] | None:
 def _to_struct(data: Mapping[str, Any] | None) -> Struct:
     struct = Struct()
     if data:
-        struct.update(json.loads(json.dumps(data, default=str)))  # JSON values only
+        # JSON values only; a stored NaN or infinity goes out as null, as in the REST answers
+        struct.update(json_safe(json.loads(json.dumps(data, default=str))))
     return struct
 
 
@@ -189,6 +192,10 @@ def _status_of(err: BaseException) -> tuple[Any, str]:
         return code.INVALID_ARGUMENT, str(err)
     if isinstance(err, FilterError):
         return code.INVALID_ARGUMENT, f"filters: {err}"
+    if isinstance(err, InvalidInputError):
+        return code.INVALID_ARGUMENT, str(err)
+    if isinstance(err, Forbidden):
+        return code.PERMISSION_DENIED, str(err)
     if isinstance(err, NotConfigured):
         return code.UNIMPLEMENTED, str(err)
     if isinstance(err, ConfigError):
@@ -221,26 +228,42 @@ class RaglineService:
     passed) closes the model's generator and releases the backend's lock.
     """
 
-    def __init__(self, backend: Backend, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, backend: Backend, *, max_message_bytes: int, keys: KeyRing | None = None
+    ) -> None:
         self.backend = backend
         self.max_message_bytes = max_message_bytes
+        self.keys = keys if keys is not None else KeyRing(None)
+
+    async def _scope(self, context: Any) -> KeyScope:
+        """The caller's scope, from its ``authorization`` metadata (the interceptor checked it)."""
+        header = next(
+            (v for k, v in context.invocation_metadata() or () if k == "authorization"), None
+        )
+        scope = self.keys.scope_of_header(header)
+        if scope is None:  # the interceptor refuses these first; never trust that alone
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, _UNAUTHENTICATED)
+        assert scope is not None
+        return scope
 
     async def Search(self, request: Any, context: Any) -> Any:
         async with _mapped_errors(context):
             _check_wellformed(request)
+            scope = await self._scope(context)
             data: dict[str, Any] = {"query": request.query}
             if request.HasField("k"):
                 data["k"] = request.k
             data["filters"] = _struct_of(request, "filters")
             body = _validated(SearchRequest, data)
             hits = await asyncio.to_thread(
-                self.backend.search, body.query, k=body.k, filters=body.filters
+                self.backend.search, body.query, k=body.k, filters=body.filters, scope=scope
             )
             return pb.SearchResponse(query=body.query, hits=[_hit_message(h) for h in hits])
 
     async def Ask(self, request: Any, context: Any) -> AsyncIterator[Any]:
         async with _mapped_errors(context):
             _check_wellformed(request)
+            scope = await self._scope(context)
             data: dict[str, Any] = {"question": request.question}
             if request.HasField("k"):
                 data["k"] = request.k
@@ -251,7 +274,7 @@ class RaglineService:
                 raise InvalidArgument(f"question: {problem}")
             backend = self.backend
             pieces = iterate_in_thread(
-                lambda: backend.stream(body.question, k=body.k, filters=body.filters),
+                lambda: backend.stream(body.question, k=body.k, filters=body.filters, scope=scope),
                 lock=backend.lock,
             )
             async for piece in pieces:
@@ -262,6 +285,7 @@ class RaglineService:
 
     async def Ingest(self, request_iterator: Any, context: Any) -> Any:
         async with _mapped_errors(context):
+            scope = await self._scope(context)
             replace = True
             documents: list[Document] = []
             received = 0
@@ -304,7 +328,7 @@ class RaglineService:
             if not documents:
                 raise InvalidArgument("documents: the stream carried no document")
             report = await asyncio.to_thread(
-                self.backend.ingest_documents, documents, replace=replace
+                self.backend.ingest_documents, documents, replace=replace, scope=scope
             )
             data = report.to_dict()
             return pb.IngestResponse(
@@ -322,7 +346,8 @@ class RaglineService:
     async def Stats(self, request: Any, context: Any) -> Any:
         async with _mapped_errors(context):
             _check_wellformed(request)
-            stats = await asyncio.to_thread(self.backend.stats)
+            scope = await self._scope(context)
+            stats = await asyncio.to_thread(self.backend.stats, scope=scope)
             return pb.StatsResponse(
                 chunks=stats["chunks"],
                 sources=stats["sources"],
@@ -403,18 +428,16 @@ class KeyInterceptor(grpc.aio.ServerInterceptor):
         api_keys: Accepted keys; ``None`` turns authentication off (``rag serve --no-auth``).
     """
 
-    def __init__(self, api_keys: Collection[str] | None) -> None:
-        self.keys = None if api_keys is None else [key.encode() for key in api_keys]
+    def __init__(self, api_keys: Collection[str | ApiKey] | KeyRing | None) -> None:
+        self.keys = (
+            api_keys
+            if isinstance(api_keys, KeyRing)
+            else KeyRing(None if api_keys is None else list(api_keys))
+        )
 
     def authorized(self, metadata: Sequence[tuple[str, Any]] | None) -> bool:
-        if self.keys is None:
-            return True
-        for name, value in metadata or ():
-            if name == "authorization":
-                raw = value if isinstance(value, bytes) else str(value).encode()
-                scheme, _, token = raw.partition(b" ")
-                return scheme.lower() == b"bearer" and key_is_valid(token.strip(), self.keys)
-        return False
+        header = next((v for name, v in metadata or () if name == "authorization"), None)
+        return self.keys.scope_of_header(header) is not None
 
     async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = await continuation(handler_call_details)
@@ -441,7 +464,8 @@ class GrpcServer:
 
     Args:
         backend: What to serve (``app.state.backend`` of :func:`rag.serve.create_app`).
-        api_keys: Keys accepted as metadata ``authorization: Bearer KEY``; ``None`` serves
+        api_keys: Keys accepted as metadata ``authorization: Bearer KEY`` (plain strings have
+            full access, :class:`~rag.serve._keys.ApiKey` entries their scope); ``None`` serves
             without keys (local development).
         host: Address to bind.
         port: Port to bind; 0 picks a free one (see :attr:`port` after :meth:`start`).
@@ -464,7 +488,7 @@ class GrpcServer:
         self,
         backend: Backend,
         *,
-        api_keys: Collection[str] | None,
+        api_keys: Collection[str | ApiKey] | None,
         host: str = "127.0.0.1",
         port: int = 50051,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -479,6 +503,7 @@ class GrpcServer:
             raise ConfigError(f"max_message_bytes must be at least 1, got {max_message_bytes}")
         self.backend = backend
         self.api_keys = None if api_keys is None else list(api_keys)
+        self.keys = KeyRing(self.api_keys)
         self.host = host
         self.port = port
         self.max_message_bytes = max_message_bytes
@@ -524,13 +549,15 @@ class GrpcServer:
 
     async def _serve(self, ready: threading.Event) -> None:
         server = grpc.aio.server(
-            interceptors=[KeyInterceptor(self.api_keys)],
+            interceptors=[KeyInterceptor(self.keys)],
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.so_reuseport", 0),
             ],
         )
-        service = RaglineService(self.backend, max_message_bytes=self.max_message_bytes)
+        service = RaglineService(
+            self.backend, max_message_bytes=self.max_message_bytes, keys=self.keys
+        )
         server.add_generic_rpc_handlers((service.handler(),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

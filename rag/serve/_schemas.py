@@ -3,15 +3,31 @@
 Every request model forbids fields it does not know (``extra="forbid"``), so a typo such as
 ``"filter"`` for ``"filters"`` is a 422 that names the field instead of a silently ignored option.
 Filters are validated with the one filter grammar (:func:`rag.core.filters.parse_filter`).
+
+The published OpenAPI schema is what the server enforces: types are strict (``"stream": 0`` is
+not a boolean, ``"k": "5"`` not an integer), texts that must hold something have a pattern that
+says so, metadata and filters refuse NaN and infinities and nesting past
+:data:`rag.core.limits.MAX_JSON_DEPTH` (JSON has no such numbers; an answer could not carry them).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from rag.core.filters import parse_filter
+from rag.core.limits import MAX_JSON_DEPTH, check_finite
 
 MAX_QUERY_CHARS = 4_000
 MAX_K = 100
@@ -21,13 +37,163 @@ MAX_IDS = 10_000
 MAX_PATHS = 100
 
 
+NOT_BLANK = r"\S"
+"""Pattern of texts that must hold a non-space character (the same regex engine checks it)."""
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", strict=True, allow_inf_nan=False, regex_engine="python-re"
+    )
 
 
-def _check_filters(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    parse_filter(value)  # FilterError is a ValueError: pydantic reports it on the field
+def _check_json(value: Any, info: ValidationInfo) -> Any:
+    # NonFiniteNumberError and NestingTooDeepError are ValueErrors: reported on the field
+    check_finite(value, where=info.field_name or "value", max_depth=MAX_JSON_DEPTH)
     return value
+
+
+def _check_filters(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+    _check_json(value, info)
+    parse_filter(value)  # FilterError is a ValueError: pydantic reports it on the field
+    _check_nesting(value)
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    # JSON Schema's "integer" holds 5.0 as well as 5; a text or a boolean is no integer
+    if isinstance(value, (str, bool)):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+# Integers as JSON Schema has them: 5 or 5.0, never "5", true or 5.5 (the bounds sit inside the
+# Annotated so that the schema says "minimum"/"maximum").
+Integer = Annotated[int, BeforeValidator(_whole_number), Field(strict=False)]
+TopK = Annotated[int, Field(strict=False, ge=1, le=MAX_K), BeforeValidator(_whole_number)]
+Positive = Annotated[int, Field(strict=False, ge=1), BeforeValidator(_whole_number)]
+OnlyOne = Annotated[int, Field(strict=False, ge=1, le=1), BeforeValidator(_whole_number)]
+
+MAX_FILTER_NESTING = 4
+"""Levels of ``$and``/``$or``/``$not`` an API filter may nest (the top level is 1).
+
+The published schema spells each level out (a self-referencing schema makes schema-driven
+fuzzers loop), so the server holds API filters to the same depth; nobody writes deeper ones."""
+
+_SCALAR = {"type": ["string", "number", "boolean"]}
+
+
+def _filter_level(level: int) -> dict[str, Any]:
+    name = "Filter" if level == 1 else f"Filter{level}"
+    schema: dict[str, Any] = {
+        "title": name,
+        "description": (
+            "The filter grammar (rag.core.filters): field conditions, and $and / $or / $not "
+            f"over filters, nested at most {MAX_FILTER_NESTING} levels."
+        ),
+        "type": "object",
+        "minProperties": 1,
+        "patternProperties": {
+            "^[^$]": {"anyOf": [_SCALAR, {"$ref": "#/components/schemas/FilterCondition"}]}
+        },
+        "additionalProperties": False,
+    }
+    if level < MAX_FILTER_NESTING:
+        child = {"$ref": f"#/components/schemas/Filter{level + 1}"}
+        schema["properties"] = {
+            "$and": {"type": "array", "minItems": 1, "items": child},
+            "$or": {"type": "array", "minItems": 1, "items": child},
+            "$not": child,
+        }
+    return schema
+
+
+FILTER_SCHEMAS: dict[str, Any] = {
+    **{
+        ("Filter" if level == 1 else f"Filter{level}"): _filter_level(level)
+        for level in range(1, MAX_FILTER_NESTING + 1)
+    },
+    "FilterCondition": {
+        "title": "FilterCondition",
+        "description": "Operators on one field; a bare value means $eq.",
+        "type": "object",
+        "minProperties": 1,
+        "properties": {
+            "$eq": _SCALAR,
+            "$ne": _SCALAR,
+            "$gt": {"type": ["string", "number"]},
+            "$gte": {"type": ["string", "number"]},
+            "$lt": {"type": ["string", "number"]},
+            "$lte": {"type": ["string", "number"]},
+            "$in": {"type": "array", "items": _SCALAR},
+            "$nin": {"type": "array", "items": _SCALAR},
+            "$exists": {"type": "boolean"},
+            "$not": {"$ref": "#/components/schemas/FilterCondition"},
+        },
+        "additionalProperties": False,
+    },
+}
+"""The filter grammar as JSON Schema, published under ``components/schemas`` of the OpenAPI."""
+
+
+def _check_nesting(filters: Any, level: int = 1) -> None:
+    if not isinstance(filters, dict):
+        return
+    for key, value in filters.items():
+        if key not in ("$and", "$or", "$not"):
+            continue
+        if level >= MAX_FILTER_NESTING:
+            raise ValueError(
+                f"'{key}' nested more than {MAX_FILTER_NESTING} levels deep; API filters nest "
+                f"$and / $or / $not at most {MAX_FILTER_NESTING} levels. Flatten the filter"
+            )
+        for child in value if isinstance(value, list) else [value]:
+            _check_nesting(child, level + 1)
+
+
+FILTERS_MARK = "x-ragline-filters"
+"""Marks a filters field in a model's JSON Schema; :func:`publish_filter_schemas` replaces the
+mark with the grammar (pydantic cannot hold a ``$ref`` to a schema it did not make)."""
+
+Filters = Annotated[dict[str, Any] | None, WithJsonSchema({FILTERS_MARK: True})]
+
+REF_MARK = "x-ragline-ref"
+"""``{REF_MARK: "UserMessage"}`` in a model's JSON Schema becomes a ``$ref`` to that component
+when the OpenAPI document is published (pydantic resolves only the references it makes)."""
+
+
+def publish_filter_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Put the filter grammar into an OpenAPI document: every filters field refers to it (and
+    every :data:`REF_MARK` becomes its ``$ref``).
+
+    Example:
+        >>> doc = {"paths": {"x": {"schema": {FILTERS_MARK: True}}}, "components": {"schemas": {}}}
+        >>> publish_filter_schemas(doc)["paths"]["x"]["schema"]["anyOf"][2]
+        {'$ref': '#/components/schemas/Filter'}
+    """
+    field_schema = {
+        "anyOf": [
+            {"type": "null"},
+            {"type": "object", "maxProperties": 0},
+            {"$ref": "#/components/schemas/Filter"},
+        ]
+    }
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, dict):
+            if REF_MARK in value:
+                return {"$ref": f"#/components/schemas/{value[REF_MARK]}"}
+            if value.get(FILTERS_MARK):
+                rest = {k: walk(v) for k, v in value.items() if k != FILTERS_MARK}
+                return {**rest, **field_schema}
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        return value
+
+    document = walk(openapi)
+    document.setdefault("components", {}).setdefault("schemas", {}).update(FILTER_SCHEMAS)
+    return document
 
 
 FiltersField = Field(
@@ -44,9 +210,11 @@ FiltersField = Field(
 class SearchRequest(_Strict):
     """``POST /v1/search``."""
 
-    query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS, examples=["What is FAISS?"])
-    k: int = Field(default=10, ge=1, le=MAX_K, description="Hits to return.")
-    filters: dict[str, Any] | None = FiltersField
+    query: str = Field(
+        min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK, examples=["What is FAISS?"]
+    )
+    k: TopK = Field(default=10, description="Hits to return.")
+    filters: Filters = FiltersField
 
     _filters = field_validator("filters")(_check_filters)
 
@@ -67,10 +235,13 @@ class AskRequest(_Strict):
     """``POST /v1/ask``; ``stream: true`` answers with server-sent events."""
 
     question: str = Field(
-        min_length=1, max_length=MAX_QUERY_CHARS, examples=["How does HNSW find neighbours?"]
+        min_length=1,
+        max_length=MAX_QUERY_CHARS,
+        pattern=NOT_BLANK,
+        examples=["How does HNSW find neighbours?"],
     )
-    k: int | None = Field(default=None, ge=1, le=MAX_K, description="Contexts to retrieve.")
-    filters: dict[str, Any] | None = FiltersField
+    k: TopK | None = Field(default=None, description="Contexts to retrieve.")
+    filters: Filters = FiltersField
     stream: bool = Field(
         default=False,
         description=(
@@ -137,10 +308,18 @@ class DocumentIn(_Strict):
     """A document given inline; it is split, embedded and stored like a loaded file."""
 
     id: str = Field(min_length=1, max_length=1_000, description="Stable source id.")
-    text: str = Field(min_length=1, max_length=MAX_DOCUMENT_CHARS)
-    metadata: dict[str, Any] = Field(
-        default_factory=dict, description="JSON metadata; 'source' defaults to the id."
+    text: str = Field(
+        min_length=1,
+        max_length=MAX_DOCUMENT_CHARS,
+        pattern=NOT_BLANK,
+        description="The document's text; it must hold more than white space.",
     )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="JSON metadata; 'source' defaults to the id. Numbers must be finite.",
+    )
+
+    _metadata = field_validator("metadata")(_check_json)
 
 
 class DocumentsRequest(_Strict):
@@ -150,8 +329,28 @@ class DocumentsRequest(_Strict):
     relative path is taken relative to the first root.
     """
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["documents"],
+                    "properties": {"documents": {"type": "array"}, "paths": {"type": "null"}},
+                },
+                {
+                    "required": ["paths"],
+                    "properties": {"paths": {"type": "array"}, "documents": {"type": "null"}},
+                },
+            ]
+        }
+    )
+
     documents: list[DocumentIn] | None = Field(default=None, max_length=MAX_DOCUMENTS)
-    paths: list[str] | None = Field(default=None, min_length=1, max_length=MAX_PATHS)
+    paths: (
+        list[
+            Annotated[str, StringConstraints(min_length=1, max_length=4_096, pattern=r"^[^\x00]*$")]
+        ]
+        | None
+    ) = Field(default=None, min_length=1, max_length=MAX_PATHS)
     replace: bool = Field(
         default=True,
         description="Inline documents replace the stored chunks of the same source.",
@@ -186,8 +385,31 @@ class IngestResponse(BaseModel):
 class DeleteRequest(_Strict):
     """``DELETE /v1/documents``: chunk ``ids`` or a non-empty ``filters`` (not both)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {
+                    "required": ["ids"],
+                    "properties": {
+                        "ids": {"type": "array"},
+                        "filters": {
+                            "anyOf": [{"type": "null"}, {"type": "object", "maxProperties": 0}]
+                        },
+                    },
+                },
+                {
+                    "required": ["filters"],
+                    "properties": {
+                        "filters": {"type": "object", "minProperties": 1},
+                        "ids": {"type": "null"},
+                    },
+                },
+            ]
+        }
+    )
+
     ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
-    filters: dict[str, Any] | None = FiltersField
+    filters: Filters = FiltersField
 
     _filters = field_validator("filters")(_check_filters)
 
@@ -245,16 +467,53 @@ class ContentPart(_Strict):
     text: str = Field(max_length=MAX_QUERY_CHARS)
 
 
+MAX_USER_PARTS = 8
+"""Text parts in one user message; each holds at most ``MAX_QUERY_CHARS // MAX_USER_PARTS``."""
+
+
+class UserContentPart(_Strict):
+    type: Literal["text"]
+    text: str = Field(max_length=MAX_QUERY_CHARS // MAX_USER_PARTS)
+
+
+def _parts_hold_text(parts: Any) -> Any:
+    if isinstance(parts, list) and not any(part.text.strip() for part in parts):
+        raise ValueError("a user message needs a text part that holds more than white space")
+    return parts
+
+
 class ChatMessage(BaseModel):
+    """A system, assistant, tool or developer message (kept for compatibility, not used)."""
+
     model_config = ConfigDict(extra="allow")  # clients add 'name', 'tool_calls', ...
 
-    role: Literal["system", "user", "assistant", "tool", "developer"]
+    role: Literal["system", "assistant", "tool", "developer"]
     content: str | list[ContentPart] | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
             return "".join(part.text for part in self.content)
         return self.content or ""
+
+
+class UserMessage(ChatMessage):
+    """A user message: its text must hold more than white space (the last one is the question)."""
+
+    role: Literal["user"]  # type: ignore[assignment]
+    content: (  # type: ignore[assignment]
+        Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)]
+        | Annotated[
+            list[UserContentPart],
+            Field(
+                min_length=1,
+                max_length=MAX_USER_PARTS,
+                json_schema_extra={"contains": {"properties": {"text": {"pattern": NOT_BLANK}}}},
+            ),
+            BeforeValidator(lambda parts: parts),
+        ]
+    )
+
+    _content = field_validator("content")(_parts_hold_text)
 
 
 class StreamOptions(_Strict):
@@ -271,21 +530,26 @@ class ChatCompletionRequest(_Strict):
     """
 
     model: str = Field(min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(min_length=1, max_length=100)
+    messages: list[Annotated[UserMessage | ChatMessage, Field(discriminator="role")]] = Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"contains": {REF_MARK: "UserMessage"}},
+        description="At least one 'user' message; the last one is the question.",
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
-    n: int | None = Field(default=None, ge=1, le=1, description="Only 1 is supported.")
+    max_tokens: Positive | None = None
+    max_completion_tokens: Positive | None = None
+    n: OnlyOne | None = Field(default=None, description="Only 1 is supported.")
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: Integer | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     user: str | None = None
-    k: int | None = Field(default=None, ge=1, le=MAX_K)
-    filters: dict[str, Any] | None = FiltersField
+    k: TopK | None = None
+    filters: Filters = FiltersField
 
     _filters = field_validator("filters")(_check_filters)
 
@@ -347,11 +611,17 @@ def _check_inputs(value: Any) -> Any:
     return value
 
 
+EmbedText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EMBED_CHARS)]
+EmbedInputs = (
+    EmbedText | Annotated[list[EmbedText], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
+)
+
+
 class EmbeddingsRequest(_Strict):
     """``POST /v1/embeddings``, as OpenAI's: texts only (token arrays are not accepted)."""
 
     model: str = Field(min_length=1, max_length=200, description="Echoed back; not checked.")
-    input: str | list[str] = Field(
+    input: EmbedInputs = Field(
         description=f"A text or up to {MAX_EMBED_INPUTS} texts.", examples=[["What is FAISS?"]]
     )
     encoding_format: Literal["float", "base64"] = Field(
@@ -385,7 +655,7 @@ class EmbedRequest(_Strict):
     ``truncate: true``), so ``truncate: false`` is refused rather than silently ignored.
     """
 
-    inputs: str | list[str] = Field(
+    inputs: EmbedInputs = Field(
         description=f"A text or up to {MAX_EMBED_INPUTS} texts.", examples=[["What is FAISS?"]]
     )
     normalize: bool = Field(default=True, description="L2-normalize each vector.")

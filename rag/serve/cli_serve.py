@@ -2,8 +2,10 @@
 
 Security defaults:
 
-- API keys come from ``RAGLINE_API_KEYS`` (comma-separated, each at least 16 characters). When
-  it is unset or empty the server **refuses to start**; ``--no-auth`` serves without keys, and
+- API keys come from ``RAGLINE_API_KEYS`` (comma-separated, each at least 16 characters, full
+  access) and from a keys file of scoped keys (``--keys-file`` or ``RAGLINE_API_KEYS_FILE``:
+  each key's name, enforced filter such as ``{tenant: acme}`` and operations). When there is
+  no key at all the server **refuses to start**; ``--no-auth`` serves without keys, and
   only on a loopback address, for local development.
 - Only ``/v1/health`` and the OpenAPI schema (``/openapi.json``, ``/docs``) answer without a key.
 - Ingestion by server-side path is off unless ``--allow-root DIR`` names the directories it may
@@ -30,7 +32,7 @@ from typing import Any
 from rag.connectors._deps import require
 from rag.core.errors import ConfigError
 from rag.core.pipeline import PipelineFile
-from rag.serve._keys import API_KEYS_ENV, api_keys_from_env
+from rag.serve._keys import API_KEYS_ENV, ApiKey, keys_from_env
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -54,26 +56,29 @@ def build_app(
     config: str | Path | PipelineFile,
     *,
     host: str = "127.0.0.1",
-    api_keys: Sequence[str] | None = None,
+    api_keys: Sequence[str | ApiKey] | None = None,
     no_auth: bool = False,
     allowed_roots: Sequence[str | Path] = (),
     max_body_bytes: int | None = None,
     mcp: bool = False,
     ui: bool = False,
     reports_dir: str | Path | None = None,
+    keys_file: str | Path | None = None,
 ) -> Any:
     """Validate everything, warm the models up and return the app, ready to serve.
 
     Args:
         config: Pipeline file (path or loaded).
         host: Address the server will bind (``no_auth`` needs a loopback one).
-        api_keys: Accepted keys (default: ``RAGLINE_API_KEYS``).
+        api_keys: Accepted keys (default: ``RAGLINE_API_KEYS`` and the keys file's).
         no_auth: Serve without keys (local development, loopback only).
         allowed_roots: Directories whose files may be ingested by path.
         max_body_bytes: Largest request body (default 8 MiB).
         mcp: Also serve MCP (streamable HTTP) at ``/mcp``, behind the same keys.
         ui: Also serve the browser playground at ``/`` (its API calls need a key).
         reports_dir: With ``ui``, the folder of evaluation reports the playground lists.
+        keys_file: A keys file of scoped keys (default: ``RAGLINE_API_KEYS_FILE``), read when
+            ``api_keys`` is not given.
 
     Raises:
         ConfigError: an invalid pipeline file, missing keys, or ``no_auth`` on a public address.
@@ -82,7 +87,7 @@ def build_app(
     require("fastapi", package="fastapi", extra="serve", purpose="rag serve")
     from rag.serve._app import DEFAULT_MAX_BODY_BYTES, create_app
 
-    keys = list(api_keys) if api_keys is not None else api_keys_from_env()
+    keys = list(api_keys) if api_keys is not None else keys_from_env(keys_file)
     if no_auth:
         if keys:
             raise ConfigError(
@@ -134,7 +139,7 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
-    api_keys: Sequence[str] | None = None,
+    api_keys: Sequence[str | ApiKey] | None = None,
     no_auth: bool = False,
     allowed_roots: Sequence[str | Path] = (),
     max_body_bytes: int | None = None,
@@ -143,6 +148,7 @@ def serve(
     mcp: bool = False,
     ui: bool = False,
     reports_dir: str | Path | None = None,
+    keys_file: str | Path | None = None,
 ) -> None:
     """Serve a pipeline file over HTTP until interrupted (see :func:`build_app`).
 
@@ -153,7 +159,7 @@ def serve(
         >>> from rag.serve import serve
         >>> serve("examples/qa.yaml", port=8000)  # RAGLINE_API_KEYS must be set  # doctest: +SKIP
     """
-    keys = list(api_keys) if api_keys is not None else api_keys_from_env()
+    keys = list(api_keys) if api_keys is not None else keys_from_env(keys_file)
     if grpc_port is not None:  # a missing grpc extra is reported before any model loads
         from rag.serve._grpc import GrpcServer
     app = build_app(

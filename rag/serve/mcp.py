@@ -7,7 +7,8 @@ Built with the official ``mcp`` SDK (``pip install 'ragline[mcp]'``) over the sa
 Two transports:
 
 - **Streamable HTTP** (``rag serve --mcp``): the MCP endpoint is ``/mcp`` on the REST server,
-  behind the same ``Authorization: Bearer KEY`` check (``RAGLINE_API_KEYS``) as every REST path.
+  behind the same ``Authorization: Bearer KEY`` check (``RAGLINE_API_KEYS``) as every REST path;
+  a scoped key (a tenant) searches and asks over its own chunks only, as on every front door.
 - **stdio** (``rag serve --mcp --stdio``): for clients that launch the server themselves
   (desktop assistants, IDEs); stdout carries only protocol messages, logs go to stderr. No
   keys: whoever can start the process can already read the index.
@@ -22,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,9 +31,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import Field
 
 from rag.connectors._deps import require
-from rag.core.errors import ConfigError, FilterError, GenerationError
-from rag.serve._backend import Backend, NotConfigured
-from rag.serve._schemas import MAX_K, MAX_QUERY_CHARS
+from rag.core.errors import ConfigError, FilterError, GenerationError, InvalidInputError
+from rag.core.limits import check_finite
+from rag.serve._backend import Backend, Forbidden, NotConfigured
+from rag.serve._guard import SCOPE_KEY
+from rag.serve._json import json_safe
+from rag.serve._keys import FULL_ACCESS, KeyScope
+from rag.serve._schemas import MAX_K, MAX_QUERY_CHARS, NOT_BLANK
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -46,7 +52,28 @@ INSTRUCTIONS = (
 
 
 def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
+    # a stored NaN or infinity goes out as null, as in the REST answers
+    return json_safe(json.loads(json.dumps(value, default=str)))
+
+
+def _scope_of(ctx: Any) -> KeyScope:
+    """The caller's key scope: the one the REST Guard found for the HTTP request that carried
+    the call; over stdio (no request, no keys) the whole index."""
+    request = getattr(getattr(ctx, "_request_context", None), "request", None)
+    if request is None:
+        return FULL_ACCESS
+    scope = getattr(request, "scope", {}).get(SCOPE_KEY)
+    if not isinstance(scope, KeyScope):  # served over HTTP without the Guard: refuse
+        raise Forbidden("the MCP request carries no key scope; serve MCP with mount_mcp")
+    return scope
+
+
+def _check_arguments(k: Any, filters: Any) -> None:
+    # MCP clients send JSON; a NaN or infinity (or a float where k wants an integer) is refused
+    if isinstance(k, float) and not math.isfinite(k):
+        raise InvalidInputError("k must be a finite integer", where="k")
+    if filters is not None:
+        check_finite(filters, where="filters")
 
 
 def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
@@ -60,7 +87,7 @@ def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
         MissingDependencyError: the ``mcp`` package is not installed.
     """
     require("mcp", package="mcp", extra="mcp", purpose="rag serve --mcp")
-    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver import Context, MCPServer
     from mcp.server.mcpserver.exceptions import ToolError
 
     import rag
@@ -71,8 +98,9 @@ def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
     )
 
     def search(
-        query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)],
-        k: Annotated[int, Field(ge=1, le=MAX_K)] = 10,
+        ctx: Context,
+        query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)],
+        k: Annotated[int, Field(ge=1, le=MAX_K, strict=True)] = 10,
         filters: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Search the document collection: the chunks nearest to the query, best first, each
@@ -84,14 +112,18 @@ def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
             filters: Metadata filter, MongoDB style, e.g. {"source": "a.md"}.
         """
         try:
-            hits = backend.search(query, k=k, filters=filters)
-        except (FilterError, NotConfigured, ConfigError) as err:
+            _check_arguments(k, filters)
+            hits = backend.search(query, k=k, filters=filters, scope=_scope_of(ctx))
+        except (FilterError, InvalidInputError, Forbidden, NotConfigured, ConfigError) as err:
             raise ToolError(str(err)) from err
         return {"query": query, "hits": [_jsonable(hit.to_dict()) for hit in hits]}
 
     def ask(
-        question: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS)],
-        k: Annotated[int | None, Field(ge=1, le=MAX_K)] = None,
+        ctx: Context,
+        question: Annotated[
+            str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)
+        ],
+        k: Annotated[int | None, Field(ge=1, le=MAX_K, strict=True)] = None,
         filters: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Answer a question from the document collection, with numbered citations of the
@@ -103,16 +135,22 @@ def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
             filters: Metadata filter for retrieval, MongoDB style.
         """
         try:
+            _check_arguments(k, filters)
+            scope = _scope_of(ctx)
             problem = backend.check_question(question)
             if problem:
                 raise ToolError(problem)
-            answer = backend.ask(question, k=k, filters=filters)
-        except (FilterError, NotConfigured, ConfigError) as err:
+            answer = backend.ask(question, k=k, filters=filters, scope=scope)
+        except (FilterError, InvalidInputError, Forbidden, NotConfigured, ConfigError) as err:
             raise ToolError(str(err)) from err
         except GenerationError as err:
             raise ToolError(f"the model failed: {err}") from err
         return _jsonable(answer.to_dict())
 
+    # the SDK finds the Context parameter through the annotations, resolved in this module's
+    # globals, where the optional mcp package is not imported: give it the class itself
+    search.__annotations__["ctx"] = Context
+    ask.__annotations__["ctx"] = Context
     server.add_tool(search, name="search")
     if backend.chain is not None:
         server.add_tool(ask, name="ask")

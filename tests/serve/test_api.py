@@ -225,9 +225,17 @@ def test_uploaded_files_are_ingested_under_their_name(client):
     assert response.json()["chunks_written"] >= 1
     hits = client.post("/v1/search", json={"query": "largest rodent", "k": 1}).json()["hits"]
     assert hits[0]["metadata"]["source"] == "capybara.md"  # the directories are dropped
+    mixed = [
+        ("files", ("x.exe", b"MZ")),
+        ("files", ("okapi.md", b"# Okapi\n\nA forest giraffe.\n")),
+    ]
+    partly = client.post("/v1/documents", files=mixed)
+    assert partly.status_code == 200  # what loads is ingested; the rest is named per file
+    assert "unsupported file type" in partly.json()["errors"][0]["error"]
+    assert partly.json()["errors"][0]["source"] == "x.exe"
     unsupported = client.post("/v1/documents", files=[("files", ("x.exe", b"MZ"))])
-    assert unsupported.status_code == 200
-    assert "unsupported file type" in unsupported.json()["errors"][0]["error"]
+    error = _assert_error(unsupported, 422, field="body.files")  # nothing could be loaded
+    assert "x.exe" in error["message"] and "unsupported file type" in error["message"]
     _assert_error(
         client.post("/v1/documents", data={"replace": "true"}, files=[("other", ("a.md", b"x"))]),
         422,
