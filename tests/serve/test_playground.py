@@ -104,6 +104,23 @@ def test_every_api_call_of_the_page_still_needs_the_key(ui_url):
     assert httpx.get(f"{ui_url}/ui/other.js", headers=authorized()).status_code == 404
 
 
+def test_a_tenant_key_may_not_read_the_reports(ui_app_file, reports):
+    from rag.serve import create_app
+    from rag.serve._keys import ApiKey, KeyScope
+
+    tenant = ApiKey("acme-key-0123456789abcdef", KeyScope("acme", filter={"tenant": "acme"}))
+    app = create_app(ui_app_file, api_keys=[API_KEY, tenant], ui=True, reports_dir=reports)
+    with running(app) as url:
+        for path in ("/v1/reports", "/v1/reports/cranfield/report.html"):
+            refused = httpx.get(f"{url}{path}", headers=authorized(tenant.key))
+            assert refused.status_code == 403
+            assert (
+                "key 'acme' may not read evaluation reports" in refused.json()["error"]["message"]
+            )
+            assert httpx.get(f"{url}{path}", headers=authorized()).status_code == 200
+        assert httpx.get(f"{url}/", headers=authorized(tenant.key)).status_code == 200
+
+
 def test_without_ui_there_is_no_page(plain_url):
     assert httpx.get(f"{plain_url}/").status_code == 401
     assert httpx.get(f"{plain_url}/", headers=authorized()).status_code == 404

@@ -9,6 +9,9 @@
 ``GET /v1/reports/{dir}/report.html`` one report (key needed)
 ===================================  ==========================================================
 
+A report shows passages of the whole store, so a tenant's key (a key scoped by a filter) gets a
+403 on the two report routes; the full-access keys of ``RAGLINE_API_KEYS`` read them.
+
 The page is plain HTML, CSS and JavaScript shipped in this package: no build step, no CDN, it
 works offline. Every API call it makes sends the key the user typed (kept in the tab's
 ``sessionStorage``) as ``Authorization: Bearer``, so the page adds no way around the keys: the
@@ -16,8 +19,8 @@ static files are public, the data is not. Server text is put in the page as text
 HTML, and a report is shown in a sandboxed frame (no scripts, no access to the page's key).
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": FastAPI reads the annotations of the routes and
+# dependencies defined inside mount_ui, whose names (Request) are local to it.
 import json
 import os
 from datetime import datetime, timezone
@@ -187,8 +190,22 @@ def mount_ui(app: Any, *, reports_dir: str | Path | None = None) -> tuple[str, .
         >>> mount_ui(FastAPI())
         ('/', '/ui/app.js', '/ui/style.css')
     """
-    from fastapi import HTTPException
+    from fastapi import Depends, HTTPException, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+    from rag.serve._guard import key_scope_of
+
+    def whole_store_key(request: Request) -> None:
+        # A report shows passages of the whole store (its worst queries): a tenant's key, whose
+        # reads are limited by a filter, must not see it.
+        scope = key_scope_of(request.scope)
+        if scope.filter or not scope.allows("read"):
+            raise HTTPException(
+                403,
+                f"key '{scope.name}' may not read evaluation reports: they show passages of the "
+                "whole store, so they need a key with read access and no filter (a key of "
+                "RAGLINE_API_KEYS)",
+            )
 
     root = check_reports_dir(reports_dir) if reports_dir is not None else None
     files = {name: _static(name) for name in STATIC_FILES}
@@ -208,14 +225,19 @@ def mount_ui(app: Any, *, reports_dir: str | Path | None = None) -> tuple[str, .
             raise HTTPException(404, f"no file {name!r} in the playground")
         return Response(files[name], media_type=STATIC_FILES[name], headers=headers)
 
-    @app.get("/v1/reports", tags=["playground"])
+    @app.get("/v1/reports", tags=["playground"], dependencies=[Depends(whole_store_key)])
     def reports() -> JSONResponse:
         """The evaluation reports under ``rag serve --reports DIR``, newest first."""
         if root is None:
             return JSONResponse({"configured": False, "reports": []})
         return JSONResponse({"configured": True, "reports": list_reports(root)})
 
-    @app.get("/v1/reports/{path:path}", tags=["playground"], response_class=HTMLResponse)
+    @app.get(
+        "/v1/reports/{path:path}",
+        tags=["playground"],
+        response_class=HTMLResponse,
+        dependencies=[Depends(whole_store_key)],
+    )
     def report(path: str) -> Response:
         """One ``report.html`` (self-contained: styles inline, plots as data URIs)."""
         found = _report_file(root, path) if root is not None else None
