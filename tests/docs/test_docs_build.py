@@ -91,7 +91,7 @@ def _assert_public_surface_documented(site: Path) -> None:
     import inspect
     import re
 
-    html = "".join(p.read_text(encoding="utf-8") for p in (site / "reference").glob("*.html"))
+    html = "".join(p.read_text(encoding="utf-8") for p in (site / "reference").rglob("*.html"))
     anchors = {anchor.rsplit(".", 1)[-1] for anchor in re.findall(r'id="(rag\.[\w.]+)"', html)}
     missing = []
     for package in PUBLIC_PACKAGES:
