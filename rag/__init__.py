@@ -3,7 +3,7 @@
 Example:
     >>> # Needs the embedding model and an ingested index.
     >>> import rag
-    >>> app = rag.PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
+    >>> app = rag.PipelineFile.load("examples/ingest.yaml")  # builds, loads no model
     >>> hits = app.pipeline("search").run(query="What is FAISS?")  # doctest: +SKIP
 """
 

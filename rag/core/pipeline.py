@@ -423,7 +423,7 @@ class PipelineFile:
     Example:
         >>> # The search loads the embedding model and needs an ingested index.
         >>> from rag.core.pipeline import PipelineFile
-        >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
+        >>> app = PipelineFile.load("examples/ingest.yaml")
         >>> app.pipeline("search").run(query="What is RAG?")  # doctest: +SKIP
     """
 

@@ -21,7 +21,7 @@ Example:
     >>> # Needs a Ray cluster (address='auto').
     >>> from rag.core import PipelineFile
     >>> from rag.pipelines.distributed import run_ingest_ray
-    >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
+    >>> app = PipelineFile.load("examples/ingest.yaml")
     >>> report = run_ingest_ray(app.pipeline("ingest"), ["docs/"], address="auto")  # doctest: +SKIP
 """
 

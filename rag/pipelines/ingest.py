@@ -33,7 +33,7 @@ Example:
     >>> # Loads the embedding model and writes an index.
     >>> from rag.core import PipelineFile
     >>> from rag.pipelines.ingest import run_ingest
-    >>> app = PipelineFile.load("examples/ingest.yaml")  # doctest: +SKIP
+    >>> app = PipelineFile.load("examples/ingest.yaml")
     >>> report = run_ingest(app.pipeline("ingest"), ["examples/corpus"])  # doctest: +SKIP
     >>> report.chunks_written, report.chunks_skipped  # doctest: +SKIP
     (42, 0)
