@@ -124,6 +124,15 @@ class InvalidInputError(RagError, ValueError):
         prefix = ", ".join(p for p in (where, f"at '{path}'" if path else None) if p)
         super().__init__(f"{prefix}: {message}" if prefix else message)
 
+    def __reduce__(self) -> tuple[object, ...]:  # crosses processes (Ray) intact
+        return (_rebuild_input_error, (type(self), self.message, self.where, self.path))
+
+
+def _rebuild_input_error(
+    cls: type[InvalidInputError], message: str, where: str | None, path: str | None
+) -> InvalidInputError:
+    return cls(message, where=where, path=path)
+
 
 class NestingTooDeepError(InvalidInputError):
     """JSON or YAML nested deeper than the limit (see :mod:`rag.core.limits`)."""
@@ -200,6 +209,9 @@ class StoreCorruptError(RagError):
         self.problem = problem
         self.repair = repair
         super().__init__(f"{path}: {problem}. {repair}")
+
+    def __reduce__(self) -> tuple[object, ...]:  # crosses processes (Ray) intact
+        return (type(self), (self.path, self.problem, self.repair))
 
 
 class StoreLockedError(RagError):

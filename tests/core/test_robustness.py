@@ -265,3 +265,23 @@ def test_fingerprints_see_env_values_files_see_references(monkeypatch):
     opts = PipelineFile.load("s.yaml", text=SECRET_PIPE, registry=registry()).components["opts"]
     assert opts.to_dict()["init_parameters"]["extra_body"]["user"] == "${RAG_T_TOKEN}"
     assert opts.to_dict(resolved=True)["init_parameters"]["extra_body"]["user"] == "one"
+
+
+def test_new_errors_cross_processes_intact():
+    import pickle
+
+    from rag.core.errors import StoreCorruptError
+
+    corrupt = pickle.loads(pickle.dumps(StoreCorruptError("a.sqlite", "broken", "Delete it")))
+    assert (corrupt.path, corrupt.repair, str(corrupt)) == (
+        "a.sqlite",
+        "Delete it",
+        "a.sqlite: broken. Delete it",
+    )
+    deep = pickle.loads(pickle.dumps(NonFiniteNumberError("nan", where="row 3", path="a.b")))
+    assert (type(deep), deep.where, deep.path, deep.message) == (
+        NonFiniteNumberError,
+        "row 3",
+        "a.b",
+        "nan",
+    )
