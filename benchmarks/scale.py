@@ -361,6 +361,7 @@ def main() -> None:
     for kind in args.indexes:
         size = min(args.size, args.hnsw_size) if kind == "hnsw" else args.size
         rows.append(measure_index(kind, size, work, data, args))
+        print(f"  {json.dumps(rows[-1])}", file=sys.stderr)  # a partial run still tells
     print(
         f"\n{'index':<8}{'chunks':>9}{'write/s':>9}{'disk MB':>9}{'B/vec':>7}{'open s':>8}"
         f"{'RSS MB':>8}{'raw MB':>8}{'RSS/raw':>8}"

@@ -785,7 +785,10 @@ class FaissStore(Component):
                 params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
             else:
                 params = faiss.SearchParameters(sel=selector)
-        distances, labels = self._index.search(query, k, params=params)
+        # one query on one OpenMP thread: spin-waiting threads cost more than the scan on a
+        # busy machine (see _faiss_index.serial; flat 200k: 320 ms -> 98 ms, loaded 2 cores)
+        with _faiss_index.serial(len(query)):
+            distances, labels = self._index.search(query, k, params=params)
         found = labels[0] >= 0
         if found.all():
             return self._positions[labels[0]], distances[0]
