@@ -49,9 +49,8 @@ require("grpc_health.v1.health", package="grpcio-health-checking", extra="grpc",
 require("grpc_reflection.v1alpha", package="grpcio-reflection", extra="grpc", purpose="gRPC")
 require("google.protobuf", package="protobuf", extra="grpc", purpose="the gRPC API")
 
-from google.protobuf import json_format  # noqa: E402
 from google.protobuf.message import DecodeError  # noqa: E402
-from google.protobuf.struct_pb2 import Struct  # noqa: E402
+from google.protobuf.struct_pb2 import ListValue, Struct  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
@@ -113,10 +112,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _python_of(value: Any) -> Any:
+    """A Struct's values as Python, non-finite numbers kept (the request models refuse them
+    with the field's name; ``json_format`` would fail on them first, as an internal error)."""
+    if isinstance(value, Struct):
+        return {key: _python_of(item) for key, item in value.items()}
+    if isinstance(value, ListValue):
+        return [_python_of(item) for item in value]
+    return value
+
+
 def _struct_of(message: Any, field: str) -> dict[str, Any] | None:
     if not message.HasField(field):
         return None
-    return _plain(json_format.MessageToDict(getattr(message, field)))
+    return _plain(_python_of(getattr(message, field)))
 
 
 def _to_struct(data: Mapping[str, Any] | None) -> Struct:

@@ -73,7 +73,7 @@ def test_fuzzing_the_schema_finds_no_server_error(fuzz_url, tmp_path):
         "--no-color",
     ]
     done = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, cwd=tmp_path, check=False
+        command, capture_output=True, text=True, timeout=900, cwd=tmp_path, check=False
     )
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-6000:]
