@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/answer_quality.py [--datasets wikiqa,xquad] [--limit N]
         [--wikiqa-limit N] [--seed 0] [--k 3] [--styles evidence,extractive,concise,sentences]
+        [--wikiqa-styles evidence]
         [--json] [--span-search ranked|greedy] [--unanswerable] [--warm-cache]
 
 Two datasets from ``../shared/data``, one table each:
@@ -23,22 +24,23 @@ questions outside the ``--limit 100 --seed 0`` sample); ``--span-search greedy``
 token-by-token constrained decoding instead.
 
 The paragraphs of ``corpus.jsonl`` are split (``splitter.recursive``, 128 tokens of the embedding
-model, overlap 16), embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retrieved densely
-(``retriever.dense``). Contexts are retrieved once per question and reused by every style, so the
-styles answer from the same contexts. Styles alternate per question, and the model's cached
-prompts (the generation context's and the span scorer's) are forgotten before every call, so load
-drift hits every style alike and no call reuses an evaluated prompt (``--warm-cache`` keeps them,
-as a long-running process does: each prompt then reuses the chat template's opening).
+model, overlap 16). XQuAD's are embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retrieved
+densely; WikiQA's ~5,000 chunks are retrieved with BM25 (embedding them takes longer than a run
+on a shared 2-core CPU may; ``RAGLINE_BENCH_CACHE=DIR`` caches corpus vectors between runs).
+Contexts are retrieved once per question and reused by every style, so the styles answer from the
+same contexts. Styles alternate per question, and the model's cached prompts are forgotten before
+every call, so load drift hits every style alike (``--warm-cache`` keeps them, as a long-running
+process does).
 
-Printed per style: EM and token F1 (SQuAD v1.1 normalization, :mod:`rag.eval.metrics`), the rate
-of grounded answers (extractive: a span proven to be copied from a cited context), abstentions,
-citation precision (cited chunks that come from the gold paragraph, over answers that cite),
-the median seconds per question, mean answer length; and for all: answer-in-context (the gold
-answer occurs in the retrieved contexts) and the extractive/concise median latency ratio.
+Printed per style: EM and token F1 (SQuAD v1.1 normalization, :mod:`rag.eval.metrics`), the share
+at F1 >= 0.5, ``holds`` (XQuAD: the answer contains the gold answer, over questions whose contexts
+do), the rate of grounded answers, abstentions ("I don't know."), citation precision (cited chunks
+from the gold paragraph), the median seconds per question, mean answer length; and the median
+latency of ``evidence`` and ``concise`` over ``extractive`` in the same run.
 
-``--limit N`` answers a fixed random sample of N questions (``--seed``), the same sample for
-every style. With ``--unanswerable`` each sampled question is also asked with the contexts of
-another article (a question the contexts cannot answer), to measure abstention.
+``--limit N`` (XQuAD, default 100) and ``--wikiqa-limit N`` answer a fixed random sample
+(``--seed``), the same for every style. With ``--unanswerable`` each XQuAD question is also asked
+with the contexts of another article, to measure abstention.
 """
 
 from __future__ import annotations
@@ -120,6 +122,51 @@ def build_retriever(corpus: list[dict[str, Any]], k: int) -> Any:
     return DenseRetriever(embedder=embedder, store=store, k=k), len(chunks)
 
 
+class LexicalRetriever:
+    """BM25 (bm25s, Porter2 stemming, k1=0.9, b=0.4) over the same 128-token chunks, with an
+    embedder for the styles and baselines that need one: indexing a large corpus densely on a
+    shared 2-core CPU takes longer than a benchmark run may (WikiQA: ~5,000 chunks)."""
+
+    def __init__(self, chunks: list[Any], embedder: Any) -> None:
+        import bm25s
+        import Stemmer
+
+        self.chunks = chunks
+        self.embedder = embedder
+        self.stemmer = Stemmer.Stemmer("english")
+        tokens = bm25s.tokenize(
+            [c.text for c in chunks], stopwords="en", stemmer=self.stemmer, show_progress=False
+        )
+        self.index = bm25s.BM25(k1=0.9, b=0.4)
+        self.index.index(tokens, show_progress=False)
+
+    def retrieve_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
+        import bm25s
+
+        tokens = bm25s.tokenize(queries, stopwords="en", stemmer=self.stemmer, show_progress=False)
+        ids, scores = self.index.retrieve(tokens, k=k, show_progress=False)
+        return [
+            [Hit(self.chunks[int(i)], float(s)) for i, s in zip(row, found, strict=True)]
+            for row, found in zip(ids, scores, strict=True)
+        ]
+
+
+def build_lexical_retriever(corpus: list[dict[str, Any]]) -> tuple[LexicalRetriever, int]:
+    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
+    from rag.core import Document
+    from rag.pipelines.splitters import RecursiveSplitter
+
+    splitter = RecursiveSplitter(chunk_size=128, chunk_overlap=16, tokenizer="all-MiniLM-L6-v2")
+    documents = [
+        Document(id=d["_id"], text=d["text"], metadata={"source": d["_id"], "doc_id": d["_id"]})
+        for d in corpus
+    ]
+    chunks = splitter.run(documents)["chunks"]
+    embedder = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="auto")
+    embedder.warm_up()
+    return LexicalRetriever(chunks, embedder), len(chunks)
+
+
 def strip_citations(text: str) -> str:
     return _CITATION.sub(" ", text).strip()
 
@@ -155,7 +202,9 @@ def score_styles(
             cited = [c.id for c in answer.citations]
             if cited:
                 gold = {
-                    c.id for c in answer.contexts if c.metadata.get("doc_id") == row["context_id"]
+                    c.id
+                    for c in answer.contexts
+                    if c.metadata.get("doc_id") == row.get("context_id", row.get("doc_id"))
                 }
                 record["precisions"].append(sum(i in gold for i in cited) / len(cited))
             if row.get("in_context"):
@@ -326,14 +375,14 @@ def run_wikiqa(args: argparse.Namespace, styles: list[str]) -> dict[str, Any] | 
     total = len(rows)
     if args.wikiqa_limit is not None and args.wikiqa_limit < len(rows):
         rows = random.Random(args.seed).sample(rows, args.wikiqa_limit)
-    retriever, chunks = build_retriever(read_jsonl(data / "corpus.jsonl"), args.k)
+    retriever, chunks = build_lexical_retriever(read_jsonl(data / "corpus.jsonl"))
     fixed, _, gold = fixed_contexts(retriever, rows, args.k, "doc_id")
     generator, chains = make_chains(args, retriever, fixed, styles)
     results = score_styles(chains, rows, (lambda: None) if args.warm_cache else generator.reset)
     extra = baselines(rows, fixed, retriever.embedder)
     print_table(
-        f"\nWikiQA train, check half: {len(rows)} of {total} questions; {chunks} chunks, dense "
-        f"k={args.k} (gold paragraph retrieved {gold:.3f}); SmolLM2-135M-Instruct Q4_1",
+        f"\nWikiQA train, check half: {len(rows)} of {total} questions; {chunks} chunks, BM25 "
+        f"k={args.k} (gold paragraph retrieved {gold:.3f}); similarity: all-MiniLM-L6-v2",
         results,
         extra,
     )
@@ -404,6 +453,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=3, help="contexts per question")
     parser.add_argument("--styles", default=",".join(STYLES))
+    parser.add_argument(
+        "--wikiqa-styles", default=None, help="WikiQA: these styles instead of --styles"
+    )
     parser.add_argument("--max-tokens", type=int, default=64, help="concise/sentences answers")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--min-span-logprob", type=float, default=None)
@@ -437,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
     payload: dict[str, Any] = {}
     for name in [d for d in args.datasets.split(",") if d]:
         if name == "wikiqa":
-            payload["wikiqa_train"] = run_wikiqa(args, styles)
+            chosen = styles if args.wikiqa_styles is None else args.wikiqa_styles.split(",")
+            payload["wikiqa_train"] = run_wikiqa(args, [s for s in chosen if s])
         elif name == "xquad":
             payload["xquad_en_dev"] = run_xquad(args, styles)
         else:

@@ -13,8 +13,9 @@ Fitting data, and only this (the rest is for ``benchmarks/answer_quality.py`` to
   that hold the gold answer.
 
 Contexts are retrieved as the answer-quality benchmark does (paragraphs split into 128-token
-chunks, all-MiniLM-L6-v2, dense, k=3). Every sentence of the contexts gets the features of
-:func:`rag.chains.styles.evidence.sentence_candidates` (similarity from all-MiniLM-L6-v2).
+chunks; XQuAD: all-MiniLM-L6-v2, dense; WikiQA, ~5,000 chunks: BM25; k=3). Every sentence of
+the contexts gets the features of :func:`rag.chains.styles.evidence.sentence_candidates`
+(similarity from all-MiniLM-L6-v2).
 
 1. Softmax regression over the sentences of each question (the target spread over its best
    sentences): the ranking weights, once with all features (``embedding``) and once without the
@@ -78,6 +79,7 @@ class SentenceEmbeddings:
     def __init__(self, embedder: Any) -> None:
         self.embedder = embedder
         self.cache: dict[str, np.ndarray] = {}
+        self.queries: dict[str, np.ndarray] = {}
 
     def _unit(self, matrix: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -91,7 +93,9 @@ class SentenceEmbeddings:
             self.cache.update(zip(batch, vectors, strict=True))
 
     def similarities(self, question: str, texts: list[str]) -> list[float]:
-        query = self._unit(np.asarray([self.embedder.embed_query(question)], dtype=np.float32))[0]
+        query = self.queries.get(question)
+        if query is None:
+            query = self._unit(np.asarray([self.embedder.embed_query(question)]))[0]
         return [float(self.cache[t] @ query) for t in texts]
 
 
@@ -102,19 +106,26 @@ def collect(
     target: Any,
     desc: str,
 ) -> list[dict[str, Any]]:
-    """Per question: its sentence candidates (features) and each sentence's target value."""
+    """Per question: its sentence candidates (features) and each sentence's target value. All
+    sentences and questions are embedded up front, in large batches."""
     from rag.chains.styles.evidence import sentence_candidates, set_similarities
 
+    found = [
+        (row, hit, sentence_candidates(row["question"], [h.chunk.text for h in hit]))
+        for row, hit in zip(rows, hits, strict=True)
+    ]
+    print(f"{desc}: embedding the sentences of {len(found)} questions", file=sys.stderr)
+    embeddings.prepare([c.text for _, _, candidates in found for c in candidates])
+    questions = sorted({row["question"] for row in rows})
+    vectors = embeddings.embedder.embed_queries(questions)
+    embeddings.queries = dict(zip(questions, embeddings._unit(np.asarray(vectors)), strict=True))
     groups = []
-    for row, found in tqdm(list(zip(rows, hits, strict=True)), desc=desc, file=sys.stderr):
-        texts = [h.chunk.text for h in found]
-        candidates = sentence_candidates(row["question"], texts)
+    for row, hit, candidates in tqdm(found, desc=desc, file=sys.stderr):
         if not candidates:
             continue
-        embeddings.prepare([c.text for c in candidates])
         sims = embeddings.similarities(row["question"], [c.text for c in candidates])
         set_similarities(candidates, sims)
-        values = [target(row, found[c.context], c.text) for c in candidates]
+        values = [target(row, hit[c.context], c.text) for c in candidates]
         groups.append({"row": row, "candidates": candidates, "target": np.array(values)})
     return groups
 
@@ -193,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--wikiqa-limit",
+        type=int,
+        default=None,
+        help="fit on a random sample of N fitting questions",
+    )
     args = parser.parse_args(argv)
     wikiqa_dir, xquad_dir = args.data_root / "wikiqa_train", args.data_root / "xquad_en_dev"
     if not (wikiqa_dir / "answers.jsonl").is_file() or not (xquad_dir / "answers.jsonl").is_file():
@@ -202,12 +219,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from answer_quality import build_retriever
+    from answer_quality import build_lexical_retriever, build_retriever
 
     from rag.chains.styles.evidence import FEATURES, LEXICAL_FEATURES
     from rag.eval.metrics import normalize_answer, token_f1
 
     wikiqa_fit, _ = split_wikiqa(read_jsonl(wikiqa_dir / "answers.jsonl"), args.seed)
+    used: dict[str, int] = {}
     xquad_rows = read_jsonl(xquad_dir / "answers.jsonl")
     held = xquad_held_out(xquad_rows)
     xquad_fit = [r for r in xquad_rows if r["_id"] not in held]
@@ -218,7 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         ("wikiqa_train", wikiqa_fit, wikiqa_dir),
         ("xquad_en_dev", xquad_fit, xquad_dir),
     ):
-        retriever, _ = build_retriever(read_jsonl(directory / "corpus.jsonl"), args.k)
+        corpus = read_jsonl(directory / "corpus.jsonl")
+        if name == "wikiqa_train":  # ~5,000 chunks: BM25, as answer_quality.py does for WikiQA
+            retriever, _ = build_lexical_retriever(corpus)
+            if args.wikiqa_limit is not None and args.wikiqa_limit < len(rows):
+                rows = random.Random(args.seed).sample(rows, args.wikiqa_limit)
+        else:
+            retriever, _ = build_retriever(corpus, args.k)
         embedder = retriever.embedder
         hits = retriever.retrieve_batch([r["question"] for r in rows], k=args.k)
         embeddings = SentenceEmbeddings(embedder)
@@ -234,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                 return float(inside and hit.chunk.metadata.get("doc_id") == row["context_id"])
 
         found = collect(rows, hits, embeddings, target, name)
+        used[name] = len(rows)
         print(f"{name}: {len(found)} fitting questions", file=sys.stderr)
         groups.extend(found)
 
@@ -249,14 +274,16 @@ def main(argv: list[str] | None = None) -> int:
             "script": "benchmarks/fit_evidence.py",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "datasets": {
-                "wikiqa_train": f"fitting half of split_wikiqa(seed={args.seed}): "
-                f"{len(wikiqa_fit)} questions",
+                "wikiqa_train": f"fitting half of split_wikiqa(seed={args.seed}) "
+                f"({len(wikiqa_fit)} questions): {used['wikiqa_train']} of them"
+                + (f" (random sample, seed {args.seed})" if args.wikiqa_limit else ""),
                 "xquad_en_dev": f"{len(xquad_fit)} questions outside answer_quality's held-out "
                 "sample (--limit 100 --seed 0)",
             },
             "seed": args.seed,
             "model": f"{EMBEDDING_MODEL} (question-sentence similarity)",
-            "retrieval": f"dense, {EMBEDDING_MODEL}, 128-token chunks, k={args.k}",
+            "retrieval": f"128-token chunks, k={args.k}; xquad_en_dev: dense {EMBEDDING_MODEL}; "
+            "wikiqa_train: BM25 (k1 0.9, b 0.4)",
             "method": "softmax regression over each question's sentences, then a logistic "
             "calibration of the best sentence's score; min_score: the "
             f"{ABSTAIN_QUANTILE:g}th percentile of answerable fitting questions",

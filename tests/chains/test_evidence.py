@@ -20,7 +20,7 @@ from .helpers import ListRetriever, Script, reply, scripted_generator
 
 FACTS = [
     "Paris is the capital of France. It lies on the Seine.",
-    "Berlin is the capital of Germany. It has 3.7 million inhabitants.",
+    "Berlin is the capital of Germany. It has 3.7 million inhabitants living in twelve boroughs.",
     "BM25 is a ranking function used by search engines. It was developed in the 1970s.",
 ]
 
@@ -64,14 +64,17 @@ def test_the_answer_is_the_sentence_that_answers_copied_and_cited_with_no_genera
 
 @pytest.mark.unit
 def test_a_factoid_question_gets_the_short_span_first_then_its_sentence():
-    chain, _ = evidence_chain()
+    # min_score 0.1: without an embedder (lexical weights) the probabilities here are low
+    chain, _ = evidence_chain(min_score=0.1)
     answer = chain.ask("How many inhabitants does Berlin have?")
-    assert answer.text == f"3.7 million{SEPARATOR}It has 3.7 million inhabitants."
+    assert answer.text == (
+        f"3.7 million{SEPARATOR}It has 3.7 million inhabitants living in twelve boroughs."
+    )
     assert_grounded(answer)
     assert len(answer.spans) == 2 and answer.spans[0].index == answer.spans[1].index == 2
-    plain, _ = evidence_chain(factoid_span=False)
+    plain, _ = evidence_chain(factoid_span=False, min_score=0.1)
     assert plain.ask("How many inhabitants does Berlin have?").text == (
-        "It has 3.7 million inhabitants."
+        "It has 3.7 million inhabitants living in twelve boroughs."
     )
 
 
@@ -132,8 +135,8 @@ def test_sentence_features_are_the_documented_ones():
 def test_the_shipped_weights_record_their_provenance():
     data = json.loads(DEFAULT_WEIGHTS_FILE.read_text())
     provenance = data["provenance"]
-    for key in ("script", "date", "datasets", "seed", "model"):
-        assert provenance[key], key
+    for key in ("script", "date", "datasets", "seed", "model", "retrieval", "method"):
+        assert provenance[key] is not None and provenance[key] != "", key
     assert set(provenance["datasets"]) == {"wikiqa_train", "xquad_en_dev"}
     assert provenance["script"] == "benchmarks/fit_evidence.py"
     assert set(data["weights"]) == {"embedding", "lexical"}
@@ -163,3 +166,21 @@ def test_with_the_embedder_a_paraphrase_finds_its_sentence(embedder):
     answer = chain.ask("how do ice sheets come into being")
     assert answer.text == texts[1]
     assert_grounded(answer)
+
+
+@pytest.mark.unit
+def test_heading_and_title_lines_are_not_candidates():
+    texts = [
+        "# BM25\n\nBM25 is a ranking function.",
+        "Tuning HNSW\nThree parameters control an HNSW index. M is the number of links.",
+        "The Cranfield experiments\n\nCyril Cleverdon led them.",
+    ]
+    found = sentence_candidates("What is it?", texts)
+    assert [c.text for c in found] == [
+        "BM25 is a ranking function.",
+        "Three parameters control an HNSW index.",
+        "M is the number of links.",
+        "Cyril Cleverdon led them.",
+    ]
+    assert all(texts[c.context][c.start : c.end] == c.text for c in found)
+    assert [c.features["first_sentence"] for c in found] == [1.0, 1.0, 0.0, 1.0]

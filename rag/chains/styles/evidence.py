@@ -226,9 +226,14 @@ def factoid_span(question: str, sentence: str) -> tuple[int, int] | None:
     best = spans[0]
     if kind in FACTOID_KINDS and not best.features.get(f"{kind}:any_fits"):
         return None
-    if best.end - best.start >= len(sentence.rstrip(" .")):
+    start = best.start
+    if kind == "number":  # "3.7 million": the ranking may pick the number word alone
+        before = re.search(r"(?:\$\s?)?\d[\d.,]*\s+$", sentence[:start])
+        if before is not None:
+            start = before.start()
+    if best.end - start >= len(sentence.rstrip(" .")):
         return None  # the whole sentence: nothing shorter to put first
-    return best.start, best.end
+    return start, best.end
 
 
 class EvidenceStyle(Style):
