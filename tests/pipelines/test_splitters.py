@@ -97,6 +97,22 @@ def test_sentence_splitter_keeps_sentences_whole():
 
 
 @pytest.mark.unit
+def test_sentence_splitting_is_the_one_of_core_text():
+    import rag.core.text
+
+    assert split_sentences is rag.core.text.sentences
+    text = 'He said "We won." Then Acme Ltd. (the maker) grew. See Fig. 3 there.'
+    chunks = SentenceSplitter(chunk_size=40, chunk_overlap=0).run(
+        documents=[Document(id="d", text=text)]
+    )["chunks"]
+    assert [c.text for c in chunks] == [
+        'He said "We won."',
+        "Then Acme Ltd. (the maker) grew.",
+        "See Fig. 3 there.",
+    ]
+
+
+@pytest.mark.unit
 def test_markdown_header_path_and_code_fences():
     text = (
         "Preamble.\n# Guide\nIntro.\n## Install\nRun pip.\n```\n# not a header\n```\n"
