@@ -206,9 +206,9 @@ def test_with_style_is_rebuilt_from_the_init_parameters():
 
 
 MCP_SERVER = '''
-from mcp.server.fastmcp import FastMCP
+from mcp.server.mcpserver import MCPServer
 
-app = FastMCP("capitals")
+app = MCPServer("capitals")
 
 
 @app.tool()
