@@ -53,6 +53,7 @@ from rag.core.errors import (
     GenerationError,
     InvalidInputError,
     RagError,
+    StoreLockedError,
 )
 from rag.core.pipeline import PipelineFile
 from rag.core.threads import iterate_in_thread
@@ -110,6 +111,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "tenant's key reaching outside its tenant).",
     },
     413: {"model": ErrorResponse, "description": "Request body over the size limit."},
+    503: {
+        "model": ErrorResponse,
+        "description": "Another process (rag ingest) is writing the store; retry after the "
+        "Retry-After seconds.",
+    },
     422: {"model": ErrorResponse, "description": "Invalid input; `fields` names each field."},
 }
 
@@ -204,6 +210,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _rag(request: Request, err: RagError) -> JSONResponse:
         if isinstance(err, InvalidInputError):
             return _error(422, str(err), code="invalid_input", param=err.path)
+        if isinstance(err, StoreLockedError):  # a `rag ingest` is writing the store: retry later
+            response = _error(503, str(err), code="store_locked")
+            response.headers["retry-after"] = "10"
+            return response
         if isinstance(err, FilterError):
             return _error(422, str(err), code="invalid_filter", param="filters")
         if isinstance(err, ConfigError):

@@ -30,8 +30,12 @@ from rag.core.pipeline import Pipeline, PipelineFile
 from rag.core.registry import default_registry
 from rag.pipelines.ingest import IngestReport, find_writer, run_ingest
 from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, FileLoader, expand_sources
+from rag.pipelines.records import writer_lock
 from rag.pipelines.writer import StoreWriter
 from rag.serve._keys import READ, WRITE, KeyScope
+
+WRITE_LOCK_SECONDS = 10.0
+"""How long an ingest or delete waits for another process (``rag ingest``) writing the store."""
 
 
 class Forbidden(Exception):
@@ -386,7 +390,7 @@ class Backend:
             check_finite(document.metadata, where=f"documents[{index}].metadata")
         started = time.perf_counter()
         report = IngestReport(sources=len(documents))
-        with self.lock:
+        with self.lock, self._store_lock():
             self.store.warm_up()
             self.embedder.warm_up()
             chunks = [chunk for document in documents for chunk in self._chunks_of(document)]
@@ -491,7 +495,7 @@ class Backend:
         require(scope, WRITE)
         if self.store is None:
             raise NotConfigured("the pipeline file has no vector store")
-        with self.lock:
+        with self.lock, self._store_lock():
             self.store.warm_up()
             if ids and scope.filter:
                 node = parse_filter(scope.restrict(None))
@@ -515,6 +519,18 @@ class Backend:
             return {source} if isinstance(source, str) else set()
         node = parse_filter(filters)
         return {c.source for c in iter_chunks() if matches(node, c.metadata)}
+
+    def _store_lock(self) -> Any:
+        """The store's one-writer lock (the one ``rag ingest`` takes), so that the server and a
+        ``rag ingest`` process never write the same store at once; after
+        :data:`WRITE_LOCK_SECONDS` a :class:`~rag.core.errors.StoreLockedError` names the holder."""
+        path = None
+        if self.writer is not None:
+            try:
+                path = self.writer.records.path
+            except ConfigError:  # a store without a place for records: nothing to lock
+                path = None
+        return writer_lock(path, timeout=WRITE_LOCK_SECONDS)
 
     def _forget(self, sources: Sequence[str] | set[str]) -> None:
         if self.writer is None or not sources:

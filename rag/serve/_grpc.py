@@ -37,7 +37,13 @@ from typing import Any
 
 from rag.connectors._deps import require
 from rag.core.documents import Document
-from rag.core.errors import ConfigError, FilterError, GenerationError, InvalidInputError
+from rag.core.errors import (
+    ConfigError,
+    FilterError,
+    GenerationError,
+    InvalidInputError,
+    StoreLockedError,
+)
 from rag.core.threads import iterate_in_thread
 from rag.serve._backend import Backend, Forbidden, NotConfigured
 from rag.serve._json import json_safe
@@ -205,6 +211,8 @@ def _status_of(err: BaseException) -> tuple[Any, str]:
         return code.INVALID_ARGUMENT, str(err)
     if isinstance(err, Forbidden):
         return code.PERMISSION_DENIED, str(err)
+    if isinstance(err, StoreLockedError):
+        return code.UNAVAILABLE, str(err)
     if isinstance(err, NotConfigured):
         return code.UNIMPLEMENTED, str(err)
     if isinstance(err, ConfigError):

@@ -301,6 +301,10 @@ class AskResponse(BaseModel):
         description="True only when the answer is a span proven to be copied from a cited context.",
     )
     span: AnswerSpanOut | None = None
+    spans: list[AnswerSpanOut] = Field(
+        default_factory=list,
+        description="Every piece copied from a context, in text order (span is the first).",
+    )
 
 
 # -- documents --------------------------------------------------------------------------------

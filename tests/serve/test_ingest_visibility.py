@@ -3,6 +3,7 @@ ones, never a mix, a partial set or an error (issue 20, "under load")."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from typing import Any
@@ -78,3 +79,24 @@ def test_a_search_during_a_reingest_sees_one_whole_version(tmp_path, embedder):
     mixed = [(count, versions) for count, versions in seen if count != chunks or len(versions) != 1]
     assert not mixed, f"searches saw partial or mixed versions: {mixed[:5]}"
     assert {next(iter(v)) for _, v in seen} <= {"A", "B"}
+
+
+@pytest.mark.integration
+def test_a_write_while_rag_ingest_holds_the_store_is_a_503_naming_the_holder(
+    tmp_path, embedder, monkeypatch
+):
+    """The server takes the store's one-writer lock, the one ``rag ingest`` holds."""
+    from rag.pipelines.records import writer_lock
+    from rag.serve import create_app
+
+    monkeypatch.setattr("rag.serve._backend.WRITE_LOCK_SECONDS", 0.5)
+    app = create_app(build_app_file(tmp_path / "index", embedder, None), api_keys=[API_KEY])
+    records = app.state.backend.writer.records.path
+    with running(app) as url, httpx.Client(base_url=url, headers=AUTH, timeout=120) as http:
+        with writer_lock(records):  # as a `rag ingest` in another process would
+            response = http.post("/v1/documents", json={"documents": [document("A")]})
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["code"] == "store_locked"
+            assert f"process {os.getpid()}" in response.json()["error"]["message"]
+            assert response.headers["retry-after"] == "10"
+        assert http.post("/v1/documents", json={"documents": [document("A")]}).status_code == 200
