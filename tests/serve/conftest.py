@@ -46,9 +46,7 @@ def build_app_file(store_path: Path, embedder: Any, generator: Any | None) -> Pi
     pipelines = {"ingest": ingest, "search": search}
     if generator is not None:
         ask = Pipeline("ask")
-        # a generating style: the API tests check the prompt sent and the tokens used
-        chain = RagChain(retriever=retriever, generator=generator, k=2, answer_style="sentences")
-        ask.add_component("chain", chain)
+        ask.add_component("chain", RagChain(retriever=retriever, generator=generator, k=2))
         pipelines["ask"] = ask
     return PipelineFile(pipelines=pipelines)
 

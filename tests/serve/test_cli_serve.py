@@ -142,9 +142,13 @@ def test_the_serve_package_surface_is_small_and_light():
 
     assert sorted(rag.serve.__all__) == [
         "API_KEYS_ENV",
+        "API_KEYS_FILE_ENV",
+        "ApiKey",
         "GrpcServer",
+        "KeyScope",
         "api_keys_from_env",
         "create_app",
+        "load_keys_file",
         "parse_api_keys",
         "serve",
     ]
