@@ -185,16 +185,6 @@ class RawFaiss:
         return labels[0][labels[0] >= 0].tolist()
 
 
-def measure_searches(search, queries: np.ndarray) -> tuple[list[float], list[list[int]]]:
-    seconds, found = [], []
-    for query in queries:
-        started = time.perf_counter()
-        result = search(query)
-        seconds.append(time.perf_counter() - started)
-        found.append(result)
-    return seconds, found
-
-
 # -- the fresh processes that open a store or a raw index ---------------------------------------
 def rss_mb() -> float:
     with open("/proc/self/status") as handle:
@@ -281,14 +271,21 @@ def measure_index(kind: str, size: int, work: Path, data: np.ndarray, args) -> d
         ("10%", {"bucket": 3}, selector, mask),
     ):
         truth = exact_top10(data[:size], queries, keep)
-        # interleaved in rounds, so a busy moment of the machine hits both sides alike
-        ours, theirs = [], []
-        found = raw_found = None
-        for _ in range(2):
-            seconds, found = measure_searches(store_search(filters), queries)
-            ours += seconds
-            seconds, raw_found = measure_searches(lambda q, s=sel: raw.search(q, s), queries)
-            theirs += seconds
+        # query by query, ragline then raw faiss, in two rounds: a busy moment of the machine
+        # hits both sides alike
+        ours_search, raw_search = store_search(filters), (lambda q, s=sel: raw.search(q, s))
+        ours, theirs, found, raw_found = [], [], [], []
+        for round_ in range(2):
+            for query in queries:
+                for search, seconds, results in (
+                    (ours_search, ours, found),
+                    (raw_search, theirs, raw_found),
+                ):
+                    started = time.perf_counter()
+                    result = search(query)
+                    seconds.append(time.perf_counter() - started)
+                    if round_ == 0:
+                        results.append(result)
         row[f"p50_{label}"], row[f"p95_{label}"] = percentiles(ours)
         row[f"raw_p50_{label}"], row[f"raw_p95_{label}"] = percentiles(theirs)
         row[f"recall_{label}"] = recall(found, truth)

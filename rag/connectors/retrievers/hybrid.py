@@ -86,8 +86,9 @@ class HybridRetriever(Component):
         filters: Default metadata filter, merged (``$and``) with filters given at run time
             and passed to every retriever.
 
-    The example pipelines use ``weights=[1.0, 1.5]``, ``rrf_k=100`` and
-    ``chunks_per_document=2``, chosen with ``benchmarks/retrieval_quality.py``.
+    The example pipelines use ``fusion="rrf"``, ``weights=[1.0, 1.0]``, ``rrf_k=60``,
+    ``level="document"`` and ``chunks_per_document=2``, chosen with
+    ``benchmarks/retrieval_quality.py`` (see docs/how-to/retrieval-tuning.md).
 
     Example:
         >>> # Needs dense and BM25 retrievers over an ingested index.

@@ -786,7 +786,7 @@ class FaissStore(Component):
             else:
                 params = faiss.SearchParameters(sel=selector)
         # one query on one OpenMP thread: spin-waiting threads cost more than the scan on a
-        # busy machine (see _faiss_index.serial; flat 200k: 320 ms -> 98 ms, loaded 2 cores)
+        # busy machine (see _faiss_index.serial; flat 50k: p50 320 ms -> 98 ms, loaded 2 cores)
         with _faiss_index.serial(len(query)):
             distances, labels = self._index.search(query, k, params=params)
         found = labels[0] >= 0
