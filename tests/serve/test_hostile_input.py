@@ -49,7 +49,9 @@ def test_a_body_nested_20000_deep_is_a_422_before_any_parser_recurses(http, path
     body = '{"query": "q", "filters": {"a": ' + nested(DEEP) + "}}"
     response = http.post(path, content=body, headers={"content-type": "application/json"})
     error = assert_error(response, 422, names="body")
-    assert error["code"] == "nesting_too_deep" and "levels deep; the limit is 64" in error["message"]
+    assert (
+        error["code"] == "nesting_too_deep" and "levels deep; the limit is 64" in error["message"]
+    )
 
 
 @pytest.mark.integration
