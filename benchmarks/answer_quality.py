@@ -402,6 +402,8 @@ def run_xquad(args: argparse.Namespace, styles: list[str]) -> dict[str, Any] | N
         rows = [r for r in rows if id(r) not in held_ids]
     if args.limit is not None and args.limit < len(rows):
         rows = random.Random(args.seed).sample(rows, args.limit)
+    if args.take is not None:
+        rows = rows[: args.take]  # the first N of the held-out sample: fewer, never others
     retriever, chunks = build_retriever(read_jsonl(data / "corpus.jsonl"), args.k)
     fixed, in_context, gold = fixed_contexts(retriever, rows, args.k, "context_id")
     generator, chains = make_chains(args, retriever, fixed, styles)
@@ -450,6 +452,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datasets", default="wikiqa,xquad")
     parser.add_argument("--limit", type=int, default=100, help="XQuAD: a random sample of N")
     parser.add_argument("--wikiqa-limit", type=int, default=None, help="WikiQA: a sample of N")
+    parser.add_argument(
+        "--take", type=int, default=None, help="XQuAD: only the first N of the --limit sample"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=3, help="contexts per question")
     parser.add_argument("--styles", default=",".join(STYLES))
