@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/answer_quality.py [--datasets wikiqa,xquad] [--limit N]
         [--wikiqa-limit N] [--seed 0] [--k 3] [--styles evidence,extractive,concise,sentences]
         [--wikiqa-styles evidence]
-        [--json] [--span-search ranked|greedy] [--unanswerable] [--warm-cache]
+        [--json] [--unanswerable] [--warm-cache]
 
 Two datasets from ``../shared/data``, one table each:
 
@@ -18,10 +18,9 @@ Two datasets from ``../shared/data``, one table each:
 - **XQuAD en dev, held-out sample** (``xquad``): the ``--limit 100 --seed 0`` sample that no
   weights were fitted on (below).
 
-Extractive answers use the chain's default ``span_search: ranked``
-(:mod:`rag.chains.span_ranking`, whose weights ``benchmarks/fit_span_ranker.py`` fits on the
-questions outside the ``--limit 100 --seed 0`` sample); ``--span-search greedy`` measures the
-token-by-token constrained decoding instead.
+Extractive answers use ``span_search: ranked`` (:mod:`rag.chains.span_ranking`, whose weights
+``benchmarks/fit_span_ranker.py`` fits on the questions outside the ``--limit 100 --seed 0``
+sample).
 
 The paragraphs of ``corpus.jsonl`` are split (``splitter.recursive``, 128 tokens of the embedding
 model, overlap 16). XQuAD's are embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retrieved
@@ -253,15 +252,11 @@ def make_chains(args: argparse.Namespace, retriever: Any, fixed: Any, styles: li
     )
     generator.warm_up()
     extractive: dict[str, Any] = {"min_span_logprob": args.min_span_logprob}
-    for name in ("max_span_tokens", "span_end_bias", "span_search", "span_candidates"):
+    for name in ("span_candidates",):
         if getattr(args, name) is not None:
             extractive[name] = getattr(args, name)
     if args.focus_sentences is not None:
         extractive["focus_sentences"] = args.focus_sentences
-    if args.span_prior is not None:
-        extractive["span_prior"] = (
-            None if args.span_prior == "none" else json.loads(args.span_prior)
-        )
     from rag.chains import ExtractiveStyle
 
     base = RagChain(retriever=fixed, generator=generator, k=args.k, answer_style="sentences")
@@ -464,16 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=64, help="concise/sentences answers")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--min-span-logprob", type=float, default=None)
-    parser.add_argument("--max-span-tokens", type=int, default=None)
-    parser.add_argument("--span-end-bias", type=float, default=None)
-    parser.add_argument("--span-search", choices=("ranked", "greedy"), default=None)
     parser.add_argument("--span-candidates", type=int, default=None)
     parser.add_argument("--focus-sentences", type=int, default=None)
-    parser.add_argument(
-        "--span-prior",
-        default=None,
-        help="extractive span_prior as JSON (e.g. '{\"sentences\": 2}'), or 'none' for no prior",
-    )
     parser.add_argument(
         "--disjoint-from",
         type=int,

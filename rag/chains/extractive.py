@@ -11,34 +11,13 @@ Two ways to get one:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.core.text import (
-    START_STOPWORDS,
-    WORD,
-    answer_type,
-    fits_kind,
-    sentences,
-    stem,
-)
-
 NO_ANSWER = "I don't know."
 """The answer text when the model abstains (no span)."""
-
-
-def avoid_start_words(question: str) -> set[str]:
-    """Words a span answering ``question`` should not start with: stop words and the question's
-    own words (an answer rarely repeats the question).
-
-    Example:
-        >>> sorted(avoid_start_words("Who won Super Bowl 50?") - START_STOPWORDS)
-        ['50', 'bowl', 'super', 'won']
-    """
-    return set(START_STOPWORDS) | {w.lower() for w in re.findall(r"\w+", question)}
 
 
 # [2] "quote", [2]: "quote", or a bare "quote"; straight or curly double quotes.
@@ -133,94 +112,3 @@ def span_dict(index: int, context_id: str, start: int, end: int, **extra: Any) -
 # starts a Markdown heading or list item; a single line break inside a paragraph (hard-wrapped
 # text) does not end one. Nor does the period of an initial ("Herbert A. Simon", "U.S.") or of a
 # title or short form that is mostly followed by a name or number ("St. Louis", "No. 5").
-@dataclass(frozen=True)
-class Sentence:
-    """One sentence of a context: where it is and how many question stems it shares."""
-
-    context: int
-    start: int
-    end: int
-    overlap: float
-
-
-class StartPrior:
-    """Where an extractive answer to ``question`` may start in ``contexts``, and a score for each
-    start added to the model's log-probability of it.
-
-    A SQuAD-style answer sits in the sentence that shares most words with the question, near
-    those words, and has the type the question asks for. So spans may start only in the
-    ``top_sentences`` sentences with the largest overlap of content-word stems (all sentences
-    when none overlaps), and a start scores ``type_bonus`` when its word fits the answer type
-    (``who``: a capitalised word; ``when``: a year or a month; ``how many``: a number), minus
-    ``distance_weight * log(1 + words to the nearest question word)``.
-
-    Args:
-        question: The question.
-        contexts: The context texts, in prompt order.
-        top_sentences: Sentences spans may start in.
-        type_bonus: Score of a start that fits the answer type.
-        distance_weight: Penalty per log word of distance to the nearest question word.
-
-    Example:
-        >>> prior = StartPrior("Who founded Acme?", ["It rained. Acme was founded by Jane Roe."])
-        >>> prior(0, 0) is None, prior(0, 30) > prior(0, 16)
-        (True, True)
-    """
-
-    def __init__(
-        self,
-        question: str,
-        contexts: Sequence[str],
-        *,
-        top_sentences: int = 1,
-        type_bonus: float = 2.0,
-        distance_weight: float = 0.5,
-    ) -> None:
-        self.contexts = list(contexts)
-        self.kind = answer_type(question)
-        self.type_bonus = type_bonus
-        self.distance_weight = distance_weight
-        self.stems = {stem(w) for w in WORD.findall(question)} - {stem(w) for w in START_STOPWORDS}
-        self.stems -= {""}
-        found: list[Sentence] = []
-        for number, text in enumerate(self.contexts):
-            for start, end in sentences(text):
-                words = {stem(w) for w in WORD.findall(text[start:end])}
-                found.append(Sentence(number, start, end, float(len(words & self.stems))))
-        ranked = sorted(found, key=lambda s: -s.overlap)  # stable: context order breaks ties
-        best = [s for s in ranked[:top_sentences] if s.overlap > 0]
-        self.sentences = best
-        # Word positions of question words per chosen sentence (for the distance score).
-        self._anchors: dict[int, list[int]] = {}
-        for i, sentence in enumerate(best):
-            text = self.contexts[sentence.context]
-            self._anchors[i] = [
-                m.start()
-                for m in WORD.finditer(text, sentence.start, sentence.end)
-                if stem(m.group(0)) in self.stems
-            ]
-
-    def __call__(self, context: int, offset: int) -> float | None:
-        """The score of a span starting at character ``offset`` of ``context`` (``None``: no
-        span may start there)."""
-        text = self.contexts[context]
-        word = WORD.search(text, offset)
-        if word is None:
-            return None
-        at = word.start()
-        score = 0.0
-        if self.sentences:
-            inside = [
-                i
-                for i, s in enumerate(self.sentences)
-                if s.context == context and s.start <= at < s.end
-            ]
-            if not inside:
-                return None
-            anchors = self._anchors[inside[0]]
-            if anchors:
-                distance = min(len(WORD.findall(text, min(a, at), max(a, at))) for a in anchors)
-                score -= self.distance_weight * math.log1p(distance)
-        if self.kind is not None and fits_kind(word.group(0), self.kind):
-            score += self.type_bonus
-        return score

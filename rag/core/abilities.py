@@ -11,8 +11,6 @@ do more, and an answer style that needs more checks it here, through these Proto
   with given text (local models; a remote chat API cannot);
 - :class:`ScoresSpans`: ``score_spans(messages, spans, answer_prefix=)``, the model's
   log-probabilities of answering with each span;
-- :class:`DecodesSpans`: ``generate_extractive(...)``, token-by-token decoding constrained to copy
-  a span of the contexts.
 
 :func:`require` turns a missing ability into a :class:`~rag.core.errors.ConfigError` that names
 who needs it, the generator, and the alternative.
@@ -21,7 +19,7 @@ Example:
     >>> class Echo:
     ...     def score_spans(self, messages, spans, *, answer_prefix=""):
     ...         return []
-    >>> isinstance(Echo(), ScoresSpans), isinstance(Echo(), DecodesSpans)
+    >>> isinstance(Echo(), ScoresSpans), isinstance(Echo(), CountsTokens)
     (True, False)
 """
 
@@ -31,7 +29,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from rag.core.errors import ConfigError
-from rag.core.generation import GenerationResult, Message, SpanLogprobs
+from rag.core.generation import Message, SpanLogprobs
 
 
 @runtime_checkable
@@ -74,21 +72,11 @@ class ScoresSpans(Protocol):
     ) -> list[SpanLogprobs]: ...
 
 
-@runtime_checkable
-class DecodesSpans(Protocol):
-    """Decoding constrained to copy a span of the given contexts (``GenerationResult.span``)."""
-
-    def generate_extractive(
-        self, messages: Sequence[Message], contexts: Sequence[str], **options: Any
-    ) -> GenerationResult: ...
-
-
 ABILITIES: dict[type, str] = {
     CountsTokens: "token counting (count_tokens, truncate, context_window)",
     CountsMessageTokens: "message token counting (count_message_tokens)",
     TakesAnswerPrefix: "an answer prefix (generate(..., answer_prefix=))",
     ScoresSpans: "span scoring (score_spans)",
-    DecodesSpans: "constrained span decoding (generate_extractive)",
 }
 """Each ability and how it is described in error messages."""
 

@@ -66,7 +66,9 @@ def test_ask_json_prints_the_design_shape(qa_config):
     assert set(data) >= {"answer", "citations", "contexts", "prompt", "timings"}
     assert len(data["contexts"]) == 2
     assert data["contexts"][0]["source"].endswith((".md", ".html"))
-    assert "Question: What is BM25?" in data["prompt"]
+    # style.evidence (examples/qa.yaml): a sentence copied from a context, nothing sent to a model
+    assert data["answer_style"] == "evidence" and data["grounded"] is True
+    assert data["prompt"] == "" and data["spans"][0]["index"] == data["citations"][0]["index"]
     assert data["timings"]["total"] > 0
 
 
@@ -107,7 +109,7 @@ def test_ask_questions_file_prints_one_json_answer_per_line(qa_config, tmp_path)
         (("What?", "--questions", "q.jsonl"), "give either a QUESTION or --questions FILE"),
         (("What?", "--filter", "{oops"), "--filter is not valid JSON"),
         (("What?", "--filter", '{"year": {"$gtx": 1}}'), "$gtx"),
-        (("What?", "--style", "short"), "allowed: sentences, concise, extractive"),
+        (("What?", "--style", "short"), "allowed: evidence, extractive, concise, sentences"),
     ],
 )
 def test_bad_usage_exits_2(qa_config, args, message):

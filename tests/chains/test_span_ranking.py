@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.chains.extractive import START_STOPWORDS
+from rag.core.text import START_STOPWORDS
 from rag.chains.span_ranking import (
     MODEL_FEATURES,
     MODEL_WEIGHTS,

@@ -22,7 +22,6 @@ from rag.core import ConfigError, Pipeline, PipelineFile
 from rag.core.abilities import (
     CountsMessageTokens,
     CountsTokens,
-    DecodesSpans,
     ScoresSpans,
     TakesAnswerPrefix,
     has,
@@ -58,7 +57,7 @@ def chain_file(tmp_path: Path, answer_style: str) -> Path:
     "style",
     [
         EvidenceStyle(max_sentences=2, min_score=0.2, factoid_span=False),
-        ExtractiveStyle(span_candidates=4, span_prior=None, min_span_logprob=-3.0),
+        ExtractiveStyle(span_candidates=4, span_search="quote", min_span_logprob=-3.0),
         ConciseStyle(focus_sentences=2, system_prompt=True, stop=["\n"]),
         SentencesStyle(instruction="Two sentences, cited."),
     ],
@@ -167,7 +166,6 @@ def test_generators_declare_their_abilities_through_protocols():
     openai = remote()
     assert has(openai, CountsTokens) and has(openai, CountsMessageTokens)
     assert not has(openai, TakesAnswerPrefix) and not has(openai, ScoresSpans)
-    assert not has(openai, DecodesSpans)
     for style in (EvidenceStyle(), ExtractiveStyle(), ConciseStyle(), SentencesStyle()):
         assert isinstance(style, AnswerStyle)
 

@@ -40,10 +40,10 @@ LEGACY_KEYS: dict[str, dict[str, str]] = {
     "stop": {"sentences": "stop", "concise": "stop"},
     "answer_prefix": {"concise": "answer_prefix", "extractive": "answer_prefix"},
     "focus_sentences": {"concise": "focus_sentences", "extractive": "focus_sentences"},
-    "max_span_tokens": {"extractive": "max_span_tokens"},
+    "max_span_tokens": {},  # greedy span decoding was removed: accepted, ignored
     "min_span_logprob": {"extractive": "min_span_logprob"},
-    "span_end_bias": {"extractive": "span_end_bias"},
-    "span_prior": {"extractive": "span_prior"},
+    "span_end_bias": {},
+    "span_prior": {},
     "span_search": {"extractive": "span_search"},
     "span_candidates": {"extractive": "span_candidates"},
     "instructions": {},  # per style: see _legacy_instructions

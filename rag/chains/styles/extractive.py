@@ -1,6 +1,6 @@
 """``style.extractive``: a short span copied verbatim from one context, cited by construction.
 
-Three ways to find the span (``span_search``):
+Two ways to find the span (``span_search``):
 
 - ``ranked`` (default with a generator that scores spans, a local model): the short phrases of
   the sentences sharing most rare words with the question are ranked
@@ -8,8 +8,6 @@ Three ways to find the span (``span_search``):
   ``span_candidates`` decide. The model reads only the sentences holding those spans (up to
   ``focus_sentences``), with **no system prompt** (``system_prompt: false``), its answer turn
   opened with ``answer_prefix``.
-- ``greedy``: token-by-token decoding constrained to copy a span (``max_span_tokens``,
-  ``span_end_bias``, ``span_prior`` apply here only).
 - ``quote`` (default with other generators, e.g. ``generator.openai``): the model is asked for a
   quote (``quote_instruction``), which is then looked for in the contexts; only a quote found
   verbatim is grounded.
@@ -26,7 +24,7 @@ from typing import Any
 from rag.chains import concise, extractive, span_ranking
 from rag.chains.answer import AnswerSpan, Citation, Context, parse_citations
 from rag.chains.styles.base import NO_ANSWER, Draft, Style, StyleRequest, generate
-from rag.core.abilities import DecodesSpans, ScoresSpans, has, require
+from rag.core.abilities import ScoresSpans, has, require
 from rag.core.errors import ConfigError, GenerationError
 from rag.core.generation import GenerationResult, Message, Span, Usage
 
@@ -37,10 +35,9 @@ DEFAULT_QUOTE_INSTRUCTION = (
     f"context answers it, reply: {NO_ANSWER}"
 )
 DEFAULT_ANSWER_PREFIX = "The answer is"
-DEFAULT_SPAN_PRIOR = {"sentences": 1, "type_bonus": 2.0, "distance_weight": 0.5}
-"""``span_prior`` of ``greedy``: see :class:`rag.chains.extractive.StartPrior`."""
-DEFAULT_SPAN_END_BIAS = 3.0  # measured on 15 XQuAD questions outside the benchmark sample
-SPAN_SEARCHES = ("ranked", "greedy", "quote")
+SPAN_SEARCHES = ("ranked", "quote")
+SPAN_RESERVE = 24
+"""Tokens kept free for a ranked span (the candidates are at most 8 words)."""
 FOCUSED_SPAN_SENTENCES = 2
 
 
@@ -48,21 +45,17 @@ class ExtractiveStyle(Style):
     """A span of one context, proven to be copied (``grounded``), with its offsets.
 
     Args:
-        span_search: ``ranked``, ``greedy`` or ``quote`` (``None``: ``ranked`` when the
+        span_search: ``ranked`` or ``quote`` (``None``: ``ranked`` when the
             generator scores spans, else ``quote``); see the module docstring.
         span_candidates: ``ranked``: how many of the best-ranked spans the model scores.
         focus_sentences: ``ranked``: the sentences the spans come from; the model reads those
             holding a candidate (0: the chain's full prompt).
         system_prompt: Whether a focused ``ranked`` call sends the chain's system prompt.
-        answer_prefix: The text the answer turn opens with (``ranked``, ``greedy``).
+        answer_prefix: The text the answer turn opens with (``ranked``).
         min_span_logprob: Abstain ("I don't know.", not grounded) when the model's
             log-probability of the span's first token is below this (``None``: never).
-        instruction: The ``{instruction}`` of the full prompt (``ranked``, ``greedy``).
+        instruction: The ``{instruction}`` of the full prompt (``ranked``).
         quote_instruction: The ``{instruction}`` for ``quote``.
-        max_span_tokens: ``greedy``: longest span, in tokens.
-        span_end_bias: ``greedy``: added to the log-probability of ending the span.
-        span_prior: ``greedy``: where spans start (keys of :data:`DEFAULT_SPAN_PRIOR`;
-            ``None``: anywhere).
 
     Example:
         >>> ExtractiveStyle(span_search="quote").to_dict()["type"]
@@ -82,9 +75,6 @@ class ExtractiveStyle(Style):
         min_span_logprob: float | None = None,
         instruction: str = DEFAULT_INSTRUCTION,
         quote_instruction: str = DEFAULT_QUOTE_INSTRUCTION,
-        max_span_tokens: int = 16,
-        span_end_bias: float = DEFAULT_SPAN_END_BIAS,
-        span_prior: dict[str, float] | None = DEFAULT_SPAN_PRIOR,
     ) -> None:
         if span_search is not None and span_search not in SPAN_SEARCHES:
             raise ConfigError(
@@ -101,21 +91,6 @@ class ExtractiveStyle(Style):
                 f"focus_sentences must be 0 (off) or more, got {focus_sentences}",
                 field="focus_sentences",
             )
-        if max_span_tokens < 1:
-            raise ConfigError(f"max_span_tokens must be at least 1, got {max_span_tokens}")
-        if span_prior is not None:
-            unknown = sorted(set(span_prior) - set(DEFAULT_SPAN_PRIOR))
-            if unknown:
-                raise ConfigError(
-                    f"span_prior has unknown key(s) {', '.join(unknown)}; "
-                    f"allowed: {', '.join(DEFAULT_SPAN_PRIOR)}",
-                    field="span_prior",
-                )
-            if int(span_prior.get("sentences", 1)) < 1:
-                raise ConfigError(
-                    f"span_prior.sentences must be at least 1, got {span_prior['sentences']}",
-                    field="span_prior",
-                )
         self.span_search = span_search
         self.span_candidates = span_candidates
         self.focus_sentences = focus_sentences
@@ -124,9 +99,6 @@ class ExtractiveStyle(Style):
         self.min_span_logprob = min_span_logprob
         self.instruction_text = instruction
         self.quote_instruction = quote_instruction
-        self.max_span_tokens = max_span_tokens
-        self.span_end_bias = span_end_bias
-        self.span_prior = dict(span_prior) if span_prior is not None else None
 
     def search(self, generator: Any) -> str:
         """The span search used with ``generator``."""
@@ -138,8 +110,8 @@ class ExtractiveStyle(Style):
         """Check that ``generator`` can do this style's span search.
 
         Raises:
-            ConfigError: ``ranked`` without span scoring or ``greedy`` without constrained
-                decoding; the message names the generator and the alternative.
+            ConfigError: ``ranked`` without span scoring; the message names the generator
+                and the alternative.
         """
         if generator is None:
             return
@@ -152,13 +124,6 @@ class ExtractiveStyle(Style):
                 needed_by="style.extractive with span_search: ranked",
                 alternative=fix,
             )
-        elif search == "greedy":
-            require(
-                generator,
-                DecodesSpans,
-                needed_by="style.extractive with span_search: greedy",
-                alternative=fix,
-            )
 
     def instruction(self, generator: Any) -> str:
         if self.search(generator) == "quote":
@@ -169,14 +134,12 @@ class ExtractiveStyle(Style):
         if self.search(generator) == "quote":
             return super().reserve_tokens(generator)
         prefix = int(generator.count_tokens(self.answer_prefix))
-        return self.max_span_tokens + prefix + 8  # +8: the span may run on to a word's end
+        return SPAN_RESERVE + prefix
 
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]:
         search = self.search(request.generator)
         if search == "ranked":
             messages, result = self._ranked(request)
-        elif search == "greedy":
-            messages, result = self._greedy(request)
         else:
             messages = request.messages
             options: dict[str, Any] = {"stop": ["\n"]}
@@ -237,30 +200,6 @@ class ExtractiveStyle(Style):
         return messages, GenerationResult(
             text=best.text, usage=usage, finish_reason="stop", span=span
         )
-
-    def _greedy(self, request: StyleRequest) -> tuple[list[Message], GenerationResult]:
-        texts = [c.text for c in request.contexts]
-        prior = None
-        if self.span_prior is not None:
-            options = {**DEFAULT_SPAN_PRIOR, **self.span_prior}
-            prior = extractive.StartPrior(
-                request.question,
-                texts,
-                top_sentences=int(options["sentences"]),
-                type_bonus=float(options["type_bonus"]),
-                distance_weight=float(options["distance_weight"]),
-            )
-        result = request.generator.generate_extractive(
-            request.messages,
-            texts,
-            answer_prefix=self.answer_prefix,
-            max_span_tokens=self.max_span_tokens,
-            min_logprob=self.min_span_logprob,
-            avoid_start_words=extractive.avoid_start_words(request.question),
-            end_bias=self.span_end_bias,
-            start_prior=prior,
-        )
-        return request.messages, result
 
 
 def _holds(sentence: concise.FocusSentence, span: span_ranking.SpanCandidate) -> bool:
