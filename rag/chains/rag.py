@@ -334,7 +334,11 @@ class RagChain(Component):
         )
         mark = time.perf_counter()
         attributes = {"ragline.step": steps + 1, "ragline.answer_style": self.answer_style}
-        answer_span = tracing.start_span("ragline.generate", attributes, parent=root)
+        answer_span = (  # a style that calls no generator adds no generate span
+            tracing.start_span("ragline.generate", attributes, parent=root)
+            if self.style.calls_generator(request)
+            else NOOP_SPAN
+        )
         draft: Draft | None = None
         pieces = self.style.answer(request)
         try:

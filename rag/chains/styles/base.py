@@ -93,6 +93,8 @@ class AnswerStyle(Protocol):
 
     def reserve_tokens(self, generator: Any) -> int: ...
 
+    def calls_generator(self, request: StyleRequest) -> bool: ...
+
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]: ...
 
 
@@ -112,6 +114,11 @@ class Style(Component):
     def reserve_tokens(self, generator: Any) -> int:
         """Tokens of the context window kept free for the answer."""
         return int(getattr(generator, "max_tokens", 256))
+
+    def calls_generator(self, request: StyleRequest) -> bool:
+        """Whether answering ``request`` calls the generator (then traced as a
+        ``ragline.generate`` span): not when the tool loop's reply is the answer."""
+        return request.tool_reply is None
 
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]:  # pragma: no cover
         raise NotImplementedError

@@ -301,6 +301,9 @@ class EvidenceStyle(Style):
     def reserve_tokens(self, generator: Any) -> int:
         return 0  # nothing is generated
 
+    def calls_generator(self, request: StyleRequest) -> bool:
+        return False
+
     def threshold(self) -> float:
         """The ``min_score`` in use."""
         if self.min_score is not None:

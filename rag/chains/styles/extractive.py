@@ -136,6 +136,9 @@ class ExtractiveStyle(Style):
         prefix = int(generator.count_tokens(self.answer_prefix))
         return SPAN_RESERVE + prefix
 
+    def calls_generator(self, request: StyleRequest) -> bool:
+        return True  # the span is found afresh, with the tool results in the messages
+
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]:
         search = self.search(request.generator)
         if search == "ranked":
