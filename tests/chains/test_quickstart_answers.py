@@ -42,7 +42,7 @@ QUESTIONS = [
 
 # Questions style.evidence still answers with the wrong sentence (measured 2026-12-04; the docs
 # page shows these answers). M and efSearch: the HTML page's sentence about M is cut in two by the
-# 128-token chunking; flat index / HNSW walk: the answer is the sentence *after* the one chosen
+# chunking; flat index / HNSW walk: the answer is the sentence *after* the one chosen
 # ("It is exact ...", "A search walks ..."); why retrieve: no sentence reaches min_score.
 KNOWN_MISSES = {
     "What does the parameter M control in an HNSW index?",
