@@ -196,10 +196,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadRejected)
     async def _upload(request: Request, err: UploadRejected) -> JSONResponse:
         return _validation_response(
-            [
-                {"loc": ("body", "files"), "msg": f"{e['source']}: {e['error']}"}
-                for e in err.errors
-            ]
+            [{"loc": ("body", "files"), "msg": f"{e['source']}: {e['error']}"} for e in err.errors]
         )
 
     @app.exception_handler(NotConfigured)

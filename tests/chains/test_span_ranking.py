@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from rag.core.text import START_STOPWORDS
 from rag.chains.span_ranking import (
     MODEL_FEATURES,
     MODEL_WEIGHTS,
@@ -18,6 +17,7 @@ from rag.chains.span_ranking import (
     rank_spans,
 )
 from rag.core.generation import SpanLogprobs
+from rag.core.text import START_STOPWORDS
 
 pytestmark = pytest.mark.unit
 
