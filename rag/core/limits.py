@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from rag.core.errors import NestingTooDeepError, NonFiniteNumberError
@@ -94,11 +94,11 @@ def loads_json(
     return value
 
 
-def check_json_depth(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
-    """Refuse already-parsed data nested deeper than ``max_depth`` (checked without recursion).
+def _leaves(value: Any, *, where: str, max_depth: int) -> Iterator[tuple[Any, str]]:
+    """Yield every non-container value in ``value`` with its path, walking without recursion.
 
     Raises:
-        NestingTooDeepError: naming ``where`` and the path of the first too-deep value.
+        NestingTooDeepError: naming ``where`` and the path of the first too-deep container.
     """
     stack: list[tuple[Any, int, str]] = [(value, 0, "")]
     while stack:
@@ -114,6 +114,18 @@ def check_json_depth(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH)
             children = item.items() if isinstance(item, Mapping) else enumerate(item)
             for key, child in children:
                 stack.append((child, depth, _join(path, key)))
+        else:
+            yield item, path
+
+
+def check_json_depth(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse already-parsed data nested deeper than ``max_depth`` (checked without recursion).
+
+    Raises:
+        NestingTooDeepError: naming ``where`` and the path of the first too-deep value.
+    """
+    for _ in _leaves(value, where=where, max_depth=max_depth):
+        pass
 
 
 def check_finite(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
@@ -123,9 +135,7 @@ def check_finite(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> 
         NonFiniteNumberError: naming ``where`` and the path of the value.
         NestingTooDeepError: ``value`` is nested deeper than ``max_depth``.
     """
-    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
-    while stack:
-        item, depth, path = stack.pop()
+    for item, path in _leaves(value, where=where, max_depth=max_depth):
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise NonFiniteNumberError(
@@ -134,17 +144,6 @@ def check_finite(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> 
                     where=where,
                     path=path or None,
                 )
-        elif isinstance(item, (Mapping, list, tuple)):
-            depth += 1
-            if depth > max_depth:
-                raise NestingTooDeepError(
-                    f"nested more than {max_depth} levels deep. Flatten the data",
-                    where=where,
-                    path=path or None,
-                )
-            children = item.items() if isinstance(item, Mapping) else enumerate(item)
-            for key, child in children:
-                stack.append((child, depth, _join(path, key)))
         elif (
             hasattr(item, "dtype")
             and getattr(item, "ndim", None) == 0
