@@ -102,7 +102,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {
         "model": ErrorResponse,
         "description": "A body that cannot be parsed (not UTF-8, a broken multipart form, "
-        "too many files) or a bad Content-Length.",
+        "too many files) or a bad Content-Length; on the OpenAI-compatible routes also an invalid "
+        "parameter (as OpenAI answers), `param` naming it.",
     },
     401: {"model": ErrorResponse, "description": "Missing or invalid API key."},
     403: {
@@ -154,7 +155,16 @@ def _error(status: int, message: str, *, code: str | None = None, param: str | N
     )
 
 
-def _validation_response(errors: Sequence[Any]) -> JSONResponse:
+# OpenAI answers invalid parameters with 400, which its SDKs raise as ``BadRequestError``; the
+# OpenAI-compatible routes do the same (the body is the same, ``param`` naming the field).
+_OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
+
+
+def _invalid_status(request: Request) -> int:
+    return 400 if request.url.path in _OPENAI_PATHS else 422
+
+
+def _validation_response(errors: Sequence[Any], status: int = 422) -> JSONResponse:
     fields = []
     for err in errors:
         location = ".".join(str(part) for part in err.get("loc", ()))
@@ -165,16 +175,16 @@ def _validation_response(errors: Sequence[Any]) -> JSONResponse:
         fields.append({"field": location or "body", "message": message})
     summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields) or "invalid request"
     body = error_body(
-        422, summary, code="validation_error", param=fields[0]["field"] if fields else None
+        status, summary, code="validation_error", param=fields[0]["field"] if fields else None
     )
     body["error"]["fields"] = fields
-    return JSONResponse(body, status_code=422)
+    return JSONResponse(body, status_code=status)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        return _validation_response(err.errors())
+        return _validation_response(err.errors(), _invalid_status(request))
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, err: HTTPException) -> JSONResponse:
@@ -206,7 +216,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RagError)
     async def _rag(request: Request, err: RagError) -> JSONResponse:
         if isinstance(err, InvalidInputError):
-            return _error(422, str(err), code="invalid_input", param=err.path)
+            return _error(_invalid_status(request), str(err), code="invalid_input", param=err.path)
         if isinstance(err, StoreLockedError):  # a `rag ingest` is writing the store: retry later
             response = _error(503, str(err), code="store_locked")
             response.headers["retry-after"] = "10"
@@ -517,7 +527,7 @@ def create_app(
         question = body.question()
         problem = await run_in_threadpool(backend.check_question, question)
         if problem:
-            return _error(422, problem, code="question_too_long", param="body.messages")
+            return _error(400, problem, code="question_too_long", param="body.messages")
         completion_id = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not body.stream:

@@ -375,9 +375,9 @@ def test_openai_client_talks_to_the_pipeline(base_url):
 
 def test_chat_completions_validates_messages(client):
     no_user = {"model": "ragline", "messages": [{"role": "system", "content": "hi"}]}
-    _assert_error(client.post("/v1/chat/completions", json=no_user), 422)
+    _assert_error(client.post("/v1/chat/completions", json=no_user), 400)
     bad_role = {"model": "ragline", "messages": [{"role": "wizard", "content": "hi"}]}
-    _assert_error(client.post("/v1/chat/completions", json=bad_role), 422)
+    _assert_error(client.post("/v1/chat/completions", json=bad_role), 400)
 
 
 # -- concurrency --------------------------------------------------------------------------------------
