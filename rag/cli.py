@@ -502,7 +502,10 @@ def ask(
     no_stream: Annotated[
         bool, typer.Option("--no-stream", help="Print the answer at once.")
     ] = False,
-    pipeline: Annotated[str, typer.Option(help="Pipeline holding the chain.rag.")] = "ask",
+    pipeline: Annotated[
+        str | None,
+        typer.Option(help="Pipeline holding the chain.rag (default: 'ask', else the only chain)."),
+    ] = None,
     style: Annotated[
         str | None,
         typer.Option(help="Answer style: sentences, concise or extractive (default: the file's)."),

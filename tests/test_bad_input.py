@@ -388,6 +388,15 @@ def test_search_with_an_unknown_pipeline_exits_2(workspace):
     )
 
 
+def test_ask_with_an_unknown_pipeline_exits_2(workspace):
+    _, _, config = workspace
+    clean(
+        invoke("ask", "cats?", "--config", config, "--pipeline", "nope"),
+        code=2,
+        names=["'nope'", "ingest, search"],
+    )
+
+
 def test_eval_out_that_is_a_file_exits_2(tmp_path):
     from tests.eval.helpers import EVAL, write_eval
 

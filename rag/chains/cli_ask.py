@@ -19,12 +19,21 @@ from rag.core.errors import ConfigError, RagError
 from rag.core.pipeline import PipelineFile
 
 
-def find_chain(app_file: PipelineFile, pipeline: str, *, config: Path | str) -> RagChain:
-    """The ``chain.rag`` of pipeline ``pipeline``, else the file's only ``chain.rag``.
+def find_chain(app_file: PipelineFile, pipeline: str | None, *, config: Path | str) -> RagChain:
+    """The ``chain.rag`` of pipeline ``pipeline`` (``None``: of ``ask``, else the file's only one).
 
     Raises:
-        ConfigError: no such chain, or several and none chosen by ``--pipeline``.
+        ConfigError: a named pipeline the file lacks, no such chain, or several and none chosen by
+            ``--pipeline``.
     """
+    if pipeline is not None and pipeline not in app_file.pipelines:
+        raise ConfigError(
+            f"no pipeline named '{pipeline}'; the file has: "
+            f"{', '.join(app_file.pipelines) or 'none'}. Choose one of them with --pipeline",
+            file=str(config),
+            field="pipelines",
+        )
+    pipeline = pipeline or "ask"
     if pipeline in app_file.pipelines:
         chains = [
             c for c in app_file.pipelines[pipeline].components.values() if isinstance(c, RagChain)
@@ -81,7 +90,7 @@ def ask_command(
     config: Path | str,
     question: str | None = None,
     rows: Sequence[dict[str, Any]] | None = None,
-    pipeline: str = "ask",
+    pipeline: str | None = None,
     k: int | None = None,
     filters: dict[str, Any] | None = None,
     json_output: bool = False,
