@@ -1,12 +1,19 @@
 """Extension points: the protocols a vector store, an embedder and a retriever follow.
 
+A vector store must do what :class:`VectorStore` names. What only some stores can do is an
+*ability*, a small runtime-checkable protocol of its own (:class:`Flushable`, :class:`Closable`,
+:class:`Clearable`, :class:`Enumerable`, :class:`Fingerprinted`, :class:`ReportsStats`,
+:class:`ConcurrentWriters`, :class:`OwnsRecordsLocation`). Callers ask with ``isinstance``, never
+with ``getattr``, and the conformance suite (:mod:`rag.testing.store_conformance`) has a test class
+per ability.
+
 The generator protocol lives in :mod:`rag.core.generation`.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -57,6 +64,82 @@ class VectorStore(Protocol):
     def count(self, filters: Filters | None = ...) -> int: ...
 
     def get(self, ids: Sequence[str]) -> list[Chunk]: ...
+
+
+@runtime_checkable
+class Flushable(Protocol):
+    """A store that buffers writes: ``flush()`` makes every written chunk durable and searchable."""
+
+    def flush(self) -> None: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A store holding a connection, a file lock or a server process that ``close()`` releases."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class Clearable(Protocol):
+    """A store that can drop every chunk at once (``rag ingest --mode rebuild``)."""
+
+    def clear(self) -> None: ...
+
+
+@runtime_checkable
+class Enumerable(Protocol):
+    """A store that lists what it holds: every id, and every chunk in batches.
+
+    BM25 rebuilds its index from ``iter_chunks``; ingest checks lost chunks with ``ids``.
+    """
+
+    def ids(self) -> list[str]: ...
+
+    def iter_chunks(self, batch_size: int = ...) -> Iterator[Chunk]: ...
+
+
+@runtime_checkable
+class Fingerprinted(Protocol):
+    """A store whose contents have a cheap fingerprint that changes whenever they change."""
+
+    def fingerprint(self) -> str: ...
+
+
+@runtime_checkable
+class ReportsStats(Protocol):
+    """A store that describes itself (chunks, dimension, index, location) for ``rag stats``."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ConcurrentWriters(Protocol):
+    """A store that says whether several processes may write to it at once (Ray ingest)."""
+
+    @property
+    def concurrent_writers(self) -> bool: ...
+
+
+@runtime_checkable
+class OwnsRecordsLocation(Protocol):
+    """A store that names where ingest keeps its records (a server store has no local path)."""
+
+    @property
+    def records_location(self) -> str: ...
+
+
+STORE_ABILITIES: tuple[type, ...] = (
+    Flushable,
+    Closable,
+    Clearable,
+    Enumerable,
+    Fingerprinted,
+    ReportsStats,
+    ConcurrentWriters,
+    OwnsRecordsLocation,
+)
+"""Every optional store ability, in the order the conformance suite checks them."""
 
 
 @runtime_checkable
