@@ -64,16 +64,17 @@ from rag.pipelines.loaders import (
     expand_sources,
     per_source,
 )
-from rag.pipelines.records import RecordStore, file_hash, fingerprint, writer_lock
+from rag.pipelines.records import (
+    VECTOR_NEUTRAL_PARAMETERS,
+    RecordStore,
+    file_hash,
+    fingerprint,
+    writer_lock,
+)
 from rag.pipelines.writer import StoreWriter
 
 MODES = ("incremental", "full", "none")
 logger = logging.getLogger("rag.ingest")
-# Parameters that change how fast vectors are computed, not which vectors.
-_RUNTIME_PARAMETERS = frozenset({"device", "batch_size", "progress", "cache_dir", "fp16"})
-# ... and how a remote embedder (embedder.http) reaches its service.
-_RUNTIME_PARAMETERS |= {"max_concurrency", "timeout", "connect_timeout", "max_retries"}
-_RUNTIME_PARAMETERS |= {"backoff", "max_backoff", "api_key"}
 
 
 @dataclass
@@ -156,7 +157,9 @@ def pipeline_fingerprint(pipeline: Pipeline) -> str:
         if isinstance(component, StoreWriter):
             continue
         data = component.to_dict(resolved=True)  # ${MODEL} -> the model it names today
-        params = {k: v for k, v in data["init_parameters"].items() if k not in _RUNTIME_PARAMETERS}
+        params = {
+            k: v for k, v in data["init_parameters"].items() if k not in VECTOR_NEUTRAL_PARAMETERS
+        }
         parts.append([name, data["type"], params])
     return fingerprint(parts)
 

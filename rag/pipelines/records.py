@@ -60,6 +60,41 @@ PENDING = "pending"
 DONE = "done"
 _BATCH = 500  # SQLite host parameters per statement stay well under the limit
 
+VECTOR_NEUTRAL_PARAMETERS: frozenset[str] = frozenset(
+    {
+        "device",
+        "batch_size",
+        "progress",
+        "cache_dir",
+        "fp16",
+        "max_concurrency",
+        "timeout",
+        "connect_timeout",
+        "max_retries",
+        "backoff",
+        "max_backoff",
+        "api_key",
+    }
+)
+"""Component parameters that change how (fast) vectors are computed, never which vectors.
+
+Left out of every fingerprint that decides whether stored vectors are still valid (ingest's
+pipeline fingerprint, eval's ingest key), so changing one of them re-ingests nothing:
+
+- ``device``: CPU or GPU computes the same model (``auto`` picks one at run time);
+- ``batch_size``: how many texts go through the model at once (rows are independent);
+- ``progress``: whether a progress bar shows;
+- ``cache_dir``: where the embedding cache lives, not what it holds;
+- ``fp16``: half precision on a GPU, treated as the same model (differences are rounding);
+- ``max_concurrency``, ``timeout``, ``connect_timeout``, ``max_retries``, ``backoff``,
+  ``max_backoff``: how a remote embedder (``embedder.http``) reaches its service;
+- ``api_key``: who calls the service, not which model answers.
+
+Example:
+    >>> "device" in VECTOR_NEUTRAL_PARAMETERS, "model" in VECTOR_NEUTRAL_PARAMETERS
+    (True, False)
+"""
+
 
 @dataclass(frozen=True)
 class SourceRecord:
