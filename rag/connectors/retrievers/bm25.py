@@ -43,7 +43,7 @@ from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import matches, parse_filter
-from rag.core.protocols import Filters
+from rag.core.protocols import Enumerable, Filters, Fingerprinted
 
 _FORMAT = 3  # 2: chunks.jsonl also holds each chunk's tokens; 3: and its indexed text
 
@@ -111,13 +111,11 @@ def _incremental_bm25() -> type:
 
 def store_fingerprint(store: Any) -> str:
     """A token that changes when the store's content changes (see the module docstring)."""
-    fingerprint = getattr(store, "fingerprint", None)
-    if callable(fingerprint):
-        return str(fingerprint())
-    ids = getattr(store, "ids", None)
+    if isinstance(store, Fingerprinted):
+        return str(store.fingerprint())
     digest = hashlib.sha256()
-    if callable(ids):
-        for chunk_id in sorted(ids()):
+    if isinstance(store, Enumerable):
+        for chunk_id in sorted(store.ids()):
             digest.update(chunk_id.encode() + b"\x00")
     return f"count:{store.count()}:{digest.hexdigest()[:16]}"
 
@@ -240,15 +238,16 @@ class BM25Retriever(Component):
             return
         if self._fingerprint is None and self._load(fingerprint):
             return
-        iter_chunks = getattr(self.store, "iter_chunks", None)
-        if iter_chunks is None:
+        if not isinstance(self.store, Enumerable):
             raise ConfigError(
                 f"retriever.bm25 reads chunk texts from its store, but "
-                f"{type(self.store).__name__} has no iter_chunks(); use store.faiss, "
+                f"{type(self.store).__name__} cannot list its chunks (it lacks ids() and "
+                "iter_chunks(), the Enumerable ability of rag.core.protocols); use store.faiss, "
                 "store.milvus or store.weaviate",
                 field="store",
             )
-        chunks = [Chunk(id=c.id, text=c.text, metadata=c.metadata) for c in iter_chunks()]
+        stored = self.store.iter_chunks()
+        chunks = [Chunk(id=c.id, text=c.text, metadata=c.metadata) for c in stored]
         if self._update(chunks):
             self._fingerprint = fingerprint
             self._save()
