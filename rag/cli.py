@@ -263,6 +263,7 @@ def ingest(
                 address=address,
                 num_writers=writers,
                 progress=not quiet,
+                lock_timeout=lock_timeout,
             )
         else:
             report = run_ingest(
@@ -423,9 +424,9 @@ def run_pipeline(
         except (ValueError, TypeError) as err:
             # A component refused a value given with --input (k=-1, ...).
             fail(f"{config}: pipeline '{target.name}' refused its inputs: {err}")
-        from rag.pipelines.ingest import _flush
+        from rag.pipelines.ingest import flush_pipeline
 
-        _flush(target)
+        flush_pipeline(target)
     if json_output:
         print_json(outputs)
     else:
@@ -452,7 +453,7 @@ def stats(
 ) -> None:
     """Chunks, sources and dimension of the store(s) of a pipeline file."""
     configure_quiet(quiet)
-    from rag.core.registry import default_registry
+    from rag.pipelines.ingest import store_stats
 
     app_file = load_app(config)
     stores = [
@@ -462,19 +463,8 @@ def stats(
     ]
     if not stores:
         fail(f"{config}: no vector store among the components")
-    results = []
     with errors_to_exit_codes():
-        for _name, store in stores:
-            store.warm_up()
-            data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
-            results.append(
-                {
-                    "chunks": data.get("chunks"),
-                    "sources": data.get("sources"),
-                    "store": default_registry.name_of(type(store)),
-                    "dimension": data.get("dimension"),
-                }
-            )
+        results = [store_stats(store) for _name, store in stores]
     if json_output:
         if len(results) == 1:
             print_json(results[0])  # the shape of DESIGN.md

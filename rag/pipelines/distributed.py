@@ -43,17 +43,16 @@ from rag.core.component import Component
 from rag.core.documents import Chunk
 from rag.core.errors import LoaderError, PipelineError
 from rag.core.pipeline import Pipeline
+from rag.core.protocols import ConcurrentWriters, Flushable
 from rag.pipelines.ingest import (
     IngestReport,
-    RecordedWriter,
-    _check_mode,
-    _first_component_takes_sources,
-    _flush,
+    check_ingest_pipeline,
+    flush_pipeline,
     ingest_stages,
-    open_recorded_writer,
-    plan_sources,
 )
 from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, expand_sources
+from rag.pipelines.recorded import RecordedWriter, open_recorded_writer, plan_sources
+from rag.pipelines.records import writer_lock
 
 DEFAULT_WRITERS = 4  # writer actors for a store that several processes may write at once
 
@@ -119,9 +118,8 @@ class _Writer:
         return int(self.store.write(chunks, policy=self.policy))
 
     def flush(self) -> None:
-        flush = getattr(self.store, "flush", None)
-        if callable(flush):
-            flush()
+        if isinstance(self.store, Flushable):
+            self.store.flush()
 
 
 class _ParallelWrites:
@@ -157,7 +155,7 @@ class _ParallelWrites:
 
 def _writer_count(store: Component, num_writers: int | None) -> int:
     """Writer actors to use: 0 writes on the driver."""
-    shared = bool(getattr(store, "concurrent_writers", False))
+    shared = isinstance(store, ConcurrentWriters) and bool(store.concurrent_writers)
     if num_writers is None:
         return DEFAULT_WRITERS if shared else 0
     if num_writers < 0:
@@ -185,6 +183,7 @@ def run_ingest_ray(
     num_writers: int | None = None,
     pattern: str = "**/*",
     progress: bool = True,
+    lock_timeout: float = 10.0,
 ) -> IngestReport:
     """Ingest files and directories on a Ray cluster (or a local Ray instance).
 
@@ -200,6 +199,7 @@ def run_ingest_ray(
             Milvus or Weaviate server); default 4 for such a store, else 0 (the driver writes).
         pattern: Glob pattern for directories.
         progress: Show progress on stderr.
+        lock_timeout: Seconds to wait while another run writes to the same store.
 
     Returns:
         The :class:`~rag.pipelines.ingest.IngestReport` (same counters as the local runner).
@@ -207,10 +207,10 @@ def run_ingest_ray(
     Raises:
         PipelineError: the pipeline is not ``loader -> splitter -> embedder -> writer``.
         MissingDependencyError: Ray Data is not installed (``pip install 'ragline[ray]'``).
+        StoreLockedError: another run still writes to the store after ``lock_timeout``.
     """
     started = time.perf_counter()
-    pipeline.validate()
-    _first_component_takes_sources(pipeline)
+    check_ingest_pipeline(pipeline, mode)
     stages = ingest_stages(pipeline)
     if stages is None:
         raise PipelineError(
@@ -218,42 +218,50 @@ def run_ingest_ray(
             f"loader -> splitter -> embedder -> writer.store (it has: "
             f"{', '.join(pipeline.components)}); use --runner local"
         )
-    _check_mode(mode, stages.writer, pipeline)
     writers = _writer_count(stages.writer.store, num_writers)
     ray = require("ray", package="ray[data]", extra="ray", purpose="--runner ray")
     require("ray.data", package="ray[data]", extra="ray", purpose="--runner ray")
 
     files, errors = expand_sources(paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS)
     report = IngestReport(sources=len(files), errors=list(errors))
-    recorded = open_recorded_writer(pipeline, stages.writer, mode, files, paths, report)
-    todo: dict[str, str | None] = {}
-    plan = plan_sources(files, recorded.records, pipeline_fingerprint=recorded.fingerprint)
-    for source, digest, unchanged in plan:
-        if unchanged is None:
-            todo[source] = digest
-        else:
-            report.chunks_skipped += unchanged
-    if todo:
-        started_here = not ray.is_initialized()
-        if started_here:
-            ray.init(address=address, log_to_driver=False)
-        try:
-            failed = _run_dataset(
-                ray,
-                stages,
-                list(todo),
-                recorded,
-                num_embedders=num_embedders,
-                writers=writers,
-                progress=progress,
-            )
-        finally:
+    # The local runner's guards: one writer at a time, and records that claim chunks the store
+    # lost do not count as unchanged.
+    lock_path = None if mode == "none" else stages.writer.records.path
+    with writer_lock(lock_path, timeout=lock_timeout):
+        recorded = open_recorded_writer(pipeline, stages.writer, mode, files, paths, report)
+        todo: dict[str, str | None] = {}
+        plan = plan_sources(
+            files,
+            recorded.records,
+            pipeline_fingerprint=recorded.fingerprint,
+            store=recorded.store,
+        )
+        for source, digest, unchanged in plan:
+            if unchanged is None:
+                todo[source] = digest
+            else:
+                report.chunks_skipped += unchanged
+        if todo:
+            started_here = not ray.is_initialized()
             if started_here:
-                ray.shutdown()
-        for source, digest in todo.items():
-            if source not in failed:
-                recorded.finish(source, digest)
-    _flush(pipeline)
+                ray.init(address=address, log_to_driver=False)
+            try:
+                failed = _run_dataset(
+                    ray,
+                    stages,
+                    list(todo),
+                    recorded,
+                    num_embedders=num_embedders,
+                    writers=writers,
+                    progress=progress,
+                )
+            finally:
+                if started_here:
+                    ray.shutdown()
+            for source, digest in todo.items():
+                if source not in failed:
+                    recorded.finish(source, digest)
+        flush_pipeline(pipeline)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -55,10 +55,12 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError, StoreLockedError
+from rag.core.protocols import OwnsRecordsLocation
 
 PENDING = "pending"
 DONE = "done"
 _BATCH = 500  # SQLite host parameters per statement stay well under the limit
+_ABSENT = object()
 
 VECTOR_NEUTRAL_PARAMETERS: frozenset[str] = frozenset(
     {
@@ -456,21 +458,20 @@ def default_records_path(store: Any, *, records_path: str | None = None) -> str:
     """
     if records_path:
         return records_path
-    own_location = getattr(store, "records_location", None)
-    if callable(own_location):  # a store that names its own default (store.pgvector, ...)
-        return str(own_location())
-    path = getattr(store, "path", None)
+    if isinstance(store, OwnsRecordsLocation):  # a store that names its own (store.pgvector, ...)
+        location = store.records_location
+        # A method in today's stores; the protocol also allows a property.
+        return str(location() if callable(location) else location)
+    # Where a local store keeps its data is configuration (its init parameters ``path``, ``uri``,
+    # ``collection``), not an ability, so it is read as an attribute when the store has one.
+    path = getattr(store, "path", _ABSENT)
     uri = getattr(store, "uri", None)
     if isinstance(path, str) and path:
         return str(Path(path) / "records.sqlite")
     if isinstance(uri, str) and uri and "://" not in uri:
-        collection = (
-            getattr(store, "collection", None)
-            or getattr(store, "collection_name", None)
-            or "default"
-        )
+        collection = getattr(store, "collection", None) or "default"
         return f"{uri}.{collection}.records.sqlite"
-    if hasattr(store, "path") and path is None and uri is None:
+    if path is None and uri is None:
         return ":memory:"  # an in-memory store: records live (and die) with it
     raise ConfigError(
         f"cannot tell where to keep ingestion records for {type(store).__name__} (no local "

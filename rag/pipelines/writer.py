@@ -8,7 +8,7 @@ from typing import Any
 from rag.core.component import Component
 from rag.core.documents import Chunk
 from rag.core.errors import ConfigError
-from rag.core.protocols import WritePolicy
+from rag.core.protocols import Flushable, WritePolicy
 from rag.pipelines.records import RecordStore, default_records_path
 
 
@@ -79,6 +79,5 @@ class StoreWriter(Component):
 
     def flush(self) -> None:
         """Persist what the store buffers (FAISS saves its index file)."""
-        flush = getattr(self.store, "flush", None)
-        if flush is not None:
-            flush()
+        if isinstance(self.store, Flushable):
+            self.store.flush()

@@ -22,14 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.component import Component
-from rag.core.documents import Chunk, Document, Hit
+from rag.core.documents import Document, Hit
 from rag.core.errors import ConfigError, LoaderError
 from rag.core.filters import matches, parse_filter
 from rag.core.limits import check_finite
 from rag.core.pipeline import Pipeline, PipelineFile
-from rag.core.registry import default_registry
-from rag.pipelines.ingest import IngestReport, find_writer, run_ingest
+from rag.core.protocols import Enumerable, Flushable
+from rag.pipelines.ingest import (
+    IngestReport,
+    find_writer,
+    ingest_documents,
+    run_ingest,
+    store_stats,
+)
 from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, FileLoader, expand_sources
+from rag.pipelines.recorded import writer_records
 from rag.pipelines.records import writer_lock
 from rag.pipelines.writer import StoreWriter
 from rag.serve._keys import READ, WRITE, KeyScope
@@ -303,32 +310,10 @@ class Backend:
     def stats(self, *, scope: KeyScope) -> dict[str, Any]:
         """Chunks, sources, store type and dimension, counting only what ``scope`` may see."""
         require(scope, READ)
-        store = self.store
-        if store is None:
+        if self.store is None:
             raise NotConfigured("the pipeline file has no vector store")
         with self.lock:
-            store.warm_up()
-            if scope.filter:
-                data = self._scoped_stats(scope)
-            else:
-                data = store.stats() if hasattr(store, "stats") else {"chunks": store.count()}
-        return {
-            "chunks": data.get("chunks"),
-            "sources": data.get("sources"),
-            "store": default_registry.name_of(type(store)),
-            "dimension": data.get("dimension"),
-        }
-
-    def _scoped_stats(self, scope: KeyScope) -> dict[str, Any]:
-        store = self.store
-        filters = scope.restrict(None)
-        iter_chunks = getattr(store, "iter_chunks", None)
-        sources = None
-        if callable(iter_chunks):
-            node = parse_filter(filters)
-            sources = len({c.source for c in iter_chunks() if matches(node, c.metadata)})
-        dimension = store.stats().get("dimension") if hasattr(store, "stats") else None
-        return {"chunks": store.count(filters), "sources": sources, "dimension": dimension}
+            return store_stats(self.store, filters=scope.restrict(None) if scope.filter else None)
 
     def embed(self, texts: Sequence[str]) -> tuple[Any, int]:
         """``(vectors, tokens)``: the pipeline's embedder run on ``texts`` as on documents
@@ -342,10 +327,12 @@ class Backend:
         with self.lock:
             self.embedder.warm_up()
             vectors = self.embedder.embed_documents(list(texts))
+            # A local embedder's tokenizer is an attribute, not a declared ability: only this
+            # usage count needs it, and a remote embedder has none (0 tokens).
             tokenizer = getattr(self.embedder, "tokenizer", None)
             tokens = 0
             if tokenizer is not None:
-                limit = int(getattr(self.embedder, "max_seq_length", 0)) or None
+                limit = int(getattr(self.embedder, "max_seq_length", 0)) or None  # see above
                 ids = tokenizer(list(texts), truncation=limit is not None, max_length=limit)
                 tokens = sum(len(row) for row in ids["input_ids"])
         return vectors, tokens
@@ -358,23 +345,15 @@ class Backend:
                 "(loader, splitter, embedder, writer) as in examples/ingest.yaml"
             )
 
-    def _chunks_of(self, document: Document) -> list[Chunk]:
-        if self.splitter is not None:
-            return list(self.splitter.split_document(document))
-        return [
-            Chunk.create(
-                text=document.text, source_id=document.id, position=0, metadata=document.metadata
-            )
-        ]
-
     def ingest_documents(
         self, documents: Sequence[Document], *, replace: bool, scope: KeyScope
     ) -> IngestReport:
         """Split, embed and store ``documents``; with ``replace`` a source's older chunks go.
 
-        The whole call holds the model lock, so a search sees a source's old chunks or its new
-        ones, never a mix. A scoped key's documents are stamped (:func:`stamp`) and replace only
-        that key's chunks of a source.
+        The ingest itself is :func:`rag.pipelines.ingest.ingest_documents`, the one ingest
+        path. The whole call holds the model lock, so a search sees a source's old chunks or
+        its new ones, never a mix. A scoped key's documents are stamped (:func:`stamp`) and
+        replace only that key's chunks of a source.
 
         Raises:
             Forbidden: ``scope`` may not write, or a document claims another tenant.
@@ -388,33 +367,17 @@ class Backend:
         ]
         for index, document in enumerate(documents):
             check_finite(document.metadata, where=f"documents[{index}].metadata")
-        started = time.perf_counter()
-        report = IngestReport(sources=len(documents))
-        with self.lock, self._store_lock():
-            self.store.warm_up()
-            self.embedder.warm_up()
-            chunks = [chunk for document in documents for chunk in self._chunks_of(document)]
-            vectors = self.embedder.embed_documents([c.text for c in chunks])
-            for chunk, vector in zip(chunks, vectors):
-                chunk.embedding = vector
-            if replace:
-                new_ids: dict[str, set[str]] = {}
-                for chunk in chunks:
-                    new_ids.setdefault(chunk.source, set()).add(chunk.id)
-                for document in documents:
-                    source = str(document.metadata["source"])
-                    ours = new_ids.get(source, set())
-                    kept = len(self.store.get(sorted(ours))) if ours else 0
-                    removed = self.store.delete(filters=scope.restrict({"source": source}))
-                    report.chunks_deleted += max(0, removed - kept)
-                    self._forget([source])
-            policy = "upsert" if replace or self.writer is None else self.writer.policy
-            written = self.store.write(chunks, policy=policy) if chunks else 0
-            report.chunks_written += written
-            report.chunks_skipped += len(chunks) - written
-            self._flush()
-        report.seconds = time.perf_counter() - started
-        return report
+        with self.lock:
+            return ingest_documents(
+                documents,
+                embedder=self.embedder,
+                writer=self.writer,
+                store=self.store,
+                splitter=self.splitter,
+                replace=replace,
+                replace_filter=lambda source: scope.restrict({"source": source}),
+                lock_timeout=WRITE_LOCK_SECONDS,
+            )
 
     def ingest_uploads(
         self, files: Sequence[tuple[str, bytes]], *, replace: bool, scope: KeyScope
@@ -513,36 +476,24 @@ class Backend:
     def _sources_of(self, *, ids: Sequence[str] | None, filters: dict[str, Any] | None) -> set:
         if ids:
             return {chunk.source for chunk in self.store.get(list(ids))}
-        iter_chunks = getattr(self.store, "iter_chunks", None)
-        if iter_chunks is None:  # sources unknown: a source filter still names one
+        if not isinstance(self.store, Enumerable):  # sources unknown: a source filter names one
             source = (filters or {}).get("source")
             return {source} if isinstance(source, str) else set()
         node = parse_filter(filters)
-        return {c.source for c in iter_chunks() if matches(node, c.metadata)}
+        return {c.source for c in self.store.iter_chunks() if matches(node, c.metadata)}
 
     def _store_lock(self) -> Any:
         """The store's one-writer lock (the one ``rag ingest`` takes), so that the server and a
         ``rag ingest`` process never write the same store at once; after
         :data:`WRITE_LOCK_SECONDS` a :class:`~rag.core.errors.StoreLockedError` names the holder."""
-        path = None
-        if self.writer is not None:
-            try:
-                path = self.writer.records.path
-            except ConfigError:  # a store without a place for records: nothing to lock
-                path = None
-        return writer_lock(path, timeout=WRITE_LOCK_SECONDS)
+        records = writer_records(self.writer)  # none: a store without records has no lock
+        return writer_lock(records.path if records else None, timeout=WRITE_LOCK_SECONDS)
 
     def _forget(self, sources: Sequence[str] | set[str]) -> None:
-        if self.writer is None or not sources:
-            return
-        try:
-            records = self.writer.records
-        except ConfigError:  # a store without a place for records keeps none
-            return
-        for source in sources:
+        records = writer_records(self.writer)
+        for source in sources if records is not None else ():
             records.forget(source)
 
     def _flush(self) -> None:
-        flush = getattr(self.store, "flush", None)
-        if callable(flush):
-            flush()
+        if isinstance(self.store, Flushable):
+            self.store.flush()
