@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rag.core.errors import ConfigError
+from rag.core.generation import GenerationResult
 
 __all__ = ["JUDGE_PROMPTS", "Judge", "parse_score"]
 
@@ -126,8 +127,10 @@ class Judge:
             except Exception as err:  # a failed judge call is retried, then recorded
                 self.errors.append(f"{type(err).__name__}: {err}")
                 continue
-            value = parse_score(str(getattr(result, "text", result)))
+            # the Generator protocol returns a GenerationResult; a bare judge may return text
+            reply = result.text if isinstance(result, GenerationResult) else str(result)
+            value = parse_score(reply)
             if value is not None:
                 return value
-            self.errors.append(f"unparseable judge reply: {getattr(result, 'text', result)!r}")
+            self.errors.append(f"unparseable judge reply: {reply!r}")
         return None

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.connectors._deps import require
-from rag.eval.runner import EvalResult, VariantResult
+from rag.eval.results import ANSWERS_FILE, RETRIEVAL_FILE, EvalResult, VariantResult, read_results
 
 __all__ = [
     "ReportPaths",
@@ -282,9 +282,7 @@ def _pyplot() -> Any:
 
 
 def _records(directory: Path, name: str) -> dict[str, dict[str, Any]]:
-    from rag.eval.runner import _read_jsonl
-
-    return _read_jsonl(directory / name)
+    return read_results(directory / name)
 
 
 def _worst(result: EvalResult, *, count: int = 10) -> list[dict[str, Any]]:
@@ -294,8 +292,8 @@ def _worst(result: EvalResult, *, count: int = 10) -> list[dict[str, Any]]:
     sections = []
     for variant in result.variants:
         values = _values(variant, metric)
-        retrieval = _records(variant.directory, "retrieval.jsonl")
-        answered = _records(variant.directory, "answers.jsonl")
+        retrieval = _records(variant.directory, RETRIEVAL_FILE)
+        answered = _records(variant.directory, ANSWERS_FILE)
         worst = sorted(values, key=lambda q: (values[q], q))[:count]
         queries = []
         for query_id in worst:
