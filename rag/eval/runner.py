@@ -51,6 +51,7 @@ from rag.eval.stages import (
     ingest_stage,
     rank_documents,
     retrieve_stage,
+    stage_latencies,
     summarize,
 )
 from rag.eval.variants import (
@@ -103,7 +104,6 @@ def run_eval(
     out = Path(out_dir)
     (out / "stores").mkdir(parents=True, exist_ok=True)
     (out / "variants").mkdir(parents=True, exist_ok=True)
-    results: list[VariantResult] = []
     # variants sharing an ingestion run back to back, so each store is built once and warm
     order = sorted(
         range(len(config.variants)), key=lambda i: (ingest_key(config, config.variants[i]), i)
@@ -134,23 +134,12 @@ def run_eval(
                 config, variant, pipeline_file, directory / ANSWERS_FILE, progress=progress
             )
         metrics, per_query, counts = summarize(config, variant, retrieved, answered)
-        latency: dict[str, list[float]] = {}
-        for record in retrieved.values():
-            for stage, value in (record.get("latency") or {}).items():
-                latency.setdefault(stage, []).append(float(value))
-        for record in answered.values():
-            # the chain's own stage timings ("retrieve", "generate") are kept apart from the
-            # runner's batched retrieval: "answer.retrieve", "answer.generate"
-            for stage, value in (record.get("latency") or {}).items():
-                name = stage if stage == "answer" else f"answer.{stage}"
-                if name != "answer.total":
-                    latency.setdefault(name, []).append(float(value))
         by_index[index] = VariantResult(
             name=variant.name,
             params=variant.params(),
             metrics=metrics,
             per_query=per_query,
-            latency=latency,
+            latency=stage_latencies(retrieved, answered),
             counts=counts,
             directory=directory,
             ingest=ingest_report,

@@ -57,6 +57,7 @@ __all__ = [
     "rank_documents",
     "retrieve_stage",
     "selected_queries",
+    "stage_latencies",
     "summarize",
 ]
 
@@ -391,3 +392,22 @@ def summarize(
     for name, failed in judge_failed.items():
         counts[f"{name}_failed"] = failed
     return ordered, per_query, counts
+
+
+def stage_latencies(
+    retrieved: Mapping[str, Mapping[str, Any]], answered: Mapping[str, Mapping[str, Any]]
+) -> dict[str, list[float]]:
+    """Seconds per stage and query: ``retrieve`` (the batched retrieval), ``answer`` (the
+    chain call) and the chain's own stages as ``answer.<stage>`` (its total left out)."""
+    latency: dict[str, list[float]] = {}
+    for record in retrieved.values():
+        for stage, value in (record.get("latency") or {}).items():
+            latency.setdefault(stage, []).append(float(value))
+    for record in answered.values():
+        # the chain's own stage timings ("retrieve", "generate") are kept apart from the
+        # runner's batched retrieval: "answer.retrieve", "answer.generate"
+        for stage, value in (record.get("latency") or {}).items():
+            name = stage if stage == "answer" else f"answer.{stage}"
+            if name != "answer.total":
+                latency.setdefault(name, []).append(float(value))
+    return latency
