@@ -327,9 +327,11 @@ def search(
     search_pipeline = find_pipeline(
         app_file, pipeline, needs="query", config=config, default="search"
     )
-    retriever = next(
-        (c for c in search_pipeline.components.values() if hasattr(c, "retrieve")), None
-    )
+    from rag.core.roles import Role, find_role
+
+    with errors_to_exit_codes():
+        found = find_role(search_pipeline, Role.RETRIEVER, required=False)
+    retriever: Any = found.component if found else None  # else the pipeline runs as a whole
     with errors_to_exit_codes():
         if queries is None:
             if retriever is not None:
@@ -456,11 +458,9 @@ def stats(
     from rag.pipelines.ingest import store_stats
 
     app_file = load_app(config)
-    stores = [
-        (n, c)
-        for n, c in app_file.components.items()
-        if hasattr(c, "count") and hasattr(c, "search")
-    ]
+    from rag.core.roles import Role
+
+    stores = [(n, c) for n, c in app_file.components.items() if Role.STORE.played_by(c)]
     if not stores:
         fail(f"{config}: no vector store among the components")
     with errors_to_exit_codes():

@@ -17,44 +17,31 @@ from rag.chains.answer import Answer
 from rag.chains.rag import RagChain
 from rag.core.errors import ConfigError, RagError
 from rag.core.pipeline import PipelineFile
+from rag.core.roles import Role, find_role
 
 
 def find_chain(app_file: PipelineFile, pipeline: str | None, *, config: Path | str) -> RagChain:
     """The ``chain.rag`` of pipeline ``pipeline`` (``None``: of ``ask``, else the file's only one).
 
+    The choice is :func:`rag.core.roles.find_role`'s, the one that ``rag serve`` makes too.
+
     Raises:
         ConfigError: a named pipeline the file lacks, no such chain, or several and none chosen by
             ``--pipeline``.
     """
-    if pipeline is not None and pipeline not in app_file.pipelines:
+    try:
+        match = find_role(app_file, Role.CHAIN, pipeline=pipeline, prefer=["ask"])
+    except ConfigError as err:
+        raise err.located(file=str(config), line=None, field=None) from None
+    assert match is not None  # required=True
+    if not isinstance(match.component, RagChain):
         raise ConfigError(
-            f"no pipeline named '{pipeline}'; the file has: "
-            f"{', '.join(app_file.pipelines) or 'none'}. Choose one of them with --pipeline",
+            f"component '{match.name}' is a {type(match.component).__name__}; rag ask needs a "
+            "chain.rag",
             file=str(config),
-            field="pipelines",
+            field=f"components.{match.name}",
         )
-    pipeline = pipeline or "ask"
-    if pipeline in app_file.pipelines:
-        chains = [
-            c for c in app_file.pipelines[pipeline].components.values() if isinstance(c, RagChain)
-        ]
-        if not chains:
-            raise ConfigError(
-                f"pipeline '{pipeline}' has no component of type chain.rag",
-                file=str(config),
-                field=f"pipelines.{pipeline}",
-            )
-        return chains[-1]
-    found = app_file.find(RagChain)
-    if len(found) == 1:
-        return found[0][1]  # type: ignore[return-value]
-    raise ConfigError(
-        f"no pipeline named '{pipeline}' (pipelines: {', '.join(app_file.pipelines) or 'none'}) "
-        f"and {len(found)} chain.rag components; add a pipeline '{pipeline}: "
-        "{components: [<your chain.rag>]}' or choose one with --pipeline",
-        file=str(config),
-        field="pipelines",
-    )
+    return match.component
 
 
 def _dumps(data: dict[str, Any]) -> str:

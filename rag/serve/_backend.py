@@ -1,10 +1,10 @@
 """What the API does, without HTTP: find the components of a pipeline file and call them.
 
 :class:`Backend` picks the retriever, the RAG chain, the store and the ingestion stages out of a
-:class:`~rag.core.pipeline.PipelineFile` (by pipeline name first, then by what the components
-can do) and serializes model calls behind one lock: embedding models, tokenizers and llama.cpp
-contexts are not all safe to call from several threads at once, and on a CPU one call already
-uses every core.
+:class:`~rag.core.pipeline.PipelineFile` with :func:`rag.core.roles.find_role` (by pipeline name
+first, then by what the components can do) and serializes model calls behind one lock:
+embedding models, tokenizers and llama.cpp contexts are not all safe to call from several
+threads at once, and on a CPU one call already uses every core.
 
 Every method that reads or writes chunks takes the caller's :class:`~rag.serve._keys.KeyScope`
 and applies it here, once for every front door (REST, OpenAI-compatible chat, gRPC, MCP): the
@@ -21,13 +21,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.core.component import Component
 from rag.core.documents import Document, Hit
 from rag.core.errors import ConfigError, LoaderError
 from rag.core.filters import matches, parse_filter
 from rag.core.limits import check_finite
 from rag.core.pipeline import Pipeline, PipelineFile
 from rag.core.protocols import Enumerable, Flushable
+from rag.core.roles import Role, find_role
 from rag.pipelines.ingest import (
     IngestReport,
     find_writer,
@@ -106,14 +106,6 @@ class UploadRejected(Exception):
 
 class NotConfigured(Exception):
     """The pipeline file lacks what an endpoint needs (no chain, no ingestion pipeline)."""
-
-
-def _is_store(component: Any) -> bool:
-    return all(callable(getattr(component, name, None)) for name in ("search", "count", "delete"))
-
-
-def _first(components: Sequence[Component], test: Any) -> Any:
-    return next((c for c in components if test(c)), None)
 
 
 class AllowedRoots:
@@ -207,33 +199,34 @@ class Backend:
         ingest_pipeline: str = "ingest",
         allowed_roots: Sequence[str | Path] = (),
     ) -> None:
-        from rag.chains.rag import RagChain
-
         self.app_file = app_file
         self.lock = threading.Lock()
         self.roots = AllowedRoots(allowed_roots)
-        everything = list(app_file.components.values())
+        self.role_problems: dict[Role, str] = {}
+        """Why a role has no component (several could play it), for the endpoints' messages."""
 
-        def in_pipeline(name: str) -> list[Component]:
-            pipeline = app_file.pipelines.get(name)
-            return list(pipeline.components.values()) if pipeline else []
+        def role(role: Role, prefer: Sequence[str], *, whole_file: bool = True) -> Any:
+            # One resolver for CLI, chains and serve (rag.core.roles). Several candidates leave
+            # the role empty, as before: the server still serves what it can, and the endpoint
+            # that needs the role says why.
+            try:
+                found = find_role(
+                    app_file, role, prefer=prefer, whole_file=whole_file, required=False
+                )
+            except ConfigError as err:
+                self.role_problems[role] = err.message
+                return None
+            return found.component if found else None
 
-        self.chain: Any = _first(in_pipeline(ask_pipeline), lambda c: isinstance(c, RagChain))
-        if self.chain is None:
-            chains = [c for c in everything if isinstance(c, RagChain)]
-            self.chain = chains[0] if len(chains) == 1 else None
-        self.retriever: Any = _first(in_pipeline(search_pipeline), lambda c: hasattr(c, "retrieve"))
-        if self.retriever is None and self.chain is not None:
-            self.retriever = self.chain.retriever
-        if self.retriever is None:
-            self.retriever = _first(everything, lambda c: hasattr(c, "retrieve"))
+        self.chain: Any = role(Role.CHAIN, [ask_pipeline])
+        self.retriever: Any = role(Role.RETRIEVER, [search_pipeline, ask_pipeline])
         self.ingest: Pipeline | None = app_file.pipelines.get(ingest_pipeline)
         found = find_writer(self.ingest) if self.ingest else None
         self.writer: StoreWriter | None = found[1] if found else None
         self.store: Any = (
             self.writer.store
             if self.writer is not None
-            else getattr(self.retriever, "store", None) or _first(everything, _is_store)
+            else role(Role.STORE, [search_pipeline, ask_pipeline])
         )
         if self.retriever is None and self.store is None:
             raise ConfigError(
@@ -242,12 +235,9 @@ class Backend:
                 file=app_file.source,
                 field="pipelines",
             )
-        stages = list(self.ingest.components.values()) if self.ingest else []
-        self.splitter: Any = _first(stages, lambda c: callable(getattr(c, "split_document", None)))
-        self.embedder: Any = _first(stages, lambda c: callable(getattr(c, "embed_documents", None)))
-        if self.embedder is None:
-            self.embedder = getattr(self.retriever, "embedder", None)
-        self.loader: Any = _first(stages, lambda c: callable(getattr(c, "load", None)))
+        self.splitter: Any = role(Role.SPLITTER, [ingest_pipeline], whole_file=False)
+        self.embedder: Any = role(Role.EMBEDDER, [ingest_pipeline, search_pipeline, ask_pipeline])
+        self.loader: Any = role(Role.LOADER, [ingest_pipeline], whole_file=False)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -266,14 +256,18 @@ class Backend:
         """The ``k`` chunks nearest to ``query`` among those ``scope`` may see."""
         require(scope, READ)
         if self.retriever is None:
-            raise NotConfigured("the pipeline file has no retriever; add a 'search' pipeline")
+            raise NotConfigured(
+                self.role_problems.get(Role.RETRIEVER)
+                or "the pipeline file has no retriever; add a 'search' pipeline"
+            )
         with self.lock:
             return list(self.retriever.retrieve(query, k=k, filters=scope.restrict(filters)))
 
     def require_chain(self) -> Any:
         if self.chain is None:
             raise NotConfigured(
-                "the pipeline file has no chain.rag; add an 'ask' pipeline with a chain.rag "
+                self.role_problems.get(Role.CHAIN)
+                or "the pipeline file has no chain.rag; add an 'ask' pipeline with a chain.rag "
                 "component (see examples/qa.yaml)"
             )
         return self.chain
