@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from rag.connectors.stores.faiss import FaissStore
-from rag.core.errors import PipelineError
+from rag.core.errors import PipelineError, StoreLockedError
 from rag.core.pipeline import Pipeline
 from rag.pipelines.ingest import run_ingest
 from rag.pipelines.loaders import FileLoader
+from rag.pipelines.records import writer_lock
 from tests.pipelines.ingest_helpers import expected_chunks, make_pipeline, write_corpus
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'ragline[ray]'")
@@ -52,6 +53,23 @@ def test_ray_runner_matches_the_local_runner(local_ray, embedder, tmp_path):
     changed = run_ingest_ray(pipeline, [corpus], mode="full", progress=False)
     assert {c.id: c.text for c in distributed.get(distributed.ids())} == expected_chunks(corpus)
     assert changed.chunks_deleted > 0
+
+    # chunks the records claim but the store lost are written again, as the local runner does
+    distributed.clear()
+    restored = run_ingest_ray(pipeline, [corpus], progress=False)
+    assert restored.chunks_written == len(expected_chunks(corpus)) == distributed.count()
+
+
+def test_ray_runner_waits_for_the_writer_lock(tmp_path, embedder):
+    from rag.pipelines.distributed import run_ingest_ray
+
+    corpus = write_corpus(tmp_path / "corpus")
+    store = FaissStore(path=str(tmp_path / "index"))
+    pipeline = make_pipeline(embedder, store)
+    records = pipeline.components["writer"].records.path
+    with writer_lock(records), pytest.raises(StoreLockedError, match="another ingest"):
+        run_ingest_ray(pipeline, [corpus], progress=False, lock_timeout=0.2)
+    assert store.count() == 0
 
 
 def test_ray_runner_refuses_a_pipeline_it_cannot_distribute(tmp_path):
