@@ -62,6 +62,7 @@ from rag.core.errors import ConfigError, PipelineError
 from rag.core.filters import matches, parse_filter
 from rag.core.pipeline import Pipeline
 from rag.core.protocols import Embedder, Enumerable, Filters, Flushable, ReportsStats
+from rag.core.roles import Role
 from rag.pipelines import _stream
 from rag.pipelines.loaders import SUPPORTED_EXTENSIONS, expand_sources
 
@@ -127,11 +128,11 @@ def ingest_stages(pipeline: Pipeline) -> IngestStages | None:
     links = {(c.sender, c.receiver) for c in pipeline.connections}
     if links != set(itertools.pairwise(names)):
         return None
+    # Role.played_by, not isinstance: isinstance reads an embedder's dimension (loads a model).
     if not (
-        # Loaders and splitters have no protocol in rag.core.protocols: ask for the method used.
-        callable(getattr(loader, "load", None))
-        and callable(getattr(splitter, "split_document", None))
-        and isinstance(embedder, Embedder)
+        Role.LOADER.played_by(loader)
+        and Role.SPLITTER.played_by(splitter)
+        and Role.EMBEDDER.played_by(embedder)
         and isinstance(writer, StoreWriter)
     ):
         return None

@@ -14,6 +14,7 @@ from rag.core.pipeline import Pipeline
 from rag.pipelines.ingest import (
     check_ingest_pipeline,
     ingest_documents,
+    ingest_stages,
     pipeline_fingerprint,
     run_ingest,
     store_stats,
@@ -217,3 +218,18 @@ def test_a_vector_neutral_parameter_does_not_change_the_fingerprint(name):
     base = fingerprint(Tunable())
     assert fingerprint(Tunable(**{name: "changed"})) == base
     assert fingerprint(Tunable(dimension=32)) != base  # a parameter that changes vectors
+
+
+def test_recognizing_the_streaming_shape_loads_no_model():
+    class LazyEmbedder(HashEmbedder):
+        @property
+        def dimension(self) -> int:  # a real embedder loads its model here
+            raise AssertionError("the model was loaded to recognize the pipeline")
+
+        @dimension.setter
+        def dimension(self, value: int) -> None:
+            pass
+
+    pipeline = make_pipeline(LazyEmbedder(), FaissStore())
+    stages = ingest_stages(pipeline)
+    assert stages is not None and stages.embedder is pipeline.components["embedder"]
