@@ -323,6 +323,7 @@ def ingest_documents(
         does not have).
 
     Raises:
+        ValueError: neither ``writer`` nor ``store`` is given.
         StoreLockedError: another process still writes to the store after ``lock_timeout``.
 
     Example:
@@ -342,6 +343,8 @@ def ingest_documents(
         >>> report.chunks_written, report.chunks_deleted, store.count()
         (1, 1, 1)
     """
+    if writer is None and store is None:
+        raise ValueError("ingest_documents needs a writer (writer.store) or a store to write to")
     started = time.perf_counter()
     target = writer if writer is not None else StoreWriter(store=store)
     records = writer_records(writer)

@@ -124,6 +124,11 @@ def test_without_a_writer_documents_go_to_the_store_with_upsert(tmp_path):
     assert (again.chunks_written, store.count()) == (1, 1)  # upserted, not duplicated
 
 
+def test_documents_need_somewhere_to_go():
+    with pytest.raises(ValueError, match="needs a writer"):
+        ingest_documents([document("a.md", "alpha")], embedder=HashEmbedder())
+
+
 def test_documents_wait_for_the_writer_lock(tmp_path):
     store = FaissStore(path=str(tmp_path / "index"))
     writer = StoreWriter(store=store)
