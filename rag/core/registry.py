@@ -1,15 +1,23 @@
 """Short type names (``store.faiss``) for component classes.
 
-Built-in names map to ``"module:Class"`` strings that are imported on first use, so ``import rag``
-stays fast and a missing optional dependency only matters when its component is used. Other
-packages add names through the ``ragline.components`` entry-point group, or an application
-registers its own classes on a :class:`Registry` it passes to ``Pipeline.load``.
+``rag.core`` names no class of the layers above it: ragline's own components are declared like
+any other package's, as entry points of the ``ragline.components`` group (the
+``[project.entry-points."ragline.components"]`` table of ``pyproject.toml``), and the registry
+reads that group. A name maps to a ``"module:Class"`` string imported on first use, so
+``import rag`` stays fast and a missing optional dependency only matters when its component is
+used. An application can also register its own classes on a :class:`Registry` it passes to
+``Pipeline.load``.
+
+An editable install (``pip install -e .``) writes the entry points when it is installed: after
+the table changes, install again (``scripts/bootstrap.sh`` does).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,44 +26,37 @@ from typing import Any
 
 from rag.core.errors import ConfigError, UnknownComponentError, did_you_mean
 
-BUILTIN_COMPONENTS: dict[str, str] = {
-    # loaders and splitters
-    "loader.files": "rag.pipelines.loaders:FileLoader",
-    "splitter.recursive": "rag.pipelines.splitters:RecursiveSplitter",
-    "splitter.sentence": "rag.pipelines.splitters:SentenceSplitter",
-    "splitter.markdown": "rag.pipelines.splitters:MarkdownSplitter",
-    "splitter.semantic": "rag.pipelines.splitters:SemanticSplitter",
-    "splitter.parent": "rag.pipelines.parents:ParentChildSplitter",
-    "splitter.sentence_window": "rag.pipelines.parents:SentenceWindowSplitter",
-    "writer.store": "rag.pipelines.writer:StoreWriter",
-    # connectors
-    "embedder.sentence_transformers": "rag.connectors.embedders.sentence_transformers:SentenceTransformersEmbedder",
-    "embedder.http": "rag.connectors.embedders.http:HttpEmbedder",
-    "store.faiss": "rag.connectors.stores.faiss:FaissStore",
-    "store.milvus": "rag.connectors.stores.milvus:MilvusStore",
-    "store.weaviate": "rag.connectors.stores.weaviate:WeaviateStore",
-    "store.pgvector": "rag.connectors.stores.pgvector:PgvectorStore",
-    "store.qdrant": "rag.connectors.stores.qdrant:QdrantStore",
-    "store.pinecone": "rag.connectors.stores.pinecone:PineconeStore",
-    "retriever.dense": "rag.connectors.retrievers.dense:DenseRetriever",
-    "retriever.bm25": "rag.connectors.retrievers.bm25:BM25Retriever",
-    "retriever.hybrid": "rag.connectors.retrievers.hybrid:HybridRetriever",
-    "retriever.parent": "rag.connectors.retrievers.parent:ParentRetriever",
-    "retriever.multi_query": "rag.connectors.retrievers.query_strategies:MultiQueryRetriever",
-    "retriever.hyde": "rag.connectors.retrievers.query_strategies:HydeRetriever",
-    "ranker.cross_encoder": "rag.connectors.rankers.cross_encoder:CrossEncoderRanker",
-    "generator.llama_cpp": "rag.connectors.generators.llama_cpp.generator:LlamaCppGenerator",
-    "generator.openai": "rag.connectors.generators.openai:OpenAIGenerator",
-    # chains
-    "chain.rag": "rag.chains.rag:RagChain",
-    # answer styles of chain.rag (rag.chains.styles)
-    "style.evidence": "rag.chains.styles.evidence:EvidenceStyle",
-    "style.extractive": "rag.chains.styles.extractive:ExtractiveStyle",
-    "style.concise": "rag.chains.styles.concise:ConciseStyle",
-    "style.sentences": "rag.chains.styles.sentences:SentencesStyle",
-}
-
 ENTRY_POINT_GROUP = "ragline.components"
+DISTRIBUTION = "ragline"
+"""The distribution whose entry points are the built-in names."""
+
+
+@functools.cache
+def _declared() -> tuple[dict[str, str], dict[str, str]]:
+    """``(ragline's own, other packages')`` names of :data:`ENTRY_POINT_GROUP`, read once per
+    process (a plugin installed later is seen by the next process)."""
+    own: dict[str, str] = {}
+    others: dict[str, str] = {}
+    try:
+        points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except Exception:  # pragma: no cover - broken environments
+        return own, others
+    for point in points:
+        dist = point.dist.name if point.dist is not None else ""
+        is_own = re.sub(r"[-_.]+", "-", dist).lower() == DISTRIBUTION
+        (own if is_own else others)[point.name] = point.value
+    return own, others
+
+
+BUILTIN_COMPONENTS: dict[str, str] = dict(_declared()[0])
+"""ragline's own names, ``{"store.faiss": "<module>:FaissStore", ...}``, as
+its installed distribution declares them."""
+
+_NOT_INSTALLED = (
+    " (no built-in component is registered: ragline's own names are entry points of its "
+    "installed distribution, and none was found; install it, e.g. 'pip install -e .' in a "
+    "checkout)"
+)
 
 
 class Registry:
@@ -69,17 +70,8 @@ class Registry:
     """
 
     def __init__(self, entries: dict[str, str | type] | None = None) -> None:
-        self._entries: dict[str, str | type] = dict(BUILTIN_COMPONENTS)
-        self._entries.update(self._entry_points())
-        self._entries.update(entries or {})
-
-    @staticmethod
-    def _entry_points() -> dict[str, str]:
-        try:
-            points = metadata.entry_points(group=ENTRY_POINT_GROUP)
-        except Exception:  # pragma: no cover - broken environments
-            return {}
-        return {point.name: point.value for point in points}
+        own, others = _declared()
+        self._entries: dict[str, str | type] = {**own, **others, **(entries or {})}
 
     def register(self, name: str, cls: type) -> None:
         """Add (or replace) a short name on this registry."""
@@ -111,7 +103,8 @@ class Registry:
             same_family = [n for n in self._entries if n.split(".")[0] == family]
             raise UnknownComponentError(
                 f"unknown component type '{name}'.{did_you_mean(name, self._entries)} "
-                f"Known: {', '.join(sorted(same_family or self._entries))}"
+                f"Known: {', '.join(sorted(same_family or self._entries)) or '(none)'}"
+                + ("" if _declared()[0] else _NOT_INSTALLED)
             )
         if isinstance(target, str):
             target = _import_path(target)
