@@ -124,7 +124,7 @@ def _import_path(path: str) -> type:
     module_name, _, attr = path.partition(":") if ":" in path else path.rpartition(".")
     try:
         module = importlib.import_module(module_name)
-        cls: Any = getattr(module, attr)
+        cls: Any = getattr(module, attr)  # the class a "module:Class" name points to
     except (ImportError, AttributeError) as err:
         if isinstance(err, ImportError) and err.__class__.__name__ == "MissingDependencyError":
             raise

@@ -59,10 +59,15 @@ def _jsonable(value: Any) -> Any:
 def _scope_of(ctx: Any) -> KeyScope:
     """The caller's key scope: the one the REST Guard found for the HTTP request that carried
     the call; over stdio (no request, no keys) the whole index."""
-    request = getattr(getattr(ctx, "_request_context", None), "request", None)
-    if request is None:
+    from starlette.requests import Request
+
+    try:
+        request = ctx.request_context.request
+    except ValueError:  # the SDK's answer outside a request
+        request = None
+    if request is None:  # stdio: no HTTP request carried the call
         return FULL_ACCESS
-    scope = getattr(request, "scope", {}).get(SCOPE_KEY)
+    scope = request.scope.get(SCOPE_KEY) if isinstance(request, Request) else None
     if not isinstance(scope, KeyScope):  # served over HTTP without the Guard: refuse
         raise Forbidden("the MCP request carries no key scope; serve MCP with mount_mcp")
     return scope
