@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.chains.tools import Tool
-from rag.connectors._deps import require
+from rag.core.deps import require
 from rag.core.errors import ConfigError, did_you_mean
 
 FIELDS = ("command", "url", "env", "headers", "api_key_env", "prefix", "tools", "timeout")

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from rag.chains.answer import Context
-from rag.core.errors import ConfigError, did_you_mean
+from rag.core.errors import ConfigError, RagError, did_you_mean
 from rag.core.generation import GenerationResult, Message, ToolCall, Usage
 from rag.core.registry import imports_allowed
 
 _JSON_TYPES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 
 
-class ToolArgumentError(ValueError):
+class ToolArgumentError(RagError, ValueError):
     """The model called a tool with arguments that do not match its schema."""
 
 

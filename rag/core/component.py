@@ -81,7 +81,7 @@ class Component:
     @classmethod
     def input_sockets(cls) -> dict[str, tuple[Any, bool]]:
         """``{name: (type, required)}`` for every parameter of ``run``."""
-        hints = _type_hints(cls.run)
+        hints = type_hints(cls.run)
         sockets = {}
         for name, param in inspect.signature(cls.run).parameters.items():
             if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
@@ -152,7 +152,13 @@ class Component:
         return f"{type(self).__name__}({params})"
 
 
-def _type_hints(func: Any) -> dict[str, Any]:
+def type_hints(func: Any) -> dict[str, Any]:
+    """``func``'s resolved type hints, or ``{}`` when they cannot be resolved.
+
+    >>> def run(text: str) -> dict: ...
+    >>> type_hints(run)["text"]
+    <class 'str'>
+    """
     try:
         return typing.get_type_hints(func)
     except Exception:
@@ -188,12 +194,17 @@ def serialize_value(
     return value
 
 
-def _accepts(annotation: Any, kind: type) -> bool:
+def accepts(annotation: Any, kind: type) -> bool:
+    """Whether a parameter annotated ``annotation`` takes a ``kind`` (a union counts).
+
+    >>> accepts(int | None, int), accepts(str, int)
+    (True, False)
+    """
     if annotation is inspect.Parameter.empty or annotation is Any:
         return False
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
-        return any(_accepts(arg, kind) for arg in typing.get_args(annotation))
+        return any(accepts(arg, kind) for arg in typing.get_args(annotation))
     return inspect.isclass(annotation) and issubclass(annotation, kind)
 
 
@@ -213,7 +224,7 @@ def build_component(
             or a constructor that rejects a value.
     """
     signature = _init_signature(cls)
-    hints = _type_hints(cls.__init__)
+    hints = type_hints(cls.__init__)
     accepted = [n for n in signature.parameters if n != "self"]
     var_keyword = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     kwargs: dict[str, Any] = {}
@@ -371,9 +382,9 @@ def _deserialize(
                 f"reference '{value}' can only be used inside a pipeline file", field=field
             )
         return resolve_reference(value[1:], field)
-    if _accepts(annotation, Secret) and isinstance(value, str):
+    if accepts(annotation, Secret) and isinstance(value, str):
         return Secret.parse(value)
-    if isinstance(value, Mapping) and "type" in value and _accepts(annotation, Component):
+    if isinstance(value, Mapping) and "type" in value and accepts(annotation, Component):
         from rag.core.registry import default_registry
 
         reg = registry or default_registry
@@ -407,7 +418,7 @@ def _accepts_component_list(annotation: Any) -> bool:
         return any(_accepts_component_list(a) for a in typing.get_args(annotation))
     if origin in (list, typing.get_origin(typing.Sequence[int])):
         args = typing.get_args(annotation)
-        return bool(args) and _accepts(args[0], Component)
+        return bool(args) and accepts(args[0], Component)
     return False
 
 

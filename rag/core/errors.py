@@ -20,7 +20,24 @@
     ├── StoreLockedError         another process writes to the store (names pid, host, since)
     ├── StoreFullError           the disk under a store is full (nothing written is lost)
     ├── GenerationError          a generator failed (remote endpoint down, bad response, ...)
-    └── EmbeddingError           an embedder failed (remote endpoint down, bad response, ...)
+    ├── EmbeddingError           an embedder failed (remote endpoint down, bad response, ...)
+    │
+    │   defined where they are raised, rooted here all the same:
+    ├── rag.chains.tools.ToolArgumentError   a model's tool call does not fit the tool (ValueError)
+    ├── rag.serve._backend.Forbidden         the caller's key may not do this (REST 403)
+    ├── rag.serve._backend.PathNotAllowed    a server-side path outside every allowed root (403)
+    ├── rag.serve._backend.UploadRejected    no uploaded file could be loaded (422)
+    ├── rag.serve._backend.NotConfigured     the pipeline file lacks what an endpoint needs (404)
+    ├── rag.serve._grpc.InvalidArgument      a gRPC request field is wrong (INVALID_ARGUMENT)
+    ├── rag.serve._guard.BodyTooLarge        a body over the limit (also Starlette's HTTPException)
+    └── rag.serve._kserve.BadInferRequest    an inference request the model cannot run (an
+                                             InvalidInputError)
+
+    RagWarning (a UserWarning)   something works but probably not as meant
+    └── rag.core.pipeline_file.LiteralSecretWarning   a credential written into a pipeline file
+
+``tests/test_exported_members.py`` walks every module of ``rag`` and fails on an exception or
+warning class outside this tree.
 
 Every message names the offender (file, line, field or value) and, where one exists, the fix,
 and never a credential: ``str()`` of any of these errors masks the user and password of every URL
@@ -228,6 +245,16 @@ class GenerationError(RagError):
 
 class EmbeddingError(RagError):
     """An embedder could not produce vectors (a remote service failed or answered wrongly)."""
+
+
+class RagWarning(UserWarning):
+    """Base class of every warning ragline emits (filter them all with ``RagWarning``).
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore", RagWarning)  # silence ragline's warnings only
+    """
 
 
 def did_you_mean(value: str, options: Iterable[str]) -> str:

@@ -35,8 +35,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rag.core.component import Component, _accepts, _type_hints, build_component
-from rag.core.errors import ConfigError, MissingEnvVarError, PipelineError, did_you_mean
+from rag.core.component import Component, accepts, build_component, type_hints
+from rag.core.errors import (
+    ConfigError,
+    MissingEnvVarError,
+    PipelineError,
+    RagWarning,
+    did_you_mean,
+)
 from rag.core.graph import Pipeline
 from rag.core.registry import Registry, allowing_imports, default_registry, imports_allowed
 from rag.core.secrets import Secret, looks_like_secret
@@ -45,7 +51,7 @@ from rag.core.yaml_io import LocatedYaml, dump_yaml, expand_env_refs, read_yaml
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class LiteralSecretWarning(UserWarning):
+class LiteralSecretWarning(RagWarning):
     """A pipeline file holds what looks like a credential itself (the value is never shown)."""
 
 
@@ -240,9 +246,9 @@ class _Builder:
                 cls = self.registry.resolve(spec["type"], allow_imports=self.allow_imports)
             except ConfigError:
                 continue  # reported with its line when the component is built
-            hints = _type_hints(cls.__init__)
+            hints = type_hints(cls.__init__)
             for param in spec.get("init_parameters") or {}:
-                if _accepts(hints.get(param), Secret):
+                if accepts(hints.get(param), Secret):
                     keep.add(("components", name, "init_parameters", param))
         self._warn_literal_secrets(keep)
         expand_env_refs(self.located, keep=keep)

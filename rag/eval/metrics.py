@@ -35,7 +35,7 @@ import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from rag.connectors._deps import require
+from rag.core.deps import require
 from rag.core.errors import ConfigError, did_you_mean
 from rag.core.text import STOPWORDS
 

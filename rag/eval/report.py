@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.connectors._deps import require
+from rag.core.deps import require
 from rag.eval.results import ANSWERS_FILE, RETRIEVAL_FILE, EvalResult, VariantResult, read_results
 
 __all__ = [

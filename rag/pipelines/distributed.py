@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rag.connectors._deps import require
 from rag.core.component import Component
+from rag.core.deps import require
 from rag.core.documents import Chunk
 from rag.core.errors import LoaderError, PipelineError
 from rag.core.pipeline import Pipeline

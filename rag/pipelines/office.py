@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from rag.connectors._deps import require
+from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import LoaderError, MissingDependencyError
 

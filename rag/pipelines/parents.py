@@ -34,7 +34,7 @@ from typing import Any
 from rag.core.component import Component
 from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
-from rag.pipelines.splitters import TokenCounter, _BaseSplitter, _sentence_spans
+from rag.pipelines.splitters import BaseSplitter, TokenCounter, sentence_spans
 
 PARENT_ID = "parent_id"
 PARENT_TEXT = "parent_text"
@@ -117,7 +117,7 @@ class ParentChildSplitter(Component):
         return children
 
 
-class SentenceWindowSplitter(_BaseSplitter):
+class SentenceWindowSplitter(BaseSplitter):
     """One chunk per sentence; the sentence with its neighbours is kept in ``metadata["window"]``.
 
     Single sentences embed sharply; the window gives the generator the surrounding context
@@ -149,14 +149,14 @@ class SentenceWindowSplitter(_BaseSplitter):
         self.window_size = window_size
 
     def split_text(self, text: str) -> list[tuple[int, int]]:
-        return _sentence_spans(text, self._counter(text), self.chunk_size)
+        return sentence_spans(text, self._counter(text), self.chunk_size)
 
     def split_document(self, document: Document) -> list[Chunk]:
         text = document.text
         count: TokenCounter = self._counter(text)
         sentences = [
             span
-            for span in _sentence_spans(text, count, self.chunk_size)
+            for span in sentence_spans(text, count, self.chunk_size)
             if text[span[0] : span[1]].strip()
         ]
         chunks = self._make_chunks(document, text, sentences, {})  # one chunk per span

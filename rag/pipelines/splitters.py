@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.connectors._deps import require
 from rag.core.component import Component
+from rag.core.deps import require
 from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
 from rag.core.text import split_sentences
@@ -84,7 +84,22 @@ def load_tokenizer(model: str) -> tuple[Any, int]:
         return _TOKENIZERS[model]
 
 
-class _BaseSplitter(Component):
+class BaseSplitter(Component):
+    """What every splitter shares: the size checks, the tokenizer, ``run`` and chunk building.
+
+    A subclass implements ``split_text(text) -> [(start, end), ...]``; chunks get deterministic
+    ids and a ``start_index``. Sizes count tokens of ``tokenizer`` when one is set, else
+    characters.
+
+    Example:
+        >>> class Halves(BaseSplitter):
+        ...     def split_text(self, text):
+        ...         return [(0, len(text) // 2), (len(text) // 2, len(text))]
+        >>> splitter = Halves(chunk_size=100, chunk_overlap=0, tokenizer=None)
+        >>> [c.text for c in splitter.split_document(Document(id="a.md", text="one two"))]
+        ['one', 'two']
+    """
+
     outputs = {"chunks": list[Chunk]}
 
     def __init__(
@@ -202,7 +217,7 @@ def _merge(
     return chunks
 
 
-class RecursiveSplitter(_BaseSplitter):
+class RecursiveSplitter(BaseSplitter):
     """Split at the coarsest boundary that makes pieces fit, then merge up to ``chunk_size``.
 
     Args:
@@ -254,7 +269,7 @@ class RecursiveSplitter(_BaseSplitter):
         return _merge(pieces, count, self.chunk_size, self.chunk_overlap)
 
 
-class SentenceSplitter(_BaseSplitter):
+class SentenceSplitter(BaseSplitter):
     """Pack whole sentences into chunks of at most ``chunk_size`` tokens.
 
     A sentence longer than ``chunk_size`` is split at word boundaries.
@@ -305,7 +320,7 @@ _HEADER = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 _FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
 
 
-class MarkdownSplitter(_BaseSplitter):
+class MarkdownSplitter(BaseSplitter):
     """Split Markdown at headers; long sections are split further (recursively).
 
     Every chunk carries ``metadata["headers"]`` (the header path, e.g. ``["Guide", "Install"]``)
@@ -392,7 +407,7 @@ class MarkdownSplitter(_BaseSplitter):
         return chunks
 
 
-def _sentence_spans(text: str, count: TokenCounter, chunk_size: int) -> list[tuple[int, int]]:
+def sentence_spans(text: str, count: TokenCounter, chunk_size: int) -> list[tuple[int, int]]:
     """Sentences of ``text``; one longer than ``chunk_size`` is split at word boundaries."""
     sentences: list[tuple[int, int]] = []
     for span in split_sentences(text):
@@ -407,7 +422,7 @@ def _sentence_spans(text: str, count: TokenCounter, chunk_size: int) -> list[tup
 THRESHOLD_TYPES = ("percentile", "absolute")
 
 
-class SemanticSplitter(_BaseSplitter):
+class SemanticSplitter(BaseSplitter):
     """Cut where the meaning shifts: between adjacent sentences whose embeddings differ most.
 
     Each sentence is embedded once; the similarity across the gap between sentences ``i`` and
@@ -504,7 +519,7 @@ class SemanticSplitter(_BaseSplitter):
 
     def split_text(self, text: str) -> list[tuple[int, int]]:
         count = self._counter(text)
-        sentences = _sentence_spans(text, count, self.chunk_size)
+        sentences = sentence_spans(text, count, self.chunk_size)
         if len(sentences) < 2:
             return sentences
         similarity = self.similarities(text, sentences)

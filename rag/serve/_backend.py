@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.documents import Document, Hit
-from rag.core.errors import ConfigError, LoaderError
+from rag.core.errors import ConfigError, LoaderError, RagError
 from rag.core.filters import matches, parse_filter
 from rag.core.limits import check_finite
 from rag.core.pipeline import Pipeline, PipelineFile
@@ -45,7 +45,7 @@ WRITE_LOCK_SECONDS = 10.0
 """How long an ingest or delete waits for another process (``rag ingest``) writing the store."""
 
 
-class Forbidden(Exception):
+class Forbidden(RagError):
     """The caller's key may not do this (a read-only key writing, a tenant reaching out)."""
 
     def __init__(self, message: str, *, param: str | None = None) -> None:
@@ -87,7 +87,7 @@ def stamp(document: Document, scope: KeyScope, *, field: str) -> Document:
     return Document(id=f"{scope.name}\x1f{document.id}", text=document.text, metadata=metadata)
 
 
-class PathNotAllowed(Exception):
+class PathNotAllowed(RagError):
     """A server-side path resolves outside every allowed root."""
 
     def __init__(self, param: str, message: str) -> None:
@@ -95,7 +95,7 @@ class PathNotAllowed(Exception):
         super().__init__(message)
 
 
-class UploadRejected(Exception):
+class UploadRejected(RagError):
     """None of the uploaded files could be loaded; ``errors`` names each file and why."""
 
     def __init__(self, errors: Sequence[dict[str, Any]]) -> None:
@@ -104,7 +104,7 @@ class UploadRejected(Exception):
         super().__init__(f"no uploaded file could be loaded ({reasons})")
 
 
-class NotConfigured(Exception):
+class NotConfigured(RagError):
     """The pipeline file lacks what an endpoint needs (no chain, no ingestion pipeline)."""
 
 

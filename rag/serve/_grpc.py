@@ -35,13 +35,14 @@ import threading
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from rag.connectors._deps import require
+from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import (
     ConfigError,
     FilterError,
     GenerationError,
     InvalidInputError,
+    RagError,
     StoreLockedError,
 )
 from rag.core.threads import iterate_in_thread
@@ -75,7 +76,7 @@ PUBLIC_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
 """Services that answer without a key."""
 
 
-class InvalidArgument(Exception):
+class InvalidArgument(RagError):
     """A request field is wrong; the message starts with the field's name."""
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from rag.core.errors import RagError
 from rag.core.limits import MAX_JSON_DEPTH, json_depth
 from rag.serve._keys import API_KEYS_ENV, ApiKey, KeyRing, KeyScope
 
@@ -51,8 +52,11 @@ def _is_json(scope: Scope) -> bool:
     return False
 
 
-class BodyTooLarge(HTTPException):
-    """The request body passed ``max_body_bytes`` while it was being read."""
+class BodyTooLarge(HTTPException, RagError):
+    """The request body passed ``max_body_bytes`` while it was being read.
+
+    ``HTTPException`` comes first, so Starlette answers it with its own status (413).
+    """
 
     def __init__(self, limit: int) -> None:
         super().__init__(413, f"request body is larger than the limit of {limit} bytes")

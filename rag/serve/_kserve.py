@@ -35,6 +35,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import rag
+from rag.core.errors import RagError
 from rag.serve._backend import Backend
 
 INPUT_NAME = "text"
@@ -70,7 +71,7 @@ class InferRequest(BaseModel):
     outputs: list[_RequestedOutput] | None = None
 
 
-class BadInferRequest(ValueError):
+class BadInferRequest(RagError, ValueError):
     """A request this model cannot run; the message names the offending field."""
 
 

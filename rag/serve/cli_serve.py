@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.connectors._deps import require
+from rag.core.deps import require
 from rag.core.errors import ConfigError
 from rag.core.pipeline import PipelineFile
 from rag.serve._keys import API_KEYS_ENV, ApiKey, keys_from_env

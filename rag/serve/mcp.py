@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from rag.connectors._deps import require
+from rag.core.deps import require
 from rag.core.errors import ConfigError, FilterError, GenerationError, InvalidInputError
 from rag.core.limits import check_finite
 from rag.serve._backend import Backend, Forbidden, NotConfigured
