@@ -41,7 +41,9 @@ NOT_BLANK = r"\S"
 """Pattern of texts that must hold a non-space character (the same regex engine checks it)."""
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """A request body: unknown fields refused, types strict, no NaN or infinity."""
+
     model_config = ConfigDict(
         extra="forbid", strict=True, allow_inf_nan=False, regex_engine="python-re"
     )
@@ -53,7 +55,8 @@ def _check_json(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
-def _check_filters(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+def check_filters(value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+    """A field validator: ``value`` is finite, shallow enough and in the filter grammar."""
     _check_json(value, info)
     parse_filter(value)  # FilterError is a ValueError: pydantic reports it on the field
     _check_nesting(value)
@@ -207,7 +210,7 @@ FiltersField = Field(
 
 
 # -- search and ask ---------------------------------------------------------------------------
-class SearchRequest(_Strict):
+class SearchRequest(StrictModel):
     """``POST /v1/search``."""
 
     query: str = Field(
@@ -216,7 +219,7 @@ class SearchRequest(_Strict):
     k: TopK = Field(default=10, description="Hits to return.")
     filters: Filters = FiltersField
 
-    _filters = field_validator("filters")(_check_filters)
+    _filters = field_validator("filters")(check_filters)
 
 
 class HitOut(BaseModel):
@@ -231,7 +234,7 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
 
 
-class AskRequest(_Strict):
+class AskRequest(StrictModel):
     """``POST /v1/ask``; ``stream: true`` answers with server-sent events."""
 
     question: str = Field(
@@ -250,7 +253,7 @@ class AskRequest(_Strict):
         ),
     )
 
-    _filters = field_validator("filters")(_check_filters)
+    _filters = field_validator("filters")(check_filters)
 
 
 class CitationOut(BaseModel):
@@ -308,7 +311,7 @@ class AskResponse(BaseModel):
 
 
 # -- documents --------------------------------------------------------------------------------
-class DocumentIn(_Strict):
+class DocumentIn(StrictModel):
     """A document given inline; it is split, embedded and stored like a loaded file."""
 
     id: str = Field(min_length=1, max_length=1_000, description="Stable source id.")
@@ -326,7 +329,7 @@ class DocumentIn(_Strict):
     _metadata = field_validator("metadata")(_check_json)
 
 
-class DocumentsRequest(_Strict):
+class DocumentsRequest(StrictModel):
     """``POST /v1/documents`` with a JSON body: inline ``documents`` or server-side ``paths``.
 
     Paths are files or directories under the server's allowed roots (``--allow-root``); a
@@ -386,7 +389,7 @@ class IngestResponse(BaseModel):
     seconds: float
 
 
-class DeleteRequest(_Strict):
+class DeleteRequest(StrictModel):
     """``DELETE /v1/documents``: chunk ``ids`` or a non-empty ``filters`` (not both)."""
 
     model_config = ConfigDict(
@@ -415,7 +418,7 @@ class DeleteRequest(_Strict):
     ids: list[str] | None = Field(default=None, min_length=1, max_length=MAX_IDS)
     filters: Filters = FiltersField
 
-    _filters = field_validator("filters")(_check_filters)
+    _filters = field_validator("filters")(check_filters)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> DeleteRequest:
@@ -463,209 +466,3 @@ class ErrorResponse(BaseModel):
     """Every error (OpenAI-compatible: clients read ``error.message``)."""
 
     error: ErrorBody
-
-
-# -- OpenAI-compatible chat completions -------------------------------------------------------
-class ContentPart(_Strict):
-    type: Literal["text"]
-    text: str = Field(max_length=MAX_QUERY_CHARS)
-
-
-MAX_USER_PARTS = 8
-"""Text parts in one user message; each holds at most ``MAX_QUERY_CHARS // MAX_USER_PARTS``."""
-
-
-class UserContentPart(_Strict):
-    type: Literal["text"]
-    text: str = Field(max_length=MAX_QUERY_CHARS // MAX_USER_PARTS)
-
-
-def _parts_hold_text(parts: Any) -> Any:
-    if isinstance(parts, list) and not any(part.text.strip() for part in parts):
-        raise ValueError("a user message needs a text part that holds more than white space")
-    return parts
-
-
-class ChatMessage(BaseModel):
-    """A system, assistant, tool or developer message (kept for compatibility, not used)."""
-
-    model_config = ConfigDict(extra="allow")  # clients add 'name', 'tool_calls', ...
-
-    role: Literal["system", "assistant", "tool", "developer"]
-    content: str | list[ContentPart] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):
-            return "".join(part.text for part in self.content)
-        return self.content or ""
-
-
-class UserMessage(ChatMessage):
-    """A user message: its text must hold more than white space (the last one is the question)."""
-
-    role: Literal["user"]  # type: ignore[assignment]
-    content: (  # type: ignore[assignment]
-        Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NOT_BLANK)]
-        | Annotated[
-            list[UserContentPart],
-            Field(
-                min_length=1,
-                max_length=MAX_USER_PARTS,
-                json_schema_extra={"contains": {"properties": {"text": {"pattern": NOT_BLANK}}}},
-            ),
-            BeforeValidator(lambda parts: parts),
-        ]
-    )
-
-    _content = field_validator("content")(_parts_hold_text)
-
-
-class StreamOptions(_Strict):
-    include_usage: bool = False
-
-
-class ChatCompletionRequest(_Strict):
-    """The subset of OpenAI's chat-completions request that a RAG answer honours.
-
-    The last user message is the question; earlier turns are accepted and not used. Sampling
-    options (``temperature``, ``max_tokens``, ...) are accepted for compatibility; the pipeline's
-    generator settings apply. ``filters`` and ``k`` are ragline extensions (``extra_body`` in the
-    OpenAI Python client).
-    """
-
-    model: str = Field(min_length=1, max_length=200)
-    messages: list[Annotated[UserMessage | ChatMessage, Field(discriminator="role")]] = Field(
-        min_length=1,
-        max_length=100,
-        json_schema_extra={"contains": {REF_MARK: "UserMessage"}},
-        description="At least one 'user' message; the last one is the question.",
-    )
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: Positive | None = None
-    max_completion_tokens: Positive | None = None
-    n: OnlyOne | None = Field(default=None, description="Only 1 is supported.")
-    stop: str | list[str] | None = None
-    seed: Integer | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    user: str | None = None
-    k: TopK | None = None
-    filters: Filters = FiltersField
-
-    _filters = field_validator("filters")(_check_filters)
-
-    @model_validator(mode="after")
-    def _has_question(self) -> ChatCompletionRequest:
-        question = self.question()
-        if not question.strip():
-            raise ValueError("the last 'user' message must have non-empty text content")
-        if len(question) > MAX_QUERY_CHARS:
-            raise ValueError(f"the last 'user' message is over {MAX_QUERY_CHARS} characters")
-        return self
-
-    def question(self) -> str:
-        users = [m for m in self.messages if m.role == "user"]
-        return users[-1].text() if users else ""
-
-
-class ChatChoice(BaseModel):
-    index: int
-    message: dict[str, Any]
-    finish_reason: str | None
-
-
-class ChatCompletionResponse(BaseModel):
-    id: str
-    object: Literal["chat.completion"]
-    created: int
-    model: str
-    choices: list[ChatChoice]
-    usage: dict[str, int]
-    citations: list[CitationOut] = Field(
-        default_factory=list, description="ragline extension: the contexts the answer cites."
-    )
-
-
-class ModelList(BaseModel):
-    object: Literal["list"]
-    data: list[dict[str, Any]]
-
-
-# -- embeddings (OpenAI-compatible and TEI-style) --------------------------------------------
-MAX_EMBED_INPUTS = 2_048  # OpenAI's limit per request
-MAX_EMBED_CHARS = 100_000  # per input; the model truncates to its maximum sequence length
-
-
-def _check_inputs(value: Any) -> Any:
-    texts = [value] if isinstance(value, str) else value
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        raise ValueError("must be a text or a list of texts (token arrays are not accepted)")
-    if not texts:
-        raise ValueError("give at least one text")
-    if len(texts) > MAX_EMBED_INPUTS:
-        raise ValueError(f"at most {MAX_EMBED_INPUTS} texts per request, got {len(texts)}")
-    for index, text in enumerate(texts):
-        if not text:
-            raise ValueError(f"text {index} is empty")
-        if len(text) > MAX_EMBED_CHARS:
-            raise ValueError(f"text {index} is over {MAX_EMBED_CHARS} characters")
-    return value
-
-
-EmbedText = Annotated[str, StringConstraints(min_length=1, max_length=MAX_EMBED_CHARS)]
-EmbedInputs = (
-    EmbedText | Annotated[list[EmbedText], Field(min_length=1, max_length=MAX_EMBED_INPUTS)]
-)
-
-
-class EmbeddingsRequest(_Strict):
-    """``POST /v1/embeddings``, as OpenAI's: texts only (token arrays are not accepted)."""
-
-    model: str = Field(min_length=1, max_length=200, description="Echoed back; not checked.")
-    input: EmbedInputs = Field(
-        description=f"A text or up to {MAX_EMBED_INPUTS} texts.", examples=[["What is FAISS?"]]
-    )
-    encoding_format: Literal["float", "base64"] = Field(
-        default="float", description="'base64': little-endian float32 bytes, base64-encoded."
-    )
-    user: str | None = None
-
-    _inputs = field_validator("input", mode="before")(_check_inputs)
-
-    def texts(self) -> list[str]:
-        return [self.input] if isinstance(self.input, str) else list(self.input)
-
-
-class EmbeddingOut(BaseModel):
-    object: Literal["embedding"]
-    index: int
-    embedding: list[float] | str
-
-
-class EmbeddingsResponse(BaseModel):
-    object: Literal["list"]
-    data: list[EmbeddingOut]
-    model: str
-    usage: dict[str, int]
-
-
-class EmbedRequest(_Strict):
-    """``POST /v1/embed``, as Text Embeddings Inference's ``/embed``.
-
-    Inputs longer than the model's maximum sequence length are always truncated (TEI's
-    ``truncate: true``), so ``truncate: false`` is refused rather than silently ignored.
-    """
-
-    inputs: EmbedInputs = Field(
-        description=f"A text or up to {MAX_EMBED_INPUTS} texts.", examples=[["What is FAISS?"]]
-    )
-    normalize: bool = Field(default=True, description="L2-normalize each vector.")
-    truncate: Literal[True] = True
-
-    _inputs = field_validator("inputs", mode="before")(_check_inputs)
-
-    def texts(self) -> list[str]:
-        return [self.inputs] if isinstance(self.inputs, str) else list(self.inputs)

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from rag.serve._errors import ERROR_RESPONSES
 from rag.serve._json import JSONResponse
-from rag.serve._schemas import EmbeddingsRequest, EmbeddingsResponse, EmbedRequest
+from rag.serve._openai_schemas import EmbeddingsRequest, EmbeddingsResponse, EmbedRequest
 from rag.serve.routes._common import BEARER, BackendDep
 
 router = APIRouter()

@@ -18,7 +18,7 @@ from rag.core.threads import iterate_in_thread
 from rag.serve._errors import ERROR_RESPONSES, error, stream_error
 from rag.serve._guard import key_scope_of
 from rag.serve._json import JSONResponse
-from rag.serve._schemas import ChatCompletionRequest, ChatCompletionResponse, ModelList
+from rag.serve._openai_schemas import ChatCompletionRequest, ChatCompletionResponse, ModelList
 from rag.serve.routes._common import BEARER, SSE_EVENT, BackendDep, sse
 
 router = APIRouter(tags=["openai"])
