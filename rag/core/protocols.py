@@ -123,9 +123,12 @@ class ConcurrentWriters(Protocol):
 
 @runtime_checkable
 class OwnsRecordsLocation(Protocol):
-    """A store that names where ingest keeps its records (a server store has no local path)."""
+    """A store that names where ingest keeps its records (a server store has no local path).
 
-    @property
+    ``records_location()`` is a method (as the stores have always had it): a SQLite file path,
+    or ``":memory:"`` for a store that lives in memory.
+    """
+
     def records_location(self) -> str: ...
 
 

@@ -6,8 +6,24 @@ import pytest
 
 from rag.connectors.stores.faiss import FaissStore
 from rag.core.filters import Field, parse_filter
-from rag.testing import FILTER_CASES, StoreConformance, filter_corpus_chunks
-from rag.testing.store_conformance import expected_ids
+from rag.core.protocols import (
+    Clearable,
+    Closable,
+    Enumerable,
+    Fingerprinted,
+    Flushable,
+    ReportsStats,
+)
+from rag.testing import (
+    FILTER_CASES,
+    ClearableConformance,
+    EnumerableConformance,
+    FingerprintedConformance,
+    StoreConformance,
+    filter_corpus_chunks,
+)
+from rag.testing.store_conformance import declared_abilities, expected_ids
+from tests.connectors.stores.abilities import AllAbilities, FaissAbilities
 
 pytestmark = pytest.mark.unit
 
@@ -73,3 +89,69 @@ def test_the_suite_fails_wrong_missing_field_semantics():
     with pytest.raises(AssertionError):
         suite.test_filter_case(store, case)
     suite.test_filter_case(store, next(c for c in FILTER_CASES if c.name == "eq-string"))
+
+
+# -- the ability classes fail stores that break their promise ------------------------------------
+class ConstantFingerprintStore(FaissStore):
+    def fingerprint(self):
+        return "always the same"
+
+
+class RepeatingStore(FaissStore):
+    def iter_chunks(self, batch_size=1000):
+        chunks = list(super().iter_chunks(batch_size))
+        yield from chunks
+        yield from chunks[:1]
+
+
+class ForgetfulClearStore(FaissStore):
+    def clear(self):
+        """Claims to clear, keeps everything."""
+
+
+def test_the_declaration_check_fails_an_untested_ability():
+    class OnlyCore(StoreConformance):
+        pass
+
+    with pytest.raises(AssertionError, match="FingerprintedConformance"):
+        OnlyCore().test_declares_exactly_the_abilities_it_is_tested_for(FaissStore())
+
+
+def test_the_declaration_check_fails_a_tested_but_undeclared_ability():
+    class TooMany(StoreConformance, AllAbilities):
+        pass
+
+    with pytest.raises(AssertionError, match="OwnsRecordsLocation"):
+        TooMany().test_declares_exactly_the_abilities_it_is_tested_for(FaissStore())
+
+    class Right(StoreConformance, FaissAbilities):
+        pass
+
+    Right().test_declares_exactly_the_abilities_it_is_tested_for(FaissStore())
+
+
+def test_declared_abilities_of_faiss():
+    assert declared_abilities(FaissStore()) == {
+        Flushable,
+        Closable,
+        Clearable,
+        Enumerable,
+        Fingerprinted,
+        ReportsStats,
+    }
+
+
+def test_the_fingerprint_class_fails_a_constant_fingerprint():
+    with pytest.raises(AssertionError):
+        FingerprintedConformance().test_fingerprint_follows_the_contents(ConstantFingerprintStore())
+    FingerprintedConformance().test_fingerprint_follows_the_contents(FaissStore())
+
+
+def test_the_enumerable_class_fails_a_repeated_chunk():
+    with pytest.raises(AssertionError):
+        EnumerableConformance().test_iter_chunks_yields_every_chunk_once(RepeatingStore())
+
+
+def test_the_clearable_class_fails_a_clear_that_keeps_chunks():
+    with pytest.raises(AssertionError):
+        ClearableConformance().test_clear_empties_and_stays_writable(ForgetfulClearStore())

@@ -6,25 +6,26 @@ import pytest
 
 from rag.connectors.stores.faiss import FaissStore
 from rag.testing import StoreConformance
+from tests.connectors.stores.abilities import FaissAbilities
 
 pytestmark = pytest.mark.integration
 
 
-class TestFaissFlat(StoreConformance):
+class TestFaissFlat(StoreConformance, FaissAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-flat")
         return lambda name: FaissStore(path=str(root / name), index="flat")
 
 
-class TestFaissHnsw(StoreConformance):
+class TestFaissHnsw(StoreConformance, FaissAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-hnsw")
         return lambda name: FaissStore(path=str(root / name), index="hnsw", hnsw_m=16)
 
 
-class TestFaissInMemory(StoreConformance):
+class TestFaissInMemory(StoreConformance, FaissAbilities):
     persistent = False
 
     @pytest.fixture(scope="class")

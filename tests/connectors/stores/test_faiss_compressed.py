@@ -9,18 +9,19 @@ from rag.connectors.stores import _faiss_index
 from rag.connectors.stores.faiss import FaissStore
 from rag.core.errors import ConfigError
 from rag.testing import StoreConformance, random_chunks
+from tests.connectors.stores.abilities import FaissAbilities
 
 pytestmark = pytest.mark.integration
 
 
-class TestFaissInt8(StoreConformance):
+class TestFaissInt8(StoreConformance, FaissAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-int8")
         return lambda name: FaissStore(path=str(root / name), index="int8")
 
 
-class TestFaissBinaryInt8Rescore(StoreConformance):
+class TestFaissBinaryInt8Rescore(StoreConformance, FaissAbilities):
     dimension = 16  # sign bits are packed by 8
 
     @pytest.fixture(scope="class")
@@ -29,7 +30,7 @@ class TestFaissBinaryInt8Rescore(StoreConformance):
         return lambda name: FaissStore(path=str(root / name), index="binary")
 
 
-class TestFaissBinaryFloatRescore(StoreConformance):
+class TestFaissBinaryFloatRescore(StoreConformance, FaissAbilities):
     dimension = 16
 
     @pytest.fixture(scope="class")

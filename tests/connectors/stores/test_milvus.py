@@ -24,6 +24,7 @@ from rag.core.errors import ConfigError, MissingEnvVarError
 from rag.core.filters import parse_filter
 from rag.core.secrets import Secret
 from rag.testing import StoreConformance
+from tests.connectors.stores.abilities import MilvusAbilities
 from tests.milvus_server import MILVUS_URL_VARIABLE, MilvusServer, find_server
 
 pytest.importorskip(
@@ -50,14 +51,14 @@ def _factory(root, **options):
 
 
 @pytest.mark.integration
-class TestMilvusLiteFlat(StoreConformance):
+class TestMilvusLiteFlat(StoreConformance, MilvusAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self, tmp_path_factory):
         return _factory(tmp_path_factory.mktemp("milvus-flat"))
 
 
 @pytest.mark.integration
-class TestMilvusLiteHnsw(StoreConformance):
+class TestMilvusLiteHnsw(StoreConformance, MilvusAbilities):
     """The HNSW index: the suite's small sets are searched exactly by milvus-lite's HNSW."""
 
     @pytest.fixture(scope="class")
@@ -348,7 +349,7 @@ class TestTypedTranslation:
 
 
 @pytest.mark.integration
-class TestMilvusLiteJsonOnly(StoreConformance):
+class TestMilvusLiteJsonOnly(StoreConformance, MilvusAbilities):
     """The JSON view alone (a collection made before typed columns): same semantics."""
 
     @pytest.fixture(scope="class")
@@ -461,7 +462,7 @@ def _server_factory(url, **options):
 
 
 @pytest.mark.integration
-class TestMilvusServer(StoreConformance):
+class TestMilvusServer(StoreConformance, MilvusAbilities):
     """The whole suite on a real server: 2.3.5 runs in the compatibility mode (no typed
     columns, filters without ``exists``); a newer server in MILVUS_URL gets every feature."""
 

@@ -20,6 +20,7 @@ from rag.core.errors import ConfigError, StoreUnavailableError
 from rag.core.filters import parse_filter
 from rag.core.secrets import Secret
 from rag.testing import StoreConformance, random_chunks
+from tests.connectors.stores.abilities import PgvectorAbilities
 from tests.postgres_server import free_port
 
 
@@ -48,7 +49,7 @@ def _factory(url: str, prefix: str, **options):
 
 
 @pytest.mark.integration
-class TestPgvectorFlat(StoreConformance):
+class TestPgvectorFlat(StoreConformance, PgvectorAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self, postgres_url, run_id):
         make, made = _factory(postgres_url, f"flat_{run_id}", index="flat")
@@ -57,7 +58,7 @@ class TestPgvectorFlat(StoreConformance):
 
 
 @pytest.mark.integration
-class TestPgvectorHnsw(StoreConformance):
+class TestPgvectorHnsw(StoreConformance, PgvectorAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self, postgres_url, run_id):
         make, made = _factory(postgres_url, f"hnsw_{run_id}", index="hnsw")

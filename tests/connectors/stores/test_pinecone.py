@@ -23,6 +23,7 @@ from rag.core.filters import parse_filter
 from rag.core.secrets import Secret
 from rag.testing import FILTER_CASES, StoreConformance, filter_corpus_chunks, random_chunks
 from rag.testing.store_conformance import DIMENSION, INJECTION, expected_ids
+from tests.connectors.stores.abilities import PineconeAbilities
 from tests.connectors.stores.pinecone_server import (
     PineconeLikeServer,
     matches,
@@ -43,7 +44,7 @@ def _api_key():
         yield
 
 
-class PineconeConformance(StoreConformance):
+class PineconeConformance(StoreConformance, PineconeAbilities):
     """What differs on Pinecone by design, shared by the loopback and the live runs."""
 
     @pytest.mark.parametrize("case", FILTER_CASES, ids=[c.name for c in FILTER_CASES])

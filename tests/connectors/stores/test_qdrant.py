@@ -26,13 +26,14 @@ from rag.core.errors import ConfigError, StoreUnavailableError
 from rag.core.filters import parse_filter
 from rag.core.secrets import Secret
 from rag.testing import StoreConformance, random_chunks
+from tests.connectors.stores.abilities import QdrantAbilities
 from tests.postgres_server import free_port
 
 QDRANT_URL = os.environ.get("QDRANT_URL")
 
 
 @pytest.mark.integration
-class TestQdrantLocal(StoreConformance):
+class TestQdrantLocal(StoreConformance, QdrantAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self, tmp_path_factory):
         root = tmp_path_factory.mktemp("qdrant")
@@ -40,7 +41,7 @@ class TestQdrantLocal(StoreConformance):
 
 
 @pytest.mark.integration
-class TestQdrantInMemory(StoreConformance):
+class TestQdrantInMemory(StoreConformance, QdrantAbilities):
     persistent = False
 
     @pytest.fixture(scope="class")
@@ -57,7 +58,7 @@ class TestQdrantInMemory(StoreConformance):
     reason="needs a Qdrant server: set QDRANT_URL (and QDRANT_API_KEY if it wants one); start "
     "one with: docker run -p 6333:6333 qdrant/qdrant (see docs/stores.md)",
 )
-class TestQdrantServer(StoreConformance):
+class TestQdrantServer(StoreConformance, QdrantAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self):
         run = uuid.uuid4().hex[:8]

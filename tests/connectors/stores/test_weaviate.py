@@ -34,6 +34,7 @@ from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
 from rag.testing import FILTER_CASES, StoreConformance, filter_corpus_chunks
 from rag.testing.store_conformance import INJECTION, expected_ids
+from tests.connectors.stores.abilities import WeaviateAbilities
 
 WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
 
@@ -45,7 +46,7 @@ WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
     "start one with: docker run -p 8080:8080 -p 50051:50051 "
     "cr.weaviate.io/semitechnologies/weaviate:1.33.0 (see docs/stores.md)",
 )
-class TestWeaviateServer(StoreConformance):
+class TestWeaviateServer(StoreConformance, WeaviateAbilities):
     @pytest.fixture(scope="class")
     def store_factory(self):
         run = uuid.uuid4().hex[:8]
