@@ -32,7 +32,7 @@ import contextlib
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from typing import Any
 
 from rag.core.deps import require
@@ -62,6 +62,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha import reflection  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
+from rag.serve._grpc_keys import (  # noqa: E402
+    UNAUTHENTICATED,
+    KeyInterceptor,
+)
 from rag.serve.proto import ragline_pb2 as pb  # noqa: E402
 
 logger = logging.getLogger("rag.serve.grpc")
@@ -71,9 +75,6 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Ragline"].full_name
 
 DEFAULT_MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 """Largest request message and largest ``Ingest`` stream, in bytes (the REST body limit)."""
-
-PUBLIC_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
-"""Services that answer without a key."""
 
 
 class InvalidArgument(RagError):
@@ -260,7 +261,7 @@ class RaglineService:
         )
         scope = self.keys.scope_of_header(header)
         if scope is None:  # the interceptor refuses these first; never trust that alone
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, _UNAUTHENTICATED)
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, UNAUTHENTICATED)
         assert scope is not None
         return scope
 
@@ -405,66 +406,6 @@ class RaglineService:
                 ),
             },
         )
-
-
-# -- API keys -------------------------------------------------------------------------------
-_UNAUTHENTICATED = (
-    "missing or invalid API key; send the metadata 'authorization: Bearer <key>' with a key "
-    f"from the server's {API_KEYS_ENV}"
-)
-
-
-def _refusal(handler: Any) -> Any:
-    """A handler of the same kind as ``handler`` that answers ``UNAUTHENTICATED`` at once."""
-
-    async def refuse(request: Any, context: Any) -> None:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _UNAUTHENTICATED)
-
-    async def refuse_streaming(request: Any, context: Any) -> AsyncIterator[Any]:
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, _UNAUTHENTICATED)
-        yield  # pragma: no cover  (makes this an async generator, as the method expects)
-
-    if handler.response_streaming:
-        factory = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.request_streaming
-            else grpc.unary_stream_rpc_method_handler
-        )
-        return factory(refuse_streaming)
-    factory = (
-        grpc.stream_unary_rpc_method_handler
-        if handler.request_streaming
-        else grpc.unary_unary_rpc_method_handler
-    )
-    return factory(refuse)
-
-
-class KeyInterceptor(grpc.aio.ServerInterceptor):
-    """Bearer API keys on every service but health and reflection (constant-time check).
-
-    Args:
-        api_keys: Accepted keys; ``None`` turns authentication off (``rag serve --no-auth``).
-    """
-
-    def __init__(self, api_keys: Collection[str | ApiKey] | KeyRing | None) -> None:
-        self.keys = (
-            api_keys
-            if isinstance(api_keys, KeyRing)
-            else KeyRing(None if api_keys is None else list(api_keys))
-        )
-
-    def authorized(self, metadata: Sequence[tuple[str, Any]] | None) -> bool:
-        header = next((v for name, v in metadata or () if name == "authorization"), None)
-        return self.keys.scope_of_header(header) is not None
-
-    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
-        handler = await continuation(handler_call_details)
-        service = handler_call_details.method.lstrip("/").partition("/")[0]
-        if handler is None or service in PUBLIC_SERVICES:
-            return handler
-        if self.authorized(handler_call_details.invocation_metadata):
-            return handler
-        return _refusal(handler)
 
 
 # -- the server -----------------------------------------------------------------------------
