@@ -133,7 +133,7 @@ def _python_of(value: Any) -> Any:
 def _struct_of(message: Any, field: str) -> dict[str, Any] | None:
     if not message.HasField(field):
         return None
-    return _plain(_python_of(getattr(message, field)))
+    return _plain(_python_of(getattr(message, field)))  # protobuf fields are attributes
 
 
 def _to_struct(data: Mapping[str, Any] | None) -> Struct:
