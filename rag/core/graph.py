@@ -210,7 +210,7 @@ class Pipeline:
         self._topological_order()
 
     def _topological_order(self) -> list[str]:
-        incoming = {name: set() for name in self._components}
+        incoming: dict[str, set[str]] = {name: set() for name in self._components}
         for c in self._connections:
             incoming[c.receiver].add(c.sender)
         order: list[str] = []

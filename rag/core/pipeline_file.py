@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rag.core.component import Component, accepts, build_component, type_hints
+from rag.core.component import Component, accepts, build_component, constructor, type_hints
 from rag.core.errors import (
     ConfigError,
     MissingEnvVarError,
@@ -246,7 +246,7 @@ class _Builder:
                 cls = self.registry.resolve(spec["type"], allow_imports=self.allow_imports)
             except ConfigError:
                 continue  # reported with its line when the component is built
-            hints = type_hints(cls.__init__)
+            hints = type_hints(constructor(cls))
             for param in spec.get("init_parameters") or {}:
                 if accepts(hints.get(param), Secret):
                     keep.add(("components", name, "init_parameters", param))

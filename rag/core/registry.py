@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from importlib import metadata
-from typing import Any
+from typing import Any, cast
 
 from rag.core.errors import ConfigError, UnknownComponentError, did_you_mean
 
@@ -129,7 +129,7 @@ def _import_path(path: str) -> type:
         if isinstance(err, ImportError) and err.__class__.__name__ == "MissingDependencyError":
             raise
         raise ConfigError(f"cannot import '{path}': {err}") from err
-    return cls
+    return cast(type, cls)
 
 
 default_registry = Registry()

@@ -62,8 +62,8 @@ class _NoopSpan:
     def __enter__(self) -> _NoopSpan:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
-        return False
+    def __exit__(self, *exc: object) -> None:
+        return None  # never swallows the exception
 
     def set_attribute(self, key: str, value: Any) -> None:
         pass

@@ -214,8 +214,9 @@ class _Constructor:
                 )
             if index >= merged:
                 own_keys.add(key)
-            self.lines[(*path, key)] = key_node.start_mark.line + 1  # errors point at the key
-            result[key] = self.build(value_node, (*path, key))
+            where = (*path, key)  # a name: mypy reads d[(*a, b)] as 3.11-only d[*a, b]
+            self.lines[where] = key_node.start_mark.line + 1  # errors point at the key
+            result[key] = self.build(value_node, where)
         return result
 
 
@@ -255,4 +256,5 @@ def expand_env_refs(located: LocatedYaml, *, keep: set[Path_] | None = None) -> 
 
 def dump_yaml(data: Any) -> str:
     """Plain, block-style YAML with keys in insertion order."""
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    text: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return text
