@@ -397,7 +397,7 @@ def _deserialize(
         return resolve_reference(value[1:], field)
     if accepts(annotation, Secret) and isinstance(value, str):
         return Secret.parse(value)
-    if isinstance(value, Mapping) and "type" in value and accepts(annotation, Component):
+    if isinstance(value, Mapping) and "type" in value and takes_component(annotation):
         from rag.core.registry import default_registry
 
         reg = registry or default_registry
@@ -431,8 +431,25 @@ def _accepts_component_list(annotation: Any) -> bool:
         return any(_accepts_component_list(a) for a in typing.get_args(annotation))
     if origin in (list, typing.get_origin(typing.Sequence[int])):
         args = typing.get_args(annotation)
-        return bool(args) and accepts(args[0], Component)
+        return bool(args) and takes_component(args[0])
     return False
+
+
+def takes_component(annotation: Any) -> bool:
+    """Whether a parameter annotated ``annotation`` takes a component: a :class:`Component`
+    subclass or an extension-point Protocol (``Embedder``, ``VectorStore``, ...), alone or in a
+    union. Such a parameter is built from a ``{type: ..., init_parameters: ...}`` mapping.
+
+    >>> from rag.core.protocols import Embedder
+    >>> takes_component(Embedder), takes_component(Embedder | None), takes_component(str)
+    (True, True, False)
+    """
+    if accepts(annotation, Component):
+        return True
+    if typing.get_origin(annotation) in (Union, types.UnionType):
+        return any(takes_component(arg) for arg in typing.get_args(annotation))
+    # A Protocol lists Protocol among its own bases; a class implementing one does not.
+    return inspect.isclass(annotation) and typing.Protocol in annotation.__bases__
 
 
 def types_compatible(sender: Any, receiver: Any) -> bool:
