@@ -356,6 +356,7 @@ def search(
         rows = read_jsonl(queries, text_fields=("text", "query", "question"))
         retriever.warm_up()
         fetch = k if output_format == "jsonl" else k * 4  # several chunks can share a document
+        # An optional ability no core protocol declares yet (eval has RetrievesBatches for it).
         batch = getattr(retriever, "retrieve_batch", None)
         from tqdm import tqdm
 
