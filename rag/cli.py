@@ -6,12 +6,9 @@ Exit codes: 0 success; 1 the job ran but failed (a gate, errors in ``--strict`` 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import math
 import os
-import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import click
 import typer
 
+from rag.cli_output import print_json, to_jsonable
 from rag.core.errors import (
     ConfigError,
     FilterError,
@@ -149,29 +147,6 @@ def find_pipeline(
     )
 
 
-def to_jsonable(value: Any) -> Any:
-    """Plain JSON data from ragline objects (anything with ``to_dict``), dataclasses, arrays."""
-    if hasattr(value, "to_dict") and callable(value.to_dict):
-        return to_jsonable(value.to_dict())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    if hasattr(value, "tolist"):
-        return to_jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # JSON has no NaN or infinity; stores refuse them, old data may hold them
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
-
-
-def print_json(data: Any) -> None:
-    typer.echo(json.dumps(to_jsonable(data), ensure_ascii=False, allow_nan=False))
-
-
 def parse_filter_option(text: str | None) -> dict[str, Any] | None:
     """Parse and validate ``--filter`` JSON (exit 2 naming the problem)."""
     if not text:
@@ -283,19 +258,6 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _hits_to_trec(query_id: str, hits: list[Any], k: int) -> list[str]:
-    lines, seen = [], set()
-    for hit in hits:
-        doc = str(hit.chunk.metadata.get("doc_id") or hit.chunk.metadata.get("source", hit.id))
-        if doc in seen:
-            continue
-        seen.add(doc)
-        lines.append(f"{query_id} Q0 {doc} {len(seen)} {hit.score:.6f} ragline")
-        if len(seen) == k:
-            break
-    return lines
-
-
 @app.command()
 def search(
     config: ConfigOption,
@@ -332,59 +294,20 @@ def search(
     with errors_to_exit_codes():
         found = find_role(search_pipeline, Role.RETRIEVER, required=False)
     retriever: Any = found.component if found else None  # else the pipeline runs as a whole
+    from rag.cli_search import search_batch, search_one
+
     with errors_to_exit_codes():
         if queries is None:
-            if retriever is not None:
-                from rag.core.tracing import traced_retrieve
-
-                retriever.warm_up()
-                hits = traced_retrieve(retriever, query, k=k, filters=filters)
-            else:
-                outputs = search_pipeline.run(query=query, k=k, filters=filters)
-                hits = next((v["hits"] for v in outputs.values() if "hits" in v), [])
-            if json_output:
-                print_json({"query": query, "hits": [h.to_dict() for h in hits]})
-            else:
-                for rank, hit in enumerate(hits, start=1):
-                    section = hit.chunk.metadata.get("section")
-                    where = hit.chunk.source + (f" § {section}" if section else "")
-                    snippet = " ".join(hit.chunk.text.split())[:160]
-                    typer.echo(f"{rank:>2}. {hit.score:.3f}  {where}\n    {snippet}")
+            search_one(
+                search_pipeline, retriever, query, k=k, filters=filters, json_output=json_output
+            )
             return
         if retriever is None:
             fail(f"pipeline '{search_pipeline.name}' has no retriever component for --queries")
         rows = read_jsonl(queries, text_fields=("text", "query", "question"))
-        retriever.warm_up()
-        fetch = k if output_format == "jsonl" else k * 4  # several chunks can share a document
-        # An optional ability no core protocol declares yet (eval has RetrievesBatches for it).
-        batch = getattr(retriever, "retrieve_batch", None)
-        from tqdm import tqdm
-
-        step = 256
-        with tqdm(
-            total=len(rows), desc="search", unit="query", disable=quiet, file=sys.stderr
-        ) as bar:
-            for start in range(0, len(rows), step):
-                part = rows[start : start + step]
-                texts = [r["text"] for r in part]
-                results = (
-                    batch(texts, k=fetch, filters=filters)
-                    if batch
-                    else [retriever.retrieve(t, k=fetch, filters=filters) for t in texts]
-                )
-                for row, hits in zip(part, results):
-                    if output_format == "trec":
-                        for line in _hits_to_trec(row["_id"], hits, k):
-                            typer.echo(line)
-                    else:
-                        print_json(
-                            {
-                                "query_id": row["_id"],
-                                "query": row["text"],
-                                "hits": [h.to_dict() for h in hits],
-                            }
-                        )
-                bar.update(len(part))
+        search_batch(
+            retriever, rows, k=k, filters=filters, output_format=output_format, quiet=quiet
+        )
 
 
 def _parse_inputs(items: list[str]) -> dict[str, Any]:

@@ -1,0 +1,115 @@
+"""The body of ``rag search`` (the typer wrapper in :mod:`rag.cli` parses the options).
+
+``rag search "query"`` prints ranked hits (``--json``: the DESIGN shape); ``--queries q.jsonl``
+embeds the queries in batches and prints one JSON object per query or, with ``--format trec``,
+a TREC run where each document appears once (its best chunk).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+
+from rag.cli_output import print_json
+from rag.core.graph import Pipeline
+
+BATCH = 256
+"""Queries given to the retriever at once (``--queries``)."""
+
+
+def hits_to_trec(query_id: str, hits: Sequence[Any], k: int) -> list[str]:
+    """TREC run lines (``qid Q0 docid rank score ragline``) for one query: the first ``k``
+    documents, each once; a document is the chunk's ``doc_id`` metadata, else its source.
+
+    Example:
+        >>> from rag.core.documents import Chunk, Hit
+        >>> sources = ["a.md", "a.md", "b.md"]
+        >>> hits = [
+        ...     Hit(chunk=Chunk(id=str(i), text="t", metadata={"source": s}), score=1 / (i + 1))
+        ...     for i, s in enumerate(sources)
+        ... ]
+        >>> hits_to_trec("q1", hits, 10)
+        ['q1 Q0 a.md 1 1.000000 ragline', 'q1 Q0 b.md 2 0.333333 ragline']
+    """
+    lines, seen = [], set()
+    for hit in hits:
+        doc = str(hit.chunk.metadata.get("doc_id") or hit.chunk.metadata.get("source", hit.id))
+        if doc in seen:
+            continue
+        seen.add(doc)
+        lines.append(f"{query_id} Q0 {doc} {len(seen)} {hit.score:.6f} ragline")
+        if len(seen) == k:
+            break
+    return lines
+
+
+def search_one(
+    search_pipeline: Pipeline,
+    retriever: Any,
+    query: str,
+    *,
+    k: int,
+    filters: dict[str, Any] | None,
+    json_output: bool,
+) -> None:
+    """Print the hits for ``query``: from ``retriever`` when the pipeline has one, else from
+    running the whole pipeline (its first ``hits`` output)."""
+    if retriever is not None:
+        from rag.core.tracing import traced_retrieve
+
+        retriever.warm_up()
+        hits = traced_retrieve(retriever, query, k=k, filters=filters)
+    else:
+        outputs = search_pipeline.run(query=query, k=k, filters=filters)
+        hits = next((v["hits"] for v in outputs.values() if "hits" in v), [])
+    if json_output:
+        print_json({"query": query, "hits": [h.to_dict() for h in hits]})
+        return
+    for rank, hit in enumerate(hits, start=1):
+        section = hit.chunk.metadata.get("section")
+        where = hit.chunk.source + (f" § {section}" if section else "")
+        snippet = " ".join(hit.chunk.text.split())[:160]
+        typer.echo(f"{rank:>2}. {hit.score:.3f}  {where}\n    {snippet}")
+
+
+def search_batch(
+    retriever: Any,
+    rows: Sequence[dict[str, Any]],
+    *,
+    k: int,
+    filters: dict[str, Any] | None,
+    output_format: str,
+    quiet: bool,
+) -> None:
+    """Print the hits of every row (``{"_id", "text"}``) as JSONL or a TREC run."""
+    retriever.warm_up()
+    fetch = k if output_format == "jsonl" else k * 4  # several chunks can share a document
+    # An optional ability no core protocol declares yet (eval has RetrievesBatches for it).
+    batch = getattr(retriever, "retrieve_batch", None)
+    from tqdm import tqdm
+
+    with tqdm(total=len(rows), desc="search", unit="query", disable=quiet, file=sys.stderr) as bar:
+        for start in range(0, len(rows), BATCH):
+            part = rows[start : start + BATCH]
+            texts = [r["text"] for r in part]
+            results = (
+                batch(texts, k=fetch, filters=filters)
+                if batch
+                else [retriever.retrieve(t, k=fetch, filters=filters) for t in texts]
+            )
+            for row, hits in zip(part, results):
+                if output_format == "trec":
+                    for line in hits_to_trec(row["_id"], hits, k):
+                        typer.echo(line)
+                else:
+                    print_json(
+                        {
+                            "query_id": row["_id"],
+                            "query": row["text"],
+                            "hits": [h.to_dict() for h in hits],
+                        }
+                    )
+            bar.update(len(part))
