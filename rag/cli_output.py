@@ -16,6 +16,8 @@ import typer
 
 def to_jsonable(value: Any) -> Any:
     """Plain JSON data from ragline objects (anything with ``to_dict``), dataclasses, arrays."""
+    # ``rag run`` prints whatever a component returns, so this is duck typing on purpose: no
+    # protocol covers "has to_dict" (records, answers, reports) or "has tolist" (numpy arrays).
     if hasattr(value, "to_dict") and callable(value.to_dict):
         return to_jsonable(value.to_dict())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
