@@ -35,6 +35,8 @@ if ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   "${PIP[@]}" install -q "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl
 fi
 
+# Always (re)install the project, even when it is installed: the component type names are
+# entry points (pyproject.toml), which an editable install only picks up when installed again.
 "${PIP[@]}" install -q -e ".[$EXTRAS]"
 
 # The store.pgvector tests need PostgreSQL with pgvector, the playground's browser test Debian's
