@@ -85,7 +85,9 @@ class Component:
     def warm_up(self) -> None:
         """Load models, open clients and files. Called once before the first ``run``."""
 
-    def run(self, **inputs: Any) -> dict[str, Any]:  # pragma: no cover - abstract
+    def run(self, *args: Any, **inputs: Any) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Each component declares its own typed inputs (``run(self, query: str)``); this
+        ``(*args, **inputs)`` signature lets a type checker accept every such override."""
         raise NotImplementedError(f"{type(self).__name__} does not implement run()")
 
     # -- sockets ---------------------------------------------------------------------------
