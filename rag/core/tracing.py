@@ -117,15 +117,17 @@ class Tracing:
         """
         if self._tracer is None:
             return NOOP_SPAN
-        return self._current_span(name, attributes, parent)
+        return self._current_span(self._tracer, name, attributes, parent)
 
     @contextmanager
-    def _current_span(self, name: str, attributes: Attributes | None, parent: Any) -> Iterator[Any]:
+    def _current_span(
+        self, tracer: Any, name: str, attributes: Attributes | None, parent: Any
+    ) -> Iterator[Any]:
         from opentelemetry import trace
 
         context = trace.set_span_in_context(parent) if parent is not None else None
         started = time.perf_counter()
-        with self._tracer.start_as_current_span(  # type: ignore[union-attr]
+        with tracer.start_as_current_span(
             name, context=context, attributes=dict(attributes or {})
         ) as span:
             try:
