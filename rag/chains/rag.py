@@ -302,7 +302,7 @@ class RagChain(Component):
         hits = []
         if self.retrieve_first:
             with tracing.span("ragline.retrieve", {"ragline.k": k}, parent=root) as span:
-                hits = self.retriever.retrieve(question, k=k, filters=filters)  # type: ignore[attr-defined]
+                hits = self.retriever.retrieve(question, k=k, filters=filters)
                 span.set_attribute("ragline.hits", len(hits))
         timings["retrieve"] = time.perf_counter() - start
         mark = time.perf_counter()
