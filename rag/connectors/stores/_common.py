@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +24,12 @@ def check_choice(value: str, choices: Collection[str], field: str) -> None:
         raise ConfigError(
             f"{field} must be one of {', '.join(choices)}, got {value!r}", field=field
         )
+
+
+def check_delete_arguments(ids: object, filters: object) -> None:
+    """Raise ``ValueError`` when ``delete()`` is given neither ids nor filters."""
+    if ids is None and filters is None:
+        raise ValueError("delete() needs ids or filters; to empty the store use clear()")
 
 
 def check_k(k: int) -> None:
@@ -77,17 +83,6 @@ def chunk_vectors(
             f"{expected}-dimensional vectors; use the same embedder for every write"
         )
     return vectors
-
-
-def scanned_stats(store: Any) -> dict[str, Any]:
-    """``{"chunks", "sources", "dimension"}`` of a store whose backend cannot count distinct
-    sources itself: the sources are read with ``store.iter_chunks()``."""
-    sources = {c.metadata.get("source") for c in store.iter_chunks()}
-    return {
-        "chunks": store.count(),
-        "sources": len(sources - {None}),
-        "dimension": store.dimension,
-    }
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

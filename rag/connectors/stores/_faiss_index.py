@@ -274,7 +274,7 @@ class BinaryIndex(_Compressed):
         if self.ntotal == 0:
             return distances, labels
         depth = min(self.rescore_factor * max(k, 10), self.ntotal)
-        selector = getattr(params, "sel", None) if params is not None else None
+        selector = params.sel if params is not None else None
         binary_params = faiss.SearchParameters(sel=selector) if selector is not None else None
         with serial(n):
             _, candidates = self.bits.search(self.signs(query), depth, params=binary_params)

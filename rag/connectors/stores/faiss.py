@@ -1,6 +1,6 @@
 """``store.faiss``: an embedded FAISS index on local disk (the default store).
 
-Layout of ``path``::
+Layout of ``path`` (its files and their checks: :mod:`rag.connectors.stores._faiss_files`)::
 
     chunks.sqlite   ids, texts, metadata and vectors: the source of truth, written in transactions
     index.faiss     the FAISS index, a cache of the vectors, tagged with the SQLite generation
@@ -37,33 +37,39 @@ are read from SQLite in one ``SELECT ... WHERE rowid IN (...)`` per search.
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
-import logging
-import os
 import sqlite3
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.connectors._deps import require
 from rag.connectors.stores import _faiss_index
+from rag.connectors.stores._base import StoreBase
 from rag.connectors.stores._columns import MetadataColumns
-from rag.connectors.stores._common import apply_write_policy, check_choice, check_k, query_vector
-from rag.core.component import Component
+from rag.connectors.stores._common import (
+    apply_write_policy,
+    check_choice,
+    check_delete_arguments,
+    check_k,
+    query_vector,
+)
+from rag.connectors.stores._faiss_files import (
+    FaissFiles,
+    check_store_path,
+    is_flat,
+    json_copy,
+    load_faiss,
+    metadata_json,
+)
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError, StoreLockedError
+from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
 from rag.core.protocols import Filters, WritePolicy
 
-logger = logging.getLogger("rag.stores.faiss")
 INDEX_TYPES = ("flat", "hnsw", *_faiss_index.COMPRESSED_INDEX_TYPES)
-CHUNK_COLUMNS = ("rowid", "id", "text", "metadata", "vector")
 METRICS = ("ip", "l2")
 # Rebuild an HNSW index when this share of its vectors is deleted (HNSW cannot remove).
 TOMBSTONE_REBUILD_RATIO = 0.25
@@ -78,64 +84,7 @@ COLUMN_REBUILD_MIN = 10_000
 CACHED_ROW_OVERHEAD = 160
 
 
-def _is_flat(metadata: dict[str, Any]) -> bool:
-    """Whether ``metadata`` holds only scalars, so ``dict(metadata)`` is a deep copy."""
-    return not any(isinstance(value, (dict, list)) for value in metadata.values())
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists, scalars), faster than ``copy.deepcopy``."""
-    if isinstance(value, dict):
-        # Metadata is mostly flat scalars: copy the dict in C, then recurse only where needed.
-        copy = dict(value)
-        for key, item in copy.items():
-            if isinstance(item, (dict, list)):
-                copy[key] = _json_copy(item)
-        return copy
-    if isinstance(value, list):
-        return [_json_copy(item) for item in value]
-    return value
-
-
-def _faiss() -> Any:
-    return require("faiss", package="faiss-cpu", extra="embed", purpose="store.faiss")
-
-
-def _check_store_path(path: str) -> None:
-    """Refuse a ``path`` that is a file, or inside ``/proc``, ``/sys`` or ``/dev``."""
-    resolved = Path(path).expanduser()
-    with_parents = [resolved, *resolved.parents]
-    special = next((p for p in with_parents if p.as_posix() in ("/proc", "/sys", "/dev")), None)
-    if special is not None and Path(path).is_absolute():
-        raise ConfigError(
-            f"store.faiss path {path!r} is under {special}, a system folder that holds no "
-            "files; set path to a directory such as .rag/index",
-            field="path",
-        )
-    for candidate in with_parents:
-        if candidate.exists() or candidate.is_symlink():
-            if not candidate.is_dir():
-                raise ConfigError(
-                    f"store.faiss path {path!r}: {candidate} is a file, not a directory; "
-                    "store.faiss keeps a folder (chunks.sqlite, index.faiss); set path to a "
-                    "directory",
-                    field="path",
-                )
-            return
-
-
-def _metadata_json(chunk: Chunk) -> str:
-    """Chunk metadata as JSON; NaN and infinity are refused (no JSON answer could carry them)."""
-    try:
-        return json.dumps(chunk.metadata, ensure_ascii=False, allow_nan=False)
-    except ValueError:
-        from rag.core.limits import check_finite
-
-        check_finite(chunk.metadata, where=f"chunk {chunk.id} metadata")
-        raise
-
-
-class FaissStore(Component):
+class FaissStore(FaissFiles, StoreBase):
     """Chunks and vectors in FAISS (exact ``flat`` or approximate ``hnsw``), persisted to disk.
 
     Args:
@@ -170,8 +119,6 @@ class FaissStore(Component):
         'hello'
     """
 
-    outputs: dict[str, Any] = {}
-
     def __init__(
         self,
         *,
@@ -197,7 +144,7 @@ class FaissStore(Component):
                 f"text_cache_mb must be 0 or more, got {text_cache_mb!r}", field="text_cache_mb"
             )
         if path is not None:
-            _check_store_path(path)
+            check_store_path(path)
         self.path = path
         self.index = index
         self.metric = metric
@@ -209,7 +156,7 @@ class FaissStore(Component):
         self.text_cache_mb = text_cache_mb
         self.rescore = rescore
         self.rescore_factor = rescore_factor
-        self._lock = threading.RLock()
+        super().__init__()
         self._db: sqlite3.Connection | None = None
         self._index: Any = None
         # FAISS position -> row id. Rows are added in row id order and FAISS keeps the order
@@ -228,264 +175,43 @@ class FaissStore(Component):
         self._dirty = False
 
     # -- opening -------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                return
-            if self.path:
-                _check_store_path(self.path)
-                try:
-                    Path(self.path).mkdir(parents=True, exist_ok=True)
-                except OSError as err:
-                    raise ConfigError(
-                        f"store.faiss cannot create its folder {self.path}: "
-                        f"{err.strerror or err}; set path to a writable directory",
-                        field="path",
-                    ) from None
-                db_path = str(Path(self.path) / "chunks.sqlite")
-                self._check_chunks_file(Path(db_path))
-            else:
-                db_path = ":memory:"
-            db = self._connect(db_path)
-            self._db = db
-            stored_dim = self._info("dimension")
-            if stored_dim is not None:
-                if self.dimension is not None and int(stored_dim) != self.dimension:
-                    raise ConfigError(
-                        f"store at {self.path} holds {stored_dim}-dimensional vectors but "
-                        f"dimension={self.dimension} was configured; use a new path or the "
-                        "matching embedder",
-                        field="dimension",
-                    )
-                self.dimension = int(stored_dim)
-            for rowid, chunk_id, metadata, text in db.execute(
-                "SELECT rowid, id, metadata, text FROM chunks"
-            ):
-                self._rowid_of[chunk_id] = rowid
-                self._remember(rowid, chunk_id, text, self._metadata_of(rowid, metadata, db_path))
-            self._columns = MetadataColumns.build(self._metadata.items())
-            self._open_index()
+    def _is_open(self) -> bool:
+        return self._db is not None
 
-    def _metadata_of(self, rowid: int, text: str, db_path: str) -> dict[str, Any]:
-        try:
-            metadata = json.loads(text)
-        except ValueError as err:
-            raise StoreCorruptError(
-                db_path,
-                f"row {rowid} holds metadata that is not JSON ({err})",
-                "Restore the file from a backup, or move the folder aside and ingest again",
-            ) from None
-        if not isinstance(metadata, dict):
-            raise StoreCorruptError(
-                db_path,
-                f"row {rowid} holds metadata that is not a JSON object",
-                "Restore the file from a backup, or move the folder aside and ingest again",
-            )
-        return metadata
-
-    def _check_chunks_file(self, db_file: Path) -> None:
-        """A missing ``chunks.sqlite`` beside an index means the chunks were lost, not that
-        the store is new: say so instead of starting empty (and skipping every source)."""
-        index_file = db_file.with_name("index.faiss")
-        if not db_file.exists() and index_file.exists():
-            raise StoreCorruptError(
-                str(db_file),
-                "is missing, but index.faiss beside it holds vectors: the chunks' texts and "
-                "metadata were deleted, and the index alone cannot restore them",
-                f"Move {index_file.name} and index.json aside (or delete the folder "
-                f"{self.path}) and run 'rag ingest' again: the ingestion records notice the "
-                "missing chunks and ingest those sources again",
-            )
-
-    def _connect(self, db_path: str) -> sqlite3.Connection:
-        """Open ``chunks.sqlite``, refusing a corrupt or foreign database by name."""
-        try:
-            db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL, "
-                "vector BLOB NOT NULL)"
-            )
-            db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT)")
-            columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
-            info = {row[1] for row in db.execute("PRAGMA table_info(info)")}
-        except sqlite3.Error as err:
-            raise self._sqlite_error(err, db_path) from None
-        if not set(CHUNK_COLUMNS[1:]) <= columns or not {"key", "value"} <= info:
-            db.close()
-            raise StoreCorruptError(
-                db_path,
-                "is another program's SQLite database (its 'chunks' or 'info' table is not "
-                "store.faiss's)",
-                "Point path at an empty or ragline folder; this file is left untouched",
-            )
-        return db
-
-    def _sqlite_error(self, err: sqlite3.Error, db_path: str | None = None) -> Exception:
-        """The named error for a SQLite failure of ``chunks.sqlite``."""
-        where = db_path or str(Path(self.path or ":memory:", "chunks.sqlite"))
-        if "full" in str(err).lower():
-            return StoreFullError(
-                f"{where}: the disk is full ({err}). This write was rolled back; every chunk "
-                "written before it is kept. Free space and run again (an ingest resumes)"
-            )
-        if isinstance(err, sqlite3.IntegrityError) or "locked" in str(err).lower():
-            return StoreLockedError(
-                f"{where}: another process wrote to this store at the same time ({err}); "
-                "nothing was lost, this write was rolled back. One writer per store: let the "
-                "other finish (rag ingest waits for it) and run again"
-            )
-        if isinstance(err, sqlite3.OperationalError):
-            return StoreCorruptError(
-                where,
-                f"cannot be used ({err})",
-                "Check the folder's permissions and the disk; if another program holds it, "
-                "stop that program",
-            )
-        return StoreCorruptError(
-            where,
-            f"is corrupt or not a SQLite database ({err})",
-            "Restore it from a backup, or move the folder aside and run 'rag ingest' again "
-            "(index.faiss holds vectors only and cannot restore the chunks)",
-        )
-
-    def _info(self, key: str) -> str | None:
-        assert self._db is not None
-        row = self._db.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
-        return row[0] if row else None
-
-    def _generation(self) -> int:
-        return int(self._info("generation") or 0)
-
-    def _new_index(self, dimension: int) -> Any:
-        faiss = _faiss()
-        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
-        if self._compressed():
-            return _faiss_index.new_index(
-                self.index,
-                dimension,
-                self.metric,
-                rescore=self.rescore,
-                rescore_factor=self.rescore_factor,
-            )
-        if self.index == "hnsw":
-            index = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
-            index.hnsw.efConstruction = self.ef_construction
-            index.hnsw.efSearch = self.ef_search
-            return index
-        if self._use_gpu():
-            resources = faiss.StandardGpuResources()
-            index = (
-                faiss.GpuIndexFlatIP(resources, dimension)
-                if self.metric == "ip"
-                else faiss.GpuIndexFlatL2(resources, dimension)
-            )
-            index._gpu_resources = resources  # keep alive with the index
-            return index
-        # No IndexIDMap: row ids are translated in numpy (self._positions), which spares FAISS
-        # a parallel region per query, a real cost on a busy CPU.
-        return faiss.IndexFlatIP(dimension) if self.metric == "ip" else faiss.IndexFlatL2(dimension)
-
-    def _use_gpu(self) -> bool:
-        if self.device == "cpu":
-            return False
-        faiss = _faiss()
-        has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-        if self.device == "cuda" and not has_gpu:
-            raise ConfigError(
-                "device: cuda, but the installed faiss has no GPU support or sees no GPU; "
-                "install 'ragline[gpu]' (faiss-gpu) on a CUDA machine or use device: cpu",
-                field="device",
-            )
-        return has_gpu
-
-    def _open_index(self) -> None:
-        if self.dimension is None:
-            return
-        faiss = _faiss()
-        index_file = Path(self.path or "", "index.faiss")
-        meta_file = Path(self.path or "", "index.json")
-        if self.path and index_file.exists() and meta_file.exists():
+    def _open(self) -> None:
+        if self.path:
+            check_store_path(self.path)
             try:
-                meta = json.loads(meta_file.read_text())
-                if not isinstance(meta, dict) or not isinstance(meta.get("tombstones", []), list):
-                    raise ValueError(f"{meta_file} is not an index description")
-                if meta.get("generation") == self._generation() and not self._use_gpu():
-                    index = self._read_index(index_file)
-                    tombstones = set(meta.get("tombstones", []))
-                    positions = np.array(sorted({*self._rowid_of.values(), *tombstones}))
-                    if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
-                        positions = faiss.vector_to_array(index.id_map).astype(np.int64)
-                        self._legacy_map = index  # it owns (and would free) the inner index
-                        index = faiss.downcast_index(index.index)
-                    if index.ntotal == len(positions):
-                        self._index = index
-                        self._positions = positions.astype(np.int64)
-                        self._tombstones = tombstones
-                        self._set_ef()
-                        return
-            except (OSError, ValueError, RuntimeError, TypeError) as err:
-                logger.warning(
-                    "%s or %s is unreadable (%s); rebuilding the index from chunks.sqlite",
-                    index_file,
-                    meta_file,
-                    err,
-                )
-        self._rebuild_index()
-
-    def _set_ef(self) -> None:
-        if self.index == "hnsw" and self._index is not None:
-            self._index.hnsw.efSearch = self.ef_search
-
-    # -- compressed indexes (int8, binary): see rag.connectors.stores._faiss_index -----------
-    def _compressed(self) -> bool:
-        return self.index in _faiss_index.COMPRESSED_INDEX_TYPES
-
-    def _read_index(self, path: Path) -> Any:
-        """The saved index; ``ValueError`` when it is not of the configured kind."""
-        if self._compressed():
-            return _faiss_index.load_index(
-                path, self.index, rescore=self.rescore, rescore_factor=self.rescore_factor
-            )
-        if _faiss_index.is_compressed_file(path):
-            raise ValueError(f"{path} holds a compressed index, not {self.index}")
-        return _faiss().read_index(str(path))
-
-    def _write_index(self, index: Any, path: Path) -> None:
-        if self._compressed():
-            _faiss_index.save_index(index, path)
+                Path(self.path).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise ConfigError(
+                    f"store.faiss cannot create its folder {self.path}: "
+                    f"{err.strerror or err}; set path to a writable directory",
+                    field="path",
+                ) from None
+            db_path = str(Path(self.path) / "chunks.sqlite")
+            self._check_chunks_file(Path(db_path))
         else:
-            _faiss().write_index(index, str(path))
-
-    def _train(self, index: Any) -> None:
-        """Train a compressed index on a sample of the stored vectors (before adding)."""
-        if self._compressed():
-            assert self._db is not None
-            sample = _faiss_index.training_sample(self._db)
-            if len(sample):
-                index.train(sample)
-
-    def _rebuild_index(self) -> None:
-        assert self._db is not None and self.dimension is not None
-        index = self._new_index(self.dimension)
-        self._train(index)
-        batch_ids, batch_vectors, positions = [], [], []
-        for rowid, blob in self._db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid"):
-            batch_ids.append(rowid)
-            batch_vectors.append(np.frombuffer(blob, dtype=np.float32))
-            if len(batch_ids) >= 10_000:
-                index.add(np.vstack(batch_vectors))
-                positions.extend(batch_ids)
-                batch_ids, batch_vectors = [], []
-        if batch_ids:
-            index.add(np.vstack(batch_vectors))
-            positions.extend(batch_ids)
-        self._index = index
-        self._positions = np.array(positions, dtype=np.int64)
-        self._tombstones = set()
-        self._dirty = True
+            db_path = ":memory:"
+        db = self._connect(db_path)
+        self._db = db
+        stored_dim = self._info("dimension")
+        if stored_dim is not None:
+            if self.dimension is not None and int(stored_dim) != self.dimension:
+                raise ConfigError(
+                    f"store at {self.path} holds {stored_dim}-dimensional vectors but "
+                    f"dimension={self.dimension} was configured; use a new path or the "
+                    "matching embedder",
+                    field="dimension",
+                )
+            self.dimension = int(stored_dim)
+        for rowid, chunk_id, metadata, text in db.execute(
+            "SELECT rowid, id, metadata, text FROM chunks"
+        ):
+            self._rowid_of[chunk_id] = rowid
+            self._remember(rowid, chunk_id, text, self._metadata_of(rowid, metadata, db_path))
+        self._columns = MetadataColumns.build(self._metadata.items())
+        self._open_index()
 
     def _ensure_open(self) -> sqlite3.Connection:
         if self._db is None:
@@ -524,7 +250,7 @@ class FaissStore(Component):
                         (
                             chunk.id,
                             chunk.text,
-                            _metadata_json(chunk),
+                            metadata_json(chunk),
                             vectors[position].tobytes(),
                         ),
                     )
@@ -576,24 +302,6 @@ class FaissStore(Component):
             )
         return np.ascontiguousarray(vectors)
 
-    def _begin(self, db: sqlite3.Connection) -> None:
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as err:
-            raise self._sqlite_error(err) from None
-
-    def _rollback(self, db: sqlite3.Connection, err: BaseException) -> None:
-        """Roll the transaction back; a SQLite error becomes the store's named error."""
-        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-            db.execute("ROLLBACK")
-        if isinstance(err, sqlite3.Error):
-            raise self._sqlite_error(err) from None
-
-    def _bump_generation(self, db: sqlite3.Connection) -> None:
-        db.execute(
-            "INSERT OR REPLACE INTO info VALUES ('generation', ?)", (str(self._generation() + 1),)
-        )
-
     def _remove_from_index(self, rowids: Sequence[int]) -> None:
         if not rowids or self._index is None:
             return
@@ -605,13 +313,12 @@ class FaissStore(Component):
             where = np.searchsorted(self._positions, np.asarray(rowids, dtype=np.int64))
             where = where[where < len(self._positions)]
             where = where[np.isin(self._positions[where], rowids)]
-            self._index.remove_ids(_faiss().IDSelectorBatch(where.astype(np.int64)))
+            self._index.remove_ids(load_faiss().IDSelectorBatch(where.astype(np.int64)))
             self._positions = np.delete(self._positions, where)
 
     def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
         """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
-        if ids is None and filters is None:
-            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        check_delete_arguments(ids, filters)
         with self._lock:
             db = self._ensure_open()
             if ids is not None:
@@ -650,64 +357,28 @@ class FaissStore(Component):
         with self._lock:
             if not self.path or not self._dirty or self._index is None:
                 return
-            faiss = _faiss()
-            index = self._index
-            if not self._compressed() and self._use_gpu():
-                index = faiss.index_gpu_to_cpu(self._index)
-            tmp = Path(self.path, "index.faiss.tmp")
-            meta_tmp = Path(self.path, "index.json.tmp")
-            try:
-                self._write_index(index, tmp)
-                os.replace(tmp, Path(self.path, "index.faiss"))
-                meta_tmp.write_text(
-                    json.dumps(
-                        {
-                            "generation": self._generation(),
-                            "tombstones": sorted(self._tombstones),
-                        }
-                    )
-                )
-                os.replace(meta_tmp, Path(self.path, "index.json"))
-            except (OSError, RuntimeError) as err:
-                for leftover in (tmp, meta_tmp):
-                    leftover.unlink(missing_ok=True)
-                full = getattr(err, "errno", None) == errno.ENOSPC or "No space" in str(err)
-                if full:
-                    raise StoreFullError(
-                        f"{Path(self.path, 'index.faiss')}: the disk is full while saving the "
-                        "index. Every chunk is committed in chunks.sqlite, and the next open "
-                        "rebuilds the index from it; free space and run again"
-                    ) from None
-                raise StoreCorruptError(
-                    str(Path(self.path, "index.faiss")),
-                    f"cannot be saved ({err})",
-                    "Check the folder's permissions; the chunks are safe in chunks.sqlite and "
-                    "the next open rebuilds the index from it",
-                ) from None
+            self._save_index()
             self._dirty = False
 
-    def close(self) -> None:
-        with self._lock:
-            if self._db is None:
-                return
-            self.flush()
-            self._db.close()
-            self._db = None
-            self._index = None
-            self._legacy_map = None
-            self._positions = np.zeros(0, dtype=np.int64)
-            self._rowid_of.clear()
-            self._metadata.clear()
-            self._nested.clear()
-            self._texts.clear()
-            self._text_bytes = 0
-            self._columns = MetadataColumns()
+    def _close(self) -> None:
+        self.flush()
+        self._db.close()
+        self._db = None
+        self._index = None
+        self._legacy_map = None
+        self._positions = np.zeros(0, dtype=np.int64)
+        self._rowid_of.clear()
+        self._metadata.clear()
+        self._nested.clear()
+        self._texts.clear()
+        self._text_bytes = 0
+        self._columns = MetadataColumns()
 
     # -- reading -------------------------------------------------------------------------
     def _remember(self, rowid: int, chunk_id: str, text: str, metadata: dict[str, Any]) -> None:
         """Hold a row's metadata, and its id and text while ``text_cache_mb`` allows."""
         self._metadata[rowid] = metadata
-        if not _is_flat(metadata):
+        if not is_flat(metadata):
             self._nested.add(rowid)
         size = sys.getsizeof(text) + CACHED_ROW_OVERHEAD
         if self._text_bytes + size <= self.text_cache_mb * 1_000_000:
@@ -767,7 +438,7 @@ class FaissStore(Component):
                 return []
             if self._exact_is_cheaper(matching, k):
                 return self._hits(*self._exact_over(query[0], np.flatnonzero(mask), k))
-            selector = _faiss().IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+            selector = load_faiss().IDSelectorBitmap(np.packbits(mask, bitorder="little"))
             want = min(k, matching)
             rowids, distances = self._search_index(query, want, selector)
             if len(rowids) < want:  # an HNSW walk can run out before it meets k matches
@@ -780,7 +451,7 @@ class FaissStore(Component):
         """Row ids and FAISS distances of the ``k`` nearest (fewer if FAISS finds fewer)."""
         params = None
         if selector is not None:
-            faiss = _faiss()
+            faiss = load_faiss()
             if self.index == "hnsw":
                 params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k))
             else:
@@ -798,8 +469,9 @@ class FaissStore(Component):
         """Stored vectors at FAISS ``positions`` (a view of a CPU index's memory, no copy)."""
         if self._compressed():  # decoded int8 codes (or the float rescoring vectors)
             return self._index.reconstruct_batch(positions)
-        faiss = _faiss()
+        faiss = load_faiss()
         storage = self._index.storage if self.index == "hnsw" else self._index
+        # why: CPU flat storage exposes its memory (get_xb); a GPU index has no such method
         get_xb = getattr(faiss.downcast_index(storage), "get_xb", None)
         if get_xb is None:  # a GPU index
             return self._index.reconstruct_batch(positions.astype(np.int64))
@@ -850,7 +522,7 @@ class FaissStore(Component):
                 continue
             # The metadata held in memory, copied so callers cannot change the store's copy.
             meta = metadata[rowid]
-            copy = _json_copy(meta) if rowid in nested else dict(meta)
+            copy = json_copy(meta) if rowid in nested else dict(meta)
             hits.append(Hit(Chunk(id=row[0], text=row[1], metadata=copy), score))
         return hits
 
@@ -917,6 +589,3 @@ class FaissStore(Component):
                 "sources": len(sources),
                 "dimension": self.dimension,
             }
-
-    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
-        return {}

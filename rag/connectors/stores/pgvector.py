@@ -28,7 +28,6 @@ chunks match is redone exactly (index scans switched off for that one transactio
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,20 +35,30 @@ from typing import Any
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._base import StoreBase, WritesThrough
 from rag.connectors.stores._common import (
     apply_write_policy,
     batched,
     check_choice,
+    check_delete_arguments,
     check_k,
     chunk_vectors,
     query_vector,
 )
-from rag.core.component import Component
+from rag.connectors.stores._pgvector_filters import jsonb, to_sql
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError, StoreUnavailableError
-from rag.core.filters import And, Field, FilterNode, Not, Or, parse_filter
+from rag.core.filters import FilterNode, parse_filter
 from rag.core.protocols import Filters, WritePolicy
 from rag.core.secrets import Secret
+
+__all__ = [
+    "INDEX_TYPES",
+    "METRICS",
+    "PgvectorStore",
+    "display_url",
+    "to_sql",
+]
 
 INDEX_TYPES = ("flat", "hnsw", "ivfflat")
 #: metric -> (distance operator, operator class)
@@ -64,13 +73,6 @@ _ROWS_PER_STATEMENT = 1_000
 _IDS_PER_QUERY = 1_000
 _MAX_EF_SEARCH = 1_000  # pgvector's limit for hnsw.ef_search
 
-_ORDER_PATHS = {
-    "$gt": "$[*] ? (@ > $x)",
-    "$gte": "$[*] ? (@ >= $x)",
-    "$lt": "$[*] ? (@ < $x)",
-    "$lte": "$[*] ? (@ <= $x)",
-}
-
 
 def _psycopg() -> Any:
     return require("psycopg", package="psycopg[binary]", extra="pgvector", purpose="store.pgvector")
@@ -80,72 +82,14 @@ def _sql() -> Any:
     return _psycopg().sql
 
 
-# -- filter translation -------------------------------------------------------------------------
-def _jsonb(value: Any) -> Any:
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value)
-
-
-def _equals_any(name: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-    """``metadata`` holds one of ``values`` under ``name`` (itself, or as a list element)."""
-    if not values:
-        return "FALSE", []
-    parts, params = [], []
-    for value in values:
-        parts.append("metadata @> %s OR metadata @> %s")
-        params.extend([_jsonb({name: value}), _jsonb({name: [value]})])
-    return "(" + " OR ".join(parts) + ")", params
-
-
-def _field_sql(node: Field) -> tuple[str, list[Any]]:
-    if node.op == "$exists":
-        text = "COALESCE(jsonb_typeof(metadata -> %s), 'null') <> 'null'"
-        return (text if node.value else f"NOT ({text})"), [node.name]
-    if node.op in ("$eq", "$ne"):
-        text, params = _equals_any(node.name, [node.value])
-        return (text if node.op == "$eq" else f"NOT {text}"), params
-    if node.op in ("$in", "$nin"):
-        text, params = _equals_any(node.name, list(node.value))
-        return (text if node.op == "$in" else f"NOT {text}"), params
-    # NULL (a missing key) must not reach NOT: COALESCE makes the comparison two-valued.
-    text = "COALESCE(jsonb_path_exists(metadata -> %s, %s::jsonpath, %s), FALSE)"
-    return text, [node.name, _ORDER_PATHS[node.op], _jsonb({"x": node.value})]
-
-
-def to_sql(node: FilterNode | None) -> tuple[str, list[Any]]:
-    """Translate a parsed filter into a SQL condition and its parameters (``%s`` placeholders).
-
-    Keys and values are parameters; the SQL text depends only on the filter's shape.
-
-    Example:
-        >>> text, params = to_sql(parse_filter({"year": {"$gte": 2020}}))
-        >>> text
-        'COALESCE(jsonb_path_exists(metadata -> %s, %s::jsonpath, %s), FALSE)'
-        >>> params[:2]
-        ['year', '$[*] ? (@ >= $x)']
-    """
-    if node is None:
-        return "TRUE", []
-    if isinstance(node, Field):
-        return _field_sql(node)
-    if isinstance(node, Not):
-        text, params = to_sql(node.child)
-        return f"NOT ({text})", params
-    parts, params = [], []
-    for child in node.children:
-        text, child_params = to_sql(child)
-        parts.append(f"({text})")
-        params.extend(child_params)
-    joiner = " AND " if isinstance(node, And) else " OR "
-    assert isinstance(node, (And, Or))
-    return "(" + joiner.join(parts) + ")", params
+# -- values and messages ------------------------------------------------------------------------
 
 
 def _array(value: Any) -> np.ndarray:
     """A pgvector value (``pgvector.Vector`` or a sequence) as a float32 array."""
-    to_numpy = getattr(value, "to_numpy", None)
-    return np.asarray(to_numpy() if to_numpy else value, dtype=np.float32)
+    from pgvector import Vector
+
+    return np.asarray(value.to_numpy() if isinstance(value, Vector) else value, dtype=np.float32)
 
 
 def display_url(url: str) -> str:
@@ -163,7 +107,7 @@ def display_url(url: str) -> str:
 
 
 # -- the store ----------------------------------------------------------------------------------
-class PgvectorStore(Component):
+class PgvectorStore(WritesThrough, StoreBase):
     """Chunks in a PostgreSQL table with a pgvector column.
 
     Args:
@@ -197,8 +141,6 @@ class PgvectorStore(Component):
         ... # doctest: +SKIP
         'hello'
     """
-
-    outputs: dict[str, Any] = {}
 
     #: Several processes may write at once: PostgreSQL is a server.
     concurrent_writers = True
@@ -253,35 +195,34 @@ class PgvectorStore(Component):
         self._conn: Any = None
         self._exists = False
         self._iterative_scan = False
-        self._generation = 0
-        self._lock = threading.RLock()
+        super().__init__()
 
     # -- connection ---------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        with self._lock:
-            if self._conn is not None and not self._conn.closed:
-                return
-            psycopg = _psycopg()
-            register = require(
-                "pgvector.psycopg", package="pgvector", extra="pgvector", purpose="store.pgvector"
-            ).register_vector
-            kwargs: dict[str, Any] = {"connect_timeout": self.connect_timeout}
-            if self.password is not None:
-                kwargs["password"] = self.password.resolve()
-            try:
-                conn = psycopg.connect(self.url, autocommit=True, **kwargs)
-            except psycopg.OperationalError as err:
-                lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-                reason = lines[0].rstrip(".") if lines else type(err).__name__
-                raise StoreUnavailableError(
-                    "store.pgvector", display_url(self.url), "url", reason
-                ) from None
-            try:
-                self._prepare(conn, register)
-            except Exception:
-                conn.close()
-                raise
-            self._conn = conn
+    def _is_open(self) -> bool:
+        return self._conn is not None and not self._conn.closed
+
+    def _open(self) -> None:
+        psycopg = _psycopg()
+        register = require(
+            "pgvector.psycopg", package="pgvector", extra="pgvector", purpose="store.pgvector"
+        ).register_vector
+        kwargs: dict[str, Any] = {"connect_timeout": self.connect_timeout}
+        if self.password is not None:
+            kwargs["password"] = self.password.resolve()
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, **kwargs)
+        except psycopg.OperationalError as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            reason = lines[0].rstrip(".") if lines else type(err).__name__
+            raise StoreUnavailableError(
+                "store.pgvector", display_url(self.url), "url", reason
+            ) from None
+        try:
+            self._prepare(conn, register)
+        except Exception:
+            conn.close()
+            raise
+        self._conn = conn
 
     def _prepare(self, conn: Any, register: Any) -> None:
         psycopg = _psycopg()
@@ -432,17 +373,16 @@ class PgvectorStore(Component):
                     "INSERT INTO {} (id, embedding, text, metadata) VALUES (%s, %s, %s, %s) "
                     "ON CONFLICT (id) " + conflict
                 ).format(self._qualified())
-                rows = [(c.id, v, c.text, _jsonb(c.metadata)) for c, v in unique.values()]
+                rows = [(c.id, v, c.text, jsonb(c.metadata)) for c, v in unique.values()]
                 with self._conn.cursor() as cursor:
                     for start in range(0, len(rows), _ROWS_PER_STATEMENT):
                         cursor.executemany(statement, rows[start : start + _ROWS_PER_STATEMENT])
-            self._generation += 1
+            self._changed()
             return len(rows)
 
     def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
         """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
-        if ids is None and filters is None:
-            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        check_delete_arguments(ids, filters)
         where, params = to_sql(parse_filter(filters))
         sql = _sql()
         with self._lock:
@@ -461,7 +401,7 @@ class PgvectorStore(Component):
                     for part in batched(ids, _IDS_PER_QUERY):
                         deleted += self._conn.execute(statement, [part, *params]).rowcount
             if deleted:
-                self._generation += 1
+                self._changed()
             return deleted
 
     def clear(self) -> None:
@@ -470,17 +410,12 @@ class PgvectorStore(Component):
             self.warm_up()
             if self._exists:
                 self._conn.execute(_sql().SQL("TRUNCATE {}").format(self._qualified()))
-                self._generation += 1
+                self._changed()
 
-    def flush(self) -> None:
-        """Nothing to do: every write is committed when it returns."""
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-            self._conn = None
-            self._exists = False
+    def _close(self) -> None:
+        self._conn.close()
+        self._conn = None
+        self._exists = False
 
     # -- reading ------------------------------------------------------------------------------
     def _score(self, distance: float) -> float:
@@ -607,7 +542,7 @@ class PgvectorStore(Component):
                 .format(self._qualified())
             )
             count, newest = self._conn.execute(statement).fetchone()
-            return f"pgvector:{self.schema}.{self.table}:{count}:{newest}:{self._generation}"
+            return f"pgvector:{self.schema}.{self.table}:{count}:{newest}:{self._version}"
 
     def stats(self) -> dict[str, Any]:
         """``{"chunks", "sources", "dimension"}``."""
@@ -638,6 +573,3 @@ class PgvectorStore(Component):
         )
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"pgvector-{server}-{self.schema}.{self.table}")
         return str(Path(".rag") / "records" / f"{name}.records.sqlite")
-
-    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
-        return {}

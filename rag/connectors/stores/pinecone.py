@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -41,19 +40,35 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._base import CountedFingerprint, ScannedStats, StoreBase, WritesThrough
 from rag.connectors.stores._common import (
     apply_write_policy,
     batched,
+    check_delete_arguments,
     check_k,
     query_vector,
-    scanned_stats,
 )
-from rag.core.component import Component
+from rag.connectors.stores._pinecone_filters import (
+    number_key,
+    to_pinecone_filter,
+    vector_metadata,
+)
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, FilterError, RagError, StoreUnavailableError
-from rag.core.filters import And, Field, FilterNode, Not, Or, matches, parse_filter
+from rag.core.errors import ConfigError, RagError, StoreUnavailableError
+from rag.core.filters import FilterNode, matches, parse_filter
 from rag.core.protocols import Filters, WritePolicy
 from rag.core.secrets import Secret
+
+__all__ = [
+    "MAX_METADATA_BYTES",
+    "MAX_REQUEST_BYTES",
+    "MAX_TOP_K",
+    "MAX_UPSERT_VECTORS",
+    "PineconeStore",
+    "number_key",
+    "to_pinecone_filter",
+    "vector_metadata",
+]
 
 MAX_METADATA_BYTES = 40_960
 MAX_UPSERT_VECTORS = 1_000
@@ -69,150 +84,8 @@ def _pinecone() -> Any:
     return require("pinecone", package="pinecone", extra="pinecone", purpose="store.pinecone")
 
 
-# -- metadata mapping (pure) --------------------------------------------------------------------
-def number_key(value: float) -> str:
-    """The canonical string of a number, so that ``2020`` and ``2020.0`` are equal.
-
-    >>> number_key(2020), number_key(2020.0), number_key(0.5)
-    ('2020.0', '2020.0', '0.5')
-    """
-    return repr(float(value))
-
-
-def _kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "b"
-    if isinstance(value, (int, float)):
-        return "n" if math.isfinite(value) else None
-    if isinstance(value, str):
-        return "s"
-    return None
-
-
-def vector_metadata(chunk: Chunk) -> dict[str, Any]:
-    """The Pinecone metadata of ``chunk`` (see the module docstring).
-
-    >>> m = vector_metadata(Chunk(id="c", text="t", metadata={"year": 2020, "tags": ["a", 1]}))
-    >>> m["n:year"], m["nmax:year"], m["s:tags"], m["n:tags"]
-    (['2020.0'], 2020, ['a'], ['1.0'])
-    """
-    out: dict[str, Any] = {
-        "_text": chunk.text,
-        "_meta": json.dumps(chunk.metadata, ensure_ascii=False),
-        "_present": [k for k, v in chunk.metadata.items() if v is not None],
-    }
-    for key, value in chunk.metadata.items():
-        numbers: list[int | float] = []
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            kind = _kind(item)
-            if kind == "s":
-                out.setdefault(f"s:{key}", []).append(item)
-            elif kind == "b":
-                out.setdefault(f"b:{key}", []).append("true" if item else "false")
-            elif kind == "n":
-                out.setdefault(f"n:{key}", []).append(number_key(item))
-                numbers.append(item)
-        if numbers:
-            out[f"nmin:{key}"] = min(numbers)
-            out[f"nmax:{key}"] = max(numbers)
-    return out
-
-
-# -- filter translation -------------------------------------------------------------------------
-_FLIP = {"$gt": "$lte", "$gte": "$lt", "$lt": "$gte", "$lte": "$gt"}
-_EXTREME = {"$gt": "nmax", "$gte": "nmax", "$lt": "nmin", "$lte": "nmin"}
-
-
-def _or(parts: list[Any]) -> Any:
-    if any(p is True for p in parts):
-        return True
-    parts = [p for p in parts if p is not False]
-    if not parts:
-        return False
-    return parts[0] if len(parts) == 1 else {"$or": parts}
-
-
-def _and(parts: list[Any]) -> Any:
-    if any(p is False for p in parts):
-        return False
-    parts = [p for p in parts if p is not True]
-    if not parts:
-        return True
-    return parts[0] if len(parts) == 1 else {"$and": parts}
-
-
-def _typed_lists(name: str, values: Sequence[Any]) -> list[tuple[str, list[str]]]:
-    """``[(metadata field, [values])]`` that hold any of ``values`` for key ``name``."""
-    groups: dict[str, list[str]] = {}
-    for value in values:
-        kind = _kind(value)
-        if kind == "s":
-            groups.setdefault(f"s:{name}", []).append(value)
-        elif kind == "n":
-            groups.setdefault(f"n:{name}", []).append(number_key(value))
-        elif kind == "b":
-            groups.setdefault(f"b:{name}", []).append("true" if value else "false")
-    return list(groups.items())
-
-
-def _field(node: Field, negated: bool) -> Any:
-    name = node.name
-    if node.op == "$exists":
-        present = node.value != negated
-        return (
-            {"_present": {"$in": [name]}}
-            if present
-            else {"$or": [{"_present": {"$exists": False}}, {"_present": {"$nin": [name]}}]}
-        )
-    if node.op in ("$eq", "$ne", "$in", "$nin"):
-        values = [node.value] if node.op in ("$eq", "$ne") else list(node.value)
-        positive = (node.op in ("$eq", "$in")) != negated
-        groups = _typed_lists(name, values)
-        if positive:
-            return _or([{key: {"$in": options}} for key, options in groups])
-        return _and(
-            [
-                {"$or": [{key: {"$exists": False}}, {key: {"$nin": options}}]}
-                for key, options in groups
-            ]
-        )
-    if _kind(node.value) != "n":
-        raise FilterError(
-            f"store.pinecone cannot compare {name!r} with the string {node.value!r} "
-            f"({node.op}): Pinecone's filters order numbers only. Filter on numbers, or use "
-            "$eq/$in for strings"
-        )
-    key = f"{_EXTREME[node.op]}:{name}"
-    if not negated:
-        return {key: {node.op: node.value}}
-    return {"$or": [{key: {"$exists": False}}, {key: {_FLIP[node.op]: node.value}}]}
-
-
-def to_pinecone_filter(node: FilterNode | None, *, negated: bool = False) -> Any:
-    """Translate a parsed filter into Pinecone's filter language: a dict, or ``True`` (no
-    filter) / ``False`` (matches nothing), folded before anything is sent.
-
-    Raises:
-        FilterError: for what Pinecone cannot express (ordering strings).
-
-    Example:
-        >>> to_pinecone_filter(parse_filter({"lang": {"$ne": "en"}}))
-        {'$or': [{'s:lang': {'$exists': False}}, {'s:lang': {'$nin': ['en']}}]}
-    """
-    if node is None:
-        return True
-    if isinstance(node, Field):
-        return _field(node, negated)
-    if isinstance(node, Not):
-        return to_pinecone_filter(node.child, negated=not negated)
-    parts = [to_pinecone_filter(child, negated=negated) for child in node.children]
-    conjunction = isinstance(node, And) != negated  # De Morgan when negated
-    assert isinstance(node, (And, Or))
-    return _and(parts) if conjunction else _or(parts)
-
-
 # -- the store ----------------------------------------------------------------------------------
-class PineconeStore(Component):
+class PineconeStore(WritesThrough, CountedFingerprint, ScannedStats, StoreBase):
     """Chunks in one namespace of a Pinecone index, through the official ``pinecone`` client.
 
     Args:
@@ -233,7 +106,7 @@ class PineconeStore(Component):
         3
     """
 
-    outputs: dict[str, Any] = {}
+    fingerprint_name = "pinecone"
 
     #: Several processes may write at once: Pinecone is a service.
     concurrent_writers = True
@@ -276,36 +149,35 @@ class PineconeStore(Component):
         self.retry_backoff = retry_backoff
         self.timeout = timeout
         self._index: Any = None
-        self._generation = 0
-        self._lock = threading.RLock()
+        super().__init__()
 
     # -- connection ---------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        with self._lock:
-            if self._index is not None:
-                return
-            pinecone = _pinecone()
-            key = (self.api_key or Secret("PINECONE_API_KEY")).resolve()
-            host = self.host if "://" in self.host else f"https://{self.host}"
-            index = pinecone.Index(host=host, api_key=key, timeout=self.timeout)
-            self._index = index
-            try:
-                stats = self._call(index.describe_index_stats)
-            except Exception:
-                self._index = None
-                index.close()
-                raise
-            stored = int(stats.dimension) if stats.dimension else None
-            if stored is not None and self.dimension is not None and stored != self.dimension:
-                self._index = None
-                index.close()
-                raise ConfigError(
-                    f"Pinecone index at {self.host} holds {stored}-dimensional vectors but "
-                    f"dimension={self.dimension} was configured; use the matching embedder or "
-                    "another index",
-                    field="dimension",
-                )
-            self.dimension = stored or self.dimension
+    def _is_open(self) -> bool:
+        return self._index is not None
+
+    def _open(self) -> None:
+        pinecone = _pinecone()
+        key = (self.api_key or Secret("PINECONE_API_KEY")).resolve()
+        host = self.host if "://" in self.host else f"https://{self.host}"
+        index = pinecone.Index(host=host, api_key=key, timeout=self.timeout)
+        self._index = index
+        try:
+            stats = self._call(index.describe_index_stats)
+        except Exception:
+            self._index = None
+            index.close()
+            raise
+        stored = int(stats.dimension) if stats.dimension else None
+        if stored is not None and self.dimension is not None and stored != self.dimension:
+            self._index = None
+            index.close()
+            raise ConfigError(
+                f"Pinecone index at {self.host} holds {stored}-dimensional vectors but "
+                f"dimension={self.dimension} was configured; use the matching embedder or "
+                "another index",
+                field="dimension",
+            )
+        self.dimension = stored or self.dimension
 
     def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call the client, retrying 429/5xx answers; an unreachable host is one clear error."""
@@ -317,6 +189,7 @@ class PineconeStore(Component):
             try:
                 return method(*args, **kwargs)
             except errors.ApiError as err:
+                # why: the client sets status_code only when the server answered at all
                 status = int(getattr(err, "status_code", 0) or 0)
                 if (status == 429 or status >= 500) and attempt < self.max_retries:
                     time.sleep(delay * (1 + random.random() * 0.25))
@@ -420,7 +293,7 @@ class PineconeStore(Component):
                 self._call(
                     self._index.upsert, vectors=batch, namespace=self.namespace, show_progress=False
                 )
-            self._generation += 1
+            self._changed()
             return len(unique)
 
     def _matching_ids(self, node: FilterNode | None) -> list[str]:
@@ -454,8 +327,7 @@ class PineconeStore(Component):
 
     def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
         """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
-        if ids is None and filters is None:
-            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        check_delete_arguments(ids, filters)
         node = parse_filter(filters)
         to_pinecone_filter(node)  # refuse what Pinecone cannot express before reading
         with self._lock:
@@ -472,7 +344,7 @@ class PineconeStore(Component):
             for part in batched(doomed, _DELETE_IDS):
                 self._call(self._index.delete, ids=part, namespace=self.namespace)
             if doomed:
-                self._generation += 1
+                self._changed()
             return len(set(doomed))
 
     def clear(self) -> None:
@@ -481,16 +353,11 @@ class PineconeStore(Component):
             self.warm_up()
             if self._total():
                 self._call(self._index.delete, delete_all=True, namespace=self.namespace)
-                self._generation += 1
+                self._changed()
 
-    def flush(self) -> None:
-        """Nothing to do: each upsert is sent when written."""
-
-    def close(self) -> None:
-        with self._lock:
-            if self._index is not None:
-                self._index.close()
-            self._index = None
+    def _close(self) -> None:
+        self._index.close()
+        self._index = None
 
     # -- reading ------------------------------------------------------------------------------
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
@@ -566,14 +433,6 @@ class PineconeStore(Component):
             with self._lock:
                 yield from self._fetch(part, with_values=False)
 
-    def fingerprint(self) -> str:
-        """Changes when this store object writes or deletes, or the count changes."""
-        return f"pinecone:{id(self)}:{self._generation}:{self.count()}"
-
-    def stats(self) -> dict[str, Any]:
-        """``{"chunks", "sources", "dimension"}``."""
-        return scanned_stats(self)
-
     def records_location(self) -> str:
         """Where ``writer.store`` keeps ingestion records by default: a local SQLite file under
         ``.rag/records/`` named after the index host and namespace."""
@@ -583,9 +442,6 @@ class PineconeStore(Component):
         host = urlparse(self.host if "://" in self.host else f"https://{self.host}").hostname
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"pinecone-{host}-{self.namespace or 'default'}")
         return str(Path(".rag") / "records" / f"{name}.records.sqlite")
-
-    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
-        return {}
 
 
 def _chunk(vector_id: str, metadata: dict[str, Any] | None) -> Chunk:

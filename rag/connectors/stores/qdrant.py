@@ -23,8 +23,6 @@ string is resolved by reading that key's string values and matching the point id
 from __future__ import annotations
 
 import re
-import threading
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,27 +31,50 @@ from urllib.parse import urlparse
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.connectors.stores._base import (
+    ClearsByIds,
+    CountedFingerprint,
+    ScannedStats,
+    StoreBase,
+    WritesThrough,
+)
 from rag.connectors.stores._common import (
     apply_write_policy,
     batched,
     check_choice,
+    check_delete_arguments,
     check_k,
     chunk_vectors,
     query_vector,
-    scanned_stats,
 )
-from rag.core.component import Component
+from rag.connectors.stores._qdrant_filters import (
+    StringRange,
+    chunk_payload,
+    field_name,
+    point_id,
+    qdrant_models,
+    to_qdrant_filter,
+)
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, RagError, StoreUnavailableError
-from rag.core.filters import And, Field, FilterNode, Not, parse_filter
+from rag.core.errors import ConfigError, StoreUnavailableError
+from rag.core.filters import Field, parse_filter
 from rag.core.protocols import Filters, WritePolicy
 from rag.core.secrets import Secret
 
+__all__ = [
+    "BASE_FIELDS",
+    "METRICS",
+    "QdrantStore",
+    "StringRange",
+    "chunk_payload",
+    "field_name",
+    "point_id",
+    "to_qdrant_filter",
+]
+
 METRICS = ("ip", "l2", "cosine")
 BASE_FIELDS = ("chunk_id", "text", "metadata", "present")
-_SIMPLE_KEY = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
 _COLLECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
-_POINT_NAMESPACE = uuid.UUID("6f1c5d1e-2b7a-4c43-9a40-6b7f0a9d1c25")
 _BATCH = 256
 _ORDER = {
     "$gt": lambda a, b: a > b,
@@ -67,165 +88,8 @@ def _qdrant() -> Any:
     return require("qdrant_client", package="qdrant-client", extra="qdrant", purpose="store.qdrant")
 
 
-def _models() -> Any:
-    return _qdrant().models
-
-
-# -- payload mapping (pure) ---------------------------------------------------------------------
-def field_name(kind: str, key: str) -> str:
-    """The payload field that holds ``kind`` (``s``, ``n``, ``b``) values of metadata ``key``.
-
-    >>> field_name("s", "lang"), field_name("n", "a.b")
-    ('s_lang', 'n__612e62')
-    """
-    if _SIMPLE_KEY.fullmatch(key):
-        return f"{kind}_{key}"
-    return f"{kind}__{key.encode().hex()}"
-
-
-def _kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "b"
-    if isinstance(value, (int, float)):
-        return "n" if value == value and abs(value) != float("inf") else None
-    if isinstance(value, str):
-        return "s"
-    return None
-
-
-def point_id(chunk_id: str) -> str:
-    """The Qdrant point id (a UUIDv5) of a chunk id."""
-    return str(uuid.uuid5(_POINT_NAMESPACE, chunk_id))
-
-
-def chunk_payload(chunk: Chunk) -> dict[str, Any]:
-    """The payload of ``chunk``'s point (see the module docstring).
-
-    >>> chunk_payload(Chunk(id="c", text="t", metadata={"tags": ["a", 1], "x": None}))["s_tags"]
-    ['a']
-    """
-    payload: dict[str, Any] = {
-        "chunk_id": chunk.id,
-        "text": chunk.text,
-        "metadata": chunk.metadata,
-        "present": [k for k, v in chunk.metadata.items() if v is not None],
-    }
-    for key, value in chunk.metadata.items():
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            kind = _kind(item)
-            if kind is not None:
-                payload.setdefault(field_name(kind, key), []).append(item)
-    return payload
-
-
-# -- filter translation -------------------------------------------------------------------------
-StringRange = Callable[[Field], list[str]]
-"""Resolves ``$gt``-style comparisons of strings to the point ids that match."""
-
-
-def _condition(node: Field, string_range: StringRange | None) -> Any:
-    """A Qdrant condition for one field comparison, or ``True``/``False`` when constant."""
-    models = _models()
-    name = node.name
-    if node.op == "$exists":
-        present = models.FieldCondition(key="present", match=models.MatchValue(value=name))
-        return present if node.value else _negate(present)
-    if node.op in ("$eq", "$ne"):
-        found = _equals_any(name, [node.value])
-        return found if node.op == "$eq" else _negate(found)
-    if node.op in ("$in", "$nin"):
-        found = _equals_any(name, list(node.value))
-        return found if node.op == "$in" else _negate(found)
-    kind = _kind(node.value)
-    if kind == "n":
-        bound = {node.op[1:]: float(node.value)}
-        return models.FieldCondition(key=field_name("n", name), range=models.Range(**bound))
-    if kind == "s":
-        if string_range is None:
-            raise RagError("comparing strings with $gt/$lt needs the store to resolve them")
-        ids = string_range(node)
-        return models.HasIdCondition(has_id=ids) if ids else False
-    return False
-
-
-def _equals_any(name: str, values: Sequence[Any]) -> Any:
-    models = _models()
-    parts: list[Any] = []
-    strings = [v for v in values if _kind(v) == "s"]
-    if strings:
-        match = (
-            models.MatchValue(value=strings[0])
-            if len(strings) == 1
-            else models.MatchAny(any=strings)
-        )
-        parts.append(models.FieldCondition(key=field_name("s", name), match=match))
-    for value in values:
-        kind = _kind(value)
-        if kind == "n":
-            parts.append(
-                models.FieldCondition(
-                    key=field_name("n", name),
-                    range=models.Range(gte=float(value), lte=float(value)),
-                )
-            )
-        elif kind == "b":
-            parts.append(
-                models.FieldCondition(
-                    key=field_name("b", name), match=models.MatchValue(value=value)
-                )
-            )
-    return _or(parts)
-
-
-def _negate(part: Any) -> Any:
-    if part is True or part is False:
-        return not part
-    return _models().Filter(must_not=[part])
-
-
-def _and(parts: list[Any]) -> Any:
-    if any(p is False for p in parts):
-        return False
-    parts = [p for p in parts if p is not True]
-    if not parts:
-        return True
-    return parts[0] if len(parts) == 1 else _models().Filter(must=parts)
-
-
-def _or(parts: list[Any]) -> Any:
-    if any(p is True for p in parts):
-        return True
-    parts = [p for p in parts if p is not False]
-    if not parts:
-        return False
-    return parts[0] if len(parts) == 1 else _models().Filter(should=parts)
-
-
-def to_qdrant_filter(node: FilterNode | None, string_range: StringRange | None = None) -> Any:
-    """Translate a parsed filter into Qdrant models: a ``Filter``, or ``True`` (no filter) or
-    ``False`` (matches nothing), folded before anything is sent.
-
-    Example:
-        >>> f = to_qdrant_filter(parse_filter({"lang": "en", "year": {"$gte": 2020}}))
-        >>> [c.must[0].key for c in f.must]
-        ['s_lang', 'n_year']
-    """
-    if node is None:
-        return True
-    if isinstance(node, Field):
-        part = _condition(node, string_range)
-    elif isinstance(node, Not):
-        part = _negate(to_qdrant_filter(node.child, string_range))
-    else:
-        parts = [to_qdrant_filter(child, string_range) for child in node.children]
-        part = _and(parts) if isinstance(node, And) else _or(parts)
-    if part is True or part is False or isinstance(part, _models().Filter):
-        return part
-    return _models().Filter(must=[part])
-
-
 # -- the store ----------------------------------------------------------------------------------
-class QdrantStore(Component):
+class QdrantStore(WritesThrough, ClearsByIds, CountedFingerprint, ScannedStats, StoreBase):
     """Chunks in a Qdrant collection: local mode in a directory, or a Qdrant server.
 
     Args:
@@ -256,7 +120,7 @@ class QdrantStore(Component):
         'hello'
     """
 
-    outputs: dict[str, Any] = {}
+    fingerprint_name = "qdrant"
 
     def __init__(
         self,
@@ -302,8 +166,7 @@ class QdrantStore(Component):
         self.timeout = timeout
         self._client: Any = None
         self._exists = False
-        self._generation = 0
-        self._lock = threading.RLock()
+        super().__init__()
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -316,42 +179,42 @@ class QdrantStore(Component):
         """Whether several processes may write at once (a server, not local mode)."""
         return not self.is_local
 
-    def warm_up(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                return
-            qdrant = _qdrant()
-            if self.url is not None:
-                api_key = self.api_key.resolve() if self.api_key is not None else None
-                # check_compatibility=False: the version probe would warn about an unreachable
-                # server before the first call reports it (as one clear error, see _call)
-                client = qdrant.QdrantClient(
-                    url=self.url, api_key=api_key, timeout=self.timeout, check_compatibility=False
-                )
-            elif self.path:
-                Path(self.path).expanduser().mkdir(parents=True, exist_ok=True)
-                try:
-                    client = qdrant.QdrantClient(path=str(Path(self.path).expanduser()))
-                except RuntimeError as err:  # portalocker: another client holds the directory
-                    raise ConfigError(
-                        f"Qdrant local storage {self.path} is open in another process or store "
-                        f"({err}); close it, or use a Qdrant server (url) for several processes",
-                        field="path",
-                    ) from None
-            else:
-                client = qdrant.QdrantClient(location=":memory:")
-            self._client = client
-            try:
-                self._look_for_collection()
-            except Exception:
-                self._client = None
-                client.close()
-                raise
+    def _is_open(self) -> bool:
+        return self._client is not None
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """``client.method(...)``, turning "cannot connect" into one clear error."""
+    def _open(self) -> None:
+        qdrant = _qdrant()
+        if self.url is not None:
+            api_key = self.api_key.resolve() if self.api_key is not None else None
+            # check_compatibility=False: the version probe would warn about an unreachable
+            # server before the first call reports it (as one clear error, see _call)
+            client = qdrant.QdrantClient(
+                url=self.url, api_key=api_key, timeout=self.timeout, check_compatibility=False
+            )
+        elif self.path:
+            Path(self.path).expanduser().mkdir(parents=True, exist_ok=True)
+            try:
+                client = qdrant.QdrantClient(path=str(Path(self.path).expanduser()))
+            except RuntimeError as err:  # portalocker: another client holds the directory
+                raise ConfigError(
+                    f"Qdrant local storage {self.path} is open in another process or store "
+                    f"({err}); close it, or use a Qdrant server (url) for several processes",
+                    field="path",
+                ) from None
+        else:
+            client = qdrant.QdrantClient(location=":memory:")
+        self._client = client
         try:
-            return getattr(self._client, method)(*args, **kwargs)
+            self._look_for_collection()
+        except Exception:
+            self._client = None
+            client.close()
+            raise
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``method(...)`` of the client, turning "cannot connect" into one clear error."""
+        try:
+            return method(*args, **kwargs)
         except Exception as err:
             if self.url is not None and _is_connection_error(err):
                 raise StoreUnavailableError("store.qdrant", self.url, "url", _reason(err)) from None
@@ -366,6 +229,8 @@ class QdrantStore(Component):
         (only an operating-system crash can lose the last commits) at a small fraction of the
         cost. Reaches into the client's local storage: if that changes, writes are only slower.
         """
+        # why: the local storage is qdrant-client's private detail; if its shape changes, the
+        # probes below find nothing and writes are only slower
         local = getattr(self._client, "_client", None)
         collection = getattr(local, "collections", {}).get(self.collection)
         connection = getattr(getattr(collection, "storage", None), "storage", None)
@@ -374,20 +239,20 @@ class QdrantStore(Component):
             connection.execute("PRAGMA synchronous=NORMAL")
 
     def _look_for_collection(self) -> None:
-        self._exists = bool(self._call("collection_exists", self.collection))
+        self._exists = bool(self._call(self._client.collection_exists, self.collection))
         if not self._exists:
             return
         if self.path:
             self._tune_local_storage()
-        info = self._call("get_collection", self.collection)
+        info = self._call(self._client.get_collection, self.collection)
         vectors = info.config.params.vectors
-        size = getattr(vectors, "size", None)
-        if size is None:
+        if not isinstance(vectors, qdrant_models().VectorParams):  # named vectors: a dict
             raise ConfigError(
                 f"collection '{self.collection}' uses named vectors, so it was not created by "
                 "ragline; use another collection name",
                 field="collection",
             )
+        size = vectors.size
         if self.dimension is not None and int(size) != self.dimension:
             raise ConfigError(
                 f"collection '{self.collection}' holds {size}-dimensional vectors but "
@@ -405,7 +270,7 @@ class QdrantStore(Component):
         self.dimension = int(size)
 
     def _distances(self) -> dict[str, Any]:
-        distance = _models().Distance
+        distance = qdrant_models().Distance
         return {"ip": distance.DOT, "l2": distance.EUCLID, "cosine": distance.COSINE}
 
     @property
@@ -415,9 +280,9 @@ class QdrantStore(Component):
         return self._client
 
     def _create(self, dimension: int) -> None:
-        models = _models()
+        models = qdrant_models()
         self._call(
-            "create_collection",
+            self._client.create_collection,
             self.collection,
             vectors_config=models.VectorParams(
                 size=dimension, distance=self._distances()[self.metric]
@@ -433,9 +298,12 @@ class QdrantStore(Component):
                 fields[field_name(prefix, key)] = field_schema
             for name, field_schema in fields.items():
                 self._call(
-                    "create_payload_index", self.collection, field_name=name,
-                    field_schema=field_schema, wait=True,
-                )  # fmt: skip
+                    self._client.create_payload_index,
+                    self.collection,
+                    field_name=name,
+                    field_schema=field_schema,
+                    wait=True,
+                )
         if self.path:
             self._tune_local_storage()
         self.dimension = dimension
@@ -448,7 +316,7 @@ class QdrantStore(Component):
         found: set[str] = set()
         for part in batched(chunk_ids, _BATCH * 4):
             points = self._call(
-                "retrieve",
+                self._client.retrieve,
                 self.collection,
                 ids=[point_id(i) for i in part],
                 with_payload=["chunk_id"],
@@ -462,7 +330,7 @@ class QdrantStore(Component):
         policy = WritePolicy.parse(policy)
         if not chunks:
             return 0
-        models = _models()
+        models = qdrant_models()
         with self._lock:
             self.warm_up()
             if not self._exists and not self.is_local:
@@ -480,9 +348,12 @@ class QdrantStore(Component):
             ]
             for start in range(0, len(points), _BATCH):
                 self._call(
-                    "upsert", self.collection, points=points[start : start + _BATCH], wait=True
+                    self._client.upsert,
+                    self.collection,
+                    points=points[start : start + _BATCH],
+                    wait=True,
                 )
-            self._generation += 1
+            self._changed()
             return len(points)
 
     def _filter(self, filters: Filters | None) -> Any:
@@ -490,7 +361,7 @@ class QdrantStore(Component):
 
     def _string_range(self, node: Field) -> list[str]:
         """Point ids whose string values of ``node.name`` compare true with ``node.value``."""
-        models = _models()
+        models = qdrant_models()
         name = field_name("s", node.name)
         has_strings = models.Filter(
             must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=name))]
@@ -506,7 +377,7 @@ class QdrantStore(Component):
         offset = None
         while True:
             points, offset = self._call(
-                "scroll",
+                self._client.scroll,
                 self.collection,
                 scroll_filter=where,
                 limit=batch_size,
@@ -520,10 +391,9 @@ class QdrantStore(Component):
 
     def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
         """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
-        if ids is None and filters is None:
-            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        check_delete_arguments(ids, filters)
         parse_filter(filters)  # a bad filter is refused before anything is read
-        models = _models()
+        models = qdrant_models()
         with self._lock:
             self.warm_up()
             if not self._exists:
@@ -541,31 +411,19 @@ class QdrantStore(Component):
                     doomed.extend(str(p.id) for p in self._scroll(condition, False))
             for part in batched(doomed, _BATCH * 4):
                 self._call(
-                    "delete",
+                    self._client.delete,
                     self.collection,
                     points_selector=models.PointIdsList(points=part),
                     wait=True,
                 )
             if doomed:
-                self._generation += 1
+                self._changed()
             return len(set(doomed))
 
-    def clear(self) -> None:
-        """Delete every chunk (the collection stays)."""
-        with self._lock:
-            ids = self.ids()
-            if ids:
-                self.delete(ids=ids)
-
-    def flush(self) -> None:
-        """Nothing to do: writes wait until Qdrant has applied them."""
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
-            self._exists = False
+    def _close(self) -> None:
+        self._client.close()
+        self._client = None
+        self._exists = False
 
     # -- reading ------------------------------------------------------------------------------
     def _score(self, score: float) -> float:
@@ -593,9 +451,9 @@ class QdrantStore(Component):
             return hits
 
     def _query(self, query: np.ndarray, k: int, where: Any, exact: bool) -> list[Hit]:
-        models = _models()
+        models = qdrant_models()
         result = self._call(
-            "query_points",
+            self._client.query_points,
             self.collection,
             query=query.tolist(),
             query_filter=where,
@@ -616,7 +474,9 @@ class QdrantStore(Component):
         ]
 
     def _count(self, where: Any) -> int:
-        return int(self._call("count", self.collection, count_filter=where, exact=True).count)
+        return int(
+            self._call(self._client.count, self.collection, count_filter=where, exact=True).count
+        )
 
     def count(self, filters: Filters | None = None) -> int:
         parse_filter(filters)
@@ -639,7 +499,7 @@ class QdrantStore(Component):
             found: dict[str, Chunk] = {}
             for part in batched(id_list, _BATCH * 4):
                 points = self._call(
-                    "retrieve",
+                    self._client.retrieve,
                     self.collection,
                     ids=[point_id(i) for i in part],
                     with_payload=["chunk_id", "text", "metadata"],
@@ -672,14 +532,6 @@ class QdrantStore(Component):
                 return []
             return [p.payload["chunk_id"] for p in self._scroll(None, ["chunk_id"])]
 
-    def fingerprint(self) -> str:
-        """Changes when this store object writes or deletes, or the count changes."""
-        return f"qdrant:{id(self)}:{self._generation}:{self.count()}"
-
-    def stats(self) -> dict[str, Any]:
-        """``{"chunks", "sources", "dimension"}``."""
-        return scanned_stats(self)
-
     def records_location(self) -> str:
         """Where ``writer.store`` keeps ingestion records by default: beside the local-mode
         directory, under ``.rag/records/`` for a server, in memory for an in-memory store."""
@@ -692,9 +544,6 @@ class QdrantStore(Component):
         return str(
             Path(".rag") / "records" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}.records.sqlite"
         )
-
-    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
-        return {}
 
 
 def _is_connection_error(err: BaseException) -> bool:

@@ -30,230 +30,69 @@ typed gRPC fields, never inside a query string.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import threading
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
 
-from rag.connectors._deps import require
+from rag.connectors.stores._base import (
+    ClearsByIds,
+    CountedFingerprint,
+    ScannedStats,
+    StoreBase,
+    WritesThrough,
+)
 from rag.connectors.stores._common import (
     apply_write_policy,
     batched,
     check_choice,
+    check_delete_arguments,
     check_k,
     chunk_vectors,
     query_vector,
-    scanned_stats,
 )
-from rag.core.component import Component
+from rag.connectors.stores._weaviate_filters import (
+    PROPERTY_TYPES,
+    all_of,
+    chunk_from_object,
+    chunk_uuid,
+    load_weaviate,
+    object_properties,
+    property_kind,
+    property_name,
+    to_weaviate_filter,
+)
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError, RagError
-from rag.core.filters import And, Field, FilterNode, Not, parse_filter
+from rag.core.filters import FilterNode, parse_filter
 from rag.core.protocols import Filters, WritePolicy
 from rag.core.secrets import Secret
+
+__all__ = [
+    "BASE_PROPERTIES",
+    "INDEX_TYPES",
+    "METRICS",
+    "PROPERTY_TYPES",
+    "WeaviateStore",
+    "chunk_from_object",
+    "chunk_uuid",
+    "object_properties",
+    "property_kind",
+    "property_name",
+    "to_weaviate_filter",
+]
 
 INDEX_TYPES = ("hnsw", "flat")
 METRICS = ("ip", "l2", "cosine")
 BASE_PROPERTIES = ("chunk_id", "text", "metadata_json", "present")
-_SIMPLE_KEY = re.compile(r"[a-z0-9]{1,100}")
 _COLLECTION_NAME = re.compile(r"[A-Z][_0-9A-Za-z]{0,230}")
 _BATCH = 500
 
 
-def _weaviate() -> Any:
-    return require(
-        "weaviate", package="weaviate-client", extra="weaviate", purpose="store.weaviate"
-    )
-
-
-# -- object mapping (pure) ----------------------------------------------------------------------
-def property_name(kind: str, key: str) -> str:
-    """The Weaviate property that holds ``kind`` values of metadata ``key``.
-
-    >>> property_name("s", "lang"), property_name("n", "Year")
-    ('mf_s_lang', 'mf_n__59656172')
-    """
-    if _SIMPLE_KEY.fullmatch(key):
-        return f"mf_{kind}_{key}"
-    encoded = key.encode().hex()
-    if len(encoded) > 200:
-        import hashlib
-
-        encoded = "h" + hashlib.sha256(key.encode()).hexdigest()
-    return f"mf_{kind}__{encoded}"
-
-
-def _kind(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return "b"
-    if isinstance(value, (int, float)):
-        return "n" if math.isfinite(value) else None
-    if isinstance(value, str):
-        return "s"
-    return None
-
-
-def _typed(value: Any) -> Any:
-    # Weaviate numbers are float64; sending ints would select the int[] gRPC field instead
-    return float(value) if _kind(value) == "n" else value
-
-
-# Weaviate data type of each kind of property (names as in weaviate.classes.config.DataType)
-PROPERTY_TYPES = {
-    "s": "TEXT_ARRAY",
-    "n": "NUMBER_ARRAY",
-    "b": "BOOL_ARRAY",
-    "smin": "TEXT",
-    "smax": "TEXT",
-    "nmin": "NUMBER",
-    "nmax": "NUMBER",
-}
-
-
-def object_properties(chunk: Chunk) -> dict[str, Any]:
-    """The properties of the Weaviate object that stores ``chunk`` (see the module doc).
-
-    >>> sorted(object_properties(Chunk(id="a", text="t", metadata={"tags": ["x", "y"]})))
-    ['chunk_id', 'metadata_json', 'mf_s_tags', 'mf_smax_tags', 'mf_smin_tags', 'present', 'text']
-    """
-    properties: dict[str, Any] = {
-        "chunk_id": chunk.id,
-        "text": chunk.text,
-        "metadata_json": json.dumps(chunk.metadata, ensure_ascii=False),
-        "present": [],
-    }
-    for key, value in chunk.metadata.items():
-        if value is None:
-            continue
-        properties["present"].append(key)
-        typed: dict[str, list[Any]] = {}
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            kind = _kind(item)
-            if kind is not None:
-                typed.setdefault(kind, []).append(_typed(item))
-        for kind, values in typed.items():
-            properties[property_name(kind, key)] = values
-            if kind in ("s", "n"):
-                properties[property_name(kind + "min", key)] = min(values)
-                properties[property_name(kind + "max", key)] = max(values)
-    return properties
-
-
-def property_kind(name: str) -> str | None:
-    """The kind (``s``, ``nmax``, ...) of a typed property name, ``None`` for base ones."""
-    if not name.startswith("mf_"):
-        return None
-    return name[3:].split("_", 1)[0]
-
-
-def chunk_from_object(properties: dict[str, Any], vector: Any = None) -> Chunk:
-    """The chunk a Weaviate object stores."""
-    embedding = None if vector is None else np.asarray(vector, dtype=np.float32)
-    return Chunk(
-        id=properties["chunk_id"],
-        text=properties.get("text") or "",
-        metadata=json.loads(properties.get("metadata_json") or "{}"),
-        embedding=embedding,
-    )
-
-
-# -- filter translation (pure) ------------------------------------------------------------------
-_ORDER = {
-    "$gt": ("max", "greater_than"),
-    "$gte": ("max", "greater_or_equal"),
-    "$lt": ("min", "less_than"),
-    "$lte": ("min", "less_or_equal"),
-}
-
-
-def _or(parts: list[Any]) -> Any:
-    parts = [p for p in parts if p is not False]
-    if any(p is True for p in parts):
-        return True
-    if not parts:
-        return False
-    return parts[0] if len(parts) == 1 else _weaviate().classes.query.Filter.any_of(parts)
-
-
-def _and(parts: list[Any]) -> Any:
-    parts = [p for p in parts if p is not True]
-    if any(p is False for p in parts):
-        return False
-    if not parts:
-        return True
-    return parts[0] if len(parts) == 1 else _weaviate().classes.query.Filter.all_of(parts)
-
-
-def _not(part: Any) -> Any:
-    if isinstance(part, bool):
-        return not part
-    return ~part
-
-
-def _contains_any(key: str, values: Sequence[Any], known: Container[str]) -> Any:
-    filter_cls = _weaviate().classes.query.Filter
-    parts: list[Any] = []
-    for kind in ("s", "n", "b"):
-        of_kind = [_typed(v) for v in values if _kind(v) == kind]
-        name = property_name(kind, key)
-        if of_kind and name in known:
-            parts.append(filter_cls.by_property(name).contains_any(of_kind))
-    return _or(parts)
-
-
-def _field(node: Field, known: Container[str]) -> Any:
-    filter_cls = _weaviate().classes.query.Filter
-    if node.op == "$exists":
-        present = filter_cls.by_property("present").contains_any([node.name])
-        return present if node.value else _not(present)
-    if node.op in ("$eq", "$in"):
-        return _contains_any(node.name, node.value if node.op == "$in" else [node.value], known)
-    if node.op in ("$ne", "$nin"):
-        values = node.value if node.op == "$nin" else [node.value]
-        return _not(_contains_any(node.name, values, known))
-    kind = _kind(node.value)
-    if kind not in ("s", "n"):
-        return False
-    side, method = _ORDER[node.op]
-    name = property_name(kind + side, node.name)
-    if name not in known:
-        return False
-    return getattr(filter_cls.by_property(name), method)(_typed(node.value))
-
-
-def to_weaviate_filter(node: FilterNode | None, known: Container[str]) -> Any:
-    """Translate a parsed filter into ``weaviate.classes.query.Filter`` terms.
-
-    Args:
-        node: The parsed filter (``None``: no filter).
-        known: Property names the collection has; a condition on any other is constant.
-
-    Returns:
-        A Weaviate filter, ``True`` (matches everything: send no filter) or ``False``
-        (matches nothing: skip the query).
-    """
-    if node is None:
-        return True
-    if isinstance(node, Field):
-        return _field(node, known)
-    if isinstance(node, Not):
-        return _not(to_weaviate_filter(node.child, known))
-    parts = [to_weaviate_filter(child, known) for child in node.children]
-    return _and(parts) if isinstance(node, And) else _or(parts)
-
-
-def chunk_uuid(chunk_id: str) -> str:
-    """The object UUID of a chunk id (UUIDv5, stable)."""
-    return str(_weaviate().util.generate_uuid5(chunk_id))
-
-
 # -- the store ----------------------------------------------------------------------------------
-class WeaviateStore(Component):
+class WeaviateStore(WritesThrough, ClearsByIds, CountedFingerprint, ScannedStats, StoreBase):
     """Chunks in a Weaviate collection on a server.
 
     Args:
@@ -272,7 +111,10 @@ class WeaviateStore(Component):
         3
     """
 
-    outputs: dict[str, Any] = {}
+    fingerprint_name = "weaviate"
+
+    #: Several processes may write at once: Weaviate is a server.
+    concurrent_writers = True
 
     def __init__(
         self,
@@ -309,32 +151,31 @@ class WeaviateStore(Component):
         self._client: Any = None
         self._known: set[str] = set()
         self._exists = False
-        self._generation = 0
-        self._lock = threading.RLock()
+        super().__init__()
 
     # -- connection ---------------------------------------------------------------------------
-    def warm_up(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                return
-            weaviate = _weaviate()
-            parsed = urlparse(self.url)
-            secure = parsed.scheme == "https"
-            auth = None
-            if self.api_key is not None:
-                auth = weaviate.classes.init.Auth.api_key(self.api_key.resolve())
-            self._client = weaviate.connect_to_custom(
-                http_host=parsed.hostname,
-                http_port=parsed.port or (443 if secure else 80),
-                http_secure=secure,
-                grpc_host=parsed.hostname,
-                grpc_port=self.grpc_port,
-                grpc_secure=secure,
-                auth_credentials=auth,
-            )
-            self._exists = bool(self._client.collections.exists(self.collection))
-            if self._exists:
-                self._read_schema()
+    def _is_open(self) -> bool:
+        return self._client is not None
+
+    def _open(self) -> None:
+        weaviate = load_weaviate()
+        parsed = urlparse(self.url)
+        secure = parsed.scheme == "https"
+        auth = None
+        if self.api_key is not None:
+            auth = weaviate.classes.init.Auth.api_key(self.api_key.resolve())
+        self._client = weaviate.connect_to_custom(
+            http_host=parsed.hostname,
+            http_port=parsed.port or (443 if secure else 80),
+            http_secure=secure,
+            grpc_host=parsed.hostname,
+            grpc_port=self.grpc_port,
+            grpc_secure=secure,
+            auth_credentials=auth,
+        )
+        self._exists = bool(self._client.collections.exists(self.collection))
+        if self._exists:
+            self._read_schema()
 
     def _read_schema(self) -> None:
         config = self._handle().config.get()
@@ -362,7 +203,7 @@ class WeaviateStore(Component):
         return self._client.collections.get(self.collection)
 
     def _create(self, dimension: int) -> None:
-        classes = _weaviate().classes
+        classes = load_weaviate().classes
         configure, data_type, tokenization = (
             classes.config.Configure,
             classes.config.DataType,
@@ -402,11 +243,11 @@ class WeaviateStore(Component):
         self.dimension = dimension
 
     def _ensure_properties(self, names: set[str]) -> None:
-        classes = _weaviate().classes
+        classes = load_weaviate().classes
         handle = self._handle()
         for name in sorted(names - self._known):
             kind = property_kind(name) or "s"
-            data_type = getattr(classes.config.DataType, PROPERTY_TYPES[kind])
+            data_type = classes.config.DataType[PROPERTY_TYPES[kind]]
             extra: dict[str, Any] = {}
             if kind.startswith("s"):
                 extra["tokenization"] = classes.config.Tokenization.FIELD
@@ -422,7 +263,7 @@ class WeaviateStore(Component):
     def _existing(self, chunk_ids: Sequence[str]) -> set[str]:
         if not self._exists or not chunk_ids:
             return set()
-        filter_cls = _weaviate().classes.query.Filter
+        filter_cls = load_weaviate().classes.query.Filter
         found: set[str] = set()
         for part in batched(chunk_ids, _BATCH):
             result = self._handle().query.fetch_objects(
@@ -447,7 +288,7 @@ class WeaviateStore(Component):
                 return 0
             if not self._exists:
                 self._create(vectors[0].shape[0])
-            data_object = _weaviate().classes.data.DataObject
+            data_object = load_weaviate().classes.data.DataObject
             objects = []
             needed: set[str] = set()
             for chunk, vector in unique.values():
@@ -468,7 +309,7 @@ class WeaviateStore(Component):
                         f"Weaviate refused {len(result.errors)} object(s) of collection "
                         f"'{self.collection}': {first.message}"
                     )
-            self._generation += 1
+            self._changed()
             return len(objects)
 
     def _where(self, node: FilterNode | None) -> Any:
@@ -476,14 +317,13 @@ class WeaviateStore(Component):
 
     def delete(self, ids: Sequence[str] | None = None, filters: Filters | None = None) -> int:
         """Delete by ids and/or filters (both given: chunks matching both). Returns the count."""
-        if ids is None and filters is None:
-            raise ValueError("delete() needs ids or filters; to empty the store use clear()")
+        check_delete_arguments(ids, filters)
         node = parse_filter(filters)
         with self._lock:
             self.warm_up()
             if not self._exists:
                 return 0
-            filter_cls = _weaviate().classes.query.Filter
+            filter_cls = load_weaviate().classes.query.Filter
             where = self._where(node)
             if where is False:
                 return 0
@@ -497,33 +337,19 @@ class WeaviateStore(Component):
                 if not batches:
                     return 0
             for by_id in batches:
-                condition = _and([by_id, where])
+                condition = all_of([by_id, where])
                 if condition is True:  # everything: Weaviate needs some filter
                     condition = filter_cls.by_property("chunk_id").like("*")
                 result = self._handle().data.delete_many(where=condition)
                 deleted += int(result.successful)
             if deleted:
-                self._generation += 1
+                self._changed()
             return deleted
 
-    def clear(self) -> None:
-        """Delete every chunk (the collection and its schema stay)."""
-        ids = self.ids()
-        if ids:
-            self.delete(ids=ids)
-
-    #: Several processes may write at once: Weaviate is a server.
-    concurrent_writers = True
-
-    def flush(self) -> None:
-        """Nothing to do: Weaviate persists each write."""
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = None
-            self._exists = False
+    def _close(self) -> None:
+        self._client.close()
+        self._client = None
+        self._exists = False
 
     # -- reading ------------------------------------------------------------------------------
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
@@ -542,7 +368,7 @@ class WeaviateStore(Component):
                 near_vector=query.tolist(),
                 limit=k,
                 filters=None if where is True else where,
-                return_metadata=_weaviate().classes.query.MetadataQuery(distance=True),
+                return_metadata=load_weaviate().classes.query.MetadataQuery(distance=True),
                 return_properties=["chunk_id", "text", "metadata_json"],
             )
         hits = []
@@ -572,7 +398,7 @@ class WeaviateStore(Component):
             self.warm_up()
             if not self._exists or not ids:
                 return []
-            filter_cls = _weaviate().classes.query.Filter
+            filter_cls = load_weaviate().classes.query.Filter
             id_list = list(ids)
             found: dict[str, Chunk] = {}
             for part in batched(id_list, _BATCH):
@@ -603,14 +429,3 @@ class WeaviateStore(Component):
     def ids(self) -> list[str]:
         """Every stored chunk id."""
         return [c.id for c in self.iter_chunks()]
-
-    def fingerprint(self) -> str:
-        """Changes when this store object writes or deletes, or the count changes."""
-        return f"weaviate:{id(self)}:{self._generation}:{self.count()}"
-
-    def stats(self) -> dict[str, Any]:
-        """``{"chunks", "sources", "dimension"}``."""
-        return scanned_stats(self)
-
-    def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
-        return {}

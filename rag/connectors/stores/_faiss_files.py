@@ -1,0 +1,393 @@
+"""The files of ``store.faiss`` and their checks: ``chunks.sqlite`` (the source of truth), the
+FAISS index built from it and saved as ``index.faiss`` + ``index.json``.
+
+A write commits to SQLite first; the index file is saved on flush. If a process dies between the
+two, the next open sees that the generations differ and rebuilds the index from SQLite. Broken
+files are noticed on open: an index file that is corrupt, stale or of the wrong shape is rebuilt
+(with a warning naming the file); a ``chunks.sqlite`` that is missing beside an index, corrupt, or
+another program's database raises :class:`~rag.core.errors.StoreCorruptError` naming the file and
+the repair. A full disk raises :class:`~rag.core.errors.StoreFullError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.connectors._deps import require
+from rag.connectors.stores import _faiss_index
+from rag.core.documents import Chunk
+from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError, StoreLockedError
+
+logger = logging.getLogger("rag.stores.faiss")
+CHUNK_COLUMNS = ("rowid", "id", "text", "metadata", "vector")
+
+
+def load_faiss() -> Any:
+    """The ``faiss`` module, or an error saying what to install."""
+    return require("faiss", package="faiss-cpu", extra="embed", purpose="store.faiss")
+
+
+def is_flat(metadata: dict[str, Any]) -> bool:
+    """Whether ``metadata`` holds only scalars, so ``dict(metadata)`` is a deep copy."""
+    return not any(isinstance(value, (dict, list)) for value in metadata.values())
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of JSON data (dicts, lists, scalars), faster than ``copy.deepcopy``."""
+    if isinstance(value, dict):
+        # Metadata is mostly flat scalars: copy the dict in C, then recurse only where needed.
+        copy = dict(value)
+        for key, item in copy.items():
+            if isinstance(item, (dict, list)):
+                copy[key] = json_copy(item)
+        return copy
+    if isinstance(value, list):
+        return [json_copy(item) for item in value]
+    return value
+
+
+def check_store_path(path: str) -> None:
+    """Refuse a ``path`` that is a file, or inside ``/proc``, ``/sys`` or ``/dev``."""
+    resolved = Path(path).expanduser()
+    with_parents = [resolved, *resolved.parents]
+    special = next((p for p in with_parents if p.as_posix() in ("/proc", "/sys", "/dev")), None)
+    if special is not None and Path(path).is_absolute():
+        raise ConfigError(
+            f"store.faiss path {path!r} is under {special}, a system folder that holds no "
+            "files; set path to a directory such as .rag/index",
+            field="path",
+        )
+    for candidate in with_parents:
+        if candidate.exists() or candidate.is_symlink():
+            if not candidate.is_dir():
+                raise ConfigError(
+                    f"store.faiss path {path!r}: {candidate} is a file, not a directory; "
+                    "store.faiss keeps a folder (chunks.sqlite, index.faiss); set path to a "
+                    "directory",
+                    field="path",
+                )
+            return
+
+
+def metadata_json(chunk: Chunk) -> str:
+    """Chunk metadata as JSON; NaN and infinity are refused (no JSON answer could carry them)."""
+    try:
+        return json.dumps(chunk.metadata, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        from rag.core.limits import check_finite
+
+        check_finite(chunk.metadata, where=f"chunk {chunk.id} metadata")
+        raise
+
+
+class FaissFiles:
+    """Opening, checking, saving and rebuilding the store's files: a mixin of
+    :class:`~rag.connectors.stores.faiss.FaissStore`, which holds the attributes read here."""
+
+    # set by FaissStore.__init__
+    path: str | None
+    index: str
+    metric: str
+    device: str
+    dimension: int | None
+    hnsw_m: int
+    ef_construction: int
+    ef_search: int
+    rescore: str
+    rescore_factor: int
+    _db: sqlite3.Connection | None
+    _index: Any
+    _positions: np.ndarray
+    _legacy_map: Any
+    _rowid_of: dict[str, int]
+    _tombstones: set[int]
+    _dirty: bool
+
+    def _metadata_of(self, rowid: int, text: str, db_path: str) -> dict[str, Any]:
+        try:
+            metadata = json.loads(text)
+        except ValueError as err:
+            raise StoreCorruptError(
+                db_path,
+                f"row {rowid} holds metadata that is not JSON ({err})",
+                "Restore the file from a backup, or move the folder aside and ingest again",
+            ) from None
+        if not isinstance(metadata, dict):
+            raise StoreCorruptError(
+                db_path,
+                f"row {rowid} holds metadata that is not a JSON object",
+                "Restore the file from a backup, or move the folder aside and ingest again",
+            )
+        return metadata
+
+    def _check_chunks_file(self, db_file: Path) -> None:
+        """A missing ``chunks.sqlite`` beside an index means the chunks were lost, not that
+        the store is new: say so instead of starting empty (and skipping every source)."""
+        index_file = db_file.with_name("index.faiss")
+        if not db_file.exists() and index_file.exists():
+            raise StoreCorruptError(
+                str(db_file),
+                "is missing, but index.faiss beside it holds vectors: the chunks' texts and "
+                "metadata were deleted, and the index alone cannot restore them",
+                f"Move {index_file.name} and index.json aside (or delete the folder "
+                f"{self.path}) and run 'rag ingest' again: the ingestion records notice the "
+                "missing chunks and ingest those sources again",
+            )
+
+    def _connect(self, db_path: str) -> sqlite3.Connection:
+        """Open ``chunks.sqlite``, refusing a corrupt or foreign database by name."""
+        try:
+            db = sqlite3.connect(db_path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS chunks (rowid INTEGER PRIMARY KEY AUTOINCREMENT, "
+                "id TEXT UNIQUE NOT NULL, text TEXT NOT NULL, metadata TEXT NOT NULL, "
+                "vector BLOB NOT NULL)"
+            )
+            db.execute("CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT)")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(chunks)")}
+            info = {row[1] for row in db.execute("PRAGMA table_info(info)")}
+        except sqlite3.Error as err:
+            raise self._sqlite_error(err, db_path) from None
+        if not set(CHUNK_COLUMNS[1:]) <= columns or not {"key", "value"} <= info:
+            db.close()
+            raise StoreCorruptError(
+                db_path,
+                "is another program's SQLite database (its 'chunks' or 'info' table is not "
+                "store.faiss's)",
+                "Point path at an empty or ragline folder; this file is left untouched",
+            )
+        return db
+
+    def _sqlite_error(self, err: sqlite3.Error, db_path: str | None = None) -> Exception:
+        """The named error for a SQLite failure of ``chunks.sqlite``."""
+        where = db_path or str(Path(self.path or ":memory:", "chunks.sqlite"))
+        if "full" in str(err).lower():
+            return StoreFullError(
+                f"{where}: the disk is full ({err}). This write was rolled back; every chunk "
+                "written before it is kept. Free space and run again (an ingest resumes)"
+            )
+        if isinstance(err, sqlite3.IntegrityError) or "locked" in str(err).lower():
+            return StoreLockedError(
+                f"{where}: another process wrote to this store at the same time ({err}); "
+                "nothing was lost, this write was rolled back. One writer per store: let the "
+                "other finish (rag ingest waits for it) and run again"
+            )
+        if isinstance(err, sqlite3.OperationalError):
+            return StoreCorruptError(
+                where,
+                f"cannot be used ({err})",
+                "Check the folder's permissions and the disk; if another program holds it, "
+                "stop that program",
+            )
+        return StoreCorruptError(
+            where,
+            f"is corrupt or not a SQLite database ({err})",
+            "Restore it from a backup, or move the folder aside and run 'rag ingest' again "
+            "(index.faiss holds vectors only and cannot restore the chunks)",
+        )
+
+    def _info(self, key: str) -> str | None:
+        assert self._db is not None
+        row = self._db.execute("SELECT value FROM info WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _generation(self) -> int:
+        return int(self._info("generation") or 0)
+
+    def _new_index(self, dimension: int) -> Any:
+        faiss = load_faiss()
+        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "ip" else faiss.METRIC_L2
+        if self._compressed():
+            return _faiss_index.new_index(
+                self.index,
+                dimension,
+                self.metric,
+                rescore=self.rescore,
+                rescore_factor=self.rescore_factor,
+            )
+        if self.index == "hnsw":
+            index = faiss.IndexHNSWFlat(dimension, self.hnsw_m, metric)
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+            return index
+        if self._use_gpu():
+            resources = faiss.StandardGpuResources()
+            index = (
+                faiss.GpuIndexFlatIP(resources, dimension)
+                if self.metric == "ip"
+                else faiss.GpuIndexFlatL2(resources, dimension)
+            )
+            index._gpu_resources = resources  # keep alive with the index
+            return index
+        # No IndexIDMap: row ids are translated in numpy (self._positions), which spares FAISS
+        # a parallel region per query, a real cost on a busy CPU.
+        return faiss.IndexFlatIP(dimension) if self.metric == "ip" else faiss.IndexFlatL2(dimension)
+
+    def _use_gpu(self) -> bool:
+        if self.device == "cpu":
+            return False
+        faiss = load_faiss()
+        # why: only a GPU build of faiss has StandardGpuResources; a CPU build lacks the name
+        has_gpu = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+        if self.device == "cuda" and not has_gpu:
+            raise ConfigError(
+                "device: cuda, but the installed faiss has no GPU support or sees no GPU; "
+                "install 'ragline[gpu]' (faiss-gpu) on a CUDA machine or use device: cpu",
+                field="device",
+            )
+        return has_gpu
+
+    def _open_index(self) -> None:
+        if self.dimension is None:
+            return
+        faiss = load_faiss()
+        index_file = Path(self.path or "", "index.faiss")
+        meta_file = Path(self.path or "", "index.json")
+        if self.path and index_file.exists() and meta_file.exists():
+            try:
+                meta = json.loads(meta_file.read_text())
+                if not isinstance(meta, dict) or not isinstance(meta.get("tombstones", []), list):
+                    raise ValueError(f"{meta_file} is not an index description")
+                if meta.get("generation") == self._generation() and not self._use_gpu():
+                    index = self._read_index(index_file)
+                    tombstones = set(meta.get("tombstones", []))
+                    positions = np.array(sorted({*self._rowid_of.values(), *tombstones}))
+                    if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
+                        positions = faiss.vector_to_array(index.id_map).astype(np.int64)
+                        self._legacy_map = index  # it owns (and would free) the inner index
+                        index = faiss.downcast_index(index.index)
+                    if index.ntotal == len(positions):
+                        self._index = index
+                        self._positions = positions.astype(np.int64)
+                        self._tombstones = tombstones
+                        self._set_ef()
+                        return
+            except (OSError, ValueError, RuntimeError, TypeError) as err:
+                logger.warning(
+                    "%s or %s is unreadable (%s); rebuilding the index from chunks.sqlite",
+                    index_file,
+                    meta_file,
+                    err,
+                )
+        self._rebuild_index()
+
+    def _set_ef(self) -> None:
+        if self.index == "hnsw" and self._index is not None:
+            self._index.hnsw.efSearch = self.ef_search
+
+    # -- compressed indexes (int8, binary): see rag.connectors.stores._faiss_index -----------
+    def _compressed(self) -> bool:
+        return self.index in _faiss_index.COMPRESSED_INDEX_TYPES
+
+    def _read_index(self, path: Path) -> Any:
+        """The saved index; ``ValueError`` when it is not of the configured kind."""
+        if self._compressed():
+            return _faiss_index.load_index(
+                path, self.index, rescore=self.rescore, rescore_factor=self.rescore_factor
+            )
+        if _faiss_index.is_compressed_file(path):
+            raise ValueError(f"{path} holds a compressed index, not {self.index}")
+        return load_faiss().read_index(str(path))
+
+    def _write_index(self, index: Any, path: Path) -> None:
+        if self._compressed():
+            _faiss_index.save_index(index, path)
+        else:
+            load_faiss().write_index(index, str(path))
+
+    def _train(self, index: Any) -> None:
+        """Train a compressed index on a sample of the stored vectors (before adding)."""
+        if self._compressed():
+            assert self._db is not None
+            sample = _faiss_index.training_sample(self._db)
+            if len(sample):
+                index.train(sample)
+
+    def _rebuild_index(self) -> None:
+        assert self._db is not None and self.dimension is not None
+        index = self._new_index(self.dimension)
+        self._train(index)
+        batch_ids, batch_vectors, positions = [], [], []
+        for rowid, blob in self._db.execute("SELECT rowid, vector FROM chunks ORDER BY rowid"):
+            batch_ids.append(rowid)
+            batch_vectors.append(np.frombuffer(blob, dtype=np.float32))
+            if len(batch_ids) >= 10_000:
+                index.add(np.vstack(batch_vectors))
+                positions.extend(batch_ids)
+                batch_ids, batch_vectors = [], []
+        if batch_ids:
+            index.add(np.vstack(batch_vectors))
+            positions.extend(batch_ids)
+        self._index = index
+        self._positions = np.array(positions, dtype=np.int64)
+        self._tombstones = set()
+        self._dirty = True
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as err:
+            raise self._sqlite_error(err) from None
+
+    def _rollback(self, db: sqlite3.Connection, err: BaseException) -> None:
+        """Roll the transaction back; a SQLite error becomes the store's named error."""
+        with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+            db.execute("ROLLBACK")
+        if isinstance(err, sqlite3.Error):
+            raise self._sqlite_error(err) from None
+
+    def _bump_generation(self, db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO info VALUES ('generation', ?)", (str(self._generation() + 1),)
+        )
+
+    def _save_index(self) -> None:
+        """Write ``index.faiss`` and ``index.json`` (each through a temporary file)."""
+        faiss = load_faiss()
+        index = self._index
+        if not self._compressed() and self._use_gpu():
+            index = faiss.index_gpu_to_cpu(self._index)
+        tmp = Path(self.path, "index.faiss.tmp")
+        meta_tmp = Path(self.path, "index.json.tmp")
+        try:
+            self._write_index(index, tmp)
+            os.replace(tmp, Path(self.path, "index.faiss"))
+            meta_tmp.write_text(
+                json.dumps(
+                    {
+                        "generation": self._generation(),
+                        "tombstones": sorted(self._tombstones),
+                    }
+                )
+            )
+            os.replace(meta_tmp, Path(self.path, "index.json"))
+        except (OSError, RuntimeError) as err:
+            for leftover in (tmp, meta_tmp):
+                leftover.unlink(missing_ok=True)
+            full = (isinstance(err, OSError) and err.errno == errno.ENOSPC) or "No space" in str(
+                err
+            )
+            if full:
+                raise StoreFullError(
+                    f"{Path(self.path, 'index.faiss')}: the disk is full while saving the "
+                    "index. Every chunk is committed in chunks.sqlite, and the next open "
+                    "rebuilds the index from it; free space and run again"
+                ) from None
+            raise StoreCorruptError(
+                str(Path(self.path, "index.faiss")),
+                f"cannot be saved ({err})",
+                "Check the folder's permissions; the chunks are safe in chunks.sqlite and "
+                "the next open rebuilds the index from it",
+            ) from None
+        self._dirty = False
