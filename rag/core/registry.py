@@ -18,6 +18,7 @@ import functools
 import importlib
 import os
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -112,11 +113,28 @@ class Registry:
         return target
 
     def name_of(self, cls: type) -> str | None:
-        """The short name registered for ``cls``, if any."""
+        """The short name registered for ``cls``, if any.
+
+        A name may point at the path a package re-exports the class from (``package:Store``
+        for a class defined in ``package._store``): that counts when the module is imported and
+        holds ``cls`` (nothing is imported to find out).
+
+        Example:
+            >>> from collections import OrderedDict
+            >>> Registry({"toy.ordered": "collections:OrderedDict"}).name_of(OrderedDict)
+            'toy.ordered'
+        """
         qualified = f"{cls.__module__}:{cls.__qualname__}"
         for name, target in self._entries.items():
             if target is cls or target == qualified:
                 return name
+        for name, target in self._entries.items():
+            if isinstance(target, str) and ":" in target:
+                module_name, _, attr = target.partition(":")
+                module = sys.modules.get(module_name)
+                # a registered "module:Class" path, read from a module already imported
+                if module is not None and getattr(module, attr, None) is cls:
+                    return name
         return None
 
 

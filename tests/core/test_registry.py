@@ -53,3 +53,19 @@ def test_without_an_installed_distribution_the_error_says_to_install_it(monkeypa
     monkeypatch.setattr(registry_module, "_declared", lambda: ({}, {}))
     with pytest.raises(UnknownComponentError, match=r"Known: \(none\).*pip install -e \."):
         Registry().resolve("store.faiss")
+
+
+def test_a_class_registered_at_the_path_that_re_exports_it_keeps_its_short_name(monkeypatch):
+    import sys
+    import types
+
+    class Store:
+        pass
+
+    Store.__module__ = "ragline_fake_pkg._store"  # defined in a private module of a package
+    package = types.ModuleType("ragline_fake_pkg")
+    package.Store = Store  # ... and re-exported by the package, the path the name points at
+    monkeypatch.setitem(sys.modules, "ragline_fake_pkg", package)
+    registry = Registry({"store.fake": "ragline_fake_pkg:Store"})
+    assert registry.name_of(Store) == "store.fake"
+    assert Registry({"store.fake": "ragline_not_imported:Store"}).name_of(Store) is None
