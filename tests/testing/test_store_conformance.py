@@ -155,3 +155,17 @@ def test_the_enumerable_class_fails_a_repeated_chunk():
 def test_the_clearable_class_fails_a_clear_that_keeps_chunks():
     with pytest.raises(AssertionError):
         ClearableConformance().test_clear_empties_and_stays_writable(ForgetfulClearStore())
+
+
+def test_each_ability_class_checks_its_own_protocol():
+    names = [n for n in dir(FaissAbilities) if n.startswith("test_store_is_")]
+    assert sorted(names) == [
+        "test_store_is_clearable",
+        "test_store_is_closable",
+        "test_store_is_enumerable",
+        "test_store_is_fingerprinted",
+        "test_store_is_flushable",
+        "test_store_is_reportsstats",
+    ]
+    with pytest.raises(AssertionError, match="OwnsRecordsLocation"):
+        AllAbilities().test_store_is_ownsrecordslocation(FaissStore())

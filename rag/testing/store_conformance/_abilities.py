@@ -28,15 +28,29 @@ from rag.testing.store_conformance._fixtures import StoreFixtures, close_store, 
 
 
 class AbilityConformance(StoreFixtures):
-    """Base of the per-ability classes: ``ability`` names the protocol a class tests."""
+    """Base of the per-ability classes: ``ability`` names the protocol a class tests.
+
+    Each subclass gets a test of its own, ``test_store_is_<ability>``, that the store implements
+    the protocol (one per class, so a test class inheriting several runs them all).
+    """
 
     ability: ClassVar[type]
 
-    def test_store_declares_the_ability(self, store: Any) -> None:
-        assert isinstance(store, self.ability), (
-            f"{type(store).__name__} is tested as {self.ability.__name__} but does not "
-            f"implement it (its methods: {self.ability.__name__} in rag.core.protocols)"
-        )
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        ability = cls.__dict__.get("ability")
+        if ability is None:
+            return
+
+        def test(self: AbilityConformance, store: Any) -> None:
+            assert isinstance(store, ability), (
+                f"{type(store).__name__} is tested as {ability.__name__} but does not "
+                f"implement it (see {ability.__name__} in rag.core.protocols)"
+            )
+
+        test.__name__ = f"test_store_is_{ability.__name__.lower()}"
+        test.__qualname__ = f"{cls.__qualname__}.{test.__name__}"
+        setattr(cls, test.__name__, test)
 
 
 class FlushableConformance(AbilityConformance):
@@ -159,7 +173,7 @@ class EnumerableConformance(AbilityConformance):
 
     ability = Enumerable
 
-    def test_empty(self, store: Any) -> None:
+    def test_ids_and_chunks_of_an_empty_store(self, store: Any) -> None:
         assert store.ids() == []
         assert list(store.iter_chunks()) == []
 
