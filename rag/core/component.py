@@ -32,7 +32,7 @@ import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol, Union, runtime_checkable
 
 from rag.core.errors import ConfigError, did_you_mean
 from rag.core.secrets import EnvValue, Secret
@@ -164,6 +164,33 @@ class Component:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.init_parameters.items())
         return f"{type(self).__name__}({params})"
+
+
+@runtime_checkable
+class WarmsUp(Protocol):
+    """Something with a ``warm_up()`` to call before first use (every :class:`Component`)."""
+
+    def warm_up(self) -> None: ...
+
+
+def warm_up_parts(*parts: object) -> None:
+    """Warm up the components a component holds, each that has ``warm_up()``.
+
+    Lets a component type what it holds by the part's Protocol (``embedder: Embedder``, which
+    does not name ``warm_up``) and still warm it.
+
+    >>> class Model:
+    ...     loaded = False
+    ...     def warm_up(self) -> None:
+    ...         self.loaded = True
+    >>> model = Model()
+    >>> warm_up_parts(model, "a plain value")
+    >>> model.loaded
+    True
+    """
+    for part in parts:
+        if isinstance(part, WarmsUp):
+            part.warm_up()
 
 
 def type_hints(func: Any) -> dict[str, Any]:

@@ -31,9 +31,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
+from rag.core.roles import Splitter
 from rag.pipelines.splitters import BaseSplitter, TokenCounter, sentence_spans
 
 PARENT_ID = "parent_id"
@@ -78,15 +79,14 @@ class ParentChildSplitter(Component):
 
     outputs = {"chunks": list[Chunk]}
 
-    def __init__(self, *, parent: Component, child: Component) -> None:
+    def __init__(self, *, parent: Splitter, child: Splitter) -> None:
         _require_splitter(parent, "parent")
         _require_splitter(child, "child")
         self.parent = parent
         self.child = child
 
     def warm_up(self) -> None:
-        self.parent.warm_up()
-        self.child.warm_up()
+        warm_up_parts(self.parent, self.child)
 
     def run(self, documents: list[Document]) -> dict[str, Any]:
         chunks: list[Chunk] = []
@@ -96,10 +96,10 @@ class ParentChildSplitter(Component):
 
     def split_document(self, document: Document) -> list[Chunk]:
         children: list[Chunk] = []
-        for parent_index, parent in enumerate(self.parent.split_document(document)):  # type: ignore[attr-defined]
+        for parent_index, parent in enumerate(self.parent.split_document(document)):
             section = Document(id=parent.id, text=parent.text, metadata=dict(parent.metadata))
             parent_start = int(parent.metadata.get("start_index", 0))
-            for child in self.child.split_document(section):  # type: ignore[attr-defined]
+            for child in self.child.split_document(section):
                 metadata = dict(child.metadata)
                 metadata.pop("chunk_index", None)
                 metadata["start_index"] = parent_start + int(metadata.get("start_index", 0))

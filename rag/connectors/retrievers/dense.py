@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Hit
 from rag.core.filters import parse_filter
 from rag.core.protocols import Embedder, Filters, VectorStore
@@ -33,8 +33,8 @@ class DenseRetriever(Component):
     def __init__(
         self,
         *,
-        embedder: Component,
-        store: Component,
+        embedder: Embedder,
+        store: VectorStore,
         k: int = 10,
         filters: dict[str, Any] | None = None,
         score_threshold: float | None = None,
@@ -49,8 +49,7 @@ class DenseRetriever(Component):
         self.score_threshold = score_threshold
 
     def warm_up(self) -> None:
-        self.embedder.warm_up()
-        self.store.warm_up()
+        warm_up_parts(self.embedder, self.store)
 
     def _filters(self, filters: Filters | None) -> Filters | None:
         if self.filters and filters:
@@ -66,10 +65,9 @@ class DenseRetriever(Component):
         self, query: str, *, k: int | None = None, filters: Filters | None = None
     ) -> list[Hit]:
         """Hits for one query."""
-        embedder: Embedder = self.embedder  # type: ignore[assignment]
-        store: VectorStore = self.store  # type: ignore[assignment]
-        vector = embedder.embed_query(query)
-        return self._threshold(store.search(vector, k=k or self.k, filters=self._filters(filters)))
+        vector = self.embedder.embed_query(query)
+        merged = self._filters(filters)
+        return self._threshold(self.store.search(vector, k=k or self.k, filters=merged))
 
     def retrieve_batch(
         self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
@@ -80,11 +78,10 @@ class DenseRetriever(Component):
             embed_many(list(queries))
             if embed_many
             else [self.embedder.embed_query(q) for q in queries]
-        )  # type: ignore[attr-defined]
+        )
         merged = self._filters(filters)
         return [
-            self._threshold(self.store.search(v, k=k or self.k, filters=merged))  # type: ignore[attr-defined]
-            for v in vectors
+            self._threshold(self.store.search(v, k=k or self.k, filters=merged)) for v in vectors
         ]
 
     def run(
