@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk
 from rag.core.errors import ConfigError
-from rag.core.protocols import Flushable, WritePolicy
+from rag.core.protocols import Flushable, VectorStore, WritePolicy
 from rag.pipelines.records import RecordStore, default_records_path
 
 
@@ -43,7 +43,7 @@ class StoreWriter(Component):
     def __init__(
         self,
         *,
-        store: Component,
+        store: VectorStore,
         policy: str = "upsert",
         batch_size: int = 1024,
         records_path: str | None = None,
@@ -61,7 +61,7 @@ class StoreWriter(Component):
         self._records_lock = threading.Lock()
 
     def warm_up(self) -> None:
-        self.store.warm_up()
+        warm_up_parts(self.store)
 
     @property
     def records(self) -> RecordStore:
@@ -74,7 +74,7 @@ class StoreWriter(Component):
             return self._records
 
     def run(self, chunks: list[Chunk]) -> dict[str, Any]:
-        written = self.store.write(chunks, policy=self.policy) if chunks else 0  # type: ignore[attr-defined]
+        written = self.store.write(chunks, policy=self.policy) if chunks else 0
         return {"written": written, "skipped": len(chunks) - written}
 
     def flush(self) -> None:

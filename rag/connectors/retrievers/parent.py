@@ -17,10 +17,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
-from rag.core.protocols import Filters
+from rag.core.protocols import Filters, Retriever
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class ParentRetriever(Component):
     def __init__(
         self,
         *,
-        retriever: Component,
+        retriever: Retriever,
         mode: str = "parent",
         k: int = 5,
         candidates: int | None = None,
@@ -89,7 +89,7 @@ class ParentRetriever(Component):
         self._warned = False
 
     def warm_up(self) -> None:
-        self.retriever.warm_up()
+        warm_up_parts(self.retriever)
 
     def _depth(self, k: int) -> int:
         return max(self.candidates, k) if self.candidates is not None else max(4 * k, 20)
@@ -138,7 +138,7 @@ class ParentRetriever(Component):
     ) -> list[Hit]:
         """Parents (or windows) of the best-matching chunks for one query."""
         limit = k or self.k
-        hits = self.retriever.retrieve(query, k=self._depth(limit), filters=filters)  # type: ignore[attr-defined]
+        hits = self.retriever.retrieve(query, k=self._depth(limit), filters=filters)
         return self.expand(hits, k=limit)
 
     def retrieve_batch(
