@@ -25,11 +25,11 @@ from rag.connectors.retrievers.fusion import (
     fuse,
     maximal_marginal_relevance,
 )
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
-from rag.core.protocols import Filters
+from rag.core.protocols import Embedder, Filters, Retriever
 
 LEVELS = ("document", "chunk")
 
@@ -102,7 +102,7 @@ class HybridRetriever(Component):
     def __init__(
         self,
         *,
-        retrievers: list[Component],
+        retrievers: list[Retriever],
         k: int = 10,
         fusion: str = "rrf",
         weights: list[float] | None = None,
@@ -112,7 +112,7 @@ class HybridRetriever(Component):
         candidates: int | None = None,
         mmr: bool = False,
         mmr_lambda: float = 0.5,
-        embedder: Component | None = None,
+        embedder: Embedder | None = None,
         filters: dict[str, Any] | None = None,
     ) -> None:
         if not retrievers:
@@ -162,10 +162,7 @@ class HybridRetriever(Component):
         self.filters = filters
 
     def warm_up(self) -> None:
-        for retriever in self.retrievers:
-            retriever.warm_up()
-        if self.embedder is not None:
-            self.embedder.warm_up()
+        warm_up_parts(*self.retrievers, self.embedder)
 
     def _filters(self, filters: Filters | None) -> Filters | None:
         if self.filters and filters:
@@ -224,7 +221,7 @@ class HybridRetriever(Component):
                 per_retriever.append(batch(list(queries), k=depth, filters=merged))
             else:
                 per_retriever.append(
-                    [retriever.retrieve(q, k=depth, filters=merged) for q in queries]  # type: ignore[attr-defined]
+                    [retriever.retrieve(q, k=depth, filters=merged) for q in queries]
                 )
         answers = []
         for position, query in enumerate(queries):
