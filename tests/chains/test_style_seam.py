@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -233,11 +232,9 @@ def test_with_style_keeps_the_mcp_tools(tmp_path):
         answer_style="sentences",
         mcp_servers=[{"command": [sys.executable, str(server)], "prefix": "geo_"}],
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        chain.warm_up()  # connects the MCP server
-        copy = chain.with_style("concise")
-        answer = copy.ask("What is the capital of France?")
+    chain.warm_up()  # connects the MCP server
+    copy = chain.with_style("concise")
+    answer = copy.ask("What is the capital of France?")
     offered = [t["function"]["name"] for t in script.bodies[0]["tools"]]
     assert offered == ["geo_capital_of"]
     (call,) = answer.tool_calls
