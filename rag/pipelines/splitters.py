@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.deps import require
 from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
+from rag.core.protocols import Embedder
 from rag.core.text import split_sentences
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
@@ -458,7 +459,7 @@ class SemanticSplitter(BaseSplitter):
     def __init__(
         self,
         *,
-        embedder: Component,
+        embedder: Embedder,
         chunk_size: int = 200,
         tokenizer: str | None = None,
         threshold_type: str = "percentile",
@@ -494,7 +495,7 @@ class SemanticSplitter(BaseSplitter):
 
     def warm_up(self) -> None:
         super().warm_up()
-        self.embedder.warm_up()
+        warm_up_parts(self.embedder)
 
     def similarities(self, text: str, sentences: Sequence[tuple[int, int]]) -> np.ndarray:
         """Cosine similarity across each gap between sentences ``i`` and ``i + 1``.
@@ -503,7 +504,7 @@ class SemanticSplitter(BaseSplitter):
         to ``buffer_size + 1`` sentences before it and after it.
         """
         vectors = np.asarray(
-            self.embedder.embed_documents([text[a:b] for a, b in sentences]),  # type: ignore[attr-defined]
+            self.embedder.embed_documents([text[a:b] for a, b in sentences]),
             dtype=np.float64,
         )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
