@@ -192,10 +192,12 @@ class HybridRetriever(Component):
             fused = fuse(scored, fusion=self.fusion, k=self.rrf_k, weights=self.weights)
         return [Hit(chunks[chunk_id], score) for chunk_id, score in fused[:k]]
 
-    def _diversify(self, query_vector: np.ndarray, hits: list[Hit], k: int) -> list[Hit]:
+    def _diversify(
+        self, embedder: Embedder, query_vector: np.ndarray, hits: list[Hit], k: int
+    ) -> list[Hit]:
         if not hits:
             return hits
-        vectors = self.embedder.embed_documents([h.chunk.text for h in hits])  # type: ignore[union-attr]
+        vectors = embedder.embed_documents([h.chunk.text for h in hits])
         order = maximal_marginal_relevance(
             query_vector, np.asarray(vectors), k=k, lambda_mult=self.mmr_lambda
         )
@@ -226,12 +228,12 @@ class HybridRetriever(Component):
         answers = []
         for position, query in enumerate(queries):
             results = [lists[position] for lists in per_retriever]
-            if not self.mmr:
+            if not self.mmr or self.embedder is None:  # mmr without an embedder: refused in init
                 answers.append(self.fuse(results, k=limit))
                 continue
             pool = self.fuse(results, k=depth)
-            query_vector = self.embedder.embed_query(query)  # type: ignore[union-attr]
-            answers.append(self._diversify(np.asarray(query_vector), pool, limit))
+            query_vector = self.embedder.embed_query(query)
+            answers.append(self._diversify(self.embedder, np.asarray(query_vector), pool, limit))
         return answers
 
     def run(
