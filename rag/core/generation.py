@@ -24,6 +24,13 @@ class ToolCall:
 
 @dataclass
 class Usage:
+    """Tokens one generator call read and wrote (OpenAI's ``usage`` fields).
+
+    Example:
+        >>> Usage(prompt_tokens=12, completion_tokens=3).to_dict()["total_tokens"]
+        15
+    """
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
