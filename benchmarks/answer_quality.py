@@ -1,7 +1,7 @@
 """Answer quality of ``chain.rag`` per answer style with the bundled SmolLM2-135M (README table).
 
     .venv/bin/python benchmarks/answer_quality.py [--datasets wikiqa,xquad] [--limit N]
-        [--wikiqa-limit N] [--seed 0] [--k 3] [--styles evidence,extractive,concise,sentences]
+        [--wikiqa-limit N] [--seed 0] [--k N] [--styles evidence,extractive,concise,sentences]
         [--wikiqa-styles evidence]
         [--json] [--unanswerable] [--warm-cache]
 
@@ -22,10 +22,11 @@ Extractive answers use ``span_search: ranked`` (:mod:`rag.chains.span_ranking`, 
 ``benchmarks/fit_span_ranker.py`` fits on the questions outside the ``--limit 100 --seed 0``
 sample).
 
-The paragraphs of ``corpus.jsonl`` are split (``splitter.recursive``, 128 tokens of the embedding
-model, overlap 16). XQuAD's are embedded with all-MiniLM-L6-v2 into ``store.faiss`` and retrieved
-densely; WikiQA's ~5,000 chunks are retrieved with BM25 (embedding them takes longer than a run
-on a shared 2-core CPU may; ``RAGLINE_BENCH_CACHE=DIR`` caches corpus vectors between runs).
+Retrieval is ``examples/qa.yaml``'s as shipped (:class:`PipelineRetriever`): its splitter,
+its embedder (all-MiniLM-L6-v2, title template) and its hybrid retriever (dense + BM25 fused per
+document), with its chain's ``k`` unless ``--k`` says otherwise. Each dataset's paragraphs are
+indexed once under ``RAGLINE_BENCH_INDEX`` (default ``/tmp/ragline-bench-index``) and the index
+is reused by later runs (delete the folder after changing qa.yaml's ingest settings).
 Contexts are retrieved once per question and reused by every style, so the styles answer from the
 same contexts. Styles alternate per question, and the model's cached prompts are forgotten before
 every call, so load drift hits every style alike (``--warm-cache`` keeps them, as a long-running
@@ -89,6 +90,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def build_retriever(corpus: list[dict[str, Any]], k: int) -> Any:
+    """Dense retrieval over 128-token chunks (``benchmarks/fit_span_ranker.py``'s contexts)."""
     from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
     from rag.connectors.retrievers.dense import DenseRetriever
     from rag.connectors.stores.faiss import FaissStore
@@ -121,49 +123,60 @@ def build_retriever(corpus: list[dict[str, Any]], k: int) -> Any:
     return DenseRetriever(embedder=embedder, store=store, k=k), len(chunks)
 
 
-class LexicalRetriever:
-    """BM25 (bm25s, Porter2 stemming, k1=0.9, b=0.4) over the same 128-token chunks, with an
-    embedder for the styles and baselines that need one: indexing a large corpus densely on a
-    shared 2-core CPU takes longer than a benchmark run may (WikiQA: ~5,000 chunks)."""
+EXAMPLE_PIPELINE = ROOT / "examples" / "qa.yaml"
+BENCH_INDEX = Path(os.environ.get("RAGLINE_BENCH_INDEX", "/tmp/ragline-bench-index"))
 
-    def __init__(self, chunks: list[Any], embedder: Any) -> None:
-        import bm25s
-        import Stemmer
 
-        self.chunks = chunks
-        self.embedder = embedder
-        self.stemmer = Stemmer.Stemmer("english")
-        tokens = bm25s.tokenize(
-            [c.text for c in chunks], stopwords="en", stemmer=self.stemmer, show_progress=False
+class PipelineRetriever:
+    """The retrieval of ``examples/qa.yaml`` as shipped (its splitter, embedder with the title
+    template, hybrid dense + BM25 fused per document) over a dataset's paragraphs, indexed once
+    under ``RAGLINE_BENCH_INDEX/<dataset>`` (default ``/tmp/ragline-bench-index``) and reused.
+
+    ``embedder`` is the pipeline's embedder (the one ``style.evidence`` gets as ``@embedder``).
+    """
+
+    def __init__(self, corpus: list[dict[str, Any]], dataset: str) -> None:
+        from rag.core import Document, PipelineFile
+        from rag.pipelines.ingest import find_writer, ingest_documents
+
+        index = BENCH_INDEX / dataset
+        text = EXAMPLE_PIPELINE.read_text(encoding="utf-8").replace(
+            "${RAG_INDEX_DIR:-.rag/example-index}", str(index)
         )
-        self.index = bm25s.BM25(k1=0.9, b=0.4)
-        self.index.index(tokens, show_progress=False)
+        index.mkdir(parents=True, exist_ok=True)
+        config = index / "qa.yaml"
+        config.write_text(text, encoding="utf-8")
+        loaded = PipelineFile.load(config)
+        ingest = loaded.pipelines["ingest"]
+        self.embedder = ingest.get_component("embedder")
+        self.retriever = loaded.pipelines["search"].get_component("retriever")
+        chain = loaded.pipelines["ask"].get_component("chain")
+        self.k = int(chain.k)
+        _, writer = find_writer(ingest)  # type: ignore[misc]
+        writer.warm_up()
+        self.chunks = int(writer.store.count())
+        if self.chunks == 0:
+            documents = [
+                Document(
+                    id=d["_id"],
+                    text=d["text"],
+                    metadata={"source": d["_id"], "doc_id": d["_id"], "title": d.get("title", "")},
+                )
+                for d in corpus
+            ]
+            print(f"{dataset}: indexing {len(documents)} paragraphs into {index}", file=sys.stderr)
+            ingest_documents(
+                documents,
+                embedder=self.embedder,
+                writer=writer,
+                splitter=ingest.get_component("splitter"),
+                progress=True,
+            )
+            self.chunks = int(writer.store.count())
+        self.embedder.warm_up()
 
     def retrieve_batch(self, queries: list[str], k: int) -> list[list[Hit]]:
-        import bm25s
-
-        tokens = bm25s.tokenize(queries, stopwords="en", stemmer=self.stemmer, show_progress=False)
-        ids, scores = self.index.retrieve(tokens, k=k, show_progress=False)
-        return [
-            [Hit(self.chunks[int(i)], float(s)) for i, s in zip(row, found, strict=True)]
-            for row, found in zip(ids, scores, strict=True)
-        ]
-
-
-def build_lexical_retriever(corpus: list[dict[str, Any]]) -> tuple[LexicalRetriever, int]:
-    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
-    from rag.core import Document
-    from rag.pipelines.splitters import RecursiveSplitter
-
-    splitter = RecursiveSplitter(chunk_size=128, chunk_overlap=16, tokenizer="all-MiniLM-L6-v2")
-    documents = [
-        Document(id=d["_id"], text=d["text"], metadata={"source": d["_id"], "doc_id": d["_id"]})
-        for d in corpus
-    ]
-    chunks = splitter.run(documents)["chunks"]
-    embedder = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="auto")
-    embedder.warm_up()
-    return LexicalRetriever(chunks, embedder), len(chunks)
+        return self.retriever.retrieve_batch(queries, k=k)  # type: ignore[attr-defined]
 
 
 def strip_citations(text: str) -> str:
@@ -370,14 +383,16 @@ def run_wikiqa(args: argparse.Namespace, styles: list[str]) -> dict[str, Any] | 
     total = len(rows)
     if args.wikiqa_limit is not None and args.wikiqa_limit < len(rows):
         rows = random.Random(args.seed).sample(rows, args.wikiqa_limit)
-    retriever, chunks = build_lexical_retriever(read_jsonl(data / "corpus.jsonl"))
+    retriever = PipelineRetriever(read_jsonl(data / "corpus.jsonl"), "wikiqa_train")
+    args.k = args.k or retriever.k
     fixed, _, gold = fixed_contexts(retriever, rows, args.k, "doc_id")
     generator, chains = make_chains(args, retriever, fixed, styles)
     results = score_styles(chains, rows, (lambda: None) if args.warm_cache else generator.reset)
     extra = baselines(rows, fixed, retriever.embedder)
     print_table(
-        f"\nWikiQA train, check half: {len(rows)} of {total} questions; {chunks} chunks, BM25 "
-        f"k={args.k} (gold paragraph retrieved {gold:.3f}); similarity: all-MiniLM-L6-v2",
+        f"\nWikiQA train, check half: {len(rows)} of {total} questions; {retriever.chunks} "
+        f"chunks, examples/qa.yaml retrieval (hybrid), k={args.k} (gold paragraph retrieved "
+        f"{gold:.3f}); similarity: all-MiniLM-L6-v2",
         results,
         extra,
     )
@@ -399,15 +414,18 @@ def run_xquad(args: argparse.Namespace, styles: list[str]) -> dict[str, Any] | N
         rows = random.Random(args.seed).sample(rows, args.limit)
     if args.take is not None:
         rows = rows[: args.take]  # the first N of the held-out sample: fewer, never others
-    retriever, chunks = build_retriever(read_jsonl(data / "corpus.jsonl"), args.k)
+    retriever = PipelineRetriever(read_jsonl(data / "corpus.jsonl"), "xquad_en_dev")
+    args.k = args.k or retriever.k
+    chunks = retriever.chunks
     fixed, in_context, gold = fixed_contexts(retriever, rows, args.k, "context_id")
     generator, chains = make_chains(args, retriever, fixed, styles)
     results = score_styles(chains, rows, (lambda: None) if args.warm_cache else generator.reset)
     print_table(
         f"\nXQuAD en dev, {len(rows)} of {total} questions"
         f"{f' (random sample, seed {args.seed})' if len(rows) < total else ''}; {chunks} chunks, "
-        f"dense k={args.k}; answer in contexts {in_context:.3f}, gold paragraph retrieved "
-        f"{gold:.3f}; holds: the answer contains the gold answer (questions whose contexts do)",
+        f"examples/qa.yaml retrieval (hybrid), k={args.k}; answer in contexts {in_context:.3f}, "
+        f"gold paragraph retrieved {gold:.3f}; holds: the answer contains the gold answer "
+        "(questions whose contexts do)",
         results,
         [],
     )
@@ -451,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
         "--take", type=int, default=None, help="XQuAD: only the first N of the --limit sample"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, default=3, help="contexts per question")
+    parser.add_argument(
+        "--k", type=int, default=None, help="contexts per question (default: qa.yaml's chain k)"
+    )
     parser.add_argument("--styles", default=",".join(STYLES))
     parser.add_argument(
         "--wikiqa-styles", default=None, help="WikiQA: these styles instead of --styles"

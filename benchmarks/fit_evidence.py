@@ -1,7 +1,7 @@
 """Fit the sentence weights of ``style.evidence`` and write them, with their provenance.
 
     .venv/bin/python benchmarks/fit_evidence.py [--data-root ../shared/data] [--seed 0]
-        [--k 3] [--out rag/chains/styles/evidence_weights.json]
+        [--out rag/chains/styles/evidence_weights.json]
 
 Fitting data, and only this (the rest is for ``benchmarks/answer_quality.py`` to check on):
 
@@ -12,10 +12,13 @@ Fitting data, and only this (the rest is for ``benchmarks/answer_quality.py`` to
   (:func:`xquad_held_out`: ``--limit 100 --seed 0``). Target: the sentences of the gold paragraph
   that hold the gold answer.
 
-Contexts are retrieved as the answer-quality benchmark does (paragraphs split into 128-token
-chunks; XQuAD: all-MiniLM-L6-v2, dense; WikiQA, ~5,000 chunks: BM25; k=3). Every sentence of
-the contexts gets the features of :func:`rag.chains.styles.evidence.sentence_candidates`
-(similarity from all-MiniLM-L6-v2).
+Contexts are retrieved as the answer-quality benchmark does: ``examples/qa.yaml``'s own
+retrieval (its splitter, embedder and hybrid retriever, its chain's ``k``;
+``answer_quality.PipelineRetriever``) over each dataset's paragraphs. Every sentence of the
+contexts gets the features of
+:func:`rag.chains.styles.evidence.sentence_candidates` (similarity from all-MiniLM-L6-v2, the
+pipeline's embedder). Sentence vectors are cached by text in ``RAGLINE_BENCH_INDEX``
+(default ``/tmp/ragline-bench-index``), never in the repository, so a refit is cheap.
 
 1. Softmax regression over the sentences of each question (the target spread over its best
    sentences): the ranking weights, once with all features (``embedding``) and once without the
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import pickle
 import random
 import statistics
 import sys
@@ -74,11 +78,15 @@ def xquad_held_out(rows: list[dict[str, Any]], limit: int = 100, seed: int = 0) 
 
 
 class SentenceEmbeddings:
-    """Question-sentence cosine similarities with one embedding model, cached by text."""
+    """Question-sentence cosine similarities with one embedding model; sentence vectors cached
+    by text in memory and in ``path`` (a pickle under /tmp) between runs."""
 
-    def __init__(self, embedder: Any) -> None:
+    def __init__(self, embedder: Any, path: Path | None = None) -> None:
         self.embedder = embedder
+        self.path = path
         self.cache: dict[str, np.ndarray] = {}
+        if path is not None and path.is_file():
+            self.cache = pickle.loads(path.read_bytes())
         self.queries: dict[str, np.ndarray] = {}
 
     def _unit(self, matrix: np.ndarray) -> np.ndarray:
@@ -91,6 +99,9 @@ class SentenceEmbeddings:
             batch = missing[start : start + 512]
             vectors = self._unit(np.asarray(self.embedder.embed_documents(batch), dtype=np.float32))
             self.cache.update(zip(batch, vectors, strict=True))
+        if missing and self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_bytes(pickle.dumps(self.cache))
 
     def similarities(self, question: str, texts: list[str]) -> list[float]:
         query = self.queries.get(question)
@@ -111,7 +122,15 @@ def collect(
     from rag.chains.styles.evidence import sentence_candidates, set_similarities
 
     found = [
-        (row, hit, sentence_candidates(row["question"], [h.chunk.text for h in hit]))
+        (
+            row,
+            hit,
+            sentence_candidates(
+                row["question"],
+                [h.chunk.text for h in hit],
+                metadata=[h.chunk.metadata for h in hit],
+            ),
+        )
         for row, hit in zip(rows, hits, strict=True)
     ]
     print(f"{desc}: embedding the sentences of {len(found)} questions", file=sys.stderr)
@@ -202,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--k", type=int, default=3)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--wikiqa-limit",
@@ -219,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from answer_quality import build_lexical_retriever, build_retriever
+    from answer_quality import BENCH_INDEX, PipelineRetriever
 
-    from rag.chains.styles.evidence import FEATURES, LEXICAL_FEATURES
+    from rag.chains.styles.evidence import FACTOID_KINDS, FEATURES, LEXICAL_FEATURES
+    from rag.core.text import question_kind
     from rag.eval.metrics import normalize_answer, token_f1
 
     wikiqa_fit, _ = split_wikiqa(read_jsonl(wikiqa_dir / "answers.jsonl"), args.seed)
@@ -231,21 +250,22 @@ def main(argv: list[str] | None = None) -> int:
     xquad_fit = [r for r in xquad_rows if r["_id"] not in held]
 
     groups: list[dict[str, Any]] = []
-    embedder = None
+    k = None
     for name, rows, directory in (
         ("wikiqa_train", wikiqa_fit, wikiqa_dir),
         ("xquad_en_dev", xquad_fit, xquad_dir),
     ):
         corpus = read_jsonl(directory / "corpus.jsonl")
-        if name == "wikiqa_train":  # ~5,000 chunks: BM25, as answer_quality.py does for WikiQA
-            retriever, _ = build_lexical_retriever(corpus)
-            if args.wikiqa_limit is not None and args.wikiqa_limit < len(rows):
-                rows = random.Random(args.seed).sample(rows, args.wikiqa_limit)
-        else:
-            retriever, _ = build_retriever(corpus, args.k)
-        embedder = retriever.embedder
-        hits = retriever.retrieve_batch([r["question"] for r in rows], k=args.k)
-        embeddings = SentenceEmbeddings(embedder)
+        retriever = PipelineRetriever(corpus, name)
+        k = retriever.k
+        if (
+            args.wikiqa_limit is not None
+            and name == "wikiqa_train"
+            and args.wikiqa_limit < len(rows)
+        ):
+            rows = random.Random(args.seed).sample(rows, args.wikiqa_limit)
+        hits = retriever.retrieve_batch([r["question"] for r in rows], k=k)
+        embeddings = SentenceEmbeddings(retriever.embedder, BENCH_INDEX / "sentence_vectors.pkl")
         if name == "wikiqa_train":
 
             def target(row: dict[str, Any], hit: Any, text: str) -> float:
@@ -258,11 +278,24 @@ def main(argv: list[str] | None = None) -> int:
                 return float(inside and hit.chunk.metadata.get("doc_id") == row["context_id"])
 
         found = collect(rows, hits, embeddings, target, name)
+        for group in found:
+            group["dataset"] = name
         used[name] = len(rows)
         print(f"{name}: {len(found)} fitting questions", file=sys.stderr)
         groups.extend(found)
 
-    fitted = {"embedding": fit(groups, FEATURES), "lexical": fit(groups, LEXICAL_FEATURES)}
+    # WikiQA's questions count twice: its natural questions are what a user asks, and XQuAD's
+    # short-answer target rewards the retrieval rank more than WikiQA's does. Factoid questions
+    # (who / when / where / how many) get weight sets of their own.
+    weighted = groups + [g for g in groups if g["dataset"] == "wikiqa_train"]
+    factoid = [g for g in weighted if question_kind(g["row"]["question"]) in FACTOID_KINDS]
+    other = [g for g in weighted if question_kind(g["row"]["question"]) not in FACTOID_KINDS]
+    fitted = {
+        "embedding": fit(other, FEATURES),
+        "lexical": fit(other, LEXICAL_FEATURES),
+        "embedding_factoid": fit(factoid, FEATURES),
+        "lexical_factoid": fit(factoid, LEXICAL_FEATURES),
+    }
     for kind, result in fitted.items():
         print(
             f"{kind}: top sentence right for {result['top_right']:.3f} of fitting questions "
@@ -282,13 +315,17 @@ def main(argv: list[str] | None = None) -> int:
             },
             "seed": args.seed,
             "model": f"{EMBEDDING_MODEL} (question-sentence similarity)",
-            "retrieval": f"128-token chunks, k={args.k}; xquad_en_dev: dense {EMBEDDING_MODEL}; "
-            "wikiqa_train: BM25 (k1 0.9, b 0.4)",
-            "method": "softmax regression over each question's sentences, then a logistic "
-            "calibration of the best sentence's score; min_score: the "
+            "retrieval": f"examples/qa.yaml's (splitter.markdown 240 tokens, hybrid dense "
+            f"{EMBEDDING_MODEL} + BM25 fused per document), k={k}",
+            "method": "softmax regression over each question's sentences (WikiQA questions "
+            "counted twice; factoid questions, who/when/where/how many, in the *_factoid sets), "
+            "then a logistic calibration of the best sentence's score; min_score: the "
             f"{ABSTAIN_QUANTILE:g}th percentile of answerable fitting questions",
         },
-        "features": {"embedding": list(FEATURES), "lexical": list(LEXICAL_FEATURES)},
+        "features": {
+            kind: list(FEATURES if kind.startswith("embedding") else LEXICAL_FEATURES)
+            for kind in fitted
+        },
         "weights": {kind: result["weights"] for kind, result in fitted.items()},
         "min_score": {kind: result["min_score"] for kind, result in fitted.items()},
     }

@@ -55,9 +55,23 @@ FEATURES = (
     "log_words",
     "short",
     "question_mark",
+    "document_start",
+    "pronoun_start",
+    "similarity_previous",
 )
-"""What a sentence is scored on (``similarity*`` are 0 without an embedder)."""
+"""What a sentence is scored on (``similarity*`` are 0 without an embedder).
+
+``document_start``: the first sentence of its document (first of a context whose chunk is its
+document's first, ``chunk_index`` 0); ``pronoun_start``: it opens with a word that points back
+("It", "This", "They", ...); ``similarity_previous``: for such a sentence, the similarity of the
+sentence before it in its context (the one the pronoun points to), else 0.
+"""
 LEXICAL_FEATURES = tuple(f for f in FEATURES if not f.startswith("similarity"))
+POINTING_BACK = frozenset(
+    {"it", "its", "this", "these", "that", "those", "they", "their", "them", "he", "she", "his"}
+    | {"her", "such", "both"}
+)
+"""Words that, opening a sentence, point back to the one before it."""
 FACTOID_KINDS = ("number", "date", "name", "where")
 SEPARATOR = " — "
 """Between the factoid span and its sentence."""
@@ -76,10 +90,15 @@ class SentenceCandidate:
 
 
 def sentence_candidates(
-    question: str, contexts: Sequence[str], similarities: Sequence[float] | None = None
+    question: str,
+    contexts: Sequence[str],
+    similarities: Sequence[float] | None = None,
+    metadata: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[SentenceCandidate]:
     """Every sentence of ``contexts`` with its :data:`FEATURES` (``similarities``: the cosine
-    similarity of each sentence to the question, in order; ``None``: 0).
+    similarity of each sentence to the question, in order; ``None``: 0; ``metadata``: each
+    context's chunk metadata, whose ``chunk_index`` tells a document's first chunk; ``None``:
+    every context is taken for its document's start).
 
     Example:
         >>> found = sentence_candidates("Who founded Acme?", ["Acme was founded by Jane Roe."])
@@ -91,6 +110,7 @@ def sentence_candidates(
     words_of: list[set[str]] = []
     for number, text in enumerate(contexts):
         position = 0
+        opens = metadata is None or metadata[number].get("chunk_index", 0) == 0
         for start, end in sentences(text):
             start = _after_headings(text, start, end)
             if start >= end:
@@ -98,6 +118,7 @@ def sentence_candidates(
             piece = text[start:end]
             found.append(SentenceCandidate(number, start, end, piece))
             found[-1].features["position"] = 1.0 / (1 + position)
+            found[-1].features["document_start"] = float(opens and position == 0)
             words_of.append({stem(w) for w in WORD.findall(piece)})
             position += 1
     frequency = collections.Counter(w for words in words_of for w in words)
@@ -113,6 +134,7 @@ def sentence_candidates(
             log_words=math.log(1 + count),
             short=float(count < 6),
             question_mark=float(candidate.text.rstrip("\"')").endswith("?")),
+            pronoun_start=float(_points_back(candidate.text)),
         )
     best = max((c.features["coverage"] for c in found), default=0.0)
     for candidate in found:
@@ -126,10 +148,20 @@ HEADING_WORDS = 8
 """A line of at most this many words without an end mark is a title ("Tuning HNSW")."""
 
 
-def _is_heading(line: str) -> bool:
+def _points_back(sentence: str) -> bool:
+    first = WORD.search(sentence)
+    return first is not None and first.group().lower() in POINTING_BACK
+
+
+def _is_heading(line: str, following: str = "") -> bool:
+    """Whether ``line`` is a title line; ``following``, the text after it: a short line that
+    the next line continues in lower case ("M" then "is the number of links ...", as an HTML
+    page's bold word comes out of the loader) is part of its sentence, not a title."""
     line = line.strip()
     if line.startswith("#"):
         return True
+    if following.lstrip()[:1].islower():
+        return False
     return not line.endswith(_END_MARKS) and len(WORD.findall(line)) <= HEADING_WORDS
 
 
@@ -139,7 +171,7 @@ def _after_headings(text: str, start: int, end: int) -> int:
     while start < end:
         newline = text.find("\n", start, end)
         line_end = end if newline < 0 else newline
-        if not _is_heading(text[start:line_end]):
+        if not _is_heading(text[start:line_end], text[line_end:end]):
             return start
         start = line_end
         while start < end and text[start].isspace():
@@ -153,9 +185,17 @@ def set_similarities(
     """Set the ``similarity`` and ``similarity_gap`` features (``None``: 0)."""
     values = [0.0] * len(found) if similarities is None else [float(v) for v in similarities]
     best = max(values, default=0.0)
+    previous: SentenceCandidate | None = None
     for candidate, value in zip(found, values, strict=True):
         candidate.features["similarity"] = value
         candidate.features["similarity_gap"] = value - best
+        follows = previous is not None and previous.context == candidate.context
+        candidate.features["similarity_previous"] = (
+            previous.features["similarity"]  # type: ignore[union-attr]
+            if follows and candidate.features.get("pronoun_start")
+            else 0.0
+        )
+        previous = candidate
 
 
 def score(
@@ -203,7 +243,8 @@ def rank_sentences(
     similarities: Sequence[float] | None = None,
 ) -> list[SentenceCandidate]:
     """The sentences of ``contexts`` scored (:func:`score`), best first."""
-    return score(sentence_candidates(question, [c.text for c in contexts], similarities), weights)
+    texts, metadata = [c.text for c in contexts], [c.metadata for c in contexts]
+    return score(sentence_candidates(question, texts, similarities, metadata), weights)
 
 
 def factoid_span(question: str, sentence: str) -> tuple[int, int] | None:
@@ -304,11 +345,21 @@ class EvidenceStyle(Style):
     def calls_generator(self, request: StyleRequest) -> bool:
         return False
 
-    def threshold(self) -> float:
-        """The ``min_score`` in use."""
+    def weight_set(self, question: str) -> str:
+        """The name of the fitted weight set for ``question``: ``embedding`` or ``lexical``
+        (with or without an embedder), suffixed ``_factoid`` for a factoid question (who /
+        when / where / how many) when the file has such a set."""
+        name = "embedding" if self.embedder is not None else "lexical"
+        factoid = f"{name}_factoid"
+        if question_kind(question) in FACTOID_KINDS and factoid in self.fitted["weights"]:
+            return factoid
+        return name
+
+    def threshold(self, question: str = "") -> float:
+        """The ``min_score`` in use (for ``question``'s weight set)."""
         if self.min_score is not None:
             return self.min_score
-        return float(self.fitted["min_score"]["embedding" if self.embedder else "lexical"])
+        return float(self.fitted["min_score"][self.weight_set(question)])
 
     def similarities(self, question: str, texts: Sequence[str]) -> list[float] | None:
         """Cosine similarity of each of ``texts`` to ``question`` (``None`` without embedder)."""
@@ -323,15 +374,15 @@ class EvidenceStyle(Style):
 
     def rank(self, question: str, contexts: Sequence[Context]) -> list[SentenceCandidate]:
         """The sentences of ``contexts``, most probable answer first."""
-        found = sentence_candidates(question, [c.text for c in contexts])
+        texts = [c.text for c in contexts]
+        found = sentence_candidates(question, texts, metadata=[c.metadata for c in contexts])
         set_similarities(found, self.similarities(question, [c.text for c in found]))
-        kind = "embedding" if self.embedder is not None else "lexical"
-        return score(found, self.fitted["weights"][kind])
+        return score(found, self.fitted["weights"][self.weight_set(question)])
 
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]:
         contexts = request.contexts
         ranked = self.rank(request.question, contexts)
-        threshold = self.threshold()
+        threshold = self.threshold(request.question)
         if not ranked or ranked[0].probability < threshold:
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
         else:
