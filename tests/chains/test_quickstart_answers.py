@@ -40,10 +40,11 @@ QUESTIONS = [
 ]
 
 
-# Questions style.evidence still answers with the wrong sentence (measured 2026-12-04; the docs
-# page shows these answers). M and efSearch: the HTML page's sentence about M is cut in two by the
-# chunking; flat index / HNSW walk: the answer is the sentence *after* the one chosen
-# ("It is exact ...", "A search walks ..."); why retrieve: no sentence reaches min_score.
+# Questions style.evidence still answers with the wrong sentence (measured 2026-12-05; the docs
+# page shows these answers). M: "M is the number of links ..." scores below the sentence before it
+# ("Three parameters control an HNSW index."); flat index / HNSW walk: the answer is the sentence
+# *after* the one chosen ("It is exact ...", "A search walks ..."); why retrieve: no sentence
+# reaches min_score.
 KNOWN_MISSES = {
     "What does the parameter M control in an HNSW index?",
     "When should I use a flat FAISS index?",
