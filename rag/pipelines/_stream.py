@@ -24,7 +24,7 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rag.core.documents import Chunk
 from rag.core.errors import LoaderError
@@ -129,11 +129,35 @@ def file_events(stages: IngestStages, plan: Plan) -> Iterator[Iterator[Event]]:
         producer.join(timeout=10)
 
 
+@runtime_checkable
+class IndexesInContext(Protocol):
+    """An embedder that embeds a chunk as a text it renders from the chunk (contextual
+    indexing, e.g. ``embedder.sentence_transformers`` with ``context_template``)."""
+
+    def index_text(self, chunk: Chunk) -> str: ...
+
+
+def index_texts(embedder: Any, chunks: list[Chunk]) -> list[str]:
+    """What ``embedder`` embeds ``chunks`` as: each chunk's text, or with an embedder that
+    :class:`IndexesInContext`, its ``index_text`` (the chunk under its document's title, ...).
+
+    Example:
+        >>> chunk = Chunk.create(text="Kickoff.", source_id="a", position=0,
+        ...                      metadata={"title": "Super Bowl"})
+        >>> index_texts(object(), [chunk])
+        ['Kickoff.']
+    """
+    if isinstance(embedder, IndexesInContext):
+        return [embedder.index_text(c) for c in chunks]
+    return [c.text for c in chunks]
+
+
 def embedding_with(embedder: Any) -> Callable[[list[Chunk]], None]:
-    """A function that sets ``chunk.embedding`` of every chunk it is given, in one call."""
+    """A function that sets ``chunk.embedding`` of every chunk it is given, in one call (of
+    the chunk's text in context when the embedder :class:`IndexesInContext`)."""
 
     def embed(chunks: list[Chunk]) -> None:
-        vectors = embedder.embed_documents([c.text for c in chunks])
+        vectors = embedder.embed_documents(index_texts(embedder, chunks))
         for chunk, vector in zip(chunks, vectors):
             chunk.embedding = vector
 

@@ -44,6 +44,7 @@ from rag.core.documents import Chunk
 from rag.core.errors import LoaderError, PipelineError
 from rag.core.pipeline import Pipeline
 from rag.core.protocols import ConcurrentWriters, Flushable
+from rag.pipelines import _stream
 from rag.pipelines.ingest import (
     IngestReport,
     check_ingest_pipeline,
@@ -103,7 +104,17 @@ class _Embed:
         wanted = [i for i, error in enumerate(batch["error"]) if not error]
         vectors = np.zeros((len(batch["text"]), self.embedder.dimension), dtype=np.float32)
         if wanted:
-            vectors[wanted] = self.embedder.embed_documents([str(batch["text"][i]) for i in wanted])
+            # as the local runner: each chunk in context when the embedder renders one
+            chunks = [
+                Chunk(
+                    id=str(batch["id"][i]),
+                    text=str(batch["text"][i]),
+                    metadata=json.loads(str(batch["metadata"][i])),
+                )
+                for i in wanted
+            ]
+            texts = _stream.index_texts(self.embedder, chunks)
+            vectors[wanted] = self.embedder.embed_documents(texts)
         return {**batch, "embedding": vectors}
 
 

@@ -61,6 +61,10 @@ def pipeline_fingerprint(pipeline: Pipeline) -> str:
         params = {
             k: v for k, v in data["init_parameters"].items() if k not in VECTOR_NEUTRAL_PARAMETERS
         }
+        if params.get("context_template"):
+            # Streaming ingests before this mark embedded the bare chunk text despite the
+            # template; the mark changes their fingerprint, so those sources are embedded again.
+            params["context_template_embedded"] = True
         parts.append([name, data["type"], params])
     return fingerprint(parts)
 

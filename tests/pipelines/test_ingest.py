@@ -99,6 +99,28 @@ def test_reused_vectors_equal_fresh_ones(embedder, corpus, tmp_path):
     store.close()
 
 
+def test_chunks_are_embedded_in_context_with_the_embedders_template(embedder, corpus, tmp_path):
+    """``rag ingest`` embeds what the embedder's ``context_template`` renders (the chunk under
+    its document's title), as ``embedder.run`` does, while the store keeps the chunk's text."""
+    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
+
+    contextual = SentenceTransformersEmbedder(
+        model="all-MiniLM-L6-v2", device="cpu", batch_size=32, context_template="{title}\n{text}"
+    )
+    index = tmp_path / "index"
+    run_ingest(make_pipeline(contextual, FaissStore(path=str(index))), [corpus], progress=False)
+    store = FaissStore(path=str(index))
+    chunks = store.get(store.ids())
+    store.close()
+    assert stored(index) == expected_chunks(corpus)  # the stored text stays the chunk's own
+    titled = [c for c in chunks if contextual.index_text(c) != c.text]
+    assert len(titled) >= 6  # later chunks of titled documents: embedded under their title
+    in_context = embedder.embed_documents([f"{c.metadata['title']}\n{c.text}" for c in titled])
+    np.testing.assert_allclose(np.vstack([c.embedding for c in titled]), in_context, atol=1e-5)
+    bare = embedder.embed_documents([c.text for c in titled])
+    assert not np.allclose(np.vstack([c.embedding for c in titled]), bare, atol=1e-3)
+
+
 def test_mode_none_writes_everything_every_time(embedder, corpus):
     store = FaissStore()
     pipeline = make_pipeline(embedder, store)
