@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -75,3 +76,26 @@ def test_overlapped_encoder_equals_plain_encode(embedder):
 def test_overlapped_encoder_raises_tokenizer_errors_in_the_caller(embedder):
     with pytest.raises(Exception):  # noqa: B017 - whatever the tokenizer raises
         embedder._encode(["fine"] * 40 + [None] * 40)  # type: ignore[list-item]
+
+
+@pytest.mark.integration
+def test_encoder_batches_texts_by_their_length_in_word_pieces(embedder, monkeypatch):
+    # Characters and word pieces disagree here: "ab ab ab" is one piece per 3 characters,
+    # "internationalization" one word of 20; sorted by characters, batches would mix lengths.
+    texts = [("ab " * (i + 1)).strip() for i in range(40)]
+    texts += [" ".join(["internationalization"] * (i % 8 + 1)) for i in range(40)]
+    model = embedder.sentence_transformer
+    seen: list[list[int]] = []
+    preprocess = model.preprocess
+
+    def recording(batch, **options):
+        seen.append(embedder._lengths(list(batch)))
+        return preprocess(batch, **options)
+
+    monkeypatch.setattr(model, "preprocess", recording)
+    vectors = embedder.embed_documents(texts)
+    assert len(seen) == 3 and sum(map(len, seen)) == len(texts)
+    for longer, shorter in itertools.pairwise(seen):
+        assert min(longer) >= max(shorter)  # no batch pads a short text to a long one
+    plain = model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True)
+    np.testing.assert_allclose(vectors, plain, atol=1e-5)
