@@ -171,7 +171,8 @@ def read_jsonl(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str, An
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as err:
-        fail(f"cannot read {path}: {getattr(err, 'strerror', None) or err}")
+        reason = err.strerror if isinstance(err, OSError) else None
+        fail(f"cannot read {path}: {reason or err}")
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

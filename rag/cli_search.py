@@ -15,6 +15,7 @@ import typer
 
 from rag.cli_output import print_json
 from rag.core.graph import Pipeline
+from rag.core.protocols import RetrievesBatches
 
 BATCH = 256
 """Queries given to the retriever at once (``--queries``)."""
@@ -87,8 +88,7 @@ def search_batch(
     """Print the hits of every row (``{"_id", "text"}``) as JSONL or a TREC run."""
     retriever.warm_up()
     fetch = k if output_format == "jsonl" else k * 4  # several chunks can share a document
-    # An optional ability no core protocol declares yet (eval has RetrievesBatches for it).
-    batch = getattr(retriever, "retrieve_batch", None)
+    batch = retriever.retrieve_batch if isinstance(retriever, RetrievesBatches) else None
     from tqdm import tqdm
 
     with tqdm(total=len(rows), desc="search", unit="query", disable=quiet, file=sys.stderr) as bar:

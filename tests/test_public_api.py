@@ -75,6 +75,13 @@ def test_core_exported_members_are_pinned():
             "Flushable",
             "OwnsRecordsLocation",
             "ReportsStats",
+            # what a store's configuration says, and embedder / retriever abilities
+            "HasDimension",
+            "StoredAtPath",
+            "StoredAtUri",
+            "EmbedsQueries",
+            "HasTokenizer",
+            "RetrievesBatches",
             # which component plays which role
             "Role",
             "RoleMatch",

@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import re
+import sys
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -166,8 +167,12 @@ def parse_mcp_servers(specs: Sequence[Mapping[str, Any]] | None) -> list[MCPServ
 
 def _root_cause(err: BaseException) -> BaseException:
     """The first leaf of (nested) exception groups: the SDK wraps errors in task groups."""
-    while getattr(err, "exceptions", None):  # BaseExceptionGroup (Python 3.11+, or anyio's)
-        err = err.exceptions[0]  # type: ignore[attr-defined]
+    if sys.version_info >= (3, 11):
+        group: type[BaseException] = BaseExceptionGroup  # noqa: F821 (a builtin on 3.11)
+    else:  # anyio's backport on Python 3.10 (installed with it there)
+        from exceptiongroup import BaseExceptionGroup as group
+    while isinstance(err, group) and err.exceptions:
+        err = err.exceptions[0]
     return err
 
 
@@ -291,7 +296,9 @@ class MCPConnection:
             RuntimeError: the server reports the call failed (the message is the server's).
         """
         result = self._run(self._client.call_tool(name, arguments))
-        texts = [block.text for block in result.content if getattr(block, "text", None)]
+        from mcp.types import TextContent
+
+        texts = [b.text for b in result.content if isinstance(b, TextContent) and b.text]
         text = "\n".join(texts)
         if not text and result.structured_content is not None:
             text = json.dumps(result.structured_content)

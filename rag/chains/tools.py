@@ -150,7 +150,7 @@ class Tool:
         Raises:
             TypeError: a parameter without a type hint, or with a type JSON cannot express.
         """
-        tool_name = name or getattr(function, "__name__", "")
+        tool_name = name or getattr(function, "__name__", "")  # a partial or callable has none
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", tool_name):
             raise TypeError(f"tool name {tool_name!r} must match [A-Za-z0-9_-]{{1,64}}")
         summary, arg_docs = _docstring_parts(function.__doc__ or "")
@@ -546,7 +546,7 @@ class ToolRegistry:
                 )
             module_name, _, attr = spec.partition(":") if ":" in spec else spec.rpartition(".")
             try:
-                function = getattr(importlib.import_module(module_name), attr)
+                function = getattr(importlib.import_module(module_name), attr)  # "module:function"
             except (ImportError, AttributeError) as err:
                 raise ConfigError(f"cannot import tool '{spec}': {err}") from err
             return Tool.from_function(function)

@@ -89,7 +89,7 @@ def has(generator: Any, ability: type) -> bool:
         False
     """
     if ability is TakesAnswerPrefix:
-        return bool(getattr(type(generator), "takes_answer_prefix", False))
+        return bool(getattr(type(generator), "takes_answer_prefix", False))  # a class flag
     return isinstance(generator, ability)
 
 

@@ -31,6 +31,7 @@ import pathlib
 import re
 import types
 import typing
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Protocol, Union, runtime_checkable
 
@@ -49,6 +50,11 @@ def constructor(cls: type) -> Callable[..., None]:
     return init
 
 
+_CAPTURING_INITS: weakref.WeakSet[Callable[..., None]] = weakref.WeakSet()
+"""The ``__init__`` wrappers :class:`Component` installed (a subclass inheriting one is not
+wrapped again)."""
+
+
 @functools.cache
 def _init_signature(cls: type) -> inspect.Signature:
     return inspect.signature(constructor(cls))
@@ -63,7 +69,7 @@ class Component:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         original = cls.__dict__.get("__init__")
-        if original is None or getattr(original, "_captures_parameters", False):
+        if original is None or original in _CAPTURING_INITS:
             return
 
         @functools.wraps(original)
@@ -78,7 +84,7 @@ class Component:
                 self.__dict__["_init_parameters"] = params
             original(self, *args, **kw)
 
-        vars(__init__)["_captures_parameters"] = True  # read above: wrap each __init__ once
+        _CAPTURING_INITS.add(__init__)  # read above: wrap each __init__ once
         type.__setattr__(cls, "__init__", __init__)  # replaces the method on purpose
 
     # -- lifecycle -------------------------------------------------------------------------

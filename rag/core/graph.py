@@ -398,4 +398,4 @@ class Pipeline:
 
 def _type_name(tp: Any) -> str:
     # A class has a __name__; typing constructs (list[int], int | None) may not: print those.
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")  # typing objects vary

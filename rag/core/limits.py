@@ -23,6 +23,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from rag.core.errors import NestingTooDeepError, NonFiniteNumberError
 
 MAX_JSON_DEPTH = 64
@@ -145,8 +147,8 @@ def check_finite(value: Any, *, where: str, max_depth: int = MAX_JSON_DEPTH) -> 
                     path=path or None,
                 )
         elif (
-            hasattr(item, "dtype")
-            and getattr(item, "ndim", None) == 0
+            isinstance(item, (np.generic, np.ndarray))
+            and item.ndim == 0
             and not math.isfinite(float(item))
         ):  # a numpy scalar (np.float32(nan)); arrays are embeddings, checked by their owner
             raise NonFiniteNumberError(

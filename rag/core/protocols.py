@@ -7,7 +7,21 @@ A vector store must do what :class:`VectorStore` names. What only some stores ca
 with ``getattr``, and the conformance suite (:mod:`rag.testing.store_conformance`) has a test class
 per ability.
 
+Where a store keeps its data and how wide its vectors are is configuration, not an ability, and is
+declared the same way: :class:`HasDimension`, :class:`StoredAtPath`, :class:`StoredAtUri`. The
+optional abilities of embedders and retrievers are here too: :class:`EmbedsQueries`,
+:class:`HasTokenizer`, :class:`RetrievesBatches`.
+
 The generator protocol lives in :mod:`rag.core.generation`.
+
+Example:
+    >>> class Batched:
+    ...     def retrieve(self, query, *, k=None, filters=None):
+    ...         return []
+    ...     def retrieve_batch(self, queries, *, k=None, filters=None):
+    ...         return [[] for _ in queries]
+    >>> isinstance(Batched(), RetrievesBatches), isinstance(object(), RetrievesBatches)
+    (True, False)
 """
 
 from __future__ import annotations
@@ -75,7 +89,10 @@ class Flushable(Protocol):
 
 @runtime_checkable
 class Closable(Protocol):
-    """A store holding a connection, a file lock or a server process that ``close()`` releases."""
+    """A store holding a connection, a file lock or a server process that ``close()`` releases.
+
+    A stream of generated text (a generator) has the same shape: closing it releases the model.
+    """
 
     def close(self) -> None: ...
 
@@ -146,6 +163,28 @@ STORE_ABILITIES: tuple[type, ...] = (
 
 
 @runtime_checkable
+class HasDimension(Protocol):
+    """A store that knows its vector size: ``dimension`` (``None`` until its first write)."""
+
+    dimension: int | None
+
+
+@runtime_checkable
+class StoredAtPath(Protocol):
+    """A store kept in a local directory ``path`` (``None``: it lives in memory)."""
+
+    path: str | None
+
+
+@runtime_checkable
+class StoredAtUri(Protocol):
+    """A store reached at ``uri`` (a server address, or a local database file) as ``collection``."""
+
+    uri: str | None
+    collection: str
+
+
+@runtime_checkable
 class Embedder(Protocol):
     """Turns texts into vectors (rows L2-normalized when the embedder normalizes)."""
 
@@ -164,3 +203,38 @@ class Retriever(Protocol):
     def retrieve(
         self, query: str, *, k: int | None = None, filters: Filters | None = None
     ) -> list[Hit]: ...
+
+
+@runtime_checkable
+class RetrievesBatches(Protocol):
+    """A retriever that answers many queries at once (embedding them in batches).
+
+    ``retriever.dense``, ``retriever.bm25``, ``retriever.hybrid``, ``retriever.parent`` and the
+    query strategies have it; a retriever without it is asked one query at a time.
+    """
+
+    def retrieve_batch(
+        self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
+    ) -> list[list[Hit]]: ...
+
+
+@runtime_checkable
+class EmbedsQueries(Protocol):
+    """An embedder that embeds many queries in one call (one row per query)."""
+
+    def embed_queries(self, queries: Sequence[str]) -> np.ndarray: ...
+
+
+@runtime_checkable
+class HasTokenizer(Protocol):
+    """An embedder with a local tokenizer (a Hugging Face one: ``tokenizer(texts, ...)``) and the
+    longest input it embeds, in tokens; used to report token usage.
+
+    Check it after ``warm_up()``: on Python 3.11 ``isinstance`` reads the properties.
+    """
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    @property
+    def max_seq_length(self) -> int: ...

@@ -133,7 +133,7 @@ class Registry:
                 module_name, _, attr = target.partition(":")
                 module = sys.modules.get(module_name)
                 # a registered "module:Class" path, read from a module already imported
-                if module is not None and getattr(module, attr, None) is cls:
+                if module is not None and getattr(module, attr, None) is cls:  # module attribute
                     return name
         return None
 

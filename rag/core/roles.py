@@ -98,7 +98,7 @@ class Role(enum.Enum):
             False
         """
         return all(
-            inspect.getattr_static(component, member, _MISSING) is not _MISSING
+            inspect.getattr_static(component, member, _MISSING) is not _MISSING  # reads no property
             for member in _members(self.protocol)
         )
 

@@ -8,6 +8,8 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from rag.core.protocols import Closable
+
 
 async def iterate_in_thread(
     factory: Callable[[], Iterator[Any]], *, lock: threading.Lock | None = None
@@ -47,7 +49,8 @@ async def iterate_in_thread(
             else:
                 put("done", None)
             finally:
-                getattr(items, "close", lambda: None)()
+                if isinstance(items, Closable):  # a generator: run its finally blocks now
+                    items.close()
 
     worker = loop.run_in_executor(None, work)
     try:

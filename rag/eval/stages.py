@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -32,7 +32,7 @@ from rag.core.component import Component
 from rag.core.documents import Hit
 from rag.core.errors import ConfigError
 from rag.core.pipeline import PipelineFile
-from rag.core.protocols import Filters, Retriever
+from rag.core.protocols import Retriever, RetrievesBatches
 from rag.eval.datasets import EvalQuery
 from rag.eval.metrics import (
     answer_in_context,
@@ -63,19 +63,6 @@ __all__ = [
 
 _CONTEXTS_KEPT = 5  # retrieved contexts kept per query for the report
 _CONTEXT_CHARS = 600
-
-
-@runtime_checkable
-class RetrievesBatches(Protocol):
-    """A retriever that answers many queries at once (embedding them in batches).
-
-    ``retriever.dense``, ``retriever.bm25``, ``retriever.hybrid`` and the query strategies have
-    it; a retriever without it is asked one query at a time.
-    """
-
-    def retrieve_batch(
-        self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
-    ) -> list[list[Hit]]: ...
 
 
 def _doc_id(hit: Hit) -> str:
@@ -214,7 +201,7 @@ def _field(obj: Any, name: str, default: Any = None) -> Any:
     # ability to probe.
     if isinstance(obj, Mapping):
         return obj.get(name, default)
-    return getattr(obj, name, default)
+    return getattr(obj, name, default)  # a field of an Answer-like object, named by the caller
 
 
 def _answer_parts(answer: Any) -> tuple[str, list[dict[str, Any]], list[str]]:

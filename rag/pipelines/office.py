@@ -201,15 +201,18 @@ def _pptx(source: str, data: bytes) -> Iterator[Document]:
 
 
 def _pptx_shapes(shapes: Iterable[Any]) -> Iterator[str]:
+    from pptx.shapes.group import GroupShape  # python-pptx is loaded: _pptx required it
+
+    # Every python-pptx (>= 1.0) shape is a BaseShape, which has has_table and has_text_frame.
     for shape in shapes:
-        if getattr(shape, "shapes", None) is not None:  # a group shape
+        if isinstance(shape, GroupShape):
             yield from _pptx_shapes(shape.shapes)
-        elif getattr(shape, "has_table", False) and shape.has_table:
+        elif shape.has_table:
             for row in shape.table.rows:
                 line = _row_text(cell.text for cell in row.cells)
                 if line:
                     yield line
-        elif getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+        elif shape.has_text_frame:
             yield shape.text_frame.text.strip()
 
 

@@ -44,7 +44,7 @@ WINDOW = "window"
 
 
 def _require_splitter(value: Any, field: str) -> None:
-    if not callable(getattr(value, "split_document", None)):
+    if not isinstance(value, Splitter):
         raise ConfigError(
             f"{field} must be a splitter (splitter.recursive, splitter.markdown, ...); "
             f"{type(value).__name__} has no split_document()",

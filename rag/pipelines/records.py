@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError, StoreLockedError
-from rag.core.protocols import OwnsRecordsLocation
+from rag.core.protocols import OwnsRecordsLocation, StoredAtPath, StoredAtUri
 
 PENDING = "pending"
 DONE = "done"
@@ -463,14 +463,13 @@ def default_records_path(store: Any, *, records_path: str | None = None) -> str:
         # A method in today's stores; the protocol also allows a property.
         return str(location() if callable(location) else location)
     # Where a local store keeps its data is configuration (its init parameters ``path``, ``uri``,
-    # ``collection``), not an ability, so it is read as an attribute when the store has one.
-    path = getattr(store, "path", _ABSENT)
-    uri = getattr(store, "uri", None)
+    # ``collection``), declared by StoredAtPath / StoredAtUri.
+    path = store.path if isinstance(store, StoredAtPath) else _ABSENT
+    uri = store.uri if isinstance(store, StoredAtUri) else None
     if isinstance(path, str) and path:
         return str(Path(path) / "records.sqlite")
     if isinstance(uri, str) and uri and "://" not in uri:
-        collection = getattr(store, "collection", None) or "default"
-        return f"{uri}.{collection}.records.sqlite"
+        return f"{uri}.{store.collection or 'default'}.records.sqlite"
     if path is None and uri is None:
         return ":memory:"  # an in-memory store: records live (and die) with it
     raise ConfigError(

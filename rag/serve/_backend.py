@@ -26,7 +26,7 @@ from rag.core.errors import ConfigError, LoaderError, RagError
 from rag.core.filters import matches, parse_filter
 from rag.core.limits import check_finite
 from rag.core.pipeline import Pipeline, PipelineFile
-from rag.core.protocols import Enumerable, Flushable
+from rag.core.protocols import Enumerable, Flushable, HasTokenizer
 from rag.core.roles import Role, find_role
 from rag.pipelines.ingest import (
     IngestReport,
@@ -321,13 +321,14 @@ class Backend:
         with self.lock:
             self.embedder.warm_up()
             vectors = self.embedder.embed_documents(list(texts))
-            # A local embedder's tokenizer is an attribute, not a declared ability: only this
-            # usage count needs it, and a remote embedder has none (0 tokens).
-            tokenizer = getattr(self.embedder, "tokenizer", None)
+            # Only a local embedder has a tokenizer; a remote one reports 0 tokens. Checked after
+            # warm_up(): isinstance reads the properties on Python 3.11.
             tokens = 0
-            if tokenizer is not None:
-                limit = int(getattr(self.embedder, "max_seq_length", 0)) or None  # see above
-                ids = tokenizer(list(texts), truncation=limit is not None, max_length=limit)
+            if isinstance(self.embedder, HasTokenizer):
+                limit = int(self.embedder.max_seq_length) or None
+                ids = self.embedder.tokenizer(
+                    list(texts), truncation=limit is not None, max_length=limit
+                )
                 tokens = sum(len(row) for row in ids["input_ids"])
         return vectors, tokens
 

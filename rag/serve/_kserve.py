@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -75,6 +75,13 @@ class BadInferRequest(RagError, ValueError):
     """A request this model cannot run; the message names the offending field."""
 
 
+@runtime_checkable
+class _NamesItsModel(Protocol):
+    """An embedder configured with a model name or path (``embedder.sentence_transformers``)."""
+
+    model: str
+
+
 def served_model_name(embedder: Any) -> str:
     """The name the embedder is served under: its ``model`` without a directory.
 
@@ -83,7 +90,7 @@ def served_model_name(embedder: Any) -> str:
     >>> served_model_name(Embedder()), served_model_name(object())
     ('all-MiniLM-L6-v2', 'embedder')
     """
-    model = getattr(embedder, "model", None)
+    model = embedder.model if isinstance(embedder, _NamesItsModel) else None
     if isinstance(model, str) and model.strip("/"):
         return model.rstrip("/").rsplit("/", 1)[-1]
     return DEFAULT_MODEL_NAME

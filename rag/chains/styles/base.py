@@ -17,6 +17,7 @@ from rag.chains.answer import AnswerSpan, Citation, Context
 from rag.chains.prompt import PromptBuilder
 from rag.core.component import Component
 from rag.core.generation import GenerationResult, Message, Usage
+from rag.core.protocols import Closable
 
 NO_ANSWER = "I don't know."
 """The answer of a style that finds nothing to answer with (``grounded`` false)."""
@@ -98,6 +99,20 @@ class AnswerStyle(Protocol):
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]: ...
 
 
+@runtime_checkable
+class _CapsAnswer(Protocol):
+    """A generator configured with the longest answer it writes, in tokens."""
+
+    max_tokens: int
+
+
+@runtime_checkable
+class _StopsOn(Protocol):
+    """A generator configured with stop sequences of its own."""
+
+    stop: list[str] | None
+
+
 class Style(Component):
     """Base class of the built-in styles: a component whose ``run`` answers a request."""
 
@@ -113,7 +128,7 @@ class Style(Component):
 
     def reserve_tokens(self, generator: Any) -> int:
         """Tokens of the context window kept free for the answer."""
-        return int(getattr(generator, "max_tokens", 256))
+        return int(generator.max_tokens) if isinstance(generator, _CapsAnswer) else 256
 
     def calls_generator(self, request: StyleRequest) -> bool:
         """Whether answering ``request`` calls the generator (then traced as a
@@ -140,7 +155,8 @@ def add_usage(total: Usage, more: Usage) -> Usage:
 def generator_stops(own: list[str], generator: Any) -> list[str]:
     """``own`` stop sequences, then the generator's configured ones (a per-call ``stop`` replaces
     the generator's, so both are sent)."""
-    theirs = [s for s in getattr(generator, "stop", None) or [] if s not in own]
+    configured = generator.stop if isinstance(generator, _StopsOn) else None
+    theirs = [s for s in configured or [] if s not in own]
     return [*own, *theirs]
 
 
@@ -165,9 +181,8 @@ def generate(
                     yield piece
         finally:
             # An abandoned stream releases the generator (and its model lock) now.
-            close = getattr(pieces, "close", None)
-            if close is not None:
-                close()
+            if isinstance(pieces, Closable):
+                pieces.close()
     else:
         result = generator.generate(messages, **options)
     if not isinstance(result, GenerationResult):

@@ -87,8 +87,8 @@ def export_key(model_path: str | Path) -> str:
 def _transformer(st_model: Any) -> Any:
     """The Hugging Face model inside the first module, or ConfigError when there is none."""
     first = st_model[0]
-    model = getattr(first, "auto_model", None)
-    text = (getattr(first, "modality_config", None) or {}).get("text")
+    model = getattr(first, "auto_model", None)  # sentence-transformers module; varies by kind
+    text = (getattr(first, "modality_config", None) or {}).get("text")  # s-t 5.x only
     if model is None or (
         text is not None
         and (text.get("method") != "forward" or text.get("method_output_name") != _OUTPUT_NAME)
@@ -103,7 +103,7 @@ def _transformer(st_model: Any) -> Any:
 
 
 def _tokenize(st_model: Any, texts: list[str]) -> dict[str, Any]:
-    preprocess = getattr(st_model, "preprocess", None) or st_model.tokenize
+    preprocess = getattr(st_model, "preprocess", None) or st_model.tokenize  # s-t 5.x renamed it
     return preprocess(texts)
 
 
@@ -147,9 +147,9 @@ def _export_into(st_model: Any, directory: Path) -> list[str]:
     options: dict[str, Any] = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
         options["dynamo"] = False  # the TorchScript exporter: no onnxscript needed
-    attention = getattr(model.config, "_attn_implementation", None)
+    attention = getattr(model.config, "_attn_implementation", None)  # transformers-private
     # Plain ("eager") attention exports to a graph ONNX Runtime runs faster than the SDPA one.
-    switch = attention not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    switch = attention not in (None, "eager") and hasattr(model, "set_attn_implementation")  # 4.48+
     was_training = model.training
     try:
         if switch:

@@ -20,7 +20,7 @@ from typing import Any
 from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
-from rag.core.protocols import Filters, Retriever
+from rag.core.protocols import Filters, Retriever, RetrievesBatches
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ParentRetriever(Component):
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}", field="mode")
-        if not callable(getattr(retriever, "retrieve", None)):
+        if not isinstance(retriever, Retriever):
             raise ConfigError(
                 f"retriever must have retrieve(query, k=, filters=); "
                 f"{type(retriever).__name__} does not",
@@ -146,10 +146,11 @@ class ParentRetriever(Component):
     ) -> list[list[Hit]]:
         """:meth:`retrieve` for many queries, batched when the wrapped retriever batches."""
         limit = k or self.k
-        batch = getattr(self.retriever, "retrieve_batch", None)
-        if batch is None:
+        if not isinstance(self.retriever, RetrievesBatches):
             return [self.retrieve(q, k=limit, filters=filters) for q in queries]
-        results = batch(list(queries), k=self._depth(limit), filters=filters)
+        results = self.retriever.retrieve_batch(
+            list(queries), k=self._depth(limit), filters=filters
+        )
         return [self.expand(hits, k=limit) for hits in results]
 
     def run(

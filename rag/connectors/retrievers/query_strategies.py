@@ -25,14 +25,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from rag.connectors.retrievers.fusion import RRF_K, reciprocal_rank_fusion
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.generation import GenerationResult, Message
-from rag.core.protocols import Filters
+from rag.core.protocols import Filters, Retriever, RetrievesBatches
 from rag.core.tracing import current_span
 
 logger = logging.getLogger("rag.retrievers")
@@ -85,6 +85,14 @@ def _check_template(template: str, *, field: str, fields: Sequence[str]) -> None
         raise ConfigError(f"{field} must contain {{query}}", field=field)
 
 
+@runtime_checkable
+class _Generates(Protocol):
+    """What a query strategy asks of its generator: only ``generate`` (the whole
+    :class:`~rag.core.generation.Generator` also counts tokens, which a rewrite does not need)."""
+
+    def generate(self, messages: Any, **options: Any) -> Any: ...
+
+
 class _RewritingRetriever(Component):
     """Shared machinery: ask the generator for texts, search each, fuse by RRF."""
 
@@ -108,13 +116,13 @@ class _RewritingRetriever(Component):
         rrf_k: int,
         max_tokens: int | None,
     ) -> None:
-        if not hasattr(retriever, "retrieve"):
+        if not isinstance(retriever, Retriever):
             raise ConfigError(
                 f"retriever must have retrieve(query, k=, filters=); "
                 f"{type(retriever).__name__} does not",
                 field="retriever",
             )
-        if not hasattr(generator, "generate"):
+        if not isinstance(generator, _Generates):
             raise ConfigError(
                 f"generator must have generate(messages, ...); {type(generator).__name__} does not",
                 field="generator",
@@ -188,9 +196,8 @@ class _RewritingRetriever(Component):
     def search(self, texts: Sequence[str], *, k: int, filters: Filters | None) -> list[Hit]:
         """Search each text with the wrapped retriever and fuse the lists by RRF."""
         depth = self._depth(k) if len(texts) > 1 else k
-        batch = getattr(self.retriever, "retrieve_batch", None)
-        if batch is not None:
-            results = batch(list(texts), k=depth, filters=filters)
+        if isinstance(self.retriever, RetrievesBatches):
+            results = self.retriever.retrieve_batch(list(texts), k=depth, filters=filters)
         else:
             results = [self.retriever.retrieve(t, k=depth, filters=filters) for t in texts]
         if len(results) == 1:
