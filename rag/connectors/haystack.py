@@ -47,17 +47,18 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from rag.connectors._deps import require
+from rag.core.component import warm_up_parts
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import DuplicateIdError
 from rag.core.errors import FilterError as RaglineFilterError
 from rag.core.filters import matches, parse_filter
-from rag.core.protocols import WritePolicy
+from rag.core.protocols import Enumerable, Flushable, HasDimension, Retriever, WritePolicy
+from rag.core.roles import Chain
 
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")  # offline by default (module doc)
 require("haystack", package="haystack-ai", extra="haystack", purpose="rag.connectors.haystack")
@@ -67,6 +68,8 @@ from haystack.dataclasses import ByteStream, SparseEmbedding  # noqa: E402
 from haystack.document_stores.errors import DuplicateDocumentError  # noqa: E402
 from haystack.document_stores.types import DuplicatePolicy  # noqa: E402
 from haystack.errors import FilterError  # noqa: E402
+
+from rag.connectors._haystack_filters import and_filters, to_ragline_filters  # noqa: E402
 
 __all__ = [
     "NO_EMBEDDING_KEY",
@@ -83,133 +86,12 @@ RESERVED_KEY = "_haystack"
 NO_EMBEDDING_KEY = "_haystack_no_embedding"
 """Metadata key (``true``) of a document stored without an embedding."""
 
-_COMPARISONS = {
-    "==": "$eq",
-    "!=": "$ne",
-    ">": "$gt",
-    ">=": "$gte",
-    "<": "$lt",
-    "<=": "$lte",
-    "in": "$in",
-    "not in": "$nin",
-}
-_LOGIC = ("AND", "OR", "NOT")
-_ORDERING = (">", ">=", "<", "<=")
-_DOCUMENT_FIELDS = ("id", "content", "blob", "embedding", "sparse_embedding", "score")
 _POLICIES = {
     DuplicatePolicy.NONE: WritePolicy.FAIL,  # as Haystack's in-memory store
     DuplicatePolicy.FAIL: WritePolicy.FAIL,
     DuplicatePolicy.SKIP: WritePolicy.SKIP,
     DuplicatePolicy.OVERWRITE: WritePolicy.UPSERT,
 }
-
-
-# -- filters ------------------------------------------------------------------------------------
-def _meta_key(field: Any, path: str) -> str:
-    if not isinstance(field, str) or not field:
-        raise FilterError(f"{path}.field must be a non-empty string such as 'meta.year'")
-    if field.startswith("meta."):
-        return field[len("meta.") :]
-    if field in _DOCUMENT_FIELDS:
-        raise FilterError(
-            f"{path}.field '{field}': ragline stores filter on metadata only; filter on "
-            "'meta.<key>' (ids: use get_documents_by_id or delete_documents)"
-        )
-    return field  # Haystack 1.x wrote meta fields without the prefix
-
-
-def _never(key: str) -> dict[str, Any]:
-    """A filter no document matches (Haystack's ``> None``)."""
-    return {"$and": [{key: {"$exists": True}}, {key: {"$exists": False}}]}
-
-
-def _comparison(node: Mapping[str, Any], path: str) -> dict[str, Any]:
-    for required in ("operator", "value"):
-        if required not in node:
-            raise FilterError(f"{path}: a comparison needs 'field', 'operator' and 'value'")
-    key = _meta_key(node["field"], path)
-    operator, value = node["operator"], node["value"]
-    if operator not in _COMPARISONS:
-        raise FilterError(
-            f"{path}.operator {operator!r} is not a comparison; use one of "
-            f"{', '.join(repr(o) for o in _COMPARISONS)}"
-        )
-    if operator in ("in", "not in"):
-        if not isinstance(value, list):
-            raise FilterError(f"{path}: '{operator}' takes a list, got {type(value).__name__}")
-        present = [v for v in value if v is not None]
-        condition: dict[str, Any] = {key: {_COMPARISONS[operator]: present}}
-        if len(present) < len(value):  # None among the options: a missing field
-            missing = {key: {"$exists": operator == "not in"}}
-            joiner = "$or" if operator == "in" else "$and"
-            condition = {joiner: [condition, missing]} if present else missing
-        return condition
-    if isinstance(value, (list, tuple, dict)):
-        raise FilterError(f"{path}: '{operator}' compares one value, got {type(value).__name__}")
-    if value is None:
-        if operator in _ORDERING:
-            return _never(key)
-        return {key: {"$exists": operator == "!="}}
-    if operator in _ORDERING and isinstance(value, str):
-        try:
-            datetime.fromisoformat(value)
-        except ValueError:
-            raise FilterError(
-                f"{path}: can't compare strings using operators '>', '>=', '<', '<=': "
-                f"{value!r} is not an ISO-8601 date"
-            ) from None
-    return {key: {_COMPARISONS[operator]: value}}
-
-
-def _translate(node: Any, path: str) -> dict[str, Any]:
-    if not isinstance(node, Mapping):
-        raise FilterError(f"{path}: a filter is a mapping, got {type(node).__name__}")
-    if "field" in node:
-        return _comparison(node, path)
-    if "operator" not in node:
-        raise FilterError(f"{path}: a logical filter needs 'operator' (AND, OR, NOT)")
-    if "conditions" not in node:
-        raise FilterError(f"{path}: a logical filter needs 'conditions' (a list of filters)")
-    operator, conditions = node["operator"], node["conditions"]
-    if operator not in _LOGIC:
-        raise FilterError(f"{path}.operator {operator!r}: use one of AND, OR, NOT")
-    if not isinstance(conditions, list) or not conditions:
-        raise FilterError(f"{path}.conditions must be a non-empty list of filters")
-    children = [_translate(c, f"{path}.conditions[{i}]") for i, c in enumerate(conditions)]
-    if operator == "OR":
-        return {"$or": children}
-    conjunction = {"$and": children}
-    return {"$not": conjunction} if operator == "NOT" else conjunction
-
-
-def to_ragline_filters(filters: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Translate a Haystack filter into ragline's grammar (``None`` for no filter).
-
-    Raises:
-        haystack.errors.FilterError: naming the offending part (``filters.conditions[1]``).
-
-    Example:
-        >>> to_ragline_filters({"field": "meta.year", "operator": ">=", "value": 2020})
-        {'year': {'$gte': 2020}}
-        >>> to_ragline_filters({"operator": "NOT", "conditions": [
-        ...     {"field": "meta.lang", "operator": "==", "value": None}]})
-        {'$not': {'$and': [{'lang': {'$exists': False}}]}}
-    """
-    if not filters:
-        return None
-    translated = _translate(filters, "filters")
-    try:
-        parse_filter(translated)  # ragline's own checks (value types, non-finite numbers)
-    except RaglineFilterError as err:
-        raise FilterError(f"{err} (from Haystack filter {dict(filters)!r:.300})") from None
-    return translated
-
-
-def _and(*filters: dict[str, Any] | None) -> dict[str, Any] | None:
-    present = [f for f in filters if f]
-    if not present:
-        return None
-    return present[0] if len(present) == 1 else {"$and": present}
 
 
 # -- documents and chunks -----------------------------------------------------------------------
@@ -269,9 +151,13 @@ def _component_from(data: Mapping[str, Any]) -> Any:
 
 
 def _flush(store: Any) -> None:
-    flush = getattr(store, "flush", None)
-    if callable(flush):
-        flush()
+    if isinstance(store, Flushable):
+        store.flush()
+
+
+def _store_dimension(store: Any) -> int | None:
+    """The store's vector size when it knows it (``None`` before its first write)."""
+    return store.dimension if isinstance(store, HasDimension) else None
 
 
 # -- the document store -------------------------------------------------------------------------
@@ -301,9 +187,7 @@ class RaglineDocumentStore:
             raise ValueError(f"embedding_dim must be at least 1, got {embedding_dim}")
         self.store = store
         self.embedding_dim = embedding_dim
-        warm_up = getattr(store, "warm_up", None)
-        if callable(warm_up):
-            warm_up()
+        warm_up_parts(store)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -317,7 +201,7 @@ class RaglineDocumentStore:
         return default_from_dict(cls, {**data, "init_parameters": params})
 
     def _dimension(self) -> int:
-        dimension = self.embedding_dim or getattr(self.store, "dimension", None)
+        dimension = self.embedding_dim or _store_dimension(self.store)
         if not dimension:
             raise ValueError(
                 "RaglineDocumentStore does not know the vector size yet: pass embedding_dim=... "
@@ -346,7 +230,7 @@ class RaglineDocumentStore:
         dimension = 0  # the zero vector's size, for documents without an embedding
         if any(d.embedding is None for d in documents):
             given = [len(d.embedding) for d in documents if d.embedding is not None]
-            dimension = self.embedding_dim or getattr(self.store, "dimension", None) or 0
+            dimension = self.embedding_dim or _store_dimension(self.store) or 0
             dimension = int(dimension or (given[0] if given else self._dimension()))
         chunks = [_to_chunk(d, dimension) for d in documents]
         try:
@@ -388,7 +272,9 @@ class RaglineDocumentStore:
         embedding are never returned); ``score`` is the store's (higher is better)."""
         if top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}")
-        ragline_filters = _and(to_ragline_filters(filters), {NO_EMBEDDING_KEY: {"$exists": False}})
+        ragline_filters = and_filters(
+            to_ragline_filters(filters), {NO_EMBEDDING_KEY: {"$exists": False}}
+        )
         vector = np.asarray(query_embedding, dtype=np.float32)
         hits = self.store.search(vector, k=top_k, filters=ragline_filters)
         if return_embedding and hits:
@@ -413,17 +299,16 @@ class RaglineDocumentStore:
             raise FilterError(str(err)) from None
         if len(hits) == total:
             return [h.id for h in hits]
-        iter_chunks = getattr(self.store, "iter_chunks", None)
-        if not callable(iter_chunks):
+        if not isinstance(self.store, Enumerable):
             raise RuntimeError(
                 f"{type(self.store).__name__} returned {len(hits)} of {total} matching chunks "
                 "and cannot list its chunks (no iter_chunks); filter more narrowly"
             )
         node = parse_filter(filters)
-        return [c.id for c in iter_chunks() if matches(node, c.metadata)]
+        return [c.id for c in self.store.iter_chunks() if matches(node, c.metadata)]
 
     def _store_dimension(self) -> int:
-        dimension = getattr(self.store, "dimension", None)
+        dimension = _store_dimension(self.store)
         return int(dimension) if dimension else self._dimension()
 
 
@@ -523,7 +408,7 @@ class RaglineRetriever:
     def __init__(
         self, retriever: Any, *, top_k: int | None = None, filters: dict[str, Any] | None = None
     ) -> None:
-        if not callable(getattr(retriever, "retrieve", None)):
+        if not isinstance(retriever, Retriever):
             raise ValueError(
                 f"retriever must be a ragline retriever with retrieve(query, k=, filters=), got "
                 f"{type(retriever).__name__}"
@@ -534,9 +419,7 @@ class RaglineRetriever:
 
     def warm_up(self) -> None:
         """Load the retriever's models (Haystack calls this before a pipeline runs)."""
-        warm_up = getattr(self.retriever, "warm_up", None)
-        if callable(warm_up):
-            warm_up()
+        warm_up_parts(self.retriever)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(
@@ -553,7 +436,7 @@ class RaglineRetriever:
     def run(
         self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None
     ) -> dict[str, Any]:
-        combined = _and(to_ragline_filters(self.filters), to_ragline_filters(filters))
+        combined = and_filters(to_ragline_filters(self.filters), to_ragline_filters(filters))
         hits = self.retriever.retrieve(query, k=top_k or self.top_k, filters=combined)
         return {"documents": [_hit_document(hit) for hit in hits]}
 
@@ -577,17 +460,15 @@ class RaglineChain:
     """
 
     def __init__(self, chain: Any) -> None:
-        if not callable(getattr(chain, "ask", None)):
+        if not isinstance(chain, Chain):
             raise ValueError(
-                f"chain must be a ragline chain with ask(question, filters=, k=), got "
-                f"{type(chain).__name__}"
+                "chain must be a ragline chain (chain.rag: ask() and stream() a question with "
+                f"filters= and k=), got {type(chain).__name__}"
             )
         self.chain = chain
 
     def warm_up(self) -> None:
-        warm_up = getattr(self.chain, "warm_up", None)
-        if callable(warm_up):
-            warm_up()
+        warm_up_parts(self.chain)
 
     def to_dict(self) -> dict[str, Any]:
         return default_to_dict(self, chain=_component_dict(self.chain))

@@ -30,16 +30,16 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from rag.connectors._deps import require
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Document, Hit, content_hash
 from rag.core.errors import DuplicateIdError, LoaderError
 from rag.core.filters import matches, parse_filter
-from rag.core.protocols import Filters, WritePolicy
+from rag.core.protocols import Filters, Flushable, WritePolicy
 
 require(
     "langchain_core",
@@ -49,10 +49,11 @@ require(
 )
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun  # noqa: E402
+from langchain_core.document_loaders import BaseLoader  # noqa: E402
 from langchain_core.documents import Document as LCDocument  # noqa: E402
 from langchain_core.embeddings import Embeddings  # noqa: E402
 from langchain_core.retrievers import BaseRetriever  # noqa: E402
-from langchain_core.vectorstores import VectorStore  # noqa: E402
+from langchain_core.vectorstores import InMemoryVectorStore, VectorStore  # noqa: E402
 from pydantic import ConfigDict  # noqa: E402
 
 __all__ = [
@@ -63,6 +64,13 @@ __all__ = [
     "RaglineRetriever",
     "RaglineVectorStore",
 ]
+
+
+@runtime_checkable
+class _MeasuresDistance(Protocol):
+    """A ragline store configured with its distance: ``metric`` is ``"ip"`` or ``"l2"``."""
+
+    metric: str
 
 
 def _to_lc(chunk: Chunk, *, score: float | None = None) -> LCDocument:
@@ -130,18 +138,15 @@ class RaglineVectorStore(VectorStore):
             embedding if isinstance(embedding, Embeddings) else RaglineEmbeddings(embedding)
         )
         self.relevance_score_fn = relevance_score_fn
-        warm_up = getattr(store, "warm_up", None)
-        if callable(warm_up):
-            warm_up()
+        warm_up_parts(store)
 
     @property
     def embeddings(self) -> Embeddings:
         return self.embedding
 
     def _flush(self) -> None:
-        flush = getattr(self.store, "flush", None)
-        if callable(flush):
-            flush()
+        if isinstance(self.store, Flushable):
+            self.store.flush()
 
     # -- writing --------------------------------------------------------------------------------
     def add_texts(
@@ -207,7 +212,7 @@ class RaglineVectorStore(VectorStore):
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         if self.relevance_score_fn is not None:
             return self.relevance_score_fn
-        if getattr(self.store, "metric", "ip") == "l2":
+        if isinstance(self.store, _MeasuresDistance) and self.store.metric == "l2":
             return lambda score: 1.0 - math.sqrt(max(-score, 0.0)) / math.sqrt(2)
         return lambda score: min(1.0, max(0.0, (1.0 + score) / 2.0))
 
@@ -324,7 +329,7 @@ class LangChainLoader(Component):
     outputs = {"documents": list[Document], "errors": list[dict[str, Any]]}
 
     def __init__(self, *, loader: Any) -> None:
-        if not (callable(loader) or callable(getattr(loader, "lazy_load", None))):
+        if not (callable(loader) or isinstance(loader, BaseLoader)):
             raise ValueError(
                 "loader must be a LangChain BaseLoader or a path -> BaseLoader callable"
             )
@@ -333,9 +338,7 @@ class LangChainLoader(Component):
     @property
     def fixed(self) -> bool:
         """Whether the loader is one ``BaseLoader`` (not a factory called per source)."""
-        return not isinstance(self.loader, type) and callable(
-            getattr(self.loader, "lazy_load", None)
-        )
+        return isinstance(self.loader, BaseLoader)
 
     def load(self, source: str | None = None) -> Iterator[Document]:
         """Documents of one source (or of the fixed loader, when ``source`` is ``None``).
@@ -431,7 +434,8 @@ class LangChainStore(Component):
     def search(self, vector: np.ndarray, k: int = 10, filters: Filters | None = None) -> list[Hit]:
         query = np.asarray(vector, dtype=float).tolist()
         kwargs = {"filter": self._filter(filters)} if filters else {}
-        with_score = getattr(self.vectorstore, "similarity_search_with_score_by_vector", None)
+        method = "similarity_search_with_score_by_vector"  # not on LangChain's VectorStore base
+        with_score = getattr(self.vectorstore, method, None)  # third-party: some stores have it
         if callable(with_score):
             pairs = with_score(query, k=k, **kwargs)
         else:
@@ -461,13 +465,13 @@ class LangChainStore(Component):
 
     def count(self, filters: Filters | None = None) -> int:
         """Stored chunks (only ``InMemoryVectorStore`` lists its contents in LangChain)."""
-        contents = getattr(self.vectorstore, "store", None)
-        if not isinstance(contents, dict):
+        if not isinstance(self.vectorstore, InMemoryVectorStore):
             raise NotImplementedError(
                 f"{type(self.vectorstore).__name__} cannot count its documents through LangChain"
             )
         node = parse_filter(filters)
-        return sum(1 for item in contents.values() if matches(node, item.get("metadata", {})))
+        contents = self.vectorstore.store.values()
+        return sum(1 for item in contents if matches(node, item.get("metadata", {})))
 
     def run(self) -> dict[str, Any]:  # a store is shared by reference, not run as a node
         return {}

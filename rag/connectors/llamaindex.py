@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from rag.connectors._deps import require
-from rag.core.component import Component
+from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Document
 from rag.core.errors import FilterError, LoaderError
+from rag.core.protocols import Clearable, Flushable
 
 require(
     "llama_index.core",
@@ -42,6 +43,7 @@ require(
 from llama_index.core.base.base_retriever import BaseRetriever  # noqa: E402
 from llama_index.core.bridge.pydantic import PrivateAttr  # noqa: E402
 from llama_index.core.embeddings import BaseEmbedding  # noqa: E402
+from llama_index.core.readers.base import BaseReader  # noqa: E402
 from llama_index.core.schema import (  # noqa: E402
     BaseNode,
     MetadataMode,
@@ -204,9 +206,7 @@ class RaglineVectorStore(BasePydanticVectorStore):
     def __init__(self, *, store: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._store = store
-        warm_up = getattr(store, "warm_up", None)
-        if callable(warm_up):
-            warm_up()
+        warm_up_parts(store)
 
     @classmethod
     def class_name(cls) -> str:
@@ -218,9 +218,8 @@ class RaglineVectorStore(BasePydanticVectorStore):
         return self._store
 
     def _flush(self) -> None:
-        flush = getattr(self._store, "flush", None)
-        if callable(flush):
-            flush()
+        if isinstance(self._store, Flushable):
+            self._store.flush()
 
     def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         """Store embedded nodes (a node id that is stored is replaced)."""
@@ -277,9 +276,8 @@ class RaglineVectorStore(BasePydanticVectorStore):
 
     def clear(self) -> None:
         """Delete every node."""
-        clear = getattr(self._store, "clear", None)
-        if callable(clear):
-            clear()
+        if isinstance(self._store, Clearable):
+            self._store.clear()
         else:
             self._store.delete(filters={"source": {"$exists": True}})
             self._store.delete(filters={"source": {"$exists": False}})
@@ -356,16 +354,14 @@ class LlamaIndexLoader(Component):
     outputs = {"documents": list[Document], "errors": list[dict[str, Any]]}
 
     def __init__(self, *, reader: Any) -> None:
-        if not (callable(reader) or callable(getattr(reader, "load_data", None))):
+        if not (callable(reader) or isinstance(reader, BaseReader)):
             raise ValueError("reader must be a LlamaIndex reader or a path -> reader callable")
         self.reader = reader
 
     @property
     def fixed(self) -> bool:
         """Whether the reader is one instance (not a factory called per source)."""
-        return not isinstance(self.reader, type) and callable(
-            getattr(self.reader, "load_data", None)
-        )
+        return isinstance(self.reader, BaseReader)
 
     def load(self, source: str | None = None) -> Iterator[Document]:
         """Documents of one source (or of the fixed reader when ``source`` is ``None``).
