@@ -81,7 +81,8 @@ class TestHaystackSuiteOnMilvusLite(RaglineStoreTests):
     milvus-lite collection per test costs seconds, clearing one costs milliseconds."""
 
     @pytest.fixture(scope="class")
-    def milvus_store(self, tmp_path_factory):
+    @classmethod
+    def milvus_store(cls, tmp_path_factory):
         pytest.importorskip("milvus_lite", reason="pip install 'ragline[milvus]'")
         from rag.connectors.stores.milvus import MilvusStore
 

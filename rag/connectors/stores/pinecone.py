@@ -190,7 +190,7 @@ class PineconeStore(WritesThrough, CountedFingerprint, ScannedStats, StoreBase):
                 return method(*args, **kwargs)
             except errors.ApiError as err:
                 # why: the client sets status_code only when the server answered at all
-                status = int(getattr(err, "status_code", 0) or 0)
+                status = int(getattr(err, "status_code", 0) or 0)  # pinecone client, see above
                 if (status == 429 or status >= 500) and attempt < self.max_retries:
                     time.sleep(delay * (1 + random.random() * 0.25))
                     delay *= 2

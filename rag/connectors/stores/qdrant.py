@@ -23,6 +23,7 @@ string is resolved by reading that key's string values and matching the point id
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -231,10 +232,10 @@ class QdrantStore(WritesThrough, ClearsByIds, CountedFingerprint, ScannedStats, 
         """
         # why: the local storage is qdrant-client's private detail; if its shape changes, the
         # probes below find nothing and writes are only slower
-        local = getattr(self._client, "_client", None)
-        collection = getattr(local, "collections", {}).get(self.collection)
-        connection = getattr(getattr(collection, "storage", None), "storage", None)
-        if connection is not None and hasattr(connection, "execute"):
+        local = getattr(self._client, "_client", None)  # qdrant-client-private, see above
+        collection = getattr(local, "collections", {}).get(self.collection)  # local mode only
+        connection = getattr(getattr(collection, "storage", None), "storage", None)  # private
+        if isinstance(connection, sqlite3.Connection):
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
 

@@ -14,7 +14,8 @@ Example::
 
     class TestFaissStore(StoreConformance):
         @pytest.fixture(scope="class")
-        def store_factory(self, tmp_path_factory):
+        @classmethod
+        def store_factory(cls, tmp_path_factory):
             root = tmp_path_factory.mktemp("faiss")
             return lambda name: FaissStore(path=str(root / name))
 

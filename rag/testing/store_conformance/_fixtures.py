@@ -37,9 +37,10 @@ class StoreFixtures:
     """Whether a store made again with the same name sees what the first one wrote."""
 
     @pytest.fixture(scope="class")
-    def store_factory(self) -> Callable[[str], Any]:
+    @classmethod
+    def store_factory(cls) -> Callable[[str], Any]:
         raise NotImplementedError(
-            f"{type(self).__name__} must override the 'store_factory' fixture "
+            f"{cls.__name__} must override the 'store_factory' fixture "
             "(class-scoped, returning make(name) -> store)"
         )
 
@@ -51,10 +52,11 @@ class StoreFixtures:
         close_store(store)
 
     @pytest.fixture(scope="class")
-    def filter_store(self, store_factory: Callable[[str], Any]) -> Iterator[Any]:
+    @classmethod
+    def filter_store(cls, store_factory: Callable[[str], Any]) -> Iterator[Any]:
         store = store_factory(f"filters{next(names)}")
         store.warm_up()
-        store.write(filter_corpus_chunks(dimension=self.dimension))
+        store.write(filter_corpus_chunks(dimension=cls.dimension))
         yield store
         close_store(store)
 

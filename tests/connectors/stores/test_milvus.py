@@ -53,7 +53,8 @@ def _factory(root, **options):
 @pytest.mark.integration
 class TestMilvusLiteFlat(StoreConformance, MilvusAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         return _factory(tmp_path_factory.mktemp("milvus-flat"))
 
 
@@ -62,7 +63,8 @@ class TestMilvusLiteHnsw(StoreConformance, MilvusAbilities):
     """The HNSW index: the suite's small sets are searched exactly by milvus-lite's HNSW."""
 
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         return _factory(tmp_path_factory.mktemp("milvus-hnsw"), index="hnsw")
 
     def test_ten_thousand_chunk_batch(self, store):
@@ -353,7 +355,8 @@ class TestMilvusLiteJsonOnly(StoreConformance, MilvusAbilities):
     """The JSON view alone (a collection made before typed columns): same semantics."""
 
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         return _factory(tmp_path_factory.mktemp("milvus-json"), inferred_fields=0)
 
     def test_ten_thousand_chunk_batch(self, store):
@@ -467,7 +470,8 @@ class TestMilvusServer(StoreConformance, MilvusAbilities):
     columns, filters without ``exists``); a newer server in MILVUS_URL gets every feature."""
 
     @pytest.fixture(scope="class")
-    def store_factory(self, milvus_server_url):
+    @classmethod
+    def store_factory(cls, milvus_server_url):
         make, drop_all = _server_factory(milvus_server_url)
         yield make
         drop_all()

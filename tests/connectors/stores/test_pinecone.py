@@ -78,12 +78,14 @@ class PineconeConformance(StoreConformance, PineconeAbilities):
 @pytest.mark.integration
 class TestPineconeLoopback(PineconeConformance):
     @pytest.fixture(scope="class")
-    def server(self):
+    @classmethod
+    def server(cls):
         with pinecone_like_server(DIMENSION) as server:
             yield server
 
     @pytest.fixture(scope="class")
-    def store_factory(self, server):
+    @classmethod
+    def store_factory(cls, server):
         return lambda name: PineconeStore(host=server.host, namespace=name, retry_backoff=0.01)
 
 
@@ -95,7 +97,8 @@ class TestPineconeLoopback(PineconeConformance):
 )
 class TestPineconeLive(PineconeConformance):
     @pytest.fixture(scope="class")
-    def store_factory(self):
+    @classmethod
+    def store_factory(cls):
         run = uuid.uuid4().hex[:8]
         made: list[PineconeStore] = []
 

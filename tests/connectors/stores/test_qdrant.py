@@ -35,7 +35,8 @@ QDRANT_URL = os.environ.get("QDRANT_URL")
 @pytest.mark.integration
 class TestQdrantLocal(StoreConformance, QdrantAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         root = tmp_path_factory.mktemp("qdrant")
         return lambda name: QdrantStore(path=str(root / name), collection="chunks")
 
@@ -45,7 +46,8 @@ class TestQdrantInMemory(StoreConformance, QdrantAbilities):
     persistent = False
 
     @pytest.fixture(scope="class")
-    def store_factory(self):
+    @classmethod
+    def store_factory(cls):
         return lambda name: QdrantStore(collection="chunks")
 
     def test_ten_thousand_chunk_batch(self, store):
@@ -60,7 +62,8 @@ class TestQdrantInMemory(StoreConformance, QdrantAbilities):
 )
 class TestQdrantServer(StoreConformance, QdrantAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self):
+    @classmethod
+    def store_factory(cls):
         run = uuid.uuid4().hex[:8]
         made: list[QdrantStore] = []
         key = Secret("QDRANT_API_KEY") if os.environ.get("QDRANT_API_KEY") else None

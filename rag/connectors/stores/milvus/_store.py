@@ -219,8 +219,8 @@ class MilvusStore(
         ... not in schema").
         """
         # why: pymilvus keeps this cache private; a version without it needs no invalidation
-        connection = getattr(self._client, "_get_connection", lambda: None)()
-        invalidate = getattr(connection, "_invalidate_schema", None)
+        connection = getattr(self._client, "_get_connection", lambda: None)()  # pymilvus-private
+        invalidate = getattr(connection, "_invalidate_schema", None)  # pymilvus-private
         if invalidate is not None:
             invalidate(self.collection)
 
