@@ -229,6 +229,14 @@ class MetadataColumns:
                 column.clear(row)
 
     # -- evaluation -----------------------------------------------------------------------
+    def distinct(self, name: str) -> int:
+        """How many different values field ``name`` holds over the live rows (a row without
+        one counts as the value ``None``; a list as one value)."""
+        column = self._columns.get(name)
+        if column is None:
+            return int(self._live > 0)
+        return len(np.unique(column.codes[self._alive]))
+
     def mask(self, node: FilterNode | None) -> np.ndarray:
         """Boolean mask over row ids: live rows that ``node`` matches (all live rows for None)."""
         if node is None:

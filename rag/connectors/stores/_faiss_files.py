@@ -36,25 +36,6 @@ def load_faiss() -> Any:
     return require("faiss", package="faiss-cpu", extra="embed", purpose="store.faiss")
 
 
-def is_flat(metadata: dict[str, Any]) -> bool:
-    """Whether ``metadata`` holds only scalars, so ``dict(metadata)`` is a deep copy."""
-    return not any(isinstance(value, (dict, list)) for value in metadata.values())
-
-
-def json_copy(value: Any) -> Any:
-    """A deep copy of JSON data (dicts, lists, scalars), faster than ``copy.deepcopy``."""
-    if isinstance(value, dict):
-        # Metadata is mostly flat scalars: copy the dict in C, then recurse only where needed.
-        copy = dict(value)
-        for key, item in copy.items():
-            if isinstance(item, (dict, list)):
-                copy[key] = json_copy(item)
-        return copy
-    if isinstance(value, list):
-        return [json_copy(item) for item in value]
-    return value
-
-
 def check_store_path(path: str) -> None:
     """Refuse a ``path`` that is a file, or inside ``/proc``, ``/sys`` or ``/dev``."""
     resolved = Path(path).expanduser()

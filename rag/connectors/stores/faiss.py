@@ -29,17 +29,17 @@ The FAISS index is a plain ``IndexFlat``/``IndexHNSWFlat`` whose positions map t
 in a numpy array (an ``index.faiss`` written with an ``IndexIDMap2`` by an older version is read
 as well).
 
-Chunk ids and texts are also held in memory, up to ``text_cache_mb`` (about 256 MB by default),
-so a search builds its hits without a SQLite read: next to an HNSW walk of a fraction of a
-millisecond, ten random row reads from SQLite cost a fifth as much again. Rows past the budget
-are read from SQLite in one ``SELECT ... WHERE rowid IN (...)`` per search.
+Chunk ids, texts and metadata are also held in memory, packed as UTF-8 in one buffer
+(:mod:`rag.connectors.stores._packed`: their bytes plus 28 a row), up to ``text_cache_mb``
+(256 MB by default), so a search builds its hits without a SQLite read: next to an HNSW walk of
+a fraction of a millisecond, ten random row reads from SQLite cost a fifth as much again. Rows
+past the budget are read from SQLite in one ``SELECT ... WHERE rowid IN (...)`` per search.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,10 @@ from rag.connectors.stores._common import (
 from rag.connectors.stores._faiss_files import (
     FaissFiles,
     check_store_path,
-    is_flat,
-    json_copy,
     load_faiss,
     metadata_json,
 )
+from rag.connectors.stores._packed import PackedRows
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
@@ -80,8 +79,6 @@ HNSW_EXACT_SHARE = 0.01
 HNSW_EXACT_ROWS = 2_000
 # Rebuild the metadata columns once this many rows were removed (and more than are live).
 COLUMN_REBUILD_MIN = 10_000
-# What one cached (id, text) row costs besides the text: dict slot, tuple, str header.
-CACHED_ROW_OVERHEAD = 160
 
 
 class FaissStore(FaissFiles, StoreBase):
@@ -99,9 +96,9 @@ class FaissStore(FaissFiles, StoreBase):
         ef_construction: HNSW build-time breadth.
         ef_search: HNSW search-time breadth.
         device: ``cpu``, ``cuda`` or ``auto`` (a GPU flat index when faiss has GPU support).
-        text_cache_mb: Memory, in MB, for chunk ids and texts held so that search reads no
-            SQLite (about the texts' size plus 160 bytes a chunk); chunks past it are read from
-            SQLite per search. ``0`` reads every hit from SQLite.
+        text_cache_mb: Memory, in MB, for chunk ids, texts and metadata held so that search
+            reads no SQLite (their UTF-8 size plus 28 bytes a chunk); chunks past it are read
+            from SQLite per search. ``0`` reads every hit from SQLite.
         rescore: With ``index: binary``, the vectors that rescore its candidates: ``int8``
             codes (default) or ``float`` (4 bytes a dimension more memory).
         rescore_factor: With ``index: binary``, candidates rescored per query:
@@ -164,12 +161,9 @@ class FaissStore(FaissFiles, StoreBase):
         self._positions = np.zeros(0, dtype=np.int64)
         self._legacy_map: Any = None
         self._rowid_of: dict[str, int] = {}
-        self._metadata: dict[int, dict[str, Any]] = {}
-        # Rows whose metadata nests dicts or lists: only these need a deep copy per hit.
-        self._nested: set[int] = set()
-        # Row id -> (chunk id, text) of the rows held in memory (see text_cache_mb).
-        self._texts: dict[int, tuple[str, str]] = {}
-        self._text_bytes = 0
+        # Row id -> (chunk id, text, metadata JSON) of the rows held in memory, packed
+        # (see text_cache_mb); the metadata's filterable form is self._columns.
+        self._rows = PackedRows(0)
         self._columns = MetadataColumns()
         self._tombstones: set[int] = set()
         self._dirty = False
@@ -205,12 +199,14 @@ class FaissStore(FaissFiles, StoreBase):
                     field="dimension",
                 )
             self.dimension = int(stored_dim)
+        self._rows = PackedRows(self.text_cache_mb * 1_000_000)
+        self._columns = columns = MetadataColumns()
         for rowid, chunk_id, metadata, text in db.execute(
-            "SELECT rowid, id, metadata, text FROM chunks"
+            "SELECT rowid, id, metadata, text FROM chunks ORDER BY rowid"
         ):
             self._rowid_of[chunk_id] = rowid
-            self._remember(rowid, chunk_id, text, self._metadata_of(rowid, metadata, db_path))
-        self._columns = MetadataColumns.build(self._metadata.items())
+            columns.add(rowid, self._metadata_of(rowid, metadata, db_path))
+            self._rows.add(rowid, chunk_id, text, metadata)
         self._open_index()
 
     def _ensure_open(self) -> sqlite3.Connection:
@@ -238,21 +234,17 @@ class FaissStore(FaissFiles, StoreBase):
                 return 0
             replaced = [self._rowid_of[cid] for cid in unique if cid in self._rowid_of]
             positions = list(unique.values())
+            metadata_texts = [metadata_json(chunks[position]) for position in positions]
             self._begin(db)
             try:
                 if replaced:
                     db.executemany("DELETE FROM chunks WHERE rowid=?", [(r,) for r in replaced])
                 new_rowids = []
-                for position in positions:
+                for position, metadata_text in zip(positions, metadata_texts):
                     chunk = chunks[position]
                     cursor = db.execute(
                         "INSERT INTO chunks (id, text, metadata, vector) VALUES (?, ?, ?, ?)",
-                        (
-                            chunk.id,
-                            chunk.text,
-                            metadata_json(chunk),
-                            vectors[position].tobytes(),
-                        ),
+                        (chunk.id, chunk.text, metadata_text, vectors[position].tobytes()),
                     )
                     new_rowids.append(cursor.lastrowid)
                 self._bump_generation(db)
@@ -268,12 +260,11 @@ class FaissStore(FaissFiles, StoreBase):
             )
             if self._compressed() and self._index.wants_training():
                 self._rebuild_index()  # retrain on the grown store (until the sample is full)
-            for rowid, position in zip(new_rowids, positions):
+            for rowid, position, metadata_text in zip(new_rowids, positions, metadata_texts):
                 chunk = chunks[position]
                 self._rowid_of[chunk.id] = rowid
-                metadata = json.loads(json.dumps(chunk.metadata))
-                self._remember(rowid, chunk.id, chunk.text, metadata)
-                self._columns.add(rowid, metadata)
+                self._rows.add(rowid, chunk.id, chunk.text, metadata_text)
+                self._columns.add(rowid, json.loads(metadata_text))
             self._dirty = True
             return len(positions)
 
@@ -324,7 +315,7 @@ class FaissStore(FaissFiles, StoreBase):
             if ids is not None:
                 rowids = {self._rowid_of[i] for i in ids if i in self._rowid_of}
             else:
-                rowids = set(self._metadata)
+                rowids = set(self._rowid_of.values())
             if filters is not None:
                 matching = self._columns.rowids(parse_filter(filters)).tolist()
                 rowids = rowids & set(matching) if ids is not None else set(matching)
@@ -368,35 +359,21 @@ class FaissStore(FaissFiles, StoreBase):
         self._legacy_map = None
         self._positions = np.zeros(0, dtype=np.int64)
         self._rowid_of.clear()
-        self._metadata.clear()
-        self._nested.clear()
-        self._texts.clear()
-        self._text_bytes = 0
+        self._rows = PackedRows(0)
         self._columns = MetadataColumns()
 
     # -- reading -------------------------------------------------------------------------
-    def _remember(self, rowid: int, chunk_id: str, text: str, metadata: dict[str, Any]) -> None:
-        """Hold a row's metadata, and its id and text while ``text_cache_mb`` allows."""
-        self._metadata[rowid] = metadata
-        if not is_flat(metadata):
-            self._nested.add(rowid)
-        size = sys.getsizeof(text) + CACHED_ROW_OVERHEAD
-        if self._text_bytes + size <= self.text_cache_mb * 1_000_000:
-            self._texts[rowid] = (chunk_id, text)
-            self._text_bytes += size
-
     def _forget_rows(self, rowids: Iterable[int]) -> None:
+        """Drop removed rows from memory (SQLite has already deleted them)."""
+        rowids = list(rowids)
         for rowid in rowids:
-            metadata = self._metadata.pop(rowid, None)
-            if metadata is not None:
-                self._columns.remove(rowid, metadata)
-            self._nested.discard(rowid)
-            cached = self._texts.pop(rowid, None)
-            if cached is not None:
-                self._text_bytes -= sys.getsizeof(cached[1]) + CACHED_ROW_OVERHEAD
-        if self._columns.removed > max(len(self._metadata), COLUMN_REBUILD_MIN):
+            self._columns.remove(rowid)
+        self._rows.remove(rowids)
+        if self._columns.removed > max(len(self._columns), COLUMN_REBUILD_MIN):
             # Dead rows' list values linger in the columns; start afresh now and then.
-            self._columns = MetadataColumns.build(self._metadata.items())
+            assert self._db is not None
+            rows = self._db.execute("SELECT rowid, metadata FROM chunks ORDER BY rowid")
+            self._columns = MetadataColumns.build((r, json.loads(m)) for r, m in rows)
 
     def _exact_is_cheaper(self, matching: int, k: int) -> bool:
         """Rank ``matching`` rows exactly (their stored vectors times the query) rather than
@@ -498,32 +475,27 @@ class FaissStore(FaissFiles, StoreBase):
         return ids[order], scores[order]
 
     def _hits(self, rowids: np.ndarray, distances: np.ndarray) -> list[Hit]:
-        """Hits for ``rowids`` (best first): id and text from memory, or else from SQLite."""
+        """Hits for ``rowids`` (best first): id, text and metadata from memory, or else from
+        SQLite (the metadata is decoded afresh, so callers cannot change the store's copy)."""
         if not len(rowids):
             return []
-        rows = self._texts
         wanted = rowids.tolist()
-        missing = [rowid for rowid in wanted if rowid not in rows]
+        rows = {rowid: self._rows.get(rowid) for rowid in wanted}
+        missing = [rowid for rowid, row in rows.items() if row is None]
         if missing:
             assert self._db is not None
             cursor = self._db.execute(
-                "SELECT rowid, id, text FROM chunks WHERE rowid IN "
+                "SELECT rowid, id, text, metadata FROM chunks WHERE rowid IN "
                 f"({','.join('?' * len(missing))})",
                 missing,
             )
-            rows = {rowid: rows[rowid] for rowid in wanted if rowid in rows}
-            rows.update((rowid, (cid, text)) for rowid, cid, text in cursor.fetchall())
+            rows.update((r, (cid, text, json.loads(meta))) for r, cid, text, meta in cursor)
         scores = (distances if self.metric == "ip" else -distances).tolist()
-        metadata, nested = self._metadata, self._nested
         hits = []
         for rowid, score in zip(wanted, scores):
             row = rows.get(rowid)
-            if row is None:
-                continue
-            # The metadata held in memory, copied so callers cannot change the store's copy.
-            meta = metadata[rowid]
-            copy = json_copy(meta) if rowid in nested else dict(meta)
-            hits.append(Hit(Chunk(id=row[0], text=row[1], metadata=copy), score))
+            if row is not None:
+                hits.append(Hit(Chunk(id=row[0], text=row[1], metadata=row[2]), score))
         return hits
 
     def count(self, filters: Filters | None = None) -> int:
@@ -583,9 +555,8 @@ class FaissStore(FaissFiles, StoreBase):
         """``{"chunks", "sources", "dimension"}``."""
         with self._lock:
             self._ensure_open()
-            sources = {meta.get("source") for meta in self._metadata.values()}
             return {
                 "chunks": len(self._rowid_of),
-                "sources": len(sources),
+                "sources": self._columns.distinct("source"),
                 "dimension": self.dimension,
             }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rag.connectors.stores.faiss import FaissStore
@@ -137,9 +139,9 @@ def test_hits_are_the_same_whatever_share_of_texts_is_in_memory(tmp_path):
         store.write(chunks)
         store.write(edited)  # replaced rows leave the cache and their new text enters it
         store.delete(ids=[c.id for c in chunks[40:60]])
-        assert 0 <= store._text_bytes <= budget * 1_000_000
+        assert 0 <= store._rows.nbytes <= budget * 1_000_000
         if budget == 0.01:
-            assert 0 < len(store._texts) < store.count()
+            assert 0 < len(store._rows) < store.count()
         runs = [store.search(query, k=20), store.search(query, k=20, filters={"b10": 3})]
         store.close()
         for reopened_budget in (budget, 0.01):  # the cache is filled again on open
@@ -298,3 +300,48 @@ def test_a_row_whose_metadata_is_not_json_is_named(tmp_path):
         StoreCorruptError, match=r"chunks.sqlite: row \d+ holds metadata that is not"
     ):
         FaissStore(path=str(tmp_path / "s")).count()
+
+
+@pytest.mark.unit
+def test_packed_rows_hold_rows_within_the_budget_and_compact_after_removals():
+    from rag.connectors.stores._packed import ROW_OVERHEAD, PackedRows
+
+    rows = PackedRows(budget_bytes=10_000)
+    meta = '{"source": "a.md", "tags": ["x", {"deep": 1}]}'
+    held = [r for r in range(1, 200) if rows.add(r, f"c{r}", f"text é {r}", meta)]
+    assert 0 < len(held) < 199 and len(rows) == len(held)  # the budget stops it
+    assert rows.nbytes <= 10_000
+    first = rows.get(1)
+    assert first == ("c1", "text é 1", {"source": "a.md", "tags": ["x", {"deep": 1}]})
+    first[2]["tags"][1]["deep"] = 2  # a fresh copy: the cache is unchanged
+    assert rows.get(1)[2]["tags"][1] == {"deep": 1}
+    before = rows.nbytes
+    rows.remove([*held[::2], 10_000])  # rows not held are ignored
+    assert rows.get(held[0]) is None and rows.get(held[1])[0] == f"c{held[1]}"
+    assert rows.nbytes < before and len(rows) == len(held) - len(held[::2])
+    assert len(rows._buffer) < before  # half the bytes dead: compacted
+    for r in held[1::2]:
+        assert rows.get(r) == (f"c{r}", f"text é {r}", json.loads(meta))
+    assert rows.add(1_000, "new", "t", "{}")  # room again after the removals
+    assert (
+        rows.nbytes
+        == sum(len(f"c{r}text é {r}".encode()) + len(meta) + ROW_OVERHEAD for r in held[1::2])
+        + len(b"newt{}")
+        + ROW_OVERHEAD
+    )
+    with pytest.raises(ValueError):
+        rows.add(999, "old", "t", "{}")  # row ids only grow
+
+
+@pytest.mark.unit
+def test_stats_count_distinct_sources_after_deletes(tmp_path):
+    from rag.testing import random_chunks
+
+    chunks = random_chunks(30, metadata=lambda i: {"source": f"s{i % 4}.md"})
+    store = FaissStore(path=str(tmp_path / "s"))
+    store.write(chunks)
+    assert store.stats()["sources"] == 4
+    store.delete(filters={"source": "s1.md"})
+    assert store.stats() == {"chunks": 22, "sources": 3, "dimension": store.dimension}
+    store.close()
+    assert FaissStore(path=str(tmp_path / "s")).stats()["sources"] == 3
