@@ -11,11 +11,15 @@ words and stemmer) and all-MiniLM-L6-v2 each rank whole documents (the model tru
 256-token window) in a faiss ``IndexFlatIP``, top 100 each, fused by reciprocal rank with k=60.
 
 **Candidates**: ragline's components as a pipeline file sets them up: ``splitter.recursive``
-chunks (``chunk_size`` up to the model's window, ``chunk_overlap``) embedded by
-``embedder.sentence_transformers`` into ``store.faiss``, ``retriever.dense`` and
-``retriever.bm25`` (k1/b), with or without contextual indexing (``context_template``), fused by
-``retriever.hybrid``'s own ``fuse`` (rrf with rrf_k and weights, or weighted; at document or
-chunk level) from lists retrieved once per query, so the fusion grid costs no retrieval.
+chunks (``chunk_size`` up to the model's window, ``chunk_overlap``, greedy or ``balanced``)
+embedded by ``embedder.sentence_transformers`` into ``store.faiss``, ``retriever.dense``
+(with or without pseudo-relevance ``feedback``) and ``retriever.bm25`` (k1/b), with or without
+contextual indexing (``context_template``), fused by ``retriever.hybrid``'s own ``fuse`` (rrf
+with rrf_k and weights, weighted, or zscore; at document or chunk level; its own candidate
+depth) from lists retrieved once per query, so the fusion grid costs no retrieval.
+
+The baseline keeps what ``bm25s.retrieve(k=100)`` returns, zero-score documents included (in
+index order), as the twenty lines would; the baseline without them is printed alongside.
 
 Runs are scored with pytrec_eval (nDCG@10, Recall@100), a document at its best chunk, as
 ``rag search --format trec`` does. The chosen setting maximizes the smallest gain over the
@@ -49,12 +53,16 @@ TITLE_TEMPLATE = "{title}\n{text}"
 # The grid. Chunking: (chunk_size, chunk_overlap) in model tokens; 254 fills MiniLM's window
 # of 256 with its two special tokens, 240 leaves room for a title line.
 CHUNKINGS = ((240, 0),)  # more sizes and overlaps: --chunkings, e.g. 254:0 240:32
+SPLITS = (False, True)  # splitter.recursive's balanced
 TEMPLATES = (None, TITLE_TEMPLATE)
-BM25_PARAMS = ((0.9, 0.4), (1.2, 0.75))
+FEEDBACKS = ((0, 0.0), (3, 0.5))  # retriever.dense's (feedback, feedback_weight)
+BM25_PARAMS = ((1.2, 0.75), (1.5, 0.75))  # 0.9/0.4 lost everywhere in the 2026-12-04 grid
 FUSION_LEVELS = ("document", "chunk")
 RRF_KS = (60,)  # rrf_k barely matters here (20-100 within 0.002 on xquad)
-RRF_WEIGHTS = ((1.0, 1.0), (1.0, 1.5), (1.5, 1.0), (1.0, 2.0), (2.0, 1.0))
-WEIGHTED_WEIGHTS = ((0.3, 0.7), (0.4, 0.6), (0.5, 0.5), (0.6, 0.4))
+RRF_WEIGHTS = ((1.0, 1.0), (1.0, 1.5), (1.5, 1.0))
+WEIGHTED_WEIGHTS = ((0.5, 0.5),)  # min-max sums lost 0.011-0.040 on cranfield (2026-12-04)
+ZSCORE_WEIGHTS = ((1.0, 0.5), (1.0, 0.7), (1.0, 1.0))
+ZSCORE_CANDIDATES = (None, 100)  # the hybrid's candidates (None: its default max(2k, 50))
 QA_CONTEXTS = 4  # chain.rag's k in examples/qa.yaml: answer-in-context is measured at this depth
 CHUNKS_PER_DOCUMENT = (1, 2, 3)
 
@@ -137,7 +145,9 @@ class Candidate:
 
     chunk_size: int
     overlap: int
+    balanced: bool
     template: str | None
+    feedback: int
     k1: float
     b: float
     dense: list[list[Any]]
@@ -150,7 +160,11 @@ class Candidate:
     @property
     def indexing(self) -> str:
         context = "title" if self.template else "-"
-        return f"c{self.chunk_size}/o{self.overlap} ctx={context:<5} bm25 {self.k1:g}/{self.b:g}"
+        split = "bal" if self.balanced else "gre"
+        return (
+            f"c{self.chunk_size}/o{self.overlap} {split} ctx={context:<5} fb={self.feedback} "
+            f"bm25 {self.k1:g}/{self.b:g}"
+        )
 
 
 class Dataset:
@@ -172,6 +186,7 @@ class Dataset:
         self.candidates: list[Candidate] = []
         self.baseline: dict[str, float] = {}
         self.baseline_inputs: dict[str, float] = {}
+        self.baseline_positive: dict[str, float] = {}  # bm25s's zero-score documents dropped
 
     def ndcg10(self, hit_lists) -> float:
         return evaluate(self.qrels, doc_run(hit_lists, self.query_ids), ("ndcg_cut_10",))[
@@ -197,21 +212,34 @@ class Dataset:
         query_tokens = bm25s.tokenize(
             self.query_texts, stopwords="en", stemmer=stemmer, show_progress=False
         )
-        results, _ = retriever.retrieve(query_tokens, k=min(100, len(texts)), show_progress=False)
+        results, scores = retriever.retrieve(
+            query_tokens, k=min(100, len(texts)), show_progress=False
+        )
         bm25_lists = [[ids[i] for i in row] for row in results]
+        positive_lists = [
+            [ids[i] for i, score in zip(row, row_scores) if score > 0]
+            for row, row_scores in zip(results, scores)
+        ]
         vectors = embedder.embed_documents(texts)  # cached: the same texts every run
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(np.ascontiguousarray(vectors))
         _, rows = index.search(embedder.embed_queries(self.query_texts), min(100, len(texts)))
         dense_lists = [[ids[i] for i in row if i >= 0] for row in rows]
-        fused = []
-        for dense, lexical in zip(dense_lists, bm25_lists):
-            scores: dict[str, float] = {}
-            for ranking in (dense, lexical):
-                for rank, doc_id in enumerate(ranking, start=1):
-                    scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (60 + rank)
-            fused.append(sorted(scores, key=lambda d: -scores[d])[:100])
-        self.baseline = evaluate(self.qrels, ranked_run(fused, self.query_ids))
+
+        def rrf(lexical_lists: list[list[str]]) -> list[list[str]]:
+            fused = []
+            for dense, lexical in zip(dense_lists, lexical_lists):
+                scores: dict[str, float] = {}
+                for ranking in (dense, lexical):
+                    for rank, doc_id in enumerate(ranking, start=1):
+                        scores[doc_id] = scores.get(doc_id, 0.0) + 1.0 / (60 + rank)
+                fused.append(sorted(scores, key=lambda d: -scores[d])[:100])
+            return fused
+
+        self.baseline = evaluate(self.qrels, ranked_run(rrf(bm25_lists), self.query_ids))
+        self.baseline_positive = evaluate(
+            self.qrels, ranked_run(rrf(positive_lists), self.query_ids)
+        )
         for key, lists in (("bm25s", bm25_lists), ("MiniLM", dense_lists)):
             self.baseline_inputs[key] = evaluate(
                 self.qrels, ranked_run(lists, self.query_ids), ("ndcg_cut_10",)
@@ -226,33 +254,42 @@ class Dataset:
 
         self.query_vectors = embedder.embed_queries(self.query_texts)
         queries = _QueryVectors(dict(zip(self.query_texts, self.query_vectors)))
-        for (chunk_size, overlap), template in itertools.product(chunkings, TEMPLATES):
+        for (chunk_size, overlap), balanced, template in itertools.product(
+            chunkings, SPLITS, TEMPLATES
+        ):
             if template and not any("title" in d.metadata for d in self.documents):
                 continue  # no titles: the template renders every chunk as its text alone
             splitter = RecursiveSplitter(
-                chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=MODEL
+                chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=MODEL, balanced=balanced
             )
             chunks = splitter.run(documents=self.documents)["chunks"]
             embedder.context_template = template
             embedder.run(chunks)
             store = FaissStore()
             store.write(chunks)
-            dense = DenseRetriever(embedder=queries, store=store)
-            started = time.perf_counter()
-            dense_lists = dense.retrieve_batch(self.query_texts, k=DEPTH)
-            dense_seconds = (time.perf_counter() - started) / len(self.query_texts)
+            bm25_runs = []
             for k1, b in BM25_PARAMS:
                 bm25 = BM25Retriever(store=store, k1=k1, b=b, context_template=template)
                 bm25.warm_up()
                 started = time.perf_counter()
                 bm25_lists = bm25.retrieve_batch(self.query_texts, k=DEPTH)
                 bm25_seconds = (time.perf_counter() - started) / len(self.query_texts)
-                self.candidates.append(
-                    Candidate(
-                        chunk_size, overlap, template, k1, b, dense_lists, bm25_lists,
-                        dense_seconds, bm25_seconds, len(chunks), chunks,
-                    )
-                )  # fmt: skip
+                bm25_runs.append((k1, b, bm25_lists, bm25_seconds))
+            for feedback, weight in FEEDBACKS:
+                dense = DenseRetriever(
+                    embedder=queries, store=store, feedback=feedback, feedback_weight=weight
+                )
+                started = time.perf_counter()
+                dense_lists = dense.retrieve_batch(self.query_texts, k=DEPTH)
+                dense_seconds = (time.perf_counter() - started) / len(self.query_texts)
+                for k1, b, bm25_lists, bm25_seconds in bm25_runs:
+                    self.candidates.append(
+                        Candidate(
+                            chunk_size, overlap, balanced, template, feedback, k1, b,
+                            dense_lists, bm25_lists, dense_seconds, bm25_seconds, len(chunks),
+                            chunks,
+                        )
+                    )  # fmt: skip
             store.close()
         embedder.context_template = None
 
@@ -284,6 +321,11 @@ def fusions() -> list[dict[str, Any]]:
             )
         for weights in WEIGHTED_WEIGHTS:
             settings.append({"fusion": "weighted", "weights": list(weights), "level": level})
+        for weights, candidates in itertools.product(ZSCORE_WEIGHTS, ZSCORE_CANDIDATES):
+            setting = {"fusion": "zscore", "weights": list(weights), "level": level}
+            if candidates:
+                setting["candidates"] = candidates
+            settings.append(setting)
     return settings
 
 
@@ -291,6 +333,9 @@ def fusion_label(setting: dict[str, Any]) -> str:
     weights = "/".join(f"{w:g}" for w in setting["weights"])
     if setting["fusion"] == "rrf":
         return f"rrf k={setting['rrf_k']:<3} w={weights:<7} {setting['level'][:3]}"
+    if setting["fusion"] == "zscore":
+        depth = f"c={setting.get('candidates', 'def')}"
+        return f"z w={weights:<7} {depth:<6} {setting['level'][:3]}"
     return f"wsum w={weights:<13} {setting['level'][:3]}"
 
 
@@ -346,22 +391,26 @@ def main(argv: list[str] | None = None) -> int:
     print("baseline: bm25s (k1 1.5, b 0.75) + MiniLM on whole documents, faiss flat, RRF k=60")
     print(
         f"{'dataset':<15}{'docs':>6}{'queries':>8}{'bm25s':>8}{'MiniLM':>8}{'RRF':>8}{'R@100':>8}"
+        f"{'RRF, bm25s score>0 only':>25}"
     )
     for d in datasets:
         print(
             f"{d.name:<15}{len(d.documents):>6}{len(d.query_ids):>8}"
             f"{d.baseline_inputs['bm25s']:>8.4f}{d.baseline_inputs['MiniLM']:>8.4f}"
             f"{d.baseline['ndcg_cut_10']:>8.4f}{d.baseline['recall_100']:>8.4f}"
+            f"{d.baseline_positive['ndcg_cut_10']:>25.4f}"
         )
 
     # -- the grid: every indexing x every fusion, nDCG@10 gain over the baseline ------------------
     indexings = list(dict.fromkeys(c.indexing for d in datasets for c in d.candidates))
     settings = fusions()
     print(
-        f"\ngrid: chunking (size/overlap) {chunkings}, context template {list(TEMPLATES)}, "
+        f"\ngrid: chunking (size/overlap) {chunkings}, balanced {list(SPLITS)}, context "
+        f"template {list(TEMPLATES)}, dense feedback (n, weight) {list(FEEDBACKS)}, "
         f"BM25 (k1, b) {list(BM25_PARAMS)}; fusion rrf with rrf_k {list(RRF_KS)} and (dense, "
         f"bm25) weights {[list(w) for w in RRF_WEIGHTS]}, weighted sum with "
-        f"{[list(w) for w in WEIGHTED_WEIGHTS]}, level {list(FUSION_LEVELS)}: "
+        f"{[list(w) for w in WEIGHTED_WEIGHTS]}, zscore with {[list(w) for w in ZSCORE_WEIGHTS]} "
+        f"and candidates {list(ZSCORE_CANDIDATES)}, level {list(FUSION_LEVELS)}: "
         f"{len(indexings)} x {len(settings)} = {len(indexings) * len(settings)} settings. "
         "Cells: nDCG@10 minus the baseline's."
     )
@@ -387,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ranked = sorted(results, key=lambda r: (min(gains(r[2])), statistics.mean(gains(r[2]))))[::-1]
     header = "".join(f"{d.name[:12]:>13}" for d in datasets)
-    print(f"\n{'indexing':<36}{'fusion':<31}{header}{'min':>8}{'mean':>8}")
+    print(f"\n{'indexing':<46}{'fusion':<31}{header}{'min':>8}{'mean':>8}")
     shown = ranked if args.all_rows else [*ranked[:40], None, *ranked[-5:]]
     for row in shown:
         if row is None:
@@ -396,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         indexing, fusion, scores = row
         cells = "".join(f"{g:>+13.4f}" for g in gains(scores))
         print(
-            f"{indexing:<36}{fusion_label(fusion):<31}{cells}"
+            f"{indexing:<46}{fusion_label(fusion):<31}{cells}"
             f"{min(gains(scores)):>+8.4f}{statistics.mean(gains(scores)):>+8.4f}"
         )
     winners = [r for r in results if min(gains(r[2])) >= MARGIN]
@@ -486,8 +535,10 @@ def fill_cache(folders: dict[str, Path], embedder, chunkings) -> None:
     for name, folder in folders.items():
         docs = documents(name, read_jsonl(folder / "corpus.jsonl"))
         embed([d.text for d in docs])
-        for (size, overlap), template in itertools.product(chunkings, TEMPLATES):
-            splitter = RecursiveSplitter(chunk_size=size, chunk_overlap=overlap, tokenizer=MODEL)
+        for (size, overlap), balanced, template in itertools.product(chunkings, SPLITS, TEMPLATES):
+            splitter = RecursiveSplitter(
+                chunk_size=size, chunk_overlap=overlap, tokenizer=MODEL, balanced=balanced
+            )
             chunks = splitter.run(documents=docs)["chunks"]
             embedder.context_template = template
             embed([embedder.index_text(c) for c in chunks])
@@ -525,9 +576,12 @@ def compressed_indexes(datasets: list[Dataset], indexing: str, fusion: dict[str,
             store = FaissStore(index=kind, **options)
             store.write(candidate.vectors)
             queries = _QueryVectors(by_text)
-            dense = DenseRetriever(embedder=queries, store=store).retrieve_batch(
-                d.query_texts, k=DEPTH
-            )
+            dense = DenseRetriever(
+                embedder=queries,
+                store=store,
+                feedback=candidate.feedback,
+                feedback_weight=dict(FEEDBACKS)[candidate.feedback],
+            ).retrieve_batch(d.query_texts, k=DEPTH)
             index = store._index
             per_vector = (
                 index.bytes_per_vector() if hasattr(index, "bytes_per_vector") else 4 * index.d

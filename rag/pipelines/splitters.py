@@ -4,7 +4,9 @@ Sizing chunks with the model's own tokenizer means no chunk is silently truncate
 model's maximum sequence length: a ``chunk_size`` larger than the model accepts is refused.
 
 - ``splitter.recursive``: split at paragraph, line, sentence, then word boundaries until pieces
-  fit, then merge neighbours up to ``chunk_size`` with ``chunk_overlap``.
+  fit, then merge neighbours up to ``chunk_size`` with ``chunk_overlap``; with ``balanced: true``
+  a long text is cut into the fewest chunks that fit, of about equal length (no short tail
+  chunk, no title left alone).
 - ``splitter.sentence``: whole sentences packed up to ``chunk_size``; overlap in sentences.
 - ``splitter.markdown``: one section per header, split further when long, with the header path
   kept in ``metadata["headers"]`` (and ``metadata["section"]``).
@@ -20,7 +22,7 @@ import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,6 +35,11 @@ from rag.core.text import split_sentences
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 _SPECIAL_TOKEN_ALLOWANCE = 2  # [CLS] and [SEP] that the embedding model adds
+
+
+def _check_balanced(balanced: Any) -> None:
+    if not isinstance(balanced, bool):
+        raise ConfigError(f"balanced must be true or false, got {balanced!r}", field="balanced")
 
 
 class TokenCounter:
@@ -80,7 +87,7 @@ def load_tokenizer(model: str) -> tuple[Any, int]:
             if config.exists():
                 max_length = int(json.loads(config.read_text()).get("max_seq_length", max_length))
             else:
-                max_length = min(int(getattr(tokenizer, "model_max_length", 512)), 8192)
+                max_length = min(int(tokenizer.model_max_length), 8192)
             _TOKENIZERS[model] = (tokenizer, max_length)
         return _TOKENIZERS[model]
 
@@ -218,6 +225,72 @@ def _merge(
     return chunks
 
 
+def _leaves(
+    text: str,
+    start: int,
+    end: int,
+    count: TokenCounter,
+    separators: list[str],
+    limit: int,
+) -> list[tuple[int, int]]:
+    """Cut ``text[start:end]`` at the coarsest separators into pieces of at most ``limit``."""
+    if count(start, end) <= limit:
+        return [(start, end)]
+    index = next(
+        (i for i, s in enumerate(separators) if s == "" or text.find(s, start, end) != -1),
+        len(separators) - 1,
+    )
+    separator = separators[index] if separators else ""
+    rest = separators[index + 1 :]
+    pieces: list[tuple[int, int]] = []
+    for piece in _split_keep(text, start, end, separator):
+        if count(*piece) > limit and (rest or separator != ""):
+            pieces.extend(_leaves(text, piece[0], piece[1], count, rest, limit))
+        else:
+            pieces.append(piece)
+    return pieces
+
+
+def _balanced_merge(
+    leaves: list[tuple[int, int]], count: TokenCounter, size: int, overlap: int
+) -> list[tuple[int, int]]:
+    """Group ``leaves`` into chunks of at most ``size`` and of about equal length.
+
+    Each chunk aims at ``remaining / ceil(remaining / size)`` tokens (recomputed after every
+    chunk), so a text of 1.1 chunks becomes two halves instead of a full chunk and a scrap.
+    A chunk stops at the leaf boundary nearest that target; with ``overlap`` it then starts up
+    to ``overlap`` tokens back (whole leaves), still within ``size``.
+    """
+    groups: list[tuple[int, int]] = []
+    first = 0
+    while first < len(leaves):
+        remaining = count(leaves[first][0], leaves[-1][1])
+        target = remaining / max(1, -(-remaining // size))
+        last = first + 1  # the group is leaves[first:last]
+        while last < len(leaves):
+            now = count(leaves[first][0], leaves[last - 1][1])
+            grown = count(leaves[first][0], leaves[last][1])
+            if grown > size or now >= target:
+                break
+            if grown - target > target - now and now > target / 2:
+                break  # stopping here is nearer the target than taking the next leaf
+            last += 1
+        groups.append((first, last))
+        first = last
+    spans = []
+    for first, last in groups:
+        begin = first
+        while (
+            overlap
+            and begin > 0
+            and count(leaves[begin - 1][0], leaves[first][0]) <= overlap
+            and count(leaves[begin - 1][0], leaves[last - 1][1]) <= size
+        ):
+            begin -= 1
+        spans.append((leaves[begin][0], leaves[last - 1][1]))
+    return spans
+
+
 class RecursiveSplitter(BaseSplitter):
     """Split at the coarsest boundary that makes pieces fit, then merge up to ``chunk_size``.
 
@@ -227,12 +300,20 @@ class RecursiveSplitter(BaseSplitter):
         tokenizer: Embedding model whose tokenizer measures length (``all-MiniLM-L6-v2``);
             ``None`` measures characters.
         separators: Boundaries to try, coarsest first; ``""`` splits anywhere.
+        balanced: ``False`` fills each chunk up to ``chunk_size`` and leaves the rest to the
+            last one (a text of 1.1 chunks gives a full chunk and a scrap; a title line can
+            end up alone). ``True`` cuts a text into the fewest chunks that fit, of about equal
+            length, at the coarsest boundaries near each cut (pieces of at most a quarter
+            chunk are regrouped), which retrieves better (benchmarks/retrieval_quality.py).
 
     Example:
         >>> splitter = RecursiveSplitter(chunk_size=10, chunk_overlap=0)
         >>> doc = Document(id="d", text="one two three. four five six.")
         >>> [c.text for c in splitter.run(documents=[doc])["chunks"]]
         ['one two', 'three.', 'four five', 'six.']
+        >>> balanced = RecursiveSplitter(chunk_size=20, chunk_overlap=0, balanced=True)
+        >>> [c.text for c in balanced.run(documents=[doc])["chunks"]]
+        ['one two three.', 'four five six.']
     """
 
     def __init__(
@@ -242,13 +323,27 @@ class RecursiveSplitter(BaseSplitter):
         chunk_overlap: int = 20,
         tokenizer: str | None = None,
         separators: list[str] | None = None,
+        balanced: bool = False,
     ) -> None:
         super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenizer)
+        _check_balanced(balanced)
         self.separators = separators
+        self.balanced = balanced
 
     def split_text(self, text: str) -> list[tuple[int, int]]:
         count = self._counter(text)
-        return self._split(text, 0, len(text), count, list(self.separators or DEFAULT_SEPARATORS))
+        return self.spans(text, 0, len(text), count)
+
+    def spans(self, text: str, start: int, end: int, count: TokenCounter) -> list[tuple[int, int]]:
+        """Chunk spans of ``text[start:end]``, greedy or balanced as configured."""
+        separators = list(self.separators or DEFAULT_SEPARATORS)
+        if not self.balanced:
+            return self._split(text, start, end, count, separators)
+        if count(start, end) <= self.chunk_size:
+            return [(start, end)]
+        limit = max(1, self.chunk_size // 4)
+        leaves = _leaves(text, start, end, count, separators, limit)
+        return _balanced_merge(leaves, count, self.chunk_size, self.chunk_overlap)
 
     def _split(
         self, text: str, start: int, end: int, count: TokenCounter, separators: list[str]
@@ -333,6 +428,8 @@ class MarkdownSplitter(BaseSplitter):
         tokenizer: Embedding model whose tokenizer measures length.
         include_header_path: Prefix each chunk's text with its header path, which helps
             retrieval of sections whose body does not repeat the topic.
+        balanced: Split a long section into chunks of about equal length (see
+            ``splitter.recursive``'s ``balanced``).
 
     Example:
         >>> splitter = MarkdownSplitter(chunk_size=100, chunk_overlap=0)
@@ -348,9 +445,12 @@ class MarkdownSplitter(BaseSplitter):
         chunk_overlap: int = 20,
         tokenizer: str | None = None,
         include_header_path: bool = False,
+        balanced: bool = False,
     ) -> None:
         super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenizer)
+        _check_balanced(balanced)
         self.include_header_path = include_header_path
+        self.balanced = balanced
 
     def _sections(self, text: str) -> list[tuple[int, int, list[str]]]:
         fenced: list[tuple[int, int]] = []
@@ -375,7 +475,9 @@ class MarkdownSplitter(BaseSplitter):
 
     def split_document(self, document: Document) -> list[Chunk]:
         text = document.text
-        recursive = RecursiveSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+        recursive = RecursiveSplitter(
+            chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap, balanced=self.balanced
+        )
         chunks: list[Chunk] = []
         for start, end, headers in self._sections(text):
             if not text[start:end].strip():
@@ -385,9 +487,7 @@ class MarkdownSplitter(BaseSplitter):
             budget_text = prefix + section
             count = self._counter(budget_text)
             recursive._tokenizer = self._tokenizer
-            inner = recursive._split(
-                budget_text, len(prefix), len(budget_text), count, list(DEFAULT_SEPARATORS)
-            )
+            inner = recursive.spans(budget_text, len(prefix), len(budget_text), count)
             extra = {"headers": headers, "section": " > ".join(headers)}
             for piece in self._make_chunks(
                 document,
@@ -421,6 +521,14 @@ def sentence_spans(text: str, count: TokenCounter, chunk_size: int) -> list[tupl
 
 
 THRESHOLD_TYPES = ("percentile", "absolute")
+
+
+@runtime_checkable
+class _EmbedsDocuments(Protocol):
+    """What the semantic splitter calls: embed_documents only (isinstance against the whole
+    Embedder would read its dimension, loading the model, on Python 3.11)."""
+
+    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
 class SemanticSplitter(BaseSplitter):
@@ -483,7 +591,7 @@ class SemanticSplitter(BaseSplitter):
             )
         if buffer_size < 0:
             raise ConfigError(f"buffer_size must be >= 0, got {buffer_size}", field="buffer_size")
-        if not callable(getattr(embedder, "embed_documents", None)):
+        if not isinstance(embedder, _EmbedsDocuments):
             raise ConfigError(
                 f"embedder must have embed_documents(texts); {type(embedder).__name__} does not",
                 field="embedder",

@@ -4,6 +4,9 @@
   ``score(d) = Σ_i w_i / (k + rank_i(d))`` with 1-based ranks and ``k = 60``.
 - :func:`weighted_score_fusion`: a weighted sum of per-list min-max normalized scores
   (a document missing from a list contributes 0 for it).
+- :func:`zscore_fusion`: a weighted sum of per-list z-scores, ``(s - mean) / std`` over the
+  list's candidates (a document missing from a list gets that list's lowest z-score). Unlike
+  min-max, one outlying top score does not squash the rest of its list.
 - :func:`document_ranking` and :func:`document_fusion`: fusion at the level of documents, for
   retrievers that return chunks. Each list is first collapsed to documents: a document takes the
   place (1-based rank among the list's documents) and the score of its best chunk in that list.
@@ -25,7 +28,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 RRF_K = 60
-FUSIONS = ("rrf", "weighted")
+FUSIONS = ("rrf", "weighted", "zscore")
 
 
 def _check_weights(weights: Sequence[float] | None, count: int) -> list[float]:
@@ -111,6 +114,50 @@ def weighted_score_fusion(
     return _sorted(fused, first_seen)
 
 
+def zscore_fusion(
+    results: Sequence[Sequence[tuple[str, float]]],
+    *,
+    weights: Sequence[float] | None = None,
+) -> list[tuple[str, float]]:
+    """Fuse scored lists by a weighted sum of per-list z-scores (best first).
+
+    Each list's scores (an id's best, when it appears twice) are standardized over that list,
+    ``z = (s - mean) / std``; an id missing from a list gets that list's lowest z-score (it
+    scored below every candidate there), and a list whose scores are all equal gives 0 to its
+    ids. The fused score is ``Σ_i w_i · z_i``.
+
+    Args:
+        results: One list of ``(id, score)`` per retriever (higher is better).
+        weights: Optional weight per list (default 1 each).
+
+    Example:
+        >>> dense = [("a", 0.9), ("b", 0.5), ("c", 0.4)]
+        >>> lexical = [("b", 12.0), ("c", 3.0)]
+        >>> [i for i, _ in zscore_fusion([dense, lexical])]
+        ['b', 'a', 'c']
+    """
+    weights = _check_weights(weights, len(results))
+    standardized: list[dict[str, float]] = []
+    for pairs in results:
+        best: dict[str, float] = {}
+        for doc_id, score in pairs:
+            best[doc_id] = max(score, best.get(doc_id, -np.inf))
+        values = np.asarray(list(best.values()), dtype=np.float64)
+        spread = float(values.std()) if values.size else 0.0
+        z = (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
+        standardized.append(dict(zip(best, z.tolist())))
+    first_seen: dict[str, int] = {}
+    for z_of in standardized:
+        for doc_id in z_of:
+            first_seen.setdefault(doc_id, len(first_seen))
+    fused = dict.fromkeys(first_seen, 0.0)
+    for weight, z_of in zip(weights, standardized):
+        floor = min(z_of.values(), default=0.0)
+        for doc_id in fused:
+            fused[doc_id] += weight * z_of.get(doc_id, floor)
+    return _sorted(fused, first_seen)
+
+
 def document_ranking(
     pairs: Sequence[tuple[str, float]], document_of: Mapping[str, str]
 ) -> list[tuple[str, float]]:
@@ -142,13 +189,16 @@ def fuse(
     k: int = RRF_K,
     weights: Sequence[float] | None = None,
 ) -> list[tuple[str, float]]:
-    """Fuse scored lists with ``fusion`` (``rrf`` uses only the order, ``weighted`` the scores)."""
+    """Fuse scored lists with ``fusion`` (``rrf`` uses only the order; ``weighted`` and
+    ``zscore`` the scores)."""
     if fusion == "rrf":
         return reciprocal_rank_fusion(
             [[i for i, _ in pairs] for pairs in results], k=k, weights=weights
         )
     if fusion == "weighted":
         return weighted_score_fusion(results, weights=weights)
+    if fusion == "zscore":
+        return zscore_fusion(results, weights=weights)
     raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
 
 

@@ -1,8 +1,9 @@
 """``retriever.hybrid``: fuse the rankings of several retrievers (dense + BM25, typically).
 
 Each retriever is asked for ``candidates`` hits with the same query and filters; the lists are
-fused by reciprocal rank (``fusion: rrf``, k=60) or by a weighted sum of min-max normalized
-scores (``fusion: weighted``). With ``level: document`` (the default) the fusion ranks
+fused by reciprocal rank (``fusion: rrf``, k=60), by a weighted sum of min-max normalized
+scores (``fusion: weighted``) or of z-scores (``fusion: zscore``: each list's scores
+standardized over its candidates). With ``level: document`` (the default) the fusion ranks
 *documents* (chunk metadata ``doc_id``, else ``source``): a document takes the rank of its best
 chunk in each list, so a document that many chunks match counts once per retriever, and each
 fused document is returned as its best ``chunks_per_document`` chunks. ``level: chunk`` fuses
@@ -29,7 +30,7 @@ from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
-from rag.core.protocols import Embedder, Filters, Retriever
+from rag.core.protocols import Embedder, Filters, Retriever, RetrievesBatches
 
 LEVELS = ("document", "chunk")
 
@@ -74,7 +75,8 @@ class HybridRetriever(Component):
     Args:
         retrievers: The retrievers to fuse (``["@dense", "@bm25"]`` in a pipeline file).
         k: Hits to return by default.
-        fusion: ``rrf`` (reciprocal rank fusion) or ``weighted`` (normalized score sum).
+        fusion: ``rrf`` (reciprocal rank fusion), ``weighted`` (min-max normalized score
+            sum) or ``zscore`` (z-score sum; uses how far a score stands out of its list).
         weights: One non-negative weight per retriever (default: equal).
         rrf_k: The RRF constant.
         level: ``document`` fuses documents ranked by their best chunk, ``chunk`` fuses chunks.
@@ -218,9 +220,10 @@ class HybridRetriever(Component):
         depth = self._depth(limit)
         per_retriever = []
         for retriever in self.retrievers:
-            batch = getattr(retriever, "retrieve_batch", None)
-            if batch is not None:
-                per_retriever.append(batch(list(queries), k=depth, filters=merged))
+            if isinstance(retriever, RetrievesBatches):
+                per_retriever.append(
+                    retriever.retrieve_batch(list(queries), k=depth, filters=merged)
+                )
             else:
                 per_retriever.append(
                     [retriever.retrieve(q, k=depth, filters=merged) for q in queries]

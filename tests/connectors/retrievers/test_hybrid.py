@@ -141,7 +141,9 @@ def test_document_is_doc_id_else_source():
 @pytest.mark.unit
 def test_configuration_errors_name_the_fix():
     a = FixedRetriever(ranking=["d1"])
-    with pytest.raises(ConfigError, match="fusion must be one of rrf, weighted, got 'borda'"):
+    with pytest.raises(
+        ConfigError, match="fusion must be one of rrf, weighted, zscore, got 'borda'"
+    ):
         HybridRetriever(retrievers=[a], fusion="borda")
     with pytest.raises(ConfigError, match="one per retriever"):
         HybridRetriever(retrievers=[a], weights=[1.0, 2.0])
