@@ -51,7 +51,8 @@ def _factory(url: str, prefix: str, **options):
 @pytest.mark.integration
 class TestPgvectorFlat(StoreConformance, PgvectorAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self, postgres_url, run_id):
+    @classmethod
+    def store_factory(cls, postgres_url, run_id):
         make, made = _factory(postgres_url, f"flat_{run_id}", index="flat")
         yield make
         _drop(postgres_url, made)
@@ -60,7 +61,8 @@ class TestPgvectorFlat(StoreConformance, PgvectorAbilities):
 @pytest.mark.integration
 class TestPgvectorHnsw(StoreConformance, PgvectorAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self, postgres_url, run_id):
+    @classmethod
+    def store_factory(cls, postgres_url, run_id):
         make, made = _factory(postgres_url, f"hnsw_{run_id}", index="hnsw")
         yield make
         _drop(postgres_url, made)

@@ -48,7 +48,8 @@ WEAVIATE_URL = os.environ.get("WEAVIATE_URL")
 )
 class TestWeaviateServer(StoreConformance, WeaviateAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self):
+    @classmethod
+    def store_factory(cls):
         run = uuid.uuid4().hex[:8]
         made: list[WeaviateStore] = []
 
