@@ -32,6 +32,8 @@ from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
 from rag.core.protocols import Embedder
 from rag.core.text import split_sentences
+from rag.pipelines._balance import balanced_merge, leaves
+from rag.pipelines._balance import split_keep as _split_keep
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 _SPECIAL_TOKEN_ALLOWANCE = 2  # [CLS] and [SEP] that the embedding model adds
@@ -189,22 +191,6 @@ class BaseSplitter(Component):
         return chunks
 
 
-def _split_keep(text: str, start: int, end: int, separator: str) -> list[tuple[int, int]]:
-    """Split ``text[start:end]`` after each separator (the separator stays with the left part)."""
-    if separator == "":
-        return [(i, i + 1) for i in range(start, end)]
-    pieces, cursor = [], start
-    while cursor < end:
-        found = text.find(separator, cursor, end)
-        if found == -1:
-            pieces.append((cursor, end))
-            break
-        cut = found + len(separator)
-        pieces.append((cursor, cut))
-        cursor = cut
-    return pieces
-
-
 def _merge(
     pieces: list[tuple[int, int]], count: TokenCounter, size: int, overlap: int
 ) -> list[tuple[int, int]]:
@@ -223,72 +209,6 @@ def _merge(
     if current:
         chunks.append((current[0][0], current[-1][1]))
     return chunks
-
-
-def _leaves(
-    text: str,
-    start: int,
-    end: int,
-    count: TokenCounter,
-    separators: list[str],
-    limit: int,
-) -> list[tuple[int, int]]:
-    """Cut ``text[start:end]`` at the coarsest separators into pieces of at most ``limit``."""
-    if count(start, end) <= limit:
-        return [(start, end)]
-    index = next(
-        (i for i, s in enumerate(separators) if s == "" or text.find(s, start, end) != -1),
-        len(separators) - 1,
-    )
-    separator = separators[index] if separators else ""
-    rest = separators[index + 1 :]
-    pieces: list[tuple[int, int]] = []
-    for piece in _split_keep(text, start, end, separator):
-        if count(*piece) > limit and (rest or separator != ""):
-            pieces.extend(_leaves(text, piece[0], piece[1], count, rest, limit))
-        else:
-            pieces.append(piece)
-    return pieces
-
-
-def _balanced_merge(
-    leaves: list[tuple[int, int]], count: TokenCounter, size: int, overlap: int
-) -> list[tuple[int, int]]:
-    """Group ``leaves`` into chunks of at most ``size`` and of about equal length.
-
-    Each chunk aims at ``remaining / ceil(remaining / size)`` tokens (recomputed after every
-    chunk), so a text of 1.1 chunks becomes two halves instead of a full chunk and a scrap.
-    A chunk stops at the leaf boundary nearest that target; with ``overlap`` it then starts up
-    to ``overlap`` tokens back (whole leaves), still within ``size``.
-    """
-    groups: list[tuple[int, int]] = []
-    first = 0
-    while first < len(leaves):
-        remaining = count(leaves[first][0], leaves[-1][1])
-        target = remaining / max(1, -(-remaining // size))
-        last = first + 1  # the group is leaves[first:last]
-        while last < len(leaves):
-            now = count(leaves[first][0], leaves[last - 1][1])
-            grown = count(leaves[first][0], leaves[last][1])
-            if grown > size or now >= target:
-                break
-            if grown - target > target - now and now > target / 2:
-                break  # stopping here is nearer the target than taking the next leaf
-            last += 1
-        groups.append((first, last))
-        first = last
-    spans = []
-    for first, last in groups:
-        begin = first
-        while (
-            overlap
-            and begin > 0
-            and count(leaves[begin - 1][0], leaves[first][0]) <= overlap
-            and count(leaves[begin - 1][0], leaves[last - 1][1]) <= size
-        ):
-            begin -= 1
-        spans.append((leaves[begin][0], leaves[last - 1][1]))
-    return spans
 
 
 class RecursiveSplitter(BaseSplitter):
@@ -342,8 +262,8 @@ class RecursiveSplitter(BaseSplitter):
         if count(start, end) <= self.chunk_size:
             return [(start, end)]
         limit = max(1, self.chunk_size // 4)
-        leaves = _leaves(text, start, end, count, separators, limit)
-        return _balanced_merge(leaves, count, self.chunk_size, self.chunk_overlap)
+        pieces = leaves(text, start, end, count, separators, limit)
+        return balanced_merge(pieces, count, self.chunk_size, self.chunk_overlap)
 
     def _split(
         self, text: str, start: int, end: int, count: TokenCounter, separators: list[str]

@@ -88,8 +88,8 @@ class HybridRetriever(Component):
         filters: Default metadata filter, merged (``$and``) with filters given at run time
             and passed to every retriever.
 
-    The example pipelines use ``fusion="rrf"``, ``weights=[1.0, 1.0]``, ``rrf_k=60``,
-    ``level="document"`` and ``chunks_per_document=2``, chosen with
+    The example pipelines use ``fusion="zscore"``, ``weights=[1.0, 0.85]`` (dense, BM25),
+    ``candidates=100``, ``level="document"`` and ``chunks_per_document=2``, chosen with
     ``benchmarks/retrieval_quality.py`` (see docs/how-to/retrieval-tuning.md).
 
     Example:
