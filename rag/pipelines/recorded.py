@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rag.ingest")
 
+LATER_PARAMETERS_AT_THEIR_OLD_BEHAVIOUR: dict[str, object] = {"balanced": False}
+"""Parameters added after stores were written, at the value that gives the chunks and vectors of
+before they existed: left out of the fingerprint, so upgrading ragline re-embeds nothing until a
+pipeline turns them on (``splitter.*``'s ``balanced: true`` re-chunks, as it must)."""
+
 
 def pipeline_fingerprint(pipeline: Pipeline) -> str:
     """A hash of every component's configuration except the writer and runtime-only options.
@@ -59,7 +64,13 @@ def pipeline_fingerprint(pipeline: Pipeline) -> str:
             continue
         data = component.to_dict(resolved=True)  # ${MODEL} -> the model it names today
         params = {
-            k: v for k, v in data["init_parameters"].items() if k not in VECTOR_NEUTRAL_PARAMETERS
+            k: v
+            for k, v in data["init_parameters"].items()
+            if k not in VECTOR_NEUTRAL_PARAMETERS
+            and not (
+                k in LATER_PARAMETERS_AT_THEIR_OLD_BEHAVIOUR
+                and v == LATER_PARAMETERS_AT_THEIR_OLD_BEHAVIOUR[k]
+            )
         }
         if params.get("context_template"):
             # Streaming ingests before this mark embedded the bare chunk text despite the

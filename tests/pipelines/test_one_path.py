@@ -238,3 +238,22 @@ def test_recognizing_the_streaming_shape_loads_no_model():
     pipeline = make_pipeline(LazyEmbedder(), FaissStore())
     stages = ingest_stages(pipeline)
     assert stages is not None and stages.embedder is pipeline.components["embedder"]
+
+
+def test_balanced_at_its_old_behaviour_keeps_the_fingerprint_of_stores_written_before_it():
+    class SplitterOfOld(RecursiveSplitter):  # to_dict as it was before `balanced` existed
+        def to_dict(self, *, resolved: bool = False) -> dict[str, Any]:
+            data = super().to_dict(resolved=resolved)
+            del data["init_parameters"]["balanced"]
+            return {**data, "type": "splitter.recursive"}
+
+    def fingerprint(chunker: RecursiveSplitter) -> str:
+        pipeline = Pipeline(name="ingest")
+        pipeline.add_component("splitter", chunker)
+        pipeline.add_component("embedder", HashEmbedder())
+        return pipeline_fingerprint(pipeline)
+
+    options = {"chunk_size": CHUNK_SIZE, "chunk_overlap": 0, "tokenizer": None}
+    old = fingerprint(SplitterOfOld(**options))
+    assert fingerprint(RecursiveSplitter(**options)) == old  # upgrading re-embeds nothing
+    assert fingerprint(RecursiveSplitter(**options, balanced=True)) != old  # new chunks
