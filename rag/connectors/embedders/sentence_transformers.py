@@ -317,7 +317,7 @@ class SentenceTransformersEmbedder(Component):
     def dimension(self) -> int:
         model = self.sentence_transformer
         getter = (
-            getattr(model, "get_embedding_dimension", None)
+            getattr(model, "get_embedding_dimension", None)  # sentence-transformers 5.x name
             or model.get_sentence_embedding_dimension
         )
         return int(getter())
@@ -341,7 +341,8 @@ class SentenceTransformersEmbedder(Component):
         """
         model = self.sentence_transformer
         onnx = self._onnx
-        if onnx is None and (len(texts) <= self.batch_size or not hasattr(model, "preprocess")):
+        older = not hasattr(model, "preprocess")  # sentence-transformers < 5 has no preprocess
+        if onnx is None and (len(texts) <= self.batch_size or older):
             return self._encode_plain(texts, show_progress=show_progress)
         torch = require("torch", package="torch", extra="embed", purpose="Embedding")
         forward: Callable[[dict[str, Any]], Any]

@@ -86,7 +86,8 @@ def supported() -> bool:
     import llama_cpp
 
     fields = {name for name, *_ in llama_cpp.llama_context_params._fields_}
-    return "kv_unified" in fields and hasattr(llama_cpp, "llama_max_parallel_sequences")
+    parallel = hasattr(llama_cpp, "llama_max_parallel_sequences")  # older llama-cpp-python lacks it
+    return "kv_unified" in fields and parallel
 
 
 class Scorer(Protocol):
