@@ -15,14 +15,16 @@ pytestmark = pytest.mark.integration
 
 class TestFaissFlat(StoreConformance, FaissAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-flat")
         return lambda name: FaissStore(path=str(root / name), index="flat")
 
 
 class TestFaissHnsw(StoreConformance, FaissAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-hnsw")
         return lambda name: FaissStore(path=str(root / name), index="hnsw", hnsw_m=16)
 
@@ -31,7 +33,8 @@ class TestFaissInMemory(StoreConformance, FaissAbilities):
     persistent = False
 
     @pytest.fixture(scope="class")
-    def store_factory(self):
+    @classmethod
+    def store_factory(cls):
         return lambda name: FaissStore()
 
     def test_ten_thousand_chunk_batch(self, store):

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 class TestFaissInt8(StoreConformance, FaissAbilities):
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-int8")
         return lambda name: FaissStore(path=str(root / name), index="int8")
 
@@ -25,7 +26,8 @@ class TestFaissBinaryInt8Rescore(StoreConformance, FaissAbilities):
     dimension = 16  # sign bits are packed by 8
 
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-binary")
         return lambda name: FaissStore(path=str(root / name), index="binary")
 
@@ -34,7 +36,8 @@ class TestFaissBinaryFloatRescore(StoreConformance, FaissAbilities):
     dimension = 16
 
     @pytest.fixture(scope="class")
-    def store_factory(self, tmp_path_factory):
+    @classmethod
+    def store_factory(cls, tmp_path_factory):
         root = tmp_path_factory.mktemp("faiss-binary-float")
         return lambda name: FaissStore(path=str(root / name), index="binary", rescore="float")
 
