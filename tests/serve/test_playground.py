@@ -5,7 +5,9 @@ tests/serve/test_playground_browser.py drives the page itself in Chromium."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -128,7 +130,9 @@ def test_without_ui_there_is_no_page(plain_url):
 
 
 def test_the_reports_are_listed_newest_first_with_their_primary_metric(ui_url, reports):
-    (reports / "cranfield" / "report.html").touch()  # the newest
+    second = float(int(time.time()))  # both in one second: "modified" shows them equal
+    os.utime(reports / "nested" / "xquad" / "report.html", (second, second))
+    os.utime(reports / "cranfield" / "report.html", (second + 0.5, second + 0.5))  # the newest
     body = httpx.get(f"{ui_url}/v1/reports", headers=authorized()).json()
     assert body["configured"] is True
     listed = {r["path"]: r for r in body["reports"]}

@@ -131,7 +131,7 @@ def list_reports(reports_dir: str | Path) -> list[dict[str, Any]]:
         ['/v1/reports/cranfield/report.html']
     """
     root = Path(reports_dir)
-    found: list[dict[str, Any]] = []
+    found: list[tuple[float, dict[str, Any]]] = []  # (mtime to the nanosecond, report)
     for folder, dirs, files in os.walk(root, followlinks=False):
         here = Path(folder)
         relative = here.relative_to(root)
@@ -144,18 +144,23 @@ def list_reports(reports_dir: str | Path) -> list[dict[str, Any]]:
         stat = report.stat()
         path = relative.as_posix() if relative.parts else ""
         found.append(
-            {
-                "path": path,
-                "url": "/v1/reports/" + (f"{path}/" if path else "") + REPORT_FILE,
-                "modified": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(
-                    timespec="seconds"
-                ),
-                "bytes": stat.st_size,
-                **_summary(here),
-            }
+            (
+                stat.st_mtime,
+                {
+                    "path": path,
+                    "url": "/v1/reports/" + (f"{path}/" if path else "") + REPORT_FILE,
+                    "modified": datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(
+                        timespec="seconds"
+                    ),
+                    "bytes": stat.st_size,
+                    **_summary(here),
+                },
+            )
         )
-    found.sort(key=lambda r: (r["modified"], r["path"]), reverse=True)
-    return found[:MAX_REPORTS]
+    # by the file's own mtime: "modified" is shown to the second, and two reports written in
+    # the same second must still come newest first
+    found.sort(key=lambda item: (item[0], item[1]["path"]), reverse=True)
+    return [report for _, report in found[:MAX_REPORTS]]
 
 
 def _report_file(root: Path, path: str) -> Path | None:
