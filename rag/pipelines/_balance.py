@@ -28,6 +28,18 @@ def split_keep(text: str, start: int, end: int, separator: str) -> list[tuple[in
     return pieces
 
 
+def coarsest_separator(
+    text: str, start: int, end: int, separators: list[str]
+) -> tuple[str, list[str]]:
+    """The coarsest of ``separators`` found in ``text[start:end]`` (the last one if none is;
+    ``""`` cuts between characters), and the finer ones left to try after it."""
+    index = next(
+        (i for i, s in enumerate(separators) if s == "" or text.find(s, start, end) != -1),
+        len(separators) - 1,
+    )
+    return (separators[index] if separators else ""), separators[index + 1 :]
+
+
 def leaves(
     text: str,
     start: int,
@@ -39,12 +51,7 @@ def leaves(
     """Cut ``text[start:end]`` at the coarsest separators into pieces of at most ``limit``."""
     if count(start, end) <= limit:
         return [(start, end)]
-    index = next(
-        (i for i, s in enumerate(separators) if s == "" or text.find(s, start, end) != -1),
-        len(separators) - 1,
-    )
-    separator = separators[index] if separators else ""
-    rest = separators[index + 1 :]
+    separator, rest = coarsest_separator(text, start, end, separators)
     pieces: list[tuple[int, int]] = []
     for piece in split_keep(text, start, end, separator):
         if count(*piece) > limit and (rest or separator != ""):

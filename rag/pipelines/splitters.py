@@ -32,7 +32,7 @@ from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
 from rag.core.protocols import Embedder
 from rag.core.text import split_sentences
-from rag.pipelines._balance import balanced_merge, leaves
+from rag.pipelines._balance import balanced_merge, coarsest_separator, leaves
 from rag.pipelines._balance import split_keep as _split_keep
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
@@ -270,12 +270,7 @@ class RecursiveSplitter(BaseSplitter):
     ) -> list[tuple[int, int]]:
         if count(start, end) <= self.chunk_size:
             return [(start, end)]
-        separator_index = next(
-            (i for i, s in enumerate(separators) if s == "" or text.find(s, start, end) != -1),
-            len(separators) - 1,
-        )
-        separator = separators[separator_index] if separators else ""
-        rest = separators[separator_index + 1 :]
+        separator, rest = coarsest_separator(text, start, end, separators)
         pieces: list[tuple[int, int]] = []
         for piece in _split_keep(text, start, end, separator):
             if count(*piece) > self.chunk_size and (rest or separator != ""):
