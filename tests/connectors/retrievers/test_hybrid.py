@@ -203,6 +203,11 @@ pipelines:
     again = PipelineFile.load("p.yaml", text=good.dump())
     assert again.to_dict() == good.to_dict()
     assert again.components["hybrid"].level == "document"
+    zscore = PipelineFile.load("p.yaml", text=text % ("zscore", "[1.0]"))
+    assert zscore.components["hybrid"].fusion == "zscore"
+    assert PipelineFile.load("p.yaml", text=zscore.dump()).to_dict() == zscore.to_dict()
+    with pytest.raises(ConfigError, match="rrf, weighted, zscore"):
+        PipelineFile.load("p.yaml", text=text % ("z-score", "[1.0]"))
     with pytest.raises(ConfigError, match="rrf, weighted"):
         PipelineFile.load("p.yaml", text=text % ("mean", "[1.0]"))
     with pytest.raises(ConfigError, match="weights must be finite numbers >= 0"):

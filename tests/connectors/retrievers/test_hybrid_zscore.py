@@ -9,8 +9,6 @@ from scipy import stats
 from rag.connectors.retrievers.fusion import FUSIONS, fuse, zscore_fusion
 from rag.connectors.retrievers.hybrid import HybridRetriever
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError
-from rag.core.pipeline import PipelineFile
 
 pytestmark = pytest.mark.unit
 
@@ -79,21 +77,3 @@ def test_hybrid_zscore_at_document_level():
         d for d in order for _ in range(2 if d == "a" else 1)
     ]
     assert fused[0].score == pytest.approx(per_doc[order[0]])
-
-
-def test_zscore_in_a_pipeline_file_round_trips(tmp_path):
-    text = f"""
-components:
-  store: {{type: store.faiss, init_parameters: {{path: {tmp_path}/idx}}}}
-  bm25: {{type: retriever.bm25, init_parameters: {{store: "@store"}}}}
-  hybrid:
-    type: retriever.hybrid
-    init_parameters: {{retrievers: ["@bm25"], fusion: %s, candidates: 100}}
-pipelines:
-  search: {{components: [hybrid]}}
-"""
-    loaded = PipelineFile.load("p.yaml", text=text % "zscore")
-    assert loaded.components["hybrid"].fusion == "zscore"
-    assert PipelineFile.load("p.yaml", text=loaded.dump()).to_dict() == loaded.to_dict()
-    with pytest.raises(ConfigError, match="rrf, weighted, zscore"):
-        PipelineFile.load("p.yaml", text=text % "z-score")
