@@ -21,14 +21,20 @@ pipeline's embedder). Sentence vectors are cached by text in ``RAGLINE_BENCH_IND
 (default ``/tmp/ragline-bench-index``), never in the repository, so a refit is cheap.
 
 1. Softmax regression over the sentences of each question (the target spread over its best
-   sentences): the ranking weights, once with all features (``embedding``) and once without the
-   similarity features (``lexical``, for a style without an embedder).
-2. A logistic calibration of the best sentence's score (is it a right sentence?), folded into
-   the weights and an ``intercept``, so the style's score is a probability.
-3. ``min_score``: the 3rd percentile of the best sentence's probability over the fitting
-   questions whose contexts hold a right sentence (so about 3 % of answerable questions abstain).
+   sentences, L2 penalty :data:`L2`): the ranking weights, once with all features
+   (``embedding``) and once without the similarity features (``lexical``, for a style without
+   an embedder). Questions that ask no short answer are fitted on WikiQA alone; factoid
+   questions (who / when / where / how many) on both sets, in weight sets of their own.
+2. A logistic calibration (is the best sentence a right one?) over the best sentence's score
+   and its similarity and coverage levels (:data:`LEVELS`), folded into the weights and an
+   ``intercept``, so the style's score is a probability. Each fitting question is also asked
+   with another question's contexts (:func:`unrelated_contexts`) as a case with no answer.
+3. ``min_score``: the 1st percentile of the best sentence's probability over the fitting
+   questions whose contexts hold a right sentence (about 1 % of answerable fitting questions
+   abstain; held-out questions abstain more, see ``benchmarks/answer_quality.py``).
 
-Printed: the weights, and the fitting questions' mean F1 / hit rate of the top sentence.
+Printed: the weights, the fitting questions' mean F1 / hit rate of the top sentence, and how
+often each set abstains on the fitting questions asked with unrelated contexts.
 """
 
 from __future__ import annotations
@@ -54,7 +60,9 @@ DATA_ROOT = ROOT.parent / "shared" / "data"
 DEFAULT_OUT = ROOT / "rag" / "chains" / "styles" / "evidence_weights.json"
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 WIKIQA_FIT_SHARE = 0.5
-ABSTAIN_QUANTILE = 3.0  # percent of answerable fitting questions below min_score
+ABSTAIN_QUANTILE = 1.0  # percent of answerable fitting questions below min_score
+L2 = 1e-4
+"""The weights' L2 penalty, chosen by two-fold cross-validation on the fitting questions."""
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -134,7 +142,7 @@ def collect(
         for row, hit in zip(rows, hits, strict=True)
     ]
     print(f"{desc}: embedding the sentences of {len(found)} questions", file=sys.stderr)
-    embeddings.prepare([c.text for _, _, candidates in found for c in candidates])
+    embeddings.prepare([c.text_in_context for _, _, candidates in found for c in candidates])
     questions = sorted({row["question"] for row in rows})
     vectors = embeddings.embedder.embed_queries(questions)
     embeddings.queries = dict(zip(questions, embeddings._unit(np.asarray(vectors)), strict=True))
@@ -142,15 +150,37 @@ def collect(
     for row, hit, candidates in tqdm(found, desc=desc, file=sys.stderr):
         if not candidates:
             continue
-        sims = embeddings.similarities(row["question"], [c.text for c in candidates])
+        sims = embeddings.similarities(row["question"], [c.text_in_context for c in candidates])
         set_similarities(candidates, sims)
         values = [target(row, hit[c.context], c.text) for c in candidates]
         groups.append({"row": row, "candidates": candidates, "target": np.array(values)})
     return groups
 
 
+def unrelated_contexts(
+    rows: list[dict[str, Any]], hits: list[list[Any]], seed: int = 0
+) -> list[list[Any]]:
+    """For each question, the contexts retrieved for another question whose gold document is
+    another one (``doc_id`` / ``context_id`` and ``title`` differ): no sentence answers it."""
+    order = list(range(len(rows)))
+    random.Random(seed + 1).shuffle(order)
+
+    def gold(row: dict[str, Any]) -> tuple[Any, Any]:
+        return row.get("doc_id", row.get("context_id")), row.get("title")
+
+    donors = []
+    for i, row in enumerate(rows):
+        for j in order[i:] + order[:i]:
+            if all(a is None or a != b for a, b in zip(gold(row), gold(rows[j]), strict=True)):
+                donors.append(hits[j])
+                break
+        else:
+            donors.append([])
+    return donors
+
+
 def softmax_fit(
-    groups: list[tuple[np.ndarray, np.ndarray]], *, l2: float = 1e-3, steps: int = 400
+    groups: list[tuple[np.ndarray, np.ndarray]], *, l2: float = L2, steps: int = 500
 ) -> np.ndarray:
     """Weights maximising the mean log-softmax probability of each group's best rows (L-BFGS)."""
     from scipy.optimize import minimize
@@ -175,45 +205,74 @@ def softmax_fit(
     )
 
 
-def calibrate(scores: np.ndarray, right: np.ndarray) -> tuple[float, float]:
-    """``(a, b)`` of ``P(right) = sigmoid(a * score + b)`` (logistic regression, one feature)."""
+LEVELS = ("similarity", "coverage")
+"""Features whose level (not only their rank within a question) the calibration reads: it adds
+``c * level`` to a feature and ``-c * level`` to its ``_gap``, which moves every sentence of a
+question alike (the ranking stays) but lets an unrelated best sentence score low."""
+
+
+def calibrate(columns: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Logistic regression ``P(right) = sigmoid(columns @ c[:-1] + c[-1])`` (small L2)."""
     from scipy.optimize import minimize
 
-    def loss(p: np.ndarray) -> float:
-        z = p[0] * scores + p[1]
-        return float(np.mean(np.logaddexp(0, z) - right * z) + 1e-4 * p[0] ** 2)
+    x = np.hstack([columns, np.ones((len(columns), 1))])
 
-    a, b = minimize(loss, np.array([1.0, 0.0]), method="Nelder-Mead").x
-    return float(a), float(b)
+    def loss(c: np.ndarray) -> tuple[float, np.ndarray]:
+        z = x @ c
+        p = 1 / (1 + np.exp(-z))
+        penalty = 1e-4 * float(c[:-1] @ c[:-1])
+        grad = x.T @ (p - right) / len(x)
+        grad[:-1] += 2e-4 * c[:-1]
+        return float(np.mean(np.logaddexp(0, z) - right * z)) + penalty, grad
+
+    start = np.zeros(x.shape[1])
+    start[0] = 1.0
+    return np.asarray(minimize(loss, start, jac=True, method="L-BFGS-B").x)
 
 
-def fit(groups: list[dict[str, Any]], features: tuple[str, ...]) -> dict[str, Any]:
-    """Weights (ranking, folded with the calibration), ``min_score`` and fit figures."""
-    matrices = [
-        (np.array([[c.features[f] for f in features] for c in g["candidates"]]), g["target"])
-        for g in groups
-    ]
+def fit(
+    groups: list[dict[str, Any]],
+    features: tuple[str, ...],
+    unrelated: list[dict[str, Any]] = (),  # type: ignore[assignment]
+) -> dict[str, Any]:
+    """Weights (ranking, folded with the calibration), ``min_score`` and fit figures.
+
+    ``unrelated``: questions asked with another question's contexts (no right sentence); the
+    calibration learns from them that a best sentence far from the question is no answer."""
+    levels = [features.index(f) for f in LEVELS if f in features and f"{f}_gap" in features]
+
+    def matrix(group: dict[str, Any]) -> np.ndarray:
+        return np.array([[c.features[f] for f in features] for c in group["candidates"]])
+
+    matrices = [(matrix(g), g["target"]) for g in groups]
     w = softmax_fit(matrices)
-    best_scores, right, chosen_values, answerable_scores = [], [], [], []
-    for x, t in matrices:
+    columns, right, chosen_values = [], [], []
+    for x, t in [*matrices, *((matrix(g), None) for g in unrelated)]:
         z = x @ w
         top = int(np.argmax(z))
-        best_scores.append(float(z[top]))
-        right.append(float(t[top] == t.max() and t.max() > 0))
-        chosen_values.append(float(t[top]))
-    a, b = calibrate(np.array(best_scores), np.array(right))
-    weights = {"intercept": round(b, 4)}
-    weights.update({f: round(a * float(v), 4) for f, v in zip(features, w, strict=True)})
-    probabilities = 1 / (1 + np.exp(-(a * np.array(best_scores) + b)))
-    for (_, t), p in zip(matrices, probabilities, strict=True):
-        if t.max() > 0:
-            answerable_scores.append(float(p))
-    min_score = float(np.percentile(answerable_scores, ABSTAIN_QUANTILE))
+        columns.append([float(z[top]), *(float(x[top, i]) for i in levels)])
+        right.append(float(t is not None and t[top] == t.max() and t.max() > 0))
+        if t is not None:
+            chosen_values.append(float(t[top]))
+    c = calibrate(np.array(columns), np.array(right))
+    folded = c[0] * w
+    for i, level in zip(levels, c[1:-1], strict=True):
+        folded[i] += level
+        folded[features.index(f"{features[i]}_gap")] -= level
+    weights = {"intercept": round(float(c[-1]), 4)}
+    weights.update({f: round(float(v), 4) for f, v in zip(features, folded, strict=True)})
+    probabilities = 1 / (1 + np.exp(-(np.array(columns) @ c[:-1] + c[-1])))
+    answerable = [
+        float(p) for (_, t), p in zip(matrices, probabilities[: len(matrices)]) if t.max() > 0
+    ]
+    unrelated_p = probabilities[len(matrices) :]
+    min_score = float(np.percentile(answerable, ABSTAIN_QUANTILE))
     return {
         "weights": weights,
         "min_score": round(min_score, 4),
         "top_value": statistics.fmean(chosen_values),
-        "top_right": statistics.fmean(right),
+        "top_right": statistics.fmean(right[: len(matrices)]),
+        "unrelated_abstain": float(np.mean(unrelated_p < min_score)) if len(unrelated_p) else None,
     }
 
 
@@ -250,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     xquad_fit = [r for r in xquad_rows if r["_id"] not in held]
 
     groups: list[dict[str, Any]] = []
+    unrelated: list[dict[str, Any]] = []
     k = None
     for name, rows, directory in (
         ("wikiqa_train", wikiqa_fit, wikiqa_dir),
@@ -283,23 +343,32 @@ def main(argv: list[str] | None = None) -> int:
         used[name] = len(rows)
         print(f"{name}: {len(found)} fitting questions", file=sys.stderr)
         groups.extend(found)
+        donors = unrelated_contexts(rows, hits, args.seed)
+        unrelated.extend(collect(rows, donors, embeddings, lambda *_: 0.0, f"{name} unrelated"))
 
-    # WikiQA's questions count twice: its natural questions are what a user asks, and XQuAD's
-    # short-answer target rewards the retrieval rank more than WikiQA's does. Factoid questions
-    # (who / when / where / how many) get weight sets of their own.
-    weighted = groups + [g for g in groups if g["dataset"] == "wikiqa_train"]
-    factoid = [g for g in weighted if question_kind(g["row"]["question"]) in FACTOID_KINDS]
-    other = [g for g in weighted if question_kind(g["row"]["question"]) not in FACTOID_KINDS]
+    # Questions that ask no short answer are fitted on WikiQA alone: its natural questions are
+    # what a user asks, and XQuAD's short-answer target rewards the retrieval rank more than
+    # WikiQA's does. Factoid questions (who / when / where / how many) get weight sets of their
+    # own, fitted on both (WikiQA's counted twice).
+    wikiqa = [g for g in groups if g["dataset"] == "wikiqa_train"]
+    other = [g for g in wikiqa if question_kind(g["row"]["question"]) not in FACTOID_KINDS]
+    factoid = [g for g in groups + wikiqa if question_kind(g["row"]["question"]) in FACTOID_KINDS]
+    unrelated_factoid = [
+        g for g in unrelated if question_kind(g["row"]["question"]) in FACTOID_KINDS
+    ]
+    unrelated_other = [g for g in unrelated if g not in unrelated_factoid]
     fitted = {
-        "embedding": fit(other, FEATURES),
-        "lexical": fit(other, LEXICAL_FEATURES),
-        "embedding_factoid": fit(factoid, FEATURES),
-        "lexical_factoid": fit(factoid, LEXICAL_FEATURES),
+        "embedding": fit(other, FEATURES, unrelated_other),
+        "lexical": fit(other, LEXICAL_FEATURES, unrelated_other),
+        "embedding_factoid": fit(factoid, FEATURES, unrelated_factoid),
+        "lexical_factoid": fit(factoid, LEXICAL_FEATURES, unrelated_factoid),
     }
     for kind, result in fitted.items():
         print(
             f"{kind}: top sentence right for {result['top_right']:.3f} of fitting questions "
-            f"(mean target {result['top_value']:.3f}); min_score {result['min_score']}"
+            f"(mean target {result['top_value']:.3f}); min_score {result['min_score']}; "
+            f"abstains on {result['unrelated_abstain']:.3f} of questions asked with unrelated "
+            "contexts"
         )
         print(json.dumps(result["weights"], indent=1))
     data = {
@@ -317,10 +386,13 @@ def main(argv: list[str] | None = None) -> int:
             "model": f"{EMBEDDING_MODEL} (question-sentence similarity)",
             "retrieval": f"examples/qa.yaml's (splitter.markdown 240 tokens, hybrid dense "
             f"{EMBEDDING_MODEL} + BM25 fused per document), k={k}",
-            "method": "softmax regression over each question's sentences (WikiQA questions "
-            "counted twice; factoid questions, who/when/where/how many, in the *_factoid sets), "
-            "then a logistic calibration of the best sentence's score; min_score: the "
-            f"{ABSTAIN_QUANTILE:g}th percentile of answerable fitting questions",
+            "method": f"softmax regression (L2 {L2:g}) over each question's sentences: WikiQA "
+            "alone for questions that ask no short answer, factoid questions (who/when/where/"
+            "how many) of both sets, WikiQA's counted twice, in the *_factoid sets; "
+            "then a logistic calibration of the best sentence's score and its similarity and "
+            "coverage levels, with each fitting question also asked with another question's "
+            "contexts as a no-answer case; min_score: "
+            f"{ABSTAIN_QUANTILE:g} % of the answerable fitting questions score below it",
         },
         "features": {
             kind: list(FEATURES if kind.startswith("embedding") else LEXICAL_FEATURES)

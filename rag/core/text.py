@@ -186,7 +186,9 @@ _NUMBER_QUESTION = re.compile(
     r"number|amount|size|proportion|fraction)|\bpercent"
 )
 _DATE_QUESTION = re.compile(
-    r"\bwhen\b|\bwhat (year|century|decade|date|month|day|time)\b|\b(in )?which year\b"
+    # "when should I ..." asks for a condition, not a time
+    r"\bwhen\b(?!\s+(?:should|would|could|can|must|to|is it (?:best|better))\b)|"
+    r"\bwhat (year|century|decade|date|month|day|time)\b|\b(in )?which year\b"
 )
 _NAME_QUESTION = re.compile(
     r"\bwho(m|se)?\b|\bwhat (is|was) the name\b|\b(what|which) (person|people|poet|writer|"
@@ -207,6 +209,8 @@ def question_kind(question: str) -> str:
         ['number', 'date', 'name']
         >>> question_kind("Which city hosts it?"), question_kind("Why is the sky blue?")
         ('where', 'what')
+        >>> question_kind("When should I use a flat index?")  # a condition, not a time
+        'what'
     """
     q = question.lower()
     for kind, pattern in (

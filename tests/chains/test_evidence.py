@@ -67,12 +67,14 @@ def test_a_factoid_question_gets_the_short_span_first_then_its_sentence():
     # min_score 0.1: without an embedder (lexical weights) the probabilities here are low
     chain, _ = evidence_chain(min_score=0.1)
     answer = chain.ask("How many inhabitants does Berlin have?")
+    # "It has ..." points back, so the sentence it points to comes with it
     assert answer.text == (
-        f"3.7 million{SEPARATOR}It has 3.7 million inhabitants living in twelve boroughs."
+        f"3.7 million{SEPARATOR}Berlin is the capital of Germany. "
+        "It has 3.7 million inhabitants living in twelve boroughs."
     )
     assert_grounded(answer)
     assert len(answer.spans) == 2 and answer.spans[0].index == answer.spans[1].index == 2
-    plain, _ = evidence_chain(factoid_span=False, min_score=0.1)
+    plain, _ = evidence_chain(factoid_span=False, with_antecedent=False, min_score=0.1)
     assert plain.ask("How many inhabitants does Berlin have?").text == (
         "It has 3.7 million inhabitants living in twelve boroughs."
     )
@@ -164,7 +166,7 @@ def test_with_the_embedder_a_paraphrase_finds_its_sentence(embedder):
         "The museum opened in 1901. Its roof was rebuilt after a storm.",
         "Glaciers form where snow piles up faster than it melts, year after year.",
     ]
-    chain, _ = evidence_chain(texts, embedder=embedder, min_score=0.05)
+    chain, _ = evidence_chain(texts, embedder=embedder, min_score=0.001)  # the ranking
     answer = chain.ask("how do ice sheets come into being")
     assert answer.text == texts[1]
     assert_grounded(answer)
@@ -223,3 +225,40 @@ def test_factoid_questions_use_their_own_weight_set_when_the_file_has_one(tmp_pa
     plain = EvidenceStyle(weights=str(DEFAULT_WEIGHTS_FILE))
     if "lexical_factoid" not in plain.fitted["weights"]:  # a file without one: the common set
         assert plain.weight_set("When was Acme founded?") == "lexical"
+
+
+@pytest.mark.unit
+def test_a_sentence_is_compared_with_the_question_under_its_heading():
+    text = (
+        "## Index types\n\nA flat index compares the query with every vector. It is exact.\n\n"
+        "## Why retrieve first\n\nA language model only knows its training data."
+    )
+    found = sentence_candidates("When should I use a flat index?", [text], metadata=[{}])
+    assert [c.text_in_context for c in found] == [
+        "Index types\nA flat index compares the query with every vector.",
+        "Index types\nIt is exact.",
+        "Why retrieve first\nA language model only knows its training data.",
+    ]
+    titled = sentence_candidates("Who?", ["Kickoff was at 6:30."], metadata=[{"title": "SB 50"}])
+    assert titled[0].text_in_context == "SB 50\nKickoff was at 6:30."
+    # "It is exact." points back to the sentence before it, not across a heading
+    assert [c.previous_start for c in found] == [None, found[0].start, None]
+    assert sentence_candidates("Who?", ["Kickoff."])[0].text_in_context == "Kickoff."
+
+
+@pytest.mark.unit
+def test_ranks_definitions_early_question_words_and_first_context():
+    texts = [
+        "It rained on Monday. BM25 is a ranking function.",
+        "Search engines rank the documents they hold for every query with BM25.",
+    ]
+    found = sentence_candidates("What is BM25?", texts, [0.2, 0.9, 0.5])
+    assert [c.features["similarity_rank"] for c in found] == [1 / 3, 1.0, 0.5]
+    assert [c.features["definition"] for c in found] == [0.0, 1.0, 0.0]
+    assert [c.features["question_words_early"] for c in found] == [0.0, 1.0, 0.0]
+    assert [c.features["first_context"] for c in found] == [1.0, 1.0, 0.0]
+    assert [c.features["similarity_in_context_gap"] for c in found] == pytest.approx([-0.7, 0, 0])
+    how = sentence_candidates("How does a search find neighbours?", texts)
+    assert [c.features["how_position"] for c in how] == [1.0, 0.5, 1.0]
+    numbers = sentence_candidates("How many queries?", ["It used 225 queries. It was big."])
+    assert [c.features["number_for_number"] for c in numbers] == [1.0, 0.0]

@@ -31,7 +31,12 @@ QUESTIONS = [
     ("Who led the Cranfield experiments?", ["Cyril Cleverdon"], "cranfield"),
     ("Which library did Meta AI Research write for similarity search?", ["FAISS"], "faiss"),
     ("How many dimensions do all-MiniLM-L6-v2 vectors have?", ["384"], "embeddings"),
-    ("Why retrieve passages before generating an answer?", ["training data"], "rag"),
+    # the "Why retrieve first" section gives three reasons; any one answers
+    (
+        "Why retrieve passages before generating an answer?",
+        [("training data", "fresh, private", "checkable")],
+        "rag",
+    ),
     ("What does the b parameter of BM25 control?", ["long documents"], "bm25"),
     ("What is the slowest step of ingestion?", ["Embedding is the slowest"], "embeddings"),
     ("How many queries did the second Cranfield experiment use?", ["225"], "cranfield"),
@@ -41,16 +46,21 @@ QUESTIONS = [
 
 
 # Questions style.evidence still answers with the wrong sentence (measured 2026-12-05; the docs
-# page shows these answers). M: "M is the number of links ..." scores below the sentence before it
-# ("Three parameters control an HNSW index."); flat index / HNSW walk: the answer is the sentence
-# *after* the one chosen ("It is exact ...", "A search walks ..."); why retrieve: no sentence
-# reaches min_score.
+# page shows these answers). HNSW walk: "A search walks the graph ..." does not name HNSW and
+# scores below the sentence before it ("HNSW ... builds a graph ..."); b: "It scores a document
+# ..." (with BM25's definition it points back to) scores just above "Two parameters control it:
+# k1 ... and b ...".
 KNOWN_MISSES = {
-    "What does the parameter M control in an HNSW index?",
-    "When should I use a flat FAISS index?",
     "How does an HNSW search find neighbours?",
-    "Why retrieve passages before generating an answer?",
+    "What does the b parameter of BM25 control?",
 }
+
+
+def holds(text: str, facts: list) -> bool:
+    """Whether ``text`` holds every fact (a tuple: any one of its alternatives)."""
+    return all(
+        any(f in text for f in fact) if isinstance(fact, tuple) else fact in text for fact in facts
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +92,7 @@ def test_the_quick_start_answers_its_own_questions(quickstart_chain):
     for question, facts, source in QUESTIONS:
         answer = quickstart_chain.ask(question)
         cited = [c.source for c in answer.citations]
-        ok = (
-            all(fact in answer.text for fact in facts)
-            and answer.grounded
-            and any(source in s for s in cited)
-        )
+        ok = holds(answer.text, facts) and answer.grounded and any(source in s for s in cited)
         if not ok:
             wrong.append((question, answer.text, cited))
         for span in answer.spans:  # every piece is copied from the context it cites
@@ -94,4 +100,4 @@ def test_the_quick_start_answers_its_own_questions(quickstart_chain):
             assert context.text[span.start : span.end] in answer.text
     unexpected = [w for w in wrong if w[0] not in KNOWN_MISSES]
     assert not unexpected, "\n".join(f"{q!r} -> {t!r} {c}" for q, t, c in unexpected)
-    assert len(QUESTIONS) - len(wrong) >= 10  # of 14
+    assert len(QUESTIONS) - len(wrong) >= 12  # of 14

@@ -8,7 +8,8 @@ length. The best sentence is the answer, copied from its context with its offset
 ``grounded`` is true. For a short factoid question (who / when / where / how many / which) the
 short span of that sentence that fits the question comes first (:mod:`rag.chains.span_ranking`),
 then the sentence: ``"1998 — The company was founded in 1998."``. When no sentence's
-probability reaches ``min_score`` the answer is "I don't know." and ``grounded`` is false.
+probability reaches ``min_score`` (or, without an embedder, when the best sentence shares no
+content word with the question) the answer is "I don't know." and ``grounded`` is false.
 
 The weights are data (:data:`DEFAULT_WEIGHTS_FILE`), fitted by ``benchmarks/fit_evidence.py`` on
 a fitting part of WikiQA train and XQuAD questions outside the answer-quality benchmark's sample;
@@ -47,25 +48,50 @@ DEFAULT_WEIGHTS_FILE = Path(__file__).with_name("evidence_weights.json")
 FEATURES = (
     "similarity",
     "similarity_gap",
+    "similarity_rank",
+    "similarity_in_context_gap",
+    "similarity_first_context",
     "coverage",
     "coverage_gap",
+    "coverage_rank",
+    "question_words_early",
     "reciprocal_rank",
+    "first_context",
     "first_sentence",
     "position",
+    "document_start",
+    "first_context_document_start",
+    "how_position",
+    "how_document_start",
+    "definition",
+    "number_for_number",
     "log_words",
     "short",
     "question_mark",
-    "document_start",
     "pronoun_start",
     "similarity_previous",
 )
 """What a sentence is scored on (``similarity*`` are 0 without an embedder).
 
-``document_start``: the first sentence of its document (first of a context whose chunk is its
-document's first, ``chunk_index`` 0); ``pronoun_start``: it opens with a word that points back
-("It", "This", "They", ...); ``similarity_previous``: for such a sentence, the similarity of the
-sentence before it in its context (the one the pronoun points to), else 0.
+``*_gap``: the value minus the best of the question's sentences (``similarity_in_context_gap``:
+of its own context's); ``*_rank``: 1 / (1 + its rank among them). ``question_words_early``: the
+share of the question's content words among its first :data:`EARLY_WORDS` words (a sentence
+*about* the question's subject names it first). ``first_context``: its context was retrieved
+first. ``document_start``: the first sentence of its document (first of a
+context whose chunk is its document's first, ``chunk_index`` 0). ``how_*``: position features of
+a "how ..." question that asks no number (a process is told from the start). ``definition``: it
+reads "X is a ...", "refers to" or "is defined as". ``number_for_number``: it holds a digit and the
+question asks how many / when. ``pronoun_start``: it opens with a word that points back ("It",
+"This", "They", ...); ``similarity_previous``: for such a sentence, the similarity of the sentence
+before it in its context (the one the pronoun points to), else 0.
 """
+EARLY_WORDS = 8
+DEFINITION = re.compile(
+    r"^\W*(?:\w+\W+){0,12}?(?:is|are|was|were)\s+(?:a|an|the|one)\b|\brefers? to\b|"
+    r"\bis defined as\b|\bis the term\b",
+    re.IGNORECASE,
+)
+"""A defining sentence: "A glacier cave is a cave ...", "... refers to ...", "is defined as"."""
 LEXICAL_FEATURES = tuple(f for f in FEATURES if not f.startswith("similarity"))
 POINTING_BACK = frozenset(
     {"it", "its", "this", "these", "that", "those", "they", "their", "them", "he", "she", "his"}
@@ -87,6 +113,16 @@ class SentenceCandidate:
     text: str
     features: dict[str, float] = field(default_factory=dict)
     probability: float = 0.0
+    heading: str = ""
+    """The heading line above it in its context (or its document's title), "" without."""
+    previous_start: int | None = None
+    """Where the sentence before it starts (same context and section), ``None`` for a first."""
+
+    @property
+    def text_in_context(self) -> str:
+        """What the sentence is embedded as for ``similarity``, as its chunk is indexed: under
+        its heading (a sentence that points back is scored by ``similarity_previous`` too)."""
+        return f"{self.heading}\n{self.text}" if self.heading else self.text
 
 
 def sentence_candidates(
@@ -106,41 +142,82 @@ def sentence_candidates(
         (1.0, 1.0)
     """
     stems = content_stems(question)
+    kind = question_kind(question)
+    how = kind == "what" and question.lstrip().lower().startswith("how")
     found: list[SentenceCandidate] = []
     words_of: list[set[str]] = []
+    early_of: list[set[str]] = []
     for number, text in enumerate(contexts):
         position = 0
         opens = metadata is None or metadata[number].get("chunk_index", 0) == 0
+        heading = str((metadata[number].get("title") if metadata is not None else "") or "")
+        previous: int | None = None
         for start, end in sentences(text):
-            start = _after_headings(text, start, end)
+            body = _after_headings(text, start, end)
+            if body > start:
+                heading = _last_line(text[start:body]).lstrip("# ").strip() or heading
+                previous = None  # a new section: nothing before it to point back to
+            start = body
             if start >= end:
                 continue  # a heading or title line: it names a topic, it answers nothing
             piece = text[start:end]
-            found.append(SentenceCandidate(number, start, end, piece))
-            found[-1].features["position"] = 1.0 / (1 + position)
-            found[-1].features["document_start"] = float(opens and position == 0)
-            words_of.append({stem(w) for w in WORD.findall(piece)})
+            found.append(
+                SentenceCandidate(
+                    number, start, end, piece, heading=heading, previous_start=previous
+                )
+            )
+            previous = start
+            features = found[-1].features
+            features["position"] = 1.0 / (1 + position)
+            features["document_start"] = float(opens and position == 0)
+            words = [stem(w) for w in WORD.findall(piece)]
+            words_of.append(set(words))
+            early_of.append(set(words[:EARLY_WORDS]))
             position += 1
     frequency = collections.Counter(w for words in words_of for w in words)
     total = max(1, len(found))
     idf = {w: math.log(1 + total / frequency.get(w, 0.5)) for w in stems}
     weight = sum(idf.values()) or 1.0
-    for candidate, words in zip(found, words_of, strict=True):
+    for candidate, words, early in zip(found, words_of, early_of, strict=True):
         count = len(WORD.findall(candidate.text))
-        candidate.features.update(
+        features = candidate.features
+        first_context = float(candidate.context == 0)
+        features.update(
             coverage=sum(idf[w] for w in stems & words) / weight,
+            question_words_early=len(stems & early) / max(1, len(stems)),
             reciprocal_rank=1.0 / (1 + candidate.context),
-            first_sentence=float(candidate.features["position"] == 1.0),
+            first_context=first_context,
+            first_sentence=float(features["position"] == 1.0),
+            first_context_document_start=first_context * features["document_start"],
+            how_position=how * features["position"],
+            how_document_start=how * features["document_start"],
+            definition=float(DEFINITION.search(candidate.text) is not None),
+            number_for_number=float(
+                kind in ("number", "date") and any(c.isdigit() for c in candidate.text)
+            ),
             log_words=math.log(1 + count),
             short=float(count < 6),
             question_mark=float(candidate.text.rstrip("\"')").endswith("?")),
             pronoun_start=float(_points_back(candidate.text)),
         )
-    best = max((c.features["coverage"] for c in found), default=0.0)
-    for candidate in found:
-        candidate.features["coverage_gap"] = candidate.features["coverage"] - best
+    _relative(found, "coverage")
     set_similarities(found, similarities)
     return found
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _relative(found: Sequence[SentenceCandidate], name: str) -> None:
+    """Set ``<name>_gap`` (the value minus the best) and ``<name>_rank`` (1 / (1 + rank))."""
+    values = [c.features[name] for c in found]
+    best = max(values, default=0.0)
+    order = sorted(range(len(found)), key=lambda i: -values[i])
+    for rank, i in enumerate(order):
+        found[i].features[f"{name}_gap"] = values[i] - best
+        found[i].features[f"{name}_rank"] = 1.0 / (1 + rank)
 
 
 _END_MARKS = tuple(".!?:;\"')]”’")
@@ -182,17 +259,25 @@ def _after_headings(text: str, start: int, end: int) -> int:
 def set_similarities(
     found: Sequence[SentenceCandidate], similarities: Sequence[float] | None
 ) -> None:
-    """Set the ``similarity`` and ``similarity_gap`` features (``None``: 0)."""
+    """Set the ``similarity*`` features (``None``: 0)."""
     values = [0.0] * len(found) if similarities is None else [float(v) for v in similarities]
-    best = max(values, default=0.0)
-    previous: SentenceCandidate | None = None
+    best_in_context: dict[int, float] = {}
     for candidate, value in zip(found, values, strict=True):
         candidate.features["similarity"] = value
-        candidate.features["similarity_gap"] = value - best
+        candidate.features["similarity_first_context"] = value * (candidate.context == 0)
+        best = best_in_context.get(candidate.context, value)
+        best_in_context[candidate.context] = max(best, value)
+    _relative(found, "similarity")
+    previous: SentenceCandidate | None = None
+    for candidate in found:
+        features = candidate.features
+        features["similarity_in_context_gap"] = (
+            features["similarity"] - best_in_context[candidate.context]
+        )
         follows = previous is not None and previous.context == candidate.context
-        candidate.features["similarity_previous"] = (
+        features["similarity_previous"] = (
             previous.features["similarity"]  # type: ignore[union-attr]
-            if follows and candidate.features.get("pronoun_start")
+            if follows and features.get("pronoun_start")
             else 0.0
         )
         previous = candidate
@@ -290,6 +375,8 @@ class EvidenceStyle(Style):
         max_sentences: Most sentences in the answer: the best, then others of at least
             ``min_score`` and half its probability, in order of score.
         factoid_span: Put the short span first for who / when / where / how many / which.
+        with_antecedent: An answer sentence that opens with a word pointing back ("It is
+            exact ...") comes with the sentence before it, so the answer reads on its own.
 
     The style sends nothing to the generator and so needs no ability of it.
 
@@ -309,6 +396,7 @@ class EvidenceStyle(Style):
         min_score: float | None = None,
         max_sentences: int = 1,
         factoid_span: bool = True,
+        with_antecedent: bool = True,
     ) -> None:
         if max_sentences < 1:
             raise ConfigError(
@@ -323,6 +411,7 @@ class EvidenceStyle(Style):
         self.min_score = min_score
         self.max_sentences = max_sentences
         self.factoid_span = factoid_span
+        self.with_antecedent = with_antecedent
 
     def warm_up(self, generator: Any = None) -> None:
         """Read the weights and warm up the embedder.
@@ -376,14 +465,14 @@ class EvidenceStyle(Style):
         """The sentences of ``contexts``, most probable answer first."""
         texts = [c.text for c in contexts]
         found = sentence_candidates(question, texts, metadata=[c.metadata for c in contexts])
-        set_similarities(found, self.similarities(question, [c.text for c in found]))
+        set_similarities(found, self.similarities(question, [c.text_in_context for c in found]))
         return score(found, self.fitted["weights"][self.weight_set(question)])
 
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]:
         contexts = request.contexts
         ranked = self.rank(request.question, contexts)
         threshold = self.threshold(request.question)
-        if not ranked or ranked[0].probability < threshold:
+        if not ranked or ranked[0].probability < threshold or self._unrelated(ranked[0]):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
         else:
             best = ranked[0]
@@ -394,6 +483,11 @@ class EvidenceStyle(Style):
         if request.stream:
             yield draft.text
         yield draft
+
+    def _unrelated(self, best: SentenceCandidate) -> bool:
+        """Without an embedder, a best sentence that shares no content word with the question
+        is no evidence for it, however it ranks."""
+        return self.embedder is None and best.features["coverage"] == 0.0
 
     def _draft(
         self, question: str, chosen: Sequence[SentenceCandidate], contexts: Sequence[Context]
@@ -410,8 +504,12 @@ class EvidenceStyle(Style):
             spans.append(AnswerSpan(context.index, context.id, start, end))
         for candidate in chosen:
             context = contexts[candidate.context]
-            pieces.append(context.text[candidate.start : candidate.end])
-            spans.append(AnswerSpan(context.index, context.id, candidate.start, candidate.end))
+            start = candidate.start
+            points_back = candidate.features.get("pronoun_start") and self.with_antecedent
+            if candidate is first and points_back and candidate.previous_start is not None:
+                start = candidate.previous_start
+            pieces.append(context.text[start : candidate.end])
+            spans.append(AnswerSpan(context.index, context.id, start, candidate.end))
             citations.setdefault(context.index, Citation(context.index, context.id, context.source))
         text = pieces[0] if len(pieces) == 1 else SEPARATOR.join(pieces[:2])
         if len(pieces) > 2:
