@@ -262,3 +262,15 @@ def test_ranks_definitions_early_question_words_and_first_context():
     assert [c.features["how_position"] for c in how] == [1.0, 0.5, 1.0]
     numbers = sentence_candidates("How many queries?", ["It used 225 queries. It was big."])
     assert [c.features["number_for_number"] for c in numbers] == [1.0, 0.0]
+
+
+@pytest.mark.unit
+def test_answer_type_features_look_for_the_kind_of_answer_a_factoid_question_asks():
+    texts = ["Acme sold anvils in Ohio. In 1998 Jane Roe founded Acme. Anvils are heavy."]
+    who = sentence_candidates("Who founded Acme?", texts)
+    assert [c.features["answer_type_fits"] for c in who] == [1.0, 1.0, 0.0]  # Ohio, Jane Roe
+    assert [c.features["answer_type_count"] for c in who] == [1 / 3, 2 / 3, 0.0]
+    when = sentence_candidates("When was Acme founded?", texts)
+    assert [c.features["answer_type_fits"] for c in when] == [0.0, 1.0, 0.0]
+    what = sentence_candidates("What did Acme sell?", texts)
+    assert {c.features["answer_type_fits"] for c in what} == {0.0}

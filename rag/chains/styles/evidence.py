@@ -41,7 +41,7 @@ from rag.chains.answer import AnswerSpan, Citation, Context
 from rag.chains.styles.base import NO_ANSWER, Draft, Style, StyleRequest
 from rag.core.component import Component
 from rag.core.errors import ConfigError
-from rag.core.text import WORD, content_stems, question_kind, sentences, stem
+from rag.core.text import WORD, content_stems, fits_kind, question_kind, sentences, stem
 
 DEFAULT_WEIGHTS_FILE = Path(__file__).with_name("evidence_weights.json")
 """The fitted weights shipped with ragline (see its ``provenance``)."""
@@ -65,6 +65,8 @@ FEATURES = (
     "how_document_start",
     "definition",
     "number_for_number",
+    "answer_type_fits",
+    "answer_type_count",
     "log_words",
     "short",
     "question_mark",
@@ -73,17 +75,21 @@ FEATURES = (
 )
 """What a sentence is scored on (``similarity*`` are 0 without an embedder).
 
-``*_gap``: the value minus the best of the question's sentences (``similarity_in_context_gap``:
-of its own context's); ``*_rank``: 1 / (1 + its rank among them). ``question_words_early``: the
-share of the question's content words among its first :data:`EARLY_WORDS` words (a sentence
-*about* the question's subject names it first). ``first_context``: its context was retrieved
-first. ``document_start``: the first sentence of its document (first of a
-context whose chunk is its document's first, ``chunk_index`` 0). ``how_*``: position features of
-a "how ..." question that asks no number (a process is told from the start). ``definition``: it
-reads "X is a ...", "refers to" or "is defined as". ``number_for_number``: it holds a digit and the
-question asks how many / when. ``pronoun_start``: it opens with a word that points back ("It",
-"This", "They", ...); ``similarity_previous``: for such a sentence, the similarity of the sentence
-before it in its context (the one the pronoun points to), else 0.
+- ``*_gap``: the value minus the best of the question's sentences (``similarity_in_context_gap``:
+  of its own context's); ``*_rank``: 1 / (1 + its rank among them).
+- ``question_words_early``: the share of the question's content words among its first
+  :data:`EARLY_WORDS` words (a sentence *about* the question's subject names it first).
+- ``first_context``: its context was retrieved first. ``document_start``: the first sentence of
+  its document (first of a context whose chunk is its document's first, ``chunk_index`` 0).
+- ``how_*``: position features of a "how ..." question that asks no number (a process is told
+  from the start). ``definition``: it reads "X is a ...", "refers to" or "is defined as".
+- ``number_for_number``: it holds a digit and the question asks how many / when.
+  ``answer_type_*``: for a factoid question, whether (and how many, up to 3, over 3) of its
+  words not in the question look like the answer asked for (a number, a date, a name:
+  :func:`rag.core.text.fits_kind`; a sentence's first word is no name).
+- ``pronoun_start``: it opens with a word that points back ("It", "This", "They", ...);
+  ``similarity_previous``: for such a sentence, the similarity of the sentence before it in its
+  context (the one the pronoun points to), else 0.
 """
 EARLY_WORDS = 8
 DEFINITION = re.compile(
@@ -143,6 +149,7 @@ def sentence_candidates(
     """
     stems = content_stems(question)
     kind = question_kind(question)
+    asked = {w.lower() for w in WORD.findall(question)}
     how = kind == "what" and question.lstrip().lower().startswith("how")
     found: list[SentenceCandidate] = []
     words_of: list[set[str]] = []
@@ -195,6 +202,7 @@ def sentence_candidates(
             number_for_number=float(
                 kind in ("number", "date") and any(c.isdigit() for c in candidate.text)
             ),
+            **_answer_type_features(candidate.text, kind, asked),
             log_words=math.log(1 + count),
             short=float(count < 6),
             question_mark=float(candidate.text.rstrip("\"')").endswith("?")),
@@ -203,6 +211,18 @@ def sentence_candidates(
     _relative(found, "coverage")
     set_similarities(found, similarities)
     return found
+
+
+def _answer_type_features(sentence: str, kind: str, asked: set[str]) -> dict[str, float]:
+    if kind not in FACTOID_KINDS:
+        return {"answer_type_fits": 0.0, "answer_type_count": 0.0}
+    words = WORD.findall(sentence)
+    fits = sum(
+        1
+        for i, w in enumerate(words)
+        if w.lower() not in asked and fits_kind(w, kind) and (i > 0 or kind in ("number", "date"))
+    )
+    return {"answer_type_fits": float(fits > 0), "answer_type_count": min(3, fits) / 3}
 
 
 def _last_line(text: str) -> str:
