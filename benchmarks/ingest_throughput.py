@@ -13,8 +13,12 @@ The three runs repeat ``--repeats`` times in a rotating order (the machine may b
 the medians count. Load hits all three alike, so two further figures say where the time goes
 whatever the load: ragline's own split of its run (time inside the model's ``encode`` against
 everything else: reading, splitting, records, writing) and the word pieces each side feeds the
-model (chunks re-embed what a window cut drops, and a title line per chunk). Then a re-run over
-the unchanged corpus (incremental mode) is timed against the first run.
+model (chunks re-embed what a window cut drops, and a title line per chunk), counted at the
+model's forward pass together with the padding each side's batches carry (ragline sorts each
+window of chunks by word pieces; ``encode`` sorts by characters). CPU seconds of the process
+(all its threads) are printed beside wall seconds: with ``--threads 1`` they count the work each
+side does, which the load of other processes changes much less than the wall clock. Then a
+re-run over the unchanged corpus (incremental mode) is timed against the first run.
 
 The corpus is either one BEIR ``corpus.jsonl`` (``--corpus``; ``--limit N`` keeps its first N
 documents; titles become metadata, so ``context_template`` applies):
@@ -141,11 +145,44 @@ def write_small_files(directory: Path, count: int, data: Path = DATA) -> tuple[i
     return len(docs), len(queries)
 
 
-class _Ragline:
-    """One pipeline per run (a fresh index), the model loaded once and shared."""
+class _Tally:
+    """Word pieces and padded positions the model's forward pass is given, per side.
 
-    def __init__(self, config: Path, work: Path) -> None:
-        self.config, self.work, self.runs = config, work, 0
+    Only the first run of each side counts (every run feeds the same batches)."""
+
+    def __init__(self) -> None:
+        self.side = ""
+        self.counts: dict[str, list[int]] = {}  # side -> [word pieces, padded positions]
+
+    def watch(self, model: Any) -> None:
+        """Count every batch ``model``'s forward pass runs (ragline's and ``encode``'s)."""
+        forward = model.forward
+
+        def counted(features: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+            mask = features.get("attention_mask")
+            if mask is not None and self.side in self.counts:
+                self.counts[self.side][0] += int(mask.sum())
+                self.counts[self.side][1] += int(mask.numel())
+            return forward(features, *args, **kwargs)
+
+        model.forward = counted
+
+    def start(self, side: str) -> None:
+        self.side = side if side not in self.counts else ""
+        if self.side:
+            self.counts[side] = [0, 0]
+
+    def line(self, side: str) -> str:
+        tokens, padded = self.counts[side]
+        pad = 100 * (padded / tokens - 1)
+        return f"{tokens:,} word pieces in {padded:,} positions ({pad:.1f} % padding)"
+
+
+class _Ragline:
+    """One pipeline per run (a fresh index); the raw side encodes with the model it loaded."""
+
+    def __init__(self, config: Path, work: Path, tally: _Tally) -> None:
+        self.config, self.work, self.runs, self.tally = config, work, 0, tally
         self.model: Any = None
         self.embedder: Any = None
         self.texts: list[str] = []  # what ragline embedded (first run)
@@ -162,9 +199,11 @@ class _Ragline:
         embedder.device = "cpu"
         pipeline.warm_up()  # loads the model (not timed, as the raw side's is loaded)
         self.model, self.embedder = embedder.sentence_transformer, embedder
+        self.tally.watch(self.model)
         return pipeline
 
-    def run(self, source: Path) -> float:
+    def run(self, source: Path) -> tuple[float, float]:
+        """Wall and CPU seconds of one ``run_ingest`` into a fresh index."""
         from rag.pipelines.ingest import run_ingest
 
         pipeline = self.pipeline()
@@ -180,7 +219,10 @@ class _Ragline:
                 inside[0] += time.perf_counter() - started
 
         embedder.embed_documents = timed_encode
+        self.tally.start("ragline")
+        cpu = time.process_time()
         seconds, report = timed(lambda: run_ingest(pipeline, [source], progress=False))
+        cpu = time.process_time() - cpu
         assert all(":" in e["source"] for e in report.errors), report.errors[:3]  # empty rows
         self.encode_seconds.append(inside[0])
         store = pipeline.components["writer"].store
@@ -192,12 +234,14 @@ class _Ragline:
             assert len(self.texts) == report.chunks_written
         store.close()
         shutil.rmtree(self.work / f"index-{self.runs}", ignore_errors=True)
-        return seconds
+        return seconds, cpu
 
 
 def compare(args: argparse.Namespace, work: Path, source: Path, documents: list[str]) -> None:
-    ragline = _Ragline(args.config, work)
+    tally = _Tally()
+    ragline = _Ragline(args.config, work, tally)
     times: dict[str, list[float]] = {"ragline": [], "texts": [], "documents": []}
+    cpu: dict[str, list[float]] = {side: [] for side in times}
 
     def encode(texts: list[str]) -> Callable[[], Any]:
         batch = ragline.embedder.batch_size
@@ -207,19 +251,26 @@ def compare(args: argparse.Namespace, work: Path, source: Path, documents: list[
     for repeat in range(args.repeats):
         for side in order:
             if side == "ragline":
-                times[side].append(ragline.run(source))
+                seconds, cpu_seconds = ragline.run(source)
             else:
                 texts = ragline.texts if side == "texts" else documents
-                times[side].append(timed(encode(texts))[0])
+                tally.start(side)
+                cpu_seconds = time.process_time()
+                seconds = timed(encode(texts))[0]
+                cpu_seconds = time.process_time() - cpu_seconds
+            times[side].append(seconds)
+            cpu[side].append(cpu_seconds)
         order = order[1:] + order[:1]  # who goes first rotates
         print(
-            f"  repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in times.items())
+            f"  repeat {repeat + 1}: "
+            + ", ".join(f"{k} {v[-1]:.1f} s ({cpu[k][-1]:.1f} s CPU)" for k, v in times.items())
         )
 
     window = int(ragline.model.max_seq_length)
     chunk_tokens = _tokens(ragline.model, ragline.texts, window)
     document_tokens = _tokens(ragline.model, documents, window)
     median = {k: statistics.median(v) for k, v in times.items()}
+    median_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     n = len(ragline.texts)
     inside = statistics.median(ragline.encode_seconds)
     print(
@@ -231,11 +282,20 @@ def compare(args: argparse.Namespace, work: Path, source: Path, documents: list[
         f"documents {document_tokens:,}: {chunk_tokens / document_tokens:.3f}x"
     )
     for side, label in (
+        ("ragline", "ragline's batches"),
+        ("texts", "encode, same texts"),
+        ("documents", "encode, documents"),
+    ):
+        print(f"  forward passes, {label:19s}: {tally.line(side)}")
+    for side, label in (
         ("ragline", "rag ingest (all of it)"),
         ("texts", "raw encode, same texts"),
         ("documents", f"raw encode, {len(documents)} documents"),
     ):
-        print(f"{label:38s}: median {median[side]:7.1f} s  (runs: {_fmt(times[side])})")
+        print(
+            f"{label:38s}: median {median[side]:7.1f} s  (runs: {_fmt(times[side])}); "
+            f"CPU {median_cpu[side]:.1f} s"
+        )
     print(
         f"ragline's own run: {inside:.1f} s inside encode, "
         f"{statistics.median(times['ragline']) - inside:.1f} s the rest "
@@ -248,7 +308,8 @@ def compare(args: argparse.Namespace, work: Path, source: Path, documents: list[
     print(
         f"ratio ragline / raw encode of the documents:  "
         f"{median['ragline'] / median['documents']:.3f}  (target <= 1.2; best runs: "
-        f"{min(times['ragline']) / min(times['documents']):.3f})"
+        f"{min(times['ragline']) / min(times['documents']):.3f}; CPU seconds: "
+        f"{median_cpu['ragline'] / median_cpu['documents']:.3f})"
     )
     print(
         f"re-run, unchanged corpus: {ragline.rerun:.3f} s = "
