@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from rag.connectors.embedders.sentence_transformers import padding_cuts
 from rag.core.errors import LoaderError
 from rag.pipelines.loaders import FileLoader
 
@@ -94,8 +95,14 @@ def test_encoder_batches_texts_by_their_length_in_word_pieces(embedder, monkeypa
 
     monkeypatch.setattr(model, "preprocess", recording)
     vectors = embedder.embed_documents(texts)
-    assert len(seen) == 3 and sum(map(len, seen)) == len(texts)
+    assert sum(map(len, seen)) == len(texts)
+    assert all(embedder.batch_size // 4 <= len(batch) <= embedder.batch_size for batch in seen[:-1])
     for longer, shorter in itertools.pairwise(seen):
         assert min(longer) >= max(shorter)  # no batch pads a short text to a long one
+    lengths = sorted(embedder._lengths(texts), reverse=True)
+    cut_at = [0, *itertools.accumulate(map(len, seen))]  # on the CPU: where padding is least
+    assert [(a, b) for a, b in itertools.pairwise(cut_at)] == padding_cuts(
+        lengths, embedder.batch_size, embedder.batch_size // 4
+    )
     plain = model.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True)
     np.testing.assert_allclose(vectors, plain, atol=1e-5)

@@ -3,6 +3,7 @@ import pytest
 
 from rag.connectors.embedders.sentence_transformers import (
     SentenceTransformersEmbedder,
+    padding_cuts,
     pick_device,
     resolve_model_path,
 )
@@ -37,6 +38,50 @@ def test_auto_device_is_cpu_without_cuda():
     torch = pytest.importorskip("torch")
     assert pick_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu") == "cpu"
+
+
+def _positions(lengths, cuts):
+    return sum((end - start) * lengths[start] for start, end in cuts)
+
+
+def _fewest_positions(lengths, batch_size, smallest):
+    """Every way to cut ``lengths``, tried (small inputs only)."""
+    if not lengths:
+        return 0
+    if len(lengths) < smallest:
+        return len(lengths) * lengths[0]
+    return min(
+        size * lengths[0] + _fewest_positions(lengths[size:], batch_size, smallest)
+        for size in range(smallest, min(batch_size, len(lengths)) + 1)
+    )
+
+
+@pytest.mark.unit
+def test_padding_cuts_pad_the_fewest_positions_within_the_batch_bounds():
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        n = int(rng.integers(0, 14))
+        lengths = sorted(rng.integers(1, 60, size=n).tolist(), reverse=True)
+        batch_size = int(rng.integers(1, 7))
+        smallest = int(rng.integers(1, batch_size + 1))
+        cuts = padding_cuts(lengths, batch_size, smallest)
+        assert [s for s, _ in cuts] == [0, *(e for _, e in cuts)][: len(cuts)]  # no gap
+        assert (cuts[-1][1] if cuts else 0) == n
+        assert all(smallest <= e - s <= batch_size for s, e in cuts[:-1])
+        assert _positions(lengths, cuts) == _fewest_positions(lengths, batch_size, smallest)
+    # equal lengths: full batches, as fixed batching cuts them
+    assert padding_cuts([5] * 10, 4, 1) == [(0, 4), (4, 8), (8, 10)]
+    with pytest.raises(ValueError, match="smallest"):
+        padding_cuts([3, 2], batch_size=2, smallest=3)
+
+
+@pytest.mark.unit
+def test_padding_cuts_pad_less_than_full_batches_on_mixed_lengths():
+    lengths = sorted((np.random.default_rng(1).normal(160, 50, 1024).clip(20, 256)).astype(int))
+    lengths = lengths[::-1]
+    full = _positions(lengths, [(i, i + 64) for i in range(0, 1024, 64)])
+    cut = _positions(lengths, padding_cuts(lengths, 64, 16))
+    assert cut < full and (cut / sum(lengths) - 1) < 0.5 * (full / sum(lengths) - 1)
 
 
 @pytest.mark.integration
