@@ -9,12 +9,15 @@ sentence embeddings are; queries drawn the same way), each with metadata (``sour
 - write throughput of ``FaissStore.write`` (batches of 10,000, then ``flush``) and the store's
   size on disk;
 - in a fresh process: seconds to open the store and its RSS after opening, next to a fresh
-  process holding raw faiss's index (read with ``faiss.read_index``) plus the texts;
+  process holding raw faiss's index (read with ``faiss.read_index``; binary: its sign bits
+  too, ``faiss.read_index_binary``) plus the texts. The store is opened twice: first right
+  after writing (from its ``open-cache.npz``), then with that cache removed (from SQLite);
 - p50 / p95 search latency of ``store.search(k=10)`` unfiltered and with a 10 % filter
   (``{"bucket": 3}``), next to raw faiss doing the same search on the same index (the filter as
-  an ``IDSelectorBitmap`` built once, as a raw faiss user would; binary: Hamming search for 200
-  candidates, then the same exact rescoring; both sides search one query on one OpenMP thread,
-  as ``store.faiss`` does, see ``rag.connectors.stores._faiss_index.serial``);
+  an ``IDSelectorBitmap`` built once, as a raw faiss user would; binary: Hamming search for as
+  many candidates as the store's default ``rescore_factor`` gives (500 for k=10), then the same
+  exact rescoring; both sides search one query on one OpenMP thread, as ``store.faiss`` does,
+  see ``rag.connectors.stores._faiss_index.serial``);
 - recall@10 against exact search over the float vectors, unfiltered and filtered.
 
 HNSW is measured at ``--hnsw-size`` (its build is the slow part on 2 cores). Then BM25: the
@@ -159,6 +162,9 @@ class RawFaiss:
         self.index.add(data)
         if kind == "binary":
             self.bits.add(np.packbits(data > self.center, axis=1))
+        from rag.connectors.stores._faiss_index import DEFAULT_RESCORE_FACTOR
+
+        self.depth = DEFAULT_RESCORE_FACTOR * 10  # the store's candidates for k=10
 
     def search(self, query: np.ndarray, selector: Any = None) -> list[int]:
         import faiss
@@ -169,7 +175,8 @@ class RawFaiss:
         if self.kind == "binary":
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
             with serial(1):  # as the store does (see _faiss_index.serial)
-                _, cand = self.bits.search(np.packbits(q > self.center, axis=1), 200, params=params)
+                bits = np.packbits(q > self.center, axis=1)
+                _, cand = self.bits.search(bits, self.depth, params=params)
             found = cand[0][cand[0] >= 0]
             exact = self.index.reconstruct_batch(found) @ query
             return found[np.argsort(-exact)[:10]].tolist()
@@ -205,7 +212,7 @@ def child_open_store(path: str, kind: str) -> None:
     print(json.dumps({"seconds": seconds, "rss_mb": rss_mb(), "rss_before_mb": before}))
 
 
-def child_open_raw(index_file: str, texts_file: str) -> None:
+def child_open_raw(index_file: str, texts_file: str, bits_file: str = "") -> None:
     import faiss
 
     import rag.connectors.stores.faiss  # noqa: F401  (the same imports as the store's process)
@@ -213,6 +220,7 @@ def child_open_raw(index_file: str, texts_file: str) -> None:
     before = rss_mb()
     started = time.perf_counter()
     index = faiss.read_index(index_file)
+    bits = faiss.read_index_binary(bits_file) if bits_file else None  # noqa: F841 (held)
     with open(texts_file, encoding="utf-8") as lines:
         texts = [line.rstrip("\n") for line in lines]
     seconds = time.perf_counter() - started
@@ -231,6 +239,7 @@ def run_child(*args: str) -> dict[str, float]:
 def measure_index(kind: str, size: int, work: Path, data: np.ndarray, args) -> dict[str, Any]:
     import faiss
 
+    from rag.connectors.stores._faiss_files import OPEN_CACHE
     from rag.connectors.stores.faiss import FaissStore
 
     path = work / kind
@@ -249,9 +258,19 @@ def measure_index(kind: str, size: int, work: Path, data: np.ndarray, args) -> d
         texts_file.write_text("".join(text(i) + "\n" for i in range(size)), encoding="utf-8")
     raw_file = work / f"raw-{kind}.faiss"
     faiss.write_index(raw.index, str(raw_file))
+    raw_args = [str(raw_file), str(texts_file)]
+    if kind == "binary":
+        raw_args.append(str(work / "raw-bits.faiss"))
+        faiss.write_index_binary(raw.bits, raw_args[-1])
     opened = run_child("--child-store", str(path), kind)
-    opened_raw = run_child("--child-raw", str(raw_file), str(texts_file))
-    raw_file.unlink()
+    disk = disk_mb(path)  # with the open cache that the write's close saved
+    cache = path / OPEN_CACHE
+    cache_mb = cache.stat().st_size / 1e6 if cache.exists() else 0.0
+    cache.unlink(missing_ok=True)
+    uncached = run_child("--child-store", str(path), kind)
+    opened_raw = run_child("--child-raw", *raw_args)
+    for name in raw_args[:1] + raw_args[2:]:
+        Path(name).unlink()
 
     store = FaissStore(path=str(path), index=kind)
     store.warm_up()
@@ -259,8 +278,10 @@ def measure_index(kind: str, size: int, work: Path, data: np.ndarray, args) -> d
     mask = np.arange(size) % 10 == 3
     selector = faiss.IDSelectorBitmap(np.packbits(mask, bitorder="little"))
     row = {"index": kind, "size": size, "write_per_s": size / write_seconds}
-    row["disk_mb"] = disk_mb(path)
+    row["disk_mb"], row["cache_mb"] = disk, cache_mb
     row["open_s"], row["rss_mb"] = opened["seconds"], opened["rss_mb"]
+    row["open_sqlite_s"], row["rss_sqlite_mb"] = uncached["seconds"], uncached["rss_mb"]
+    row["raw_open_s"] = opened_raw["seconds"]
     row["raw_rss_mb"] = opened_raw["rss_mb"]
 
     def store_search(filters):
@@ -334,7 +355,7 @@ def main() -> None:
     parser.add_argument("--indexes", nargs="*", default=[kind for kind, _ in INDEXES])
     parser.add_argument("--work", type=Path, default=None, help="folder for the stores")
     parser.add_argument("--child-store", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--child-raw", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-raw", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_store:
         child_open_store(*args.child_store)
@@ -363,14 +384,17 @@ def main() -> None:
             bm25 = bm25_refresh(work / "flat", args.size, data)
             print(f"  {bm25}", file=sys.stderr)
     print(
-        f"\n{'index':<8}{'chunks':>9}{'write/s':>9}{'disk MB':>9}{'B/vec':>7}{'open s':>8}"
-        f"{'RSS MB':>8}{'raw MB':>8}{'RSS/raw':>8}"
+        f"\n{'index':<8}{'chunks':>9}{'write/s':>9}{'disk MB':>9}{'cache MB':>9}{'B/vec':>7}"
+        f"{'open s':>8}{'raw s':>7}{'sqlite s':>9}{'RSS MB':>8}{'raw MB':>8}{'RSS/raw':>8}"
+        f"{'sqlite MB':>10}"
     )
     for r in rows:
         print(
             f"{r['index']:<8}{r['size']:>9}{r['write_per_s']:>9.0f}{r['disk_mb']:>9.0f}"
-            f"{r['bytes_per_vector']:>7.0f}{r['open_s']:>8.1f}{r['rss_mb']:>8.0f}"
+            f"{r['cache_mb']:>9.0f}{r['bytes_per_vector']:>7.0f}{r['open_s']:>8.1f}"
+            f"{r['raw_open_s']:>7.1f}{r['open_sqlite_s']:>9.1f}{r['rss_mb']:>8.0f}"
             f"{r['raw_rss_mb']:>8.0f}{r['rss_mb'] / r['raw_rss_mb']:>8.2f}"
+            f"{r['rss_sqlite_mb']:>10.0f}"
         )
     print(
         f"\n{'index':<8}{'filter':<7}{'p50 ms':>8}{'raw p50':>9}{'ratio':>7}{'p95 ms':>8}"

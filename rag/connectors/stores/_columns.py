@@ -70,7 +70,8 @@ class _Column:
         self.values: list[tuple[str, Any]] = []  # code - _FIRST_CODE -> key
         self.multi_rows: list[int] = []
         self.multi_codes: list[int] = []
-        self.pairs_of: dict[int, list[int]] = {}  # row -> its indices in multi_rows
+        # row -> its indices in multi_rows; None until first needed after from_arrays
+        self._pairs_of: dict[int, list[int]] | None = {}
         self._multi: tuple[np.ndarray, np.ndarray] | None = None
         self._sorted: dict[str, tuple[list[Any], np.ndarray]] = {}
 
@@ -98,7 +99,7 @@ class _Column:
             keys = [k for k in map(_key, value) if k is not None]
             if keys:
                 self.codes[row] = _MULTI
-                pairs = self.pairs_of.setdefault(row, [])
+                pairs = self.pairs_of().setdefault(row, [])
                 for key in keys:
                     pairs.append(len(self.multi_rows))
                     self.multi_rows.append(row)
@@ -111,12 +112,21 @@ class _Column:
 
     def clear(self, row: int) -> None:
         if self.codes[row] == _MULTI:
-            for index in self.pairs_of.pop(row, ()):
+            for index in self.pairs_of().pop(row, ()):
                 self.multi_rows[index] = -1  # a dead pair: matches no row
                 self.multi_codes[index] = _ABSENT
             self._multi = None
         self.codes[row] = _ABSENT
         self.present[row] = False
+
+    def pairs_of(self) -> dict[int, list[int]]:
+        """Row -> its indices in ``multi_rows`` (rebuilt from them after :meth:`restore`)."""
+        if self._pairs_of is None:
+            self._pairs_of = {}
+            for index, row in enumerate(self.multi_rows):
+                if row >= 0:
+                    self._pairs_of.setdefault(row, []).append(index)
+        return self._pairs_of
 
     def multi(self) -> tuple[np.ndarray, np.ndarray]:
         if self._multi is None:
@@ -181,6 +191,51 @@ class MetadataColumns:
         columns = cls()
         for row, metadata in rows:
             columns.add(row, metadata)
+        return columns
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The columns as a JSON-able description and numpy arrays (for :meth:`from_arrays`)."""
+        described = {"capacity": self._capacity, "live": self._live, "removed": self.removed}
+        arrays = {"alive": self._alive}
+        names = []
+        for number, (name, column) in enumerate(self._columns.items()):
+            names.append({"name": name, "values": [list(key) for key in column.values]})
+            arrays[f"{number}.codes"] = column.codes
+            arrays[f"{number}.present"] = column.present
+            arrays[f"{number}.multi_rows"] = np.asarray(column.multi_rows, dtype=np.int64)
+            arrays[f"{number}.multi_codes"] = np.asarray(column.multi_codes, dtype=np.int32)
+        described["columns"] = names
+        return described, arrays
+
+    @classmethod
+    def from_arrays(
+        cls, described: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+    ) -> MetadataColumns:
+        """The columns that :meth:`to_arrays` gave.
+
+        Raises:
+            ValueError: the arrays do not fit the description.
+        """
+        columns = cls()
+        capacity = int(described["capacity"])
+        columns._capacity = capacity
+        columns._alive = np.array(arrays["alive"], dtype=bool)
+        columns._live = int(described["live"])
+        columns.removed = int(described["removed"])
+        for number, entry in enumerate(described["columns"]):
+            column = _Column(0)
+            column.codes = np.array(arrays[f"{number}.codes"], dtype=np.int32)
+            column.present = np.array(arrays[f"{number}.present"], dtype=bool)
+            column.values = [(str(kind), value) for kind, value in entry["values"]]
+            column.code_of = {key: code for code, key in enumerate(column.values, _FIRST_CODE)}
+            column.multi_rows = arrays[f"{number}.multi_rows"].tolist()
+            column.multi_codes = arrays[f"{number}.multi_codes"].tolist()
+            column._pairs_of = None
+            if len(column.codes) != capacity or len(column.present) != capacity:
+                raise ValueError(f"metadata column {entry['name']!r}: wrong length")
+            columns._columns[str(entry["name"])] = column
+        if len(columns._alive) != capacity:
+            raise ValueError("metadata columns: wrong length")
         return columns
 
     @property

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,16 @@ import numpy as np
 
 from rag.connectors._deps import require
 from rag.connectors.stores import _faiss_index
+from rag.connectors.stores._columns import MetadataColumns
+from rag.connectors.stores._packed import IdIndex, PackedRows
 from rag.core.documents import Chunk
 from rag.core.errors import ConfigError, StoreCorruptError, StoreFullError, StoreLockedError
 
 logger = logging.getLogger("rag.stores.faiss")
 CHUNK_COLUMNS = ("rowid", "id", "text", "metadata", "vector")
+OPEN_CACHE = "open-cache.npz"
+OPEN_CACHE_VERSION = 1
+_SQLITE_FILES = ("chunks.sqlite", "chunks.sqlite-wal")
 
 
 def load_faiss() -> Any:
@@ -89,7 +95,11 @@ class FaissFiles:
     _index: Any
     _positions: np.ndarray
     _legacy_map: Any
-    _rowid_of: dict[str, int]
+    text_cache_mb: float
+    _ids: IdIndex
+    _rows: PackedRows
+    _columns: MetadataColumns
+    _data_version: int
     _tombstones: set[int]
     _dirty: bool
 
@@ -243,7 +253,9 @@ class FaissFiles:
                 if meta.get("generation") == self._generation() and not self._use_gpu():
                     index = self._read_index(index_file)
                     tombstones = set(meta.get("tombstones", []))
-                    positions = np.array(sorted({*self._rowid_of.values(), *tombstones}))
+                    positions = np.union1d(
+                        self._ids.rowids(), np.array(sorted(tombstones), dtype=np.int64)
+                    )
                     if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
                         positions = faiss.vector_to_array(index.id_map).astype(np.int64)
                         self._legacy_map = index  # it owns (and would free) the inner index
@@ -262,6 +274,129 @@ class FaissFiles:
                     err,
                 )
         self._rebuild_index()
+
+    # -- the open cache: what opening reads from SQLite, saved on close ----------------------
+    def _sqlite_state(self) -> dict[str, list[int] | None]:
+        """Inode, size and mtime (ns) of ``chunks.sqlite`` and its WAL (``None``: absent)."""
+        state: dict[str, list[int] | None] = {}
+        for name in _SQLITE_FILES:
+            try:
+                stat = Path(self.path or "", name).stat() if self.path else None
+            except FileNotFoundError:
+                stat = None
+            state[name] = None if stat is None else [stat.st_ino, stat.st_size, stat.st_mtime_ns]
+        return state
+
+    def _open_cache_header(self) -> dict[str, Any] | None:
+        """What the open cache will say of the state it holds, or ``None`` when it must not be
+        written: no folder, or another connection committed since this one opened (its rows
+        in memory may then miss that change). Called with SQLite still open."""
+        if not self.path or self._db is None or self.dimension is None:
+            return None
+        if self._db.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
+            return None
+        return {
+            "version": OPEN_CACHE_VERSION,
+            "generation": self._generation(),
+            "dimension": self.dimension,
+            "text_cache_bytes": self.text_cache_mb * 1_000_000,
+        }
+
+    def _save_open_cache(self, header: dict[str, Any]) -> None:
+        """Save the ids, packed rows and metadata columns to ``open-cache.npz`` (after SQLite
+        is closed, so its files no longer change), keyed on the SQLite files' inode, size and
+        mtime: a later change of ``chunks.sqlite`` by anyone, generation bumped or not, makes
+        the next open read SQLite instead (see :meth:`_load_open_cache`)."""
+        assert self.path is not None
+        header = {**header, "sqlite": self._sqlite_state()}
+        target = Path(self.path, OPEN_CACHE)
+        if header["sqlite"]["chunks.sqlite"] is None:
+            return
+        if target.exists() and self._read_open_cache_header(target) == header:
+            return  # opened from this very cache, nothing changed
+        described, column_arrays = self._columns.to_arrays()
+        header["columns"] = described
+        arrays = {
+            **{f"ids.{name}": a for name, a in self._ids.to_arrays().items()},
+            **{f"rows.{name}": a for name, a in self._rows.to_arrays().items()},
+            **{f"columns.{name}": a for name, a in column_arrays.items()},
+        }
+        tmp = Path(self.path, OPEN_CACHE + ".tmp")
+        try:
+            with open(tmp, "wb") as out:
+                np.savez(out, header=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+            del arrays  # views of the packed buffers: let them grow again
+            os.replace(tmp, target)
+            newest = max(s[2] for s in header["sqlite"].values() if s is not None)
+            # A change of chunks.sqlite in the same clock tick as the mtime recorded here
+            # would keep that mtime; the cache is only trusted while it is strictly newer than
+            # the SQLite files, so a later change always shows (as git's "racily clean").
+            for _ in range(10):
+                if target.stat().st_mtime_ns > newest:
+                    return
+                time.sleep(0.005)
+                os.utime(target)
+            target.unlink()
+        except (OSError, ValueError) as err:  # a cache only: opening reads SQLite instead
+            tmp.unlink(missing_ok=True)
+            logger.info("%s not saved (%s); the next open reads chunks.sqlite", target, err)
+
+    @staticmethod
+    def _read_open_cache_header(path: Path) -> dict[str, Any] | None:
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                header = json.loads(saved["header"].tobytes())
+        except (OSError, ValueError, KeyError, EOFError) as err:
+            logger.info("%s unreadable (%s); reading chunks.sqlite", path, err)
+            return None
+        if not isinstance(header, dict):
+            return None
+        header.pop("columns", None)
+        return header
+
+    def _load_open_cache(self, sqlite_state: dict[str, list[int] | None]) -> bool:
+        """Take ids, rows and metadata columns from ``open-cache.npz`` when it holds exactly
+        what ``chunks.sqlite`` holds now: the same generation, dimension and text cache budget,
+        the SQLite files as they were when it was saved (``sqlite_state``, taken before this
+        connection opened) and the cache strictly newer than them. Otherwise ``False``, and
+        the caller reads SQLite."""
+        if not self.path or self.dimension is None:
+            return False
+        path = Path(self.path, OPEN_CACHE)
+        if not path.exists():
+            return False
+        expected = {
+            "version": OPEN_CACHE_VERSION,
+            "generation": self._generation(),
+            "dimension": self.dimension,
+            "text_cache_bytes": self.text_cache_mb * 1_000_000,
+            "sqlite": sqlite_state,
+        }
+        header = self._read_open_cache_header(path)
+        if header != expected:
+            return False
+        newest = max(s[2] for s in sqlite_state.values() if s is not None)
+        try:
+            if path.stat().st_mtime_ns <= newest:
+                return False
+            with np.load(path, allow_pickle=False) as saved:
+                described = json.loads(saved["header"].tobytes())["columns"]
+                arrays = {name: saved[name] for name in saved.files if name != "header"}
+            part = {
+                prefix: {n.split(".", 1)[1]: a for n, a in arrays.items() if n.startswith(prefix)}
+                for prefix in ("ids.", "rows.", "columns.")
+            }
+            ids = IdIndex.from_arrays(part["ids."])
+            rows = PackedRows.from_arrays(part["rows."], expected["text_cache_bytes"])
+            columns = MetadataColumns.from_arrays(described, part["columns."])
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+            logger.warning("%s is unreadable (%s); reading chunks.sqlite", path, err)
+            return False
+        if len(ids) != len(columns):
+            logger.warning("%s is inconsistent; reading chunks.sqlite", path)
+            return False
+        self._ids, self._rows, self._columns = ids, rows, columns
+        return True
 
     def _set_ef(self) -> None:
         if self.index == "hnsw" and self._index is not None:

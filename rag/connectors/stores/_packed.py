@@ -22,7 +22,8 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from hashlib import blake2b
 from typing import Any
 
 import numpy as np
@@ -123,10 +124,192 @@ class PackedRows:
 
     def _compact(self) -> None:
         """Copy the live rows' bytes into a new buffer (the dead ones go)."""
-        buffer = bytearray()
-        for at in range(self._size):
-            start = int(self._starts[at])
-            self._starts[at] = len(buffer)
-            buffer += self._buffer[start : start + int(self._lengths[at].sum())]
-        self._buffer = buffer
+        self._buffer, self._starts[: self._size] = _compacted(
+            self._buffer, self._starts[: self._size], self._lengths[: self._size].sum(axis=1)
+        )
         self._dead = 0
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The held rows as arrays (for :meth:`from_arrays`; compacted first)."""
+        if self._dead:
+            self._compact()
+        return {
+            "buffer": np.frombuffer(self._buffer, dtype=np.uint8),
+            "rowids": self._rowids[: self._size],
+            "starts": self._starts[: self._size],
+            "lengths": self._lengths[: self._size],
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], budget_bytes: float) -> PackedRows:
+        """Rows that :meth:`to_arrays` gave, held within ``budget_bytes`` as when saved."""
+        rows = cls(budget_bytes)
+        rows._buffer = bytearray(arrays["buffer"])
+        rows._rowids = np.array(arrays["rowids"], dtype=np.int64)
+        rows._starts = np.array(arrays["starts"], dtype=np.int64)
+        rows._lengths = np.array(arrays["lengths"], dtype=np.int32).reshape(-1, 3)
+        rows._size = len(rows._rowids)
+        if not (len(rows._starts) == len(rows._lengths) == rows._size):
+            raise ValueError("packed rows: arrays of different lengths")
+        return rows
+
+
+def _compacted(
+    buffer: bytearray, starts: np.ndarray, sizes: np.ndarray
+) -> tuple[bytearray, np.ndarray]:
+    """The bytes of ``(start, size)`` spans copied one after another, and their new starts."""
+    out = bytearray()
+    new_starts = np.empty(len(starts), dtype=np.int64)
+    for at, (start, size) in enumerate(zip(starts.tolist(), sizes.tolist())):
+        new_starts[at] = len(out)
+        out += buffer[start : start + size]
+    return out, new_starts
+
+
+def id_hashes(ids: Sequence[str]) -> np.ndarray:
+    """Stable 64-bit hashes of chunk ids (BLAKE2b, 8 bytes): the same in every process.
+
+    Example:
+        >>> id_hashes(["c1"]).dtype
+        dtype('int64')
+    """
+    digests = b"".join(blake2b(i.encode(), digest_size=8).digest() for i in ids)
+    return np.frombuffer(digests, dtype="<i8").astype(np.int64)
+
+
+class IdIndex:
+    """Chunk id -> row id of every live row, in numpy instead of a dict of strings.
+
+    A ``dict[str, int]`` costs about 140 bytes a row (the id's ``str`` object, the ``int`` and
+    the table slot): 140 MB at a million chunks, more than the packed texts. Here a row costs
+    the id's UTF-8 bytes plus 28 (its 8-byte hash, kept sorted, its row id, where its bytes
+    start and their length); a lookup hashes the id, finds the hash by binary search and
+    compares the bytes (two ids may share a hash).
+
+    Example:
+        >>> index = IdIndex()
+        >>> index.add(["a", "b"], [1, 2])
+        >>> index.get("b"), index.get("z"), len(index)
+        (2, None, 2)
+        >>> index.remove_rowids([1]); index.ids()
+        ['b']
+    """
+
+    def __init__(self) -> None:
+        self._hashes = np.zeros(0, dtype=np.int64)  # ascending
+        self._rowids = np.zeros(0, dtype=np.int64)  # in the order of _hashes
+        self._starts = np.zeros(0, dtype=np.int64)
+        self._lengths = np.zeros(0, dtype=np.int32)
+        self._buffer = bytearray()
+        self._dead = 0  # bytes of removed ids still in the buffer
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def __contains__(self, chunk_id: object) -> bool:
+        return isinstance(chunk_id, str) and self.get(chunk_id) is not None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held (arrays and id bytes)."""
+        arrays = (self._hashes, self._rowids, self._starts, self._lengths)
+        return len(self._buffer) + sum(a.nbytes for a in arrays)
+
+    def _id_at(self, at: int) -> bytes:
+        start = int(self._starts[at])
+        return bytes(self._buffer[start : start + int(self._lengths[at])])
+
+    def _find(self, hashed: int, encoded: bytes) -> int | None:
+        """Position of ``encoded`` among the entries whose hash is ``hashed``."""
+        at = int(np.searchsorted(self._hashes, hashed))
+        while at < len(self._hashes) and self._hashes[at] == hashed:
+            if self._id_at(at) == encoded:
+                return at
+            at += 1
+        return None
+
+    def get(self, chunk_id: str) -> int | None:
+        """The row id of ``chunk_id``, or ``None``."""
+        at = self._find(int(id_hashes([chunk_id])[0]), chunk_id.encode())
+        return None if at is None else int(self._rowids[at])
+
+    def lookup(self, ids: Iterable[str]) -> dict[str, int]:
+        """``{chunk id: row id}`` of those of ``ids`` that are held."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted or not len(self._hashes):
+            return {}
+        hashes = id_hashes(wanted)
+        at = np.minimum(np.searchsorted(self._hashes, hashes), len(self._hashes) - 1)
+        found: dict[str, int] = {}
+        for position in np.flatnonzero(self._hashes[at] == hashes).tolist():
+            chunk_id = wanted[position]
+            hit = self._find(int(hashes[position]), chunk_id.encode())
+            if hit is not None:
+                found[chunk_id] = int(self._rowids[hit])
+        return found
+
+    def add(self, ids: Sequence[str], rowids: Sequence[int]) -> None:
+        """Add ids that are not held yet, with their row ids."""
+        if len(ids) != len(rowids):
+            raise ValueError(f"{len(ids)} ids but {len(rowids)} row ids")
+        if not len(ids):
+            return
+        encoded = [i.encode() for i in ids]
+        lengths = np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded))
+        starts = len(self._buffer) + np.concatenate([[0], np.cumsum(lengths[:-1], dtype=np.int64)])
+        self._buffer += b"".join(encoded)
+        hashes = id_hashes(ids)
+        order = np.argsort(hashes, kind="stable")
+        where = np.searchsorted(self._hashes, hashes[order])
+        self._hashes = np.insert(self._hashes, where, hashes[order])
+        self._rowids = np.insert(self._rowids, where, np.asarray(rowids, dtype=np.int64)[order])
+        self._starts = np.insert(self._starts, where, starts[order])
+        self._lengths = np.insert(self._lengths, where, lengths[order])
+
+    def remove_rowids(self, rowids: Iterable[int]) -> None:
+        """Forget the ids of these row ids (those not held are ignored)."""
+        gone = np.isin(self._rowids, np.fromiter(rowids, dtype=np.int64))
+        if not gone.any():
+            return
+        self._dead += int(self._lengths[gone].sum())
+        keep = ~gone
+        self._hashes, self._rowids = self._hashes[keep], self._rowids[keep]
+        self._starts, self._lengths = self._starts[keep], self._lengths[keep]
+        if self._dead > len(self._buffer) - self._dead:
+            self._buffer, self._starts = _compacted(self._buffer, self._starts, self._lengths)
+            self._dead = 0
+
+    def rowids(self) -> np.ndarray:
+        """Every held row id, ascending."""
+        return np.sort(self._rowids)
+
+    def ids(self) -> list[str]:
+        """Every held chunk id, in row id order (the order they were written in)."""
+        return [self._id_at(at).decode() for at in np.argsort(self._rowids).tolist()]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The index as arrays (for :meth:`from_arrays`)."""
+        if self._dead:
+            self._buffer, self._starts = _compacted(self._buffer, self._starts, self._lengths)
+            self._dead = 0
+        return {
+            "hashes": self._hashes,
+            "rowids": self._rowids,
+            "starts": self._starts,
+            "lengths": self._lengths,
+            "buffer": np.frombuffer(self._buffer, dtype=np.uint8),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> IdIndex:
+        """The index that :meth:`to_arrays` gave."""
+        index = cls()
+        index._hashes = np.array(arrays["hashes"], dtype=np.int64)
+        index._rowids = np.array(arrays["rowids"], dtype=np.int64)
+        index._starts = np.array(arrays["starts"], dtype=np.int64)
+        index._lengths = np.array(arrays["lengths"], dtype=np.int32)
+        index._buffer = bytearray(arrays["buffer"])
+        sizes = {len(index._hashes), len(index._rowids), len(index._starts), len(index._lengths)}
+        if len(sizes) != 1:
+            raise ValueError("id index: arrays of different lengths")
+        return index

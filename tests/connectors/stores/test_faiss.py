@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from rag.connectors.stores.faiss import FaissStore
@@ -348,3 +349,131 @@ def test_stats_count_distinct_sources_after_deletes(tmp_path):
     assert store.stats() == {"chunks": 22, "sources": 3, "dimension": store.dimension}
     store.close()
     assert FaissStore(path=str(tmp_path / "s")).stats()["sources"] == 3
+
+
+# -- the open cache (open-cache.npz): ids, texts and metadata without reading SQLite ----------
+def _reads_sqlite(monkeypatch) -> list[int]:
+    """Count the opens that read the rows from SQLite rather than from the open cache."""
+    calls: list[int] = []
+    read_rows = FaissStore._read_rows
+
+    def counted(self, db, db_path):
+        calls.append(1)
+        return read_rows(self, db, db_path)
+
+    monkeypatch.setattr(FaissStore, "_read_rows", counted)
+    return calls
+
+
+def test_reopening_takes_the_rows_from_the_open_cache(tmp_path, monkeypatch):
+    store, chunks = _store_with(tmp_path / "s", 40)
+    store.delete(ids=[chunks[0].id])
+    store.close()
+    assert (tmp_path / "s" / "open-cache.npz").exists()
+    reads = _reads_sqlite(monkeypatch)
+    again = FaissStore(path=str(tmp_path / "s"))
+    assert again.count() == 39 and reads == []
+    assert again.ids() == [c.id for c in chunks[1:]]
+    assert again.count({"tags": 2}) == sum(1 for c in chunks[1:] if 2 in c.metadata["tags"])
+    hit = again.search(chunks[5].embedding, k=1, filters={"b10": 5})[0]
+    assert (hit.id, hit.chunk.text, hit.chunk.metadata) == (
+        chunks[5].id,
+        chunks[5].text,
+        chunks[5].metadata,
+    )
+    again.write(chunks[:1])  # and it goes on working: a write, a delete by a list value
+    assert again.delete(filters={"tags": 1}) == sum(1 for c in chunks if 1 in c.metadata["tags"])
+    expected = again.ids()
+    again.close()
+    assert FaissStore(path=str(tmp_path / "s")).ids() == expected and reads == []
+
+
+@pytest.mark.parametrize("how", ["closed", "left open", "same size"])
+def test_a_direct_edit_of_chunks_sqlite_is_seen_despite_the_open_cache(tmp_path, monkeypatch, how):
+    """An edit that does not bump the generation (as tests and older versions did) still
+    changes chunks.sqlite or its WAL, which the cache is keyed on: the next open reads SQLite."""
+    import sqlite3
+
+    store, chunks = _store_with(tmp_path / "s", 20)
+    store.close()
+    reads = _reads_sqlite(monkeypatch)
+    db = sqlite3.connect(tmp_path / "s" / "chunks.sqlite")
+    (metadata,) = db.execute("SELECT metadata FROM chunks WHERE id=?", (chunks[3].id,)).fetchone()
+    edited = metadata.replace('"b10": 3', '"b10": 7')  # same length: the file keeps its size
+    text = chunks[3].text if how == "same size" else "an edited text"
+    db.execute("UPDATE chunks SET metadata=?, text=? WHERE id=?", (edited, text, chunks[3].id))
+    db.commit()
+    if how != "left open":
+        db.close()  # checkpoints the WAL into chunks.sqlite; left open, the edit stays in it
+    assert (tmp_path / "s" / "open-cache.npz").exists()
+    again = FaissStore(path=str(tmp_path / "s"))
+    hit = again.search(chunks[3].embedding, k=1, filters={"b10": 7})[0]
+    assert reads == [1]
+    assert hit.id == chunks[3].id and hit.chunk.text == text and hit.chunk.metadata["b10"] == 7
+    assert again.count({"b10": 3}) == sum(1 for c in chunks if c.metadata["b10"] == 3) - 1
+    again.close()
+    if how == "left open":
+        db.close()
+
+
+def test_an_open_cache_not_newer_than_chunks_sqlite_is_not_trusted(tmp_path, monkeypatch):
+    """A change of chunks.sqlite within the clock tick of the mtime the cache recorded would
+    leave that mtime as it was; a cache that is not strictly newer is therefore read past."""
+    import os
+
+    store, _ = _store_with(tmp_path / "s", 10)
+    store.close()
+    sqlite_ns = (tmp_path / "s" / "chunks.sqlite").stat().st_mtime_ns
+    os.utime(tmp_path / "s" / "open-cache.npz", ns=(sqlite_ns, sqlite_ns))
+    reads = _reads_sqlite(monkeypatch)
+    assert FaissStore(path=str(tmp_path / "s")).count() == 10 and reads == [1]
+
+
+def test_another_connection_writing_keeps_a_stale_open_cache_out(tmp_path, monkeypatch):
+    """A store whose rows in memory miss another connection's commit does not save them."""
+    from rag.testing import random_chunks
+
+    first, second = FaissStore(path=str(tmp_path / "s")), FaissStore(path=str(tmp_path / "s"))
+    chunks = random_chunks(6)
+    first.write(chunks[:3])
+    second.write(chunks[3:])  # second opens now: it sees first's three
+    second.close()
+    first.close()  # first never saw second's three: it must not save its view
+    reads = _reads_sqlite(monkeypatch)
+    again = FaissStore(path=str(tmp_path / "s"))
+    assert sorted(again.ids()) == sorted(c.id for c in chunks)
+    assert reads == [1]
+
+
+@pytest.mark.parametrize("content", [b"not a zip", b""])
+def test_a_broken_open_cache_is_read_past(tmp_path, monkeypatch, content):
+    store, chunks = _store_with(tmp_path / "s", 10)
+    store.close()
+    (tmp_path / "s" / "open-cache.npz").write_bytes(content)
+    reads = _reads_sqlite(monkeypatch)
+    again = FaissStore(path=str(tmp_path / "s"))
+    assert again.ids() == [c.id for c in chunks] and reads == [1]
+    again.close()
+    reads.clear()
+    assert FaissStore(path=str(tmp_path / "s")).count() == 10 and reads == []  # saved afresh
+
+
+@pytest.mark.unit
+def test_id_index_finds_ids_sharing_a_hash_and_survives_removals(monkeypatch):
+    from rag.connectors.stores import _packed
+
+    index = _packed.IdIndex()
+    index.add([f"id{i}" for i in range(100)], list(range(100)))
+    monkeypatch.setattr(_packed, "id_hashes", lambda ids: np.zeros(len(ids), dtype=np.int64))
+    index.add(["x", "y", "é"], [100, 101, 102])  # all three share hash 0
+    assert index.lookup(["y", "é", "x", "z"]) == {"y": 101, "é": 102, "x": 100}
+    assert index.get("z") is None and "x" in index
+    monkeypatch.undo()
+    index.remove_rowids([*range(0, 100, 2), 97, 99, 101, 5_000])
+    assert len(index) == 50 and index.get("id3") == 3 and index.get("id4") is None
+    assert len(index._buffer) == 190  # more bytes dead than live: compacted
+    again = _packed.IdIndex.from_arrays(index.to_arrays())
+    assert again.ids() == [f"id{i}" for i in range(1, 97, 2)] + ["x", "é"]
+    assert again.rowids().tolist() == [*range(1, 97, 2), 100, 102]
+    with pytest.raises(ValueError, match="2 ids but 1 row ids"):
+        again.add(["a", "b"], [1])
