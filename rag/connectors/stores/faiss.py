@@ -93,6 +93,8 @@ HNSW_EXACT_SHARE = 0.01
 HNSW_EXACT_ROWS = 2_000
 # Rebuild the metadata columns once this many rows were removed (and more than are live).
 COLUMN_REBUILD_MIN = 10_000
+# Filters whose position mask and FAISS selector are kept until the next write or delete.
+FILTER_CACHE_SIZE = 8
 
 
 class FaissStore(FaissFiles, StoreBase):
@@ -183,6 +185,8 @@ class FaissStore(FaissFiles, StoreBase):
         self._columns = MetadataColumns()
         self._tombstones: set[int] = set()
         self._dirty = False
+        # repr of a parsed filter -> (mask by FAISS position, matching rows, selector or None)
+        self._filter_cache: dict[str, tuple[np.ndarray, int, Any]] = {}
 
     # -- opening -------------------------------------------------------------------------
     def _is_open(self) -> bool:
@@ -292,6 +296,7 @@ class FaissStore(FaissFiles, StoreBase):
                 self._rows.add(rowid, chunk.id, chunk.text, metadata_text)
                 self._columns.add(rowid, json.loads(metadata_text))
             self._dirty = True
+            self._filter_cache.clear()
             return len(positions)
 
     def _check_vectors(self, chunks: Sequence[Chunk]) -> np.ndarray:
@@ -358,6 +363,7 @@ class FaissStore(FaissFiles, StoreBase):
             self._remove_from_index(sorted(rowids))
             self._forget_rows(rowids)
             self._dirty = True
+            self._filter_cache.clear()
             return len(rowids)
 
     def clear(self) -> None:
@@ -375,6 +381,7 @@ class FaissStore(FaissFiles, StoreBase):
             self._dirty = False
 
     def _close(self) -> None:
+        self._filter_cache.clear()
         self.flush()
         cache = self._open_cache_header()  # while SQLite is open: may the cache be written?
         self._db.close()
@@ -436,18 +443,35 @@ class FaissStore(FaissFiles, StoreBase):
             if node is None and not self._tombstones:
                 return self._hits(*self._search_index(query, min(k, len(self._ids)), None))
             # HNSW tombstones: without a filter, the live rows are the filter.
-            mask = self._by_position(self._columns.mask(node))
-            matching = int(np.count_nonzero(mask))
+            mask, matching, selector = self._filtered(node)
             if matching == 0:
                 return []
             if self._exact_is_cheaper(matching, k):
                 return self._hits(*self._exact_over(query[0], np.flatnonzero(mask), k))
-            selector = load_faiss().IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+            if selector is None:
+                selector = load_faiss().IDSelectorBitmap(np.packbits(mask, bitorder="little"))
+                self._filter_cache[repr(node)] = (mask, matching, selector)
             want = min(k, matching)
             rowids, distances = self._search_index(query, want, selector)
             if len(rowids) < want:  # an HNSW walk can run out before it meets k matches
                 rowids, distances = self._exact_over(query[0], np.flatnonzero(mask), k)
             return self._hits(rowids, distances)
+
+    def _filtered(self, node: Any) -> tuple[np.ndarray, int, Any]:
+        """The rows ``node`` matches as a mask by FAISS position, their count, and their
+        FAISS selector when one was built. A filter seen since the last write or delete is
+        taken from memory: a tenant's or a source's filter repeats, and at a million rows its
+        mask and bitmap cost about as much as the binary index's whole search."""
+        key = repr(node)  # frozen dataclasses of strings, numbers, booleans and lists
+        cached = self._filter_cache.get(key)
+        if cached is not None:
+            return cached
+        mask = self._by_position(self._columns.mask(node))
+        entry = (mask, int(np.count_nonzero(mask)), None)
+        if len(self._filter_cache) >= FILTER_CACHE_SIZE:
+            self._filter_cache.pop(next(iter(self._filter_cache)))
+        self._filter_cache[key] = entry
+        return entry
 
     def _by_position(self, by_rowid: np.ndarray) -> np.ndarray:
         """A mask over row ids re-indexed by FAISS position: a slice (no copy) while the

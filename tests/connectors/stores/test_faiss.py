@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rag.connectors.stores.faiss import FaissStore
+from rag.core.filters import parse_filter
 from rag.testing import StoreConformance
 from tests.connectors.stores.abilities import FaissAbilities
 
@@ -477,3 +478,24 @@ def test_id_index_finds_ids_sharing_a_hash_and_survives_removals(monkeypatch):
     assert again.rowids().tolist() == [*range(1, 97, 2), 100, 102]
     with pytest.raises(ValueError, match="2 ids but 1 row ids"):
         again.add(["a", "b"], [1])
+
+
+@pytest.mark.parametrize("index", ["flat", "int8"])
+def test_a_repeated_filter_sees_writes_and_deletes_in_between(tmp_path, index):
+    """The mask and selector of a filter are kept between searches, never past a change."""
+    from rag.testing import random_chunks
+
+    store, chunks = _store_with(tmp_path / "s", 200, index=index)
+    query = chunks[0].embedding
+    before = store.search(query, k=3, filters={"b10": 3})  # 20 of 200 match: the selector path
+    assert repr(parse_filter({"b10": 3})) in store._filter_cache
+    assert all(h.chunk.metadata["b10"] == 3 for h in before)
+    (new,) = random_chunks(1, metadata=lambda i: {"b10": 3, "tags": []})
+    new.id, new.embedding = "new", query
+    store.write([new])
+    assert store.search(query, k=3, filters={"b10": 3})[0].id == "new"
+    store.delete(ids=["new"])
+    assert [h.id for h in store.search(query, k=3, filters={"b10": 3})] == [h.id for h in before]
+    for value in range(10):  # more filters than are kept: the oldest go
+        store.search(query, k=3, filters={"b10": value})
+    assert len(store._filter_cache) == 8
