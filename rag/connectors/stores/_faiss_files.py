@@ -253,9 +253,10 @@ class FaissFiles:
                 if meta.get("generation") == self._generation() and not self._use_gpu():
                     index = self._read_index(index_file)
                     tombstones = set(meta.get("tombstones", []))
-                    positions = np.union1d(
-                        self._ids.rowids(), np.array(sorted(tombstones), dtype=np.int64)
-                    )
+                    positions = self._ids.rowids()
+                    if tombstones:  # not np.union1d: its hashed unique took 1.6 s at 1M rows
+                        positions = np.sort(np.concatenate([positions, list(tombstones)]))
+                        positions = positions[np.r_[True, positions[1:] != positions[:-1]]]
                     if isinstance(index, faiss.IndexIDMap2):  # written by ragline <= 0.1
                         positions = faiss.vector_to_array(index.id_map).astype(np.int64)
                         self._legacy_map = index  # it owns (and would free) the inner index
