@@ -360,7 +360,9 @@ class FaissFiles:
         what ``chunks.sqlite`` holds now: the same generation, dimension and text cache budget,
         the SQLite files as they were when it was saved (``sqlite_state``, taken before this
         connection opened) and the cache strictly newer than them. Otherwise ``False``, and
-        the caller reads SQLite."""
+        the caller reads SQLite. Not seen: an edit that leaves the generation alone made in
+        the instant between that stat and the connection opening (ragline's own writes bump
+        the generation, which is checked after connecting)."""
         if not self.path or self.dimension is None:
             return False
         path = Path(self.path, OPEN_CACHE)
