@@ -245,6 +245,7 @@ def ingest(
             report = run_ingest(
                 ingest_pipeline, paths, mode=mode, progress=not quiet, lock_timeout=lock_timeout
             )
+        app_file.close()  # releases the store (store.faiss then writes its open cache)
     if json_output:
         print_json(report.to_dict())
     else:

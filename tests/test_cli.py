@@ -61,6 +61,20 @@ def test_ingest_json_reports_counts_and_bad_files(ingested):
     ]
 
 
+def test_ingest_closes_the_store_so_the_next_open_skips_sqlite(ingested, monkeypatch):
+    (root, _, _), report = ingested
+    assert (root / "index" / "open-cache.npz").is_file()  # written when rag ingest closed it
+    from rag.connectors.stores.faiss import FaissStore
+
+    def no_sqlite_read(*_args):
+        raise AssertionError("opened from SQLite, not from the open cache")
+
+    monkeypatch.setattr(FaissStore, "_read_rows", no_sqlite_read)
+    store = FaissStore(path=str(root / "index"))
+    assert store.count() >= report["chunks_written"]
+    store.close()
+
+
 def test_strict_mode_exits_1_on_errors(ingested):
     (_, corpus, config), _ = ingested
     result = invoke("ingest", corpus / "broken.txt", "--config", config, "--strict", "--quiet")

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.pipeline import PipelineFile
-from rag.core.protocols import Closable
 from rag.eval.config import (
     DEFAULT_METRICS,
     TOP_LEVEL,
@@ -152,8 +151,5 @@ def run_eval(
 
 
 def _close(pipeline_file: PipelineFile) -> None:
-    for component in pipeline_file.components.values():
-        if isinstance(component, Closable):
-            # closing is best effort; the results are already on disk
-            with contextlib.suppress(Exception):
-                component.close()
+    with contextlib.suppress(Exception):  # best effort: the results are already on disk
+        pipeline_file.close()

@@ -202,3 +202,30 @@ def test_dotted_import_allowed_only_when_opted_in(tmp_path):
         load(text, tmp_path)
     app, _ = load(text, tmp_path, allow_imports=True)
     assert isinstance(app.components["a"], Add)
+
+
+class _Closing(Add):
+    """A toy component that holds a resource."""
+
+    def __init__(self, *, amount: int = 1, fail: bool = False) -> None:
+        super().__init__(amount=amount)
+        self.fail = fail
+        self.closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+        if self.fail:
+            raise OSError(f"cannot close {self.amount}")
+
+
+def test_closing_a_pipeline_file_closes_every_closable_component_nested_ones_too():
+    nested, failing, top = _Closing(amount=1), _Closing(amount=2, fail=True), _Closing(amount=3)
+    loaded = PipelineFile(
+        components={"holder": Holder(inner=nested), "failing": failing, "top": top}
+    )
+    with pytest.raises(OSError, match="cannot close 2"):
+        loaded.close()  # the others are closed before the failure is raised
+    assert (nested.closed, failing.closed, top.closed) == (1, 1, 1)
+    failing.fail = False
+    loaded.close()
+    assert (nested.closed, failing.closed, top.closed) == (2, 2, 2)
