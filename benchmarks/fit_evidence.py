@@ -46,6 +46,7 @@ import pickle
 import random
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,7 +234,7 @@ def calibrate(columns: np.ndarray, right: np.ndarray) -> np.ndarray:
 def fit(
     groups: list[dict[str, Any]],
     features: tuple[str, ...],
-    unrelated: list[dict[str, Any]] = (),  # type: ignore[assignment]
+    unrelated: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Weights (ranking, folded with the calibration), ``min_score`` and fit figures.
 
