@@ -296,6 +296,11 @@ class FaissFiles:
             return None
         if self._db.execute("PRAGMA data_version").fetchone()[0] != self._data_version:
             return None
+        return self._open_cache_key()
+
+    def _open_cache_key(self) -> dict[str, Any]:
+        """What an open cache must record to stand for this store's rows (the SQLite files'
+        state is added beside it)."""
         return {
             "version": OPEN_CACHE_VERSION,
             "generation": self._generation(),
@@ -368,13 +373,7 @@ class FaissFiles:
         path = Path(self.path, OPEN_CACHE)
         if not path.exists():
             return False
-        expected = {
-            "version": OPEN_CACHE_VERSION,
-            "generation": self._generation(),
-            "dimension": self.dimension,
-            "text_cache_bytes": self.text_cache_mb * 1_000_000,
-            "sqlite": sqlite_state,
-        }
+        expected = {**self._open_cache_key(), "sqlite": sqlite_state}
         header = self._read_open_cache_header(path)
         if header != expected:
             return False
