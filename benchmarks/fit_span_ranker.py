@@ -1,10 +1,12 @@
 """Fit the weights of ranked extractive answers (:mod:`rag.chains.span_ranking`) on XQuAD (en).
 
     .venv/bin/python benchmarks/fit_span_ranker.py [--data ../shared/data/xquad_en_dev]
-        [--hold-out 100] [--seed 0] [--model-questions 250] [--candidates 10]
+        [--hold-out 100] [--seed 0] [--model-questions 250] [--candidates 10] [--k N]
 
 Questions in ``benchmarks/answer_quality.py``'s ``--limit 100 --seed 0`` sample are held out:
-nothing is fitted on them. Contexts are retrieved as that benchmark does (dense, k=3).
+nothing is fitted on them. Contexts are retrieved as that benchmark does
+(:class:`answer_quality.PipelineRetriever`: ``examples/qa.yaml``'s hybrid retrieval, its chain's
+``k`` unless ``--k`` says otherwise; the index under ``RAGLINE_BENCH_INDEX`` is built on first use).
 
 1. ``SPAN_WEIGHTS``: softmax regression over :func:`candidate_spans` of each fitting question,
    the target spread evenly over the candidates with the best token F1 (questions where no
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
-from answer_quality import DEFAULT_DATA, build_retriever, read_jsonl  # noqa: E402
+from answer_quality import DEFAULT_DATA, PipelineRetriever, read_jsonl  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rag.chains import span_ranking  # noqa: E402
@@ -88,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="answer_quality's --seed")
     parser.add_argument("--model-questions", type=int, default=250)
     parser.add_argument("--candidates", type=int, default=10)
+    parser.add_argument(
+        "--k", type=int, default=None, help="contexts per question (default: qa.yaml's chain k)"
+    )
     args = parser.parse_args(argv)
     if not (args.data / "answers.jsonl").is_file():
         print(f"no XQuAD data at {args.data} (answers.jsonl); nothing to fit", file=sys.stderr)
@@ -95,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     corpus = read_jsonl(args.data / "corpus.jsonl")
     rows = read_jsonl(args.data / "answers.jsonl")
     held = {r["question"] for r in random.Random(args.seed).sample(rows, args.hold_out)}
-    retriever, _ = build_retriever(corpus, 3)
-    hits = retriever.retrieve_batch([r["question"] for r in rows], k=3)
+    retriever = PipelineRetriever(corpus, "xquad_en_dev")
+    hits = retriever.retrieve_batch([r["question"] for r in rows], k=args.k or retriever.k)
 
     names: list[str] = []
     table: list[dict[str, Any]] = []

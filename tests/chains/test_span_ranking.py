@@ -117,3 +117,17 @@ def test_a_sentence_of_only_question_words_is_not_ranked_and_wrapped_lines_are_o
         ("BM25 is a ranking function\nfrom the probabilistic relevance framework.", True),
         ("# BM25", False),
     ]
+
+
+def test_features_see_the_question_words_next_to_and_around_the_span():
+    contexts = ["In 1886 Tesla partnered with Robert Lane, and the firm was soon gone."]
+    spans = candidate_spans("Who did Tesla partner with in 1886?", contexts, sentences=1)
+    by_text = {s.text: s.features for s in spans}
+    lane = by_text["Robert Lane"]
+    # "with" is a stop word: the nearest content word on the left is "partnered" (partner)
+    assert lane["left_question_word"] == 1.0 and lane["right_question_word"] == 0.0
+    # "In 1886 Tesla partnered" lie within 5 words on its left: 3 question words of 10 places
+    assert lane["window_question_words"] == pytest.approx(3 / 10)
+    gone = by_text["gone"]
+    assert gone["left_question_word"] == 0.0 and gone["window_question_words"] == 0.0
+    assert by_text["Tesla"]["right_question_word"] == 1.0
