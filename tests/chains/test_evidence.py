@@ -64,8 +64,9 @@ def test_the_answer_is_the_sentence_that_answers_copied_and_cited_with_no_genera
 
 @pytest.mark.unit
 def test_a_factoid_question_gets_the_short_span_first_then_its_sentence():
-    # min_score 0.1: without an embedder (lexical weights) the probabilities here are low
-    chain, _ = evidence_chain(min_score=0.1)
+    # min_score 0.1: without an embedder (lexical weights) the probabilities here are low;
+    # "3.7 million" is where the answer lies with probability 0.47 (competing with "twelve")
+    chain, _ = evidence_chain(min_score=0.1, min_span_probability=0.4)
     answer = chain.ask("How many inhabitants does Berlin have?")
     # "It has ..." points back, so the sentence it points to comes with it
     assert answer.text == (
@@ -95,6 +96,34 @@ def test_factoid_span(question, sentence, span):
 
 
 @pytest.mark.unit
+def test_a_factoid_span_at_the_start_of_its_sentence_is_followed_by_the_sentence():
+    chain, _ = evidence_chain(
+        texts=["William Shakespeare wrote Hamlet around 1600. It is a tragedy."], min_score=0.0
+    )
+    answer = chain.ask("Who wrote Hamlet?")
+    assert (
+        answer.text
+        == f"William Shakespeare{SEPARATOR}William Shakespeare wrote Hamlet around 1600."
+    )
+    assert_grounded(answer)
+
+
+@pytest.mark.unit
+def test_a_factoid_span_comes_first_only_where_the_answer_likely_lies():
+    sentence = "It has 3.7 million inhabitants living in twelve boroughs."
+    question = "How many inhabitants does Berlin have?"
+    assert factoid_span(question, sentence, 0.4) == (7, 18)  # "3.7 million"
+    assert factoid_span(question, sentence, 0.5) is None  # "twelve" is nearly as likely
+    chain, _ = evidence_chain(min_score=0.1)  # the default: 0.5
+    assert chain.ask(question).text.startswith("Berlin is the capital")
+    # a "who" span that holds a date or a number is no name, however it ranks
+    assert factoid_span("Who did Kennedy run against?", "He died on November 22, 1963.") is None
+    named = "In 1960 Kennedy ran against Richard Nixon, the vice president."
+    start, end = factoid_span("Who did Kennedy run against?", named)
+    assert named[start:end] == "Richard Nixon"
+
+
+@pytest.mark.unit
 def test_no_sentence_above_the_threshold_is_i_dont_know_and_not_grounded():
     chain, script = evidence_chain(min_score=0.999)
     answer = chain.ask("What is BM25?")
@@ -107,14 +136,31 @@ def test_no_sentence_above_the_threshold_is_i_dont_know_and_not_grounded():
 
 
 @pytest.mark.unit
-def test_more_sentences_when_asked_and_they_score_close():
-    chain, _ = evidence_chain(max_sentences=3, min_score=0.0, factoid_span=False)
+def test_more_sentences_when_asked_and_they_score_close(tmp_path):
+    # weights of coverage alone, so the sentences holding the question's words score close
+    sets = ("embedding", "lexical", "embedding_factoid", "lexical_factoid")
+    weights = tmp_path / "coverage.json"
+    weights.write_text(
+        json.dumps(
+            {
+                "weights": {name: {"intercept": 0.0, "coverage": 4.0} for name in sets},
+                "min_score": dict.fromkeys(sets, 0.0),
+            }
+        )
+    )
+    params = {"weights": str(weights), "max_sentences": 3, "factoid_span": False}
+    chain, _ = evidence_chain(with_antecedent=False, **params)
     answer = chain.ask("What is the capital of Germany and how many inhabitants does it have?")
     assert len(answer.spans) >= 2
     assert_grounded(answer) if len(answer.spans) == 1 else None
     for span in answer.spans:
         context = answer.contexts[span.index - 1]
         assert context.text[span.start : span.end] in answer.text
+    # the sentence an answer "It has ..." points back to comes once, not again as a second one
+    pointing, _ = evidence_chain(texts=[FACTS[1]], **params)
+    answer = pointing.ask("How many inhabitants live in the twelve boroughs?")
+    assert answer.text == FACTS[1]
+    assert [(s.start, s.end) for s in answer.spans] == [(0, len(FACTS[1]))]
 
 
 @pytest.mark.unit
@@ -154,6 +200,8 @@ def test_bad_settings_are_config_errors(tmp_path):
         EvidenceStyle(max_sentences=0)
     with pytest.raises(ConfigError, match="min_score is a probability"):
         EvidenceStyle(min_score=2.0)
+    with pytest.raises(ConfigError, match="min_span_probability is a probability.*-0.1"):
+        EvidenceStyle(min_span_probability=-0.1)
     missing = tmp_path / "nope.json"
     chain, _ = evidence_chain(weights=str(missing))
     with pytest.raises(ConfigError, match=r"nope\.json.*benchmarks/fit_evidence\.py"):
