@@ -90,8 +90,8 @@ def xquad_held_out(rows: list[dict[str, Any]], limit: int = 100, seed: int = 0) 
 
 
 class SentenceEmbeddings:
-    """Question-sentence cosine similarities with one embedding model; sentence vectors cached
-    by text in memory and in ``path`` (a pickle under /tmp) between runs."""
+    """Unit vectors of questions and sentences with one embedding model; sentence vectors
+    cached by text in memory and in ``path`` (a pickle under /tmp) between runs."""
 
     def __init__(self, embedder: Any, path: Path | None = None) -> None:
         self.embedder = embedder

@@ -124,7 +124,8 @@ FEATURES = (
 """
 EARLY_WORDS = 8
 DETAIL_WORDS = (3, 8)
-"""A question with at most the first many content words has detail 0, with the second 1."""
+"""Content words of a question of detail 0 (this many or fewer) and of detail 1 (this many or
+more): :func:`question_detail`."""
 DEFINITION = re.compile(
     r"^\W*(?:\w+\W+){0,12}?(?:is|are|was|were)\s+(?:a|an|the|one)\b|\brefers? to\b|"
     r"\bis defined as\b|\bis the term\b",
@@ -355,11 +356,12 @@ def _after_headings(text: str, start: int, end: int) -> int:
 def set_similarities(
     found: Sequence[SentenceCandidate],
     similarities: Sequence[float] | None,
-    window_similarities: Sequence[float] | None = None,
+    window_values: Sequence[float] | None = None,
 ) -> None:
     """Set the ``similarity*`` features from each sentence's similarity to the question
-    (``None``: 0) and its :func:`window_similarities` (``None``: the sentence's), then the
-    ``_detailed`` features.
+    (``None``: 0) and, in ``window_values``, read with the sentence before it
+    (:func:`window_similarities`; ``None``: the sentence's own), then the ``_detailed``
+    features.
 
     Example:
         >>> found = sentence_candidates("Who?", ["Ann sang. She won."])
@@ -368,7 +370,7 @@ def set_similarities(
         [-0.25, 0.0]
     """
     values = [0.0] * len(found) if similarities is None else [float(v) for v in similarities]
-    windows = values if window_similarities is None else [float(v) for v in window_similarities]
+    windows = values if window_values is None else [float(v) for v in window_values]
     best_in_context: dict[int, float] = {}
     for candidate, value, window in zip(found, values, windows, strict=True):
         candidate.features["similarity"] = value
