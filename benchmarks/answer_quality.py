@@ -89,40 +89,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def build_retriever(corpus: list[dict[str, Any]], k: int) -> Any:
-    """Dense retrieval over 128-token chunks (``benchmarks/fit_span_ranker.py``'s contexts)."""
-    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
-    from rag.connectors.retrievers.dense import DenseRetriever
-    from rag.connectors.stores.faiss import FaissStore
-    from rag.core import Document
-    from rag.pipelines.splitters import RecursiveSplitter
-
-    embedder = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="auto")
-    # The corpus may be embedded through an on-disk cache (RAGLINE_BENCH_CACHE) so reruns skip
-    # it; questions and answer sentences never are, so timings stay cold.
-    cache = os.environ.get("RAGLINE_BENCH_CACHE")
-    indexer = (
-        SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="auto", cache_dir=cache)
-        if cache
-        else embedder
-    )
-    splitter = RecursiveSplitter(chunk_size=128, chunk_overlap=16, tokenizer="all-MiniLM-L6-v2")
-    documents = [
-        Document(id=d["_id"], text=d["text"], metadata={"source": d["_id"], "doc_id": d["_id"]})
-        for d in corpus
-    ]
-    chunks = splitter.run(documents)["chunks"]
-    embedder.warm_up()
-    indexer.warm_up()
-    vectors = indexer.embed_documents([c.text for c in chunks])
-    for chunk, vector in zip(chunks, vectors, strict=True):
-        chunk.embedding = vector
-    store = FaissStore(path=None)
-    store.warm_up()
-    store.write(chunks)
-    return DenseRetriever(embedder=embedder, store=store, k=k), len(chunks)
-
-
 EXAMPLE_PIPELINE = ROOT / "examples" / "qa.yaml"
 BENCH_INDEX = Path(os.environ.get("RAGLINE_BENCH_INDEX", "/tmp/ragline-bench-index"))
 
