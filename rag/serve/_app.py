@@ -66,6 +66,7 @@ def create_app(
     warm_up: bool = True,
     ui: bool = False,
     reports_dir: str | Path | None = None,
+    close_on_shutdown: bool = False,
 ) -> FastAPI:
     """Build the HTTP API for a pipeline file.
 
@@ -85,6 +86,9 @@ def create_app(
         warm_up: Load models and open stores when the server starts.
         ui: Serve the browser playground at ``/`` (:mod:`rag.serve.ui`); its calls need a key.
         reports_dir: With ``ui``, the folder whose evaluation reports the playground lists.
+        close_on_shutdown: Close the file's components when the server stops (a store's
+            connection and files: ``store.faiss`` then writes its open cache, so the next
+            process opens without reading every row; an in-memory store loses its rows).
 
     Returns:
         The FastAPI application (serve it with uvicorn, or see :func:`rag.serve.serve`).
@@ -125,6 +129,8 @@ def create_app(
         if warm_up:
             await run_in_threadpool(backend.warm_up)
         yield
+        if close_on_shutdown:
+            await run_in_threadpool(backend.app_file.close)
 
     app = FastAPI(
         title="ragline",

@@ -64,6 +64,7 @@ def build_app(
     ui: bool = False,
     reports_dir: str | Path | None = None,
     keys_file: str | Path | None = None,
+    close_on_shutdown: bool = False,
 ) -> Any:
     """Validate everything, warm the models up and return the app, ready to serve.
 
@@ -79,6 +80,8 @@ def build_app(
         reports_dir: With ``ui``, the folder of evaluation reports the playground lists.
         keys_file: A keys file of scoped keys (default: ``RAGLINE_API_KEYS_FILE``), read when
             ``api_keys`` is not given.
+        close_on_shutdown: Close the file's components when the server stops
+            (:func:`rag.serve.create_app`).
 
     Raises:
         ConfigError: an invalid pipeline file, missing keys, or ``no_auth`` on a public address.
@@ -108,6 +111,7 @@ def build_app(
         warm_up=False,
         ui=ui,
         reports_dir=reports_dir,
+        close_on_shutdown=close_on_shutdown,
     )
     if mcp:
         from rag.serve.mcp import mount_mcp
@@ -131,7 +135,10 @@ def serve_mcp_stdio(config: str | Path | PipelineFile) -> None:
     backend = Backend(app_file)
     server = create_mcp_server(backend)
     backend.warm_up()  # models load before the client's first call, not during it
-    server.run("stdio")
+    try:
+        server.run("stdio")
+    finally:
+        app_file.close()  # stores write what the next open reads (store.faiss: its open cache)
 
 
 def serve(
@@ -150,7 +157,8 @@ def serve(
     reports_dir: str | Path | None = None,
     keys_file: str | Path | None = None,
 ) -> None:
-    """Serve a pipeline file over HTTP until interrupted (see :func:`build_app`).
+    """Serve a pipeline file over HTTP until interrupted (see :func:`build_app`), then close
+    its components (a store's connection and files; ``store.faiss`` writes its open cache).
 
     With ``grpc_port`` the gRPC API (:class:`rag.serve._grpc.GrpcServer`) serves the same
     backend, keys and limits on that port of ``host``, beside REST.
@@ -172,6 +180,7 @@ def serve(
         mcp=mcp,
         ui=ui,
         reports_dir=reports_dir,
+        close_on_shutdown=True,
     )
     uvicorn = require("uvicorn", package="uvicorn", extra="serve", purpose="rag serve")
     if no_auth:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rag.cli import app
+from rag.connectors.stores._faiss_files import OPEN_CACHE
 from rag.serve import API_KEYS_ENV, parse_api_keys
 from rag.serve._keys import key_is_valid
 from rag.serve.cli_serve import is_loopback
@@ -131,9 +132,18 @@ def test_rag_serve_runs_a_real_server(config):
             "store": "store.faiss",
             "dimension": None,
         }
+        added = httpx.post(
+            f"{base}/v1/documents",
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            json={"documents": [{"id": "okapi.txt", "text": "The okapi is a giraffid."}]},
+            timeout=60,
+        )
+        assert added.status_code == 200, added.text
     finally:
         process.terminate()
         process.wait(timeout=20)
+    # Stopped by SIGTERM, the server closed its store: the next process opens from the cache.
+    assert (config.parent / "index" / OPEN_CACHE).is_file()
 
 
 @pytest.mark.unit
