@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,20 @@ class FaissFiles:
                 "Restore the file from a backup, or move the folder aside and ingest again",
             )
         return metadata
+
+    def _metadata_batch(
+        self, rowids: Sequence[int], texts: Sequence[str], db_path: str
+    ) -> list[dict[str, Any]]:
+        """The metadata of many rows, parsed as one JSON array; a row that is not a JSON
+        object is found and named by :meth:`_metadata_of`."""
+        try:
+            parsed = json.loads("[" + ",".join(texts) + "]")
+        except (ValueError, TypeError):  # TypeError: a value SQLite holds as a BLOB
+            parsed = None
+        if parsed is None or len(parsed) != len(texts) or not all(type(m) is dict for m in parsed):
+            # "1, 2" in one row parses as two values: only row by row tells which row is wrong
+            return [self._metadata_of(r, t, db_path) for r, t in zip(rowids, texts, strict=True)]
+        return parsed
 
     def _check_chunks_file(self, db_file: Path) -> None:
         """A missing ``chunks.sqlite`` beside an index means the chunks were lost, not that

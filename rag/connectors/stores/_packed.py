@@ -77,6 +77,48 @@ class PackedRows:
         self._size += 1
         return True
 
+    def extend(
+        self,
+        rowids: Sequence[int],
+        chunk_ids: Sequence[str],
+        texts: Sequence[str],
+        metadata_json: Sequence[str],
+    ) -> int:
+        """Hold many rows at once (ids ascending, above every held one), as :meth:`add` does
+        one by one but in a few array operations: the rows are taken in order while they fit
+        the budget, and how many were taken is returned.
+
+        Example:
+            >>> rows = PackedRows(budget_bytes=1_000_000)
+            >>> rows.extend([1, 2], ["c1", "c2"], ["A.", "B."], ["{}", '{"k": 1}'])
+            2
+            >>> rows.get(2)
+            ('c2', 'B.', {'k': 1})
+        """
+        if not len(rowids):
+            return 0
+        ids = np.asarray(rowids, dtype=np.int64)
+        if (self._size and ids[0] <= self._rowids[self._size - 1]) or (np.diff(ids) <= 0).any():
+            raise ValueError("row ids must ascend, above the last held row")
+        columns = (chunk_ids, texts, metadata_json)
+        parts = [[value.encode() for value in column] for column in columns]
+        lengths = np.array([[len(b) for b in column] for column in parts], dtype=np.int32).T
+        sizes = lengths.sum(axis=1, dtype=np.int64)
+        room = self.budget_bytes - self.nbytes
+        count = int(np.searchsorted(np.cumsum(sizes + ROW_OVERHEAD), room, side="right"))
+        if not count:
+            return 0
+        while self._size + count > len(self._rowids):
+            self._grow()
+        at = slice(self._size, self._size + count)
+        self._rowids[at] = ids[:count]
+        self._starts[at] = len(self._buffer) + np.concatenate(([0], np.cumsum(sizes[: count - 1])))
+        self._lengths[at] = lengths[:count]
+        taken = zip(*(column[:count] for column in parts), strict=True)
+        self._buffer += b"".join(piece for row in taken for piece in row)
+        self._size += count
+        return count
+
     def _grow(self) -> None:
         capacity = max(1024, 2 * len(self._rowids))
         self._rowids = np.resize(self._rowids, capacity)

@@ -95,6 +95,8 @@ HNSW_EXACT_ROWS = 2_000
 COLUMN_REBUILD_MIN = 10_000
 # Filters whose position mask and FAISS selector are kept until the next write or delete.
 FILTER_CACHE_SIZE = 8
+# Rows read from SQLite per batch when the store opens without its open cache.
+READ_BATCH = 10_000
 
 
 class FaissStore(FaissFiles, StoreBase):
@@ -227,17 +229,20 @@ class FaissStore(FaissFiles, StoreBase):
         self._open_index()
 
     def _read_rows(self, db: sqlite3.Connection, db_path: str) -> None:
-        """Ids, texts and metadata of every row from SQLite (when the open cache cannot)."""
+        """Ids, texts and metadata of every row from SQLite (when the open cache cannot), in
+        batches of :data:`READ_BATCH` rows: one JSON parse, one column update and one packing
+        per batch rather than per row."""
         self._rows = rows = PackedRows(self.text_cache_mb * 1_000_000)
         self._columns = columns = MetadataColumns()
-        chunk_ids, rowids = [], []
-        for rowid, chunk_id, metadata, text in db.execute(
-            "SELECT rowid, id, metadata, text FROM chunks ORDER BY rowid"
-        ):
-            chunk_ids.append(chunk_id)
-            rowids.append(rowid)
-            columns.add(rowid, self._metadata_of(rowid, metadata, db_path))
-            rows.add(rowid, chunk_id, text, metadata)
+        chunk_ids: list[str] = []
+        rowids: list[int] = []
+        cursor = db.execute("SELECT rowid, id, metadata, text FROM chunks ORDER BY rowid")
+        while batch := cursor.fetchmany(READ_BATCH):
+            batch_rowids, batch_ids, metadata_json, texts = zip(*batch, strict=True)
+            columns.extend(batch_rowids, self._metadata_batch(batch_rowids, metadata_json, db_path))
+            rows.extend(batch_rowids, batch_ids, texts, metadata_json)
+            chunk_ids.extend(batch_ids)
+            rowids.extend(batch_rowids)
         self._ids = IdIndex()
         self._ids.add(chunk_ids, rowids)
 

@@ -76,6 +76,34 @@ def test_columns_agree_with_matches(rows, filters, drop):
     assert columns.count(node) == len(expected)
 
 
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(metadatas, min_size=1, max_size=12), filters=filters)
+def test_extend_builds_the_columns_that_add_builds_row_by_row(rows, filters):
+    rowids = [row * 3 + 1 for row in range(len(rows))]
+    one_by_one, at_once = MetadataColumns(), MetadataColumns()
+    for row, metadata in zip(rowids, rows, strict=True):
+        one_by_one.add(row, metadata)
+    at_once.extend(rowids, rows)
+    node = parse_filter(filters)
+    assert at_once.rowids(node).tolist() == one_by_one.rowids(node).tolist()
+    assert len(at_once) == len(one_by_one) == len(rows)
+    for name in FIELDS:
+        assert at_once.distinct(name) == one_by_one.distinct(name)
+
+
+def test_extend_replaces_rows_already_held_and_refuses_bad_input():
+    columns = MetadataColumns()
+    columns.add(2, {"a": 1})
+    columns.extend([2, 3000], [{"a": 2}, {"a": [1, 2]}])  # row 2 again: its old value goes
+    assert columns.rowids(parse_filter({"a": 1})).tolist() == [3000]
+    assert columns.rowids(parse_filter({"a": 2})).tolist() == [2, 3000]
+    assert len(columns) == 2 and columns.capacity > 3000
+    with pytest.raises(ValueError, match="non-negative"):
+        columns.extend([-1], [{}])
+    with pytest.raises(ValueError, match="2 rows but 1 metadata"):
+        columns.extend([5, 6], [{}])
+
+
 @pytest.mark.parametrize("case", FILTER_CASES, ids=[c.name for c in FILTER_CASES])
 def test_filter_corpus_cases(case):
     ids = list(FILTER_CORPUS)

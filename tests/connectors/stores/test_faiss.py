@@ -290,19 +290,30 @@ def test_two_writers_racing_on_one_folder_get_a_named_error(tmp_path):
     assert FaissStore(path=str(tmp_path / "s")).count() == 5
 
 
-def test_a_row_whose_metadata_is_not_json_is_named(tmp_path):
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ("{broken", "not JSON"),
+        ('{"a": 1}, {"b": 2}', "not JSON"),  # two values: read in a batch, it would pass as two
+        ("[1, 2]", "not a JSON object"),
+        ("null", "not a JSON object"),
+    ],
+)
+def test_a_row_whose_metadata_is_not_a_json_object_is_named(tmp_path, metadata, message):
     import sqlite3
 
     from rag.core.errors import StoreCorruptError
 
     store, _ = _store_with(tmp_path / "s", 5)
     store.close()
+    (tmp_path / "s" / "open-cache.npz").unlink()  # read every row from SQLite
     db = sqlite3.connect(tmp_path / "s" / "chunks.sqlite")
-    db.execute("UPDATE chunks SET metadata='{broken' WHERE rowid=(SELECT MIN(rowid) FROM chunks)")
+    third = db.execute("SELECT rowid FROM chunks ORDER BY rowid LIMIT 1 OFFSET 2").fetchone()[0]
+    db.execute("UPDATE chunks SET metadata=? WHERE rowid=?", (metadata, third))
     db.commit()
     db.close()
     with pytest.raises(
-        StoreCorruptError, match=r"chunks.sqlite: row \d+ holds metadata that is not"
+        StoreCorruptError, match=rf"chunks.sqlite: row {third} holds metadata that is {message}"
     ):
         FaissStore(path=str(tmp_path / "s")).count()
 
@@ -336,6 +347,26 @@ def test_packed_rows_hold_rows_within_the_budget_and_compact_after_removals():
     )
     with pytest.raises(ValueError):
         rows.add(999, "old", "t", "{}")  # row ids only grow
+
+
+@pytest.mark.unit
+def test_packed_rows_extend_holds_what_add_holds_within_the_budget():
+    from rag.connectors.stores._packed import PackedRows
+
+    meta = '{"source": "a.md"}'
+    rowids = list(range(1, 200))
+    ids, texts = [f"c{r}" for r in rowids], [f"text é {r}" for r in rowids]
+    one_by_one, at_once = PackedRows(budget_bytes=5_000), PackedRows(budget_bytes=5_000)
+    held = [r for r, i, t in zip(rowids, ids, texts, strict=True) if one_by_one.add(r, i, t, meta)]
+    taken = at_once.extend(rowids, ids, texts, [meta] * len(rowids))
+    assert 0 < taken == len(held) < len(rowids)  # the budget stops both at the same row
+    assert at_once.nbytes == one_by_one.nbytes <= 5_000
+    assert all(at_once.get(r) == one_by_one.get(r) for r in rowids)
+    assert at_once.extend([500], ["big"], ["x" * 6_000], ["{}"]) == 0  # does not fit
+    with pytest.raises(ValueError, match="ascend"):
+        at_once.extend([3], ["c3"], ["t"], ["{}"])  # below the last held row
+    with pytest.raises(ValueError, match="ascend"):
+        PackedRows(budget_bytes=5_000).extend([2, 1], ["a", "b"], ["t", "t"], ["{}", "{}"])
 
 
 @pytest.mark.unit
