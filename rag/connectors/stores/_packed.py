@@ -100,11 +100,13 @@ class PackedRows:
         ids = np.asarray(rowids, dtype=np.int64)
         if (self._size and ids[0] <= self._rowids[self._size - 1]) or (np.diff(ids) <= 0).any():
             raise ValueError("row ids must ascend, above the last held row")
+        room = self.budget_bytes - self.nbytes
+        if room <= ROW_OVERHEAD:
+            return 0  # full: nothing to encode
         columns = (chunk_ids, texts, metadata_json)
         parts = [[value.encode() for value in column] for column in columns]
         lengths = np.array([[len(b) for b in column] for column in parts], dtype=np.int32).T
         sizes = lengths.sum(axis=1, dtype=np.int64)
-        room = self.budget_bytes - self.nbytes
         count = int(np.searchsorted(np.cumsum(sizes + ROW_OVERHEAD), room, side="right"))
         if not count:
             return 0

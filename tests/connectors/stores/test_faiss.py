@@ -150,12 +150,16 @@ def test_hits_are_the_same_whatever_share_of_texts_is_in_memory(tmp_path):
         runs = [store.search(query, k=20), store.search(query, k=20, filters={"b10": 3})]
         store.close()
         for reopened_budget in (budget, 0.01):  # the cache is filled again on open
+            if reopened_budget == 0.01:  # read from SQLite in batches, a few rows kept
+                (tmp_path / f"b{budget}" / "open-cache.npz").unlink()
             reopened = FaissStore(path=path, text_cache_mb=reopened_budget)
             runs.append(reopened.search(query, k=20))
+            runs.append(reopened.search(query, k=20, filters={"b10": 3}))
             reopened.close()
         answers.append([[(h.id, h.chunk.text, h.chunk.metadata, h.score) for h in r] for r in runs])
     assert answers[0] == answers[1] == answers[2]
-    assert answers[0][0] == answers[0][2] == answers[0][3]
+    assert answers[0][0] == answers[0][2] == answers[0][4]
+    assert answers[0][1] == answers[0][3] == answers[0][5]  # filtered: the metadata columns
     assert any(text.endswith("(edited)") for _, text, _, _ in answers[0][0])
 
 
