@@ -19,6 +19,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
+from rag.connectors.stores._faiss_files import OPEN_CACHE
 from rag.core.pipeline import PipelineFile
 from rag.pipelines.ingest import run_ingest
 from rag.serve import create_app
@@ -153,12 +154,15 @@ async def test_stdio_serves_search_to_a_real_client_process(search_config):
         env=env,
         cwd=str(ROOT),
     )
+    cache = search_config.parent / "index" / OPEN_CACHE
+    cache.unlink(missing_ok=True)
     async with Client(params, mode="legacy", read_timeout_seconds=120) as mcp_client:
         names = {tool.name for tool in (await mcp_client.list_tools()).tools}
         result = payload(await mcp_client.call_tool("search", {"query": "BM25 ranking", "k": 2}))
     assert names == {"search"}  # no chain.rag in this file, so no ask tool
     assert len(result["hits"]) == 2
     assert any("bm25" in h["metadata"]["source"] for h in result["hits"])
+    assert cache.is_file()  # the client closed stdin: the server closed its store
 
 
 @pytest.mark.unit
