@@ -128,12 +128,30 @@ class FaissFiles:
         object is found and named by :meth:`_metadata_of`."""
         try:
             parsed = json.loads("[" + ",".join(texts) + "]")
-        except (ValueError, TypeError):  # TypeError: a value SQLite holds as a BLOB
+        except ValueError:
             parsed = None
         if parsed is None or len(parsed) != len(texts) or not all(type(m) is dict for m in parsed):
             # "1, 2" in one row parses as two values: only row by row tells which row is wrong
             return [self._metadata_of(r, t, db_path) for r, t in zip(rowids, texts, strict=True)]
         return parsed
+
+    @staticmethod
+    def _check_text_columns(rows: Sequence[tuple[Any, ...]], db_path: str) -> None:
+        """Raise for the first ``(rowid, id, metadata, text)`` row whose id, metadata or text
+        is not text (a value another program wrote there, e.g. as a BLOB).
+
+        Raises:
+            StoreCorruptError: naming the row and the column.
+        """
+        for row in rows:
+            for column, value in zip(("id", "metadata", "text"), row[1:], strict=True):
+                if not isinstance(value, str):
+                    raise StoreCorruptError(
+                        db_path,
+                        f"row {row[0]} holds {column} that is not text "
+                        f"(a {type(value).__name__} value)",
+                        "Restore the file from a backup, or move the folder aside and ingest again",
+                    )
 
     def _check_chunks_file(self, db_file: Path) -> None:
         """A missing ``chunks.sqlite`` beside an index means the chunks were lost, not that

@@ -239,8 +239,13 @@ class FaissStore(FaissFiles, StoreBase):
         cursor = db.execute("SELECT rowid, id, metadata, text FROM chunks ORDER BY rowid")
         while batch := cursor.fetchmany(READ_BATCH):
             batch_rowids, batch_ids, metadata_json, texts = zip(*batch, strict=True)
-            columns.extend(batch_rowids, self._metadata_batch(batch_rowids, metadata_json, db_path))
-            rows.extend(batch_rowids, batch_ids, texts, metadata_json)
+            try:
+                metadata = self._metadata_batch(batch_rowids, metadata_json, db_path)
+                rows.extend(batch_rowids, batch_ids, texts, metadata_json)
+            except (TypeError, AttributeError):  # joining or encoding a value that is no str
+                self._check_text_columns(batch, db_path)
+                raise
+            columns.extend(batch_rowids, metadata)
             chunk_ids.extend(batch_ids)
             rowids.extend(batch_rowids)
         self._ids = IdIndex()

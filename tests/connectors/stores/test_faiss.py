@@ -353,6 +353,27 @@ def test_packed_rows_hold_rows_within_the_budget_and_compact_after_removals():
         rows.add(999, "old", "t", "{}")  # row ids only grow
 
 
+@pytest.mark.parametrize("column", ["id", "metadata", "text"])
+def test_a_row_holding_a_blob_where_text_belongs_is_named(tmp_path, column):
+    import sqlite3
+
+    from rag.core.errors import StoreCorruptError
+
+    store, _ = _store_with(tmp_path / "s", 5)
+    store.close()
+    (tmp_path / "s" / "open-cache.npz").unlink()  # read every row from SQLite
+    db = sqlite3.connect(tmp_path / "s" / "chunks.sqlite")
+    second = db.execute("SELECT rowid FROM chunks ORDER BY rowid LIMIT 1 OFFSET 1").fetchone()[0]
+    db.execute(f"UPDATE chunks SET {column}=? WHERE rowid=?", (b'{"a": 1}', second))
+    db.commit()
+    db.close()
+    with pytest.raises(
+        StoreCorruptError,
+        match=rf"chunks.sqlite: row {second} holds {column} that is not text \(a bytes value\)",
+    ):
+        FaissStore(path=str(tmp_path / "s")).count()
+
+
 @pytest.mark.unit
 def test_packed_rows_extend_holds_what_add_holds_within_the_budget():
     from rag.connectors.stores._packed import PackedRows
