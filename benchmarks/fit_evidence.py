@@ -132,11 +132,7 @@ def collect(
 ) -> list[dict[str, Any]]:
     """Per question: its sentence candidates (features) and each sentence's target value. All
     sentences and questions are embedded up front, in large batches."""
-    from rag.chains.styles.evidence import (
-        sentence_candidates,
-        set_similarities,
-        window_similarities,
-    )
+    from rag.chains.styles.evidence import sentence_candidates, set_vector_similarities
 
     found = [
         (
@@ -161,8 +157,7 @@ def collect(
             continue
         query = embeddings.query(row["question"])
         matrix = np.stack([embeddings.cache[c.text_in_context] for c in candidates])
-        similarities = [float(v) for v in matrix @ query]
-        set_similarities(candidates, similarities, window_similarities(candidates, matrix, query))
+        set_vector_similarities(candidates, matrix, query)
         values = [target(row, hit[c.context], c.text) for c in candidates]
         groups.append({"row": row, "candidates": candidates, "target": np.array(values)})
     return groups

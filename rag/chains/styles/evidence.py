@@ -422,6 +422,22 @@ def window_similarities(
     return similarities
 
 
+def set_vector_similarities(found: Sequence[SentenceCandidate], vectors: Any, query: Any) -> None:
+    """:func:`set_similarities` from the unit ``vectors`` of ``found`` (a matrix, one row per
+    sentence, in order) and the question's unit vector ``query``: each sentence's cosine and its
+    :func:`window_similarities`.
+
+    Example:
+        >>> import numpy as np
+        >>> found = sentence_candidates("Who?", ["Ann sang. She won."])
+        >>> set_vector_similarities(found, np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 0.0]))
+        >>> [round(c.features["similarity_window"], 3) for c in found]
+        [1.0, 0.707]
+    """
+    similarities = [float(v) for v in vectors @ query]
+    set_similarities(found, similarities, window_similarities(found, vectors, query))
+
+
 def score(
     found: Sequence[SentenceCandidate], weights: Mapping[str, float]
 ) -> list[SentenceCandidate]:
@@ -633,8 +649,7 @@ class EvidenceStyle(Style):
         vectors = self.unit_vectors(question, [c.text_in_context for c in found])
         if vectors is not None:
             query, matrix = vectors
-            similarities = [float(v) for v in matrix @ query]
-            set_similarities(found, similarities, window_similarities(found, matrix, query))
+            set_vector_similarities(found, matrix, query)
         return score(found, self.fitted["weights"][self.weight_set(question)])
 
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]:
