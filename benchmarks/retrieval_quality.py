@@ -11,7 +11,8 @@ words and stemmer) and all-MiniLM-L6-v2 each rank whole documents (the model tru
 256-token window) in a faiss ``IndexFlatIP``, top 100 each, fused by reciprocal rank with k=60.
 
 **Candidates**: ragline's components as a pipeline file sets them up: ``splitter.recursive``
-chunks (``chunk_size`` up to the model's window, ``chunk_overlap``, greedy or ``balanced``)
+chunks (``chunk_size`` up to the model's window, ``chunk_overlap``; greedy, ``balanced``, or
+balanced with ``sentence_boundaries``)
 embedded by ``embedder.sentence_transformers`` into ``store.faiss``, ``retriever.dense``
 (with or without pseudo-relevance ``feedback``) and ``retriever.bm25`` (k1/b), with or without
 contextual indexing (``context_template``), fused by ``retriever.hybrid``'s own ``fuse`` (rrf
@@ -53,7 +54,11 @@ TITLE_TEMPLATE = "{title}\n{text}"
 # The grid. Chunking: (chunk_size, chunk_overlap) in model tokens; 254 fills MiniLM's window
 # of 256 with its two special tokens, 240 leaves room for a title line.
 CHUNKINGS = ((240, 0),)  # more sizes and overlaps: --chunkings, e.g. 254:0 240:32
-SPLITS = (False, True)  # splitter.recursive's balanced
+SPLITS = {  # splitter.recursive's options per split label
+    "gre": {"balanced": False},
+    "bal": {"balanced": True},
+    "bal+sen": {"balanced": True, "sentence_boundaries": True},
+}
 TEMPLATES = (None, TITLE_TEMPLATE)
 FEEDBACKS = ((0, 0.0), (3, 0.5))  # retriever.dense's (feedback, feedback_weight)
 BM25_PARAMS = ((1.2, 0.75), (1.5, 0.75))  # 0.9/0.4 lost everywhere in the 2026-12-04 grid
@@ -145,7 +150,7 @@ class Candidate:
 
     chunk_size: int
     overlap: int
-    balanced: bool
+    split: str  # a key of SPLITS
     template: str | None
     feedback: int
     k1: float
@@ -160,9 +165,8 @@ class Candidate:
     @property
     def indexing(self) -> str:
         context = "title" if self.template else "-"
-        split = "bal" if self.balanced else "gre"
         return (
-            f"c{self.chunk_size}/o{self.overlap} {split} ctx={context:<5} fb={self.feedback} "
+            f"c{self.chunk_size}/o{self.overlap} {self.split} ctx={context:<5} fb={self.feedback} "
             f"bm25 {self.k1:g}/{self.b:g}"
         )
 
@@ -254,13 +258,13 @@ class Dataset:
 
         self.query_vectors = embedder.embed_queries(self.query_texts)
         queries = _QueryVectors(dict(zip(self.query_texts, self.query_vectors)))
-        for (chunk_size, overlap), balanced, template in itertools.product(
+        for (chunk_size, overlap), split, template in itertools.product(
             chunkings, SPLITS, TEMPLATES
         ):
             if template and not any("title" in d.metadata for d in self.documents):
                 continue  # no titles: the template renders every chunk as its text alone
             splitter = RecursiveSplitter(
-                chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=MODEL, balanced=balanced
+                chunk_size=chunk_size, chunk_overlap=overlap, tokenizer=MODEL, **SPLITS[split]
             )
             chunks = splitter.run(documents=self.documents)["chunks"]
             embedder.context_template = template
@@ -285,7 +289,7 @@ class Dataset:
                 for k1, b, bm25_lists, bm25_seconds in bm25_runs:
                     self.candidates.append(
                         Candidate(
-                            chunk_size, overlap, balanced, template, feedback, k1, b,
+                            chunk_size, overlap, split, template, feedback, k1, b,
                             dense_lists, bm25_lists, dense_seconds, bm25_seconds, len(chunks),
                             chunks,
                         )
@@ -405,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     indexings = list(dict.fromkeys(c.indexing for d in datasets for c in d.candidates))
     settings = fusions()
     print(
-        f"\ngrid: chunking (size/overlap) {chunkings}, balanced {list(SPLITS)}, context "
+        f"\ngrid: chunking (size/overlap) {chunkings}, split {SPLITS}, context "
         f"template {list(TEMPLATES)}, dense feedback (n, weight) {list(FEEDBACKS)}, "
         f"BM25 (k1, b) {list(BM25_PARAMS)}; fusion rrf with rrf_k {list(RRF_KS)} and (dense, "
         f"bm25) weights {[list(w) for w in RRF_WEIGHTS]}, weighted sum with "
@@ -535,9 +539,9 @@ def fill_cache(folders: dict[str, Path], embedder, chunkings) -> None:
     for name, folder in folders.items():
         docs = documents(name, read_jsonl(folder / "corpus.jsonl"))
         embed([d.text for d in docs])
-        for (size, overlap), balanced, template in itertools.product(chunkings, SPLITS, TEMPLATES):
+        for (size, overlap), split, template in itertools.product(chunkings, SPLITS, TEMPLATES):
             splitter = RecursiveSplitter(
-                chunk_size=size, chunk_overlap=overlap, tokenizer=MODEL, balanced=balanced
+                chunk_size=size, chunk_overlap=overlap, tokenizer=MODEL, **SPLITS[split]
             )
             chunks = splitter.run(documents=docs)["chunks"]
             embedder.context_template = template

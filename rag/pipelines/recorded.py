@@ -45,10 +45,14 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("rag.ingest")
 
-LATER_PARAMETERS_AT_THEIR_OLD_BEHAVIOUR: dict[str, object] = {"balanced": False}
+LATER_PARAMETERS_AT_THEIR_OLD_BEHAVIOUR: dict[str, object] = {
+    "balanced": False,
+    "sentence_boundaries": False,
+}
 """Parameters added after stores were written, at the value that gives the chunks and vectors of
 before they existed: left out of the fingerprint, so upgrading ragline re-embeds nothing until a
-pipeline turns them on (``splitter.*``'s ``balanced: true`` re-chunks, as it must)."""
+pipeline turns them on (``splitter.*``'s ``balanced: true`` or ``sentence_boundaries: true``
+re-chunks, as it must)."""
 
 
 def pipeline_fingerprint(pipeline: Pipeline) -> str:

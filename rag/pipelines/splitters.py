@@ -32,16 +32,16 @@ from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
 from rag.core.protocols import Embedder
 from rag.core.text import split_sentences
-from rag.pipelines._balance import balanced_merge, coarsest_separator, leaves
+from rag.pipelines._balance import balanced_merge, cut_once, leaves, sentence_final
 from rag.pipelines._balance import split_keep as _split_keep
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
 _SPECIAL_TOKEN_ALLOWANCE = 2  # [CLS] and [SEP] that the embedding model adds
 
 
-def _check_balanced(balanced: Any) -> None:
-    if not isinstance(balanced, bool):
-        raise ConfigError(f"balanced must be true or false, got {balanced!r}", field="balanced")
+def _check_flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}", field=name)
 
 
 class TokenCounter:
@@ -225,6 +225,13 @@ class RecursiveSplitter(BaseSplitter):
             end up alone). ``True`` cuts a text into the fewest chunks that fit, of about equal
             length, at the coarsest boundaries near each cut (pieces of at most a quarter
             chunk are regrouped), which retrieves better (benchmarks/retrieval_quality.py).
+        sentence_boundaries: Cut a paragraph at its sentence ends
+            (:func:`rag.core.text.sentences`) before the separators finer than a line break,
+            so a chunk ends inside a sentence only where one sentence does not fit. ``". "``
+            alone misses a sentence that ends in a quote or bracket (``." "Next``) and cuts
+            after "Dr." or "U.S.". The examples turn it on; the default ``False`` cuts at the
+            separators only, as before this parameter, so existing indexes keep their chunks
+            (turning it on re-splits and re-embeds every source at the next ingest).
 
     Example:
         >>> splitter = RecursiveSplitter(chunk_size=10, chunk_overlap=0)
@@ -244,11 +251,14 @@ class RecursiveSplitter(BaseSplitter):
         tokenizer: str | None = None,
         separators: list[str] | None = None,
         balanced: bool = False,
+        sentence_boundaries: bool = False,
     ) -> None:
         super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenizer)
-        _check_balanced(balanced)
+        _check_flag("balanced", balanced)
+        _check_flag("sentence_boundaries", sentence_boundaries)
         self.separators = separators
         self.balanced = balanced
+        self.sentence_boundaries = sentence_boundaries
 
     def split_text(self, text: str) -> list[tuple[int, int]]:
         count = self._counter(text)
@@ -258,23 +268,30 @@ class RecursiveSplitter(BaseSplitter):
         """Chunk spans of ``text[start:end]``, greedy or balanced as configured."""
         separators = list(self.separators or DEFAULT_SEPARATORS)
         if not self.balanced:
-            return self._split(text, start, end, count, separators)
+            return self._split(text, start, end, count, separators, self.sentence_boundaries)
         if count(start, end) <= self.chunk_size:
             return [(start, end)]
         limit = max(1, self.chunk_size // 4)
-        pieces = leaves(text, start, end, count, separators, limit)
-        return balanced_merge(pieces, count, self.chunk_size, self.chunk_overlap)
+        pieces = leaves(text, start, end, count, separators, limit, self.sentence_boundaries)
+        preferred = sentence_final(text, pieces) if self.sentence_boundaries else None
+        return balanced_merge(pieces, count, self.chunk_size, self.chunk_overlap, preferred)
 
     def _split(
-        self, text: str, start: int, end: int, count: TokenCounter, separators: list[str]
+        self,
+        text: str,
+        start: int,
+        end: int,
+        count: TokenCounter,
+        separators: list[str],
+        by_sentence: bool,
     ) -> list[tuple[int, int]]:
         if count(start, end) <= self.chunk_size:
             return [(start, end)]
-        separator, rest = coarsest_separator(text, start, end, separators)
+        parts, rest, by_sentence = cut_once(text, start, end, separators, by_sentence)
         pieces: list[tuple[int, int]] = []
-        for piece in _split_keep(text, start, end, separator):
-            if count(*piece) > self.chunk_size and (rest or separator != ""):
-                pieces.extend(self._split(text, piece[0], piece[1], count, rest))
+        for piece in parts:
+            if count(*piece) > self.chunk_size and (rest or piece[1] - piece[0] > 1):
+                pieces.extend(self._split(text, piece[0], piece[1], count, rest, by_sentence))
             else:
                 pieces.append(piece)
         return _merge(pieces, count, self.chunk_size, self.chunk_overlap)
@@ -345,6 +362,8 @@ class MarkdownSplitter(BaseSplitter):
             retrieval of sections whose body does not repeat the topic.
         balanced: Split a long section into chunks of about equal length (see
             ``splitter.recursive``'s ``balanced``).
+        sentence_boundaries: Cut a long paragraph at its sentence ends first (see
+            ``splitter.recursive``'s ``sentence_boundaries``).
 
     Example:
         >>> splitter = MarkdownSplitter(chunk_size=100, chunk_overlap=0)
@@ -361,11 +380,14 @@ class MarkdownSplitter(BaseSplitter):
         tokenizer: str | None = None,
         include_header_path: bool = False,
         balanced: bool = False,
+        sentence_boundaries: bool = False,
     ) -> None:
         super().__init__(chunk_size=chunk_size, chunk_overlap=chunk_overlap, tokenizer=tokenizer)
-        _check_balanced(balanced)
+        _check_flag("balanced", balanced)
+        _check_flag("sentence_boundaries", sentence_boundaries)
         self.include_header_path = include_header_path
         self.balanced = balanced
+        self.sentence_boundaries = sentence_boundaries
 
     def _sections(self, text: str) -> list[tuple[int, int, list[str]]]:
         fenced: list[tuple[int, int]] = []
@@ -391,7 +413,10 @@ class MarkdownSplitter(BaseSplitter):
     def split_document(self, document: Document) -> list[Chunk]:
         text = document.text
         recursive = RecursiveSplitter(
-            chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap, balanced=self.balanced
+            chunk_size=self.chunk_size,
+            chunk_overlap=self.chunk_overlap,
+            balanced=self.balanced,
+            sentence_boundaries=self.sentence_boundaries,
         )
         chunks: list[Chunk] = []
         for start, end, headers in self._sections(text):

@@ -240,11 +240,12 @@ def test_recognizing_the_streaming_shape_loads_no_model():
     assert stages is not None and stages.embedder is pipeline.components["embedder"]
 
 
-def test_balanced_at_its_old_behaviour_keeps_the_fingerprint_of_stores_written_before_it():
+def test_later_parameters_at_their_old_behaviour_keep_the_fingerprint_of_stores_before_them():
     class SplitterOfOld(RecursiveSplitter):  # to_dict as it was before `balanced` existed
         def to_dict(self, *, resolved: bool = False) -> dict[str, Any]:
             data = super().to_dict(resolved=resolved)
             del data["init_parameters"]["balanced"]
+            del data["init_parameters"]["sentence_boundaries"]
             return {**data, "type": "splitter.recursive"}
 
     def fingerprint(chunker: RecursiveSplitter) -> str:
@@ -257,3 +258,4 @@ def test_balanced_at_its_old_behaviour_keeps_the_fingerprint_of_stores_written_b
     old = fingerprint(SplitterOfOld(**options))
     assert fingerprint(RecursiveSplitter(**options)) == old  # upgrading re-embeds nothing
     assert fingerprint(RecursiveSplitter(**options, balanced=True)) != old  # new chunks
+    assert fingerprint(RecursiveSplitter(**options, sentence_boundaries=True)) != old
