@@ -143,7 +143,7 @@ def test_a_sentence_longer_than_a_chunk_is_still_cut_at_the_separators():
     assert chunks[0].startswith("Short one.") and chunks[-1].endswith("Short two.")
 
 
-def test_markdown_passes_sentence_boundaries_on_and_the_flag_is_checked(tmp_path):
+def test_markdown_passes_sentence_boundaries_on_and_the_flag_is_checked():
     doc = Document(id="w.md", text="# Wings\n" + QUOTED)
     for flag in (True, False):
         splitter = MarkdownSplitter(
