@@ -23,9 +23,11 @@ cannot load exits 1, so a supervisor never sees a server that is up but cannot a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +202,33 @@ def serve(
             max_message_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         )
         bound = grpc_server.start()
+        stop_before_closing(app, grpc_server.stop)
         print(f"gRPC API (ragline.v1.Ragline) on {host}:{bound}", file=sys.stderr)
     if ui:
         shown = f"[{host}]" if ":" in host else host
         print(f"playground on http://{shown}:{port}/ (enter an API key)", file=sys.stderr)
     try:
         uvicorn.run(app, host=host, port=port, log_level=log_level)
-    finally:
+    finally:  # uvicorn did not start (its shutdown has stopped the server already otherwise)
         if grpc_server is not None:
             grpc_server.stop()
+
+
+def stop_before_closing(app: Any, stop: Callable[[], None]) -> None:
+    """Run ``stop`` when ``app`` shuts down, before its lifespan closes the components.
+
+    On SIGTERM uvicorn shuts the app down and then raises the signal again, which ends the
+    process: a server beside the app (gRPC) must let its running calls finish inside the
+    shutdown, while the store is still open, or they are cut off.
+    """
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        async with inner(app):
+            try:
+                yield
+            finally:
+                await asyncio.to_thread(stop)
+
+    app.router.lifespan_context = lifespan

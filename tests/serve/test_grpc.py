@@ -434,6 +434,30 @@ def test_rag_serve_grpc_port_serves_both_apis(tmp_path):
                 assert time.monotonic() < deadline, "the REST API did not come up"
                 time.sleep(0.2)
         assert rest.json()["chunks"] == 0
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as chan:
+            stopped = ingest_through_a_sigterm(pb_grpc.RaglineStub(chan), process)
+        assert stopped.sources == 2 and stopped.chunks_written == 2 and not stopped.errors
+        process.wait(timeout=30)
     finally:
         process.terminate()
         process.wait(timeout=20)
+    # The call finished before the store was closed: its chunks were saved with the index.
+    from rag.connectors.stores.faiss import FaissStore
+
+    store = FaissStore(path=str(tmp_path / "index"))
+    store.warm_up()
+    assert store.count() == 2
+
+
+def ingest_through_a_sigterm(stub: Any, process: subprocess.Popen[str]) -> Any:
+    """An Ingest stream that sends SIGTERM to the server between its two documents: a graceful
+    stop lets the open call finish (and the store close after it) rather than cut it."""
+
+    def messages() -> Iterator[Any]:
+        yield pb.IngestRequest(document=pb.Document(id="okapi.md", text="Okapis are giraffids."))
+        time.sleep(0.5)  # the server has the stream open
+        process.terminate()
+        time.sleep(1.0)  # the server is shutting down
+        yield pb.IngestRequest(document=pb.Document(id="quokka.md", text="Quokkas hop."))
+
+    return stub.Ingest(messages(), metadata=AUTH, timeout=60)
