@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rag.core.documents import Chunk
@@ -152,22 +152,35 @@ def index_texts(embedder: Any, chunks: list[Chunk]) -> list[str]:
     return [c.text for c in chunks]
 
 
-def embedding_with(embedder: Any) -> Callable[[list[Chunk]], None]:
-    """A function that sets ``chunk.embedding`` of every chunk it is given, in one call (of
-    the chunk's text in context when the embedder :class:`IndexesInContext`)."""
+class Embedding:
+    """Sets ``chunk.embedding`` of every chunk it is given, in one call, of what ``embedder``
+    embeds the chunk as (:func:`index_texts`: its text in context when the embedder
+    :class:`IndexesInContext`). :meth:`text_of` is that text for one chunk: a stored vector is
+    reused only for a chunk embedded as the same text (not when only its title changed).
 
-    def embed(chunks: list[Chunk]) -> None:
-        vectors = embedder.embed_documents(index_texts(embedder, chunks))
+    Example:
+        >>> chunk = Chunk.create(text="Kickoff.", source_id="a", position=0)
+        >>> Embedding(object()).text_of(chunk)
+        'Kickoff.'
+    """
+
+    def __init__(self, embedder: Any) -> None:
+        self.embedder = embedder
+
+    def __call__(self, chunks: list[Chunk]) -> None:
+        vectors = self.embedder.embed_documents(index_texts(self.embedder, chunks))
         for chunk, vector in zip(chunks, vectors):
             chunk.embedding = vector
 
-    return embed
+    def text_of(self, chunk: Chunk) -> str:
+        """What ``chunk`` is embedded as."""
+        return index_texts(self.embedder, [chunk])[0]
 
 
 def write_windows(
     events: Iterable[Event],
     recorded: RecordedWriter,
-    embed: Callable[[list[Chunk]], None],
+    embed: Embedding,
     *,
     window_size: int,
     bar: Any,

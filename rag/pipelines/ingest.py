@@ -270,7 +270,7 @@ def run_ingest(
         stages = ingest_stages(pipeline)
         with _bar(len(files), progress) as bar:
             if stages is not None:
-                embed = _stream.embedding_with(stages.embedder)
+                embed = _stream.Embedding(stages.embedder)
                 window = window_size or writer.batch_size
                 with _stream.file_events(stages, plan) as events:
                     _stream.write_windows(events, recorded, embed, window_size=window, bar=bar)
@@ -381,7 +381,7 @@ def ingest_documents(
             for source, chunks in chunks_of.items()
             for event in (*_stream.pieces(source, chunks), ("end", source, None))
         )
-        embed = _stream.embedding_with(embedder)
+        embed = _stream.Embedding(embedder)
         with _bar(len(chunks_of), progress) as bar:
             _stream.write_windows(events, recorded, embed, window_size=target.batch_size, bar=bar)
         target.flush()

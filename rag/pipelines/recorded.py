@@ -41,6 +41,7 @@ from rag.pipelines.records import (
 from rag.pipelines.writer import StoreWriter
 
 if TYPE_CHECKING:
+    from rag.pipelines._stream import Embedding
     from rag.pipelines.ingest import IngestReport
 
 logger = logging.getLogger("rag.ingest")
@@ -189,7 +190,7 @@ class RecordedWriter:
     def write(
         self,
         items: Sequence[tuple[str, Chunk]],
-        embed: Callable[[list[Chunk]], None] | None,
+        embed: Embedding | None,
     ) -> None:
         """Record, embed (when ``embed`` is given) and write ``(source, chunk)`` items."""
         if not items:
@@ -199,7 +200,7 @@ class RecordedWriter:
         chunks = [chunk for _, chunk in items]
         to_write = chunks
         if self.records is not None and embed is not None:
-            to_write = self._reuse(items)
+            to_write = self._reuse(items, embed.text_of)
         if embed is not None:
             todo = [c for c in to_write if c.embedding is None]
             if todo:
@@ -222,8 +223,11 @@ class RecordedWriter:
         self.report.chunks_written += written
         self.report.chunks_skipped += chunks - written
 
-    def _reuse(self, items: Sequence[tuple[str, Chunk]]) -> list[Chunk]:
-        """Attach stored vectors to chunks whose id is recorded; drop those stored as they are."""
+    def _reuse(
+        self, items: Sequence[tuple[str, Chunk]], embedded_as: Callable[[Chunk], str]
+    ) -> list[Chunk]:
+        """Attach stored vectors to chunks whose id is recorded and that are embedded as the
+        same text (``embedded_as``); drop those stored as they are."""
         assert self.records is not None
         by_source: dict[str, list[str]] = {}
         for source, chunk in items:
@@ -242,8 +246,9 @@ class RecordedWriter:
                 keep.append(chunk)
             elif _plain(old.metadata) == _plain(chunk.metadata):
                 continue  # stored exactly as it is
-            else:
-                chunk.embedding = old.embedding  # same id and text: same vector
+            else:  # new metadata: the vector holds unless the metadata is embedded (a title)
+                if embedded_as(old) == embedded_as(chunk):
+                    chunk.embedding = old.embedding
                 keep.append(chunk)
         return keep
 

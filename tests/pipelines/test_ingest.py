@@ -13,7 +13,12 @@ from rag.core.pipeline import Pipeline
 from rag.pipelines.ingest import ingest_stages, pipeline_fingerprint, run_ingest
 from rag.pipelines.loaders import FileLoader
 from rag.pipelines.splitters import RecursiveSplitter
-from tests.pipelines.ingest_helpers import expected_chunks, make_pipeline, write_corpus
+from tests.pipelines.ingest_helpers import (
+    expected_chunks,
+    make_pipeline,
+    paragraph,
+    write_corpus,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -82,15 +87,30 @@ def test_full_mode_deletes_sources_that_are_gone(embedder, corpus, tmp_path):
     assert stored(index) == after
 
 
-def test_reused_vectors_equal_fresh_ones(embedder, corpus, tmp_path):
+def embedded_texts(embedder, monkeypatch) -> list[str]:
+    """The texts ``embedder`` embeds from now on (it still embeds them)."""
+    texts: list[str] = []
+    embed = embedder.embed_documents
+
+    def counting(batch, *args, **kwargs):
+        texts.extend(batch)
+        return embed(batch, *args, **kwargs)
+
+    monkeypatch.setattr(embedder, "embed_documents", counting)
+    return texts
+
+
+def test_reused_vectors_equal_fresh_ones(embedder, corpus, tmp_path, monkeypatch):
     index = tmp_path / "index"
     pipeline = make_pipeline(embedder, FaissStore(path=str(index)))
     run_ingest(pipeline, [corpus], progress=False)
     # same texts at new line numbers: ids and texts unchanged, metadata changed
     path = corpus / "b.jsonl"
     path.write_text("\n" + path.read_text())
+    embedded = embedded_texts(embedder, monkeypatch)
     report = run_ingest(pipeline, [corpus], progress=False)
     assert report.chunks_written == 8 and report.chunks_deleted == 0
+    assert embedded == []  # the line numbers are not embedded: every vector was reused
     store = FaissStore(path=str(index))
     rows = [c for c in store.get(store.ids()) if c.metadata["source"].endswith("b.jsonl")]
     assert {c.metadata["line"] for c in rows} == set(range(2, 10))
@@ -119,6 +139,34 @@ def test_chunks_are_embedded_in_context_with_the_embedders_template(embedder, co
     np.testing.assert_allclose(np.vstack([c.embedding for c in titled]), in_context, atol=1e-5)
     bare = embedder.embed_documents([c.text for c in titled])
     assert not np.allclose(np.vstack([c.embedding for c in titled]), bare, atol=1e-3)
+
+
+def test_a_changed_title_reembeds_the_chunks_whose_text_did_not_change(tmp_path, monkeypatch):
+    """A chunk embedded under its document's title (``context_template``) gets a new vector when
+    only the title changed: its text and id are the same, but the stored vector is stale."""
+    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
+
+    contextual = SentenceTransformersEmbedder(
+        model="all-MiniLM-L6-v2", device="cpu", context_template="{title}\n{text}"
+    )
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    body = "\n\n".join(paragraph("okapi", n) for n in range(4))
+    (corpus / "okapi.md").write_text(f"# Okapis\n\n{body}\n")
+    index = tmp_path / "index"
+    run_ingest(make_pipeline(contextual, FaissStore(path=str(index))), [corpus], progress=False)
+    (corpus / "okapi.md").write_text(f"# Giraffe\n\n{body}\n")
+    pipeline = make_pipeline(contextual, FaissStore(path=str(index)))
+    embedded = embedded_texts(contextual, monkeypatch)
+    report = run_ingest(pipeline, [corpus], progress=False)
+    store = FaissStore(path=str(index))
+    chunks = store.get(store.ids())
+    store.close()
+    later = [c for c in chunks if not c.text.startswith("# ")]
+    assert later and report.chunks_written == len(chunks) == len(embedded)
+    assert {c.metadata["title"] for c in chunks} == {"Giraffe"}
+    expected = contextual.embed_documents([f"Giraffe\n{c.text}" for c in later])
+    np.testing.assert_allclose(np.vstack([c.embedding for c in later]), expected, atol=1e-5)
 
 
 def test_mode_none_writes_everything_every_time(embedder, corpus):
