@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/answer_quality.py [--datasets wikiqa,xquad] [--limit N]
         [--wikiqa-limit N] [--seed 0] [--k N] [--styles evidence,extractive,concise,sentences]
-        [--wikiqa-styles evidence]
+        [--wikiqa-styles evidence,evidence-sentence]
         [--json] [--unanswerable] [--warm-cache]
 
 Two datasets from ``../shared/data``, one table each:
@@ -20,7 +20,9 @@ Two datasets from ``../shared/data``, one table each:
 
 Extractive answers use ``span_search: ranked`` (:mod:`rag.chains.span_ranking`, whose weights
 ``benchmarks/fit_span_ranker.py`` fits on the questions outside the ``--limit 100 --seed 0``
-sample).
+sample). ``evidence-sentence`` is ``style.evidence`` with ``factoid_span: false``: the answering
+sentence alone, without the short span put first for who / when / where / how many questions
+(what that span costs in token F1 against a gold sentence).
 
 Retrieval is ``examples/qa.yaml``'s as shipped (:class:`PipelineRetriever`): its splitter,
 its embedder (all-MiniLM-L6-v2, title template) and its hybrid retriever (dense + BM25 fused per
@@ -62,6 +64,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA_ROOT = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = DATA_ROOT / "xquad_en_dev"
 STYLES = ("evidence", "extractive", "concise", "sentences")
+VARIANTS = {"evidence-sentence": {"factoid_span": False}}
+"""Benchmark-only style names: ``style.evidence`` with these parameters."""
 _CITATION = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 
 from tqdm import tqdm  # noqa: E402
@@ -241,8 +245,9 @@ def make_chains(args: argparse.Namespace, retriever: Any, fixed: Any, styles: li
     base = RagChain(retriever=fixed, generator=generator, k=args.k, answer_style="sentences")
     chains = {}
     for style in styles:
-        if style == "evidence":
-            chains[style] = base.with_style(EvidenceStyle(embedder=retriever.embedder))
+        if style == "evidence" or style in VARIANTS:
+            evidence = EvidenceStyle(embedder=retriever.embedder, **VARIANTS.get(style, {}))
+            chains[style] = base.with_style(evidence)
         elif style == "extractive":
             chains[style] = base.with_style(ExtractiveStyle(**extractive))
         else:
