@@ -80,19 +80,20 @@ def leaves(
     separators: list[str],
     limit: int,
     by_sentence: bool = False,
+    merge: Callable[[list[tuple[int, int]]], list[tuple[int, int]]] | None = None,
 ) -> list[tuple[int, int]]:
     """Cut ``text[start:end]`` at the coarsest boundaries (:func:`cut_once`) into pieces of at most
-    ``limit``."""
+    ``limit``; with ``merge``, the pieces of every cut are merged by it (the greedy splitter)."""
     if count(start, end) <= limit:
         return [(start, end)]
     pieces: list[tuple[int, int]] = []
     parts, rest, by_sentence = cut_once(text, start, end, separators, by_sentence)
     for piece in parts:
         if count(*piece) > limit and (rest or piece[1] - piece[0] > 1):
-            pieces.extend(leaves(text, piece[0], piece[1], count, rest, limit, by_sentence))
+            pieces.extend(leaves(text, *piece, count, rest, limit, by_sentence, merge))
         else:
             pieces.append(piece)
-    return pieces
+    return pieces if merge is None else merge(pieces)
 
 
 def sentence_final(text: str, leaves: list[tuple[int, int]]) -> list[bool]:

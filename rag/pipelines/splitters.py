@@ -32,7 +32,7 @@ from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
 from rag.core.protocols import Embedder
 from rag.core.text import split_sentences
-from rag.pipelines._balance import balanced_merge, cut_once, leaves, sentence_final
+from rag.pipelines._balance import balanced_merge, leaves, sentence_final
 from rag.pipelines._balance import split_keep as _split_keep
 
 DEFAULT_SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
@@ -268,34 +268,23 @@ class RecursiveSplitter(BaseSplitter):
     def spans(self, text: str, start: int, end: int, count: TokenCounter) -> list[tuple[int, int]]:
         """Chunk spans of ``text[start:end]``, greedy or balanced as configured."""
         separators = list(self.separators or DEFAULT_SEPARATORS)
-        if not self.balanced:
-            return self._split(text, start, end, count, separators, self.sentence_boundaries)
+        if not self.balanced:  # greedy: the pieces of every cut merged as they come
+            return leaves(
+                text,
+                start,
+                end,
+                count,
+                separators,
+                self.chunk_size,
+                self.sentence_boundaries,
+                merge=lambda pieces: _merge(pieces, count, self.chunk_size, self.chunk_overlap),
+            )
         if count(start, end) <= self.chunk_size:
             return [(start, end)]
         limit = max(1, self.chunk_size // 4)
         pieces = leaves(text, start, end, count, separators, limit, self.sentence_boundaries)
         preferred = sentence_final(text, pieces) if self.sentence_boundaries else None
         return balanced_merge(pieces, count, self.chunk_size, self.chunk_overlap, preferred)
-
-    def _split(
-        self,
-        text: str,
-        start: int,
-        end: int,
-        count: TokenCounter,
-        separators: list[str],
-        by_sentence: bool,
-    ) -> list[tuple[int, int]]:
-        if count(start, end) <= self.chunk_size:
-            return [(start, end)]
-        parts, rest, by_sentence = cut_once(text, start, end, separators, by_sentence)
-        pieces: list[tuple[int, int]] = []
-        for piece in parts:
-            if count(*piece) > self.chunk_size and (rest or piece[1] - piece[0] > 1):
-                pieces.extend(self._split(text, piece[0], piece[1], count, rest, by_sentence))
-            else:
-                pieces.append(piece)
-        return _merge(pieces, count, self.chunk_size, self.chunk_overlap)
 
 
 class SentenceSplitter(BaseSplitter):
