@@ -202,7 +202,7 @@ def serve(
             max_message_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
         )
         bound = grpc_server.start()
-        stop_before_closing(app, grpc_server.stop)
+        _stop_before_closing(app, grpc_server.stop)
         print(f"gRPC API (ragline.v1.Ragline) on {host}:{bound}", file=sys.stderr)
     if ui:
         shown = f"[{host}]" if ":" in host else host
@@ -214,7 +214,7 @@ def serve(
             grpc_server.stop()
 
 
-def stop_before_closing(app: Any, stop: Callable[[], None]) -> None:
+def _stop_before_closing(app: Any, stop: Callable[[], None]) -> None:
     """Run ``stop`` when ``app`` shuts down, before its lifespan closes the components.
 
     On SIGTERM uvicorn shuts the app down and then raises the signal again, which ends the
