@@ -284,6 +284,8 @@ def search(
     configure_quiet(quiet)
     if (query is None) == (queries is None):
         fail("give either a QUERY or --queries FILE")
+    if query is not None and not query.strip():
+        fail("the QUERY is blank; give the words to search for")
     if output_format not in ("jsonl", "trec"):
         fail(f"--format must be jsonl or trec, got '{output_format}'")
     filters = parse_filter_option(filter_)
@@ -424,7 +426,9 @@ def ask(
     ] = None,
     style: Annotated[
         str | None,
-        typer.Option(help="Answer style: sentences, concise or extractive (default: the file's)."),
+        typer.Option(
+            help="Answer style: evidence, extractive, concise or sentences (default: the file's)."
+        ),
     ] = None,
     json_output: JsonOption = False,
     quiet: QuietOption = False,

@@ -388,6 +388,11 @@ def test_search_with_an_unknown_pipeline_exits_2(workspace):
     )
 
 
+def test_search_for_a_blank_query_exits_2(workspace):
+    _, _, config = workspace
+    clean(invoke("search", "  ", "--config", config), code=2, names=["QUERY is blank"])
+
+
 def test_ask_with_an_unknown_pipeline_exits_2(workspace):
     _, _, config = workspace
     clean(

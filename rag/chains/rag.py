@@ -45,7 +45,7 @@ from rag.chains.tools import (
     usage_attributes,
 )
 from rag.core.component import Component
-from rag.core.errors import ConfigError
+from rag.core.errors import ConfigError, InvalidInputError
 from rag.core.generation import Generator, Message
 from rag.core.protocols import Retriever
 from rag.core.threads import iterate_in_thread
@@ -268,6 +268,10 @@ class RagChain(Component):
     ) -> Iterator[str | Answer]:
         """The whole chain as one iterator: text pieces (when streaming), then the Answer,
         traced as one ``ragline.ask`` span (see :mod:`rag.core.tracing`)."""
+        if not isinstance(question, str) or not question.strip():
+            raise InvalidInputError(
+                f"the question is blank ({question!r}); ask it in words", where="question"
+            )
         tracing = tracer_for(self.tracer_provider)
         if not tracing.enabled:
             yield from self._run_steps(question, filters, k, stream, tracing, NOOP_SPAN)
@@ -391,6 +395,7 @@ class RagChain(Component):
             k: Contexts to retrieve (default: the chain's ``k``).
 
         Raises:
+            InvalidInputError: the question is blank.
             GenerationError: the question does not fit the context window, or the generator failed.
         """
         *_, answer = self._steps(question, filters, k, stream=False)

@@ -110,6 +110,7 @@ def test_ask_questions_file_prints_one_json_answer_per_line(qa_config, tmp_path)
         (("What?", "--filter", "{oops"), "--filter is not valid JSON"),
         (("What?", "--filter", '{"year": {"$gtx": 1}}'), "$gtx"),
         (("What?", "--style", "short"), "allowed: evidence, extractive, concise, sentences"),
+        ((" \t",), "question: the question is blank"),
     ],
 )
 def test_bad_usage_exits_2(qa_config, args, message):

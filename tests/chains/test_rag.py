@@ -13,7 +13,7 @@ from rag.connectors.generators.llama_cpp import LlamaCppGenerator
 from rag.connectors.generators.openai import OpenAIGenerator
 from rag.connectors.retrievers.dense import DenseRetriever
 from rag.connectors.stores.faiss import FaissStore
-from rag.core import ConfigError, GenerationError, Pipeline, PipelineFile, Secret
+from rag.core import ConfigError, GenerationError, InvalidInputError, Pipeline, PipelineFile, Secret
 
 from .helpers import QA_COMPONENTS_YAML, ListRetriever, Script, reply, scripted_generator
 
@@ -172,6 +172,18 @@ def test_answer_carries_prompt_contexts_citations_and_timings():
     assert set(data) >= {"answer", "citations", "contexts", "prompt", "timings", "usage"}
     assert data["citations"][0] == {"id": answer.contexts[0].id, "source": "doc1.md", "index": 1}
     assert data["contexts"][1]["score"] == 0.9
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("question", ["", "   \n\t"])
+def test_a_blank_question_is_invalid_input_and_reaches_no_component(question):
+    script = Script(reply("Paris [1]"))
+    chain = chain_with(scripted_generator(script))
+    with pytest.raises(InvalidInputError, match="question.*blank"):
+        chain.ask(question)
+    with pytest.raises(InvalidInputError, match="blank"):
+        next(chain.stream(question))
+    assert chain.retriever.calls == [] and script.bodies == []
 
 
 @pytest.mark.unit
