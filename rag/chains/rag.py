@@ -268,10 +268,11 @@ class RagChain(Component):
     ) -> Iterator[str | Answer]:
         """The whole chain as one iterator: text pieces (when streaming), then the Answer,
         traced as one ``ragline.ask`` span (see :mod:`rag.core.tracing`)."""
-        if not isinstance(question, str) or not question.strip():
-            raise InvalidInputError(
-                f"the question is blank ({question!r}); ask it in words", where="question"
-            )
+        if not isinstance(question, str):
+            kind = type(question).__name__
+            raise InvalidInputError(f"the question must be text, got {kind}", where="question")
+        if not question.strip():
+            raise InvalidInputError("the question is blank; ask it in words", where="question")
         tracing = tracer_for(self.tracer_provider)
         if not tracing.enabled:
             yield from self._run_steps(question, filters, k, stream, tracing, NOOP_SPAN)

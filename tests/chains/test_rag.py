@@ -184,6 +184,8 @@ def test_a_blank_question_is_invalid_input_and_reaches_no_component(question):
     with pytest.raises(InvalidInputError, match="blank"):
         next(chain.stream(question))
     assert chain.retriever.calls == [] and script.bodies == []
+    with pytest.raises(InvalidInputError, match="must be text, got int"):
+        chain.ask(5)  # type: ignore[arg-type]
 
 
 @pytest.mark.unit
