@@ -110,12 +110,13 @@ def content_stems(text: str) -> set[str]:
 
 # A sentence ends:
 # - at ., ! or ? (and any closing quotes or brackets, which stay with it) before white space and
-#   a capital or a digit, optionally behind an opening quote or bracket;
+#   a capital, a digit or a camel-case word ("efSearch", "iOS"), optionally behind an opening
+#   quote or bracket;
 # - at 。！？ (no white space needed in Chinese or Japanese text);
 # - at a blank line, and before a line that starts a Markdown heading or list item.
 # A single line break inside a paragraph (hard-wrapped text) does not end one.
 _SENTENCE_BREAK = re.compile(
-    r"([.!?][\"'”’)\]]*)\s+(?=[\"'“‘(\[]?[A-Z0-9À-ÖØ-Þ])"
+    r"([.!?][\"'”’)\]]*)\s+(?=[\"'“‘(\[]?(?:[A-Z0-9À-ÖØ-Þ]|[a-z]+[A-Z]))"
     r"|([。！？][」』）”’\"')\]]*)\s*(?=\S)"
     r"|\n[ \t]*\n\s*"
     r"|\n(?=[ \t]*(?:#|[-*+] |\d+[.)] ))"
@@ -133,9 +134,10 @@ _NOT_AN_END = re.compile(
 def sentences(text: str) -> list[tuple[int, int]]:
     """Character ranges ``(start, end)`` of the sentences of ``text``, in order.
 
-    A sentence ends at ., ! or ? before a capital or a digit, at 。！？, at a blank line, and
-    before a line starting a Markdown heading or list item; not at the period of an initial or
-    of a title or short form ("Dr.", "St.", "No.", "e.g."), nor at a single line break. Closing
+    A sentence ends at ., ! or ? before a capital, a digit or a camel-case word ("efSearch",
+    "iOS"), at 。！？, at a blank line, and before a line starting a Markdown heading or list
+    item; not at the period of an initial or of a title or short form ("Dr.", "St.", "No.",
+    "e.g."), nor at a single line break. Closing
     quotes and brackets stay with their sentence; no range starts or ends with white space, and
     none is empty. Runs in linear time.
 
@@ -146,6 +148,9 @@ def sentences(text: str) -> list[tuple[int, int]]:
         >>> text = 'Dr. Herbert A. Simon won. He said "We won." Then the U.S. Navy came.'
         >>> [text[a:b] for a, b in sentences(text)]
         ['Dr. Herbert A. Simon won.', 'He said "We won."', 'Then the U.S. Navy came.']
+        >>> text = "It is slow. efSearch is the breadth of the search. iOS runs on it."
+        >>> [text[a:b] for a, b in sentences(text)]
+        ['It is slow.', 'efSearch is the breadth of the search.', 'iOS runs on it.']
         >>> text = "北京是首都。上海很大！"
         >>> [text[a:b] for a, b in sentences(text)]
         ['北京是首都。', '上海很大！']

@@ -16,6 +16,7 @@ import errno
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -26,7 +27,7 @@ from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, InvalidInputError, LoaderError, RagError
 from rag.core.limits import loads_json
-from rag.pipelines.office import OFFICE_EXTENSIONS, load_office
+from rag.pipelines.office import HTML_BLOCKS, OFFICE_EXTENSIONS, load_office
 
 TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
 MARKDOWN_EXTENSIONS = (".md", ".markdown")
@@ -143,6 +144,32 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
         raise LoaderError(
             source, f"not valid {encoding} text ({err.reason} at byte {err.start})"
         ) from None
+
+
+_WHITESPACE = re.compile(r"\s+")
+
+
+def html_lines(body: Any) -> list[str]:
+    r"""The text of a BeautifulSoup ``body``, one line per block element (``p``, ``li``, ``h2``,
+    ``br``, a table cell, ...): inline elements (``b``, ``a``, ``code``) stay inside their line,
+    the line breaks of the HTML source inside a block are spaces, and ``pre`` keeps its lines.
+
+    Example:
+        >>> import bs4
+        >>> html = "<p>Three.\n<b>M</b> is the\nlinks.</p><ul><li>one</li><li>two</li></ul>"
+        >>> html_lines(bs4.BeautifulSoup(html, "html.parser"))
+        ['Three. M is the links.', 'one', 'two']
+    """
+    import bs4
+
+    kept = {id(s) for pre in body.find_all("pre") for s in pre.find_all(string=True)}
+    for text in body.find_all(string=True):
+        if type(text) is bs4.NavigableString and id(text) not in kept:  # not a comment
+            text.replace_with(_WHITESPACE.sub(" ", text))
+    for tag in body.find_all(["br", "td", "th", *HTML_BLOCKS, "h1", "h2", "h3", "h4", "h5", "h6"]):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    return [line.strip() for line in body.get_text().splitlines() if line.strip()]
 
 
 class FileLoader(Component):
@@ -268,9 +295,7 @@ class FileLoader(Component):
         for tag in soup(["script", "style", "noscript", "template"]):
             tag.decompose()
         title = soup.title.get_text(strip=True) if soup.title else None
-        body = soup.body or soup
-        lines = [line.strip() for line in body.get_text("\n").splitlines()]
-        content = "\n".join(line for line in lines if line)
+        content = "\n".join(html_lines(soup.body or soup))
         if not content:
             raise LoaderError(source, "HTML file has no text")
         metadata: dict[str, Any] = {"source": source, "file_type": "html"}

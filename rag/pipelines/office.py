@@ -43,9 +43,10 @@ _FONT_OBFUSCATION = ("http://www.idpf.org/2008/embedding", "http://ns.adobe.com/
 _CELL_SEPARATOR = " | "
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 _HTML_HEADING = re.compile(r"^h([1-6])$")
-_HTML_BLOCKS = frozenset(
+HTML_BLOCKS = frozenset(
     "p div li tr br pre blockquote section article table ul ol dt dd figcaption hr".split()  # noqa: SIM905
 )
+"""HTML elements that start a line of their own (headings aside)."""
 _HTML_SKIP = frozenset(("script", "style", "head", "title", "noscript", "template"))
 
 
@@ -317,7 +318,7 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
             flush()
             blocks.append((int(heading.group(1)), " ".join(element.text_content().split())))
             return
-        if tag in _HTML_BLOCKS:
+        if tag in HTML_BLOCKS:
             pieces.append("\n")
         if element.text:
             pieces.append(element.text)
@@ -325,7 +326,7 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
             walk(child)
             if child.tail:
                 pieces.append(child.tail)
-        if tag in _HTML_BLOCKS:
+        if tag in HTML_BLOCKS:
             pieces.append("\n")
 
     body = root.find(".//body")

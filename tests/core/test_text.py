@@ -46,6 +46,16 @@ def test_initials_and_titles_do_not_end_a_sentence():
     ]
 
 
+def test_a_camel_case_word_starts_a_sentence_and_a_lower_case_word_does_not():
+    text = "It is slow. efSearch is the breadth. iOS runs on it. See e.g. iPhone. it stays."
+    assert parts(text) == [
+        "It is slow.",
+        "efSearch is the breadth.",
+        "iOS runs on it.",
+        "See e.g. iPhone. it stays.",
+    ]
+
+
 @pytest.mark.parametrize(
     "text",
     [

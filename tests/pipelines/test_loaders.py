@@ -43,6 +43,29 @@ def test_text_markdown_html(corpus):
     assert "Para one." in html.text and "var x" not in html.text
 
 
+def test_html_gives_one_line_per_block_and_keeps_inline_elements_in_their_line(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>T</title><style>p {}</style></head><body><h1>Tuning</h1>\n"
+        "<p>Three parameters.\n<b>M</b> is the number of\n   links; <a href='#'>see</a> "
+        "<code>efSearch</code>.</p><ul><li>one</li><li>two<br>lines</li></ul>"
+        "<pre>code  line 1\ncode line 2</pre><table><tr><td>a</td><td>b</td></tr></table>"
+        "<!-- a comment --></body></html>"
+    )
+    (doc,) = FileLoader().run(sources=[str(page)])["documents"]
+    assert doc.text.splitlines() == [
+        "Tuning",
+        "Three parameters. M is the number of links; see efSearch.",
+        "one",
+        "two",
+        "lines",
+        "code  line 1",
+        "code line 2",
+        "a",
+        "b",
+    ]
+
+
 def test_jsonl_and_csv_fields(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text(

@@ -329,8 +329,8 @@ def _points_back(sentence: str) -> bool:
 
 def _is_heading(line: str, following: str = "") -> bool:
     """Whether ``line`` is a title line; ``following``, the text after it: a short line that
-    the next line continues in lower case ("M" then "is the number of links ...", as an HTML
-    page's bold word comes out of the loader) is part of its sentence, not a title."""
+    the next line continues in lower case (hard-wrapped text: "The b parameter" then "sets how
+    strongly ...") is part of its sentence, not a title."""
     line = line.strip()
     if line.startswith("#"):
         return True
