@@ -137,9 +137,8 @@ def sentences(text: str) -> list[tuple[int, int]]:
     A sentence ends at ., ! or ? before a capital, a digit or a camel-case word ("efSearch",
     "iOS"), at 。！？, at a blank line, and before a line starting a Markdown heading or list
     item; not at the period of an initial or of a title or short form ("Dr.", "St.", "No.",
-    "e.g."), nor at a single line break. Closing
-    quotes and brackets stay with their sentence; no range starts or ends with white space, and
-    none is empty. Runs in linear time.
+    "e.g."), nor at a single line break. Closing quotes and brackets stay with their sentence;
+    no range starts or ends with white space, and none is empty. Runs in linear time.
 
     Example:
         >>> text = "HNSW builds a graph\\nof layers. It is fast.\\n\\n# Tuning\\n- M: links"

@@ -153,6 +153,7 @@ def html_lines(body: Any) -> list[str]:
     r"""The text of a BeautifulSoup ``body``, one line per block element (``p``, ``li``, ``h2``,
     ``br``, a table cell, ...): inline elements (``b``, ``a``, ``code``) stay inside their line,
     the line breaks of the HTML source inside a block are spaces, and ``pre`` keeps its lines.
+    ``body`` is changed in place.
 
     Example:
         >>> import bs4
