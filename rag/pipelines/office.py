@@ -43,6 +43,7 @@ _FONT_OBFUSCATION = ("http://www.idpf.org/2008/embedding", "http://ns.adobe.com/
 _CELL_SEPARATOR = " | "
 _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 _HTML_HEADING = re.compile(r"^h([1-6])$")
+_WHITESPACE = re.compile(r"\s+")
 HTML_BLOCKS = frozenset(
     "p div li tr br pre blockquote section article table ul ol dt dd figcaption hr".split()  # noqa: SIM905
 )
@@ -309,7 +310,7 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
                 blocks.append((None, line))
         pieces.clear()
 
-    def walk(element: Any) -> None:
+    def walk(element: Any, pre: bool = False) -> None:
         tag = element.tag.rsplit("}", 1)[-1].lower() if isinstance(element.tag, str) else ""
         if tag in _HTML_SKIP or not tag:
             return
@@ -318,14 +319,18 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
             flush()
             blocks.append((int(heading.group(1)), " ".join(element.text_content().split())))
             return
+        pre = pre or tag == "pre"  # its line breaks are lines; elsewhere they are spaces
+
+        def add(text: str | None) -> None:
+            if text:
+                pieces.append(text if pre else _WHITESPACE.sub(" ", text))
+
         if tag in HTML_BLOCKS:
             pieces.append("\n")
-        if element.text:
-            pieces.append(element.text)
+        add(element.text)
         for child in element:
-            walk(child)
-            if child.tail:
-                pieces.append(child.tail)
+            walk(child, pre)
+            add(child.tail)
         if tag in HTML_BLOCKS:
             pieces.append("\n")
 

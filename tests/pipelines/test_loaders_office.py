@@ -68,12 +68,13 @@ def make_epub(path):
     book.set_language("en")
     one = epub.EpubHtml(title="One", file_name="one.xhtml", lang="en")
     one.content = (
-        "<html><body><h1>Chapter One</h1><p>Whales sing <b>long</b> songs.</p>"
+        "<html><body><h1>Chapter One</h1><p>Whales sing\n<b>long</b>\n  songs.</p>"
         "<h2>Humpbacks</h2><p>Humpbacks migrate.</p><script>var x = 1;</script></body></html>"
     )
     two = epub.EpubHtml(title="Two", file_name="two.xhtml", lang="en")
     two.content = (
-        "<html><body><h1>Chapter Two</h1><ul><li>Krill</li><li>Fish</li></ul></body></html>"
+        "<html><body><h1>Chapter Two</h1><ul><li>Krill</li><li>Fish</li></ul>"
+        "<pre>Plankton\nbloom</pre></body></html>"
     )
     for item in (one, two):
         book.add_item(item)
@@ -145,7 +146,7 @@ def test_epub_sections_per_heading_and_chapter(tmp_path):
     ]
     assert docs[0].text == "Chapter One\nWhales sing long songs."
     assert "var x" not in " ".join(d.text for d in docs)
-    assert docs[2].text == "Chapter Two\nKrill\nFish"
+    assert docs[2].text == "Chapter Two\nKrill\nFish\nPlankton\nbloom"
     assert {d.metadata["title"] for d in docs} == {"Tiny Book"}
 
 
