@@ -167,7 +167,7 @@ def html_lines(body: Any) -> list[str]:
     for text in body.find_all(string=True):
         if type(text) is bs4.NavigableString and id(text) not in kept:  # not a comment
             text.replace_with(_WHITESPACE.sub(" ", text))
-    for tag in body.find_all(["br", "td", "th", *HTML_BLOCKS, "h1", "h2", "h3", "h4", "h5", "h6"]):
+    for tag in body.find_all([*HTML_BLOCKS, "h1", "h2", "h3", "h4", "h5", "h6"]):
         tag.insert_before("\n")
         tag.insert_after("\n")
     return [line.strip() for line in body.get_text().splitlines() if line.strip()]

@@ -45,7 +45,7 @@ _HEADING_STYLE = re.compile(r"^heading\s*([1-9])$", re.IGNORECASE)
 _HTML_HEADING = re.compile(r"^h([1-6])$")
 _WHITESPACE = re.compile(r"\s+")
 HTML_BLOCKS = frozenset(
-    "p div li tr br pre blockquote section article table ul ol dt dd figcaption hr".split()  # noqa: SIM905
+    "p div li tr td th br pre blockquote section article table ul ol dt dd figcaption hr".split()  # noqa: SIM905
 )
 """HTML elements that start a line of their own (headings aside)."""
 _HTML_SKIP = frozenset(("script", "style", "head", "title", "noscript", "template"))
