@@ -74,7 +74,8 @@ def make_epub(path):
     two = epub.EpubHtml(title="Two", file_name="two.xhtml", lang="en")
     two.content = (
         "<html><body><h1>Chapter Two</h1><ul><li>Krill</li><li>Fish</li></ul>"
-        "<pre>Plankton\nbloom</pre></body></html>"
+        "<pre>Plankton\nbloom</pre><table><tr><td>Squid</td><td>Eel</td></tr></table>"
+        "</body></html>"
     )
     for item in (one, two):
         book.add_item(item)
@@ -146,7 +147,7 @@ def test_epub_sections_per_heading_and_chapter(tmp_path):
     ]
     assert docs[0].text == "Chapter One\nWhales sing long songs."
     assert "var x" not in " ".join(d.text for d in docs)
-    assert docs[2].text == "Chapter Two\nKrill\nFish\nPlankton\nbloom"
+    assert docs[2].text == "Chapter Two\nKrill\nFish\nPlankton\nbloom\nSquid\nEel"
     assert {d.metadata["title"] for d in docs} == {"Tiny Book"}
 
 
