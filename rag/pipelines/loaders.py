@@ -147,13 +147,14 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
 
 
 _WHITESPACE = re.compile(r"\s+")
+_LINE_ELEMENTS = HTML_BLOCKS | {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
 def html_lines(body: Any) -> list[str]:
     r"""The text of a BeautifulSoup ``body``, one line per block element (``p``, ``li``, ``h2``,
     ``br``, a table cell, ...): inline elements (``b``, ``a``, ``code``) stay inside their line,
     the line breaks of the HTML source inside a block are spaces, and ``pre`` keeps its lines.
-    ``body`` is changed in place.
+    One pass over the tree (deep nesting and long pages cost linear time).
 
     Example:
         >>> import bs4
@@ -163,14 +164,24 @@ def html_lines(body: Any) -> list[str]:
     """
     import bs4
 
-    kept = {id(s) for pre in body.find_all("pre") for s in pre.find_all(string=True)}
-    for text in body.find_all(string=True):
-        if type(text) is bs4.NavigableString and id(text) not in kept:  # not a comment
-            text.replace_with(_WHITESPACE.sub(" ", text))
-    for tag in body.find_all([*HTML_BLOCKS, "h1", "h2", "h3", "h4", "h5", "h6"]):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    return [line.strip() for line in body.get_text().splitlines() if line.strip()]
+    block_of: dict[int, int | None] = {}  # element -> its nearest block element (or itself)
+    in_pre: dict[int, bool] = {}
+    pieces: list[str] = []
+    last_block: int | None = None
+    for node in body.descendants:
+        parent = id(node.parent)
+        if isinstance(node, bs4.Tag):
+            block = id(node) if node.name in _LINE_ELEMENTS else block_of.get(parent)
+            block_of[id(node)] = block
+            in_pre[id(node)] = node.name == "pre" or in_pre.get(parent, False)
+            if node.name == "br":
+                pieces.append("\n")
+        elif type(node) is bs4.NavigableString:  # not a comment or a doctype
+            if block_of.get(parent) != last_block:
+                pieces.append("\n")
+                last_block = block_of.get(parent)
+            pieces.append(str(node) if in_pre.get(parent) else _WHITESPACE.sub(" ", node))
+    return [line.strip() for line in "".join(pieces).splitlines() if line.strip()]
 
 
 class FileLoader(Component):

@@ -30,6 +30,13 @@ def test_expand_sources_walks_directories_and_reports_missing(corpus):
     ]
 
 
+def test_a_deeply_nested_html_page_loads(tmp_path):
+    page = tmp_path / "deep.html"
+    page.write_text("<html><body>" + "<div>" * 5000 + "deep <b>text</b>" + "</div>" * 5000)
+    (doc,) = FileLoader().run(sources=[str(page)])["documents"]
+    assert doc.text == "deep text"
+
+
 def test_text_markdown_html(corpus):
     files, _ = expand_sources([corpus])
     result = FileLoader().run(sources=files)
