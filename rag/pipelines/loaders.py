@@ -16,7 +16,6 @@ import errno
 import io
 import json
 import os
-import re
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, InvalidInputError, LoaderError, RagError
 from rag.core.limits import loads_json
-from rag.pipelines.office import HTML_BLOCKS, OFFICE_EXTENSIONS, load_office
+from rag.pipelines.office import HTML_BLOCKS, OFFICE_EXTENSIONS, html_inline, load_office
 
 TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
 MARKDOWN_EXTENSIONS = (".md", ".markdown")
@@ -146,7 +145,6 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
         ) from None
 
 
-_WHITESPACE = re.compile(r"\s+")
 _LINE_ELEMENTS = HTML_BLOCKS | {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
@@ -177,10 +175,11 @@ def html_lines(body: Any) -> list[str]:
             if node.name == "br":
                 pieces.append("\n")
         elif type(node) is bs4.NavigableString:  # not a comment or a doctype
-            if block_of.get(parent) != last_block:
+            block = block_of.get(parent)
+            if block != last_block:
                 pieces.append("\n")
-                last_block = block_of.get(parent)
-            pieces.append(str(node) if in_pre.get(parent) else _WHITESPACE.sub(" ", node))
+                last_block = block
+            pieces.append(html_inline(str(node), in_pre.get(parent, False)))
     return [line.strip() for line in "".join(pieces).splitlines() if line.strip()]
 
 

@@ -298,6 +298,12 @@ def _epub(source: str, data: bytes) -> Iterator[Document]:
     yield from documents
 
 
+def html_inline(text: str, pre: bool) -> str:
+    """An HTML text node as it reads: each run of white space (the source's line breaks among
+    them) is one space, except inside ``pre`` (``pre=True``), whose line breaks are lines."""
+    return text if pre else _WHITESPACE.sub(" ", text)
+
+
 def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
     """``(heading level or None, text)`` of an XHTML document, in reading order."""
     blocks: list[tuple[int | None, str]] = []
@@ -319,18 +325,13 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
             flush()
             blocks.append((int(heading.group(1)), " ".join(element.text_content().split())))
             return
-        pre = pre or tag == "pre"  # its line breaks are lines; elsewhere they are spaces
-
-        def add(text: str | None) -> None:
-            if text:
-                pieces.append(text if pre else _WHITESPACE.sub(" ", text))
-
+        pre = pre or tag == "pre"
         if tag in HTML_BLOCKS:
             pieces.append("\n")
-        add(element.text)
+        pieces.append(html_inline(element.text or "", pre))
         for child in element:
             walk(child, pre)
-            add(child.tail)
+            pieces.append(html_inline(child.tail or "", pre))
         if tag in HTML_BLOCKS:
             pieces.append("\n")
 
