@@ -31,7 +31,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rag.core.generation import SpanLogprobs
-from rag.core.text import KINDS, START_STOPWORDS, content_stems, question_kind, sentences, stem
+from rag.core.text import (
+    KINDS,
+    START_STOPWORDS,
+    abbreviation_period,
+    content_stems,
+    question_kind,
+    sentences,
+    stem,
+)
 from rag.core.text import fits_kind as _fits
 
 # Words (with inner hyphens, apostrophes, decimal points, thousands separators and a trailing
@@ -137,11 +145,8 @@ def candidate_spans(
     spans: list[SpanCandidate] = []
     for rank, sentence in enumerate(ranked[:sentences]):
         text = contexts[sentence.context]
-        words = [
-            (m.group(0), m.start(), m.end())
-            for m in _TOKEN.finditer(text, sentence.start, sentence.end)
-        ]
-        asked = [stem(w) in stems for w, _, _ in words]
+        words = _words(text, sentence.start, sentence.end)
+        asked = [stem(w.rstrip(".")) in stems for w, _, _ in words]
         anchors = [i for i, flag in enumerate(asked) if flag]
         # Words a phrase stops at: stop words, punctuation, question words.
         edges = [
@@ -182,6 +187,19 @@ def _neighbour_asked(words: list[tuple[str, int, int]], asked: list[bool], order
         if word.lower() not in START_STOPWORDS and _content(word):
             return asked[n]
     return False
+
+
+def _words(text: str, start: int, end: int) -> list[tuple[str, int, int]]:
+    """The tokens of ``text[start:end]`` with their offsets; the period of an initial or a short
+    form stays with its word ("John G. Roberts", "H.S."), so a span does not stop inside a name."""
+    words: list[tuple[str, int, int]] = []
+    for m in _TOKEN.finditer(text, start, end):
+        word, begin, stop = m.group(0), m.start(), m.end()
+        if word == "." and words and words[-1][2] == begin and abbreviation_period(text, begin):
+            previous, first, _ = words.pop()
+            word, begin = previous + word, first
+        words.append((word, begin, stop))
+    return words
 
 
 def _content(word: str) -> bool:

@@ -131,6 +131,18 @@ _NOT_AN_END = re.compile(
 )
 
 
+def abbreviation_period(text: str, index: int) -> bool:
+    """Whether the period at ``text[index]`` belongs to an initial or a short form ("A.",
+    "U.S.", "Dr.", "No.", "e.g.") rather than ending a sentence.
+
+    Example:
+        >>> text = "Chief Justice John G. Roberts, Jr. spoke."
+        >>> [abbreviation_period(text, i) for i, c in enumerate(text) if c == "."]
+        [True, True, False]
+    """
+    return _NOT_AN_END.search(text, max(0, index - 9), index + 1) is not None
+
+
 def sentences(text: str) -> list[tuple[int, int]]:
     """Character ranges ``(start, end)`` of the sentences of ``text``, in order.
 
@@ -161,7 +173,7 @@ def sentences(text: str) -> list[tuple[int, int]]:
         if end_group == 1:
             # A closing quote or bracket after the period ends the sentence whatever came before.
             period = found.start(1)
-            if found.group(1) == "." and _NOT_AN_END.search(text, max(0, period - 9), period + 1):
+            if found.group(1) == "." and abbreviation_period(text, period):
                 continue
         end = found.end(end_group) if end_group else found.start()
         ranges.append((begin, end))

@@ -88,6 +88,9 @@ def test_a_factoid_question_gets_the_short_span_first_then_its_sentence():
         ("When was BM25 developed?", "It was developed in the 1970s.", "1970s"),
         ("Who founded Acme?", "Acme was founded by Jane Roe.", "Jane Roe"),
         ("Why is the sky blue?", "The sky is blue because of scattering.", None),
+        # the year belongs to the date, the initial to the name
+        ("When was Secretariat born?", "Secretariat was born on March 30, 1970.", "March 30, 1970"),
+        ("Who is the Chief Justice?", "The Chief Justice is John G. Roberts.", "John G. Roberts"),
     ],
 )
 def test_factoid_span(question, sentence, span):

@@ -71,6 +71,13 @@ def test_candidates_do_not_cross_sentence_punctuation_and_keep_numbers_whole():
     assert not any("(" in t or ";" in t for t in texts)
 
 
+def test_the_period_of_an_initial_or_a_short_form_does_not_end_a_span():
+    text = "The current Chief Justice is John G. Roberts, Jr. of the U.S. Supreme Court."
+    texts = {s.text for s in candidate_spans("Who is the Chief Justice?", [text], sentences=1)}
+    assert {"John G. Roberts", "John G. Roberts, Jr.", "U.S. Supreme Court"} <= texts
+    assert "John G" not in texts
+
+
 def test_no_candidates_when_no_sentence_shares_a_content_word():
     assert candidate_spans("Which river floods in spring?", CONTEXTS) == []
     assert candidate_spans("What?", CONTEXTS) == []

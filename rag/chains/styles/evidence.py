@@ -525,9 +525,15 @@ def factoid_span(
         before = re.search(r"(?:\$\s?)?\d[\d.,]*\s+$", sentence[:start])
         if before is not None:
             start = before.start()
-    if best.end - start >= len(sentence.rstrip(" .")):
+    end = best.end
+    if kind == "date":  # "March 30" of "March 30, 1970": the year belongs to the date
+        last = WORD.findall(best.text)[-1].lower()
+        year = re.match(r",?\s+\d{3,4}\b", sentence[end:])
+        if year is not None and (last in MONTHS or (last.isdigit() and int(last) <= 31)):
+            end += year.end()
+    if end - start >= len(sentence.rstrip(" .")):
         return None  # the whole sentence: nothing shorter to put first
-    return start, best.end
+    return start, end
 
 
 class EvidenceStyle(Style):
