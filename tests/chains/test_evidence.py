@@ -121,6 +121,12 @@ def test_a_factoid_span_comes_first_only_where_the_answer_likely_lies():
     assert chain.ask(question).text.startswith("Berlin is the capital")
     # a "who" span that holds a date or a number is no name, however it ranks
     assert factoid_span("Who did Kennedy run against?", "He died on November 22, 1963.") is None
+    # a "how many" span is no year and no day of a date
+    games = "In 2004, Jennings won 74 games before he was defeated."
+    start, end = factoid_span("How many games did Jennings win?", games)
+    assert games[start:end].startswith("74")
+    born = "Bob Seger (born May 6, 1945) is an American singer."
+    assert factoid_span("How old is Bob Seger?", born, 0.0) is None
     named = "In 1960 Kennedy ran against Richard Nixon, the vice president."
     start, end = factoid_span("Who did Kennedy run against?", named)
     assert named[start:end] == "Richard Nixon"
