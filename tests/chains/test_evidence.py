@@ -44,7 +44,7 @@ def assert_grounded(answer):
         assert span.index in cited
         context = answer.contexts[span.index - 1]
         assert context.id == span.id
-        pieces.append(context.text[span.start : span.end])
+        pieces.append(" ".join(context.text[span.start : span.end].split()))
     assert answer.text == SEPARATOR.join(pieces) or answer.text == pieces[0]
 
 
@@ -96,6 +96,20 @@ def test_a_factoid_question_gets_the_short_span_first_then_its_sentence():
 def test_factoid_span(question, sentence, span):
     found = factoid_span(question, sentence)
     assert (sentence[found[0] : found[1]] if found else None) == span
+
+
+@pytest.mark.unit
+def test_the_line_breaks_of_a_hard_wrapped_source_read_as_spaces():
+    chain, _ = evidence_chain(
+        texts=["The second experiment used 1,400\nabstracts and 225\n  queries. It ended."],
+        min_score=0.0,
+    )
+    answer = chain.ask("How many queries did the second experiment use?")
+    assert answer.text.endswith("The second experiment used 1,400 abstracts and 225 queries.")
+    assert "\n" not in answer.text
+    span = answer.spans[-1]
+    assert answer.contexts[0].text[span.start : span.end].count("\n") == 2
+    assert_grounded(answer)
 
 
 @pytest.mark.unit
@@ -166,7 +180,7 @@ def test_more_sentences_when_asked_and_they_score_close(tmp_path):
     }
     for span in answer.spans:
         context = answer.contexts[span.index - 1]
-        assert context.text[span.start : span.end] in answer.text
+        assert " ".join(context.text[span.start : span.end].split()) in answer.text
     # the sentence an answer "It has ..." points back to comes once, not again as a second one
     pointing, _ = evidence_chain(texts=[FACTS[1]], **params)
     answer = pointing.ask("How many inhabitants live in the twelve boroughs?")

@@ -5,10 +5,12 @@ pipeline already holds (:data:`FEATURES`): its embedding similarity to the quest
 retriever's embedding model, given as ``embedder: "@embedder"``), the share of the question's
 rare words it contains (both also read with the sentence before it), its position in its
 context, its context's retrieval rank and its length, some weighed by how much detail the
-question gives. The best sentence is the answer, copied from its context with its offsets and cited:
-``grounded`` is true. For a short factoid question (who / when / where / how many / which) the
-short span of that sentence that fits the question comes first (:mod:`rag.chains.span_ranking`),
-then the sentence: ``"1998 — The company was founded in 1998."``. When no sentence's
+question gives. The best sentence is the answer, copied from its context with its offsets and
+cited: ``grounded`` is true (the line breaks of hard-wrapped text read as spaces in
+``Answer.text``; the offsets point at the source as it is). For a short factoid question (who /
+when / where / how many / which) the short span of that sentence that fits the question comes
+first (:mod:`rag.chains.span_ranking`), then the sentence:
+``"1998 — The company was founded in 1998."``. When no sentence's
 probability reaches ``min_score`` (or, without an embedder, when the best sentence shares no
 content word with the question) the answer is "I don't know." and ``grounded`` is false.
 
@@ -39,6 +41,7 @@ from typing import Any
 
 from rag.chains import span_ranking
 from rag.chains.answer import AnswerSpan, Citation, Context
+from rag.chains.extractive import normalize_space
 from rag.chains.styles.base import NO_ANSWER, Draft, Style, StyleRequest
 from rag.core.component import Component
 from rag.core.errors import ConfigError
@@ -711,7 +714,7 @@ class EvidenceStyle(Style):
         if found is not None:
             context = contexts[first.context]
             start, end = first.start + found[0], first.start + found[1]
-            pieces.append(context.text[start:end])
+            pieces.append(normalize_space(context.text[start:end]))
             spans.append(AnswerSpan(context.index, context.id, start, end))
         sentence_spans = len(spans)  # the spans after the factoid span are sentences
         for candidate in chosen:
@@ -725,7 +728,8 @@ class EvidenceStyle(Style):
             points_back = candidate.features.get("pronoun_start") and self.with_antecedent
             if candidate is first and points_back and candidate.previous_start is not None:
                 start = candidate.previous_start
-            pieces.append(context.text[start : candidate.end])
+            # a hard-wrapped source's line breaks read as spaces; the span keeps the offsets
+            pieces.append(normalize_space(context.text[start : candidate.end]))
             spans.append(AnswerSpan(context.index, context.id, start, candidate.end))
             citations.setdefault(context.index, Citation(context.index, context.id, context.source))
         text = pieces[0] if len(pieces) == 1 else SEPARATOR.join(pieces[:2])

@@ -201,7 +201,10 @@ class ExtractiveStyle(Style):
             return messages, GenerationResult(text="", usage=usage, finish_reason="abstain")
         span = Span(best.context, best.start, best.end, logprob=scored.first)
         return messages, GenerationResult(
-            text=best.text, usage=usage, finish_reason="stop", span=span
+            text=extractive.normalize_space(best.text),
+            usage=usage,
+            finish_reason="stop",
+            span=span,
         )
 
 
