@@ -271,11 +271,22 @@ def _epub(source: str, data: bytes) -> Iterator[Document]:
         item = book.get_item_with_id(idref)
         if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT:
             continue
-        content = item.get_content()
+        # the file as stored: ebooklib's get_content() re-parses a chapter (cutting it at 256
+        # levels of nesting) and re-serialises it
+        content = item.content or b""
         if not content.strip():
             continue
         chapter += 1
-        root = lxml_html.document_fromstring(content)
+        # huge_tree: libxml2 otherwise stops reading at 256 levels of nesting and drops the rest
+        parser = lxml_html.HTMLParser(huge_tree=True)
+        root = lxml_html.document_fromstring(content, parser=parser)
+        if any(error.type_name == "ERR_RESOURCE_LIMIT" for error in parser.error_log):
+            raise LoaderError(
+                source,
+                f"chapter {chapter} ({item.get_name()}) nests its elements deeper than "
+                f"{_MAX_HTML_DEPTH} levels, past which its text cannot be read; flatten that "
+                "chapter's markup (e.g. re-export the book with Calibre)",
+            )
         for block in _html_blocks(root):
             blocks.append(block)
             chapters.append(chapter)
@@ -298,6 +309,11 @@ def _epub(source: str, data: bytes) -> Iterator[Document]:
     yield from documents
 
 
+_MAX_HTML_DEPTH = 2048
+"""The deepest nesting libxml2 reads with ``huge_tree`` (lxml); deeper, an EPUB chapter is an
+error rather than text silently cut off."""
+
+
 def html_inline(text: str, pre: bool) -> str:
     """An HTML text node as it reads: each run of white space (the source's line breaks among
     them) is one space, except inside ``pre`` (``pre=True``), whose line breaks are lines."""
@@ -305,7 +321,10 @@ def html_inline(text: str, pre: bool) -> str:
 
 
 def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
-    """``(heading level or None, text)`` of an XHTML document, in reading order."""
+    """``(heading level or None, text)`` of an XHTML document, in reading order (one pass,
+    without recursion: a chapter may nest up to :data:`_MAX_HTML_DEPTH` levels)."""
+    from lxml import etree
+
     blocks: list[tuple[int | None, str]] = []
     pieces: list[str] = []
 
@@ -316,26 +335,36 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
                 blocks.append((None, line))
         pieces.clear()
 
-    def walk(element: Any, pre: bool = False) -> None:
-        tag = element.tag.rsplit("}", 1)[-1].lower() if isinstance(element.tag, str) else ""
-        if tag in _HTML_SKIP or not tag:
-            return
-        heading = _HTML_HEADING.match(tag)
-        if heading:
-            flush()
-            blocks.append((int(heading.group(1)), " ".join(element.text_content().split())))
-            return
-        pre = pre or tag == "pre"
-        if tag in HTML_BLOCKS:
-            pieces.append("\n")
-        pieces.append(html_inline(element.text or "", pre))
-        for child in element:
-            walk(child, pre)
-            pieces.append(html_inline(child.tail or "", pre))
-        if tag in HTML_BLOCKS:
-            pieces.append("\n")
-
     body = root.find(".//body")
-    walk(body if body is not None else root)
+    top = body if body is not None else root
+    walker = etree.iterwalk(top, events=("start", "end"))
+    passed: set[Any] = set()  # elements whose content is skipped or read whole (headings)
+    in_pre = 0
+    for event, element in walker:
+        tag = element.tag.rsplit("}", 1)[-1].lower() if isinstance(element.tag, str) else ""
+        if event == "start":
+            heading = _HTML_HEADING.match(tag)
+            if tag in _HTML_SKIP or not tag or heading:
+                walker.skip_subtree()
+                passed.add(element)
+                if heading:
+                    flush()
+                    blocks.append((int(heading.group(1)), " ".join(element.text_content().split())))
+                continue
+            if tag == "pre":
+                in_pre += 1
+            if tag in HTML_BLOCKS:
+                pieces.append("\n")
+            pieces.append(html_inline(element.text or "", in_pre > 0))
+            continue
+        if element in passed:
+            passed.discard(element)
+        else:
+            if tag in HTML_BLOCKS:
+                pieces.append("\n")
+            if tag == "pre":
+                in_pre -= 1
+        if element is not top:
+            pieces.append(html_inline(element.tail or "", in_pre > 0))
     flush()
     return blocks

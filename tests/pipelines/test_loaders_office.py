@@ -231,6 +231,30 @@ def test_zip_that_is_not_a_docx_and_a_docx_without_text(tmp_path):
     assert result["documents"] == []
 
 
+def with_chapter_one(path, body):
+    """Rewrite the EPUB at ``path`` with ``body`` as chapter one's body (ebooklib would
+    re-parse, and so cut, a deeply nested chapter if it wrote it)."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    (name,) = [n for n in entries if n.endswith("one.xhtml")]
+    entries[name] = f"<html><body>{body}</body></html>".encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry, data in entries.items():
+            archive.writestr(entry, data)
+
+
+def test_a_deeply_nested_epub_chapter_is_read_whole_or_refused(tmp_path):
+    path = tmp_path / "deep.epub"
+    make_epub(path)
+    with_chapter_one(path, "<div>" * 1500 + "Deep text." + "</div>" * 1500 + "<p>After.</p>")
+    result = FileLoader().run(sources=[str(path)])
+    assert result["errors"] == []
+    assert result["documents"][0].text == "Deep text.\nAfter."  # libxml2 stopped at level 256
+    with_chapter_one(path, "<div>" * 3000 + "Deep text." + "</div>" * 3000)
+    (error,) = FileLoader().run(sources=[str(path)])["errors"]
+    assert "chapter 1 (one.xhtml) nests its elements deeper than 2048 levels" in error["error"]
+
+
 def test_drm_encrypted_epub_is_refused(tmp_path):
     path = tmp_path / "drm.epub"
     make_epub(path)
