@@ -11,6 +11,7 @@ is *recorded* in the ``errors`` output with its reason; the other sources go on.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import errno
 import io
@@ -138,11 +139,25 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
     if b"\x00" in data[:8192]:
         raise LoaderError(source, "binary content (NUL bytes); not a text file")
     try:
-        return data.decode(encoding)
+        return data.decode(_text_encoding(encoding))
     except UnicodeDecodeError as err:
-        raise LoaderError(
-            source, f"not valid {encoding} text ({err.reason} at byte {err.start})"
-        ) from None
+        line = data.count(b"\n", 0, err.start) + 1
+        raise _not_text(source, encoding, err, err.start, line) from None
+
+
+def _text_encoding(encoding: str) -> str:
+    """``utf-8-sig`` for UTF-8: a byte order mark (Windows editors, Excel's CSV) is no text."""
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def _not_text(
+    source: str, encoding: str, err: UnicodeDecodeError, byte: int, line: int
+) -> LoaderError:
+    return LoaderError(
+        source,
+        f"not valid {encoding} text ({err.reason} at byte {byte}, line {line}); re-save it as "
+        "UTF-8, or give the loader its encoding (init_parameters: {encoding: cp1252})",
+    )
 
 
 _LINE_ELEMENTS = HTML_BLOCKS | {"h1", "h2", "h3", "h4", "h5", "h6"}
@@ -219,6 +234,14 @@ class FileLoader(Component):
         self.title_field = title_field
         self.id_field = id_field
         self.metadata_fields = metadata_fields
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ConfigError(
+                f"unknown encoding {encoding!r}; use a Python codec name such as utf-8, "
+                "cp1252 or latin-1",
+                field="encoding",
+            ) from None
         self.encoding = encoding
 
     def run(self, sources: list[str]) -> dict[str, Any]:
@@ -379,7 +402,7 @@ class FileLoader(Component):
 
     def _lines(self, source: str, path: Path) -> Iterator[tuple[int, str]]:
         """``(line number, line)`` of a text file read lazily, with the checks and messages of
-        :func:`_decode` (empty, binary, not valid in the encoding: the byte offset)."""
+        :func:`_decode` (empty, binary, not valid in the encoding: the byte offset and line)."""
         try:
             handle = path.open("rb")
         except FileNotFoundError:
@@ -399,15 +422,13 @@ class FileLoader(Component):
                         raise LoaderError(source, "empty file")
                 handle.seek(0)
                 offset = 0
+                encoding = _text_encoding(self.encoding)
                 for number, raw in enumerate(handle, start=1):
                     try:
-                        line = raw.decode(self.encoding)
+                        line = raw.decode(encoding)
                     except UnicodeDecodeError as err:
-                        raise LoaderError(
-                            source,
-                            f"not valid {self.encoding} text ({err.reason} at byte "
-                            f"{offset + err.start})",
-                        ) from None
+                        error = _not_text(source, self.encoding, err, offset + err.start, number)
+                        raise error from None
                     offset += len(raw)
                     yield number, line
             except OSError as err:

@@ -59,7 +59,7 @@ def test_invalid_text_further_down_fails_the_whole_source_in_run(tmp_path):
     assert result["documents"] == []  # as before streaming: a source that fails gives nothing
     assert result["errors"][0]["error"].startswith("not valid utf-8 text (invalid start byte")
     offset = data.index(b"\xff")  # the offset in the file, as the whole-file decode gave
-    assert result["errors"][0]["error"].endswith(f"at byte {offset})")
+    assert f"at byte {offset}, line 3)" in result["errors"][0]["error"]
 
 
 @pytest.mark.integration

@@ -2,6 +2,7 @@ import json
 
 import pytest
 
+from rag.core.errors import ConfigError
 from rag.pipelines.loaders import FileLoader, expand_sources
 
 pytestmark = pytest.mark.unit
@@ -189,3 +190,31 @@ def test_csv_streams_rows_with_multiline_fields_and_reports_bad_input(tmp_path):
     assert "binary" in reasons[str(binary)]
     assert "not valid utf-8 text" in reasons[str(latin)] and "at byte 7" in reasons[str(latin)]
     assert [d.text for d in result["documents"]] == ["first line\nsecond line", "plain"]
+
+
+def test_a_byte_order_mark_is_no_text(tmp_path):
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "rows.jsonl").write_bytes(bom + b'{"id": "a", "text": "Whales sing."}\n')
+    (tmp_path / "rows.csv").write_bytes(bom + b"id,text\nb,Krill swarm.\n")
+    (tmp_path / "notes.md").write_bytes(bom + b"# Plankton\n\nPlankton drifts.\n")
+    result = FileLoader().run(sources=sorted(str(p) for p in tmp_path.iterdir()))
+    assert result["errors"] == []
+    docs = {d.metadata["source"].rsplit("/", 1)[-1]: d for d in result["documents"]}
+    assert (
+        docs["rows.jsonl"].text == "Whales sing." and docs["rows.jsonl"].metadata["doc_id"] == "a"
+    )
+    assert docs["rows.csv"].text == "Krill swarm." and docs["rows.csv"].metadata["doc_id"] == "b"
+    assert docs["notes.md"].metadata["title"] == "Plankton"
+    assert not any("\ufeff" in d.text for d in result["documents"])
+
+
+def test_text_in_another_encoding_names_the_line_and_the_fix(tmp_path):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Whales\nsing a café song.\n".encode("cp1252"))
+    (error,) = FileLoader().run(sources=[str(latin)])["errors"]
+    assert "not valid utf-8 text" in error["error"] and "line 2" in error["error"]
+    assert "init_parameters: {encoding: cp1252}" in error["error"]
+    (doc,) = FileLoader(encoding="cp1252").run(sources=[str(latin)])["documents"]
+    assert doc.text.splitlines() == ["Whales", "sing a café song."]
+    with pytest.raises(ConfigError, match="unknown encoding 'latin-9x'"):
+        FileLoader(encoding="latin-9x")
