@@ -169,7 +169,7 @@ def read_jsonl(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str, An
 
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as err:
         reason = err.strerror if isinstance(err, OSError) else None
         fail(f"cannot read {path}: {reason or err}")

@@ -103,7 +103,7 @@ class EvalDataset:
 # -- readers -----------------------------------------------------------------------------------
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        handle = path.open(encoding="utf-8")
+        handle = path.open(encoding="utf-8-sig")
     except FileNotFoundError:
         raise EvalDataError("file not found", file=str(path)) from None
     with handle:
@@ -123,7 +123,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        handle = path.open(encoding="utf-8", newline="")
+        handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:
         raise EvalDataError("file not found", file=str(path)) from None
     with handle:
@@ -220,7 +220,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         raise EvalDataError("qrels file not found", file=str(path))
     qrels: dict[str, dict[str, int]] = {}
     repeated: list[str] = []
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             parts = line.rstrip("\n").split("\t")
             if number == 1 and parts[:2] == ["query-id", "corpus-id"]:

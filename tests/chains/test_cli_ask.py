@@ -76,7 +76,8 @@ def test_ask_json_prints_the_design_shape(qa_config):
 def test_ask_questions_file_prints_one_json_answer_per_line(qa_config, tmp_path):
     questions = tmp_path / "q.jsonl"
     questions.write_text(
-        json.dumps({"_id": "q1", "text": "What is BM25?"})
+        "\ufeff"  # saved with a byte order mark, as Windows editors do
+        + json.dumps({"_id": "q1", "text": "What is BM25?"})
         + "\n"
         + json.dumps({"_id": "q2", "question": "why " * 2100})
         + "\n"

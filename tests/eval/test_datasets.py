@@ -22,6 +22,20 @@ def test_beir_folder_loads_queries_qrels_and_corpus_ids(tmp_path):
     assert not data.has_answers
 
 
+def test_files_saved_with_a_byte_order_mark_load_the_same(tmp_path):
+    folder = write_beir(tmp_path / "beir")
+    for path in [folder / "queries.jsonl", folder / "corpus.jsonl", *folder.rglob("*.tsv")]:
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    data = load_beir(folder)
+    assert [q.id for q in data.queries] == ["q1", "q2", "q3", "q4"]
+    assert data.qrels["q1"] == {"d1": 2, "d2": 1}
+    assert data.doc_ids == {"d1", "d2", "d3", "d4", "d5", "d6"}
+    qa = tmp_path / "qa.csv"
+    qa.write_bytes(b"\xef\xbb\xbfid,q,gold\n1,Capital of France?,Paris\n")
+    (question,) = load_qa(qa, fields={"id": "id", "question": "q", "answers": "gold"}).queries
+    assert question.id == "1" and question.answers == ["Paris"]
+
+
 def test_beir_keeps_only_judged_queries(tmp_path):
     data = load_beir(write_beir(tmp_path / "beir", qrels=[("q2", "d3", 1)]))
     assert [q.id for q in data.queries] == ["q2"]
