@@ -17,6 +17,7 @@ import errno
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -143,6 +144,26 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise _not_text(source, encoding, err, err.start, line) from None
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
+
+
+def _declared_charset(data: bytes, encoding: str) -> str:
+    """The charset an HTML page declares (``<meta charset="windows-1252">``) when the loader's
+    ``encoding`` is the default (UTF-8) and the page is not valid UTF-8; else ``encoding``."""
+    found = _META_CHARSET.search(data[:4096])
+    if found is None or codecs.lookup(encoding).name != "utf-8":
+        return encoding
+    try:
+        data.decode("utf-8")
+        return encoding
+    except UnicodeDecodeError:
+        pass
+    try:
+        return codecs.lookup(found.group(1).decode("ascii")).name
+    except LookupError:
+        return encoding
 
 
 def _text_encoding(encoding: str) -> str:
@@ -306,7 +327,7 @@ class FileLoader(Component):
         elif suffix in OFFICE_EXTENSIONS:
             yield from load_office(source, data, suffix)
         elif suffix in HTML_EXTENSIONS:
-            yield self._html(source, _decode(data, source, self.encoding))
+            yield self._html(source, _decode(data, source, _declared_charset(data, self.encoding)))
         else:
             text = _decode(data, source, self.encoding)
             metadata: dict[str, Any] = {"source": source, "file_type": suffix.lstrip(".")}

@@ -218,3 +218,19 @@ def test_text_in_another_encoding_names_the_line_and_the_fix(tmp_path):
     assert doc.text.splitlines() == ["Whales", "sing a café song."]
     with pytest.raises(ConfigError, match="unknown encoding 'latin-9x'"):
         FileLoader(encoding="latin-9x")
+
+
+def test_an_html_page_in_the_charset_it_declares_loads(tmp_path):
+    page = tmp_path / "old.html"
+    body = "<p>Caf\u00e9 au lait \u2013 a coffee.</p>"
+    page.write_bytes(
+        f'<html><head><meta charset="windows-1252"></head><body>{body}</body></html>'.encode(
+            "cp1252"
+        )
+    )
+    (doc,) = FileLoader().run(sources=[str(page)])["documents"]
+    assert doc.text == "Caf\u00e9 au lait \u2013 a coffee."
+    undeclared = tmp_path / "undeclared.html"
+    undeclared.write_bytes(f"<html><body>{body}</body></html>".encode("cp1252"))
+    (error,) = FileLoader().run(sources=[str(undeclared)])["errors"]
+    assert "not valid utf-8 text" in error["error"]
