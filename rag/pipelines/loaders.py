@@ -152,12 +152,14 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)"
 def _declared_charset(data: bytes, encoding: str) -> str:
     """The charset an HTML page declares (``<meta charset="windows-1252">``) when the loader's
     ``encoding`` is the default (UTF-8) and the page is not valid UTF-8; else ``encoding``."""
+    if codecs.lookup(encoding).name != "utf-8":
+        return encoding  # the loader was told the encoding
     found = _META_CHARSET.search(data[:4096])
-    if found is None or codecs.lookup(encoding).name != "utf-8":
+    if found is None:
         return encoding
     try:
         data.decode("utf-8")
-        return encoding
+        return encoding  # valid UTF-8, whatever the page says
     except UnicodeDecodeError:
         pass
     try:
