@@ -162,3 +162,23 @@ def _join(path: str, key: Any) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
     return f"{path}.{key}" if path else str(key)
+
+
+MAX_CSV_FIELD = 2**31 - 1
+"""Longest CSV field read (characters). Python's ``csv`` stops at 131,072, less than one long
+document, so the CSV readers raise its process-wide limit to this (never lower it)."""
+
+
+def allow_long_csv_fields() -> None:
+    """Raise :func:`csv.field_size_limit` to :data:`MAX_CSV_FIELD` unless it is higher already.
+
+    Example:
+        >>> import csv
+        >>> allow_long_csv_fields()
+        >>> csv.field_size_limit() >= MAX_CSV_FIELD
+        True
+    """
+    import csv
+
+    if csv.field_size_limit() < MAX_CSV_FIELD:
+        csv.field_size_limit(MAX_CSV_FIELD)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.core.errors import ConfigError
+from rag.core.limits import allow_long_csv_fields
 
 __all__ = [
     "EvalDataError",
@@ -122,6 +123,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    allow_long_csv_fields()
     try:
         handle = path.open(encoding="utf-8-sig", newline="")
     except FileNotFoundError:

@@ -27,7 +27,7 @@ from rag.core.component import Component
 from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, InvalidInputError, LoaderError, RagError
-from rag.core.limits import loads_json
+from rag.core.limits import allow_long_csv_fields, loads_json
 from rag.pipelines.office import HTML_BLOCKS, OFFICE_EXTENSIONS, html_inline, load_office
 
 TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
@@ -481,11 +481,8 @@ class FileLoader(Component):
 
     def _csv_stream(self, source: str, path: Path) -> Iterator[Document | LoaderError]:
         """Read a CSV file row by row (quoted fields may span lines); memory stays flat."""
-        lines = (
-            line.lstrip("\ufeff") if number == 1 else line
-            for number, line in self._lines(source, path)
-        )
-        reader = csv.DictReader(lines)
+        allow_long_csv_fields()
+        reader = csv.DictReader(line for _, line in self._lines(source, path))
         try:
             fieldnames = reader.fieldnames
         except csv.Error as err:

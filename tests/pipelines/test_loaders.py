@@ -1,3 +1,4 @@
+import csv
 import json
 
 import pytest
@@ -234,3 +235,13 @@ def test_an_html_page_in_the_charset_it_declares_loads(tmp_path):
     undeclared.write_bytes(f"<html><body>{body}</body></html>".encode("cp1252"))
     (error,) = FileLoader().run(sources=[str(undeclared)])["errors"]
     assert "not valid utf-8 text" in error["error"]
+
+
+def test_a_csv_field_longer_than_pythons_default_limit_loads(tmp_path):
+    long_text = "word " * 40_000  # 200,000 characters; csv's default limit is 131,072
+    path = tmp_path / "long.csv"
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["id", "text"], ["1", long_text], ["2", "short row"]])
+    result = FileLoader().run(sources=[str(path)])
+    assert result["errors"] == []
+    assert [d.text for d in result["documents"]] == [long_text, "short row"]
