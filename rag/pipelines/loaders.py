@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
 import errno
 import io
 import json
+import math
 import os
 import re
 import stat
@@ -166,6 +168,58 @@ def _declared_charset(data: bytes, encoding: str) -> str:
         return codecs.lookup(found.group(1).decode("ascii")).name
     except LookupError:
         return encoding
+
+
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*$\r?\n?", re.S | re.M)
+
+
+def _front_matter(source: str, text: str) -> tuple[str, dict[str, Any]]:
+    r"""A Markdown text without its YAML front matter (``---`` ... ``---`` at the top, as Hugo,
+    Jekyll, MkDocs and Obsidian write it), and the front matter's fields that metadata can
+    hold: text, numbers, booleans, dates (as ISO text) and lists of those.
+
+    Example:
+        >>> _front_matter("a.md", "---\ntitle: HNSW\ntags: [ann, graph]\n---\n# Tuning\n")
+        ('# Tuning\n', {'title': 'HNSW', 'tags': ['ann', 'graph']})
+
+    Raises:
+        LoaderError: the front matter is not valid YAML (the message names its line).
+    """
+    found = _FRONT_MATTER.match(text)
+    if found is None:
+        return text, {}
+    import yaml
+
+    try:
+        data = yaml.safe_load(found.group(1))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 2})" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise LoaderError(
+            source,
+            f"front matter is not valid YAML{where}: {problem}; fix it, or begin the file with "
+            "something other than a '---' line",
+        ) from None
+    if not isinstance(data, dict):
+        return text, {}  # a rule and a paragraph, not front matter
+    return text[found.end() :], {
+        str(name): kept for name, value in data.items() if (kept := _field(value)) is not None
+    }
+
+
+def _field(value: Any) -> Any:
+    """``value`` as metadata can hold it (dates as ISO text), or ``None``."""
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, list):
+        items = [_field(v) for v in value if not isinstance(v, (list, dict))]
+        return items if len(items) == len(value) and None not in items else None
+    return None
 
 
 def _text_encoding(encoding: str) -> str:
@@ -334,7 +388,8 @@ class FileLoader(Component):
             text = _decode(data, source, self.encoding)
             metadata: dict[str, Any] = {"source": source, "file_type": suffix.lstrip(".")}
             if suffix in MARKDOWN_EXTENSIONS:
-                title = next(
+                text, fields = _front_matter(source, text)
+                title = fields.pop("title", None) or next(
                     (
                         line.lstrip("#").strip()
                         for line in text.splitlines()
@@ -344,6 +399,8 @@ class FileLoader(Component):
                 )
                 if title:
                     metadata["title"] = title
+                for name, value in fields.items():
+                    metadata.setdefault(name, value)
             yield Document(id=source, text=text, metadata=metadata)
 
     def _html(self, source: str, text: str) -> Document:

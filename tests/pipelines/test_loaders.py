@@ -245,3 +245,33 @@ def test_a_csv_field_longer_than_pythons_default_limit_loads(tmp_path):
     result = FileLoader().run(sources=[str(path)])
     assert result["errors"] == []
     assert [d.text for d in result["documents"]] == [long_text, "short row"]
+
+
+def test_markdown_front_matter_becomes_metadata_not_text(tmp_path):
+    page = tmp_path / "hnsw.md"
+    page.write_text(
+        "---\ntitle: Tuning HNSW\ndate: 2024-05-01\ntags: [ann, graph]\ndraft: false\n"
+        "weight: 3\nsource: elsewhere\nauthor: {name: Ada}\n---\n## M\n\nM sets the links.\n"
+    )
+    (doc,) = FileLoader().run(sources=[str(page)])["documents"]
+    assert doc.text == "## M\n\nM sets the links.\n"
+    meta = doc.metadata
+    assert meta["title"] == "Tuning HNSW" and meta["date"] == "2024-05-01"
+    assert meta["tags"] == ["ann", "graph"] and meta["draft"] is False and meta["weight"] == 3
+    assert meta["source"] == str(page) and "author" not in meta  # ours kept; a mapping left out
+    plain = tmp_path / "plain.md"
+    plain.write_text("---\nA rule, then a paragraph.\n\n---\n# Title\n")
+    (doc,) = FileLoader().run(sources=[str(plain)])["documents"]
+    assert doc.text.startswith("---\nA rule") and doc.metadata["title"] == "Title"
+
+
+def test_markdown_front_matter_that_is_not_yaml_names_its_line(tmp_path):
+    page = tmp_path / "bad.md"
+    page.write_text("---\ntitle: HNSW\ntags: [ann, graph\n---\nText.\n")
+    good = tmp_path / "good.md"
+    good.write_text("# Good\n\nText.\n")
+    result = FileLoader().run(sources=[str(page), str(good)])
+    (error,) = result["errors"]
+    assert error["source"] == str(page)
+    assert error["error"].startswith("front matter is not valid YAML (line 4)")
+    assert [d.metadata["title"] for d in result["documents"]] == ["Good"]
