@@ -113,12 +113,13 @@ def content_stems(text: str) -> set[str]:
 #   a capital, a digit or a camel-case word ("efSearch", "iOS"), optionally behind an opening
 #   quote or bracket;
 # - at 。！？ (no white space needed in Chinese or Japanese text);
-# - at a blank line, and before a line that starts a Markdown heading or list item.
+# - at a blank line (a Windows "\r\n\r\n" too), and before a line that starts a Markdown heading
+#   or list item.
 # A single line break inside a paragraph (hard-wrapped text) does not end one.
 _SENTENCE_BREAK = re.compile(
     r"([.!?][\"'”’)\]]*)\s+(?=[\"'“‘(\[]?(?:[A-Z0-9À-ÖØ-Þ]|[a-z]+[A-Z]))"
     r"|([。！？][」』）”’\"')\]]*)\s*(?=\S)"
-    r"|\n[ \t]*\n\s*"
+    r"|\n[ \t\r]*\n\s*"
     r"|\n(?=[ \t]*(?:#|[-*+] |\d+[.)] ))"
 )
 # The period of an initial ("Herbert A. Simon", "U.S.") or of a title or short form that is mostly

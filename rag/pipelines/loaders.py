@@ -142,10 +142,13 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
     if b"\x00" in data[:8192]:
         raise LoaderError(source, "binary content (NUL bytes); not a text file")
     try:
-        return data.decode(_text_encoding(encoding))
+        text = data.decode(_text_encoding(encoding))
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise _not_text(source, encoding, err, err.start, line) from None
+    # Windows (\r\n) and old Mac (\r) line ends read as \n, as open() reads text: a blank line
+    # "\r\n\r\n" then ends a paragraph and a sentence, and no chunk carries a stray \r
+    return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)

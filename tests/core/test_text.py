@@ -32,6 +32,14 @@ def test_sentences_split_on_end_punctuation_before_a_capital_or_digit():
     assert parts(text) == ["Dr. smith came.", "He left in 1990!", "2001 was next? yes.", "New line"]
 
 
+def test_a_windows_blank_line_ends_a_sentence():
+    assert parts("# Top\r\n\r\nIntro text\r\n \r\nMore text.") == [
+        "# Top",
+        "Intro text",
+        "More text.",
+    ]
+
+
 def test_a_title_does_not_end_a_sentence():
     text = "Dr. Smith went home. He slept! Did he dream? Yes. The end."
     assert parts(text) == ["Dr. Smith went home.", "He slept!", "Did he dream?", "Yes.", "The end."]

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from rag.core.errors import ConfigError
+from rag.core.text import sentences
 from rag.pipelines.loaders import FileLoader, expand_sources
 
 pytestmark = pytest.mark.unit
@@ -275,3 +276,14 @@ def test_markdown_front_matter_that_is_not_yaml_names_its_line(tmp_path):
     assert error["source"] == str(page)
     assert error["error"].startswith("front matter is not valid YAML (line 4)")
     assert [d.metadata["title"] for d in result["documents"]] == ["Good"]
+
+
+def test_windows_line_ends_read_as_newlines(tmp_path):
+    page = tmp_path / "crlf.md"
+    page.write_bytes(
+        b"---\r\ntitle: CRLF page\r\n---\r\n# Top\r\n\r\nIntro text\r\n\r\nMore text.\r\n"
+    )
+    (doc,) = FileLoader().run(sources=[str(page)])["documents"]
+    assert doc.text == "# Top\n\nIntro text\n\nMore text.\n"
+    assert doc.metadata["title"] == "CRLF page"
+    assert [doc.text[a:b] for a, b in sentences(doc.text)] == ["# Top", "Intro text", "More text."]
