@@ -335,6 +335,13 @@ class SentenceSplitter(BaseSplitter):
 
 
 _HEADER = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+# A setext heading: a line of text underlined with === (level 1) or --- (level 2). The text line
+# is no list item, quote, table row, heading or indented code, so "- item\n---" stays a rule.
+_SETEXT_HEADER = re.compile(
+    r"^(?![ \t]{4}|[ \t]*(?:[-*+>|#]|\d+[.)])[ \t])([^\n]*\S)[ \t]*\n"
+    r"[ \t]{0,3}(={3,}|-{3,})[ \t]*$",
+    re.MULTILINE,
+)
 _FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
 
 
@@ -342,7 +349,8 @@ class MarkdownSplitter(BaseSplitter):
     """Split Markdown at headers; long sections are split further (recursively).
 
     Every chunk carries ``metadata["headers"]`` (the header path, e.g. ``["Guide", "Install"]``)
-    and ``metadata["section"]`` (``"Guide > Install"``). Headers inside code fences are ignored.
+    and ``metadata["section"]`` (``"Guide > Install"``). Headers are ``#`` lines or setext
+    headings (a line underlined with ``===`` or ``---``); those inside code fences are ignored.
 
     Args:
         chunk_size: Maximum chunk length in tokens (characters without a tokenizer).
@@ -384,20 +392,22 @@ class MarkdownSplitter(BaseSplitter):
         fences = [m.start() for m in _FENCE.finditer(text)]
         for opening, closing in zip(fences[::2], [*fences[1::2], len(text)]):
             fenced.append((opening, closing))
-        headers = [
-            m for m in _HEADER.finditer(text) if not any(a <= m.start() < b for a, b in fenced)
+        found = [(m.start(), len(m.group(1)), m.group(2).strip()) for m in _HEADER.finditer(text)]
+        found += [
+            (m.start(), 1 if m.group(2)[0] == "=" else 2, m.group(1).strip())
+            for m in _SETEXT_HEADER.finditer(text)
         ]
+        headers = sorted(h for h in found if not any(a <= h[0] < b for a, b in fenced))
         sections: list[tuple[int, int, list[str]]] = []
         path: list[tuple[int, str]] = []
-        starts = [m.start() for m in headers]
+        starts = [start for start, _, _ in headers]
         if not starts or starts[0] > 0:
             sections.append((0, starts[0] if starts else len(text), []))
-        for i, match in enumerate(headers):
-            level = len(match.group(1))
-            path = [(lvl, title) for lvl, title in path if lvl < level]
-            path.append((level, match.group(2).strip()))
+        for i, (start, level, title) in enumerate(headers):
+            path = [(lvl, name) for lvl, name in path if lvl < level]
+            path.append((level, title))
             end = starts[i + 1] if i + 1 < len(starts) else len(text)
-            sections.append((match.start(), end, [title for _, title in path]))
+            sections.append((start, end, [name for _, name in path]))
         return sections
 
     def split_document(self, document: Document) -> list[Chunk]:

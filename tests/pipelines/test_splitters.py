@@ -113,6 +113,19 @@ def test_sentence_splitting_is_the_one_of_core_text():
 
 
 @pytest.mark.unit
+def test_markdown_setext_headings_are_headers_and_a_rule_under_a_list_is_not():
+    text = (
+        "Guide\n=====\n\nIntro.\n\nInstall\n-------\n\nRun pip.\n\n```\nnot a header\n===\n```\n"
+        "\n- an item\n---\n\nStill install.\n\n# Other\n\nEnd."
+    )
+    chunks = MarkdownSplitter(chunk_size=200, chunk_overlap=0).run(
+        documents=[Document(id="g.md", text=text)]
+    )["chunks"]
+    assert [c.metadata["section"] for c in chunks] == ["Guide", "Guide > Install", "Other"]
+    assert "not a header\n===" in chunks[1].text and "Still install." in chunks[1].text
+
+
+@pytest.mark.unit
 def test_markdown_header_path_and_code_fences():
     text = (
         "Preamble.\n# Guide\nIntro.\n## Install\nRun pip.\n```\n# not a header\n```\n"
