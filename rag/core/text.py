@@ -193,6 +193,38 @@ def sentences(text: str) -> list[tuple[int, int]]:
 split_sentences = sentences
 """The same function under the name the splitters used for it."""
 
+# --- Markdown headings --------------------------------------------------------------------------
+
+_ATX_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
+# A setext heading: a line of text underlined with === (level 1) or --- (level 2). The text line
+# is no list item, quote, table row, heading or indented code, so "- item\n---" stays a rule.
+_SETEXT_HEADING = re.compile(
+    r"^(?![ \t]{4}|[ \t]*(?:[-*+>|#]|\d+[.)])[ \t])([^\n]*\S)[ \t]*\n"
+    r"[ \t]{0,3}(={3,}|-{3,})[ \t]*$",
+    re.MULTILINE,
+)
+_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
+
+
+def markdown_headings(text: str) -> list[tuple[int, int, str]]:
+    r"""``(offset, level, title)`` of the headings of a Markdown ``text`` in order: ``#`` lines
+    and setext headings (a line underlined with ``===``, level 1, or ``---``, level 2), not
+    those inside a code fence.
+
+    Example:
+        >>> markdown_headings("Guide\n=====\nIntro.\n```\n# code\n```\n## Install\nRun.")
+        [(0, 1, 'Guide'), (34, 2, 'Install')]
+    """
+    fences = [m.start() for m in _FENCE.finditer(text)]
+    fenced = list(zip(fences[::2], [*fences[1::2], len(text)]))
+    found = [(m.start(), len(m.group(1)), m.group(2).strip()) for m in _ATX_HEADING.finditer(text)]
+    found += [
+        (m.start(), 1 if m.group(2)[0] == "=" else 2, m.group(1).strip())
+        for m in _SETEXT_HEADING.finditer(text)
+    ]
+    return sorted(h for h in found if not any(a <= h[0] < b for a, b in fenced))
+
+
 # --- Questions ----------------------------------------------------------------------------------
 
 KINDS = ("number", "date", "name", "where", "what")

@@ -30,6 +30,7 @@ from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, InvalidInputError, LoaderError, RagError
 from rag.core.limits import allow_long_csv_fields, loads_json
+from rag.core.text import markdown_headings
 from rag.pipelines.office import HTML_BLOCKS, OFFICE_EXTENSIONS, html_inline, load_office
 
 TEXT_EXTENSIONS = (".txt", ".text", ".rst", ".log")
@@ -393,12 +394,7 @@ class FileLoader(Component):
             if suffix in MARKDOWN_EXTENSIONS:
                 text, fields = _front_matter(source, text)
                 title = fields.pop("title", None) or next(
-                    (
-                        line.lstrip("#").strip()
-                        for line in text.splitlines()
-                        if line.startswith("# ")
-                    ),
-                    None,
+                    (name for _, level, name in markdown_headings(text) if level == 1), None
                 )
                 if title:
                     metadata["title"] = title

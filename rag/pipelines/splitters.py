@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +30,7 @@ from rag.core.deps import require
 from rag.core.documents import Chunk, Document
 from rag.core.errors import ConfigError
 from rag.core.protocols import Embedder
-from rag.core.text import split_sentences
+from rag.core.text import markdown_headings, split_sentences
 from rag.pipelines._balance import balanced_merge, leaves, sentence_final
 from rag.pipelines._balance import split_keep as _split_keep
 
@@ -334,17 +333,6 @@ class SentenceSplitter(BaseSplitter):
         return chunks
 
 
-_HEADER = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
-# A setext heading: a line of text underlined with === (level 1) or --- (level 2). The text line
-# is no list item, quote, table row, heading or indented code, so "- item\n---" stays a rule.
-_SETEXT_HEADER = re.compile(
-    r"^(?![ \t]{4}|[ \t]*(?:[-*+>|#]|\d+[.)])[ \t])([^\n]*\S)[ \t]*\n"
-    r"[ \t]{0,3}(={3,}|-{3,})[ \t]*$",
-    re.MULTILINE,
-)
-_FENCE = re.compile(r"^(```|~~~)", re.MULTILINE)
-
-
 class MarkdownSplitter(BaseSplitter):
     """Split Markdown at headers; long sections are split further (recursively).
 
@@ -388,16 +376,7 @@ class MarkdownSplitter(BaseSplitter):
         self.sentence_boundaries = sentence_boundaries
 
     def _sections(self, text: str) -> list[tuple[int, int, list[str]]]:
-        fenced: list[tuple[int, int]] = []
-        fences = [m.start() for m in _FENCE.finditer(text)]
-        for opening, closing in zip(fences[::2], [*fences[1::2], len(text)]):
-            fenced.append((opening, closing))
-        found = [(m.start(), len(m.group(1)), m.group(2).strip()) for m in _HEADER.finditer(text)]
-        found += [
-            (m.start(), 1 if m.group(2)[0] == "=" else 2, m.group(1).strip())
-            for m in _SETEXT_HEADER.finditer(text)
-        ]
-        headers = sorted(h for h in found if not any(a <= h[0] < b for a, b in fenced))
+        headers = markdown_headings(text)
         sections: list[tuple[int, int, list[str]]] = []
         path: list[tuple[int, str]] = []
         starts = [start for start, _, _ in headers]

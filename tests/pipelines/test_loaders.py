@@ -266,6 +266,13 @@ def test_markdown_front_matter_becomes_metadata_not_text(tmp_path):
     assert doc.text.startswith("---\nA rule") and doc.metadata["title"] == "Title"
 
 
+def test_a_markdown_title_is_its_first_level_one_heading_outside_code(tmp_path):
+    setext = tmp_path / "setext.md"
+    setext.write_text("```bash\n# make a venv\n```\n\nHNSW Guide\n==========\n\nText.\n")
+    (doc,) = FileLoader().run(sources=[str(setext)])["documents"]
+    assert doc.metadata["title"] == "HNSW Guide"
+
+
 def test_markdown_front_matter_that_is_not_yaml_names_its_line(tmp_path):
     page = tmp_path / "bad.md"
     page.write_text("---\ntitle: HNSW\ntags: [ann, graph\n---\nText.\n")
