@@ -112,15 +112,18 @@ def test_sentence_splitting_is_the_one_of_core_text():
     ]
 
 
+def markdown_chunks(text, **params):
+    splitter = MarkdownSplitter(chunk_size=200, chunk_overlap=0, **params)
+    return splitter.run(documents=[Document(id="g.md", text=text)])["chunks"]
+
+
 @pytest.mark.unit
 def test_markdown_setext_headings_are_headers_and_a_rule_under_a_list_is_not():
     text = (
         "Guide\n=====\n\nIntro.\n\nInstall\n-------\n\nRun pip.\n\n```\nnot a header\n===\n```\n"
         "\n- an item\n---\n\nStill install.\n\n# Other\n\nEnd."
     )
-    chunks = MarkdownSplitter(chunk_size=200, chunk_overlap=0).run(
-        documents=[Document(id="g.md", text=text)]
-    )["chunks"]
+    chunks = markdown_chunks(text)
     assert [c.metadata["section"] for c in chunks] == ["Guide", "Guide > Install", "Other"]
     assert "not a header\n===" in chunks[1].text and "Still install." in chunks[1].text
 
@@ -131,9 +134,7 @@ def test_markdown_header_path_and_code_fences():
         "Preamble.\n# Guide\nIntro.\n## Install\nRun pip.\n```\n# not a header\n```\n"
         "### Linux\nUse apt.\n## Usage\nCall it.\n# Other\nEnd."
     )
-    chunks = MarkdownSplitter(chunk_size=200, chunk_overlap=0).run(
-        documents=[Document(id="g.md", text=text)]
-    )["chunks"]
+    chunks = markdown_chunks(text)
     assert [c.metadata["headers"] for c in chunks] == [
         [],
         ["Guide"],
@@ -143,8 +144,6 @@ def test_markdown_header_path_and_code_fences():
         ["Other"],
     ]
     assert "# not a header" in chunks[2].text
-    with_path = MarkdownSplitter(chunk_size=200, chunk_overlap=0, include_header_path=True).run(
-        documents=[Document(id="g.md", text=text)]
-    )["chunks"]
+    with_path = markdown_chunks(text, include_header_path=True)
     assert with_path[3].text.startswith("Guide > Install > Linux\n")
     assert with_path[3].metadata["section"] == "Guide > Install > Linux"
