@@ -174,7 +174,7 @@ def _declared_charset(data: bytes, encoding: str) -> str:
         return encoding
 
 
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^(?:---|\.\.\.)[ \t]*$\r?\n?", re.S | re.M)
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^(?:---|\.\.\.)[ \t]*$\n?", re.S | re.M)
 
 
 def _front_matter(source: str, text: str) -> tuple[str, dict[str, Any]]:
@@ -205,8 +205,12 @@ def _front_matter(source: str, text: str) -> tuple[str, dict[str, Any]]:
             f"front matter is not valid YAML{where}: {problem}; fix it, or begin the file with "
             "something other than a '---' line",
         ) from None
+    if data is None:
+        data = {}  # empty front matter
     if not isinstance(data, dict):
         return text, {}  # a rule and a paragraph, not front matter
+    if not text[found.end() :].strip():
+        raise LoaderError(source, "Markdown file has no text after its front matter")
     return text[found.end() :], {
         str(name): kept for name, value in data.items() if (kept := _field(value)) is not None
     }

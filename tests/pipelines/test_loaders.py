@@ -264,6 +264,15 @@ def test_markdown_front_matter_becomes_metadata_not_text(tmp_path):
     plain.write_text("---\nA rule, then a paragraph.\n\n---\n# Title\n")
     (doc,) = FileLoader().run(sources=[str(plain)])["documents"]
     assert doc.text.startswith("---\nA rule") and doc.metadata["title"] == "Title"
+    empty = tmp_path / "empty.md"
+    empty.write_text("---\n---\n# Body\n")
+    only = tmp_path / "only.md"
+    only.write_text("---\ntitle: Only\n---\n")
+    result = FileLoader().run(sources=[str(empty), str(only)])
+    assert [d.text for d in result["documents"]] == ["# Body\n"]
+    assert result["errors"] == [
+        {"source": str(only), "error": "Markdown file has no text after its front matter"}
+    ]
 
 
 def test_a_markdown_title_is_its_first_level_one_heading_outside_code(tmp_path):
