@@ -52,8 +52,13 @@ def expand_sources(
     *,
     pattern: str = "**/*",
     extensions: Sequence[str] = SUPPORTED_EXTENSIONS,
+    include_hidden: bool = False,
 ) -> tuple[list[str], list[dict[str, str]]]:
     """Turn files and directories into a sorted list of source files.
+
+    Inside a directory, hidden files and folders (``.git``, ``.obsidian``, ``.env``: a name
+    starting with ``.``) are left out unless ``include_hidden``; a hidden path named itself is
+    read.
 
     Returns:
         ``(files, errors)``; a path that does not exist is an error, not an exception.
@@ -64,10 +69,13 @@ def expand_sources(
         path = Path(raw)
         kind, problem = _classify(path)
         if kind == "dir":
-            for directory, reason in _unlistable(path):
+            for directory, reason in _unlistable(path, include_hidden):
                 errors.append({"source": directory, "error": reason})
             for candidate in sorted(path.glob(pattern)):
                 if candidate.suffix.lower() not in extensions:
+                    continue
+                hidden = any(p.startswith(".") for p in candidate.relative_to(path).parts)
+                if hidden and not include_hidden:
                     continue
                 kind, problem = _classify(candidate)
                 if kind == "file":
@@ -107,7 +115,7 @@ def _classify(path: Path) -> tuple[str, str]:
     return "bad", f"not a regular file ({what}); only files can be ingested"
 
 
-def _unlistable(root: Path) -> Iterator[tuple[str, str]]:
+def _unlistable(root: Path, include_hidden: bool) -> Iterator[tuple[str, str]]:
     """Directories under ``root`` that cannot be listed (their files would be missed)."""
     problems: list[tuple[str, str]] = []
 
@@ -116,8 +124,9 @@ def _unlistable(root: Path) -> Iterator[tuple[str, str]]:
             (Path(err.filename or root).as_posix(), f"cannot list directory: {err.strerror}")
         )
 
-    for _ in os.walk(root, onerror=record):
-        pass
+    for _, folders, _ in os.walk(root, onerror=record):
+        if not include_hidden:
+            folders[:] = [f for f in folders if not f.startswith(".")]
     yield from problems
 
 

@@ -1,5 +1,6 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
@@ -303,3 +304,16 @@ def test_windows_line_ends_read_as_newlines(tmp_path):
     assert doc.text == "# Top\n\nIntro text\n\nMore text.\n"
     assert doc.metadata["title"] == "CRLF page"
     assert [doc.text[a:b] for a, b in sentences(doc.text)] == ["# Top", "Intro text", "More text."]
+
+
+def test_hidden_files_and_folders_inside_a_directory_are_left_out(tmp_path):
+    for name in ("docs/a.md", ".git/objects/x.txt", ".obsidian/notes.md", "docs/.draft.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("# Text\n")
+    files, errors = expand_sources([tmp_path])
+    assert [Path(f).relative_to(tmp_path).as_posix() for f in files] == ["docs/a.md"]
+    assert errors == []
+    hidden, _ = expand_sources([tmp_path], include_hidden=True)
+    assert len(hidden) == 4
+    named, _ = expand_sources([tmp_path / ".obsidian"])  # named itself: read
+    assert [Path(f).name for f in named] == ["notes.md"]
