@@ -435,10 +435,19 @@ class FileLoader(Component):
             raise LoaderError(source, "empty file")
         try:
             reader = pypdf.PdfReader(io.BytesIO(data))
+            # an owner password alone (printing or copying restricted) opens with ""
+            if reader.is_encrypted and not reader.decrypt(""):
+                raise LoaderError(
+                    source,
+                    "password-protected PDF: it opens only with its password; remove it "
+                    "(e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and ingest it again",
+                )
             pages = list(reader.pages)
             title = None
             if reader.metadata and reader.metadata.title:
                 title = str(reader.metadata.title)
+        except LoaderError:
+            raise
         except Exception as err:  # pypdf raises many types for corrupt files
             raise LoaderError(source, f"corrupt or unreadable PDF: {err}") from None
         found = False

@@ -110,12 +110,13 @@ def test_jsonl_and_csv_fields(tmp_path):
     assert "no 'body' column" in bad["errors"][0]["error"]
 
 
-def test_pdf_pages(tmp_path):
+def write_pdf(path, texts, **encrypt):
+    """A PDF with one page per text; ``encrypt``: :meth:`pypdf.PdfWriter.encrypt`'s arguments."""
     pypdf = pytest.importorskip("pypdf")
     from pypdf.generic import DecodedStreamObject, DictionaryObject, NameObject
 
     writer = pypdf.PdfWriter()
-    for text in ("Page one text", "Page two text"):
+    for text in texts:
         page = writer.add_blank_page(width=300, height=200)
         font = DictionaryObject(
             {
@@ -130,9 +131,15 @@ def test_pdf_pages(tmp_path):
         stream = DecodedStreamObject()
         stream.set_data(f"BT /F1 12 Tf 20 100 Td ({text}) Tj ET".encode())
         page[NameObject("/Contents")] = writer._add_object(stream)
-    path = tmp_path / "doc.pdf"
+    if encrypt:
+        writer.encrypt(algorithm="AES-128", **encrypt)
     with path.open("wb") as handle:
         writer.write(handle)
+
+
+def test_pdf_pages(tmp_path):
+    path = tmp_path / "doc.pdf"
+    write_pdf(path, ["Page one text", "Page two text"])
     docs = FileLoader().run(sources=[str(path)])["documents"]
     assert [d.metadata["page"] for d in docs] == [1, 2]
     assert "Page two text" in docs[1].text
@@ -317,3 +324,16 @@ def test_hidden_files_and_folders_inside_a_directory_are_left_out(tmp_path):
     assert len(hidden) == 4
     named, _ = expand_sources([tmp_path / ".obsidian"])  # named itself: read
     assert [Path(f).name for f in named] == ["notes.md"]
+
+
+def test_a_pdf_restricted_by_an_owner_password_loads_and_one_locked_by_a_user_password_says_so(
+    tmp_path,
+):
+    restricted, locked = tmp_path / "restricted.pdf", tmp_path / "locked.pdf"
+    write_pdf(restricted, ["Restricted text"], user_password="", owner_password="owner")
+    write_pdf(locked, ["Locked text"], user_password="user", owner_password="owner")
+    result = FileLoader().run(sources=[str(restricted), str(locked)])
+    assert [d.text for d in result["documents"]] == ["Restricted text"]
+    (error,) = result["errors"]
+    assert error["source"] == str(locked)
+    assert error["error"].startswith("password-protected PDF: it opens only with its password")
