@@ -409,8 +409,8 @@ class FileLoader(Component):
                 title = fields.pop("title", None) or next(
                     (name for _, level, name in markdown_headings(text) if level == 1), None
                 )
-                if title:
-                    metadata["title"] = title
+                if title not in (None, ""):
+                    metadata["title"] = str(title)  # "title: 2024" is text like any title
                 for name, value in fields.items():
                     metadata.setdefault(name, value)
             yield Document(id=source, text=text, metadata=metadata)

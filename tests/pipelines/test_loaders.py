@@ -272,6 +272,10 @@ def test_markdown_front_matter_becomes_metadata_not_text(tmp_path):
     plain.write_text("---\nA rule, then a paragraph.\n\n---\n# Title\n")
     (doc,) = FileLoader().run(sources=[str(plain)])["documents"]
     assert doc.text.startswith("---\nA rule") and doc.metadata["title"] == "Title"
+    numbered = tmp_path / "numbered.md"
+    numbered.write_text("---\ntitle: 2024\n---\nThe year in review.\n")
+    (doc,) = FileLoader().run(sources=[str(numbered)])["documents"]
+    assert doc.metadata["title"] == "2024"
     empty = tmp_path / "empty.md"
     empty.write_text("---\n---\n# Body\n")
     only = tmp_path / "only.md"
