@@ -209,6 +209,12 @@ def ingest(
         str | None, typer.Option(help="Pipeline to run (default: 'ingest').")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 when any source failed.")] = False,
+    include_hidden: Annotated[
+        bool,
+        typer.Option(
+            help="Also read hidden files and folders inside the directories (.git, .obsidian)."
+        ),
+    ] = False,
     lock_timeout: Annotated[
         float,
         typer.Option(min=0, help="Seconds to wait while another ingest writes to the store."),
@@ -238,12 +244,18 @@ def ingest(
                 mode=mode,
                 address=address,
                 num_writers=writers,
+                include_hidden=include_hidden,
                 progress=not quiet,
                 lock_timeout=lock_timeout,
             )
         else:
             report = run_ingest(
-                ingest_pipeline, paths, mode=mode, progress=not quiet, lock_timeout=lock_timeout
+                ingest_pipeline,
+                paths,
+                mode=mode,
+                include_hidden=include_hidden,
+                progress=not quiet,
+                lock_timeout=lock_timeout,
             )
         app_file.close()  # releases the store (store.faiss then writes its open cache)
     if json_output:

@@ -75,6 +75,25 @@ def test_ingest_closes_the_store_so_the_next_open_skips_sqlite(ingested, monkeyp
     store.close()
 
 
+def test_ingest_leaves_hidden_files_out_unless_asked(tmp_path):
+    (tmp_path / "docs" / ".drafts").mkdir(parents=True)
+    (tmp_path / "docs" / "a.md").write_text("# A\n\nShown text.\n")
+    (tmp_path / "docs" / ".drafts" / "b.md").write_text("# B\n\nDraft text.\n")
+    config = tmp_path / "ingest.yaml"
+    config.write_text(
+        (EXAMPLES / "ingest.yaml")
+        .read_text()
+        .replace("${RAG_INDEX_DIR:-.rag/example-index}", str(tmp_path / "index"))
+    )
+    plain = invoke("ingest", tmp_path / "docs", "--config", config, "--json", "--quiet")
+    assert plain.exit_code == 0 and json.loads(plain.stdout)["sources"] == 1
+    hidden = invoke(
+        "ingest", tmp_path / "docs", "--config", config, "--include-hidden", "--json", "--quiet"
+    )
+    report = json.loads(hidden.stdout)
+    assert (report["sources"], report["chunks_written"], report["chunks_skipped"]) == (2, 1, 1)
+
+
 def test_strict_mode_exits_1_on_errors(ingested):
     (_, corpus, config), _ = ingested
     result = invoke("ingest", corpus / "broken.txt", "--config", config, "--strict", "--quiet")

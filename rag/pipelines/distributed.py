@@ -193,6 +193,7 @@ def run_ingest_ray(
     num_embedders: int | None = None,
     num_writers: int | None = None,
     pattern: str = "**/*",
+    include_hidden: bool = False,
     progress: bool = True,
     lock_timeout: float = 10.0,
 ) -> IngestReport:
@@ -209,6 +210,8 @@ def run_ingest_ray(
         num_writers: Writer actors for a store that several processes may write at once (a
             Milvus or Weaviate server); default 4 for such a store, else 0 (the driver writes).
         pattern: Glob pattern for directories.
+        include_hidden: Also read hidden files and folders inside the directories
+            (``.git``, ``.obsidian``); a hidden path given itself is always read.
         progress: Show progress on stderr.
         lock_timeout: Seconds to wait while another run writes to the same store.
 
@@ -233,7 +236,9 @@ def run_ingest_ray(
     ray = require("ray", package="ray[data]", extra="ray", purpose="--runner ray")
     require("ray.data", package="ray[data]", extra="ray", purpose="--runner ray")
 
-    files, errors = expand_sources(paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS)
+    files, errors = expand_sources(
+        paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS, include_hidden=include_hidden
+    )
     report = IngestReport(sources=len(files), errors=list(errors))
     # The local runner's guards: one writer at a time, and records that claim chunks the store
     # lost do not count as unchanged.

@@ -213,6 +213,7 @@ def run_ingest(
     window_size: int | None = None,
     batch_size: int = 16,
     pattern: str = "**/*",
+    include_hidden: bool = False,
     progress: bool = True,
     lock_timeout: float = 10.0,
 ) -> IngestReport:
@@ -228,6 +229,8 @@ def run_ingest(
         batch_size: Sources per :meth:`Pipeline.run` for pipelines that cannot stream
             and run in mode ``none``.
         pattern: Glob pattern for directories.
+        include_hidden: Also read hidden files and folders inside the directories
+            (``.git``, ``.obsidian``); a hidden path given itself is always read.
         progress: Show a progress bar on stderr.
         lock_timeout: Seconds to wait while another run writes to the same store.
 
@@ -249,7 +252,9 @@ def run_ingest(
         raise ValueError(f"window_size must be at least 1, got {window_size}")
     started = time.perf_counter()
     found = check_ingest_pipeline(pipeline, mode)
-    files, errors = expand_sources(paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS)
+    files, errors = expand_sources(
+        paths, pattern=pattern, extensions=SUPPORTED_EXTENSIONS, include_hidden=include_hidden
+    )
     report = IngestReport(sources=len(files), errors=list(errors))
     if found is None:  # mode none, a pipeline that writes nowhere we know of
         with _bar(len(files), progress) as bar:
