@@ -164,23 +164,20 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9._:-]+)""", re.IGNORECASE)
 
 
-def _declared_charset(data: bytes, encoding: str) -> str:
-    """The charset an HTML page declares (``<meta charset="windows-1252">``) when the loader's
-    ``encoding`` is the default (UTF-8) and the page is not valid UTF-8; else ``encoding``."""
-    if codecs.lookup(encoding).name != "utf-8":
-        return encoding  # the loader was told the encoding
-    found = _META_CHARSET.search(data[:4096])
-    if found is None:
-        return encoding
+def _decode_html(data: bytes, source: str, encoding: str) -> str:
+    """An HTML page's text; a page that is not valid in the loader's default encoding (UTF-8)
+    is read in the charset it declares (``<meta charset="windows-1252">``), if any."""
     try:
-        data.decode("utf-8")
-        return encoding  # valid UTF-8, whatever the page says
-    except UnicodeDecodeError:
-        pass
-    try:
-        return codecs.lookup(found.group(1).decode("ascii")).name
-    except LookupError:
-        return encoding
+        return _decode(data, source, encoding)
+    except LoaderError as err:
+        found = _META_CHARSET.search(data[:4096])
+        if found is None or codecs.lookup(encoding).name != "utf-8":
+            raise  # no charset declared, or the loader was told the encoding
+        try:
+            declared = codecs.lookup(found.group(1).decode("ascii")).name
+        except LookupError:
+            raise err from None
+        return _decode(data, source, declared)
 
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?)^(?:---|\.\.\.)[ \t]*$\n?", re.S | re.M)
@@ -221,12 +218,16 @@ def _front_matter(source: str, text: str) -> tuple[str, dict[str, Any]]:
     if not text[found.end() :].strip():
         raise LoaderError(source, "Markdown file has no text after its front matter")
     return text[found.end() :], {
-        str(name): kept for name, value in data.items() if (kept := _field(value)) is not None
+        str(name): kept
+        for name, value in data.items()
+        if (kept := _metadata_value(value)) is not None
     }
 
 
-def _field(value: Any) -> Any:
-    """``value`` as metadata can hold it (dates as ISO text), or ``None``."""
+def _metadata_value(value: Any) -> Any:
+    """A row's or front matter's ``value`` as metadata holds it: text, a finite number, a
+    boolean, a date (as ISO text) or a list of those; ``None`` for anything else (a mapping,
+    a nested list, null)."""
     if isinstance(value, datetime.date):
         return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
@@ -234,7 +235,7 @@ def _field(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)):
         return value
     if isinstance(value, list):
-        items = [_field(v) for v in value if not isinstance(v, (list, dict))]
+        items = [_metadata_value(v) for v in value if not isinstance(v, (list, dict))]
         return items if len(items) == len(value) and None not in items else None
     return None
 
@@ -400,7 +401,7 @@ class FileLoader(Component):
         elif suffix in OFFICE_EXTENSIONS:
             yield from load_office(source, data, suffix)
         elif suffix in HTML_EXTENSIONS:
-            yield self._html(source, _decode(data, source, _declared_charset(data, self.encoding)))
+            yield self._html(source, _decode_html(data, source, self.encoding))
         else:
             text = _decode(data, source, self.encoding)
             metadata: dict[str, Any] = {"source": source, "file_type": suffix.lstrip(".")}
@@ -493,11 +494,8 @@ class FileLoader(Component):
             else [k for k in row if k not in skip]
         )
         for name in fields:
-            value = row.get(name)
-            if isinstance(value, (str, int, float, bool)) or (
-                isinstance(value, list)
-                and all(isinstance(v, (str, int, float, bool)) for v in value)
-            ):
+            value = _metadata_value(row.get(name))
+            if value is not None:
                 metadata.setdefault(name, value)
         return Document(id=f"{source}#{row_id}", text=full_text, metadata=metadata)
 

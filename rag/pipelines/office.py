@@ -338,15 +338,14 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
     body = root.find(".//body")
     top = body if body is not None else root
     walker = etree.iterwalk(top, events=("start", "end"))
-    passed: set[Any] = set()  # elements whose content is skipped or read whole (headings)
     in_pre = 0
     for event, element in walker:
         tag = element.tag.rsplit("}", 1)[-1].lower() if isinstance(element.tag, str) else ""
+        heading = _HTML_HEADING.match(tag)
+        passed = tag in _HTML_SKIP or not tag or heading  # skipped, or read whole (a heading)
         if event == "start":
-            heading = _HTML_HEADING.match(tag)
-            if tag in _HTML_SKIP or not tag or heading:
+            if passed:
                 walker.skip_subtree()
-                passed.add(element)
                 if heading:
                     flush()
                     blocks.append((int(heading.group(1)), " ".join(element.text_content().split())))
@@ -357,9 +356,7 @@ def _html_blocks(root: Any) -> list[tuple[int | None, str]]:
                 pieces.append("\n")
             pieces.append(html_inline(element.text or "", in_pre > 0))
             continue
-        if element in passed:
-            passed.discard(element)
-        else:
+        if not passed:
             if tag in HTML_BLOCKS:
                 pieces.append("\n")
             if tag == "pre":
