@@ -4,7 +4,8 @@ The splitters (:mod:`rag.pipelines.splitters`), the answer styles (:mod:`rag.cha
 answer metrics (:mod:`rag.eval.metrics`) all read text with these rules, so a sentence, a stop
 word or a stem means the same thing at ingestion, at answer time and in evaluation.
 
-- :func:`sentences`: character ranges of the sentences of a text (rule-based, no model);
+- :func:`sentences`: character ranges of the sentences of a text (rule-based, no model), and
+  :func:`word_windows`: a sentence too long to quote cut into windows of words;
 - :data:`STOPWORDS`: 126 English function words;
 - :func:`stem`: a crude, dependency-free suffix stripper; :func:`content_stems` uses both;
 - :func:`question_kind`: the kind of answer a question asks for (:data:`KINDS`), and
@@ -40,6 +41,7 @@ __all__ = [
     "sentences",
     "split_sentences",
     "stem",
+    "word_windows",
 ]
 
 # --- Stop words ---------------------------------------------------------------------------------
@@ -192,6 +194,46 @@ def sentences(text: str) -> list[tuple[int, int]]:
 
 split_sentences = sentences
 """The same function under the name the splitters used for it."""
+
+_TOKEN = re.compile(r"\S+")
+_CLAUSE_END = frozenset(",;:")
+
+
+def word_windows(text: str, start: int, end: int, max_words: int) -> list[tuple[int, int]]:
+    """``text[start:end]`` cut into ranges of at most ``max_words`` words, in order.
+
+    A sentence of ``max_words`` words or fewer is one range, as given. A longer one (text without
+    sentence punctuation: a transcript, a log, a flattened table) is cut after the last word
+    that ends a clause (``,`` ``;`` ``:``) or a line in the second half of each window, else
+    after its last word. Ranges start and end at words and cover every word once.
+
+    Example:
+        >>> text = "one two three, four five six seven"
+        >>> [text[a:b] for a, b in word_windows(text, 0, len(text), 4)]
+        ['one two three,', 'four five six seven']
+        >>> word_windows(text, 0, len(text), 10)
+        [(0, 34)]
+    """
+    if max_words < 1:
+        raise ValueError(f"max_words must be at least 1, got {max_words}")
+    words = [m.span() for m in _TOKEN.finditer(text, start, end)]
+    if len(words) <= max_words:
+        return [(start, end)] if words else []
+    ranges: list[tuple[int, int]] = []
+    first = 0
+    while first < len(words):
+        last = min(first + max_words, len(words)) - 1
+        if last < len(words) - 1:
+            for candidate in range(last, first + max_words // 2 - 1, -1):
+                end_of_word = words[candidate][1]
+                line_end = "\n" in text[end_of_word : words[candidate + 1][0]]
+                if text[end_of_word - 1] in _CLAUSE_END or line_end:
+                    last = candidate
+                    break
+        ranges.append((words[first][0], words[last][1]))
+        first = last + 1
+    return ranges
+
 
 # --- Markdown headings --------------------------------------------------------------------------
 

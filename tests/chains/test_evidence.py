@@ -227,6 +227,8 @@ def test_bad_settings_are_config_errors(tmp_path):
         EvidenceStyle(min_score=2.0)
     with pytest.raises(ConfigError, match="min_span_probability is a probability.*-0.1"):
         EvidenceStyle(min_span_probability=-0.1)
+    with pytest.raises(ConfigError, match="max_sentence_words must be at least 1, got 0"):
+        EvidenceStyle(max_sentence_words=0)
     missing = tmp_path / "nope.json"
     chain, _ = evidence_chain(weights=str(missing))
     with pytest.raises(ConfigError, match=r"nope\.json.*benchmarks/fit_evidence\.py"):
@@ -243,6 +245,31 @@ def test_with_the_embedder_a_paraphrase_finds_its_sentence(embedder):
     answer = chain.ask("how do ice sheets come into being")
     assert answer.text == texts[1]
     assert_grounded(answer)
+
+
+def unpunctuated_transcript() -> str:
+    filler = "so we talked about the rollout and the team and the schedule for next week"
+    fact = "the outage was caused by an expired certificate on the load balancer"
+    return " ".join([filler] * 6 + [fact] + [filler] * 6)  # 200 words, no sentence end
+
+
+@pytest.mark.unit
+def test_text_without_sentence_punctuation_is_quoted_in_windows_not_whole():
+    transcript = unpunctuated_transcript()
+    chain, _ = evidence_chain(texts=[transcript, FACTS[0]], max_sentence_words=30)
+    answer = chain.ask("What caused the outage?")
+    assert "expired certificate" in answer.text
+    assert len(answer.text.split()) <= 30 < len(transcript.split())
+    assert_grounded(answer)
+
+
+@pytest.mark.unit
+def test_the_default_window_keeps_natural_sentences_whole_and_cuts_run_on_text():
+    long_sentence = " ".join(["word"] * 90) + "."
+    assert [c.text for c in sentence_candidates("What?", [long_sentence])] == [long_sentence]
+    found = sentence_candidates("What?", [unpunctuated_transcript()])
+    assert len(found) == 2 and all(len(c.text.split()) <= 100 for c in found)
+    assert found[1].previous_index == 0  # the windows of one run read in order
 
 
 @pytest.mark.unit

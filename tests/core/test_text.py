@@ -12,6 +12,7 @@ from rag.core.text import (
     question_kind,
     sentences,
     stem,
+    word_windows,
 )
 
 pytestmark = pytest.mark.unit
@@ -110,6 +111,36 @@ def test_ranges_are_offsets_into_the_text_and_skip_blank_ones():
     assert sentences(text) == [(2, 12), (15, 26)]
     assert parts(text) == ["First one.", "Second one."]
     assert sentences("") == [] and sentences(" \n\n ") == []
+
+
+def windows(text: str, max_words: int) -> list[str]:
+    return [text[a:b] for a, b in word_windows(text, 0, len(text), max_words)]
+
+
+def test_a_sentence_within_the_limit_is_one_window_as_given():
+    assert word_windows("  one two three  ", 2, 15, 3) == [(2, 15)]
+    assert word_windows("   ", 0, 3, 5) == []
+
+
+def test_a_long_run_of_words_is_cut_at_a_clause_or_line_end_in_the_second_half():
+    text = "alpha beta gamma, delta epsilon zeta eta theta"
+    assert windows(text, 4) == ["alpha beta gamma,", "delta epsilon zeta eta", "theta"]
+    text = "alpha beta gamma delta\nepsilon zeta eta theta iota"
+    assert windows(text, 5) == ["alpha beta gamma delta", "epsilon zeta eta theta iota"]
+    # a clause end in the window's first half is too early: the window is cut at its limit
+    assert windows("alpha, beta gamma delta epsilon zeta", 5) == [
+        "alpha, beta gamma delta epsilon",
+        "zeta",
+    ]
+
+
+def test_windows_cover_every_word_once_and_respect_the_limit():
+    text = " ".join(f"w{i}" + ("," if i % 7 == 0 else "") for i in range(503))
+    found = word_windows(text, 0, len(text), 40)
+    assert all(len(text[a:b].split()) <= 40 for a, b in found)
+    assert " ".join(text[a:b] for a, b in found).split() == text.split()
+    with pytest.raises(ValueError, match="max_words"):
+        word_windows(text, 0, len(text), 0)
 
 
 def test_a_long_text_splits_in_linear_time():

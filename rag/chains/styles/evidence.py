@@ -53,6 +53,7 @@ from rag.core.text import (
     question_kind,
     sentences,
     stem,
+    word_windows,
 )
 
 DEFAULT_WEIGHTS_FILE = Path(__file__).with_name("evidence_weights.json")
@@ -144,6 +145,11 @@ POINTING_BACK = frozenset(
 FACTOID_KINDS = ("number", "date", "name", "where")
 MIN_SPAN_PROBABILITY = 0.3
 """The default ``min_span_probability`` of :class:`EvidenceStyle`."""
+MAX_SENTENCE_WORDS = 100
+"""The longest sentence quoted whole (:class:`EvidenceStyle`'s ``max_sentence_words``): longer
+ones, which text without sentence punctuation makes, are cut into windows of words. One in
+10,000 sentences of the contexts retrieved for the fitting questions is longer (the longest:
+162 words)."""
 SEPARATOR = " — "
 """Between the factoid span and its sentence."""
 
@@ -193,11 +199,13 @@ def sentence_candidates(
     contexts: Sequence[str],
     similarities: Sequence[float] | None = None,
     metadata: Sequence[Mapping[str, Any]] | None = None,
+    max_words: int = MAX_SENTENCE_WORDS,
 ) -> list[SentenceCandidate]:
     """Every sentence of ``contexts`` with its :data:`FEATURES` (``similarities``: the cosine
     similarity of each sentence to the question, in order; ``None``: 0; ``metadata``: each
     context's chunk metadata, whose ``chunk_index`` tells a document's first chunk; ``None``:
-    every context is taken for its document's start).
+    every context is taken for its document's start). A sentence of over ``max_words`` words
+    is cut into windows (:func:`rag.core.text.word_windows`), each a candidate.
 
     Example:
         >>> found = sentence_candidates("Who founded Acme?", ["Acme was founded by Jane Roe."])
@@ -218,35 +226,35 @@ def sentence_candidates(
         heading = str((metadata[number].get("title") if metadata is not None else "") or "")
         previous: int | None = None
         previous_index: int | None = None
-        for start, end in sentences(text):
-            body = _after_headings(text, start, end)
-            if body > start:
-                heading = _last_line(text[start:body]).lstrip("# ").strip() or heading
+        for sentence_start, sentence_end in sentences(text):
+            body = _after_headings(text, sentence_start, sentence_end)
+            if body > sentence_start:
+                heading = _last_line(text[sentence_start:body]).lstrip("# ").strip() or heading
                 previous = previous_index = None  # a new section: nothing to point back to
-            start = body
-            if start >= end:
+            if body >= sentence_end:
                 continue  # a heading or title line: it names a topic, it answers nothing
-            piece = text[start:end]
-            found.append(
-                SentenceCandidate(
-                    number,
-                    start,
-                    end,
-                    piece,
-                    heading=heading,
-                    previous_start=previous,
-                    previous_index=previous_index,
-                    detail=detail,
+            for start, end in word_windows(text, body, sentence_end, max_words):
+                piece = text[start:end]
+                found.append(
+                    SentenceCandidate(
+                        number,
+                        start,
+                        end,
+                        piece,
+                        heading=heading,
+                        previous_start=previous,
+                        previous_index=previous_index,
+                        detail=detail,
+                    )
                 )
-            )
-            previous, previous_index = start, len(found) - 1
-            features = found[-1].features
-            features["position"] = 1.0 / (1 + position)
-            features["document_start"] = float(opens and position == 0)
-            words = [stem(w) for w in WORD.findall(piece)]
-            words_of.append(set(words))
-            early_of.append(set(words[:EARLY_WORDS]))
-            position += 1
+                previous, previous_index = start, len(found) - 1
+                features = found[-1].features
+                features["position"] = 1.0 / (1 + position)
+                features["document_start"] = float(opens and position == 0)
+                words = [stem(w) for w in WORD.findall(piece)]
+                words_of.append(set(words))
+                early_of.append(set(words[:EARLY_WORDS]))
+                position += 1
     frequency = collections.Counter(w for words in words_of for w in words)
     total = max(1, len(found))
     idf = {w: math.log(1 + total / frequency.get(w, 0.5)) for w in stems}
@@ -575,6 +583,10 @@ class EvidenceStyle(Style):
             answer, those left out 0.17-0.36.
         with_antecedent: An answer sentence that opens with a word pointing back ("It is
             exact ...") comes with the sentence before it, so the answer reads on its own.
+        max_sentence_words: A sentence of more words (text without sentence punctuation: a
+            transcript, a log, a flattened table) is weighed and quoted in windows of this
+            many words, cut at a clause or line end where one falls in the window's second
+            half, so an answer never quotes a whole chunk.
 
     The style sends nothing to the generator and so needs no ability of it.
 
@@ -596,7 +608,13 @@ class EvidenceStyle(Style):
         factoid_span: bool = True,
         min_span_probability: float = MIN_SPAN_PROBABILITY,
         with_antecedent: bool = True,
+        max_sentence_words: int = MAX_SENTENCE_WORDS,
     ) -> None:
+        if max_sentence_words < 1:
+            raise ConfigError(
+                f"max_sentence_words must be at least 1, got {max_sentence_words}",
+                field="max_sentence_words",
+            )
         if max_sentences < 1:
             raise ConfigError(
                 f"max_sentences must be at least 1, got {max_sentences}", field="max_sentences"
@@ -618,6 +636,7 @@ class EvidenceStyle(Style):
         self.factoid_span = factoid_span
         self.min_span_probability = min_span_probability
         self.with_antecedent = with_antecedent
+        self.max_sentence_words = max_sentence_words
 
     def warm_up(self, generator: Any = None) -> None:
         """Read the weights and warm up the embedder.
@@ -671,7 +690,12 @@ class EvidenceStyle(Style):
     def rank(self, question: str, contexts: Sequence[Context]) -> list[SentenceCandidate]:
         """The sentences of ``contexts``, most probable answer first."""
         texts = [c.text for c in contexts]
-        found = sentence_candidates(question, texts, metadata=[c.metadata for c in contexts])
+        found = sentence_candidates(
+            question,
+            texts,
+            metadata=[c.metadata for c in contexts],
+            max_words=self.max_sentence_words,
+        )
         vectors = self.unit_vectors(question, [c.text_in_context for c in found])
         if vectors is not None:
             query, matrix = vectors
