@@ -58,9 +58,14 @@ def _print_citations(answer: Answer, out: TextIO) -> None:
         for citation in answer.citations:
             out.write(f"  [{citation.index}] {citation.source}  (chunk {citation.id})\n")
     else:
-        out.write("\nCitations: none (the model cited no context)\n")
+        # An abstaining answer weighed the contexts and found none answering; an answer style
+        # that sends nothing (style.evidence) gave them to no model.
+        why = "the model cited no context"
+        if answer.finish_reason == "abstain":
+            why = "no context answers it"
+        out.write(f"\nCitations: none ({why})\n")
         if answer.contexts:
-            out.write("Contexts given to the model:\n")
+            out.write("Contexts given to the model:\n" if answer.steps else "Contexts read:\n")
             for context in answer.contexts:
                 score = "" if context.score is None else f"  (score {context.score:.3f})"
                 out.write(f"  [{context.index}] {context.source}{score}\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag.chains import RagChain
+from rag.chains import EvidenceStyle, RagChain
 from rag.chains.cli_ask import ask_command
 from rag.cli import app
 from rag.core import ConfigError, Pipeline, PipelineFile
@@ -138,10 +138,11 @@ def test_a_bad_prompt_template_exits_2_with_the_line(qa_config, tmp_path):
     assert "prompt_template must contain {question}" in result.stderr
 
 
-def scripted_app(*responses):
+def scripted_app(*responses, **chain_params):
     chain = RagChain(
         retriever=ListRetriever(texts=["Paris is the capital of France."]),
         generator=scripted_generator(Script(*responses)),
+        **chain_params,
     )
     ask = Pipeline("ask")
     ask.add_component("chain", chain)
@@ -176,6 +177,21 @@ def test_an_answer_without_citations_lists_the_contexts_it_was_given():
     assert lines[2:] == [
         "Citations: none (the model cited no context)",
         "Contexts given to the model:",
+        "  [1] doc1.md  (score 1.000)",
+    ]
+
+
+@pytest.mark.unit
+def test_an_evidence_answer_that_abstains_says_no_context_answers_and_no_model_was_asked():
+    out = io.StringIO()
+    app = scripted_app(answer_style=EvidenceStyle(min_score=0.99))
+    code = ask_command(app, config="qa.yaml", question="Capital?", stream=False, out=out)
+    assert code == 0
+    assert out.getvalue().splitlines() == [
+        "I don't know.",
+        "",
+        "Citations: none (no context answers it)",
+        "Contexts read:",
         "  [1] doc1.md  (score 1.000)",
     ]
 
