@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from rag.core.generation import SpanLogprobs
 from rag.core.text import (
     KINDS,
+    MONTHS,
     START_STOPWORDS,
+    WORD,
     abbreviation_period,
     content_stems,
     question_kind,
@@ -171,6 +173,36 @@ def candidate_spans(
                 start, end = span[0][1], span[-1][2]
                 spans.append(SpanCandidate(sentence.context, start, end, text[start:end], features))
     return spans
+
+
+_HOW_MANY = re.compile(r"\s*how (many|much|old)\b")
+
+
+def fits_question(question: str, text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` can answer ``question`` at all: a who / where span holds no
+    number and no month (it names no date), and a "how many / much / old" span is no year and no
+    day of a date ("In 2004, he won 74 games": "74", not "2004"). Other spans all can. Both
+    answer styles drop the spans that cannot (the span ranker's features score the answer
+    kind, but may still put a date first for "Who led the army in 1756?").
+
+    Example:
+        >>> text = "In May 1756 Montcalm led the army."
+        >>> fits_question("Who led the army?", text, 3, 11), fits_question("Who?", text, 12, 20)
+        (False, True)
+        >>> text = "In 2004, Jennings won 74 games."
+        >>> fits_question("How many games?", text, 3, 7), fits_question("How many?", text, 22, 24)
+        (False, True)
+    """
+    kind = question_kind(question)
+    words = [w.lower() for w in WORD.findall(text[start:end])]
+    if kind in ("name", "where"):
+        return not any(w[0].isdigit() or w in MONTHS for w in words)
+    if kind == "number" and _HOW_MANY.match(question.lower()):
+        if any(w in MONTHS or re.fullmatch(r"1\d{3}|20\d{2}", w) for w in words):
+            return False
+        before = [w.lower() for w in WORD.findall(text[:start])[-1:]]
+        return not (len(words) == 1 and words[0].isdigit() and before and before[0] in MONTHS)
+    return True
 
 
 WINDOW_WORDS = 5

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rag.chains import ANSWER_STYLES, Answer, ConciseStyle, ExtractiveStyle, RagChain
+from rag.chains.answer import Context
 from rag.chains.extractive import NO_ANSWER, find_quote, parse_quote
 from rag.chains.rag import QUOTE_INSTRUCTION
 from rag.core import ConfigError, Pipeline
@@ -276,6 +277,24 @@ def test_initials_and_titles_do_not_end_a_sentence():
     ]
     long = "A. Smith left. " * 20_000  # the look-back is bounded: a long text splits quickly
     assert len(sentences(long)) == 20_000
+
+
+@pytest.mark.unit
+def test_ranked_extractive_offers_the_model_no_span_that_cannot_answer():
+    texts = [
+        "In May 1756 the Marquis de Montcalm led the French reinforcements to New France.",
+        "In 2004, Ken Jennings won 74 games in a row on Jeopardy.",
+    ]
+    contexts = [
+        Context(index=i + 1, id=f"c{i}", source="x.txt", text=t) for i, t in enumerate(texts)
+    ]
+    style = ExtractiveStyle()
+    who = [s.text for s in style.top_spans("Who led the French reinforcements?", contexts)]
+    assert "Marquis de Montcalm" in who and not {"May 1756", "May"} & set(who)
+    many = [
+        s.text for s in style.top_spans("How many games did Ken Jennings win in 2004?", contexts)
+    ]
+    assert "74" in many and "2004" not in many
 
 
 # -- with the bundled model ------------------------------------------------------------------

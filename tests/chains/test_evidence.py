@@ -91,6 +91,12 @@ def test_a_factoid_question_gets_the_short_span_first_then_its_sentence():
         # the year belongs to the date, the initial to the name
         ("When was Secretariat born?", "Secretariat was born on March 30, 1970.", "March 30, 1970"),
         ("Who is the Chief Justice?", "The Chief Justice is John G. Roberts.", "John G. Roberts"),
+        # the date the ranker puts first names no one: the best name comes first instead
+        (
+            "Who led the army in 1756?",
+            "In May 1756 the Marquis de Montcalm led the army.",
+            "Montcalm",
+        ),
     ],
 )
 def test_factoid_span(question, sentence, span):

@@ -12,6 +12,7 @@ from rag.chains.span_ranking import (
     SpanCandidate,
     candidate_spans,
     choose_span,
+    fits_question,
     question_kind,
     rank_sentences,
     rank_spans,
@@ -138,3 +139,24 @@ def test_features_see_the_question_words_next_to_and_around_the_span():
     gone = by_text["gone"]
     assert gone["left_question_word"] == 0.0 and gone["window_question_words"] == 0.0
     assert by_text["Tesla"]["right_question_word"] == 1.0
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("question", "text", "span", "fits"),
+    [
+        ("Who led the army?", "In May 1756 Montcalm led the army.", "May 1756", False),
+        ("Who led the army?", "In May 1756 Montcalm led the army.", "Montcalm", True),
+        ("Where did it land?", "It landed on 20 July at Tranquility Base.", "20 July", False),
+        ("How many games did he win?", "In 2004, Jennings won 74 games.", "2004", False),
+        ("How many games did he win?", "In 2004, Jennings won 74 games.", "74", True),
+        ("How old was she?", "She retired on May 6 aged 61.", "6", False),
+        ("How old was she?", "She retired on May 6 aged 61.", "61", True),
+        # a date is what these ask for
+        ("When did he win?", "In 2004, Jennings won 74 games.", "2004", True),
+        ("What did he win in 2004?", "In 2004, Jennings won 74 games.", "2004", True),
+    ],
+)
+def test_fits_question_drops_dates_for_who_and_years_for_how_many(question, text, span, fits):
+    start = text.index(span)
+    assert fits_question(question, text, start, start + len(span)) is fits

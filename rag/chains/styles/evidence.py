@@ -503,8 +503,8 @@ def factoid_span(
 ) -> tuple[int, int] | None:
     """The offsets in ``sentence`` of the short span answering a factoid ``question`` (who, when,
     where, how many, which), or ``None``: not a factoid question, no span fits the answer asked
-    for (a "who" span holding a date or a number is no name; a "how many / much / old" span
-    is no year and no day of a date, so the best other span is taken), or its probability
+    for (the best span that :func:`rag.chains.span_ranking.fits_question` is taken: a "who"
+    span names no date, a "how many" span is no year), or its probability
     (the softmax of :func:`rag.chains.span_ranking.rank_spans`' scores over the sentence's
     spans) is below ``min_probability``.
 
@@ -521,20 +521,12 @@ def factoid_span(
     if kind not in FACTOID_KINDS and not which:
         return None
     spans = span_ranking.rank_spans(span_ranking.candidate_spans(question, [sentence], sentences=1))
-    if not spans:
-        return None
-    if kind == "number" and re.match(r"\s*how (many|much|old)\b", question.lower()):
-        # "In 2004, he won 74 games": a year or the day of a date counts nothing
-        best = next((s for s in spans if not _a_date(sentence, s.start, s.end)), None)
-    else:
-        best = spans[0]
+    best = next(
+        (s for s in spans if span_ranking.fits_question(question, sentence, s.start, s.end)), None
+    )
     if best is None:
         return None
     if kind in FACTOID_KINDS and not best.features.get(f"{kind}:any_fits"):
-        return None
-    if kind in ("name", "where") and any(
-        w[0].isdigit() or w.lower() in MONTHS for w in WORD.findall(best.text)
-    ):
         return None
     if 1.0 / sum(math.exp(max(-60.0, s.score - best.score)) for s in spans) < min_probability:
         return None
@@ -552,16 +544,6 @@ def factoid_span(
     if end - start >= len(sentence.rstrip(" .")):
         return None  # the whole sentence: nothing shorter to put first
     return start, end
-
-
-def _a_date(sentence: str, start: int, end: int) -> bool:
-    """Whether ``sentence[start:end]`` holds a month or a year ("in 2004", "May") or is the day
-    of a date ("6" of "May 6")."""
-    words = [w.lower() for w in WORD.findall(sentence[start:end])]
-    before = [w.lower() for w in WORD.findall(sentence[:start])[-1:]]
-    if any(w in MONTHS or re.fullmatch(r"1\d{3}|20\d{2}", w) for w in words):
-        return True
-    return len(words) == 1 and words[0].isdigit() and bool(before) and before[0] in MONTHS
 
 
 class EvidenceStyle(Style):

@@ -160,13 +160,33 @@ class ExtractiveStyle(Style):
             yield draft.text
         yield draft
 
-    def _top_spans(self, question: str, contexts: Sequence[Context]) -> list[Any]:
+    def top_spans(self, question: str, contexts: Sequence[Context]) -> list[Any]:
+        """The ``span_candidates`` best spans the model scores (``ranked``): the span ranker's
+        order, without the spans that cannot answer the question
+        (:func:`rag.chains.span_ranking.fits_question`: no date for "who", no year for "how
+        many").
+
+        Example:
+            >>> from rag.chains.answer import Context
+            >>> text = "In May 1756 the Marquis de Montcalm led the French army."
+            >>> contexts = [Context(index=1, id="c1", source="war.txt", text=text)]
+            >>> found = [s.text for s in ExtractiveStyle().top_spans("Who led the army?", contexts)]
+            >>> "May 1756" in found, "Marquis de Montcalm" in found
+            (False, True)
+        """
         found = span_ranking.candidate_spans(
             question,
             [c.text for c in contexts],
             sentences=self.focus_sentences or FOCUSED_SPAN_SENTENCES,
         )
-        return span_ranking.rank_spans(found)[: self.span_candidates]
+        fitting = [
+            span
+            for span in span_ranking.rank_spans(found)
+            if span_ranking.fits_question(
+                question, contexts[span.context].text, span.start, span.end
+            )
+        ]
+        return fitting[: self.span_candidates]
 
     def focused_messages(
         self, request: StyleRequest
@@ -174,7 +194,7 @@ class ExtractiveStyle(Style):
         """The sentences the model reads (those holding one of the spans it scores), its
         messages, and the spans."""
         contexts = request.contexts
-        spans = self._top_spans(request.question, contexts)
+        spans = self.top_spans(request.question, contexts)
         if not self.focus_sentences or request.tools:
             return [], request.messages, spans
         shown = concise.focus(request.question, [c.text for c in contexts], self.focus_sentences)
