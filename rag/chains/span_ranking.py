@@ -35,6 +35,7 @@ from rag.core.text import (
     KINDS,
     MONTHS,
     START_STOPWORDS,
+    STOPWORDS,
     WORD,
     abbreviation_period,
     content_stems,
@@ -176,6 +177,8 @@ def candidate_spans(
 
 
 _HOW_MANY = re.compile(r"\s*how (many|much|old)\b")
+_YEAR_NUMBER = re.compile(r"\b(?:1\d{3}|20\d{2})\b")
+_COUNTED_NOUN = re.compile(r" ([a-z]+)\b")
 
 
 def fits_question(question: str, text: str, start: int, end: int) -> bool:
@@ -198,11 +201,21 @@ def fits_question(question: str, text: str, start: int, end: int) -> bool:
     if kind in ("name", "where"):
         return not any(w[0].isdigit() or w in MONTHS for w in words)
     if kind == "number" and _HOW_MANY.match(question.lower()):
-        if any(w in MONTHS or re.fullmatch(r"1\d{3}|20\d{2}", w) for w in words):
+        if any(w in MONTHS for w in words) or _year_in(text, start, end):
             return False
         before = [w.lower() for w in WORD.findall(text[:start])[-1:]]
         return not (len(words) == 1 and words[0].isdigit() and before and before[0] in MONTHS)
     return True
+
+
+def _year_in(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` holds a year: a number 1000-2099 that no lower-case noun
+    follows ("In 2004, he won", "by 1900 the city", but not "2000 guests attended")."""
+    for found in _YEAR_NUMBER.finditer(text, start, end):
+        counted = _COUNTED_NOUN.match(text, found.end())
+        if counted is None or counted.group(1) in STOPWORDS:
+            return True
+    return False
 
 
 WINDOW_WORDS = 5

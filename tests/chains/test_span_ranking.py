@@ -152,6 +152,9 @@ def test_features_see_the_question_words_next_to_and_around_the_span():
         ("How many games did he win?", "In 2004, Jennings won 74 games.", "74", True),
         ("How old was she?", "She retired on May 6 aged 61.", "6", False),
         ("How old was she?", "She retired on May 6 aged 61.", "61", True),
+        # a number a noun follows counts it, whatever its size
+        ("How many guests came?", "By 1900 2000 guests came.", "1900", False),
+        ("How many guests came?", "By 1900 2000 guests came.", "2000", True),
         # a date is what these ask for
         ("When did he win?", "In 2004, Jennings won 74 games.", "2004", True),
         ("What did he win in 2004?", "In 2004, Jennings won 74 games.", "2004", True),
