@@ -163,29 +163,41 @@ def parse_filter_option(text: str | None) -> dict[str, Any] | None:
     return value
 
 
-def read_jsonl(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows of a JSONL file of ``{"_id", "text"}``; a bad line exits 2 naming it."""
-    from rag.core.limits import loads_json
+QUESTION_FILES = (
+    'JSON Lines ({"_id": ..., "question": ...} per line), CSV or TSV with a header row, '
+    "or .txt with one per line"
+)
+"""The formats ``--questions`` / ``--queries`` read (:func:`read_questions`)."""
+
+
+def read_questions(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows ``{"_id", "text"}`` of a file of questions or queries: JSON Lines, CSV / TSV with a
+    header, or plain text, by suffix (:func:`rag.eval.datasets.read_rows`). The text is the
+    first of ``text_fields`` a row has; the id is its ``_id`` or ``id``, else its line number.
+    A bad row exits 2 naming its line; a file without rows exits 2."""
+    from rag.eval.datasets import EvalDataError, read_rows
 
     rows = []
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) else None
-        fail(f"cannot read {path}: {reason or err}")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = loads_json(line, where=f"{path}:{number}")
-        except json.JSONDecodeError as err:
-            fail(f"{path}:{number}: invalid JSON ({err.msg})")
-        except InvalidInputError as err:
-            fail(str(err))
-        text_key = next((k for k in text_fields if isinstance(row, dict) and k in row), None)
-        if not isinstance(row, dict) or text_key is None:
-            fail(f"{path}:{number}: each line needs '_id' and one of {', '.join(text_fields)}")
-        rows.append({"_id": str(row.get("_id", row.get("id", number))), "text": row[text_key]})
+        for number, row in read_rows(path):
+            key = next((k for k in text_fields if k in row), None)
+            if key is None:
+                fail(
+                    f"{path}:{number}: no {' or '.join(text_fields)} field (fields: "
+                    f"{', '.join(map(str, row)) or 'none'}); a file of questions is "
+                    f"{QUESTION_FILES}"
+                )
+            text = row[key]
+            if not isinstance(text, str):
+                fail(f"{path}:{number}: '{key}' must be text, got {text!r}")
+            rows.append({"_id": str(row.get("_id", row.get("id", number))), "text": text})
+    except EvalDataError as err:
+        not_json = "JSON" in str(err) and "nested" not in str(err)
+        fail(f"{err}; a file of questions is {QUESTION_FILES}" if not_json else str(err))
+    except OSError as err:
+        fail(f"cannot read {path}: {err.strerror or err}")
+    if not rows:
+        fail(f"{path}: no questions in the file; it is {QUESTION_FILES}")
     return rows
 
 
@@ -277,7 +289,11 @@ def search(
     config: ConfigOption,
     query: Annotated[str | None, typer.Argument(help="The query.")] = None,
     queries: Annotated[
-        Path | None, typer.Option(help="JSONL file of {_id, text} queries (BEIR queries.jsonl).")
+        Path | None,
+        typer.Option(
+            help="File of queries: JSONL of {_id, text} (BEIR queries.jsonl), CSV/TSV with a "
+            "header, or .txt with one per line."
+        ),
     ] = None,
     k: Annotated[int, typer.Option(min=1, help="Hits per query.")] = 10,
     filter_: Annotated[
@@ -320,7 +336,7 @@ def search(
             return
         if retriever is None:
             fail(f"pipeline '{search_pipeline.name}' has no retriever component for --queries")
-        rows = read_jsonl(queries, text_fields=("text", "query", "question"))
+        rows = read_questions(queries, text_fields=("text", "query", "question"))
         search_batch(
             retriever, rows, k=k, filters=filters, output_format=output_format, quiet=quiet
         )
@@ -423,7 +439,11 @@ def ask(
     config: ConfigOption,
     question: Annotated[str | None, typer.Argument(help="The question.")] = None,
     questions: Annotated[
-        Path | None, typer.Option(help="JSONL file of {_id, text|question} questions.")
+        Path | None,
+        typer.Option(
+            help="File of questions: JSONL of {_id, question}, CSV/TSV with a header, or .txt "
+            "with one per line."
+        ),
     ] = None,
     k: Annotated[int | None, typer.Option(min=1, help="Contexts to retrieve.")] = None,
     filter_: Annotated[
@@ -452,7 +472,7 @@ def ask(
     if (question is None) == (questions is None):
         fail("give either a QUESTION or --questions FILE")
     filters = parse_filter_option(filter_)
-    rows = read_jsonl(questions, text_fields=("text", "question")) if questions else None
+    rows = read_questions(questions, text_fields=("text", "question")) if questions else None
     app_file = load_app(config)
     with errors_to_exit_codes():
         code = ask_command(

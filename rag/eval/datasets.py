@@ -20,14 +20,15 @@ Example:
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rag.core.errors import ConfigError
-from rag.core.limits import allow_long_csv_fields
+from rag.core.errors import ConfigError, InvalidInputError
+from rag.core.limits import allow_long_csv_fields, loads_json
 
 __all__ = [
     "EvalDataError",
@@ -36,6 +37,7 @@ __all__ = [
     "load_beir",
     "load_dataset",
     "load_qa",
+    "read_rows",
 ]
 
 _SHOWN = 5  # offenders listed in an error message
@@ -102,39 +104,89 @@ class EvalDataset:
 
 
 # -- readers -----------------------------------------------------------------------------------
-def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _not_utf8(path: Path, err: UnicodeDecodeError, line: int, byte: int) -> EvalDataError:
+    return EvalDataError(
+        f"not UTF-8 text ({err.reason} at byte {byte} of the line); re-save the file as UTF-8",
+        file=str(path),
+        line=line,
+    )
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file (a byte order mark dropped), decoded line by
+    line so that text in another encoding is an error naming its line."""
     try:
-        handle = path.open(encoding="utf-8-sig")
+        handle = path.open("rb")
     except FileNotFoundError:
         raise EvalDataError("file not found", file=str(path)) from None
     with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+        for number, raw in enumerate(handle, start=1):
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(
-                    f"invalid JSON ({err.msg})", file=str(path), line=number
-                ) from None
-            if not isinstance(row, dict):
-                raise EvalDataError("each line must be a JSON object", file=str(path), line=number)
-            yield number, row
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise _not_utf8(path, err, number, err.start) from None
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in _text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = loads_json(line, where=f"{path}:{number}")
+        except json.JSONDecodeError as err:
+            raise EvalDataError(f"invalid JSON ({err.msg})", file=str(path), line=number) from None
+        except InvalidInputError as err:  # nested too deep, NaN or Infinity
+            raise EvalDataError(err.message, file=str(path), line=number) from None
+        if not isinstance(row, dict):
+            raise EvalDataError("each line must be a JSON object", file=str(path), line=number)
+        yield number, row
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     allow_long_csv_fields()
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise EvalDataError("file not found", file=str(path)) from None
-    with handle:
-        for number, row in enumerate(csv.DictReader(handle), start=2):
-            yield number, dict(row)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line_start = data.rfind(b"\n", 0, err.start) + 1
+        line = data.count(b"\n", 0, line_start) + 1
+        raise _not_utf8(path, err, line, err.start - line_start) from None
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for row in reader:
+        yield reader.line_num, dict(row)
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    return _csv_rows(path) if path.suffix.lower() in (".csv", ".tsv") else _jsonl_rows(path)
+def _text_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in _text_lines(path):
+        if line.strip():
+            yield number, {"text": line.strip()}
+
+
+def read_rows(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    r"""``(line number, row)`` of a JSON Lines file, of a CSV / TSV file with a header row (a
+    row's values are text), or of a ``.txt`` file (one ``{"text": line}`` per line), by the
+    file's suffix. Blank JSONL and text lines are skipped; the file must be UTF-8.
+
+    Raises:
+        EvalDataError: the file is missing or not UTF-8, or a line is not a JSON object
+            (naming the line).
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "questions.tsv"
+        >>> _ = path.write_text("id\tquestion\nq1\tWhat is BM25?\n", encoding="utf-8")
+        >>> list(read_rows(path))
+        [(2, {'id': 'q1', 'question': 'What is BM25?'})]
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".tsv"):
+        return _csv_rows(path)
+    return _text_rows(path) if suffix == ".txt" else _jsonl_rows(path)
 
 
 def _check_duplicates(ids: Sequence[str], path: Path, what: str) -> None:
@@ -222,30 +274,29 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
         raise EvalDataError("qrels file not found", file=str(path))
     qrels: dict[str, dict[str, int]] = {}
     repeated: list[str] = []
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            parts = line.rstrip("\n").split("\t")
-            if number == 1 and parts[:2] == ["query-id", "corpus-id"]:
-                continue
-            if not line.strip():
-                continue
-            if len(parts) < 3:
-                raise EvalDataError(
-                    "a qrels line needs 'query-id<TAB>corpus-id<TAB>score'",
-                    file=str(path),
-                    line=number,
-                )
-            query_id, doc_id, score = parts[0], parts[1], parts[2]
-            try:
-                relevance = int(float(score))
-            except ValueError:
-                raise EvalDataError(
-                    f"score {score!r} is not a number", file=str(path), line=number
-                ) from None
-            judged = qrels.setdefault(query_id, {})
-            if doc_id in judged:
-                repeated.append(f"{query_id}/{doc_id}")
-            judged[doc_id] = relevance
+    for number, line in _text_lines(path):
+        parts = line.rstrip("\r\n").split("\t")
+        if number == 1 and parts[:2] == ["query-id", "corpus-id"]:
+            continue
+        if not line.strip():
+            continue
+        if len(parts) < 3:
+            raise EvalDataError(
+                "a qrels line needs 'query-id<TAB>corpus-id<TAB>score'",
+                file=str(path),
+                line=number,
+            )
+        query_id, doc_id, score = parts[0], parts[1], parts[2]
+        try:
+            relevance = int(float(score))
+        except ValueError:
+            raise EvalDataError(
+                f"score {score!r} is not a number", file=str(path), line=number
+            ) from None
+        judged = qrels.setdefault(query_id, {})
+        if doc_id in judged:
+            repeated.append(f"{query_id}/{doc_id}")
+        judged[doc_id] = relevance
     if repeated:
         raise EvalDataError(
             f"query/document pair(s) judged twice: {_offenders(repeated)}", file=str(path)
@@ -339,7 +390,7 @@ def load_qa(
             field="dataset.fields",
         )
     queries: list[EvalQuery] = []
-    for number, row in _rows(path):
+    for number, row in read_rows(path):
         required = [mapping["question"], mapping["answers"]]
         for key in (k for k in required if k):
             if key not in row or row[key] in (None, ""):
@@ -351,7 +402,12 @@ def load_qa(
                 )
         id_key = mapping["id"]
         if id_key and id_key not in row:
-            raise EvalDataError(f"missing field '{id_key}'", file=str(path), line=number)
+            raise EvalDataError(
+                f"missing field '{id_key}' (fields: {', '.join(row) or 'none'}); map another "
+                "field with dataset.fields (id: null numbers the questions by line)",
+                file=str(path),
+                line=number,
+            )
         query_id = str(row[id_key]) if id_key else str(number)
         answers = _as_list(row[mapping["answers"]])
         if not answers:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from rag.chains import EvidenceStyle, RagChain
 from rag.chains.cli_ask import ask_command
-from rag.cli import app
+from rag.cli import app, read_questions
 from rag.core import ConfigError, Pipeline, PipelineFile
 
 from .helpers import ListRetriever, Script, reply, scripted_generator
@@ -118,6 +118,59 @@ def test_bad_usage_exits_2(qa_config, args, message):
     result = invoke("ask", *args, "--config", qa_config)
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("q.txt", "What is BM25?\n\nWho led the Cranfield experiments?\n"),
+        ("q.csv", "id,question\n1,What is BM25?\n3,Who led the Cranfield experiments?\n"),
+        ("q.tsv", "question\tid\nWhat is BM25?\t1\nWho led the Cranfield experiments?\t3\n"),
+        (
+            "q.jsonl",
+            '{"question": "What is BM25?"}\n\n{"question": "Who led the Cranfield experiments?"}\n',
+        ),
+    ],
+)
+def test_a_questions_file_is_jsonl_csv_tsv_or_one_question_per_line(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert read_questions(path, text_fields=("text", "question")) == [
+        {"_id": "1", "text": "What is BM25?"},
+        {"_id": "3", "text": "Who led the Cranfield experiments?"},
+    ]
+
+
+FORMATS = 'JSON Lines ({"_id": ..., "question": ...} per line), CSV or TSV with a header'
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("name", "content", "message", "names_formats"),
+    [
+        (
+            "q.jsonl",
+            '{"question": "Why?"}\n{"q": "x"}\n',
+            "q.jsonl:2: no text or question field (fields: q)",
+            True,
+        ),
+        ("q.jsonl", "\n\n", "q.jsonl: no questions in the file", True),
+        ("q.jsonl", "What is BM25?\n", "q.jsonl:1: invalid JSON", True),
+        ("q.jsonl", '{"question": 5}\n', "q.jsonl:1: 'question' must be text, got 5", False),
+        ("q.jsonl", '{"question": ' + "[" * 3000 + "]" * 3000 + "}\n", "nested 3001 levels", False),
+        ("q.csv", "id,question\n1,caf\xe9?\n", "q.csv:2: not UTF-8 text", False),
+    ],
+)
+def test_a_bad_questions_file_exits_2_naming_the_line(
+    tmp_path, name, content, message, names_formats
+):
+    path = tmp_path / name
+    path.write_bytes(content.encode("latin-1"))
+    result = invoke("ask", "--questions", path, "--config", EXAMPLES / "qa.yaml")
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert (FORMATS in result.stderr) is names_formats
 
 
 @pytest.mark.integration

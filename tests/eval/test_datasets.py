@@ -139,6 +139,65 @@ def test_qa_csv_with_field_mapping(tmp_path):
     assert data.qrels == {"1": {"d3": 1}, "2": {"d6": 1}}
 
 
+def test_qa_tsv_reads_tab_separated_fields(tmp_path):
+    path = tmp_path / "qa.tsv"
+    path.write_text("id\tquestion\tanswers\nq1\tWhat is BM25, briefly?\tranking function\n")
+    (query,) = load_qa(path, fields={"id": "id"}).queries
+    assert (query.id, query.text, query.answers) == (
+        "q1",
+        "What is BM25, briefly?",
+        ["ranking function"],
+    )
+    with pytest.raises(EvalDataError) as info:
+        load_qa(path)  # the default id field is _id
+    assert f"{path}:2" in str(info.value)
+    assert "missing field '_id' (fields: id, question, answers)" in str(info.value)
+    assert "dataset.fields" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "line"),
+    [
+        (
+            "qa.jsonl",
+            b'{"_id": "a", "question": "Who?", "answers": ["me"]}\n{"_id": "b", "question": "caf\xe9?"}\n',
+            2,
+        ),
+        ("qa.csv", b"_id,question,answers\na,Who?,me\nb,caf\xe9?,it\n", 3),
+    ],
+)
+def test_a_file_in_another_encoding_names_its_line_and_the_fix(tmp_path, name, content, line):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(EvalDataError) as info:
+        load_qa(path)
+    assert info.value.line == line
+    assert "not UTF-8 text" in str(info.value) and "re-save the file as UTF-8" in str(info.value)
+
+
+def test_beir_queries_and_qrels_in_another_encoding_are_errors_not_crashes(tmp_path):
+    folder = write_beir(tmp_path / "beir")
+    queries = folder / "queries.jsonl"
+    original = queries.read_bytes()
+    queries.write_bytes(original + '{"_id": "q9", "text": "café"}\n'.encode("cp1252"))
+    with pytest.raises(EvalDataError, match=r"queries\.jsonl:5: not UTF-8 text"):
+        load_beir(folder)
+    queries.write_bytes(original)
+    qrels = next(folder.rglob("*.tsv"))
+    qrels.write_bytes(qrels.read_bytes() + "q1\tcafé\t1\n".encode("cp1252"))
+    with pytest.raises(EvalDataError, match="not UTF-8 text"):
+        load_beir(folder)
+
+
+def test_a_line_nested_too_deep_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "qa.jsonl"
+    path.write_text(
+        '{"_id": "a", "question": "Who?", "answers": ' + "[" * 5000 + "]" * 5000 + "}\n"
+    )
+    with pytest.raises(EvalDataError, match=r"qa\.jsonl:1: JSON nested 5001 levels deep"):
+        load_qa(path)
+
+
 def test_qa_gold_ids_must_be_in_the_corpus(tmp_path):
     corpus = write_beir(tmp_path / "beir") / "corpus.jsonl"
     path = tmp_path / "qa.jsonl"
