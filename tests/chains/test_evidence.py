@@ -45,7 +45,8 @@ def assert_grounded(answer):
         context = answer.contexts[span.index - 1]
         assert context.id == span.id
         pieces.append(" ".join(context.text[span.start : span.end].split()))
-    assert answer.text == SEPARATOR.join(pieces) or answer.text == pieces[0]
+    # "sentence", "sentence sentence" or "span — sentence(s)"
+    assert answer.text in (" ".join(pieces), f"{pieces[0]}{SEPARATOR}{' '.join(pieces[1:])}")
 
 
 @pytest.mark.unit
@@ -194,6 +195,31 @@ def test_more_sentences_when_asked_and_they_score_close(tmp_path):
     assert [(s.start, s.end) for s in answer.spans] == [(0, len(FACTS[1]))]
 
 
+PLAYOFFS = [
+    "The Broncos defeated the Pittsburgh Steelers in the divisional round. They then beat the "
+    "New England Patriots in the AFC Championship Game.",
+    FACTS[0],
+]
+
+
+@pytest.mark.unit
+def test_a_detailed_question_gets_the_next_best_sentence_too_and_a_query_one():
+    detailed = (
+        "Which team did the Denver Broncos defeat in the divisional playoff round in January?"
+    )
+    chain, _ = evidence_chain(texts=PLAYOFFS, factoid_span=False)
+    answer = chain.ask(detailed)
+    assert answer.text == PLAYOFFS[0]  # both sentences, the best first, joined by a space
+    assert [(s.start, s.end) for s in answer.spans] == [(0, 69), (70, len(PLAYOFFS[0]))]
+    assert_grounded(answer)
+    assert chain.ask("Which team did the Broncos defeat?").text == PLAYOFFS[0][:69]
+    one, _ = evidence_chain(texts=PLAYOFFS, factoid_span=False, detailed_max_sentences=1)
+    assert one.ask(detailed).text == PLAYOFFS[0][:69]
+    # a runner-up from another passage is not added: the answer stays one passage's words
+    apart, _ = evidence_chain(texts=[PLAYOFFS[0][:69], PLAYOFFS[0][70:]], factoid_span=False)
+    assert apart.ask(detailed).text == PLAYOFFS[0][:69]
+
+
 @pytest.mark.unit
 def test_streaming_yields_the_answer_then_the_record():
     chain, _ = evidence_chain()
@@ -233,6 +259,8 @@ def test_bad_settings_are_config_errors(tmp_path):
         EvidenceStyle(min_score=2.0)
     with pytest.raises(ConfigError, match="min_span_probability is a probability.*-0.1"):
         EvidenceStyle(min_span_probability=-0.1)
+    with pytest.raises(ConfigError, match="detailed_max_sentences must be at least 1, got 0"):
+        EvidenceStyle(detailed_max_sentences=0)
     with pytest.raises(ConfigError, match="max_sentence_words must be at least 1, got 0"):
         EvidenceStyle(max_sentence_words=0)
     missing = tmp_path / "nope.json"

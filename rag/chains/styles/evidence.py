@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import json
 import math
 import re
@@ -130,6 +131,9 @@ EARLY_WORDS = 8
 DETAIL_WORDS = (3, 8)
 """Content words of a question of detail 0 (this many or fewer) and of detail 1 (this many or
 more): :func:`question_detail`."""
+DETAILED_QUESTION = 0.5
+"""The :func:`question_detail` from which a question is detailed (six or more content words)
+and its answer may hold ``detailed_max_sentences`` sentences."""
 DEFINITION = re.compile(
     r"^\W*(?:\w+\W+){0,12}?(?:is|are|was|were)\s+(?:a|an|the|one)\b|\brefers? to\b|"
     r"\bis defined as\b|\bis the term\b",
@@ -558,6 +562,12 @@ class EvidenceStyle(Style):
             (``None``: the file's fitted ``min_score``).
         max_sentences: Most sentences in the answer: the best, then others of at least
             ``min_score`` and half its probability, in order of score.
+        detailed_max_sentences: Most sentences for a detailed question (six or more content
+            words, :data:`DETAILED_QUESTION`, as a question written from the passage that
+            answers it): the best, then the next best of at least ``min_score`` while they
+            come from the best's context. The scorer often cannot tell which of two sentences
+            of one passage that both match many of the question's words holds the answer; a
+            short query ("what is bm25") gets ``max_sentences``.
         factoid_span: Put the short span first for who / when / where / how many / which.
         min_span_probability: Put it first only when its probability among the sentence's
             spans reaches this (:func:`factoid_span`). At 0.3, the spans of XQuAD fitting
@@ -587,6 +597,7 @@ class EvidenceStyle(Style):
         weights: str | None = None,
         min_score: float | None = None,
         max_sentences: int = 1,
+        detailed_max_sentences: int = 2,
         factoid_span: bool = True,
         min_span_probability: float = MIN_SPAN_PROBABILITY,
         with_antecedent: bool = True,
@@ -597,10 +608,12 @@ class EvidenceStyle(Style):
                 f"max_sentence_words must be at least 1, got {max_sentence_words}",
                 field="max_sentence_words",
             )
-        if max_sentences < 1:
-            raise ConfigError(
-                f"max_sentences must be at least 1, got {max_sentences}", field="max_sentences"
-            )
+        for name, value in (
+            ("max_sentences", max_sentences),
+            ("detailed_max_sentences", detailed_max_sentences),
+        ):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}", field=name)
         if not 0.0 <= min_span_probability <= 1.0:
             raise ConfigError(
                 "min_span_probability is a probability between 0 and 1, got "
@@ -615,6 +628,7 @@ class EvidenceStyle(Style):
         self.weights = weights
         self.min_score = min_score
         self.max_sentences = max_sentences
+        self.detailed_max_sentences = detailed_max_sentences
         self.factoid_span = factoid_span
         self.min_span_probability = min_span_probability
         self.with_antecedent = with_antecedent
@@ -691,14 +705,25 @@ class EvidenceStyle(Style):
         if not ranked or ranked[0].probability < threshold or self._unrelated(ranked[0]):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
         else:
-            best = ranked[0]
-            floor = max(threshold, best.probability / 2)
-            others = [c for c in ranked[1:] if c.probability >= floor]
-            chosen = [best, *others[: self.max_sentences - 1]]
+            chosen = self._chosen(ranked, threshold)
             draft = self._draft(request.question, chosen, contexts)
         if request.stream:
             yield draft.text
         yield draft
+
+    def _chosen(
+        self, ranked: Sequence[SentenceCandidate], threshold: float
+    ) -> list[SentenceCandidate]:
+        """The answer's sentences: the best, then others up to the question's limit."""
+        best = ranked[0]
+        if best.detail >= DETAILED_QUESTION and self.detailed_max_sentences > self.max_sentences:
+            # the next best sentences while they come from the best's passage
+            same = itertools.takewhile(lambda c: c.context == best.context, ranked[1:])
+            others = [c for c in same if c.probability >= threshold]
+            return [best, *others[: self.detailed_max_sentences - 1]]
+        floor = max(threshold, best.probability / 2)
+        others = [c for c in ranked[1:] if c.probability >= floor]
+        return [best, *others[: self.max_sentences - 1]]
 
     def _unrelated(self, best: SentenceCandidate) -> bool:
         """Without an embedder, a best sentence that shares no content word with the question
@@ -738,7 +763,6 @@ class EvidenceStyle(Style):
             pieces.append(normalize_space(context.text[start : candidate.end]))
             spans.append(AnswerSpan(context.index, context.id, start, candidate.end))
             citations.setdefault(context.index, Citation(context.index, context.id, context.source))
-        text = pieces[0] if len(pieces) == 1 else SEPARATOR.join(pieces[:2])
-        if len(pieces) > 2:
-            text = " ".join([text, *pieces[2:]])
+        # "span — sentence", "sentence", "sentence sentence": the separator follows the span only
+        text = SEPARATOR.join([*pieces[:sentence_spans], " ".join(pieces[sentence_spans:])])
         return Draft(text=text, citations=list(citations.values()), grounded=True, spans=spans)
