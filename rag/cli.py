@@ -191,9 +191,8 @@ def read_questions(path: Path, *, text_fields: tuple[str, ...]) -> list[dict[str
             if not isinstance(text, str):
                 fail(f"{path}:{number}: '{key}' must be text, got {text!r}")
             rows.append({"_id": str(row.get("_id", row.get("id", number))), "text": text})
-    except EvalDataError as err:
-        not_json = "JSON" in str(err) and "nested" not in str(err)
-        fail(f"{err}; a file of questions is {QUESTION_FILES}" if not_json else str(err))
+    except EvalDataError as err:  # not found, not UTF-8, not JSON, nested too deep
+        fail(f"{err}; a file of questions is {QUESTION_FILES}")
     except OSError as err:
         fail(f"cannot read {path}: {err.strerror or err}")
     if not rows:

@@ -158,8 +158,8 @@ FORMATS = 'JSON Lines ({"_id": ..., "question": ...} per line), CSV or TSV with 
         ("q.jsonl", "\n\n", "q.jsonl: no questions in the file", True),
         ("q.jsonl", "What is BM25?\n", "q.jsonl:1: invalid JSON", True),
         ("q.jsonl", '{"question": 5}\n', "q.jsonl:1: 'question' must be text, got 5", False),
-        ("q.jsonl", '{"question": ' + "[" * 3000 + "]" * 3000 + "}\n", "nested 3001 levels", False),
-        ("q.csv", "id,question\n1,caf\xe9?\n", "q.csv:2: not UTF-8 text", False),
+        ("q.jsonl", '{"question": ' + "[" * 3000 + "]" * 3000 + "}\n", "nested 3001 levels", True),
+        ("q.csv", "id,question\n1,caf\xe9?\n", "q.csv:2: not UTF-8 text", True),
     ],
 )
 def test_a_bad_questions_file_exits_2_naming_the_line(
