@@ -218,6 +218,42 @@ def _year_in(text: str, start: int, end: int) -> bool:
     return False
 
 
+_SCALE = r"(?:hundred|thousand|million|billion|trillion|percent|per cent)\b"
+
+
+def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` of ``text[start:end]`` with the rest of the number or date it is part
+    of: for a number question the number right before it ("3.7 million" when the span is
+    "million", "74 games") and a scale word after its digits ("515 million", "40 percent");
+    for a date question the year after a month or a day ("March 30, 1970", "January 1967").
+    Both answer styles complete the span they answer with.
+
+    Example:
+        >>> text = "Berlin has 3.7 million inhabitants; it was founded on March 30, 1237."
+        >>> start, end = complete_span("How many people live there?", text, 15, 22)
+        >>> text[start:end]
+        '3.7 million'
+        >>> start, end = complete_span("When was it founded?", text, 54, 62)
+        >>> text[start:end]
+        'March 30, 1237'
+    """
+    kind = question_kind(question)
+    if kind == "number":
+        before = re.search(r"(?:\$\s?)?\d[\d.,]*\s+$", text[:start])
+        if before is not None:
+            start = before.start()
+        after = re.match(r"\s+" + _SCALE, text[end:].lower())
+        if after is not None and text[end - 1].isdigit():
+            end += after.end()
+    if kind == "date":
+        words = WORD.findall(text[start:end])
+        last = words[-1].lower() if words else ""
+        year = re.match(r",?\s+\d{3,4}\b", text[end:])
+        if year is not None and (last in MONTHS or (last.isdigit() and int(last) <= 31)):
+            end += year.end()
+    return start, end
+
+
 WINDOW_WORDS = 5
 """Words on each side of a span whose question words ``window_question_words`` counts."""
 NEIGHBOUR_WORDS = 3

@@ -12,6 +12,7 @@ from rag.chains.span_ranking import (
     SpanCandidate,
     candidate_spans,
     choose_span,
+    complete_span,
     fits_question,
     question_kind,
     rank_sentences,
@@ -163,3 +164,39 @@ def test_features_see_the_question_words_next_to_and_around_the_span():
 def test_fits_question_drops_dates_for_who_and_years_for_how_many(question, text, span, fits):
     start = text.index(span)
     assert fits_question(question, text, start, start + len(span)) is fits
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("question", "text", "span", "completed"),
+    [
+        (
+            "How many people live there?",
+            "It has 3.7 million inhabitants.",
+            "million",
+            "3.7 million",
+        ),
+        ("How many games did he win?", "Jennings won 74 games.", "games", "74 games"),
+        (
+            "How old are the fossils?",
+            "The fossils are 515 million years old.",
+            "515",
+            "515 million",
+        ),
+        ("How much did it grow?", "It grew by 40 percent in May.", "40", "40 percent"),
+        (
+            "When did the test occur?",
+            "It occurred on January 27, 1967, at noon.",
+            "January 27",
+            "January 27, 1967",
+        ),
+        ("When did it close?", "It closed in February 2010.", "February", "February 2010"),
+        # other questions and spans stay as they are
+        ("Who won?", "Jennings won 74 games.", "games", "games"),
+        ("When did it close?", "It closed in 2010, and reopened.", "2010", "2010"),
+    ],
+)
+def test_complete_span_takes_the_whole_number_or_date(question, text, span, completed):
+    start = text.index(span)
+    found = complete_span(question, text, start, start + len(span))
+    assert text[found[0] : found[1]] == completed

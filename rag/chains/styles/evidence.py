@@ -47,7 +47,6 @@ from rag.chains.styles.base import NO_ANSWER, Draft, Style, StyleRequest
 from rag.core.component import Component
 from rag.core.errors import ConfigError
 from rag.core.text import (
-    MONTHS,
     WORD,
     content_stems,
     fits_kind,
@@ -534,17 +533,7 @@ def factoid_span(
         return None
     if 1.0 / sum(math.exp(max(-60.0, s.score - best.score)) for s in spans) < min_probability:
         return None
-    start = best.start
-    if kind == "number":  # "3.7 million": the ranking may pick the number word alone
-        before = re.search(r"(?:\$\s?)?\d[\d.,]*\s+$", sentence[:start])
-        if before is not None:
-            start = before.start()
-    end = best.end
-    if kind == "date":  # "March 30" of "March 30, 1970": the year belongs to the date
-        last = WORD.findall(best.text)[-1].lower()
-        year = re.match(r",?\s+\d{3,4}\b", sentence[end:])
-        if year is not None and (last in MONTHS or (last.isdigit() and int(last) <= 31)):
-            end += year.end()
+    start, end = span_ranking.complete_span(question, sentence, best.start, best.end)
     if end - start >= len(sentence.rstrip(" .")):
         return None  # the whole sentence: nothing shorter to put first
     return start, end

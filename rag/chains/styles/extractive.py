@@ -219,9 +219,12 @@ class ExtractiveStyle(Style):
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=scored.tokens)
         if self.min_span_logprob is not None and scored.first < self.min_span_logprob:
             return messages, GenerationResult(text="", usage=usage, finish_reason="abstain")
-        span = Span(best.context, best.start, best.end, logprob=scored.first)
+        # "3.7 million", "March 30, 1970": the whole number or date the span is part of
+        text = request.contexts[best.context].text
+        start, end = span_ranking.complete_span(request.question, text, best.start, best.end)
+        span = Span(best.context, start, end, logprob=scored.first)
         return messages, GenerationResult(
-            text=extractive.normalize_space(best.text),
+            text=extractive.normalize_space(text[start:end]),
             usage=usage,
             finish_reason="stop",
             span=span,
