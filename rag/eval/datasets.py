@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,14 +103,6 @@ class EvalDataset:
 
 
 # -- readers -----------------------------------------------------------------------------------
-def _not_utf8(path: Path, err: UnicodeDecodeError, line: int, byte: int) -> EvalDataError:
-    return EvalDataError(
-        f"not UTF-8 text ({err.reason} at byte {byte} of the line); re-save the file as UTF-8",
-        file=str(path),
-        line=line,
-    )
-
-
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     """``(line number, line)`` of a UTF-8 text file (a byte order mark dropped), decoded line by
     line so that text in another encoding is an error naming its line."""
@@ -124,7 +115,12 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as err:
-                raise _not_utf8(path, err, number, err.start) from None
+                raise EvalDataError(
+                    f"not UTF-8 text ({err.reason} at byte {err.start} of the line); re-save "
+                    "the file as UTF-8",
+                    file=str(path),
+                    line=number,
+                ) from None
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -144,18 +140,9 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     allow_long_csv_fields()
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise EvalDataError("file not found", file=str(path)) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line_start = data.rfind(b"\n", 0, err.start) + 1
-        line = data.count(b"\n", 0, line_start) + 1
-        raise _not_utf8(path, err, line, err.start - line_start) from None
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # line by line, as the JSONL reader: memory stays flat and a bad byte names its line
+    reader = csv.DictReader((line for _, line in _text_lines(path)), delimiter=delimiter)
     for row in reader:
         yield reader.line_num, dict(row)
 

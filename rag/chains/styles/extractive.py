@@ -160,7 +160,9 @@ class ExtractiveStyle(Style):
             yield draft.text
         yield draft
 
-    def top_spans(self, question: str, contexts: Sequence[Context]) -> list[Any]:
+    def top_spans(
+        self, question: str, contexts: Sequence[Context]
+    ) -> list[span_ranking.SpanCandidate]:
         """The ``span_candidates`` best spans the model scores (``ranked``): the span ranker's
         order, without the spans that cannot answer the question
         (:func:`rag.chains.span_ranking.fits_question`: no date for "who", no year for "how
