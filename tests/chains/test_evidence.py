@@ -165,6 +165,16 @@ def test_no_sentence_above_the_threshold_is_i_dont_know_and_not_grounded():
     assert answer.text == "I don't know." and not answer.grounded
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("question", ["What", "What is it?", "Who are you?", "When?"])
+def test_a_question_without_a_content_word_is_i_dont_know(question, embedder):
+    # with the embedder every sentence has a similarity, and any clears a threshold of 0
+    chain, _ = evidence_chain(embedder=embedder, min_score=0.0)
+    answer = chain.ask(question)
+    assert answer.text == "I don't know." and answer.finish_reason == "abstain"
+    assert not answer.grounded and answer.citations == []
+
+
 @pytest.mark.unit
 def test_more_sentences_when_asked_and_they_score_close(tmp_path):
     # weights of coverage alone, so the sentences holding the question's words score close

@@ -12,7 +12,8 @@ when / where / how many / which) the short span of that sentence that fits the q
 first (:mod:`rag.chains.span_ranking`), then the sentence:
 ``"1998 — The company was founded in 1998."``. When no sentence's
 probability reaches ``min_score`` (or, without an embedder, when the best sentence shares no
-content word with the question) the answer is "I don't know." and ``grounded`` is false.
+content word with the question), or when the question has no content word at all ("What",
+"Who are you?"), the answer is "I don't know." and ``grounded`` is false.
 
 The weights are data (:data:`DEFAULT_WEIGHTS_FILE`), fitted by ``benchmarks/fit_evidence.py`` on
 a fitting part of WikiQA train and XQuAD questions outside the answer-quality benchmark's sample;
@@ -691,7 +692,12 @@ class EvidenceStyle(Style):
         contexts = request.contexts
         ranked = self.rank(request.question, contexts)
         threshold = self.threshold(request.question)
-        if not ranked or ranked[0].probability < threshold or self._unrelated(ranked[0]):
+        if (
+            not content_stems(request.question)  # "What", "Who are you?": nothing to look for
+            or not ranked
+            or ranked[0].probability < threshold
+            or self._unrelated(ranked[0])
+        ):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
         else:
             chosen = self._chosen(ranked, threshold)
