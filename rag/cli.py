@@ -325,20 +325,26 @@ def search(
     with errors_to_exit_codes():
         found = find_role(search_pipeline, Role.RETRIEVER, required=False)
     retriever: Any = found.component if found else None  # else the pipeline runs as a whole
-    from rag.cli_search import search_batch, search_one
+    from rag.cli_search import nothing_retrieved, search_batch, search_one
 
     with errors_to_exit_codes():
         if queries is None:
-            search_one(
+            found_hits = search_one(
                 search_pipeline, retriever, query, k=k, filters=filters, json_output=json_output
             )
+            if not found_hits:
+                why = nothing_retrieved(app_file.components, config=config, filters=filters)
+                typer.echo(f"note: {why}", err=True)
             return
         if retriever is None:
             fail(f"pipeline '{search_pipeline.name}' has no retriever component for --queries")
         rows = read_questions(queries, text_fields=("text", "query", "question"))
-        search_batch(
+        empty = search_batch(
             retriever, rows, k=k, filters=filters, output_format=output_format, quiet=quiet
         )
+        if empty:
+            why = nothing_retrieved(app_file.components, config=config, filters=filters)
+            typer.echo(f"note: {empty} of {len(rows)} queries: {why}", err=True)
 
 
 def _parse_inputs(items: list[str]) -> dict[str, Any]:

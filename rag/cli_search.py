@@ -7,8 +7,10 @@ a TREC run where each document appears once (its best chunk).
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -47,6 +49,36 @@ def hits_to_trec(query_id: str, hits: Sequence[Any], k: int) -> list[str]:
     return lines
 
 
+def nothing_retrieved(
+    components: Mapping[str, Any], *, config: Path | str, filters: dict[str, Any] | None
+) -> str:
+    r"""Why a search retrieved nothing, for a note on stderr: the file's stores hold no chunks
+    (ingest first, or ``${RAG_INDEX_DIR}`` names another index), or the filter matched none.
+
+    Example:
+        >>> from rag.connectors.stores.faiss import FaissStore
+        >>> why = nothing_retrieved({"store": FaissStore()}, config="qa.yaml", filters=None)
+        >>> print(why.replace("; ", ";\n"))
+        nothing retrieved: store 'store' holds no chunks;
+        ingest first: rag ingest FILES --config qa.yaml
+    """
+    from rag.core.roles import Role
+    from rag.pipelines.ingest import store_stats
+
+    stores = {n: c for n, c in components.items() if Role.STORE.played_by(c)}
+    empty = [n for n, store in stores.items() if store_stats(store)["chunks"] == 0]
+    if stores and len(empty) == len(stores):
+        path = getattr(stores[empty[0]], "path", None)
+        where = f" ({path})" if path else ""
+        return (
+            f"nothing retrieved: store '{empty[0]}'{where} holds no chunks; ingest first: "
+            f"rag ingest FILES --config {config}"
+        )
+    if filters:
+        return f"nothing retrieved: no chunk matches the filter {json.dumps(filters)}"
+    return "nothing retrieved"
+
+
 def search_one(
     search_pipeline: Pipeline,
     retriever: Any,
@@ -55,9 +87,9 @@ def search_one(
     k: int,
     filters: dict[str, Any] | None,
     json_output: bool,
-) -> None:
+) -> int:
     """Print the hits for ``query``: from ``retriever`` when the pipeline has one, else from
-    running the whole pipeline (its first ``hits`` output)."""
+    running the whole pipeline (its first ``hits`` output). Returns how many were printed."""
     if retriever is not None:
         from rag.core.tracing import traced_retrieve
 
@@ -68,12 +100,13 @@ def search_one(
         hits = next((v["hits"] for v in outputs.values() if "hits" in v), [])
     if json_output:
         print_json({"query": query, "hits": [h.to_dict() for h in hits]})
-        return
+        return len(hits)
     for rank, hit in enumerate(hits, start=1):
         section = hit.chunk.metadata.get("section")
         where = hit.chunk.source + (f" § {section}" if section else "")
         snippet = " ".join(hit.chunk.text.split())[:160]
         typer.echo(f"{rank:>2}. {hit.score:.3f}  {where}\n    {snippet}")
+    return len(hits)
 
 
 def search_batch(
@@ -84,13 +117,15 @@ def search_batch(
     filters: dict[str, Any] | None,
     output_format: str,
     quiet: bool,
-) -> None:
-    """Print the hits of every row (``{"_id", "text"}``) as JSONL or a TREC run."""
+) -> int:
+    """Print the hits of every row (``{"_id", "text"}``) as JSONL or a TREC run. Returns how
+    many rows retrieved nothing."""
     retriever.warm_up()
     fetch = k if output_format == "jsonl" else k * 4  # several chunks can share a document
     batch = retriever.retrieve_batch if isinstance(retriever, RetrievesBatches) else None
     from tqdm import tqdm
 
+    empty = 0
     with tqdm(total=len(rows), desc="search", unit="query", disable=quiet, file=sys.stderr) as bar:
         for start in range(0, len(rows), BATCH):
             part = rows[start : start + BATCH]
@@ -101,6 +136,7 @@ def search_batch(
                 else [retriever.retrieve(t, k=fetch, filters=filters) for t in texts]
             )
             for row, hits in zip(part, results):
+                empty += not hits
                 if output_format == "trec":
                     for line in hits_to_trec(row["_id"], hits, k):
                         typer.echo(line)
@@ -113,3 +149,4 @@ def search_batch(
                         }
                     )
             bar.update(len(part))
+    return empty

@@ -146,6 +146,28 @@ def test_batch_search_trec_lists_each_document_once(ingested, tmp_path):
     assert [r["query_id"] for r in rows] == ["q1", "q2"] and len(rows[0]["hits"]) == 2
 
 
+def test_a_search_that_finds_nothing_says_why_on_stderr(ingested, tmp_path):
+    (_, _, config), _ = ingested
+    unmatched = invoke(
+        "search", "tune HNSW", "--config", config, "--filter", '{"source": "nowhere.md"}'
+    )
+    assert unmatched.exit_code == 0 and unmatched.stdout == ""
+    assert 'note: nothing retrieved: no chunk matches the filter {"source": "nowhere.md"}' in (
+        unmatched.stderr
+    )
+    empty_config = tmp_path / "empty.yaml"  # an index nothing was ingested into
+    empty_config.write_text(config.read_text().replace(str(config.parent / "index"), str(tmp_path)))
+    empty = invoke("search", "tune HNSW", "--config", empty_config, "--json")
+    assert empty.exit_code == 0 and json.loads(empty.stdout)["hits"] == []
+    assert f"store 'store' ({tmp_path}) holds no chunks; ingest first: rag ingest FILES" in (
+        empty.stderr
+    )
+    queries = tmp_path / "queries.txt"
+    queries.write_text("tune HNSW\nBM25 parameters\n")
+    batch = invoke("search", "--queries", queries, "--config", empty_config, "--quiet")
+    assert batch.exit_code == 0 and "note: 2 of 2 queries: nothing retrieved" in batch.stderr
+
+
 def test_stats_json(ingested):
     (_, _, config), report = ingested
     result = invoke("stats", "--config", config, "--json")

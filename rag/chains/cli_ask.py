@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from rag.chains.answer import Answer
 from rag.chains.rag import RagChain
+from rag.cli_search import nothing_retrieved
 from rag.core.errors import ConfigError, RagError
 from rag.core.pipeline import PipelineFile
 from rag.core.roles import Role, find_role
@@ -76,6 +77,14 @@ def _print_citations(answer: Answer, out: TextIO) -> None:
         )
 
 
+def _note_nothing_retrieved(
+    answer: Answer, app_file: PipelineFile, config: Path | str, filters: dict[str, Any] | None
+) -> None:
+    if not answer.contexts:
+        why = nothing_retrieved(app_file.components, config=config, filters=filters)
+        sys.stderr.write(f"note: {why}\n")
+
+
 def ask_command(
     app_file: PipelineFile,
     *,
@@ -113,6 +122,7 @@ def ask_command(
             answer = chain.ask(question, filters=filters, k=k)
             if json_output:
                 out.write(_dumps(answer.to_dict()) + "\n")
+                _note_nothing_retrieved(answer, app_file, config, filters)
                 return 0
             out.write(answer.text + "\n")
         else:
@@ -126,19 +136,24 @@ def ask_command(
             assert answer is not None
             out.write("\n")
         _print_citations(answer, out)
+        _note_nothing_retrieved(answer, app_file, config, filters)
         return 0
 
     from tqdm import tqdm
 
-    failed = 0
+    failed = without_contexts = 0
     for row in tqdm(rows, desc="ask", unit="question", disable=quiet, file=sys.stderr):
         try:
             data = chain.ask(str(row["text"]), filters=filters, k=k).to_dict()
+            without_contexts += not data["contexts"]
         except RagError as err:
             failed += 1
             data = {"question": row["text"], "error": str(err)}
         out.write(_dumps({"question_id": row["_id"], **data}) + "\n")
         out.flush()
+    if without_contexts:
+        why = nothing_retrieved(app_file.components, config=config, filters=filters)
+        sys.stderr.write(f"note: {without_contexts} of {len(rows)} question(s): {why}\n")
     if failed:
         sys.stderr.write(f"{failed} of {len(rows)} question(s) failed\n")
     return 1 if failed else 0

@@ -59,6 +59,28 @@ def test_ask_streams_the_answer_then_lists_citations(qa_config):
 
 
 @pytest.mark.integration
+def test_ask_with_nothing_retrieved_says_why_on_stderr(qa_config, tmp_path):
+    unmatched = invoke(
+        "ask", "What is BM25?", "--config", qa_config, "--filter", '{"source": "x.md"}', "--quiet"
+    )
+    assert unmatched.exit_code == 0 and unmatched.stdout.startswith("I don't know.")
+    assert 'nothing retrieved: no chunk matches the filter {"source": "x.md"}' in unmatched.stderr
+    empty_config = tmp_path / "empty.yaml"  # an index nothing was ingested into
+    index = qa_config.parent / "index"
+    empty_config.write_text(qa_config.read_text().replace(str(index), str(tmp_path / "index")))
+    empty = invoke("ask", "What is BM25?", "--config", empty_config, "--quiet")
+    assert empty.exit_code == 0 and empty.stdout.startswith("I don't know.")
+    assert "holds no chunks; ingest first: rag ingest FILES --config" in empty.stderr
+    as_json = invoke("ask", "What is BM25?", "--config", empty_config, "--json", "--quiet")
+    assert json.loads(as_json.stdout)["contexts"] == [] and "ingest first" in as_json.stderr
+    questions = tmp_path / "questions.txt"
+    questions.write_text("What is BM25?\nWhat is HNSW?\n")
+    batch = invoke("ask", "--questions", questions, "--config", empty_config, "--quiet")
+    assert batch.exit_code == 0 and len(batch.stdout.splitlines()) == 2
+    assert "note: 2 of 2 question(s): nothing retrieved: store" in batch.stderr
+
+
+@pytest.mark.integration
 def test_ask_json_prints_the_design_shape(qa_config):
     result = invoke("ask", "What is BM25?", "--config", qa_config, "--json", "--k", "2", "-q")
     assert result.exit_code == 0, result.output
