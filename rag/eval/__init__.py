@@ -26,6 +26,7 @@ from rag.eval.datasets import (
 from rag.eval.metrics import (
     answer_in_context,
     citation_scores,
+    contains_answer,
     evaluate_run,
     exact_match,
     groundedness,
@@ -43,6 +44,7 @@ __all__ = [
     "EvalResult",
     "answer_in_context",
     "citation_scores",
+    "contains_answer",
     "evaluate_run",
     "exact_match",
     "groundedness",

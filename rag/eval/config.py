@@ -77,6 +77,8 @@ TOP_LEVEL = (
 )
 """The keys an eval file may hold."""
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100", "p@5")
+GOLD_ANSWER_METRICS = ("exact_match", "f1", "contains_answer", "answer_in_context")
+"""Answer metrics that compare with the dataset's gold answers."""
 """The metrics of an eval file without ``metrics:``."""
 
 
@@ -229,10 +231,10 @@ def load_eval_config(
     if (
         answer_metrics
         and not dataset.has_answers
-        and any(m in ("exact_match", "f1", "answer_in_context") for m in answer_metrics)
+        and any(m in GOLD_ANSWER_METRICS for m in answer_metrics)
     ):
         raise located.error(
-            "exact_match/f1/answer_in_context need gold answers; the dataset has none "
+            f"{'/'.join(GOLD_ANSWER_METRICS)} need gold answers; the dataset has none "
             "(BEIR: add 'answers: answers.jsonl' under dataset)",
             ("metrics",),
         )

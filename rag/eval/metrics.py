@@ -15,7 +15,8 @@ ragline               trec_eval measure
 ====================  ===========================================================
 
 Answer metrics: :func:`exact_match` and :func:`token_f1` (SQuAD v1.1 normalization),
-:func:`answer_in_context`, :func:`citation_scores`, :func:`groundedness`.
+:func:`contains_answer` (a sentence answer that holds the gold answer), :func:`answer_in_context`,
+:func:`citation_scores`, :func:`groundedness`.
 
 Example:
     >>> from rag.eval.metrics import evaluate_run, mean_metrics
@@ -45,6 +46,7 @@ __all__ = [
     "MetricName",
     "answer_in_context",
     "citation_scores",
+    "contains_answer",
     "evaluate_run",
     "exact_match",
     "groundedness",
@@ -67,6 +69,7 @@ IR_METRIC_FAMILIES = {
 ANSWER_METRICS = (
     "exact_match",
     "f1",
+    "contains_answer",
     "answer_in_context",
     "citation_precision",
     "citation_recall",
@@ -251,6 +254,20 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
     0.8
     """
     return max((_f1(prediction, a) for a in answers), default=0.0)
+
+
+def contains_answer(prediction: str, answers: Sequence[str]) -> float:
+    """1.0 when a normalized gold answer occurs, as whole words, in the normalized prediction.
+
+    The measure for answers longer than the gold one (a quoted sentence, a generated
+    paragraph), which exact match and token F1 score low even when they are right.
+
+    >>> contains_answer("The Broncos won Super Bowl 50.", ["Denver Broncos", "Broncos"])
+    1.0
+    >>> contains_answer("The Panthers lost.", ["Broncos"])
+    0.0
+    """
+    return answer_in_context(answers, [prediction])
 
 
 def answer_in_context(answers: Sequence[str], contexts: Sequence[str]) -> float:

@@ -37,6 +37,7 @@ from rag.eval.datasets import EvalQuery
 from rag.eval.metrics import (
     answer_in_context,
     citation_scores,
+    contains_answer,
     evaluate_run,
     exact_match,
     groundedness,
@@ -248,6 +249,7 @@ def answer_metrics(
     if query.answers:
         values["exact_match"] = exact_match(text, query.answers)
         values["f1"] = token_f1(text, query.answers)
+        values["contains_answer"] = contains_answer(text, query.answers)
         values["answer_in_context"] = answer_in_context(query.answers, context_texts)
     values.update(citation_scores(cited, query.gold_doc_ids) if query.gold_doc_ids else {})
     if "citation_precision" not in values:

@@ -12,6 +12,7 @@ from rag.core.errors import ConfigError
 from rag.eval.metrics import (
     answer_in_context,
     citation_scores,
+    contains_answer,
     evaluate_run,
     exact_match,
     groundedness,
@@ -117,6 +118,15 @@ def test_squad_normalization_and_scores():
 def test_answer_in_context_matches_whole_tokens():
     assert answer_in_context(["Paris"], ["Paris is the capital."]) == 1.0
     assert answer_in_context(["Paris"], ["Parisian cafes"]) == 0.0
+
+
+def test_contains_answer_finds_the_gold_answer_in_a_longer_answer():
+    sentence = "Super Bowl 50 was won by the Denver Broncos, 24-10."
+    assert contains_answer(sentence, ["denver broncos"]) == 1.0  # normalized
+    assert exact_match(sentence, ["Denver Broncos"]) == 0.0
+    assert token_f1(sentence, ["Denver Broncos"]) < 0.4
+    assert contains_answer("The Parisian cafes", ["Paris"]) == 0.0  # whole words only
+    assert contains_answer("Anything.", ["", "the"]) == 0.0  # nothing left to look for
 
 
 def test_citation_scores():

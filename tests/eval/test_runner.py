@@ -228,7 +228,8 @@ dataset:
 pipeline: pipeline.yaml
 retriever: dense
 k: 5
-metrics: [ndcg@10, exact_match, f1, answer_in_context, citation_precision, citation_recall, groundedness]
+metrics: [ndcg@10, exact_match, f1, contains_answer, answer_in_context, citation_precision,
+          citation_recall, groundedness]
 answers:
   chain: chain
   judge: {generator: judge, metrics: [faithfulness], retries: 1}
@@ -250,6 +251,7 @@ def test_answer_metrics_and_judge_failures_are_counted(tmp_path):
     assert variant.per_query["q2"]["exact_match"] == 1.0
     assert variant.per_query["q3"]["exact_match"] == 0.0
     assert variant.metrics["exact_match"] == 0.5
+    assert [variant.per_query[q]["contains_answer"] for q in ("q2", "q3")] == [1.0, 0.0]
     assert variant.counts["answer_errors"] == 2  # q1 (no reply) and q4 crashed; recorded
     assert variant.per_query["q2"]["citation_precision"] == 1.0
     assert variant.per_query["q2"]["answer_in_context"] == 1.0
