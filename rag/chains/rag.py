@@ -43,6 +43,7 @@ from rag.chains.tools import (
     retrieval_tool,
     tool_reference,
     usage_attributes,
+    warn_unused_tools,
 )
 from rag.core.component import Component
 from rag.core.errors import ConfigError, InvalidInputError
@@ -197,6 +198,9 @@ class RagChain(Component):
         with self._warm_lock:
             if not self._warmed:
                 self.style.warm_up(self.generator)
+                if not self.style.uses_tools:
+                    named = [*self._tools, *[RETRIEVAL_TOOL] * self.retrieval_tool]
+                    warn_unused_tools(self.answer_style, named, len(self.mcp_servers))
                 self.retriever.warm_up()
                 self.generator.warm_up()
                 if self.mcp_servers:
@@ -255,6 +259,8 @@ class RagChain(Component):
     def _tool_set(
         self, contexts: list[Context], k: int, filters: dict[str, Any] | None
     ) -> dict[str, Tool]:
+        if not self.style.uses_tools:
+            return {}
         tools = {**self._mcp_tools, **self._tools}
         if self.retrieval_tool:
             tools[RETRIEVAL_TOOL] = retrieval_tool(

@@ -27,6 +27,7 @@ import enum
 import importlib
 import inspect
 import json
+import logging
 import operator
 import re
 import time
@@ -409,6 +410,20 @@ def retrieval_tool(
         return "\n\n".join(lines) or "no passages found"
 
     return Tool.from_function(search_documents)
+
+
+def warn_unused_tools(style: str, names: list[str], mcp_servers: int) -> None:
+    """Log that ``style`` (one that answers from the contexts alone) offers the model none of
+    the chain's tools ``names`` nor those of its ``mcp_servers``."""
+    unused = names + [f"the tools of {mcp_servers} MCP server(s)"] * bool(mcp_servers)
+    if unused:
+        logging.getLogger("rag.chains").warning(
+            "chain.rag: style.%s answers from the retrieved contexts and calls no model, so %s "
+            "will not be offered; use a generating style (answer_style: style.sentences, or "
+            "rag ask --style sentences) to let the model call them",
+            style,
+            ", ".join(unused),
+        )
 
 
 def tool_reference(tool: str | Callable[..., Any] | Tool) -> str:

@@ -231,6 +231,30 @@ def test_a_detailed_question_gets_the_next_best_sentence_too_and_a_query_one():
 
 
 @pytest.mark.unit
+def test_tools_are_not_offered_to_a_model_the_style_never_reads_and_a_warning_says_so(caplog):
+    # the tool loop used to run first: a generator call (and any tool it asked for) whose
+    # reply the evidence answer then ignored
+    script = Script(reply(calls=[("calculator", {"expression": "6 * 7"})]), reply("42"))
+    chain = RagChain(
+        retriever=ListRetriever(texts=FACTS),
+        generator=scripted_generator(script),
+        answer_style=EvidenceStyle(),
+        tools=["calculator"],
+        retrieval_tool=True,
+        k=3,
+    )
+    with caplog.at_level("WARNING", logger="rag.chains"):
+        answer = chain.ask("What is BM25?")
+    assert answer.answer_style == "evidence" and answer.text.startswith("BM25 is a ranking")
+    assert script.bodies == [] and answer.steps == 0 and answer.tool_calls == []
+    assert "style.evidence answers from the retrieved contexts" in caplog.text
+    assert "calculator, search_documents will not be offered" in caplog.text
+    asked = chain.with_style("sentences").ask("What is six times seven?")  # a generating style
+    assert asked.tool_calls[0]["result"] == "42" and asked.text == "42"
+    assert script.bodies[0]["tools"][0]["function"]["name"] == "calculator"
+
+
+@pytest.mark.unit
 def test_streaming_yields_the_answer_then_the_record():
     chain, _ = evidence_chain()
     *pieces, answer = list(chain.stream("What is BM25?"))

@@ -83,10 +83,12 @@ class AnswerStyle(Protocol):
     ``warm_up(generator)`` checks the generator's abilities (:mod:`rag.core.abilities`) and loads
     what the style needs; ``instruction``/``reserve_tokens`` shape the chain's full prompt;
     ``answer`` builds the messages, generates and finishes, yielding text pieces when
-    streaming and then one :class:`Draft`.
+    streaming and then one :class:`Draft`; ``uses_tools`` says whether the chain's tool loop
+    runs before ``answer`` (false for a style that reads only the contexts).
     """
 
     name: str
+    uses_tools: bool
 
     def warm_up(self, generator: Any = None) -> None: ...
 
@@ -117,6 +119,8 @@ class Style(Component):
     """Base class of the built-in styles: a component whose ``run`` answers a request."""
 
     name: ClassVar[str] = ""
+    uses_tools: ClassVar[bool] = True
+    """Whether the chain offers the model its tools before :meth:`answer` (the tool loop)."""
     outputs = {"draft": Draft}
 
     def warm_up(self, generator: Any = None) -> None:

@@ -39,7 +39,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rag.chains import span_ranking
 from rag.chains.answer import AnswerSpan, Citation, Context
@@ -641,6 +641,8 @@ class EvidenceStyle(Style):
 
     def reserve_tokens(self, generator: Any) -> int:
         return 0  # nothing is generated
+
+    uses_tools: ClassVar[bool] = False  # the answer is read from the contexts, not generated
 
     def calls_generator(self, request: StyleRequest) -> bool:
         return False
