@@ -200,7 +200,9 @@ class RagChain(Component):
                 self.style.warm_up(self.generator)
                 if not self.style.uses_tools:
                     named = [*self._tools, *[RETRIEVAL_TOOL] * self.retrieval_tool]
-                    warn_unused_tools(self.answer_style, named, len(self.mcp_servers))
+                    warn_unused_tools(
+                        self.answer_style, named, len(self.mcp_servers), self.retrieve_first
+                    )
                 self.retriever.warm_up()
                 self.generator.warm_up()
                 if self.mcp_servers:

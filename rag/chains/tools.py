@@ -412,12 +412,23 @@ def retrieval_tool(
     return Tool.from_function(search_documents)
 
 
-def warn_unused_tools(style: str, names: list[str], mcp_servers: int) -> None:
+def warn_unused_tools(
+    style: str, names: list[str], mcp_servers: int, retrieve_first: bool = True
+) -> None:
     """Log that ``style`` (one that answers from the contexts alone) offers the model none of
-    the chain's tools ``names`` nor those of its ``mcp_servers``."""
+    the chain's tools ``names`` nor those of its ``mcp_servers``, and, without
+    ``retrieve_first``, that it has nothing to read."""
+    logger = logging.getLogger("rag.chains")
+    if not retrieve_first:
+        logger.warning(
+            "chain.rag: retrieve_first is false, and style.%s calls no model that could search, "
+            'so it reads no context and answers "I don\'t know."; set retrieve_first: true or '
+            "use a generating style (answer_style: style.sentences)",
+            style,
+        )
     unused = names + [f"the tools of {mcp_servers} MCP server(s)"] * bool(mcp_servers)
     if unused:
-        logging.getLogger("rag.chains").warning(
+        logger.warning(
             "chain.rag: style.%s answers from the retrieved contexts and calls no model, so %s "
             "will not be offered; use a generating style (answer_style: style.sentences, or "
             "rag ask --style sentences) to let the model call them",

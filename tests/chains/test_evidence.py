@@ -249,9 +249,24 @@ def test_tools_are_not_offered_to_a_model_the_style_never_reads_and_a_warning_sa
     assert script.bodies == [] and answer.steps == 0 and answer.tool_calls == []
     assert "style.evidence answers from the retrieved contexts" in caplog.text
     assert "calculator, search_documents will not be offered" in caplog.text
+    assert "retrieve_first" not in caplog.text
     asked = chain.with_style("sentences").ask("What is six times seven?")  # a generating style
     assert asked.tool_calls[0]["result"] == "42" and asked.text == "42"
     assert script.bodies[0]["tools"][0]["function"]["name"] == "calculator"
+
+
+@pytest.mark.unit
+def test_without_retrieve_first_a_warning_says_evidence_has_nothing_to_read(caplog):
+    chain = RagChain(
+        retriever=ListRetriever(texts=FACTS),
+        generator=scripted_generator(Script(reply("must not be asked"))),
+        answer_style=EvidenceStyle(),
+        retrieve_first=False,
+    )
+    with caplog.at_level("WARNING", logger="rag.chains"):
+        answer = chain.ask("What is BM25?")
+    assert answer.text == "I don't know." and answer.contexts == []
+    assert "retrieve_first is false, and style.evidence calls no model" in caplog.text
 
 
 @pytest.mark.unit
