@@ -9,9 +9,9 @@ sentence, verbatim; the default with a local model), ``style.extractive``, ``sty
 prompt and the tokens to keep free for the answer, then builds the messages it sends, generates
 and finishes the reply into text, citations and grounding.
 
-With tools, the chain runs a bounded loop: at most ``max_steps`` generator calls; a tool call's
-result (or its error, as text) goes back to the model; the last allowed call offers no tool, so
-the loop always ends with an answer.
+With tools and a generating style, the chain runs a bounded loop: at most ``max_steps`` generator
+calls; a tool call's result (or its error, as text) goes back to the model; the last allowed call
+offers no tool, so the loop always ends with an answer. ``aask`` and ``astream`` serve asyncio.
 """
 
 from __future__ import annotations
@@ -423,11 +423,13 @@ class RagChain(Component):
         """Text pieces of the answer as they are generated, then the final :class:`Answer`."""
         return self._steps(question, filters, k, stream=True)
 
-    async def arun(
+    async def aask(
         self, question: str, *, filters: dict[str, Any] | None = None, k: int | None = None
     ) -> Answer:
         """:meth:`ask` in a worker thread, for use inside a running event loop."""
         return await asyncio.to_thread(self.ask, question, filters=filters, k=k)
+
+    arun = aask  # its name in earlier releases
 
     async def astream(
         self, question: str, *, filters: dict[str, Any] | None = None, k: int | None = None

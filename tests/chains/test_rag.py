@@ -384,10 +384,10 @@ def test_stream_yields_tokens_then_the_answer(local_generator):
 
 
 @pytest.mark.integration
-async def test_arun_and_astream_inside_a_running_loop(local_generator):
+async def test_aask_and_astream_inside_a_running_loop(local_generator):
     chain = chain_with(local_generator, k=1)
     first, second = await asyncio.gather(
-        chain.arun("What is the capital of France?"), chain.arun("What is the capital of France?")
+        chain.aask("What is the capital of France?"), chain.arun("What is the capital of France?")
     )
     assert first.text == second.text and first.text
     items = [item async for item in chain.astream("What is the capital of France?")]
@@ -410,7 +410,7 @@ async def test_astream_can_be_abandoned_early(local_generator):
     first = await stream.__anext__()
     assert isinstance(first, str)
     await stream.aclose()  # the worker stops and the model lock is released
-    assert (await chain.arun("What is the capital of France?")).text
+    assert (await chain.aask("What is the capital of France?")).text
 
 
 @pytest.mark.integration
