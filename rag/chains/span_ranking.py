@@ -225,8 +225,10 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
     """``(start, end)`` of ``text[start:end]`` with the rest of the number or date it is part
     of: for a number question the number right before it ("3.7 million" when the span is
     "million", "74 games") and a scale word after its digits ("515 million", "40 percent");
-    for a date question the year after a month or a day ("March 30, 1970", "January 1967").
-    Both answer styles complete the span they answer with.
+    for a date question the year after a month or a day ("March 30, 1970", "January 1967");
+    for both, unless the question asks for a year, the month before a day and the day before a
+    month ("December 9, 1916" when the span is "9, 1916", "9 December 1916"). Both answer styles
+    complete the span they answer with.
 
     Example:
         >>> text = "Berlin has 3.7 million inhabitants; it was founded on March 30, 1237."
@@ -249,9 +251,21 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
         words = WORD.findall(text[start:end])
         last = words[-1].lower() if words else ""
         year = re.match(r",?\s+\d{3,4}\b", text[end:])
-        if year is not None and (last in MONTHS or (last.isdigit() and int(last) <= 31)):
+        if year is not None and (last in MONTHS or _is_day(last)):
             end += year.end()
+    asks_year = re.search(r"\byears?\b", question, re.IGNORECASE) is not None
+    if kind in ("date", "number") and not asks_year:  # "In which year ...?": not its day
+        words = WORD.findall(text[start:end])
+        first = words[0].lower() if words else ""
+        before = re.search(r"\b(\w+)\s+$", text[:start])
+        previous = before.group(1).lower() if before is not None else ""
+        if (_is_day(first) and previous in MONTHS) or (first in MONTHS and _is_day(previous)):
+            start = before.start(1)  # type: ignore[union-attr]
     return start, end
+
+
+def _is_day(word: str) -> bool:
+    return word.isdigit() and 1 <= int(word) <= 31
 
 
 WINDOW_WORDS = 5

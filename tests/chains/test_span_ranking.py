@@ -191,9 +191,24 @@ def test_fits_question_drops_dates_for_who_and_years_for_how_many(question, text
             "January 27, 1967",
         ),
         ("When did it close?", "It closed in February 2010.", "February", "February 2010"),
+        (
+            "How old is Kirk Douglas?",
+            "Kirk Douglas (born Issur Danielovitch; December 9, 1916) is an actor.",
+            "9, 1916",
+            "December 9, 1916",
+        ),
+        (
+            "When was he born?",
+            "He was born on 9 December 1916 in Amsterdam.",
+            "December",
+            "9 December 1916",
+        ),
         # other questions and spans stay as they are
         ("Who won?", "Jennings won 74 games.", "games", "games"),
         ("When did it close?", "It closed in 2010, and reopened.", "2010", "2010"),
+        ("How many were there?", "In total 40 of them stayed.", "40", "40"),
+        ("When did it open?", "On day 12 May was busy.", "12", "12"),  # a day, not after a month
+        ("In which year did it close?", "It closed on 25 February 2010.", "2010", "2010"),
     ],
 )
 def test_complete_span_takes_the_whole_number_or_date(question, text, span, completed):
