@@ -227,8 +227,10 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
     "million", "74 games") and a scale word after its digits ("515 million", "40 percent");
     for a date question the year after a month or a day ("March 30, 1970", "January 1967");
     for both, unless the question asks for a year, the month before a day and the day before a
-    month ("December 9, 1916" when the span is "9, 1916", "9 December 1916"). Both answer styles
-    complete the span they answer with.
+    month ("December 9, 1916" when the span is "9, 1916", "9 December 1916"); for a question
+    about an end (:data:`ENDING`: die, death, ended, closed ...), the date after a dash that ends
+    the span's range ("1968" for "1929 – 1968"). Both answer styles complete the span they
+    answer with.
 
     Example:
         >>> text = "Berlin has 3.7 million inhabitants; it was founded on March 30, 1237."
@@ -254,6 +256,11 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
         if year is not None and (last in MONTHS or _is_day(last)):
             end += year.end()
     asks_year = re.search(r"\byears?\b", question, re.IGNORECASE) is not None
+    if kind == "date" and ENDING.search(question):
+        # "When did she die?" over "(August 13, 1818 – October 19, 1893)": the range's end
+        then = re.match(r"\s*[–—−-]\s*([^()\[\];]*?\d{3,4})(?=\s*[)\];,.]|\s*$)", text[end:])
+        if then is not None:
+            start, end = end + then.start(1), end + then.end(1)
     if kind in ("date", "number") and not asks_year:  # "In which year ...?": not its day
         words = WORD.findall(text[start:end])
         first = words[0].lower() if words else ""
@@ -262,6 +269,14 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
         if (_is_day(first) and previous in MONTHS) or (first in MONTHS and _is_day(previous)):
             start = before.start(1)  # type: ignore[union-attr]
     return start, end
+
+
+ENDING = re.compile(
+    r"\b(?:die[sd]?|death|dead|killed|assassinated|executed|end(?:ed|s)?|closed|dissolved|"
+    r"abolished|retired)\b",
+    re.IGNORECASE,
+)
+"""A question about an end: a date range's second date answers it."""
 
 
 def _is_day(word: str) -> bool:

@@ -209,6 +209,19 @@ def test_fits_question_drops_dates_for_who_and_years_for_how_many(question, text
         ("How many were there?", "In total 40 of them stayed.", "40", "40"),
         ("When did it open?", "On day 12 May was busy.", "12", "12"),  # a day, not after a month
         ("In which year did it close?", "It closed on 25 February 2010.", "2010", "2010"),
+        (
+            "What year did Martin Luther King die?",
+            "Martin Luther King, Jr. (January 15, 1929 – April 4, 1968) was a clergyman.",
+            "January 15, 1929",
+            "April 4, 1968",
+        ),
+        ("When did the war end?", "The war (1939-1945) changed Europe.", "1939", "1945"),
+        (
+            "When was he born?",
+            "He (January 15, 1929 – April 4, 1968) was a clergyman.",
+            "January 15, 1929",
+            "January 15, 1929",
+        ),
     ],
 )
 def test_complete_span_takes_the_whole_number_or_date(question, text, span, completed):
