@@ -280,7 +280,9 @@ ENDING = re.compile(
 
 
 def _is_day(word: str) -> bool:
-    return word.isdigit() and 1 <= int(word) <= 31
+    """A day of a month: "9", "19th", "1st"."""
+    digits = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?", word)
+    return digits is not None and 1 <= int(digits.group(1)) <= 31
 
 
 WINDOW_WORDS = 5

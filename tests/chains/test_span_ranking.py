@@ -210,6 +210,12 @@ def test_fits_question_drops_dates_for_who_and_years_for_how_many(question, text
         ("When did it open?", "On day 12 May was busy.", "12", "12"),  # a day, not after a month
         ("In which year did it close?", "It closed on 25 February 2010.", "2010", "2010"),
         (
+            "When is the day?",
+            "It is celebrated on 19th November every year.",
+            "November",
+            "19th November",
+        ),
+        (
             "What year did Martin Luther King die?",
             "Martin Luther King, Jr. (January 15, 1929 – April 4, 1968) was a clergyman.",
             "January 15, 1929",
