@@ -241,7 +241,7 @@ def test_non_finite_metadata_is_refused_per_row(workspace, number):
     ("value", "names"),
     [
         ('"ten"', ["'k'", "must be an integer"]),
-        ("-1", ["k must be at least 1"]),
+        ("-1", ["k: must be a whole number of at least 1", "got -1"]),
         ("1e400", ["--input k", "finite"]),
     ],
     ids=["string", "negative", "infinite"],

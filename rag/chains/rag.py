@@ -48,6 +48,7 @@ from rag.chains.tools import (
 from rag.core.component import Component
 from rag.core.errors import ConfigError, InvalidInputError
 from rag.core.generation import Generator, Message
+from rag.core.limits import resolve_k
 from rag.core.protocols import Retriever
 from rag.core.threads import iterate_in_thread
 from rag.core.tracing import NOOP_SPAN, Tracing, end_span, tracer_for
@@ -311,7 +312,7 @@ class RagChain(Component):
         self.warm_up()
         timings = {"retrieve": 0.0, "prompt": 0.0, "generate": 0.0, "tools": 0.0}
         start = time.perf_counter()
-        k = k or self.k
+        k = resolve_k(k, self.k)
         hits = []
         if self.retrieve_first:
             with tracing.span("ragline.retrieve", {"ragline.k": k}, parent=root) as span:

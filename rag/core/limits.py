@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
-from rag.core.errors import NestingTooDeepError, NonFiniteNumberError
+from rag.core.errors import InvalidInputError, NestingTooDeepError, NonFiniteNumberError
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of lists and mappings accepted in outside JSON (metadata, rows, filters)."""
@@ -182,3 +183,28 @@ def allow_long_csv_fields() -> None:
 
     if csv.field_size_limit() < MAX_CSV_FIELD:
         csv.field_size_limit(MAX_CSV_FIELD)
+
+
+def resolve_k(k: Any, default: int) -> int:
+    """The ``k`` (hits or contexts) of one call: ``default`` for ``None``, else a whole number
+    of at least 1. A 0 used to mean the default and a negative number returned hits anyway.
+
+    >>> resolve_k(None, 5), resolve_k(3, 5)
+    (5, 3)
+    >>> try:
+    ...     resolve_k(0, 5)
+    ... except ValueError as err:
+    ...     print(err)
+    k: must be a whole number of at least 1 (or null for the default, 5), got 0
+
+    Raises:
+        InvalidInputError: ``k`` is not a whole number >= 1 (a ``ValueError``).
+    """
+    if k is None:
+        return default
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise InvalidInputError(
+            f"must be a whole number of at least 1 (or null for the default, {default}), got {k!r}",
+            where="k",
+        )
+    return int(k)

@@ -199,6 +199,15 @@ def test_run_works_as_a_pipeline_component():
 
 
 @pytest.mark.unit
+def test_a_k_of_0_is_refused_not_read_as_the_default():
+    script = Script(reply("Paris [1]"))
+    chain = chain_with(scripted_generator(script), k=1)
+    with pytest.raises(InvalidInputError, match="k: must be a whole number of at least 1"):
+        chain.ask("Capital of France?", k=0)
+    assert script.bodies == []
+
+
+@pytest.mark.unit
 def test_tool_loop_runs_the_tool_and_returns_its_result_to_the_model():
     script = Script(reply(calls=[("calculator", {"expression": "6 * 7"})]), reply("It is 42 [1]."))
     chain = chain_with(scripted_generator(script), tools=["calculator"])

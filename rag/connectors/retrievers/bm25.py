@@ -43,6 +43,7 @@ from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import matches, parse_filter
+from rag.core.limits import resolve_k
 from rag.core.protocols import Enumerable, Filters, Fingerprinted
 
 _FORMAT = 3  # 2: chunks.jsonl also holds each chunk's tokens; 3: and its indexed text
@@ -392,9 +393,7 @@ class BM25Retriever(Component):
     ) -> list[Hit]:
         """Hits for one query: chunks containing a query term, best BM25 score first."""
         node = parse_filter(self._filters(filters))
-        limit = k or self.k
-        if limit < 1:
-            raise ValueError(f"k must be at least 1, got {limit}")
+        limit = resolve_k(k, self.k)
         with self._lock:
             scores = self.scores(query)
             chunks = self._chunks

@@ -20,6 +20,7 @@ from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
+from rag.core.limits import resolve_k
 from rag.core.protocols import Embedder, EmbedsQueries, Filters, VectorStore
 
 
@@ -131,7 +132,7 @@ class DenseRetriever(Component):
     ) -> list[Hit]:
         """Hits for one query."""
         vector = self.embedder.embed_query(query)
-        return self._search(vector, k or self.k, self._filters(filters))
+        return self._search(vector, resolve_k(k, self.k), self._filters(filters))
 
     def retrieve_batch(
         self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
@@ -143,7 +144,7 @@ class DenseRetriever(Component):
             else [self.embedder.embed_query(q) for q in queries]
         )
         merged = self._filters(filters)
-        return [self._search(v, k or self.k, merged) for v in vectors]
+        return [self._search(v, resolve_k(k, self.k), merged) for v in vectors]
 
     def run(
         self, query: str, k: int | None = None, filters: dict[str, Any] | None = None

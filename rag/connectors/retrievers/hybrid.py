@@ -30,6 +30,7 @@ from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.filters import parse_filter
+from rag.core.limits import resolve_k
 from rag.core.protocols import Embedder, Filters, Retriever, RetrievesBatches
 
 LEVELS = ("document", "chunk")
@@ -215,7 +216,7 @@ class HybridRetriever(Component):
         self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
     ) -> list[list[Hit]]:
         """Fused hits for many queries (each retriever answers the batch its own way)."""
-        limit = k or self.k
+        limit = resolve_k(k, self.k)
         merged = self._filters(filters)
         depth = self._depth(limit)
         per_retriever = []

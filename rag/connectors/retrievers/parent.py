@@ -20,6 +20,7 @@ from typing import Any
 from rag.core.component import Component, warm_up_parts
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
+from rag.core.limits import resolve_k
 from rag.core.protocols import Filters, Retriever, RetrievesBatches
 
 logger = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class ParentRetriever(Component):
         self, query: str, *, k: int | None = None, filters: Filters | None = None
     ) -> list[Hit]:
         """Parents (or windows) of the best-matching chunks for one query."""
-        limit = k or self.k
+        limit = resolve_k(k, self.k)
         hits = self.retriever.retrieve(query, k=self._depth(limit), filters=filters)
         return self.expand(hits, k=limit)
 
@@ -145,7 +146,7 @@ class ParentRetriever(Component):
         self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
     ) -> list[list[Hit]]:
         """:meth:`retrieve` for many queries, batched when the wrapped retriever batches."""
-        limit = k or self.k
+        limit = resolve_k(k, self.k)
         if not isinstance(self.retriever, RetrievesBatches):
             return [self.retrieve(q, k=limit, filters=filters) for q in queries]
         results = self.retriever.retrieve_batch(

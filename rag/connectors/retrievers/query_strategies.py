@@ -32,6 +32,7 @@ from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
 from rag.core.errors import ConfigError
 from rag.core.generation import GenerationResult, Message
+from rag.core.limits import resolve_k
 from rag.core.protocols import Filters, Retriever, RetrievesBatches
 from rag.core.tracing import current_span
 
@@ -213,7 +214,7 @@ class _RewritingRetriever(Component):
         self, query: str, *, k: int | None = None, filters: Filters | None = None
     ) -> list[Hit]:
         """Fused hits for ``query`` and its generated rewrites."""
-        return self.search(self.expand(query), k=k or self.k, filters=filters)
+        return self.search(self.expand(query), k=resolve_k(k, self.k), filters=filters)
 
     def retrieve_batch(
         self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
@@ -225,7 +226,8 @@ class _RewritingRetriever(Component):
         self, query: str, k: int | None = None, filters: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         texts = self.expand(query)
-        return {"hits": self.search(texts, k=k or self.k, filters=filters), "queries": texts}
+        hits = self.search(texts, k=resolve_k(k, self.k), filters=filters)
+        return {"hits": hits, "queries": texts}
 
 
 class MultiQueryRetriever(_RewritingRetriever):

@@ -13,7 +13,7 @@ from rag.connectors.retrievers.hybrid import HybridRetriever, document_id
 from rag.connectors.stores.faiss import FaissStore
 from rag.core.component import Component
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError
+from rag.core.errors import ConfigError, InvalidInputError
 from rag.core.filters import matches, parse_filter
 from rag.core.pipeline import PipelineFile
 
@@ -67,6 +67,20 @@ def test_rrf_fuses_and_passes_depth_and_filters():
     expected_filter = {"$and": [{"odd": True}, {"source": {"$ne": "d5"}}]}
     assert a.calls == [("q", 7, expected_filter)] and b.calls == a.calls
     assert hybrid.run(query="q")["hits"][0].id == "d1"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("k", [0, -1, 2.5, "3", True])
+def test_a_per_call_k_that_is_not_a_whole_number_of_at_least_1_is_refused(k):
+    # 0 used to mean "the default" and -1 returned hits anyway
+    a = FixedRetriever(ranking=["d1", "d2", "d3"])
+    hybrid = HybridRetriever(retrievers=[a], k=2)
+    with pytest.raises(InvalidInputError, match=r"k: must be a whole number of at least 1"):
+        hybrid.retrieve("q", k=k)
+    with pytest.raises(InvalidInputError, match=f"got {k!r}"):
+        hybrid.retrieve_batch(["q"], k=k)
+    assert a.calls == []  # refused before any retriever was asked
+    assert [h.id for h in hybrid.retrieve("q", k=None)] == ["d1", "d2"]  # None: the default
 
 
 @pytest.mark.unit
