@@ -62,11 +62,15 @@ def nothing_retrieved(
         nothing retrieved: store 'store' holds no chunks;
         ingest first: rag ingest FILES --config qa.yaml
     """
+    from rag.core.errors import RagError
     from rag.core.roles import Role
     from rag.pipelines.ingest import store_stats
 
     stores = {n: c for n, c in components.items() if Role.STORE.played_by(c)}
-    empty = [n for n, store in stores.items() if store_stats(store)["chunks"] == 0]
+    try:
+        empty = [n for n, store in stores.items() if store_stats(store)["chunks"] == 0]
+    except (RagError, OSError):  # a store that cannot count: say no more than what is known
+        empty = []
     if stores and len(empty) == len(stores):
         path = getattr(stores[empty[0]], "path", None)
         where = f" ({path})" if path else ""

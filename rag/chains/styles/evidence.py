@@ -579,6 +579,7 @@ class EvidenceStyle(Style):
     """
 
     name = "evidence"
+    uses_tools: ClassVar[bool] = False  # the answer is read from the contexts, not generated
 
     def __init__(
         self,
@@ -641,8 +642,6 @@ class EvidenceStyle(Style):
 
     def reserve_tokens(self, generator: Any) -> int:
         return 0  # nothing is generated
-
-    uses_tools: ClassVar[bool] = False  # the answer is read from the contexts, not generated
 
     def calls_generator(self, request: StyleRequest) -> bool:
         return False

@@ -214,7 +214,8 @@ class _RewritingRetriever(Component):
         self, query: str, *, k: int | None = None, filters: Filters | None = None
     ) -> list[Hit]:
         """Fused hits for ``query`` and its generated rewrites."""
-        return self.search(self.expand(query), k=resolve_k(k, self.k), filters=filters)
+        limit = resolve_k(k, self.k)  # refused before the model writes rewrites
+        return self.search(self.expand(query), k=limit, filters=filters)
 
     def retrieve_batch(
         self, queries: Sequence[str], *, k: int | None = None, filters: Filters | None = None
@@ -225,9 +226,9 @@ class _RewritingRetriever(Component):
     def run(
         self, query: str, k: int | None = None, filters: dict[str, Any] | None = None
     ) -> dict[str, Any]:
+        limit = resolve_k(k, self.k)
         texts = self.expand(query)
-        hits = self.search(texts, k=resolve_k(k, self.k), filters=filters)
-        return {"hits": hits, "queries": texts}
+        return {"hits": self.search(texts, k=limit, filters=filters), "queries": texts}
 
 
 class MultiQueryRetriever(_RewritingRetriever):
