@@ -376,7 +376,7 @@ class RaglineEmbeddingRetriever:
         documents = self.document_store.embedding_retrieval(
             query_embedding,
             filters=combined,
-            top_k=top_k or self.top_k,
+            top_k=self.top_k if top_k is None else top_k,  # a 0 is refused, not the default
             return_embedding=self.return_embedding,
         )
         return {"documents": documents}
@@ -437,7 +437,8 @@ class RaglineRetriever:
         self, query: str, filters: dict[str, Any] | None = None, top_k: int | None = None
     ) -> dict[str, Any]:
         combined = and_filters(to_ragline_filters(self.filters), to_ragline_filters(filters))
-        hits = self.retriever.retrieve(query, k=top_k or self.top_k, filters=combined)
+        k = self.top_k if top_k is None else top_k  # the retriever refuses a 0 (resolve_k)
+        hits = self.retriever.retrieve(query, k=k, filters=combined)
         return {"documents": [_hit_document(hit) for hit in hits]}
 
 

@@ -185,9 +185,10 @@ def allow_long_csv_fields() -> None:
         csv.field_size_limit(MAX_CSV_FIELD)
 
 
-def resolve_k(k: Any, default: int) -> int:
+def resolve_k(k: Any, default: int, *, name: str = "k") -> int:
     """The ``k`` (hits or contexts) of one call: ``default`` for ``None``, else a whole number
     of at least 1. A 0 used to mean the default and a negative number returned hits anyway.
+    ``name`` is the parameter's name in the error (``top_k`` in Haystack-style APIs).
 
     >>> resolve_k(None, 5), resolve_k(3, 5)
     (5, 3)
@@ -205,6 +206,6 @@ def resolve_k(k: Any, default: int) -> int:
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
         raise InvalidInputError(
             f"must be a whole number of at least 1 (or null for the default, {default}), got {k!r}",
-            where="k",
+            where=name,
         )
     return int(k)

@@ -31,6 +31,7 @@ from rag.connectors.haystack import (
     to_ragline_filters,
 )
 from rag.connectors.stores.faiss import FaissStore
+from rag.core.errors import InvalidInputError
 from rag.pipelines.ingest import run_ingest
 from tests.serve.conftest import CORPUS, build_app_file
 
@@ -199,6 +200,8 @@ def test_embedding_retrieval_skips_documents_without_embedding():
     assert bare.embedding is None and NO_EMBEDDING_KEY not in bare.meta
     retriever = RaglineEmbeddingRetriever(document_store=store, top_k=2)
     assert retriever.run(query_embedding=_unit(4))["documents"][0].id == "d4"
+    with pytest.raises(ValueError, match="top_k must be at least 1, got 0"):  # was the default
+        retriever.run(query_embedding=_unit(4), top_k=0)
 
 
 @pytest.mark.integration
@@ -267,6 +270,8 @@ def test_a_ragline_retriever_feeds_a_haystack_prompt_builder(corpus_index):
         top_k=3,
     )["documents"]
     assert len(filtered) == 3 and all(d.score is not None for d in filtered)
+    with pytest.raises(InvalidInputError, match="k: must be a whole number"):  # was the default
+        RaglineRetriever(corpus_index, top_k=2).run(query="What is FAISS?", top_k=0)
 
 
 @pytest.mark.integration

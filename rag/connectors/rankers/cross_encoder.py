@@ -20,6 +20,7 @@ from rag.connectors._deps import require
 from rag.core.component import Component
 from rag.core.documents import Hit
 from rag.core.errors import ConfigError, ModelNotFoundError
+from rag.core.limits import resolve_k
 
 
 def resolve_cross_encoder_path(model: str) -> str:
@@ -128,8 +129,9 @@ class CrossEncoderRanker(Component):
         ranked = [Hit(hits[i].chunk, scores[i]) for i in order]
         if self.score_threshold is not None:
             ranked = [h for h in ranked if h.score >= self.score_threshold]
-        limit = top_k or self.top_k
-        return ranked[:limit] if limit else ranked
+        default = len(ranked) if self.top_k is None else self.top_k
+        limit = self.top_k if top_k is None else resolve_k(top_k, default, name="top_k")
+        return ranked if limit is None else ranked[:limit]
 
     def run(self, query: str, hits: list[Hit], top_k: int | None = None) -> dict[str, Any]:
         return {"hits": self.rank(query, hits, top_k=top_k)}

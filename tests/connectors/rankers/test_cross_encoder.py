@@ -6,7 +6,7 @@ import pytest
 
 from rag.connectors.rankers.cross_encoder import CrossEncoderRanker
 from rag.core.documents import Chunk, Hit
-from rag.core.errors import ConfigError, ModelNotFoundError
+from rag.core.errors import ConfigError, InvalidInputError, ModelNotFoundError
 from rag.core.pipeline import PipelineFile
 
 WORDS = ["cat", "cats", "purr", "dog", "bark", "graph", "search", "vector", "what", "is", "the"]
@@ -73,6 +73,12 @@ def test_reranks_by_the_models_scores(tiny_model):
     threshold = CrossEncoderRanker(model=path, device="cpu", score_threshold=middle)
     assert len(threshold.rank("what is a cat", hits)) == 2
     assert ranker.rank("anything", []) == []
+    # a per-call top_k of 0 or less is refused (it used to keep every hit), None keeps them all
+    for bad in (0, -1, 1.5):
+        with pytest.raises(InvalidInputError, match=r"top_k: must be a whole number"):
+            ranker.rank("what is a cat", hits, top_k=bad)
+    assert len(ranker.rank("what is a cat", hits, top_k=None)) == 4
+    assert len(CrossEncoderRanker(model=path, device="cpu", top_k=1).rank("cat", hits)) == 1
 
 
 @pytest.mark.unit
