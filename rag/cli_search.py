@@ -49,18 +49,15 @@ def hits_to_trec(query_id: str, hits: Sequence[Any], k: int) -> list[str]:
     return lines
 
 
-def nothing_retrieved(
-    components: Mapping[str, Any], *, config: Path | str, filters: dict[str, Any] | None
-) -> str:
-    r"""Why a search retrieved nothing, for a note on stderr: the file's stores hold no chunks
-    (ingest first, or ``${RAG_INDEX_DIR}`` names another index), or the filter matched none.
+def empty_stores(components: Mapping[str, Any], *, config: Path | str) -> str | None:
+    r"""What to say when every store among ``components`` holds no chunks (``None`` when one
+    holds some, when there is no store, or when a store cannot count): the store, its path and
+    the ingest command.
 
     Example:
         >>> from rag.connectors.stores.faiss import FaissStore
-        >>> why = nothing_retrieved({"store": FaissStore()}, config="qa.yaml", filters=None)
-        >>> print(why.replace("; ", ";\n"))
-        nothing retrieved: store 'store' holds no chunks;
-        ingest first: rag ingest FILES --config qa.yaml
+        >>> print(empty_stores({"store": FaissStore()}, config="qa.yaml"))
+        store 'store' holds no chunks; ingest first: rag ingest FILES --config qa.yaml
     """
     from rag.core.errors import RagError
     from rag.core.roles import Role
@@ -70,14 +67,34 @@ def nothing_retrieved(
     try:
         empty = [n for n, store in stores.items() if store_stats(store)["chunks"] == 0]
     except (RagError, OSError):  # a store that cannot count: say no more than what is known
-        empty = []
-    if stores and len(empty) == len(stores):
-        path = getattr(stores[empty[0]], "path", None)
-        where = f" ({path})" if path else ""
-        return (
-            f"nothing retrieved: store '{empty[0]}'{where} holds no chunks; ingest first: "
-            f"rag ingest FILES --config {config}"
-        )
+        return None
+    if not stores or len(empty) < len(stores):
+        return None
+    path = getattr(stores[empty[0]], "path", None)
+    where = f" ({path})" if path else ""
+    return (
+        f"store '{empty[0]}'{where} holds no chunks; ingest first: "
+        f"rag ingest FILES --config {config}"
+    )
+
+
+def nothing_retrieved(
+    components: Mapping[str, Any], *, config: Path | str, filters: dict[str, Any] | None
+) -> str:
+    r"""Why a search retrieved nothing, for a note on stderr: the file's stores hold no chunks
+    (:func:`empty_stores`: ingest first, or ``${RAG_INDEX_DIR}`` names another index), or the
+    filter matched none.
+
+    Example:
+        >>> from rag.connectors.stores.faiss import FaissStore
+        >>> why = nothing_retrieved({"store": FaissStore()}, config="qa.yaml", filters=None)
+        >>> print(why.replace("; ", ";\n"))
+        nothing retrieved: store 'store' holds no chunks;
+        ingest first: rag ingest FILES --config qa.yaml
+    """
+    empty = empty_stores(components, config=config)
+    if empty:
+        return f"nothing retrieved: {empty}"
     if filters:
         return f"nothing retrieved: no chunk matches the filter {json.dumps(filters)}"
     return "nothing retrieved"

@@ -204,6 +204,7 @@ def serve(
         bound = grpc_server.start()
         _stop_before_closing(app, grpc_server.stop)
         print(f"gRPC API (ragline.v1.Ragline) on {host}:{bound}", file=sys.stderr)
+    _note_an_empty_index(app.state.backend, config)
     if ui:
         shown = f"[{host}]" if ":" in host else host
         print(f"playground on http://{shown}:{port}/ (enter an API key)", file=sys.stderr)
@@ -212,6 +213,16 @@ def serve(
     finally:  # uvicorn did not start (its shutdown has stopped the server already otherwise)
         if grpc_server is not None:
             grpc_server.stop()
+
+
+def _note_an_empty_index(backend: Any, config: str | Path | PipelineFile) -> None:
+    """Say on stderr when the served stores hold no chunks: every search would find nothing."""
+    from rag.cli_search import empty_stores
+
+    shown = (config.source or "FILE.yaml") if isinstance(config, PipelineFile) else config
+    empty = empty_stores(backend.app_file.components, config=shown)
+    if empty:
+        print(f"note: {empty} (or POST /v1/documents)", file=sys.stderr)
 
 
 def _stop_before_closing(app: Any, stop: Callable[[], None]) -> None:

@@ -142,6 +142,11 @@ def test_rag_serve_runs_a_real_server(config):
     finally:
         process.terminate()
         process.wait(timeout=20)
+    # started on an empty index, the server said so and how to fill it
+    note = f"note: store 'store' ({config.parent / 'index'}) holds no chunks; ingest first: "
+    assert note + f"rag ingest FILES --config {config} (or POST /v1/documents)" in (
+        process.stderr.read() if process.stderr else ""
+    )
     # Stopped by SIGTERM, the server closed its store: the next process opens from the cache.
     assert (config.parent / "index" / OPEN_CACHE).is_file()
 
