@@ -273,7 +273,8 @@ KINDS = ("number", "date", "name", "where", "what")
 """The answer kinds :func:`question_kind` tells apart (``what``: anything else)."""
 
 _NUMBER_QUESTION = re.compile(
-    r"\bhow (many|much|long|old|far|large|big|tall|high|often)\b|\bwhat (percent|percentage|"
+    r"\bhow (many|much|long|old|far|large|big|tall|high|often|fast|quickly|deep|wide|heavy|"
+    r"hot|cold|warm|thick|low|small|short|expensive)\b|\bwhat (percent|percentage|"
     r"number|amount|size|proportion|fraction)|\bpercent"
 )
 _DATE_QUESTION = re.compile(
@@ -291,9 +292,9 @@ _PLACE_QUESTION = re.compile(r"\bwhere\b|\b(what|which) (city|country|state|plac
 def question_kind(question: str) -> str:
     """The kind of answer ``question`` asks for, one of :data:`KINDS`.
 
-    The first that matches wins: ``number`` (how many / much / long ..., what percent),
-    ``date`` (when, what year ...), ``name`` (who, which person / company ...), ``where``
-    (where, which city / country ...); anything else is ``what``.
+    The first that matches wins: ``number`` (how many / much / long / fast / deep ...,
+    what percent), ``date`` (when, what year ...), ``name`` (who, which person / company ...),
+    ``where`` (where, which city / country ...); anything else is ``what``.
 
     Example:
         >>> [question_kind(q) for q in ("How many moons?", "When did it end?", "Who won?")]

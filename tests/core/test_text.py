@@ -176,6 +176,8 @@ def test_content_stems_leave_stop_words_out():
         ("How many people live in Springfield?", "number"),
         ("What percent of voters stayed home?", "number"),
         ("How often does it run?", "number"),
+        ("How fast were the winds?", "number"),  # a measure, as "how tall" is
+        ("How deep is the lake?", "number"),
         ("When was Acme founded?", "date"),
         ("In what year was it built?", "date"),
         ("In which year did it open?", "date"),
