@@ -196,10 +196,13 @@ def score_styles(
                 )
             if len(samples[style]) < 3:
                 samples[style].append((row["question"], answer.text, row["answers"][0]))
+    from rag.eval.report import bootstrap_ci
+
     count = len(rows)
     results = []
     for style, record in data.items():
         precisions = record["precisions"]
+        contains = [float(c) for c in record["contains"]]
         results.append(
             {
                 "style": style,
@@ -207,7 +210,11 @@ def score_styles(
                 "em": statistics.fmean(record["em"]),
                 "f1": statistics.fmean(record["f1"]),
                 "f1_at_least_half": statistics.fmean(f >= 0.5 for f in record["f1"]),
-                "contains": statistics.fmean(record["contains"]) if record["contains"] else None,
+                "contains": statistics.fmean(contains) if contains else None,
+                # 95 % percentile-bootstrap intervals of the means: how far a figure on this
+                # many questions may sit from the same answers' figure on many more
+                "f1_ci": bootstrap_ci(record["f1"]),
+                "contains_ci": bootstrap_ci(contains) if contains else None,
                 "grounded": counts[style]["grounded"] / count,
                 "abstained": counts[style]["abstained"] / count,
                 "citation_precision": statistics.fmean(precisions) if precisions else None,
@@ -277,6 +284,13 @@ def print_table(title: str, results: list[dict[str, Any]], extra: list[dict[str,
             f"{'-' if precision is None else f'{precision:.3f}':>10} "
             f"{'-' if median is None else f'{median:.3f}':>9} {r.get('mean_chars', 0):>6.0f}"
         )
+    intervals = []
+    for r in results:
+        interval = f"{r['style']} F1 {r['f1_ci'][0]:.3f}-{r['f1_ci'][1]:.3f}"
+        if r["contains_ci"]:
+            interval += f", holds {r['contains_ci'][0]:.3f}-{r['contains_ci'][1]:.3f}"
+        intervals.append(interval)
+    print("95 % bootstrap intervals of the means: " + "; ".join(intervals))
     by_style = {r["style"]: r for r in results}
     if "extractive" in by_style:
         for style in ("evidence", "concise"):
