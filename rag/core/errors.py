@@ -23,6 +23,8 @@
     ├── EmbeddingError           an embedder failed (remote endpoint down, bad response, ...)
     │
     │   defined where they are raised, rooted here all the same:
+    ├── rag.core.lines.UndecodableLine       a line not valid in its file's encoding (ValueError;
+    │                                        readers turn it into their own error)
     ├── rag.chains.tools.ToolArgumentError   a model's tool call does not fit the tool (ValueError)
     ├── rag.serve._backend.Forbidden         the caller's key may not do this (REST 403)
     ├── rag.serve._backend.PathNotAllowed    a server-side path outside every allowed root (403)

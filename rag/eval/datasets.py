@@ -28,6 +28,7 @@ from typing import Any
 
 from rag.core.errors import ConfigError, InvalidInputError
 from rag.core.limits import allow_long_csv_fields, loads_json
+from rag.core.lines import UndecodableLine, decoded_lines
 
 __all__ = [
     "EvalDataError",
@@ -111,16 +112,15 @@ def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
     except FileNotFoundError:
         raise EvalDataError("file not found", file=str(path)) from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                raise EvalDataError(
-                    f"not UTF-8 text ({err.reason} at byte {err.start} of the line); re-save "
-                    "the file as UTF-8",
-                    file=str(path),
-                    line=number,
-                ) from None
+        try:
+            yield from decoded_lines(handle)
+        except UndecodableLine as err:
+            raise EvalDataError(
+                f"not UTF-8 text ({err.reason} at byte {err.byte_in_line} of the line); re-save "
+                "the file as UTF-8",
+                file=str(path),
+                line=err.line,
+            ) from None
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:

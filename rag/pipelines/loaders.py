@@ -30,6 +30,7 @@ from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, InvalidInputError, LoaderError, RagError
 from rag.core.limits import allow_long_csv_fields, loads_json
+from rag.core.lines import UndecodableLine, decoded_lines
 from rag.core.text import markdown_headings
 from rag.pipelines.office import HTML_BLOCKS, OFFICE_EXTENSIONS, html_inline, load_office
 
@@ -155,7 +156,7 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
         text = data.decode(_text_encoding(encoding))
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise _not_text(source, encoding, err, err.start, line) from None
+        raise _not_text(source, encoding, err.reason, err.start, line) from None
     # Windows (\r\n) and old Mac (\r) line ends read as \n, as open() reads text: a blank line
     # "\r\n\r\n" then ends a paragraph and a sentence, and no chunk carries a stray \r
     return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
@@ -245,12 +246,10 @@ def _text_encoding(encoding: str) -> str:
     return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
-def _not_text(
-    source: str, encoding: str, err: UnicodeDecodeError, byte: int, line: int
-) -> LoaderError:
+def _not_text(source: str, encoding: str, reason: str, byte: int, line: int) -> LoaderError:
     return LoaderError(
         source,
-        f"not valid {encoding} text ({err.reason} at byte {byte}, line {line}); re-save it as "
+        f"not valid {encoding} text ({reason} at byte {byte}, line {line}); re-save it as "
         "UTF-8, or give the loader its encoding (init_parameters: {encoding: cp1252})",
     )
 
@@ -520,16 +519,9 @@ class FileLoader(Component):
                     else:
                         raise LoaderError(source, "empty file")
                 handle.seek(0)
-                offset = 0
-                encoding = _text_encoding(self.encoding)
-                for number, raw in enumerate(handle, start=1):
-                    try:
-                        line = raw.decode(encoding)
-                    except UnicodeDecodeError as err:
-                        error = _not_text(source, self.encoding, err, offset + err.start, number)
-                        raise error from None
-                    offset += len(raw)
-                    yield number, line
+                yield from decoded_lines(handle, self.encoding)
+            except UndecodableLine as err:
+                raise _not_text(source, self.encoding, err.reason, err.byte, err.line) from None
             except OSError as err:
                 raise LoaderError(source, f"cannot read: {err.strerror or err}") from None
 
