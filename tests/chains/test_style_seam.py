@@ -115,6 +115,18 @@ def test_an_unknown_style_type_in_yaml_lists_the_styles(tmp_path):
 
 
 @pytest.mark.unit
+def test_a_style_given_in_python_as_the_yaml_mapping_says_how_to_pass_it():
+    with pytest.raises(ConfigError, match=r"got dict; in Python pass the component, e\.g\. "):
+        RagChain(
+            retriever=ListRetriever(texts=FACTS),
+            generator=remote(),
+            answer_style={"type": "style.evidence", "init_parameters": {"max_sentences": 2}},
+        )
+    with pytest.raises(ConfigError, match=r"component, got int$"):
+        RagChain(retriever=ListRetriever(texts=FACTS), generator=remote(), answer_style=5)
+
+
+@pytest.mark.unit
 def test_deprecated_flat_keys_warn_naming_the_new_field_and_move_into_the_style():
     with pytest.warns(FutureWarning, match=r"answer_style: \{type: style.extractive") as caught:
         chain = RagChain(

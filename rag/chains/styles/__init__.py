@@ -16,6 +16,7 @@ bare name (``answer_style: concise``) for the style's defaults. See :mod:`.base`
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from rag.chains.styles.base import NO_ANSWER, AnswerStyle, Draft, Style, StyleRequest
@@ -110,8 +111,15 @@ def resolve_style(value: Any, generator: Any, legacy: dict[str, Any] | None = No
                 field=sorted(legacy)[0],
             )
         if not isinstance(value, AnswerStyle):
+            hint = (
+                "; in Python pass the component, e.g. answer_style=EvidenceStyle(max_sentences=2) "
+                "(from rag.chains): {type: ..., init_parameters: ...} is how a pipeline file "
+                "writes it"
+                if isinstance(value, Mapping)
+                else ""
+            )
             raise ConfigError(
-                f"answer_style must be a style name or component, got {type(value).__name__}",
+                f"answer_style must be a style name or component, got {type(value).__name__}{hint}",
                 field="answer_style",
             )
         return value  # type: ignore[return-value]
