@@ -132,7 +132,7 @@ def test_ask_questions_file_prints_one_json_answer_per_line(qa_config, tmp_path)
         (("What?", "--questions", "q.jsonl"), "give either a QUESTION or --questions FILE"),
         (("What?", "--filter", "{oops"), "--filter is not valid JSON"),
         (("What?", "--filter", '{"year": {"$gtx": 1}}'), "$gtx"),
-        (("What?", "--style", "short"), "allowed: evidence, extractive, concise, sentences"),
+        (("What?", "--style", "short"), "Known: evidence, extractive, concise, sentences"),
         ((" \t",), "question: the question is blank"),
     ],
 )
@@ -315,5 +315,5 @@ def test_style_switches_the_chain_and_a_grounded_answer_says_where_it_was_copied
     assert lines[2] == "Grounded: copied verbatim from context [1], characters 9-30"
     assert lines[3:5] == ["", "Citations:"] and lines[5].startswith("  [1] doc1.md  (chunk ")
     assert app_file.pipelines["ask"].get_component("chain").answer_style == "sentences"
-    with pytest.raises(ConfigError, match="allowed: evidence, extractive, concise, sentences"):
+    with pytest.raises(ConfigError, match="Known: evidence, extractive, concise, sentences"):
         ask_command(app_file, config="qa.yaml", question="Paris?", style="short", out=out)

@@ -61,8 +61,8 @@ def _by_name(name: str) -> type[Style]:
     short = name.removeprefix("style.")
     if short not in STYLES:
         raise ConfigError(
-            f"unknown answer_style {name!r};{did_you_mean(short, list(STYLES))} "
-            f"allowed: {', '.join(STYLES)} (or style.{', style.'.join(STYLES)})",
+            f"unknown answer_style {name!r}.{did_you_mean(short, list(STYLES))} "
+            f"Known: {', '.join(STYLES)} (or style.{', style.'.join(STYLES)})",
             field="answer_style",
         )
     return STYLES[short]
@@ -98,8 +98,8 @@ def resolve_style(value: Any, generator: Any, legacy: dict[str, Any] | None = No
     unknown = sorted(set(legacy) - set(LEGACY_KEYS))
     if unknown:
         raise ConfigError(
-            f"unknown parameter(s) {', '.join(unknown)} for RagChain;"
-            f"{did_you_mean(unknown[0], list(LEGACY_KEYS))} answer style settings go in "
+            f"unknown parameter(s) {', '.join(unknown)} for RagChain."
+            f"{did_you_mean(unknown[0], list(LEGACY_KEYS))} Answer style settings go in "
             "answer_style: {type: style.<name>, init_parameters: {...}}",
             field=unknown[0],
         )
