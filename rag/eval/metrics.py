@@ -302,8 +302,18 @@ def citation_scores(cited: Iterable[str], gold: Iterable[str]) -> dict[str, floa
 
 
 def content_tokens(text: str) -> list[str]:
-    """Normalized tokens without stop words (what :func:`groundedness` checks)."""
-    return [t for t in normalize_answer(text).split() if t not in STOPWORDS]
+    """Normalized tokens without stop words and without tokens of no letter or digit (what
+    :func:`groundedness` checks): SQuAD's normalization removes only ASCII punctuation, and a
+    dash such as the " — " between an evidence answer's span and its sentence is no word.
+
+    >>> content_tokens("Meta AI — FAISS is … a library")
+    ['meta', 'ai', 'faiss', 'library']
+    """
+    return [
+        t
+        for t in normalize_answer(text).split()
+        if t not in STOPWORDS and any(ch.isalnum() for ch in t)
+    ]
 
 
 def groundedness(answer: str, contexts: Sequence[str]) -> float | None:

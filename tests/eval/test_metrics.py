@@ -141,3 +141,7 @@ def test_groundedness_counts_supported_content_tokens():
     assert groundedness("The capital is Paris", ["Paris is the capital of France"]) == 1.0
     assert groundedness("Berlin is the capital", ["Paris is the capital"]) == 0.5
     assert groundedness("the of", ["x"]) is None
+    # an evidence answer copied verbatim, its span put first: the dash is no unsupported word
+    span_first = "Meta AI Research — FAISS is a library written at Meta AI Research."
+    assert groundedness(span_first, ["FAISS is a library written at Meta AI Research."]) == 1.0
+    assert groundedness("— …", ["x"]) is None
