@@ -25,7 +25,7 @@ import pytest
 
 from rag.chains.rag import RagChain
 from rag.core import Pipeline, PipelineFile
-from tests.serve.conftest import API_KEY, running
+from tests.serve.conftest import API_KEY, build_app_file, running
 from tests.serve.test_playground import write_report
 
 sync_api = pytest.importorskip(
@@ -251,6 +251,26 @@ def test_the_key_is_typed_once_per_tab(page, browser, playground):
     page.click("#key-forget")
     page.wait_for_selector("#key-status:has-text('no key')")
     assert page.evaluate("sessionStorage.getItem('ragline.apiKey')") is None
+
+
+def test_an_empty_index_is_named_with_the_way_to_fill_it(browser, tmp_path, embedder):
+    from rag.serve import create_app
+
+    empty = build_app_file(tmp_path / "index", embedder, None)  # nothing ingested
+    app = create_app(empty, api_keys=[API_KEY], ui=True)
+    with running(app) as url:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url + "/")
+            enter_key(page, API_KEY)
+            page.wait_for_selector("#key-status:has-text('key accepted')")
+            status = page.inner_text("#key-status")
+            assert "0 chunks from 0 sources" in status
+            assert "the index is empty: ingest first (rag ingest FILES" in status
+        finally:
+            context.close()
 
 
 def test_a_server_without_keys_needs_none_in_the_page(browser, playground_file):

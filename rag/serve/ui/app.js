@@ -77,13 +77,17 @@ async function checkKey() {
   }
   const stats = await response.json();
   showError("");
+  // an empty index answers every search with nothing: say so where the counts are shown
+  const empty = stats.chunks === 0
+    ? " · the index is empty: ingest first (rag ingest FILES --config FILE, or POST /v1/documents)"
+    : "";
   if (!apiKey()) {
-    status.textContent = "this server needs no key (rag serve --no-auth)";
+    status.textContent = `this server needs no key (rag serve --no-auth)${empty}`;
     return;
   }
   const chunks = stats.chunks === null ? "?" : stats.chunks;
   const sources = stats.sources === null ? "?" : stats.sources;
-  status.textContent = `key accepted · ${chunks} chunks from ${sources} sources (${stats.store || "store"})`;
+  status.textContent = `key accepted · ${chunks} chunks from ${sources} sources (${stats.store || "store"})${empty}`;
 }
 
 // -- filters: checked here for JSON and operator names; the server checks the rest ------------
