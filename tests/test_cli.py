@@ -225,3 +225,32 @@ def test_bad_usage_exits_2(tmp_path):
     assert bad_op.exit_code == 2 and "unknown operator '$regex'" in bad_op.stderr
     assert invoke("ingest", tmp_path, "--config", config, "--mode", "fast").exit_code == 2
     assert invoke("stats", "--config", tmp_path / "missing.yaml").exit_code == 2
+
+
+@pytest.mark.unit
+def test_empty_stores_names_an_empty_store_and_stays_quiet_otherwise(tmp_path):
+    import numpy as np
+
+    from rag.cli_search import empty_stores
+    from rag.connectors.stores.faiss import FaissStore
+    from rag.core.documents import Chunk
+    from rag.core.errors import StoreUnavailableError
+
+    class Unreachable(FaissStore):
+        def count(self, filters=None):
+            raise StoreUnavailableError("store.milvus", "http://127.0.0.1:1", "uri", "refused")
+
+    class NoStats(FaissStore):  # the note needs a count only, never the slower full stats
+        def stats(self):
+            raise AssertionError("stats() called")
+
+    empty = NoStats(path=str(tmp_path / "index"))
+    assert empty_stores({"store": empty}, config="qa.yaml") == (
+        f"store 'store' ({tmp_path / 'index'}) holds no chunks; ingest first: "
+        "rag ingest FILES --config qa.yaml"
+    )
+    filled = FaissStore()
+    filled.write([Chunk(id="a", text="okapi", embedding=np.array([1.0, 0.0], dtype=np.float32))])
+    assert empty_stores({"store": empty, "other": filled}, config="qa.yaml") is None
+    assert empty_stores({"store": Unreachable()}, config="qa.yaml") is None
+    assert empty_stores({"retriever": object()}, config="qa.yaml") is None
