@@ -175,6 +175,17 @@ def test_a_question_without_a_content_word_is_i_dont_know(question, embedder):
     assert not answer.grounded and answer.citations == []
 
 
+@pytest.mark.integration
+def test_a_question_of_numbers_alone_needs_a_sentence_that_holds_one(embedder):
+    # "What is 2 * 21?" quoted the quick start's BM25 definition: no sentence holds 2 or 21
+    chain, _ = evidence_chain(embedder=embedder, min_score=0.0)
+    answer = chain.ask("What is 2 * 21?")
+    assert answer.text == "I don't know." and not answer.grounded
+    texts = ["The okapi was described in 1901.", *FACTS]
+    dated, _ = evidence_chain(texts=texts, embedder=embedder, min_score=0.0)
+    assert dated.ask("1901?").text == texts[0]  # numbers alone, and a sentence holds one
+
+
 @pytest.mark.unit
 def test_more_sentences_when_asked_and_they_score_close(tmp_path):
     # weights of coverage alone, so the sentences holding the question's words score close

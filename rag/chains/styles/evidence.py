@@ -697,7 +697,7 @@ class EvidenceStyle(Style):
             not content_stems(request.question)  # "What", "Who are you?": nothing to look for
             or not ranked
             or ranked[0].probability < threshold
-            or self._unrelated(ranked[0])
+            or self._unrelated(request.question, ranked[0])
         ):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
         else:
@@ -721,10 +721,15 @@ class EvidenceStyle(Style):
         others = [c for c in ranked[1:] if c.probability >= floor]
         return [best, *others[: self.max_sentences - 1]]
 
-    def _unrelated(self, best: SentenceCandidate) -> bool:
-        """Without an embedder, a best sentence that shares no content word with the question
-        is no evidence for it, however it ranks."""
-        return self.embedder is None and best.features["coverage"] == 0.0
+    def _unrelated(self, question: str, best: SentenceCandidate) -> bool:
+        """A best sentence that shares no content word with the question is no evidence for
+        it, however it ranks: without an embedder, and with one when the question's content
+        words hold no letter ("What is 2 * 21?": numbers have no meaning to match)."""
+        if best.features["coverage"] > 0.0:
+            return False
+        return self.embedder is None or not any(
+            ch.isalpha() for word in content_stems(question) for ch in word
+        )
 
     def _draft(
         self, question: str, chosen: Sequence[SentenceCandidate], contexts: Sequence[Context]
