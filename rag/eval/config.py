@@ -77,9 +77,9 @@ TOP_LEVEL = (
 )
 """The keys an eval file may hold."""
 DEFAULT_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100", "p@5")
+"""The metrics of an eval file without ``metrics:``."""
 GOLD_ANSWER_METRICS = ("exact_match", "f1", "contains_answer", "answer_in_context")
 """Answer metrics that compare with the dataset's gold answers."""
-"""The metrics of an eval file without ``metrics:``."""
 
 
 @dataclass
