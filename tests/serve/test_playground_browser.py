@@ -17,6 +17,7 @@ import shutil
 import statistics
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,20 @@ def page(browser, playground) -> Iterator[Any]:
     yield page
     context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
+
+
+@contextmanager
+def page_of(browser: Any, app: Any) -> Iterator[Any]:
+    """A page of its own browser context at the root of ``app``, served on a free loopback port."""
+    with running(app) as url:
+        context = browser.new_context()
+        try:
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(url + "/")
+            yield page
+        finally:
+            context.close()
 
 
 def enter_key(page: Any, key: str) -> None:
@@ -257,40 +272,25 @@ def test_an_empty_index_is_named_with_the_way_to_fill_it(browser, tmp_path, embe
     from rag.serve import create_app
 
     empty = build_app_file(tmp_path / "index", embedder, None)  # nothing ingested
-    app = create_app(empty, api_keys=[API_KEY], ui=True)
-    with running(app) as url:
-        context = browser.new_context()
-        try:
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url + "/")
-            enter_key(page, API_KEY)
-            page.wait_for_selector("#key-status:has-text('key accepted')")
-            status = page.inner_text("#key-status")
-            assert "0 chunks from 0 sources" in status
-            assert "the index is empty: ingest first (rag ingest FILES" in status
-        finally:
-            context.close()
+    with page_of(browser, create_app(empty, api_keys=[API_KEY], ui=True)) as page:
+        enter_key(page, API_KEY)
+        page.wait_for_selector("#key-status:has-text('key accepted')")
+        status = page.inner_text("#key-status")
+        assert "0 chunks from 0 sources" in status
+        assert "the index is empty: ingest first (rag ingest FILES" in status
 
 
 def test_a_server_without_keys_needs_none_in_the_page(browser, playground_file):
     from rag.serve import create_app
 
     app = create_app(playground_file, api_keys=[], no_auth=True, ui=True)
-    with running(app) as url:
-        context = browser.new_context()
-        try:
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(url + "/")
-            page.wait_for_selector("#key-status:has-text('needs no key')")
-            page.click("#tab-search")
-            page.fill("#search-query", "vector index")
-            page.click("#search-form button[type=submit]")
-            page.wait_for_selector("#hits > li")
-            assert page.locator("#error").is_hidden()
-        finally:
-            context.close()
+    with page_of(browser, app) as page:
+        page.wait_for_selector("#key-status:has-text('needs no key')")
+        page.click("#tab-search")
+        page.fill("#search-query", "vector index")
+        page.click("#search-form button[type=submit]")
+        page.wait_for_selector("#hits > li")
+        assert page.locator("#error").is_hidden()
 
 
 def test_the_search_tab_checks_the_filter_here_and_shows_the_servers_error(page, playground):
