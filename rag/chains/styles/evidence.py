@@ -693,11 +693,12 @@ class EvidenceStyle(Style):
         contexts = request.contexts
         ranked = self.rank(request.question, contexts)
         threshold = self.threshold(request.question)
+        stems = content_stems(request.question)
         if (
-            not content_stems(request.question)  # "What", "Who are you?": nothing to look for
+            not stems  # "What", "Who are you?": nothing to look for
             or not ranked
             or ranked[0].probability < threshold
-            or self._unrelated(request.question, ranked[0])
+            or self._unrelated(stems, ranked[0])
         ):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
         else:
@@ -721,15 +722,13 @@ class EvidenceStyle(Style):
         others = [c for c in ranked[1:] if c.probability >= floor]
         return [best, *others[: self.max_sentences - 1]]
 
-    def _unrelated(self, question: str, best: SentenceCandidate) -> bool:
-        """A best sentence that shares no content word with the question is no evidence for
-        it, however it ranks: without an embedder, and with one when the question's content
-        words hold no letter ("What is 2 * 21?": numbers have no meaning to match)."""
+    def _unrelated(self, stems: set[str], best: SentenceCandidate) -> bool:
+        """A best sentence that shares none of the question's content words (``stems``) is no
+        evidence for it, however it ranks: without an embedder, and with one when those words
+        hold no letter ("What is 2 * 21?": numbers have no meaning to match)."""
         if best.features["coverage"] > 0.0:
             return False
-        return self.embedder is None or not any(
-            ch.isalpha() for word in content_stems(question) for ch in word
-        )
+        return self.embedder is None or not any(ch.isalpha() for word in stems for ch in word)
 
     def _draft(
         self, question: str, chosen: Sequence[SentenceCandidate], contexts: Sequence[Context]

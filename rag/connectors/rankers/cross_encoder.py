@@ -129,7 +129,7 @@ class CrossEncoderRanker(Component):
         ranked = [Hit(hits[i].chunk, scores[i]) for i in order]
         if self.score_threshold is not None:
             ranked = [h for h in ranked if h.score >= self.score_threshold]
-        default = len(ranked) if self.top_k is None else self.top_k
+        default = self.top_k or len(ranked)  # shown in the error only
         limit = self.top_k if top_k is None else resolve_k(top_k, default, name="top_k")
         return ranked if limit is None else ranked[:limit]
 
