@@ -34,11 +34,12 @@ same contexts. Styles alternate per question, and the model's cached prompts are
 every call, so load drift hits every style alike (``--warm-cache`` keeps them, as a long-running
 process does).
 
-Printed per style: EM and token F1 (SQuAD v1.1 normalization, :mod:`rag.eval.metrics`), the share
-at F1 >= 0.5, ``holds`` (XQuAD: the answer contains the gold answer, over questions whose contexts
-do), the rate of grounded answers, abstentions ("I don't know."), citation precision (cited chunks
-from the gold paragraph), the median seconds per question, mean answer length; and the median
-latency of ``evidence`` and ``concise`` over ``extractive`` in the same run.
+Printed per style: EM and token F1 (SQuAD v1.1 normalization with Unicode punctuation as MLQA's
+script has it, :func:`rag.eval.metrics.normalize_answer`), the share at F1 >= 0.5, ``holds``
+(XQuAD: the answer contains the gold answer, over questions whose contexts do), the rate of
+grounded answers, abstentions ("I don't know."), citation precision (cited chunks from the gold
+paragraph), the median seconds per question, mean answer length; and the median latency of
+``evidence`` and ``concise`` over ``extractive`` in the same run.
 
 ``--limit N`` (XQuAD, default 100) and ``--wikiqa-limit N`` answer a fixed random sample
 (``--seed``), the same for every style. With ``--unanswerable`` each XQuAD question is also asked

@@ -14,7 +14,8 @@ ragline               trec_eval measure
 ``mrr@k``             ``recip_rank`` on the run cut to its first k documents
 ====================  ===========================================================
 
-Answer metrics: :func:`exact_match` and :func:`token_f1` (SQuAD v1.1 normalization),
+Answer metrics: :func:`exact_match` and :func:`token_f1` (SQuAD v1.1, with MLQA's punctuation:
+:func:`normalize_answer`),
 :func:`contains_answer` (a sentence answer that holds the gold answer), :func:`answer_in_context`,
 :func:`citation_scores`, :func:`groundedness`.
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 import collections
 import re
 import string
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -212,16 +214,35 @@ def mean_metrics(per_query: Mapping[str, Mapping[str, float | None]]) -> dict[st
 
 # -- answer metrics (SQuAD v1.1) ---------------------------------------------------------------
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = set(string.punctuation)
+
+
+class _PunctuationTable(dict[int, int | None]):
+    """A ``str.translate`` table that deletes punctuation: ASCII's and every Unicode ``P*``
+    character, decided once per code point."""
+
+    def __missing__(self, code: int) -> int | None:
+        char = chr(code)
+        punctuation = char in string.punctuation or unicodedata.category(char).startswith("P")
+        self[code] = None if punctuation else code
+        return self[code]
+
+
+_PUNCTUATION = _PunctuationTable()
 
 
 def normalize_answer(text: str) -> str:
     """SQuAD v1.1 normalization: lower case, no punctuation, no articles, single spaces.
 
+    Punctuation is ASCII's and Unicode's (category ``P*``), as the MLQA evaluation script
+    has it: SQuAD's script removes ASCII punctuation only, so "Grey’s" (a typographic
+    apostrophe) would not match "Grey's" and a dash "—" would count as a word.
+
     >>> normalize_answer("The  Denver Broncos!")
     'denver broncos'
+    >>> normalize_answer("Grey’s Anatomy — «season 3»")
+    'greys anatomy season 3'
     """
-    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    text = text.lower().translate(_PUNCTUATION)
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 

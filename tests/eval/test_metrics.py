@@ -115,6 +115,16 @@ def test_squad_normalization_and_scores():
     assert token_f1("nothing", ["Denver Broncos"]) == 0.0
 
 
+def test_unicode_punctuation_is_punctuation():
+    # SQuAD's script strips ASCII only: the typographic apostrophe missed "Grey's" and the
+    # dash of an evidence answer ("1998 — Acme was ...") counted as a predicted word
+    assert exact_match("Grey\u2019s Anatomy", ["Grey's Anatomy"]) == 1.0
+    assert token_f1("1998 \u2014 founded in 1998", ["founded in 1998"]) == pytest.approx(6 / 7)
+    assert normalize_answer("\u00abParis\u00bb \u2026 \u3001Lyon") == "paris lyon"
+    symbols = "caf\u00e9 \u00b1 5 \u20ac"  # letters and symbols (Sm, Sc) stay
+    assert normalize_answer(symbols) == symbols
+
+
 def test_answer_in_context_matches_whole_tokens():
     assert answer_in_context(["Paris"], ["Paris is the capital."]) == 1.0
     assert answer_in_context(["Paris"], ["Parisian cafes"]) == 0.0
