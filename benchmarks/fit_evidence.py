@@ -46,6 +46,7 @@ import json
 import pickle
 import random
 import statistics
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -67,6 +68,29 @@ L2 = 1e-4
 """The weights' L2 penalty. Five-fold cross-validation on the fitting questions is flat over
 1e-4 .. 2e-3 (WikiQA F1 0.640 / 0.644 / 0.640 at 1e-4 / 5e-4 / 2e-3, XQuAD holds 0.814 / 0.814
 / 0.806), so the earlier fit's 1e-4 stays."""
+
+
+def code_commit(out: Path) -> str:
+    """The commit whose code computed the features (short hash), with ``+changes`` when
+    ``rag/`` or ``benchmarks/`` differ from it (``out`` itself aside); ``unknown`` outside a git
+    checkout. Weights fitted on another commit's features can weigh features that the style no
+    longer computes the same way: refit when this is far behind."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+        if done.returncode:
+            raise OSError(done.stderr.strip())
+        return done.stdout.strip()
+
+    paths = ["rag", "benchmarks"]
+    if out.resolve().is_relative_to(ROOT):
+        paths.append(f":(exclude){out.resolve().relative_to(ROOT)}")
+    try:
+        head = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", *paths)
+    except OSError:
+        return "unknown"
+    return head + ("+changes" if changed else "")
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -294,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         help="fit on a random sample of N fitting questions",
     )
     args = parser.parse_args(argv)
+    commit = code_commit(args.out)  # before the fit: the code that computes the features
     wikiqa_dir, xquad_dir = args.data_root / "wikiqa_train", args.data_root / "xquad_en_dev"
     if not (wikiqa_dir / "answers.jsonl").is_file() or not (xquad_dir / "answers.jsonl").is_file():
         print(
@@ -381,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         "provenance": {
             "script": "benchmarks/fit_evidence.py",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "commit": commit,
             "datasets": {
                 "wikiqa_train": f"fitting half of split_wikiqa(seed={args.seed}) "
                 f"({len(wikiqa_fit)} questions): {used['wikiqa_train']} of them"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -296,11 +300,47 @@ def test_sentence_features_are_the_documented_ones():
     assert found[1].features["position"] == 0.5 and found[0].features["first_sentence"] == 1.0
 
 
+def _fit_script():
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fit_evidence.py"
+    spec = importlib.util.spec_from_file_location("fit_evidence_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.unit
+def test_the_fit_records_the_commit_whose_code_computed_the_features(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+    fit = _fit_script()
+    monkeypatch.setattr(fit, "ROOT", tmp_path)
+    out = tmp_path / "rag" / "weights.json"
+    assert fit.code_commit(out) == "unknown"  # not a git checkout
+
+    def git(*args: str) -> str:
+        command = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
+        return subprocess.run(
+            command, cwd=tmp_path, check=True, capture_output=True, text=True
+        ).stdout
+
+    git("init", "-q")
+    (tmp_path / "rag").mkdir()
+    (tmp_path / "rag" / "features.py").write_text("A = 1\n")
+    out.write_text("{}")
+    git("add", "-A")
+    git("commit", "-qm", "fit here")
+    head = git("rev-parse", "--short", "HEAD").strip()
+    assert fit.code_commit(out) == head
+    out.write_text('{"weights": {}}')  # the file being written is no change of the code
+    assert fit.code_commit(out) == head
+    (tmp_path / "rag" / "features.py").write_text("A = 2\n")
+    assert fit.code_commit(out) == f"{head}+changes"
+
+
 @pytest.mark.unit
 def test_the_shipped_weights_record_their_provenance():
     data = json.loads(DEFAULT_WEIGHTS_FILE.read_text())
     provenance = data["provenance"]
-    for key in ("script", "date", "datasets", "seed", "model", "retrieval", "method"):
+    for key in ("script", "date", "commit", "datasets", "seed", "model", "retrieval", "method"):
         assert provenance[key] is not None and provenance[key] != "", key
     assert set(provenance["datasets"]) == {"wikiqa_train", "xquad_en_dev"}
     assert provenance["script"] == "benchmarks/fit_evidence.py"
