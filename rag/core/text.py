@@ -340,8 +340,10 @@ MONTHS: frozenset[str] = frozenset(_MONTHS_TEXT.split())
 """The English month names, lower case."""
 
 _NUMBER_WORDS_TEXT = (
-    "one two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty "
-    "hundred thousand million billion several dozen"
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty "
+    "ninety hundred hundreds thousand thousands million millions billion billions trillion "
+    "trillions several dozen dozens"
 )
 NUMBER_WORDS: frozenset[str] = frozenset(_NUMBER_WORDS_TEXT.split())
 """English words that start a number ("twenty", "several", "dozen"), lower case."""
