@@ -82,9 +82,10 @@ def code_commit(out: Path) -> str:
             raise OSError(done.stderr.strip())
         return done.stdout.strip()
 
+    root, target = ROOT.resolve(), out.resolve()
     paths = ["rag", "benchmarks"]
-    if out.resolve().is_relative_to(ROOT):
-        paths.append(f":(exclude){out.resolve().relative_to(ROOT)}")
+    if target.is_relative_to(root):
+        paths.append(f":(exclude){target.relative_to(root)}")
     try:
         head = git("rev-parse", "--short", "HEAD")
         changed = git("status", "--porcelain", "--", *paths)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -310,21 +311,23 @@ def _fit_script():
 
 @pytest.mark.unit
 def test_the_fit_records_the_commit_whose_code_computed_the_features(tmp_path, monkeypatch):
+    if shutil.which("git") is None:
+        pytest.skip("needs the git command")
     monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
     fit = _fit_script()
-    monkeypatch.setattr(fit, "ROOT", tmp_path)
-    out = tmp_path / "rag" / "weights.json"
+    repo = tmp_path / "repo"
+    (repo / "rag").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(repo)  # a checkout reached through a link (macOS's /tmp)
+    monkeypatch.setattr(fit, "ROOT", tmp_path / "link")
+    out = repo / "rag" / "weights.json"
     assert fit.code_commit(out) == "unknown"  # not a git checkout
 
     def git(*args: str) -> str:
         command = ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args]
-        return subprocess.run(
-            command, cwd=tmp_path, check=True, capture_output=True, text=True
-        ).stdout
+        return subprocess.run(command, cwd=repo, check=True, capture_output=True, text=True).stdout
 
     git("init", "-q")
-    (tmp_path / "rag").mkdir()
-    (tmp_path / "rag" / "features.py").write_text("A = 1\n")
+    (repo / "rag" / "features.py").write_text("A = 1\n")
     out.write_text("{}")
     git("add", "-A")
     git("commit", "-qm", "fit here")
@@ -332,7 +335,7 @@ def test_the_fit_records_the_commit_whose_code_computed_the_features(tmp_path, m
     assert fit.code_commit(out) == head
     out.write_text('{"weights": {}}')  # the file being written is no change of the code
     assert fit.code_commit(out) == head
-    (tmp_path / "rag" / "features.py").write_text("A = 2\n")
+    (repo / "rag" / "features.py").write_text("A = 2\n")
     assert fit.code_commit(out) == f"{head}+changes"
 
 

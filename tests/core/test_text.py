@@ -214,8 +214,8 @@ def test_answer_type_of_a_question(question, kind):
     ("word", "kind", "fits"),
     [("42", "number", True), ("$", "number", True), ("dozen", "number", True),
      ("sixty", "number", True), ("Nineteen", "number", True), ("thousands", "number", True),
-     ("Jane", "number", False), ("none", "number", False), ("1990s", "date", True), ("March", "date", True),
-     ("12345", "date", False), ("Paris", "where", True), ("Jane", "name", True),
+     ("Jane", "number", False), ("none", "number", False), ("1990s", "date", True),
+     ("March", "date", True), ("12345", "date", False), ("Paris", "where", True), ("Jane", "name", True),
      ("jane", "name", False), ("Jane", "what", False), ("Jane", None, False), ("", "name", False)],
 )  # fmt: skip
 def test_fits_kind(word, kind, fits):
