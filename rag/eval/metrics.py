@@ -324,10 +324,10 @@ def citation_scores(cited: Iterable[str], gold: Iterable[str]) -> dict[str, floa
 
 def content_tokens(text: str) -> list[str]:
     """Normalized tokens without stop words and without tokens of no letter or digit (what
-    :func:`groundedness` checks): SQuAD's normalization removes only ASCII punctuation, and a
-    dash such as the " — " between an evidence answer's span and its sentence is no word.
+    :func:`groundedness` checks): normalization removes punctuation but keeps symbols, and an
+    arrow or a "±" standing alone is no word.
 
-    >>> content_tokens("Meta AI — FAISS is … a library")
+    >>> content_tokens("Meta AI — FAISS is → a library ±")
     ['meta', 'ai', 'faiss', 'library']
     """
     return [
