@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from rag.core.errors import RagError
 
-__all__ = ["UndecodableLine", "decoded_lines"]
+__all__ = ["UndecodableLine", "decoded_lines", "text_encoding"]
 
 
 class UndecodableLine(RagError, ValueError):
@@ -49,6 +49,16 @@ class UndecodableLine(RagError, ValueError):
         super().__init__(f"line {line}: not valid {encoding} text ({reason} at byte {byte})")
 
 
+def text_encoding(encoding: str) -> str:
+    """The codec that reads the start of a file in ``encoding``: ``utf-8-sig`` for UTF-8, as a
+    byte order mark (Windows editors, Excel's CSV) is no text.
+
+    >>> text_encoding("UTF8"), text_encoding("cp1252")
+    ('utf-8-sig', 'cp1252')
+    """
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
 def decoded_lines(handle: BinaryIO, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
     """``(line number, line)`` of an open binary file, each line decoded on its own (its line
     end kept). A UTF-8 byte order mark before the first line (Windows editors, Excel's CSV) is
@@ -57,11 +67,11 @@ def decoded_lines(handle: BinaryIO, encoding: str = "utf-8") -> Iterator[tuple[i
     Raises:
         UndecodableLine: a line is not valid in ``encoding``.
     """
-    utf8 = codecs.lookup(encoding).name == "utf-8"
+    first = text_encoding(encoding)
     offset = 0
     for number, raw in enumerate(handle, start=1):
         try:
-            line = raw.decode("utf-8-sig" if utf8 and number == 1 else encoding)
+            line = raw.decode(first if number == 1 else encoding)
         except UnicodeDecodeError as err:
             raise UndecodableLine(
                 line=number,

@@ -30,7 +30,7 @@ from rag.core.deps import require
 from rag.core.documents import Document
 from rag.core.errors import ConfigError, InvalidInputError, LoaderError, RagError
 from rag.core.limits import allow_long_csv_fields, loads_json
-from rag.core.lines import UndecodableLine, decoded_lines
+from rag.core.lines import UndecodableLine, decoded_lines, text_encoding
 from rag.core.text import markdown_headings
 from rag.pipelines.office import HTML_BLOCKS, OFFICE_EXTENSIONS, html_inline, load_office
 
@@ -153,7 +153,7 @@ def _decode(data: bytes, source: str, encoding: str) -> str:
     if b"\x00" in data[:8192]:
         raise LoaderError(source, "binary content (NUL bytes); not a text file")
     try:
-        text = data.decode(_text_encoding(encoding))
+        text = data.decode(text_encoding(encoding))
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise _not_text(source, encoding, err.reason, err.start, line) from None
@@ -239,11 +239,6 @@ def _metadata_value(value: Any) -> Any:
         items = [_metadata_value(v) for v in value if not isinstance(v, (list, dict))]
         return items if len(items) == len(value) and None not in items else None
     return None
-
-
-def _text_encoding(encoding: str) -> str:
-    """``utf-8-sig`` for UTF-8: a byte order mark (Windows editors, Excel's CSV) is no text."""
-    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
 def _not_text(source: str, encoding: str, reason: str, byte: int, line: int) -> LoaderError:
