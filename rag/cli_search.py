@@ -7,6 +7,7 @@ a TREC run where each document appears once (its best chunk).
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from typing import Any
 import typer
 
 from rag.cli_output import print_json
+from rag.core.errors import did_you_mean
 from rag.core.graph import Pipeline
 from rag.core.protocols import RetrievesBatches
 
@@ -99,8 +101,53 @@ def nothing_retrieved(
     if empty:
         return f"nothing retrieved: {empty}"
     if filters:
-        return f"nothing retrieved: no chunk matches the filter {json.dumps(filters)}"
+        why = f"nothing retrieved: no chunk matches the filter {json.dumps(filters)}"
+        unknown = unknown_filter_fields(components, filters)
+        return f"{why}; {unknown}" if unknown else why
     return "nothing retrieved"
+
+
+def unknown_filter_fields(components: Mapping[str, Any], filters: dict[str, Any]) -> str | None:
+    r"""The metadata fields ``filters`` names that no chunk of any store among ``components``
+    has (a misspelt field matches nothing, silently), with the closest field the chunks do
+    have; ``None`` when every field exists somewhere or a store cannot tell.
+
+    Example:
+        >>> from rag.connectors.stores.faiss import FaissStore
+        >>> from rag.core.documents import Chunk
+        >>> import numpy as np
+        >>> store = FaissStore()
+        >>> _ = store.write([Chunk(id="a", text="x", embedding=np.ones(2, "float32"),
+        ...                        metadata={"source": "a.md"})])
+        >>> print(unknown_filter_fields({"store": store}, {"sorce": "a.md"}))
+        no chunk has the metadata field 'sorce'. Did you mean 'source'?
+    """
+    from rag.core.errors import RagError
+    from rag.core.filters import field_names, parse_filter
+    from rag.core.protocols import Enumerable
+    from rag.core.roles import Role
+
+    stores = [c for c in components.values() if Role.STORE.played_by(c)]
+    try:
+        names = sorted(field_names(parse_filter(filters)))
+        missing = [
+            name
+            for name in names
+            if all(store.count({name: {"$exists": True}}) == 0 for store in stores)
+        ]
+        known: set[str] = set()
+        for store in stores:  # the fields of a sample of chunks, for the suggestion
+            if isinstance(store, Enumerable):
+                for chunk in itertools.islice(store.iter_chunks(batch_size=100), 100):
+                    known.update(chunk.metadata)
+    except (RagError, OSError):  # a store that cannot count or list: say no more
+        return None
+    if not stores or not missing:
+        return None
+    noun = "field" if len(missing) == 1 else "fields"
+    return f"no chunk has the metadata {noun} " + "; ".join(
+        f"'{name}'.{did_you_mean(name, sorted(known))}".rstrip(".").rstrip() for name in missing
+    )
 
 
 def search_one(

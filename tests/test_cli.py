@@ -155,6 +155,12 @@ def test_a_search_that_finds_nothing_says_why_on_stderr(ingested, tmp_path):
     assert 'note: nothing retrieved: no chunk matches the filter {"source": "nowhere.md"}' in (
         unmatched.stderr
     )
+    assert "metadata field" not in unmatched.stderr  # the field exists; its value matched none
+    misspelt = invoke(
+        "search", "tune HNSW", "--config", config, "--filter", '{"sorce": "bm25.md"}', "--json"
+    )
+    assert misspelt.exit_code == 0 and json.loads(misspelt.stdout)["hits"] == []
+    assert "no chunk has the metadata field 'sorce'. Did you mean 'source'?" in misspelt.stderr
     empty_config = tmp_path / "empty.yaml"  # an index nothing was ingested into
     empty_config.write_text(config.read_text().replace(str(config.parent / "index"), str(tmp_path)))
     empty = invoke("search", "tune HNSW", "--config", empty_config, "--json")
