@@ -219,6 +219,8 @@ class Backend:
             return found.component if found else None
 
         self.chain: Any = role(Role.CHAIN, [ask_pipeline])
+        self._styled_chains: dict[str, Any] = {}
+        """Copies of :attr:`chain` in another answer style, by style name (built on demand)."""
         self.retriever: Any = role(Role.RETRIEVER, [search_pipeline, ask_pipeline])
         self.ingest: Pipeline | None = app_file.pipelines.get(ingest_pipeline)
         found = find_writer(self.ingest) if self.ingest else None
@@ -263,21 +265,35 @@ class Backend:
         with self.lock:
             return list(self.retriever.retrieve(query, k=k, filters=scope.restrict(filters)))
 
-    def require_chain(self) -> Any:
+    def require_chain(self, answer_style: str | None = None) -> Any:
+        """The chain, or a copy of it answering in ``answer_style`` (``rag ask --style``),
+        built once per style and kept; the caller holds :attr:`lock`.
+
+        Raises:
+            NotConfigured: the pipeline file has no chain.
+            ConfigError: an unknown style, or one the chain's generator cannot serve.
+        """
         if self.chain is None:
             raise NotConfigured(
                 self.role_problems.get(Role.CHAIN)
                 or "the pipeline file has no chain.rag; add an 'ask' pipeline with a chain.rag "
                 "component (see examples/qa.yaml)"
             )
-        return self.chain
+        name = (answer_style or self.chain.answer_style).removeprefix("style.")
+        if name == self.chain.answer_style:
+            return self.chain
+        if name not in self._styled_chains:
+            styled = self.chain.with_style(name)
+            styled.warm_up()  # a generator that lacks what the style needs fails here
+            self._styled_chains[name] = styled
+        return self._styled_chains[name]
 
-    def check_question(self, question: str) -> str | None:
+    def check_question(self, question: str, answer_style: str | None = None) -> str | None:
         """Why ``question`` cannot be answered (it does not fit the context window), or None."""
-        chain = self.require_chain()
         from rag.core.errors import GenerationError
 
         with self.lock:
+            chain = self.require_chain(answer_style)
             try:
                 chain.warm_up()
                 chain.fit_contexts(question, [])
@@ -286,20 +302,34 @@ class Backend:
         return None
 
     def ask(
-        self, question: str, *, k: int | None, filters: dict[str, Any] | None, scope: KeyScope
+        self,
+        question: str,
+        *,
+        k: int | None,
+        filters: dict[str, Any] | None,
+        scope: KeyScope,
+        answer_style: str | None = None,
     ) -> Any:
-        """The chain's answer, from the contexts ``scope`` may see."""
+        """The chain's answer (in ``answer_style``, default the chain's), from the contexts
+        ``scope`` may see."""
         require(scope, READ)
-        chain = self.require_chain()
         with self.lock:
+            chain = self.require_chain(answer_style)
             return chain.ask(question, filters=scope.restrict(filters), k=k)
 
     def stream(
-        self, question: str, *, k: int | None, filters: dict[str, Any] | None, scope: KeyScope
+        self,
+        question: str,
+        *,
+        k: int | None,
+        filters: dict[str, Any] | None,
+        scope: KeyScope,
+        answer_style: str | None = None,
     ) -> Iterator:
         """Text pieces then the Answer; the caller holds :attr:`lock` while iterating."""
         require(scope, READ)
-        return self.require_chain().stream(question, filters=scope.restrict(filters), k=k)
+        chain = self.require_chain(answer_style)
+        return chain.stream(question, filters=scope.restrict(filters), k=k)
 
     def stats(self, *, scope: KeyScope) -> dict[str, Any]:
         """Chunks, sources, store type and dimension, counting only what ``scope`` may see."""

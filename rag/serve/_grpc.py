@@ -199,6 +199,9 @@ def _answer_message(answer: Any) -> Any:
         finish_reason=data["finish_reason"] or "",
         messages=[_to_struct(m) for m in data["messages"]],
         tool_calls=[_to_struct(t) for t in data["tool_calls"]],
+        answer_style=data["answer_style"],
+        grounded=data["grounded"],
+        spans=[pb.AnswerSpan(**span) for span in data["spans"]],
     )
 
 
@@ -287,13 +290,23 @@ class RaglineService:
             if request.HasField("k"):
                 data["k"] = request.k
             data["filters"] = _struct_of(request, "filters")
+            if request.HasField("answer_style"):
+                data["answer_style"] = request.answer_style
             body = _validated(AskRequest, data)
-            problem = await asyncio.to_thread(self.backend.check_question, body.question)
+            problem = await asyncio.to_thread(
+                self.backend.check_question, body.question, body.answer_style
+            )
             if problem:
                 raise InvalidArgument(f"question: {problem}")
             backend = self.backend
             pieces = iterate_in_thread(
-                lambda: backend.stream(body.question, k=body.k, filters=body.filters, scope=scope),
+                lambda: backend.stream(
+                    body.question,
+                    k=body.k,
+                    filters=body.filters,
+                    scope=scope,
+                    answer_style=body.answer_style,
+                ),
                 lock=backend.lock,
             )
             async for piece in pieces:

@@ -63,6 +63,22 @@ def check_filters(value: dict[str, Any] | None, info: ValidationInfo) -> dict[st
     return value
 
 
+def check_answer_style(value: str | None) -> str | None:
+    """A field validator: ``value`` names a registered answer style (``style.`` optional)."""
+    if value is None:
+        return None
+    from rag.chains.styles import STYLES
+    from rag.core.errors import did_you_mean
+
+    name = value.removeprefix("style.")
+    if name not in STYLES:
+        raise ValueError(
+            f"unknown answer_style {value!r}.{did_you_mean(name, list(STYLES))} "
+            f"Known: {', '.join(STYLES)}"
+        )
+    return name
+
+
 def _whole_number(value: Any) -> Any:
     # JSON Schema's "integer" holds 5.0 as well as 5; a text or a boolean is no integer
     if isinstance(value, (str, bool)):
@@ -252,8 +268,18 @@ class AskRequest(StrictModel):
             "generated, then one 'answer' event with the whole answer."
         ),
     )
+    answer_style: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "Answer in another style than the chain's (evidence, extractive, concise, "
+            "sentences), as `rag ask --style` does; default: the pipeline file's."
+        ),
+        examples=["extractive"],
+    )
 
     _filters = field_validator("filters")(check_filters)
+    _answer_style = field_validator("answer_style")(check_answer_style)
 
 
 class CitationOut(BaseModel):

@@ -130,6 +130,7 @@ def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
         ],
         k: Annotated[int | None, Field(ge=1, le=MAX_K, strict=True)] = None,
         filters: dict[str, Any] | None = None,
+        answer_style: Annotated[str | None, Field(max_length=64)] = None,
     ) -> dict[str, Any]:
         """Answer a question from the document collection, with numbered citations of the
         chunks used, the retrieved contexts and the prompt sent to the model.
@@ -138,14 +139,18 @@ def create_mcp_server(backend: Backend, *, name: str = "ragline") -> MCPServer:
             question: The question.
             k: How many contexts to retrieve (default: the server's).
             filters: Metadata filter for retrieval, MongoDB style.
+            answer_style: evidence (a sentence copied from the documents), extractive,
+                concise or sentences (default: the server's).
         """
         try:
             _check_arguments(k, filters)
             scope = _scope_of(ctx)
-            problem = backend.check_question(question)
+            problem = backend.check_question(question, answer_style)
             if problem:
                 raise ToolError(problem)
-            answer = backend.ask(question, k=k, filters=filters, scope=scope)
+            answer = backend.ask(
+                question, k=k, filters=filters, scope=scope, answer_style=answer_style
+            )
         except (FilterError, InvalidInputError, Forbidden, NotConfigured, ConfigError) as err:
             raise ToolError(str(err)) from err
         except GenerationError as err:

@@ -302,6 +302,26 @@ def test_ask_answers_with_contexts_and_prompt(client):
         assert span["id"] in {c["id"] for c in body["contexts"]}
 
 
+def test_ask_answers_in_the_style_the_request_names(client):
+    question = {"question": "What does FAISS store?", "k": 2}
+    response = client.post("/v1/ask", json={**question, "answer_style": "extractive"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer_style"] == "extractive" and body["answer"].strip()
+    assert client.post("/v1/ask", json=question).json()["answer_style"] == "evidence"  # as before
+    with client.stream(
+        "POST", "/v1/ask", json={**question, "answer_style": "style.extractive", "stream": True}
+    ) as streamed:
+        events = _sse_events(streamed.read().decode())
+    assert json.loads(events[-1][1])["answer_style"] == "extractive"
+    error = _assert_error(
+        client.post("/v1/ask", json={**question, "answer_style": "extractiv"}),
+        422,
+        field="body.answer_style",
+    )
+    assert "Did you mean 'extractive'?" in error["message"] and "sentences" in error["message"]
+
+
 def test_ask_response_keeps_the_proven_span_of_an_extractive_answer():
     from rag.chains.answer import Answer, AnswerSpan, Context
     from rag.serve._schemas import AskResponse

@@ -58,3 +58,23 @@ def test_two_chains_and_no_ask_pipeline_leave_ask_unconfigured_saying_why():
 def test_a_file_with_nothing_to_serve_is_refused():
     with pytest.raises(ConfigError, match="no retriever and no vector store"):
         Backend(PipelineFile(pipelines={"ask": pipeline("ask", embedder=Embedder())}))
+
+
+def test_another_answer_style_is_built_once_from_the_chain():
+    from rag.chains import RagChain
+    from tests.chains.helpers import Script, scripted_generator
+
+    retriever = Retriever(store=Store())
+    chain = RagChain(retriever=retriever, generator=scripted_generator(Script()))
+    backend = Backend(PipelineFile(pipelines={"ask": pipeline("ask", chain=chain)}))
+    assert chain.answer_style == "sentences"  # a remote model's default
+    assert backend.require_chain() is chain and backend.require_chain("sentences") is chain
+    evidence = backend.require_chain("style.evidence")
+    assert evidence.answer_style == "evidence" and evidence.generator is chain.generator
+    assert evidence.retriever is retriever
+    assert backend.require_chain("evidence") is evidence  # kept, not rebuilt per request
+    extractive = backend.require_chain("extractive")  # quotes a span over a chat API
+    assert extractive.answer_style == "extractive"
+    assert extractive.style.search(chain.generator) == "quote"
+    with pytest.raises(ConfigError, match="unknown answer_style 'bullets'"):
+        backend.require_chain("bullets")

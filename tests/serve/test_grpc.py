@@ -187,6 +187,22 @@ def test_ask_streams_tokens_then_one_answer_with_citations(stub):
     assert len(answer.contexts) == 2 and answer.answer.strip()
     assert {c.id for c in answer.citations} <= {c.id for c in answer.contexts}
     assert answer.timings
+    assert answer.answer_style == "evidence"  # as REST: the style, and where a copy came from
+    if answer.grounded:
+        span = answer.spans[0]
+        context = answer.contexts[span.index - 1]
+        assert span.id == context.id and context.text[span.start : span.end].split()
+
+
+@pytest.mark.integration
+def test_ask_answers_in_the_style_the_request_names(stub):
+    request = pb.AskRequest(question="What does FAISS store?", k=2, answer_style="extractive")
+    events = list(stub.Ask(request, metadata=AUTH, timeout=120))
+    assert events[-1].answer.answer_style == "extractive" and events[-1].answer.answer.strip()
+    bad = pb.AskRequest(question="What does FAISS store?", answer_style="extractiv")
+    code, details = status_of(lambda: list(stub.Ask(bad, metadata=AUTH)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("answer_style:")
+    assert "Did you mean 'extractive'?" in details
 
 
 def endless(backend: Any, monkeypatch: pytest.MonkeyPatch) -> threading.Event:

@@ -79,6 +79,17 @@ async def test_http_ask_answers_with_contexts_and_the_prompt(mcp_url):
 
 
 @pytest.mark.integration
+async def test_http_ask_answers_in_the_style_the_call_names(mcp_url):
+    mcp_client, http = http_client(mcp_url)
+    question = {"question": "What does FAISS store?", "k": 2}
+    async with http, mcp_client:
+        styled = await mcp_client.call_tool("ask", {**question, "answer_style": "extractive"})
+        unknown = await mcp_client.call_tool("ask", {**question, "answer_style": "bullets"})
+    assert payload(styled)["answer_style"] == "extractive"
+    assert unknown.is_error and "unknown answer_style 'bullets'" in unknown.content[0].text
+
+
+@pytest.mark.integration
 async def test_http_bad_arguments_are_tool_errors_naming_the_problem(mcp_url):
     mcp_client, http = http_client(mcp_url)
     async with http, mcp_client:

@@ -38,14 +38,16 @@ class SearchResponse(_message.Message):
     def __init__(self, query: _Optional[str] = ..., hits: _Optional[_Iterable[_Union[Hit, _Mapping]]] = ...) -> None: ...
 
 class AskRequest(_message.Message):
-    __slots__ = ("question", "k", "filters")
+    __slots__ = ("question", "k", "filters", "answer_style")
     QUESTION_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_STYLE_FIELD_NUMBER: _ClassVar[int]
     question: str
     k: int
     filters: _struct_pb2.Struct
-    def __init__(self, question: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    answer_style: str
+    def __init__(self, question: _Optional[str] = ..., k: _Optional[int] = ..., filters: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., answer_style: _Optional[str] = ...) -> None: ...
 
 class Citation(_message.Message):
     __slots__ = ("id", "source", "index")
@@ -76,7 +78,7 @@ class Context(_message.Message):
     def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., source: _Optional[str] = ..., score: _Optional[float] = ..., text: _Optional[str] = ..., metadata: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., trimmed: bool = ...) -> None: ...
 
 class Answer(_message.Message):
-    __slots__ = ("question", "answer", "citations", "contexts", "prompt", "timings", "usage", "invalid_citations", "dropped_contexts", "steps", "finish_reason", "messages", "tool_calls")
+    __slots__ = ("question", "answer", "citations", "contexts", "prompt", "timings", "usage", "invalid_citations", "dropped_contexts", "steps", "finish_reason", "messages", "tool_calls", "answer_style", "grounded", "spans")
     class TimingsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -104,6 +106,9 @@ class Answer(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     TOOL_CALLS_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_STYLE_FIELD_NUMBER: _ClassVar[int]
+    GROUNDED_FIELD_NUMBER: _ClassVar[int]
+    SPANS_FIELD_NUMBER: _ClassVar[int]
     question: str
     answer: str
     citations: _containers.RepeatedCompositeFieldContainer[Citation]
@@ -117,7 +122,24 @@ class Answer(_message.Message):
     finish_reason: str
     messages: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
     tool_calls: _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]
-    def __init__(self, question: _Optional[str] = ..., answer: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., contexts: _Optional[_Iterable[_Union[Context, _Mapping]]] = ..., prompt: _Optional[str] = ..., timings: _Optional[_Mapping[str, float]] = ..., usage: _Optional[_Mapping[str, int]] = ..., invalid_citations: _Optional[int] = ..., dropped_contexts: _Optional[int] = ..., steps: _Optional[int] = ..., finish_reason: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ...) -> None: ...
+    answer_style: str
+    grounded: bool
+    spans: _containers.RepeatedCompositeFieldContainer[AnswerSpan]
+    def __init__(self, question: _Optional[str] = ..., answer: _Optional[str] = ..., citations: _Optional[_Iterable[_Union[Citation, _Mapping]]] = ..., contexts: _Optional[_Iterable[_Union[Context, _Mapping]]] = ..., prompt: _Optional[str] = ..., timings: _Optional[_Mapping[str, float]] = ..., usage: _Optional[_Mapping[str, int]] = ..., invalid_citations: _Optional[int] = ..., dropped_contexts: _Optional[int] = ..., steps: _Optional[int] = ..., finish_reason: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., tool_calls: _Optional[_Iterable[_Union[_struct_pb2.Struct, _Mapping]]] = ..., answer_style: _Optional[str] = ..., grounded: bool = ..., spans: _Optional[_Iterable[_Union[AnswerSpan, _Mapping]]] = ...) -> None: ...
+
+class AnswerSpan(_message.Message):
+    __slots__ = ("index", "id", "start", "end", "logprob")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    LOGPROB_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    id: str
+    start: int
+    end: int
+    logprob: float
+    def __init__(self, index: _Optional[int] = ..., id: _Optional[str] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., logprob: _Optional[float] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("text",)

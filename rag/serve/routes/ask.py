@@ -36,18 +36,29 @@ router = APIRouter(tags=["rag"])
 async def ask(body: AskRequest, request: Request, backend: BackendDep) -> Any:
     """Answer ``question`` with citations (the shape of ``rag ask --json``)."""
     scope = key_scope_of(request.scope)
-    problem = await run_in_threadpool(backend.check_question, body.question)
+    problem = await run_in_threadpool(backend.check_question, body.question, body.answer_style)
     if problem:
         return error(422, problem, code="question_too_long", param="body.question")
     if not body.stream:
         answer = await run_in_threadpool(
-            backend.ask, body.question, k=body.k, filters=body.filters, scope=scope
+            backend.ask,
+            body.question,
+            k=body.k,
+            filters=body.filters,
+            scope=scope,
+            answer_style=body.answer_style,
         )
         return JSONResponse(jsonable_encoder(answer.to_dict()))
 
     async def events() -> AsyncIterator[str]:
         pieces = iterate_in_thread(
-            lambda: backend.stream(body.question, k=body.k, filters=body.filters, scope=scope),
+            lambda: backend.stream(
+                body.question,
+                k=body.k,
+                filters=body.filters,
+                scope=scope,
+                answer_style=body.answer_style,
+            ),
             lock=backend.lock,
         )
         try:
