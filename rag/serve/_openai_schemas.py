@@ -31,6 +31,7 @@ from rag.serve._schemas import (
     Positive,
     StrictModel,
     TopK,
+    check_answer_style,
     check_filters,
 )
 
@@ -98,8 +99,8 @@ class ChatCompletionRequest(StrictModel):
 
     The last user message is the question; earlier turns are accepted and not used. Sampling
     options (``temperature``, ``max_tokens``, ...) are accepted for compatibility; the pipeline's
-    generator settings apply. ``filters`` and ``k`` are ragline extensions (``extra_body`` in the
-    OpenAI Python client).
+    generator settings apply. ``filters``, ``k`` and ``answer_style`` are ragline extensions
+    (``extra_body`` in the OpenAI Python client).
     """
 
     model: str = Field(min_length=1, max_length=200)
@@ -123,8 +124,12 @@ class ChatCompletionRequest(StrictModel):
     user: str | None = None
     k: TopK | None = None
     filters: Filters = FiltersField
+    answer_style: str | None = Field(
+        default=None, max_length=64, description="As POST /v1/ask's answer_style."
+    )
 
     _filters = field_validator("filters")(check_filters)
+    _answer_style = field_validator("answer_style")(check_answer_style)
 
     @model_validator(mode="after")
     def _has_question(self) -> ChatCompletionRequest:

@@ -393,6 +393,27 @@ def test_openai_client_talks_to_the_pipeline(base_url):
         openai.OpenAI(base_url=f"{base_url}/v1", api_key="x" * 20, max_retries=0).models.list()
 
 
+def test_openai_client_picks_the_answer_style_as_an_extension(base_url, client):
+    openai = pytest.importorskip("openai")
+    llm = openai.OpenAI(base_url=f"{base_url}/v1", api_key=API_KEY, max_retries=0)
+    question = "What does FAISS store?"
+    completion = llm.chat.completions.create(
+        model="ragline",
+        messages=[{"role": "user", "content": question}],
+        extra_body={"k": 2, "answer_style": "extractive"},
+    )
+    asked = client.post(
+        "/v1/ask", json={"question": question, "k": 2, "answer_style": "extractive"}
+    )
+    assert completion.choices[0].message.content == asked.json()["answer"]
+    with pytest.raises(openai.BadRequestError, match="answer_style"):
+        llm.chat.completions.create(
+            model="ragline",
+            messages=[{"role": "user", "content": question}],
+            extra_body={"answer_style": "bullets"},
+        )
+
+
 def test_chat_completions_validates_messages(client):
     no_user = {"model": "ragline", "messages": [{"role": "system", "content": "hi"}]}
     _assert_error(client.post("/v1/chat/completions", json=no_user), 400)

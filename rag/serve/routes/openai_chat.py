@@ -54,14 +54,19 @@ async def chat_completions(
     come back in the extra ``citations`` field."""
     scope = key_scope_of(request.scope)
     question = body.question()
-    problem = await run_in_threadpool(backend.check_question, question)
+    problem = await run_in_threadpool(backend.check_question, question, body.answer_style)
     if problem:
         return error(400, problem, code="question_too_long", param="body.messages")
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not body.stream:
         answer = await run_in_threadpool(
-            backend.ask, question, k=body.k, filters=body.filters, scope=scope
+            backend.ask,
+            question,
+            k=body.k,
+            filters=body.filters,
+            scope=scope,
+            answer_style=body.answer_style,
         )
         return JSONResponse(
             {
@@ -97,7 +102,13 @@ async def chat_completions(
     async def events() -> AsyncIterator[str]:
         yield chunk({"role": "assistant", "content": ""})
         pieces = iterate_in_thread(
-            lambda: backend.stream(question, k=body.k, filters=body.filters, scope=scope),
+            lambda: backend.stream(
+                question,
+                k=body.k,
+                filters=body.filters,
+                scope=scope,
+                answer_style=body.answer_style,
+            ),
             lock=backend.lock,
         )
         try:
