@@ -216,6 +216,23 @@ def test_ask_streams_the_answer_and_highlights_what_it_cites(page, playground, a
         print(f"\nplayground screenshot: {shot}")
 
 
+def test_the_style_menu_asks_in_the_chosen_style(page, playground):
+    enter_key(page, API_KEY)
+    page.wait_for_selector("#key-status:has-text('key accepted')")
+    own = api_answer(playground, QUESTION)[0]["answer_style"]
+    other = "evidence" if own != "evidence" else "extractive"
+    page.select_option("#ask-style", other)
+    with page.expect_request("**/v1/ask") as sent:
+        browser_ask(page, QUESTION)
+    assert sent.value.post_data_json["answer_style"] == other
+    assert page.locator("#answer-meta .badge").first.inner_text() == other
+    page.select_option("#ask-style", "")  # the file's own style: nothing sent
+    with page.expect_request("**/v1/ask") as sent:
+        browser_ask(page, QUESTION)
+    assert "answer_style" not in sent.value.post_data_json
+    assert page.locator("#answer-meta .badge").first.inner_text() == own
+
+
 def test_time_to_first_answer_in_the_browser_against_the_api(page, playground, capsys):
     """Printed, not asserted: the issue's bound is the API's own latency + 0.5 s."""
     enter_key(page, API_KEY)

@@ -423,6 +423,8 @@ async function ask(event) {
   const k = $("ask-k").value;
   if (k) body.k = Number(k);
   if (filters) body.filters = filters;
+  const style = $("ask-style").value;
+  if (style) body.answer_style = style;
   const button = $("ask-button");
   button.disabled = true;
   const paragraph = $("answer");
