@@ -91,7 +91,6 @@ FEATURES = (
     "how_position",
     "how_document_start",
     "definition",
-    "gloss",
     "number_for_number",
     "answer_type_fits",
     "answer_type_count",
@@ -116,7 +115,6 @@ FEATURES = (
   its document (first of a context whose chunk is its document's first, ``chunk_index`` 0).
 - ``how_*``: position features of a "how ..." question that asks no number (a process is told
   from the start). ``definition``: it reads "X is a ...", "refers to" or "is defined as".
-  ``gloss``: it opens on a name glossed in brackets (:data:`GLOSS`).
 - ``number_for_number``: it holds a digit and the question asks how many / when.
   ``answer_type_*``: for a factoid question, whether (and how many, up to 3, over 3) of its
   words not in the question look like the answer asked for (a number, a date, a name:
@@ -142,9 +140,6 @@ DEFINITION = re.compile(
     re.IGNORECASE,
 )
 """A defining sentence: "A glacier cave is a cave ...", "... refers to ...", "is defined as"."""
-GLOSS = re.compile(r"^\W*(?:[A-Z][\w.-]*\s+){0,3}\([^()]{4,}\)")
-"""A sentence that opens on a name and its gloss in brackets, as an encyclopedia's lead does:
-"HNSW (hierarchical navigable small world) builds ...", "Mazel tov (lit. good luck) is ..."."""
 LEXICAL_FEATURES = tuple(f for f in FEATURES if not f.startswith("similarity"))
 POINTING_BACK = frozenset(
     {"it", "its", "this", "these", "that", "those", "they", "their", "them", "he", "she", "his"}
@@ -285,7 +280,6 @@ def sentence_candidates(
             how_position=how * features["position"],
             how_document_start=how * features["document_start"],
             definition=float(DEFINITION.search(candidate.text) is not None),
-            gloss=float(GLOSS.match(candidate.text) is not None),
             number_for_number=float(
                 kind in ("number", "date") and any(c.isdigit() for c in candidate.text)
             ),
