@@ -36,6 +36,7 @@ from rag.core.text import (
     MONTHS,
     START_STOPWORDS,
     STOPWORDS,
+    TITLES,
     WORD,
     abbreviation_period,
     content_stems,
@@ -229,8 +230,11 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
     for both, unless the question asks for a year, the month before a day and the day before a
     month ("December 9, 1916" when the span is "9, 1916", "9 December 1916"); for a question
     about an end (:data:`ENDING`: die, death, ended, closed ...), the date after a dash that ends
-    the span's range ("1968" for "1929 – 1968"). Both answer styles complete the span they
-    answer with.
+    the span's range ("1968" for "1929 – 1968"); for any other question the whole name a span
+    starts or ends in ("Tropical Storm Beryl" for "Beryl", not the title before it:
+    "President Ma Ying-jeou" gives "Ma Ying-jeou") and, when the question asks for several
+    (:data:`ASKS_SEVERAL`), the names listed after it ("Liu Bingzhong and Yao Shu"). Both
+    answer styles complete the span they answer with.
 
     Example:
         >>> text = "Berlin has 3.7 million inhabitants; it was founded on March 30, 1237."
@@ -240,6 +244,10 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
         >>> start, end = complete_span("When was it founded?", text, 54, 62)
         >>> text[start:end]
         'March 30, 1237'
+        >>> text = "Who were two of his advisers? Liu Bingzhong and Yao Shu were."
+        >>> start, end = complete_span(text[:29], text, 30, 43)
+        >>> text[start:end]
+        'Liu Bingzhong and Yao Shu'
     """
     kind = question_kind(question)
     if kind == "number":
@@ -268,7 +276,63 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
         previous = before.group(1).lower() if before is not None else ""
         if (_is_day(first) and previous in MONTHS) or (first in MONTHS and _is_day(previous)):
             start = before.start(1)  # type: ignore[union-attr]
+    if kind not in ("date", "number"):
+        start, end = _whole_name(text, start, end)
+        if ASKS_SEVERAL.search(question):
+            end = _with_listed_names(text, start, end)
     return start, end
+
+
+ASKS_SEVERAL = re.compile(
+    r"\b(?:two|three|four|five|six|both|several|some|who were|what were|what are)\b",
+    re.IGNORECASE,
+)
+"""A question that asks for more than one thing ("Who were two of his advisers?")."""
+
+
+def _with_listed_names(text: str, start: int, end: int) -> int:
+    """The end of the list of names a name span opens ("Liu Bingzhong and Yao Shu")."""
+    if not re.search(rf"(?:^|\s){_NAME_WORD}$", text[start:end]):
+        return end
+    item = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD})*"
+    while more := re.match(rf"(?:,[ \t]+(?:and[ \t]+)?|[ \t]+and[ \t]+)({item})", text[end:]):
+        if more.group(1).split()[0].lower() in STOPWORDS:
+            break
+        end += more.end(1)
+    return end
+
+
+_NAME_WORD = r"[A-Z](?:\.|[\w'’&-]*)"
+"""A capitalized word, or an initial ("T.")."""
+
+
+def _whole_name(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` grown over the capitalized words next to a span that starts or ends in
+    one, so a name is whole ("Tropical Storm Beryl" for "Beryl", "Tyne and Wear Metro" for
+    "Tyne and Wear"); a stop word ("In", "The"), a title before it ("President") or
+    punctuation ends the name."""
+    span = text[start:end]
+    if re.match(_NAME_WORD, span):
+        while (before := re.search(rf"({_NAME_WORD})[ \t]+$", text[:start])) is not None:
+            word = before.group(1).lower()
+            if word in STOPWORDS or word in TITLES or _opens_sentence(text, before.start(1)):
+                break  # a stop word, a title, or a capital that may only open the sentence
+            start = before.start(1)
+    if re.search(rf"(?:^|\s){_NAME_WORD}$", span):
+        while (after := re.match(rf"[ \t]+({_NAME_WORD})", text[end:])) is not None:
+            if after.group(1).lower() in STOPWORDS:
+                break
+            end += after.end(1)
+    return start, end
+
+
+def _opens_sentence(text: str, index: int) -> bool:
+    """Whether the word at ``index`` is the first of its sentence (of ``text``): it opens the
+    text or follows a sentence end, not the period of an initial or a short form ("Rev. Paul")."""
+    before = re.search(r"(?:^|([.!?])[\"'’”)\]]*\s+)$", text[:index])
+    if before is None:
+        return False
+    return before.group(1) != "." or not abbreviation_period(text, before.start(1))
 
 
 ENDING = re.compile(

@@ -348,6 +348,15 @@ _NUMBER_WORDS_TEXT = (
 NUMBER_WORDS: frozenset[str] = frozenset(_NUMBER_WORDS_TEXT.split())
 """English words that start a number ("twenty", "several", "dozen"), lower case."""
 
+_TITLES_TEXT = (
+    "president king queen prince princess emperor empress pope saint st sir lord lady dr mr "
+    "mrs ms prof professor general colonel captain senator governor mayor chancellor minister "
+    "premier bishop archbishop cardinal rev reverend judge justice"
+)
+TITLES: frozenset[str] = frozenset(_TITLES_TEXT.split())
+"""English titles a name may follow and that are no part of it ("President Ma Ying-jeou"),
+lower case, abbreviations without their full stop ("dr", "rev")."""
+
 
 def fits_kind(word: str, kind: str | None) -> bool:
     """Whether ``word`` looks like the start of an answer of ``kind`` (see :data:`KINDS`).

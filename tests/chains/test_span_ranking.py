@@ -234,3 +234,68 @@ def test_complete_span_takes_the_whole_number_or_date(question, text, span, comp
     start = text.index(span)
     found = complete_span(question, text, start, start + len(span))
     assert text[found[0] : found[1]] == completed
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("question", "text", "span", "completed"),
+    [
+        # a name is taken whole, over the capitalized words beside the span
+        (
+            "What storm hit?",
+            "In May, Tropical Storm Beryl hit the city.",
+            "Beryl",
+            "Tropical Storm Beryl",
+        ),
+        ("What river?", "A bridge crossed the River Tyne then.", "Tyne", "River Tyne"),
+        (
+            "Which railway?",
+            "It is the Tyne and Wear Metro system.",
+            "Tyne and Wear",
+            "Tyne and Wear Metro",
+        ),
+        (
+            "Who leads it?",
+            "It is led by Rev. Paul T. Stallsworth now.",
+            "Stallsworth",
+            "Paul T. Stallsworth",
+        ),
+        # ... but not over a title, a stop word, a sentence end or punctuation
+        (
+            "Who went?",
+            "Costa Rican President José María Figueres went.",
+            "José María Figueres",
+            "José María Figueres",
+        ),
+        ("Who spoke?", "In 2013 Kenyatta spoke.", "Kenyatta", "Kenyatta"),
+        ("Who spoke?", "President Kenyatta spoke.", "Kenyatta", "Kenyatta"),
+        (
+            "What goal?",
+            "It was Satyagraha. Gandhi's Satyagraha won.",
+            "Gandhi's Satyagraha",
+            "Gandhi's Satyagraha",
+        ),
+        ("Who won?", "Jennings, Rutter and Holzhauer played.", "Jennings", "Jennings"),
+        ("Who won?", "The winner was smith today.", "smith", "smith"),
+        # a question that asks for several: the list of names the span opens
+        (
+            "Who were two of his advisers?",
+            "Liu Bingzhong and Yao Shu advised him.",
+            "Liu Bingzhong",
+            "Liu Bingzhong and Yao Shu",
+        ),
+        (
+            "What are some large pharmacy companies?",
+            "They are Omnicare, Kindred Healthcare and PharMerica.",
+            "Omnicare",
+            "Omnicare, Kindred Healthcare and PharMerica",
+        ),
+        ("Who were the founders?", "Smith and the others founded it.", "Smith", "Smith"),
+        # numbers and dates keep their own rules
+        ("When did it close?", "It closed in February 2010.", "2010", "2010"),
+    ],
+)
+def test_complete_span_takes_a_whole_name(question, text, span, completed):
+    start = text.index(span)
+    found = complete_span(question, text, start, start + len(span))
+    assert text[found[0] : found[1]] == completed
