@@ -220,12 +220,16 @@ def _year_in(text: str, start: int, end: int) -> bool:
 
 
 _SCALE = r"(?:hundred|thousand|million|billion|trillion|percent|per cent)\b"
+_BOUND = r"\b(?:(?:more|less|fewer) than|up to|at (?:least|most)|over|under)"
+"""Words that bound the number after them and so change what it says ("more than 70,000");
+not those that only round it ("about 340 miles" answers with "340 miles")."""
 
 
 def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, int]:
     """``(start, end)`` of ``text[start:end]`` with the rest of the number or date it is part
     of: for a number question the number right before it ("3.7 million" when the span is
-    "million", "74 games") and a scale word after its digits ("515 million", "40 percent");
+    "million", "74 games"), a scale word after its digits ("515 million", "40 percent"), the
+    words that bound it ("more than 70,000", "up to 30%");
     for a date question the year after a month or a day ("March 30, 1970", "January 1967");
     for both, unless the question asks for a year, the month before a day and the day before a
     month ("December 9, 1916" when the span is "9, 1916", "9 December 1916"); for a question
@@ -257,6 +261,10 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
         after = re.match(r"\s+" + _SCALE, text[end:].lower())
         if after is not None and text[end - 1].isdigit():
             end += after.end()
+        if text[start:end][:1].isdigit() or text[start:end][:1] == "$":
+            bound = re.search(_BOUND + r"\s+$", text[:start], re.IGNORECASE)
+            if bound is not None:  # "more than 70,000", "up to 30%": the number as stated
+                start = bound.start()
     if kind == "date":
         words = WORD.findall(text[start:end])
         last = words[-1].lower() if words else ""

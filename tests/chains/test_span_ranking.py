@@ -299,3 +299,27 @@ def test_complete_span_takes_a_whole_name(question, text, span, completed):
     start = text.index(span)
     found = complete_span(question, text, start, start + len(span))
     assert text[found[0] : found[1]] == completed
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("question", "text", "span", "completed"),
+    [
+        (
+            "Approximately how many works?",
+            "It holds more than 70,000 works.",
+            "70,000",
+            "more than 70,000",
+        ),
+        ("What percent of girls?", "It is up to 30% of girls.", "30%", "up to 30%"),
+        ("How many voted?", "In 2010 over 40 percent voted.", "40", "over 40 percent"),
+        ("How far is it?", "It is about 340 miles away.", "340 miles", "340 miles"),  # rounded
+        ("How many live there?", "It has fewer than 500 people.", "500", "fewer than 500"),
+        ("How many points?", "They won 24–10 at home.", "24", "24"),  # a score is no range
+        ("How many were there?", "More of them came: 40 stayed.", "40", "40"),
+    ],
+)
+def test_complete_span_keeps_the_words_that_bound_a_number(question, text, span, completed):
+    start = text.index(span)
+    found = complete_span(question, text, start, start + len(span))
+    assert text[found[0] : found[1]] == completed
