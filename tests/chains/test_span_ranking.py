@@ -166,6 +166,13 @@ def test_fits_question_drops_dates_for_who_and_years_for_how_many(question, text
     assert fits_question(question, text, start, start + len(span)) is fits
 
 
+def completed_span(question: str, text: str, span: str) -> str:
+    """``span`` (its first place in ``text``) as :func:`complete_span` completes it."""
+    start = text.index(span)
+    found = complete_span(question, text, start, start + len(span))
+    return text[found[0] : found[1]]
+
+
 @pytest.mark.unit
 @pytest.mark.parametrize(
     ("question", "text", "span", "completed"),
@@ -231,9 +238,7 @@ def test_fits_question_drops_dates_for_who_and_years_for_how_many(question, text
     ],
 )
 def test_complete_span_takes_the_whole_number_or_date(question, text, span, completed):
-    start = text.index(span)
-    found = complete_span(question, text, start, start + len(span))
-    assert text[found[0] : found[1]] == completed
+    assert completed_span(question, text, span) == completed
 
 
 @pytest.mark.unit
@@ -296,9 +301,7 @@ def test_complete_span_takes_the_whole_number_or_date(question, text, span, comp
     ],
 )
 def test_complete_span_takes_a_whole_name(question, text, span, completed):
-    start = text.index(span)
-    found = complete_span(question, text, start, start + len(span))
-    assert text[found[0] : found[1]] == completed
+    assert completed_span(question, text, span) == completed
 
 
 @pytest.mark.unit
@@ -320,6 +323,4 @@ def test_complete_span_takes_a_whole_name(question, text, span, completed):
     ],
 )
 def test_complete_span_keeps_the_words_that_bound_a_number(question, text, span, completed):
-    start = text.index(span)
-    found = complete_span(question, text, start, start + len(span))
-    assert text[found[0] : found[1]] == completed
+    assert completed_span(question, text, span) == completed
