@@ -220,14 +220,20 @@ def _year_in(text: str, start: int, end: int) -> bool:
 
 
 _SCALE = r"(?:hundred|thousand|million|billion|trillion|percent|per cent)\b"
+LOOK_BACK = 64
+"""Characters before a span that its completion looks at: a number, a word or a name before
+it is found there in the same time on any text (a search back to the text's start took
+minutes on a run of 200,000 digits)."""
+_NUMBER_BEFORE = re.compile(r"(?:\$\s?)?(?<![\d.,])\d[\d.,]*\s+$")
+_WORD_BEFORE = re.compile(r"\b(\w+)\s+$")
 _BOUND = r"\b(?:(?:more|less|fewer) than|up to|at (?:least|most)|over|under)"
 """Words that bound the number after them and so change what it says ("more than 70,000");
 not those that only round it ("about 340 miles" answers with "340 miles")."""
 
 
 def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, int]:
-    """``(start, end)`` of ``text[start:end]`` with the rest of the number or date it is part
-    of: for a number question the number right before it ("3.7 million" when the span is
+    """``(start, end)`` of ``text[start:end]`` with the rest of the number, date or name it is
+    part of: for a number question the number right before it ("3.7 million" when the span is
     "million", "74 games"), a scale word after its digits ("515 million", "40 percent"), the
     words that bound it ("more than 70,000", "up to 30%");
     for a date question the year after a month or a day ("March 30, 1970", "January 1967");
@@ -255,16 +261,17 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
     """
     kind = question_kind(question)
     if kind == "number":
-        before = re.search(r"(?:\$\s?)?\d[\d.,]*\s+$", text[:start])
+        before = _NUMBER_BEFORE.search(text, max(0, start - LOOK_BACK), start)
         if before is not None:
             start = before.start()
         after = re.match(r"\s+" + _SCALE, text[end:].lower())
         if after is not None and text[end - 1].isdigit():
             end += after.end()
         if text[start:end][:1].isdigit() or text[start:end][:1] == "$":
-            bound = re.search(_BOUND + r"\s+$", text[:start], re.IGNORECASE)
+            head = text[max(0, start - 20) : start]
+            bound = re.search(_BOUND + r"\s+$", head, re.IGNORECASE)
             if bound is not None:  # "more than 70,000", "up to 30%": the number as stated
-                start = bound.start()
+                start -= len(head) - bound.start()
     if kind == "date":
         words = WORD.findall(text[start:end])
         last = words[-1].lower() if words else ""
@@ -280,7 +287,7 @@ def complete_span(question: str, text: str, start: int, end: int) -> tuple[int, 
     if kind in ("date", "number") and not asks_year:  # "In which year ...?": not its day
         words = WORD.findall(text[start:end])
         first = words[0].lower() if words else ""
-        before = re.search(r"\b(\w+)\s+$", text[:start])
+        before = _WORD_BEFORE.search(text, max(0, start - LOOK_BACK), start)
         previous = before.group(1).lower() if before is not None else ""
         if (_is_day(first) and previous in MONTHS) or (first in MONTHS and _is_day(previous)):
             start = before.start(1)  # type: ignore[union-attr]
@@ -299,48 +306,68 @@ ASKS_SEVERAL = re.compile(
 
 
 def _with_listed_names(text: str, start: int, end: int) -> int:
-    """The end of the list of names a name span opens ("Liu Bingzhong and Yao Shu")."""
-    if not re.search(rf"(?:^|\s){_NAME_WORD}$", text[start:end]):
+    """The end of the list of names (up to :data:`NAME_WORDS` more) a name span opens ("Liu
+    Bingzhong and Yao Shu")."""
+    if not _ENDS_IN_NAME.search(text[start:end]):
         return end
-    item = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD})*"
-    while more := re.match(rf"(?:,[ \t]+(?:and[ \t]+)?|[ \t]+and[ \t]+)({item})", text[end:]):
-        if more.group(1).split()[0].lower() in STOPWORDS:
+    for _ in range(NAME_WORDS):
+        more = _LISTED_NAME.match(text, end)
+        if more is None or more.group(1).split()[0].lower() in STOPWORDS:
             break
-        end += more.end(1)
+        end = more.end(1)
     return end
 
 
 _NAME_WORD = r"[A-Z](?:\.|[\w'’&-]*)"
 """A capitalized word, or an initial ("T.")."""
+_NAME_BEFORE = re.compile(r"(?<![\w'’&.-])([A-Z](?:\.|[\w'’&-]{0,40}))[ \t]{1,3}$")
+"""The capitalized word that ends a text, before one to three spaces (bounded, so that looking
+back costs the same on any text)."""
 
 
 def _whole_name(text: str, start: int, end: int) -> tuple[int, int]:
     """``(start, end)`` grown over the capitalized words next to a span that starts or ends in
-    one, so a name is whole ("Tropical Storm Beryl" for "Beryl", "Tyne and Wear Metro" for
-    "Tyne and Wear"); a stop word ("In", "The"), a title before it ("President") or
-    punctuation ends the name."""
+    one (up to :data:`NAME_WORDS` on each side), so a name is whole ("Tropical Storm Beryl" for
+    "Beryl", "Tyne and Wear Metro" for "Tyne and Wear"); a stop word ("In", "The"), a title
+    before it ("President") or punctuation ends the name."""
     span = text[start:end]
     if re.match(_NAME_WORD, span):
-        while (before := re.search(rf"({_NAME_WORD})[ \t]+$", text[:start])) is not None:
+        for _ in range(NAME_WORDS):
+            before = _NAME_BEFORE.search(text, max(0, start - LOOK_BACK), start)
+            if before is None:
+                break
             word = before.group(1).lower()
             if word in STOPWORDS or word in TITLES or _opens_sentence(text, before.start(1)):
                 break  # a stop word, a title, or a capital that may only open the sentence
             start = before.start(1)
-    if re.search(rf"(?:^|\s){_NAME_WORD}$", span):
-        while (after := re.match(rf"[ \t]+({_NAME_WORD})", text[end:])) is not None:
-            if after.group(1).lower() in STOPWORDS:
+    if _ENDS_IN_NAME.search(span):
+        for _ in range(NAME_WORDS):
+            after = _NAME_AFTER.match(text, end)
+            if after is None or after.group(1).lower() in STOPWORDS:
                 break
-            end += after.end(1)
+            end = after.end(1)
     return start, end
+
+
+NAME_WORDS = 6
+"""The most capitalized words a name grows by on each side of its span."""
+_NAME_AFTER = re.compile(rf"[ \t]{{1,3}}({_NAME_WORD})")
+_LISTED_NAME = re.compile(
+    rf"(?:,[ \t]+(?:and[ \t]+)?|[ \t]+and[ \t]+)({_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,5}})"
+)
+_ENDS_IN_NAME = re.compile(rf"(?:^|\s){_NAME_WORD}$")
 
 
 def _opens_sentence(text: str, index: int) -> bool:
     """Whether the word at ``index`` is the first of its sentence (of ``text``): it opens the
     text or follows a sentence end, not the period of an initial or a short form ("Rev. Paul")."""
-    before = re.search(r"(?:^|([.!?])[\"'’”)\]]*\s+)$", text[:index])
-    if before is None:
-        return False
-    return before.group(1) != "." or not abbreviation_period(text, before.start(1))
+    if not text[:index].strip():
+        return True
+    end = _SENTENCE_END_BEFORE.search(text, max(0, index - 12), index)
+    return end is not None and (end.group(1) != "." or not abbreviation_period(text, end.start(1)))
+
+
+_SENTENCE_END_BEFORE = re.compile(r"([.!?])[\"'’”)\]]{0,3}\s{1,3}$")
 
 
 ENDING = re.compile(

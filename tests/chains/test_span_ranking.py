@@ -324,3 +324,12 @@ def test_complete_span_takes_a_whole_name(question, text, span, completed):
 )
 def test_complete_span_keeps_the_words_that_bound_a_number(question, text, span, completed):
     assert completed_span(question, text, span) == completed
+
+
+@pytest.mark.unit
+def test_complete_span_looks_back_a_bounded_stretch_on_hostile_text():
+    # 200,000 digits before the span: a search back to the text's start took minutes
+    assert completed_span("How many?", "1" * 200_000 + " over 5", "5") == "over 5"
+    # a "name" of 50,000 capitalized words grows by at most NAME_WORDS on each side
+    text = "Xy " * 50_000 + "Bob Xy" + " Xy" * 50_000
+    assert completed_span("Who?", text, "Bob") == " ".join(["Xy"] * 6 + ["Bob"] + ["Xy"] * 6)
