@@ -204,7 +204,7 @@ def fits_question(question: str, text: str, start: int, end: int) -> bool:
     if kind == "number" and _HOW_MANY.match(question.lower()):
         if any(w in MONTHS for w in words) or _year_in(text, start, end):
             return False
-        before = [w.lower() for w in WORD.findall(text[:start])[-1:]]
+        before = [w.lower() for w in WORD.findall(text, max(0, start - LOOK_BACK), start)[-1:]]
         return not (len(words) == 1 and words[0].isdigit() and before and before[0] in MONTHS)
     return True
 
