@@ -129,12 +129,13 @@ def unknown_filter_fields(components: Mapping[str, Any], filters: dict[str, Any]
 
     stores = [c for c in components.values() if Role.STORE.played_by(c)]
     try:
-        names = sorted(field_names(parse_filter(filters)))
         missing = [
             name
-            for name in names
-            if all(store.count({name: {"$exists": True}}) == 0 for store in stores)
+            for name in sorted(field_names(parse_filter(filters)))
+            if stores and all(store.count({name: {"$exists": True}}) == 0 for store in stores)
         ]
+        if not missing:
+            return None
         known: set[str] = set()
         for store in stores:  # the fields of a sample of chunks, for the suggestion
             if isinstance(store, Enumerable):
@@ -142,12 +143,12 @@ def unknown_filter_fields(components: Mapping[str, Any], filters: dict[str, Any]
                     known.update(chunk.metadata)
     except (RagError, OSError):  # a store that cannot count or list: say no more
         return None
-    if not stores or not missing:
-        return None
     noun = "field" if len(missing) == 1 else "fields"
-    return f"no chunk has the metadata {noun} " + "; ".join(
-        f"'{name}'.{did_you_mean(name, sorted(known))}".rstrip(".").rstrip() for name in missing
-    )
+    named = []
+    for name in missing:
+        hint = did_you_mean(name, sorted(known))  # " Did you mean 'x'?" or ""
+        named.append(f"'{name}'.{hint}" if hint else f"'{name}'")
+    return f"no chunk has the metadata {noun} " + "; ".join(named)
 
 
 def search_one(

@@ -318,9 +318,12 @@ def _with_listed_names(text: str, start: int, end: int) -> int:
     return end
 
 
-_NAME_WORD = r"[A-Z](?:\.|[\w'’&-]*)"
+_NAME_CHARS = r"[\w'’&-]"
+_NAME_WORD = rf"[A-Z](?:\.|{_NAME_CHARS}*)"
 """A capitalized word, or an initial ("T.")."""
-_NAME_BEFORE = re.compile(r"(?<![\w'’&.-])([A-Z](?:\.|[\w'’&-]{0,40}))[ \t]{1,3}$")
+_NAME_BEFORE = re.compile(
+    rf"(?<!{_NAME_CHARS})(?<!\.)([A-Z](?:\.|{_NAME_CHARS}{{0,40}}))[ \t]{{1,3}}$"
+)
 """The capitalized word that ends a text, before one to three spaces (bounded, so that looking
 back costs the same on any text)."""
 

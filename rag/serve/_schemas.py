@@ -67,16 +67,13 @@ def check_answer_style(value: str | None) -> str | None:
     """A field validator: ``value`` names a registered answer style (``style.`` optional)."""
     if value is None:
         return None
-    from rag.chains.styles import STYLES
-    from rag.core.errors import did_you_mean
+    from rag.chains.styles import style_class
+    from rag.core.errors import ConfigError
 
-    name = value.removeprefix("style.")
-    if name not in STYLES:
-        raise ValueError(
-            f"unknown answer_style {value!r}.{did_you_mean(name, list(STYLES))} "
-            f"Known: {', '.join(STYLES)}"
-        )
-    return name
+    try:
+        return style_class(value).name
+    except ConfigError as err:  # pydantic reports a ValueError on the field
+        raise ValueError(err.message) from None
 
 
 def _whole_number(value: Any) -> Any:

@@ -57,7 +57,12 @@ def default_style_name(generator: Any) -> str:
     return "evidence" if has(generator, TakesAnswerPrefix) else "sentences"
 
 
-def _by_name(name: str) -> type[Style]:
+def style_class(name: str) -> type[Style]:
+    """The style registered as ``name`` (``"extractive"`` or ``"style.extractive"``).
+
+    Raises:
+        ConfigError: no such style; the message lists the styles.
+    """
     short = name.removeprefix("style.")
     if short not in STYLES:
         raise ConfigError(
@@ -124,7 +129,7 @@ def resolve_style(value: Any, generator: Any, legacy: dict[str, Any] | None = No
             )
         return value  # type: ignore[return-value]
     name = (value or default_style_name(generator)).removeprefix("style.")
-    cls = _by_name(name)
+    cls = style_class(name)
     params: dict[str, Any] = {}
     for key, given in legacy.items():
         if key == "focus_sentences" and given is None:
@@ -158,4 +163,5 @@ __all__ = [
     "StyleRequest",
     "default_style_name",
     "resolve_style",
+    "style_class",
 ]
