@@ -183,7 +183,8 @@ def completed_span(question: str, text: str, span: str) -> str:
             "million",
             "3.7 million",
         ),
-        ("How many games did he win?", "Jennings won 74 games.", "games", "74 games"),
+        ("How many did he win?", "Jennings won 74 games.", "games", "74 games"),
+        ("How many games did he win?", "Jennings won 74 games.", "games", "74"),
         (
             "How old are the fossils?",
             "The fossils are 515 million years old.",
@@ -323,6 +324,45 @@ def test_complete_span_takes_a_whole_name(question, text, span, completed):
     ],
 )
 def test_complete_span_keeps_the_words_that_bound_a_number(question, text, span, completed):
+    assert completed_span(question, text, span) == completed
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("question", "text", "span", "completed"),
+    [
+        # a last word that only repeats the question goes, with its preposition
+        (
+            "What types of extraction do stratigraphers look for?",
+            "They look for hydrocarbon extraction.",
+            "hydrocarbon extraction",
+            "hydrocarbon",
+        ),
+        (
+            "What was the population of Jacksonville as of 2010?",
+            "The population was 1,345,596 in 2010.",
+            "1,345,596 in 2010",
+            "1,345,596",
+        ),
+        # ... but not a name's word, a possessive's noun, nor an object after an article
+        ("Which river flows there?", "The Tyne River flows there.", "Tyne River", "Tyne River"),
+        (
+            "Which conjecture holds?",
+            "Polignac's conjecture holds.",
+            "Polignac's conjecture",
+            "Polignac's conjecture",
+        ),
+        (
+            "Who pleaded before the court?",
+            "Gandhi pleaded guilty and told the court.",
+            "Gandhi pleaded guilty and told the court",
+            "Gandhi pleaded guilty and told the court",
+        ),
+        # ... nor a span of question words alone
+        ("What extraction?", "They used extraction.", "extraction", "extraction"),
+    ],
+)
+def test_complete_span_drops_a_last_word_that_repeats_the_question(question, text, span, completed):
     assert completed_span(question, text, span) == completed
 
 
