@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import json
 import math
 import re
@@ -153,11 +154,6 @@ MAX_SENTENCE_WORDS = 100
 ones, which text without sentence punctuation makes, are cut into windows of words. One in
 10,000 sentences of the contexts retrieved for the fitting questions is longer (the longest:
 162 words)."""
-SURE_PROBABILITY = 0.5
-DETAILED_SURE_PROBABILITY = 0.8
-"""The default ``sure_probability`` and ``detailed_sure_probability`` of :class:`EvidenceStyle`:
-chosen on the fitting questions (WikiQA fitting half F1 0.649 -> 0.662, XQuAD fitting questions'
-answers holding the gold answer 85.9 -> 87.2 %, as long on average), before any check-set run."""
 SEPARATOR = " — "
 """Between the factoid span and its sentence."""
 
@@ -554,18 +550,14 @@ class EvidenceStyle(Style):
             :data:`DEFAULT_WEIGHTS_FILE`).
         min_score: Below this probability for the best sentence the answer is "I don't know."
             (``None``: the file's fitted ``min_score``).
-        max_sentences: Most sentences in the answer to a short question (a search query: "what
-            is bm25"): the best, then the next best of its passage while the quoted sentences'
-            probabilities (each the scorer's probability that it answers) sum below
-            ``sure_probability``, quoted in reading order. When the scorer is unsure, another
-            sentence of the best's passage often holds the answer.
-        detailed_max_sentences: The same for a detailed question (six or more content words,
-            :data:`DETAILED_QUESTION`, as a question written from the passage that answers it),
-            with ``detailed_sure_probability``: such a question matches several sentences of
-            its passage about as well, and the scorer often cannot tell which holds the answer.
-        sure_probability: How sure the scorer must be (the quoted sentences' summed
-            probability) to quote no more for a short question. ``0``: one sentence.
-        detailed_sure_probability: The same for a detailed question.
+        max_sentences: Most sentences in the answer: the best, then others of at least
+            ``min_score`` and half its probability, in order of score.
+        detailed_max_sentences: Most sentences for a detailed question (six or more content
+            words, :data:`DETAILED_QUESTION`, as a question written from the passage that
+            answers it): the best, then the next best of at least ``min_score`` while they
+            come from the best's context. The scorer often cannot tell which of two sentences
+            of one passage that both match many of the question's words holds the answer; a
+            short query ("what is bm25") gets ``max_sentences``.
         factoid_span: Put the short span first for who / when / where / how many / which.
         min_span_probability: Put it first only when its probability among the sentence's
             spans reaches this (:func:`factoid_span`). At 0.3, the spans of XQuAD fitting
@@ -595,10 +587,8 @@ class EvidenceStyle(Style):
         embedder: Component | None = None,
         weights: str | None = None,
         min_score: float | None = None,
-        max_sentences: int = 2,
-        detailed_max_sentences: int = 3,
-        sure_probability: float = SURE_PROBABILITY,
-        detailed_sure_probability: float = DETAILED_SURE_PROBABILITY,
+        max_sentences: int = 1,
+        detailed_max_sentences: int = 2,
         factoid_span: bool = True,
         min_span_probability: float = MIN_SPAN_PROBABILITY,
         with_antecedent: bool = True,
@@ -615,23 +605,21 @@ class EvidenceStyle(Style):
         ):
             if value < 1:
                 raise ConfigError(f"{name} must be at least 1, got {value}", field=name)
-        for name, probability in (
-            ("min_span_probability", min_span_probability),
-            ("sure_probability", sure_probability),
-            ("detailed_sure_probability", detailed_sure_probability),
-            ("min_score", min_score),
-        ):
-            if probability is not None and not 0.0 <= probability <= 1.0:
-                raise ConfigError(
-                    f"{name} is a probability between 0 and 1, got {probability}", field=name
-                )
+        if not 0.0 <= min_span_probability <= 1.0:
+            raise ConfigError(
+                "min_span_probability is a probability between 0 and 1, got "
+                f"{min_span_probability}",
+                field="min_span_probability",
+            )
+        if min_score is not None and not 0.0 <= min_score <= 1.0:
+            raise ConfigError(
+                f"min_score is a probability between 0 and 1, got {min_score}", field="min_score"
+            )
         self.embedder = embedder
         self.weights = weights
         self.min_score = min_score
         self.max_sentences = max_sentences
         self.detailed_max_sentences = detailed_max_sentences
-        self.sure_probability = sure_probability
-        self.detailed_sure_probability = detailed_sure_probability
         self.factoid_span = factoid_span
         self.min_span_probability = min_span_probability
         self.with_antecedent = with_antecedent
@@ -714,29 +702,25 @@ class EvidenceStyle(Style):
         ):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
         else:
-            chosen = self._chosen(ranked)
+            chosen = self._chosen(ranked, threshold)
             draft = self._draft(request.question, chosen, contexts)
         if request.stream:
             yield draft.text
         yield draft
 
-    def _chosen(self, ranked: Sequence[SentenceCandidate]) -> list[SentenceCandidate]:
-        """The answer's sentences: the best, then the next best of its passage until they are
-        sure enough or as many as the question's limit."""
+    def _chosen(
+        self, ranked: Sequence[SentenceCandidate], threshold: float
+    ) -> list[SentenceCandidate]:
+        """The answer's sentences: the best, then others up to the question's limit."""
         best = ranked[0]
-        if best.detail >= DETAILED_QUESTION:
-            most, sure = self.detailed_max_sentences, self.detailed_sure_probability
-        else:
-            most, sure = self.max_sentences, self.sure_probability
-        chosen, mass = [best], best.probability
-        for candidate in ranked[1:]:
-            if mass >= sure or len(chosen) >= most:
-                break
-            if candidate.context != best.context:
-                break  # the answer stays one passage's words
-            chosen.append(candidate)
-            mass += candidate.probability
-        return chosen
+        if best.detail >= DETAILED_QUESTION and self.detailed_max_sentences > self.max_sentences:
+            # the next best sentences while they come from the best's passage
+            same = itertools.takewhile(lambda c: c.context == best.context, ranked[1:])
+            others = [c for c in same if c.probability >= threshold]
+            return [best, *others[: self.detailed_max_sentences - 1]]
+        floor = max(threshold, best.probability / 2)
+        others = [c for c in ranked[1:] if c.probability >= floor]
+        return [best, *others[: self.max_sentences - 1]]
 
     def _unrelated(self, stems: set[str], best: SentenceCandidate) -> bool:
         """A best sentence that shares none of the question's content words (``stems``) is no
@@ -764,24 +748,20 @@ class EvidenceStyle(Style):
             pieces.append(normalize_space(context.text[start:end]))
             spans.append(AnswerSpan(context.index, context.id, start, end))
         sentence_spans = len(spans)  # the spans after the factoid span are sentences
-        quoted: list[tuple[int, int, int]] = []  # (context, start, end) of each sentence
         for candidate in chosen:
+            context = contexts[candidate.context]
+            if any(
+                s.id == context.id and s.start <= candidate.start < s.end
+                for s in spans[sentence_spans:]
+            ):
+                continue  # already in the answer: the sentence an answer "It ..." points to
             start = candidate.start
             points_back = candidate.features.get("pronoun_start") and self.with_antecedent
             if candidate is first and points_back and candidate.previous_start is not None:
-                start = candidate.previous_start  # "It ..." comes with what "It" points to
-            quoted.append((candidate.context, start, candidate.end))
-        merged: list[list[int]] = []
-        for number, start, end in sorted(quoted):  # reading order; an overlap is quoted once
-            if merged and merged[-1][0] == number and start < merged[-1][2]:
-                merged[-1][2] = max(merged[-1][2], end)
-            else:
-                merged.append([number, start, end])
-        for number, start, end in merged:
-            context = contexts[number]
+                start = candidate.previous_start
             # a hard-wrapped source's line breaks read as spaces; the span keeps the offsets
-            pieces.append(normalize_space(context.text[start:end]))
-            spans.append(AnswerSpan(context.index, context.id, start, end))
+            pieces.append(normalize_space(context.text[start : candidate.end]))
+            spans.append(AnswerSpan(context.index, context.id, start, candidate.end))
             citations.setdefault(context.index, Citation(context.index, context.id, context.source))
         # "span — sentence", "sentence", "sentence sentence": the separator follows the span only
         text = SEPARATOR.join([*pieces[:sentence_spans], " ".join(pieces[sentence_spans:])])
