@@ -154,7 +154,7 @@ class RagChain(Component):
             )
         self.retriever = retriever
         self.generator = generator
-        self.style = resolve_style(answer_style, generator, deprecated)
+        self.style = resolve_style(answer_style, generator, deprecated, retriever)
         self.k = k
         self.tools = list(tools or [])
         self.retrieval_tool = retrieval_tool

@@ -99,6 +99,29 @@ def test_evidence_shares_the_embedder_of_the_pipeline_file_by_name(tmp_path):
 
 
 @pytest.mark.unit
+def test_evidence_named_by_a_string_weighs_sentences_with_the_retrievers_embedder(tmp_path):
+    # "answer_style: evidence", `rag ask --style evidence` and the API's answer_style used to
+    # build EvidenceStyle() without an embedder: lexical features only, silently
+    app = PipelineFile.load(chain_file(tmp_path, "evidence"))
+    chain = app.pipelines["ask"].get_component("chain")
+    assert chain.style.embedder is chain.retriever.embedder
+    app.dump(tmp_path / "again.yaml")
+    assert "answer_style: evidence" in (tmp_path / "again.yaml").read_text()
+    assert PipelineFile.load(tmp_path / "again.yaml").pipelines["ask"] == app.pipelines["ask"]
+    concise = PipelineFile.load(chain_file(tmp_path, "concise")).pipelines["ask"]
+    switched = concise.get_component("chain").with_style("evidence")
+    assert switched.style.embedder is switched.retriever.embedder
+    # a style given as a component is taken as given: no embedder means lexical features
+    given = RagChain(
+        retriever=chain.retriever, generator=chain.generator, answer_style=EvidenceStyle()
+    )
+    assert given.style.embedder is None
+    # a retriever without an embedding model (BM25, a list) leaves it lexical
+    listed = RagChain(retriever=ListRetriever(texts=FACTS), generator=remote())
+    assert listed.with_style("evidence").style.embedder is None
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["concise", "style.concise"])
 def test_a_bare_style_name_gives_its_defaults(tmp_path, name):
     chain = PipelineFile.load(chain_file(tmp_path, name)).pipelines["ask"].get_component("chain")

@@ -91,10 +91,15 @@ def _legacy_instructions(name: str, instructions: dict[str, str]) -> dict[str, s
     return params
 
 
-def resolve_style(value: Any, generator: Any, legacy: dict[str, Any] | None = None) -> Style:
+def resolve_style(
+    value: Any, generator: Any, legacy: dict[str, Any] | None = None, retriever: Any = None
+) -> Style:
     """The style object of an ``answer_style`` value (a :class:`Style`, a name, or ``None`` for
     :func:`default_style_name`), with the flat keys of earlier releases (``legacy``) moved into
-    its parameters (with a warning naming the new field).
+    its parameters (with a warning naming the new field). A style built from a name that takes
+    an embedder (``style.evidence``) gets ``retriever``'s (:func:`retriever_embedder`), so
+    ``answer_style: evidence`` weighs sentences as ``{type: style.evidence, init_parameters:
+    {embedder: "@embedder"}}`` does.
 
     Raises:
         ConfigError: an unknown style name or an unknown legacy key.
@@ -146,7 +151,40 @@ def resolve_style(value: Any, generator: Any, legacy: dict[str, Any] | None = No
             FutureWarning,
             stacklevel=4,
         )
+    if cls.takes_embedder and "embedder" not in params:
+        params["embedder"] = retriever_embedder(retriever)
     return cls(**params)
+
+
+EMBEDDER_HOLDERS = ("embedder", "retriever", "retrievers")
+"""The attributes :func:`retriever_embedder` looks through (a hybrid retriever's parts, a
+wrapped retriever)."""
+
+
+def retriever_embedder(retriever: Any, depth: int = 3) -> Any:
+    """The embedding model ``retriever`` embeds queries with (the first found through
+    :data:`EMBEDDER_HOLDERS`, ``depth`` levels down), or ``None`` (a BM25 or remote retriever).
+
+    Example:
+        >>> from types import SimpleNamespace as Part
+        >>> embedder = Part(embed_query=len, embed_documents=list)  # what an embedder has
+        >>> hybrid = Part(retrievers=[Part(name="bm25"), Part(embedder=embedder)])
+        >>> retriever_embedder(hybrid) is embedder, retriever_embedder(Part(name="bm25"))
+        (True, None)
+    """
+    if retriever is None or depth < 0:
+        return None
+    if callable(getattr(retriever, "embed_query", None)) and callable(
+        getattr(retriever, "embed_documents", None)
+    ):
+        return retriever
+    for name in EMBEDDER_HOLDERS:
+        held = getattr(retriever, name, None)
+        for part in held if isinstance(held, list | tuple) else [held]:
+            found = retriever_embedder(part, depth - 1) if part is not None else None
+            if found is not None:
+                return found
+    return None
 
 
 __all__ = [
@@ -163,5 +201,6 @@ __all__ = [
     "StyleRequest",
     "default_style_name",
     "resolve_style",
+    "retriever_embedder",
     "style_class",
 ]

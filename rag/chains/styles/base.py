@@ -121,6 +121,9 @@ class Style(Component):
     name: ClassVar[str] = ""
     uses_tools: ClassVar[bool] = True
     """Whether the chain offers the model its tools before :meth:`answer` (the tool loop)."""
+    takes_embedder: ClassVar[bool] = False
+    """Whether it takes an ``embedder``: a style named by a string (``answer_style:
+    evidence``, ``rag ask --style evidence``) gets the chain retriever's embedding model."""
     outputs = {"draft": Draft}
 
     def warm_up(self, generator: Any = None) -> None:

@@ -580,6 +580,7 @@ class EvidenceStyle(Style):
 
     name = "evidence"
     uses_tools: ClassVar[bool] = False  # the answer is read from the contexts, not generated
+    takes_embedder: ClassVar[bool] = True
 
     def __init__(
         self,
