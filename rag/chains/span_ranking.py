@@ -321,8 +321,8 @@ def _without_question_tail(question: str, text: str, start: int, end: int) -> in
     bare = previous.lower().strip("\"'()[],")
     if bare in TAIL_PREPOSITIONS:
         cut = last_two.start(1)  # "in 2010": the phrase goes
-    elif bare in STOPWORDS or bare.endswith(("'s", "’s")) or not _content(bare or "'"):
-        return end
+    elif not bare or bare in STOPWORDS or bare.endswith(("'s", "’s")) or not _content(bare):
+        return end  # "told the court", "Polignac's conjecture", "— court": it stays
     else:
         cut = last_two.end(1)  # "hydrocarbon extraction": the repeated noun goes
     cut = len(text[:cut].rstrip(" \t,"))
