@@ -17,11 +17,14 @@ import datetime
 import errno
 import io
 import json
+import logging
 import math
 import os
 import re
 import stat
+import threading
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +255,44 @@ def _not_text(source: str, encoding: str, reason: str, byte: int, line: int) -> 
 _LINE_ELEMENTS = HTML_BLOCKS | {"h1", "h2", "h3", "h4", "h5", "h6"}
 
 
+logger = logging.getLogger("rag.ingest")
+PDF_NOTES = 5
+"""The most of pypdf's messages about one file that its warning or error quotes."""
+
+
+class _ThreadMessages(logging.Handler):
+    """Keeps the messages logged on this thread (another thread may read another file)."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.messages, self.thread = messages, threading.get_ident()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread == self.thread:
+            self.messages.append(record.getMessage().strip())
+
+
+@contextmanager
+def _pypdf_messages(messages: list[str]) -> Iterator[None]:
+    """pypdf's warnings while it reads a file ("incorrect startxref pointer(3)"), added to
+    ``messages`` instead of printed on stderr without the file's name."""
+    pypdf_log = logging.getLogger("pypdf")
+    handler = _ThreadMessages(messages)
+    propagate, pypdf_log.propagate = pypdf_log.propagate, False
+    pypdf_log.addHandler(handler)
+    try:
+        yield
+    finally:
+        pypdf_log.removeHandler(handler)
+        pypdf_log.propagate = propagate
+
+
+def _pdf_notes(messages: list[str]) -> str:
+    unique = list(dict.fromkeys(m for m in messages if m))
+    more = f"; and {len(unique) - PDF_NOTES} more" if len(unique) > PDF_NOTES else ""
+    return "; ".join(unique[:PDF_NOTES]) + more
+
+
 def html_lines(body: Any) -> list[str]:
     r"""The text of a BeautifulSoup ``body``, one line per block element (``p``, ``li``, ``h2``,
     ``br``, a table cell, ...): inline elements (``b``, ``a``, ``code``) stay inside their line,
@@ -428,27 +469,32 @@ class FileLoader(Component):
         pypdf = require("pypdf", package="pypdf", extra="loaders", purpose="Loading PDF")
         if not data.strip():
             raise LoaderError(source, "empty file")
+        notes: list[str] = []
         try:
-            reader = pypdf.PdfReader(io.BytesIO(data))
-            # an owner password alone (printing or copying restricted) opens with ""
-            if reader.is_encrypted and not reader.decrypt(""):
-                raise LoaderError(
-                    source,
-                    "password-protected PDF: it opens only with its password; remove it "
-                    "(e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and ingest it again",
-                )
-            pages = list(reader.pages)
-            title = None
-            if reader.metadata and reader.metadata.title:
-                title = str(reader.metadata.title)
+            with _pypdf_messages(notes):
+                reader = pypdf.PdfReader(io.BytesIO(data))
+                # an owner password alone (printing or copying restricted) opens with ""
+                if reader.is_encrypted and not reader.decrypt(""):
+                    raise LoaderError(
+                        source,
+                        "password-protected PDF: it opens only with its password; remove it "
+                        "(e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf) and ingest it "
+                        "again",
+                    )
+                pages = list(reader.pages)
+                title = None
+                if reader.metadata and reader.metadata.title:
+                    title = str(reader.metadata.title)
         except LoaderError:
             raise
         except Exception as err:  # pypdf raises many types for corrupt files
-            raise LoaderError(source, f"corrupt or unreadable PDF: {err}") from None
+            seen = f" (pypdf: {_pdf_notes(notes)})" if notes else ""
+            raise LoaderError(source, f"corrupt or unreadable PDF: {err}{seen}") from None
         found = False
         for number, page in enumerate(pages, start=1):
             try:
-                text = page.extract_text() or ""
+                with _pypdf_messages(notes):
+                    text = page.extract_text() or ""
             except Exception as err:
                 yield LoaderError(f"{source}#page={number}", f"cannot extract text: {err}")
                 continue
@@ -459,6 +505,10 @@ class FileLoader(Component):
             if title:
                 metadata["title"] = title
             yield Document(id=f"{source}#page={number}", text=text, metadata=metadata)
+        if notes:
+            logger.warning(
+                "%s: read with repairs; check its text (pypdf: %s)", source, _pdf_notes(notes)
+            )
         if not found:
             raise LoaderError(source, "PDF has no extractable text (scanned images need OCR)")
 

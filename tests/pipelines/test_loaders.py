@@ -145,6 +145,27 @@ def test_pdf_pages(tmp_path):
     assert "Page two text" in docs[1].text
 
 
+def test_a_repaired_pdf_loads_with_a_warning_that_names_it_not_bare_pypdf_lines(
+    tmp_path, caplog, capfd
+):
+    import re
+
+    path = tmp_path / "repaired.pdf"
+    write_pdf(path, ["Repaired text"])
+    # a wrong cross-reference offset: pypdf rebuilds the table and logs why, without the file
+    path.write_bytes(re.sub(rb"startxref\s+\d+", b"startxref\n9", path.read_bytes()))
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(path.read_bytes().split(b"xref")[0] + b"startxref\n9\n%%EOF\n")
+    with caplog.at_level("WARNING", logger="rag.ingest"):
+        result = FileLoader().run(sources=[str(path), str(broken)])
+    assert [d.text.strip() for d in result["documents"]] == ["Repaired text"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "rag.ingest"]
+    assert any(str(path) in m and "startxref" in m for m in warned), warned
+    assert [e["source"] for e in result["errors"]] == [str(broken)]
+    assert "corrupt or unreadable PDF" in result["errors"][0]["error"]
+    assert "startxref" not in capfd.readouterr().err  # nothing printed without a file name
+
+
 @pytest.mark.parametrize(
     ("name", "content", "reason"),
     [
