@@ -272,19 +272,36 @@ class _ThreadMessages(logging.Handler):
             self.messages.append(record.getMessage().strip())
 
 
-@contextmanager
-def _pypdf_messages(messages: list[str]) -> Iterator[None]:
-    """pypdf's warnings while it reads a file ("incorrect startxref pointer(3)"), added to
-    ``messages`` instead of printed on stderr without the file's name."""
-    pypdf_log = logging.getLogger("pypdf")
-    handler = _ThreadMessages(messages)
-    propagate, pypdf_log.propagate = pypdf_log.propagate, False
-    pypdf_log.addHandler(handler)
-    try:
-        yield
-    finally:
-        pypdf_log.removeHandler(handler)
-        pypdf_log.propagate = propagate
+class _PypdfMessages:
+    """pypdf's warnings while it reads a file ("incorrect startxref pointer(3)"), kept per
+    reading thread instead of printed on stderr without the file's name: the ``pypdf`` logger
+    stops propagating while any thread reads, and propagates as before when none does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._readers = 0
+        self._propagate = True
+
+    @contextmanager
+    def kept_in(self, messages: list[str]) -> Iterator[None]:
+        pypdf_log = logging.getLogger("pypdf")
+        handler = _ThreadMessages(messages)
+        with self._lock:
+            if self._readers == 0:
+                self._propagate, pypdf_log.propagate = pypdf_log.propagate, False
+            self._readers += 1
+            pypdf_log.addHandler(handler)
+        try:
+            yield
+        finally:
+            with self._lock:
+                pypdf_log.removeHandler(handler)
+                self._readers -= 1
+                if self._readers == 0:
+                    pypdf_log.propagate = self._propagate
+
+
+_pypdf_messages = _PypdfMessages().kept_in
 
 
 def _pdf_notes(messages: list[str]) -> str:

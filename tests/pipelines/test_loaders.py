@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -164,6 +165,20 @@ def test_a_repaired_pdf_loads_with_a_warning_that_names_it_not_bare_pypdf_lines(
     assert [e["source"] for e in result["errors"]] == [str(broken)]
     assert "corrupt or unreadable PDF" in result["errors"][0]["error"]
     assert "startxref" not in capfd.readouterr().err  # nothing printed without a file name
+    # files read on several threads at once: each warning names its file, and pypdf's logger
+    # propagates again afterwards
+    from concurrent.futures import ThreadPoolExecutor
+
+    copies = [tmp_path / f"copy{n}.pdf" for n in range(6)]
+    for copy in copies:
+        copy.write_bytes(path.read_bytes())
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rag.ingest"), ThreadPoolExecutor(3) as pool:
+        runs = list(pool.map(lambda p: FileLoader().run(sources=[str(p)]), copies))
+    assert all(len(run["documents"]) == 1 for run in runs)
+    warned = sorted(r.getMessage().split(":")[0] for r in caplog.records if r.name == "rag.ingest")
+    assert warned == sorted(str(copy) for copy in copies)
+    assert logging.getLogger("pypdf").propagate
 
 
 @pytest.mark.parametrize(
