@@ -325,7 +325,8 @@ def _without_question_tail(question: str, text: str, start: int, end: int) -> in
         return end  # "told the court", "Polignac's conjecture", "— court": it stays
     else:
         cut = last_two.end(1)  # "hydrocarbon extraction": the repeated noun goes
-    cut = len(text[:cut].rstrip(" \t,"))
+    while cut > start and text[cut - 1] in " \t,":  # not text[:cut].rstrip(): no copy
+        cut -= 1
     return cut if content_stems(text[start:cut]) or re.search(r"\d", text[start:cut]) else end
 
 

@@ -26,6 +26,7 @@ from rag.chains.styles.extractive import ExtractiveStyle
 from rag.chains.styles.sentences import SentencesStyle
 from rag.core.abilities import TakesAnswerPrefix, has
 from rag.core.errors import ConfigError, did_you_mean
+from rag.core.roles import Role
 
 STYLES: dict[str, type[Style]] = {
     "evidence": EvidenceStyle,
@@ -167,16 +168,14 @@ def retriever_embedder(retriever: Any, depth: int = 3) -> Any:
 
     Example:
         >>> from types import SimpleNamespace as Part
-        >>> embedder = Part(embed_query=len, embed_documents=list)  # what an embedder has
+        >>> embedder = Part(embed_query=len, embed_documents=list, dimension=3)  # an embedder
         >>> hybrid = Part(retrievers=[Part(name="bm25"), Part(embedder=embedder)])
         >>> retriever_embedder(hybrid) is embedder, retriever_embedder(Part(name="bm25"))
         (True, None)
     """
     if retriever is None or depth < 0:
         return None
-    if callable(getattr(retriever, "embed_query", None)) and callable(
-        getattr(retriever, "embed_documents", None)
-    ):
+    if Role.EMBEDDER.played_by(retriever):  # looked up statically: no model is loaded
         return retriever
     for name in EMBEDDER_HOLDERS:
         held = getattr(retriever, name, None)
