@@ -17,9 +17,9 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rag.core.documents import Document, Hit
 from rag.core.errors import ConfigError, LoaderError, RagError
@@ -28,6 +28,7 @@ from rag.core.limits import check_finite
 from rag.core.pipeline import Pipeline, PipelineFile
 from rag.core.protocols import Enumerable, Flushable, HasTokenizer
 from rag.core.roles import Role, find_role
+from rag.core.threads import iterate_in_thread
 from rag.pipelines.ingest import (
     IngestReport,
     find_writer,
@@ -174,6 +175,15 @@ class AllowedRoots:
                     "paths", f"'{file}' leads outside the allowed roots (a symbolic link?)"
                 )
         return files, errors
+
+
+class AskSettings(Protocol):
+    """What a request to answer sets besides its question (the REST ``AskRequest``, the
+    OpenAI-compatible chat request and the gRPC request all carry these)."""
+
+    k: int | None
+    filters: dict[str, Any] | None
+    answer_style: str | None
 
 
 class Backend:
@@ -330,6 +340,34 @@ class Backend:
         require(scope, READ)
         chain = self.require_chain(answer_style)
         return chain.stream(question, filters=scope.restrict(filters), k=k)
+
+    def ask_request(self, question: str, request: AskSettings, scope: KeyScope) -> Any:
+        """:meth:`ask` with the ``k``, ``filters`` and ``answer_style`` of ``request`` (a REST,
+        chat or gRPC request body)."""
+        return self.ask(
+            question,
+            k=request.k,
+            filters=request.filters,
+            scope=scope,
+            answer_style=request.answer_style,
+        )
+
+    def stream_request(
+        self, question: str, request: AskSettings, scope: KeyScope
+    ) -> AsyncIterator[Any]:
+        """:meth:`stream` with the settings of ``request``, made and consumed in a worker thread
+        that holds :attr:`lock` (:func:`rag.core.threads.iterate_in_thread`): what every
+        streaming front door (REST, OpenAI-compatible chat, gRPC) sends."""
+        return iterate_in_thread(
+            lambda: self.stream(
+                question,
+                k=request.k,
+                filters=request.filters,
+                scope=scope,
+                answer_style=request.answer_style,
+            ),
+            lock=self.lock,
+        )
 
     def stats(self, *, scope: KeyScope) -> dict[str, Any]:
         """Chunks, sources, store type and dimension, counting only what ``scope`` may see."""

@@ -45,7 +45,6 @@ from rag.core.errors import (
     RagError,
     StoreLockedError,
 )
-from rag.core.threads import iterate_in_thread
 from rag.serve._backend import Backend, Forbidden, NotConfigured
 from rag.serve._json import json_safe
 from rag.serve._keys import API_KEYS_ENV, ApiKey, KeyRing, KeyScope
@@ -298,18 +297,7 @@ class RaglineService:
             )
             if problem:
                 raise InvalidArgument(f"question: {problem}")
-            backend = self.backend
-            pieces = iterate_in_thread(
-                lambda: backend.stream(
-                    body.question,
-                    k=body.k,
-                    filters=body.filters,
-                    scope=scope,
-                    answer_style=body.answer_style,
-                ),
-                lock=backend.lock,
-            )
-            async for piece in pieces:
+            async for piece in self.backend.stream_request(body.question, body, scope):
                 if isinstance(piece, str):
                     yield pb.AskEvent(token=pb.Token(text=piece))
                 else:

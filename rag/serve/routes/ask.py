@@ -10,7 +10,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import StreamingResponse
 
-from rag.core.threads import iterate_in_thread
 from rag.serve._errors import ERROR_RESPONSES, error, stream_error
 from rag.serve._guard import key_scope_of
 from rag.serve._json import JSONResponse
@@ -40,29 +39,12 @@ async def ask(body: AskRequest, request: Request, backend: BackendDep) -> Any:
     if problem:
         return error(422, problem, code="question_too_long", param="body.question")
     if not body.stream:
-        answer = await run_in_threadpool(
-            backend.ask,
-            body.question,
-            k=body.k,
-            filters=body.filters,
-            scope=scope,
-            answer_style=body.answer_style,
-        )
+        answer = await run_in_threadpool(backend.ask_request, body.question, body, scope)
         return JSONResponse(jsonable_encoder(answer.to_dict()))
 
     async def events() -> AsyncIterator[str]:
-        pieces = iterate_in_thread(
-            lambda: backend.stream(
-                body.question,
-                k=body.k,
-                filters=body.filters,
-                scope=scope,
-                answer_style=body.answer_style,
-            ),
-            lock=backend.lock,
-        )
         try:
-            async for piece in pieces:
+            async for piece in backend.stream_request(body.question, body, scope):
                 if isinstance(piece, str):
                     yield sse({"text": piece}, "token")
                 else:

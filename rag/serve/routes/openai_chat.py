@@ -14,7 +14,6 @@ from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from rag.core.threads import iterate_in_thread
 from rag.serve._errors import ERROR_RESPONSES, error, stream_error
 from rag.serve._guard import key_scope_of
 from rag.serve._json import JSONResponse
@@ -60,14 +59,7 @@ async def chat_completions(
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if not body.stream:
-        answer = await run_in_threadpool(
-            backend.ask,
-            question,
-            k=body.k,
-            filters=body.filters,
-            scope=scope,
-            answer_style=body.answer_style,
-        )
+        answer = await run_in_threadpool(backend.ask_request, question, body, scope)
         return JSONResponse(
             {
                 "id": completion_id,
@@ -101,18 +93,8 @@ async def chat_completions(
 
     async def events() -> AsyncIterator[str]:
         yield chunk({"role": "assistant", "content": ""})
-        pieces = iterate_in_thread(
-            lambda: backend.stream(
-                question,
-                k=body.k,
-                filters=body.filters,
-                scope=scope,
-                answer_style=body.answer_style,
-            ),
-            lock=backend.lock,
-        )
         try:
-            async for piece in pieces:
+            async for piece in backend.stream_request(question, body, scope):
                 if isinstance(piece, str):
                     yield chunk({"content": piece})
                     continue
