@@ -178,8 +178,8 @@ class AllowedRoots:
 
 
 class AskSettings(Protocol):
-    """What a request to answer sets besides its question (the REST ``AskRequest``, the
-    OpenAI-compatible chat request and the gRPC request all carry these)."""
+    """What a request to answer sets besides its question: the ``AskRequest`` that REST and
+    gRPC ``Ask`` validate, and the OpenAI-compatible chat request, carry these."""
 
     k: int | None
     filters: dict[str, Any] | None
