@@ -186,6 +186,16 @@ class AskSettings(Protocol):
     answer_style: str | None
 
 
+def _settings(request: AskSettings, scope: KeyScope) -> dict[str, Any]:
+    """The keywords of :meth:`Backend.ask` and :meth:`Backend.stream` from ``request``."""
+    return {
+        "k": request.k,
+        "filters": request.filters,
+        "scope": scope,
+        "answer_style": request.answer_style,
+    }
+
+
 class Backend:
     """The components an API serves, found in a pipeline file.
 
@@ -344,13 +354,7 @@ class Backend:
     def ask_request(self, question: str, request: AskSettings, scope: KeyScope) -> Any:
         """:meth:`ask` with the ``k``, ``filters`` and ``answer_style`` of ``request`` (a REST,
         chat or gRPC request body)."""
-        return self.ask(
-            question,
-            k=request.k,
-            filters=request.filters,
-            scope=scope,
-            answer_style=request.answer_style,
-        )
+        return self.ask(question, **_settings(request, scope))
 
     def stream_request(
         self, question: str, request: AskSettings, scope: KeyScope
@@ -358,16 +362,8 @@ class Backend:
         """:meth:`stream` with the settings of ``request``, made and consumed in a worker thread
         that holds :attr:`lock` (:func:`rag.core.threads.iterate_in_thread`): what every
         streaming front door (REST, OpenAI-compatible chat, gRPC) sends."""
-        return iterate_in_thread(
-            lambda: self.stream(
-                question,
-                k=request.k,
-                filters=request.filters,
-                scope=scope,
-                answer_style=request.answer_style,
-            ),
-            lock=self.lock,
-        )
+        options = _settings(request, scope)
+        return iterate_in_thread(lambda: self.stream(question, **options), lock=self.lock)
 
     def stats(self, *, scope: KeyScope) -> dict[str, Any]:
         """Chunks, sources, store type and dimension, counting only what ``scope`` may see."""
