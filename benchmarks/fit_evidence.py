@@ -359,9 +359,7 @@ def fitting_groups(
         groups.extend(found)
         if with_unrelated:
             donors = unrelated_contexts(rows, hits, seed)
-            unrelated.extend(
-                collect(rows, donors, embeddings, lambda *_: 0.0, f"{name} unrelated")
-            )
+            unrelated.extend(collect(rows, donors, embeddings, lambda *_: 0.0, f"{name} unrelated"))
 
     return {
         "groups": groups,

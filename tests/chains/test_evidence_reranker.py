@@ -89,7 +89,7 @@ def test_without_an_embedder_nothing_is_reranked(monkeypatch):
         raise AssertionError("the reranker must not run without an embedder")
 
     monkeypatch.setattr(SentenceReranker, "scores", fail)
-    chain, _ = evidence_chain()
+    chain, _ = evidence_chain(rerank_top=3)
     assert chain.ask("What is BM25?").text.startswith("BM25 is a ranking function")
 
 
@@ -98,11 +98,12 @@ def test_bad_reranker_settings_are_config_errors(tmp_path, embedder):
     with pytest.raises(ConfigError, match="rerank_top must be 0 .* got -1"):
         EvidenceStyle(rerank_top=-1)
     missing = tmp_path / "nope.npz"
-    style = EvidenceStyle(embedder=embedder, reranker=str(missing))
+    style = EvidenceStyle(embedder=embedder, reranker=str(missing), rerank_top=3)
     with pytest.raises(ConfigError, match=r"nope\.npz.*fit_evidence_reranker\.py.*rerank_top: 0"):
         style.warm_up()
     EvidenceStyle(embedder=embedder, reranker=str(missing), rerank_top=0).warm_up()  # not read
     broken = tmp_path / "broken.npz"
     np.savez(broken, config=np.array(json.dumps({"base_model": "all-MiniLM-L6-v2"})))
     with pytest.raises(ConfigError, match=r"broken\.npz.*provenance"):
-        EvidenceStyle(embedder=embedder, reranker=str(broken)).warm_up()
+        EvidenceStyle(embedder=embedder, reranker=str(broken), rerank_top=3).warm_up()
+    assert EvidenceStyle().rerank_top == 0  # off by default (docs: the quick start's misses)

@@ -55,7 +55,7 @@ def chain_file(tmp_path: Path, answer_style: str) -> Path:
 @pytest.mark.parametrize(
     "style",
     [
-        EvidenceStyle(max_sentences=2, min_score=0.2, factoid_span=False),
+        EvidenceStyle(max_sentences=2, min_score=0.2, factoid_span=False, rerank_top=3),
         ExtractiveStyle(span_candidates=4, span_search="quote", min_span_logprob=-3.0),
         ConciseStyle(focus_sentences=2, system_prompt=True, stop=["\n"]),
         SentencesStyle(instruction="Two sentences, cited."),

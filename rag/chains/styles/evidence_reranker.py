@@ -9,8 +9,10 @@ and a one-unit head on its mean-pooled output, fitted by ``benchmarks/fit_eviden
 on the same fitting questions as the logistic weights. The adapters are data
 (:data:`DEFAULT_RERANKER_FILE`, about 0.5 MB, with their provenance); nothing is downloaded.
 
-The style reorders its ``top_n`` best sentences by ``logit(probability) + beta * score`` (``beta``
-per weight set, in the file) and keeps each sentence's own probability for its thresholds.
+With ``rerank_top: 3`` (off by default: it misanswers 2 of the quick start's 14 questions while
+lifting the held-out XQuAD figures, see docs/how-to/answer-styles.md), the style reorders its
+best sentences by ``logit + beta * score`` (``beta`` per weight set, in the file) and keeps each
+sentence's own probability for its thresholds.
 
 Example:
     >>> reranker = SentenceReranker()
