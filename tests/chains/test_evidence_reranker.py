@@ -106,4 +106,10 @@ def test_bad_reranker_settings_are_config_errors(tmp_path, embedder):
     np.savez(broken, config=np.array(json.dumps({"base_model": "all-MiniLM-L6-v2"})))
     with pytest.raises(ConfigError, match=r"broken\.npz.*provenance"):
         EvidenceStyle(embedder=embedder, reranker=str(broken), rerank_top=3).warm_up()
+    with np.load(DEFAULT_RERANKER_FILE) as data:
+        partial = {k: data[k] for k in data.files if not k.startswith("5.")}
+    no_last_layer = tmp_path / "partial.npz"
+    np.savez(no_last_layer, **partial)
+    with pytest.raises(ConfigError, match=r"partial\.npz lacks the adapters 5\.\w+\.down"):
+        EvidenceStyle(embedder=embedder, reranker=str(no_last_layer), rerank_top=3).warm_up()
     assert EvidenceStyle().rerank_top == 0  # off by default (docs: the quick start's misses)

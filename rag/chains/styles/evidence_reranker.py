@@ -65,14 +65,14 @@ def mean_pooled(hidden: Any, mask: Any) -> Any:
 
 
 REQUIRED_CONFIG = ("base_model", "layers", "rank", "scale", "max_length", "beta")
+FIX = (
+    "refit it with benchmarks/fit_evidence_reranker.py, leave reranker unset for the "
+    "shipped file, or set rerank_top: 0 to rank by the logistic score alone"
+)
 
 
 @functools.lru_cache(maxsize=4)
 def _read(path: str) -> dict[str, np.ndarray]:
-    fix = (
-        "refit it with benchmarks/fit_evidence_reranker.py, leave reranker unset for the "
-        "shipped file, or set rerank_top: 0 to rank by the logistic score alone"
-    )
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -83,11 +83,11 @@ def _read(path: str) -> dict[str, np.ndarray]:
         missing += [f"config.{k}" for k in REQUIRED_CONFIG if k not in config]
     except (OSError, ValueError) as err:
         raise ConfigError(
-            f"cannot read the evidence reranker from {path}: {err}; {fix}", field="reranker"
+            f"cannot read the evidence reranker from {path}: {err}; {FIX}", field="reranker"
         ) from None
     if missing:
         raise ConfigError(
-            f"the evidence reranker file {path} lacks {', '.join(missing)}; {fix}",
+            f"the evidence reranker file {path} lacks {', '.join(missing)}; {FIX}",
             field="reranker",
         )
     return arrays
@@ -122,7 +122,11 @@ class SentenceReranker:
         return float(self.config["beta"].get(weight_set, 0.0))
 
     def warm_up(self) -> None:
-        """Load the base model and fold the adapters into its weights (once)."""
+        """Load the base model and fold the adapters into its weights (once).
+
+        Raises:
+            ConfigError: the file lacks an adapter of one of the model's layers.
+        """
         with self._lock:
             if self._model is not None:
                 return
@@ -135,6 +139,20 @@ class SentenceReranker:
             tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
             model = AutoModel.from_pretrained(base, local_files_only=True)
             model.eval()
+            missing = [
+                f"{index}.{name}.{part}"
+                for index in range(len(model.encoder.layer))
+                for name in self.config["layers"]
+                for part in ("down", "up")
+                if f"{index}.{name}.{part}" not in self._arrays
+            ]
+            if missing:
+                raise ConfigError(
+                    f"the evidence reranker file {self.path} lacks the adapters "
+                    f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} for "
+                    f"{self.config['base_model']}; {FIX}",
+                    field="reranker",
+                )
             scale = float(self.config["scale"])
             with torch.no_grad():
                 for index, layer in enumerate(model.encoder.layer):
