@@ -178,18 +178,10 @@ class Adapted:
         return [p for pair in self.adapters.values() for p in pair] + list(self.head.parameters())
 
     def scores(self, question: str, texts: list[str]) -> Any:
-        from rag.chains.styles.evidence_reranker import mean_pooled
+        from rag.chains.styles.evidence_reranker import pooled_pairs
 
-        encoded = self.tokenizer(
-            [question] * len(texts),
-            texts,
-            truncation="longest_first",
-            max_length=MAX_LENGTH,
-            padding=True,
-            return_tensors="pt",
-        )
-        hidden = self.model(**encoded).last_hidden_state
-        return self.head(mean_pooled(hidden, encoded["attention_mask"])).squeeze(-1)
+        pooled = pooled_pairs(self.tokenizer, self.model, question, texts, MAX_LENGTH)
+        return self.head(pooled).squeeze(-1)
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {}

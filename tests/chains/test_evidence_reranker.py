@@ -54,6 +54,9 @@ def test_the_reranker_scores_the_sentence_that_answers_above_the_one_that_define
         scores = reranker.scores(question, texts)
         assert scores.shape == (2,) and scores[1] > scores[0], (question, scores)
     assert reranker.scores("anything", []).shape == (0,)
+    again = SentenceReranker()  # a style rebuilt per request loads no second copy
+    again.warm_up()
+    assert again._model is reranker._model
     long_question = "why " * 500  # longer than the model reads: truncated, not an error
     assert reranker.scores(long_question, ["A sentence."]).shape == (1,)
 

@@ -58,9 +58,21 @@ def adapted_linear(layer: Any, name: str) -> Any:
     return found()
 
 
-def mean_pooled(hidden: Any, mask: Any) -> Any:
-    """The mean of ``hidden`` (batch, tokens, width) over the tokens ``mask`` keeps."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
+def pooled_pairs(
+    tokenizer: Any, model: Any, question: str, texts: Sequence[str], max_length: int
+) -> Any:
+    """``model``'s output for each (``question``, text) pair, mean-pooled over its tokens
+    (batch x width); the pair is cut to ``max_length`` tokens, the longer side first."""
+    encoded = tokenizer(
+        [question] * len(texts),
+        list(texts),
+        truncation="longest_first",
+        max_length=max_length,
+        padding=True,
+        return_tensors="pt",
+    )
+    hidden = model(**encoded).last_hidden_state
+    weights = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
@@ -93,6 +105,49 @@ def _read(path: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(path: str) -> tuple[Any, Any, Any, float]:
+    """The tokenizer, the base model with the adapters of ``path`` folded into its weights, and
+    the head's weight and bias: loaded once per process and file, shared by every style."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from rag.connectors.embedders.sentence_transformers import resolve_model_path
+
+    arrays = _read(path)
+    config = json.loads(str(arrays["config"]))
+    base = resolve_model_path(config["base_model"])
+    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    model = AutoModel.from_pretrained(base, local_files_only=True)
+    model.eval()
+    missing = [
+        f"{index}.{name}.{part}"
+        for index in range(len(model.encoder.layer))
+        for name in config["layers"]
+        for part in ("down", "up")
+        if f"{index}.{name}.{part}" not in arrays
+    ]
+    if missing:
+        raise ConfigError(
+            f"the evidence reranker file {path} lacks the adapters "
+            f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} for "
+            f"{config['base_model']}; {FIX}",
+            field="reranker",
+        )
+    scale = float(config["scale"])
+    with torch.no_grad():
+        for index, layer in enumerate(model.encoder.layer):
+            for name in config["layers"]:
+                down = arrays[f"{index}.{name}.down"].astype(np.float32)
+                up = arrays[f"{index}.{name}.up"].astype(np.float32)
+                adapted_linear(layer, name).weight += scale * torch.from_numpy(up @ down)
+    head = torch.from_numpy(arrays["head.weight"].astype(np.float32))
+    return tokenizer, model, head, float(arrays["head.bias"])
+
+
 class SentenceReranker:
     """Scores (question, sentence) pairs with the adapted cross-encoder in ``path``.
 
@@ -115,57 +170,24 @@ class SentenceReranker:
         self.provenance: dict[str, Any] = json.loads(str(self._arrays["provenance"]))
         self._model: Any = None
         self._tokenizer: Any = None
-        self._lock = threading.Lock()
+        self._head: list[Any] = []
 
     def beta(self, weight_set: str) -> float:
         """The reranker's weight against the logistic score's logit for ``weight_set``."""
         return float(self.config["beta"].get(weight_set, 0.0))
 
     def warm_up(self) -> None:
-        """Load the base model and fold the adapters into its weights (once).
+        """Load the base model with the adapters folded into its weights (once per process
+        and file: styles rebuilt per request share it).
 
         Raises:
             ConfigError: the file lacks an adapter of one of the model's layers.
         """
-        with self._lock:
-            if self._model is not None:
-                return
-            import torch
-            from transformers import AutoModel, AutoTokenizer
-
-            from rag.connectors.embedders.sentence_transformers import resolve_model_path
-
-            base = resolve_model_path(self.config["base_model"])
-            tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
-            model = AutoModel.from_pretrained(base, local_files_only=True)
-            model.eval()
-            missing = [
-                f"{index}.{name}.{part}"
-                for index in range(len(model.encoder.layer))
-                for name in self.config["layers"]
-                for part in ("down", "up")
-                if f"{index}.{name}.{part}" not in self._arrays
-            ]
-            if missing:
-                raise ConfigError(
-                    f"the evidence reranker file {self.path} lacks the adapters "
-                    f"{', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} for "
-                    f"{self.config['base_model']}; {FIX}",
-                    field="reranker",
-                )
-            scale = float(self.config["scale"])
-            with torch.no_grad():
-                for index, layer in enumerate(model.encoder.layer):
-                    for name in self.config["layers"]:
-                        linear = adapted_linear(layer, name)
-                        down = self._arrays[f"{index}.{name}.down"].astype(np.float32)
-                        up = self._arrays[f"{index}.{name}.up"].astype(np.float32)
-                        linear.weight += scale * torch.from_numpy(up @ down)
-            self._head = (
-                torch.from_numpy(self._arrays["head.weight"].astype(np.float32)),
-                float(self._arrays["head.bias"]),
-            )
-            self._tokenizer, self._model = tokenizer, model
+        if self._model is None:
+            with _LOAD_LOCK:
+                tokenizer, model, weight, bias = _loaded(self.path)
+                self._tokenizer, self._head = tokenizer, [weight, bias]
+                self._model = model  # last: scores() reads the others once it is set
 
     def scores(self, question: str, texts: Sequence[str]) -> np.ndarray:
         """One relevance score per text (higher: more likely to answer ``question``)."""
@@ -174,16 +196,9 @@ class SentenceReranker:
         self.warm_up()
         import torch
 
-        encoded = self._tokenizer(
-            [question] * len(texts),
-            list(texts),
-            truncation="longest_first",
-            max_length=int(self.config["max_length"]),
-            padding=True,
-            return_tensors="pt",
-        )
         with torch.inference_mode():
-            hidden = self._model(**encoded).last_hidden_state
-            pooled = mean_pooled(hidden, encoded["attention_mask"])
+            pooled = pooled_pairs(
+                self._tokenizer, self._model, question, texts, int(self.config["max_length"])
+            )
             weight, bias = self._head
             return (pooled @ weight + bias).numpy()
