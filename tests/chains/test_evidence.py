@@ -449,6 +449,34 @@ def test_document_start_pronoun_and_previous_similarity_features():
 
 
 @pytest.mark.unit
+def test_novelty_is_the_share_of_a_sentences_content_words_the_question_does_not_name():
+    question = "What does the parameter M control in an HNSW index?"
+    texts = ["Three parameters control an HNSW index. M is the number of links each node keeps."]
+    restates, answers = sentence_candidates(question, texts)
+    assert restates.features["novelty"] == pytest.approx(1 / 5)  # "three" of five
+    assert answers.features["novelty"] == pytest.approx(4 / 5)  # all but "M"
+    assert sentence_candidates("What?", ["The the of."])[0].features["novelty"] == 0.0
+
+
+@pytest.mark.unit
+def test_the_fit_takes_both_data_sets_for_every_weight_set_and_wikiqa_twice(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    fit = _fit_script()
+
+    def group(dataset: str, question: str) -> dict:
+        return {"dataset": dataset, "row": {"question": question}}
+
+    wikiqa_what, wikiqa_who = (
+        group("wikiqa_train", "what is bm25"),
+        group("wikiqa_train", "who wrote it"),
+    )
+    xquad_what, xquad_who = group("xquad_en_dev", "What is it?"), group("xquad_en_dev", "Who led?")
+    other, factoid = fit.weight_set_groups([wikiqa_what, wikiqa_who, xquad_what, xquad_who])
+    assert other == [wikiqa_what, xquad_what, wikiqa_what]
+    assert factoid == [wikiqa_who, xquad_who, wikiqa_who]
+
+
+@pytest.mark.unit
 def test_factoid_questions_use_their_own_weight_set_when_the_file_has_one(tmp_path):
     data = json.loads(DEFAULT_WEIGHTS_FILE.read_text())
     data["weights"]["lexical_factoid"] = {"intercept": -1.0, "reciprocal_rank": 1.0}

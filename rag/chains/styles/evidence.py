@@ -3,13 +3,13 @@
 No text is generated. Every sentence of the contexts is scored by a logistic model over what the
 pipeline already holds (:data:`FEATURES`): its embedding similarity to the question (the
 retriever's embedding model, given as ``embedder: "@embedder"``), the share of the question's
-rare words it contains (both also read with the sentence before it), its position in its
-context, its context's retrieval rank and its length, some weighed by how much detail the
-question gives. The best sentence is the answer, copied from its context with its offsets and
-cited: ``grounded`` is true (the line breaks of hard-wrapped text read as spaces in
-``Answer.text``; the offsets point at the source as it is). For a short factoid question (who /
-when / where / how many / which) the short span of that sentence that fits the question comes
-first (:mod:`rag.chains.span_ranking`), then the sentence:
+rare words it contains (both also read with the sentence before it), how much of it is not the
+question's words, its position in its context, its context's retrieval rank and its length,
+some weighed by how much detail the question gives. The best sentence is the answer, copied
+from its context with its offsets and cited: ``grounded`` is true (the line breaks of
+hard-wrapped text read as spaces in ``Answer.text``; the offsets point at the source as it is).
+For a short factoid question (who / when / where / how many / which) the short span of that
+sentence that fits the question comes first (:mod:`rag.chains.span_ranking`), then the sentence:
 ``"1998 — The company was founded in 1998."``. When no sentence's
 probability reaches ``min_score`` (or, without an embedder, when the best sentence shares no
 content word with the question), or when the question has no content word at all ("What",
@@ -98,6 +98,7 @@ FEATURES = (
     "log_words",
     "short",
     "question_mark",
+    "novelty",
     "pronoun_start",
     "similarity_previous",
     "similarity_window",
@@ -120,6 +121,9 @@ FEATURES = (
   ``answer_type_*``: for a factoid question, whether (and how many, up to 3, over 3) of its
   words not in the question look like the answer asked for (a number, a date, a name:
   :func:`rag.core.text.fits_kind`; a sentence's first word is no name).
+- ``novelty``: the share of its content words that are not the question's ("Three parameters
+  control an HNSW index." restates "What does the parameter M control in an HNSW index?" and
+  tells little: 0.2).
 - ``pronoun_start``: it opens with a word that points back ("It", "This", "They", ...);
   ``similarity_previous``: for such a sentence, the similarity of the sentence before it in its
   context (the one the pronoun points to), else 0.
@@ -268,6 +272,7 @@ def sentence_candidates(
     weight = sum(idf.values()) or 1.0
     for candidate, words, early in zip(found, words_of, early_of, strict=True):
         count = len(WORD.findall(candidate.text))
+        own = content_stems(candidate.text)
         features = candidate.features
         first_context = float(candidate.context == 0)
         before = candidate.previous_index
@@ -290,6 +295,7 @@ def sentence_candidates(
             log_words=math.log(1 + count),
             short=float(count < 6),
             question_mark=float(candidate.text.rstrip("\"')").endswith("?")),
+            novelty=len(own - stems) / max(1, len(own)),
             pronoun_start=float(_points_back(candidate.text)),
         )
     _relative(found, "coverage")
@@ -575,9 +581,9 @@ class EvidenceStyle(Style):
             all-MiniLM-L6-v2 per sentence); ``0`` (the default) or ``1``: the logistic order
             alone. Each sentence keeps its own probability for ``min_score``. At 3 the held-out
             XQuAD answers hold the gold answer for 87.8 % of questions (83.7 % without) and
-            WikiQA F1 is 0.676 (0.670), but 2 of the quick start's 14 questions get a wrong
-            sentence ("Three parameters control an HNSW index." for what M controls), so it
-            is off by default (docs/how-to/answer-styles.md).
+            WikiQA F1 is 0.682 (0.679), but 4 of the quick start's 14 questions get a wrong
+            sentence (2 without; "Three parameters control an HNSW index." for what M
+            controls), so it is off by default (docs/how-to/answer-styles.md).
         reranker: An adapter file written by ``benchmarks/fit_evidence_reranker.py``
             (``None``: the shipped
             :data:`~rag.chains.styles.evidence_reranker.DEFAULT_RERANKER_FILE`).
