@@ -3,7 +3,7 @@ the bundled models) over examples/corpus, asked the kind of questions a newcomer
 
 Each answer must hold the corpus's key fact, be copied from a cited context (grounded, with
 offsets) and cite the file that states it; the misses known today are listed (KNOWN_MISSES) and
-may not grow. The questions and the answers the chain gives are shown
+grow only with the reason beside them. The questions and the answers the chain gives are shown
 in docs/how-to/answer-styles.md."""
 
 from __future__ import annotations

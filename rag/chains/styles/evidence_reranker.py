@@ -9,8 +9,8 @@ and a one-unit head on its mean-pooled output, fitted by ``benchmarks/fit_eviden
 on the same fitting questions as the logistic weights. The adapters are data
 (:data:`DEFAULT_RERANKER_FILE`, about 0.5 MB, with their provenance); nothing is downloaded.
 
-With ``rerank_top: 3`` (off by default: it misanswers 2 of the quick start's 14 questions while
-lifting the held-out XQuAD figures, see docs/how-to/answer-styles.md), the style reorders its
+With ``rerank_top: 3`` (off by default: it misanswers 2 more of the quick start's 14 questions
+while lifting the held-out XQuAD figures, see docs/how-to/answer-styles.md), the style reorders its
 best sentences by ``logit + beta * score`` (``beta`` per weight set, in the file) and keeps each
 sentence's own probability for its thresholds.
 
@@ -84,7 +84,8 @@ FIX = (
 
 
 @functools.lru_cache(maxsize=4)
-def _read(path: str) -> dict[str, np.ndarray]:
+def _read(path: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays of the adapter file ``path`` and its parsed ``config``, checked."""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -102,7 +103,7 @@ def _read(path: str) -> dict[str, np.ndarray]:
             f"the evidence reranker file {path} lacks {', '.join(missing)}; {FIX}",
             field="reranker",
         )
-    return arrays
+    return arrays, config
 
 
 _LOAD_LOCK = threading.Lock()
@@ -117,8 +118,7 @@ def _loaded(path: str) -> tuple[Any, Any, Any, float]:
 
     from rag.connectors.embedders.sentence_transformers import resolve_model_path
 
-    arrays = _read(path)
-    config = json.loads(str(arrays["config"]))
+    arrays, config = _read(path)
     base = resolve_model_path(config["base_model"])
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModel.from_pretrained(base, local_files_only=True)
@@ -165,12 +165,11 @@ class SentenceReranker:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = str(path or DEFAULT_RERANKER_FILE)
-        self._arrays = _read(self.path)
-        self.config: dict[str, Any] = json.loads(str(self._arrays["config"]))
-        self.provenance: dict[str, Any] = json.loads(str(self._arrays["provenance"]))
+        arrays, self.config = _read(self.path)
+        self.provenance: dict[str, Any] = json.loads(str(arrays["provenance"]))
         self._model: Any = None
         self._tokenizer: Any = None
-        self._head: list[Any] = []
+        self._head: tuple[Any, Any] = (None, None)
 
     def beta(self, weight_set: str) -> float:
         """The reranker's weight against the logistic score's logit for ``weight_set``."""
@@ -186,7 +185,7 @@ class SentenceReranker:
         if self._model is None:
             with _LOAD_LOCK:
                 tokenizer, model, weight, bias = _loaded(self.path)
-                self._tokenizer, self._head = tokenizer, [weight, bias]
+                self._tokenizer, self._head = tokenizer, (weight, bias)
                 self._model = model  # last: scores() reads the others once it is set
 
     def scores(self, question: str, texts: Sequence[str]) -> np.ndarray:
