@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/answer_quality.py [--datasets wikiqa,xquad] [--limit N]
         [--wikiqa-limit N] [--seed 0] [--k N] [--styles evidence,extractive,concise,sentences]
-        [--wikiqa-styles evidence,evidence-sentence,evidence-reranked]
+        [--wikiqa-styles evidence,evidence-sentence,evidence-logistic,evidence-reranked]
         [--json] [--unanswerable] [--warm-cache]
 
 Two datasets from ``../shared/data``, one table each:
@@ -22,9 +22,11 @@ Extractive answers use ``span_search: ranked`` (:mod:`rag.chains.span_ranking`, 
 ``benchmarks/fit_span_ranker.py`` fits on the questions outside the ``--limit 100 --seed 0``
 sample). ``evidence-sentence`` is ``style.evidence`` with ``factoid_span: false``: the answering
 sentence alone, without the short span put first for who / when / where / how many questions
-(what that span costs in token F1 against a gold sentence); ``evidence-reranked`` is
-``style.evidence`` with ``rerank_top: 3`` (its best three sentences reordered by the fitted
-cross-encoder of ``benchmarks/fit_evidence_reranker.py``).
+(what that span costs in token F1 against a gold sentence). ``style.evidence`` reorders its best
+three sentences with the fitted cross-encoder of ``benchmarks/fit_evidence_reranker.py`` for
+factoid questions (``rerank_questions: factoid``, the default); ``evidence-logistic`` is
+``rerank_top: 0`` (the logistic order alone), ``evidence-reranked`` is
+``rerank_questions: all`` (every question reordered).
 
 Retrieval is ``examples/qa.yaml``'s as shipped (:class:`PipelineRetriever`): its splitter,
 its embedder (all-MiniLM-L6-v2, title template) and its hybrid retriever (dense + BM25 fused per
@@ -67,7 +69,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 DATA_ROOT = ROOT.parent / "shared" / "data"
 DEFAULT_DATA = DATA_ROOT / "xquad_en_dev"
 STYLES = ("evidence", "extractive", "concise", "sentences")
-VARIANTS = {"evidence-sentence": {"factoid_span": False}, "evidence-reranked": {"rerank_top": 3}}
+VARIANTS = {
+    "evidence-sentence": {"factoid_span": False},
+    "evidence-logistic": {"rerank_top": 0},
+    "evidence-reranked": {"rerank_questions": "all"},
+}
 """Benchmark-only style names: ``style.evidence`` with these parameters."""
 _CITATION = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 

@@ -77,13 +77,43 @@ def test_the_style_reorders_its_best_sentences_by_the_reranker(embedder, monkeyp
         return np.arange(len(texts), dtype=np.float32) * 1000.0  # the last of the top wins
 
     monkeypatch.setattr(SentenceReranker, "scores", prefer_the_last)
-    reranked, _ = evidence_chain(facts, embedder=embedder, min_score=0.001, rerank_top=2)
+    reranked, _ = evidence_chain(
+        facts, embedder=embedder, min_score=0.001, rerank_top=2, rerank_questions="all"
+    )
     second = reranked.ask(question)
     assert len(calls) == 1 and calls[0][0] == question and len(calls[0][1]) == 2
     assert second.text != first.text
     assert_grounded(second)
     plain.ask(question)  # rerank_top 0: the reranker is never asked
     assert len(calls) == 1
+
+
+@pytest.mark.integration
+def test_by_default_only_factoid_questions_are_reranked(embedder, monkeypatch):
+    facts = [
+        "Berlin is the capital of Germany. It has 3.7 million inhabitants.",
+        "Paris is the capital of France. It lies on the Seine.",
+    ]
+    asked = []
+
+    def record(self, question, texts):
+        asked.append(question)
+        return np.zeros(len(texts), dtype=np.float32)
+
+    monkeypatch.setattr(SentenceReranker, "scores", record)
+    chain, _ = evidence_chain(facts, embedder=embedder, min_score=0.001)
+    style = chain.style
+    assert (style.rerank_top, style.rerank_questions) == (3, "factoid")
+    chain.ask("What is the capital of France?")  # not who / when / where / how many
+    chain.ask("Why is Berlin the capital?")
+    assert asked == []
+    chain.ask("How many inhabitants does Berlin have?")
+    chain.ask("Where does Paris lie?")
+    assert asked == ["How many inhabitants does Berlin have?", "Where does Paris lie?"]
+    assert style.reranks("Who founded Berlin?") and not style.reranks("What is Berlin?")
+    assert style.reranks("Which river runs through Paris?")  # "which" asks a factoid too
+    assert EvidenceStyle(rerank_questions="all").reranks("What is Berlin?")
+    assert not EvidenceStyle(rerank_top=0).reranks("Who founded Berlin?")
 
 
 @pytest.mark.unit
@@ -115,4 +145,5 @@ def test_bad_reranker_settings_are_config_errors(tmp_path, embedder):
     np.savez(no_last_layer, **partial)
     with pytest.raises(ConfigError, match=r"partial\.npz lacks the adapters 5\.\w+\.down"):
         EvidenceStyle(embedder=embedder, reranker=str(no_last_layer), rerank_top=3).warm_up()
-    assert EvidenceStyle().rerank_top == 0  # off by default (docs: the quick start's misses)
+    with pytest.raises(ConfigError, match="rerank_questions must be one of 'factoid', 'all'"):
+        EvidenceStyle(rerank_questions="some")

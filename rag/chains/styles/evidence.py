@@ -10,10 +10,12 @@ from its context with its offsets and cited: ``grounded`` is true (the line brea
 hard-wrapped text read as spaces in ``Answer.text``; the offsets point at the source as it is).
 For a short factoid question (who / when / where / how many / which) the short span of that
 sentence that fits the question comes first (:mod:`rag.chains.span_ranking`), then the sentence:
-``"1998 — The company was founded in 1998."``. When no sentence's
-probability reaches ``min_score`` (or, without an embedder, when the best sentence shares no
-content word with the question), or when the question has no content word at all ("What",
-"Who are you?"), the answer is "I don't know." and ``grounded`` is false.
+``"1998 — The company was founded in 1998."``. For those questions, with an embedder, a fitted
+cross-encoder (:mod:`rag.chains.styles.evidence_reranker`) first reorders the best three
+sentences (``rerank_questions``). When no sentence's probability reaches ``min_score`` (or,
+without an embedder, when the best sentence shares no content word with the question), or when
+the question has no content word at all ("What", "Who are you?"), the answer is "I don't know."
+and ``grounded`` is false.
 
 The weights are data (:data:`DEFAULT_WEIGHTS_FILE`), fitted by ``benchmarks/fit_evidence.py`` on
 a fitting part of WikiQA train and XQuAD questions outside the answer-quality benchmark's sample;
@@ -152,6 +154,8 @@ POINTING_BACK = frozenset(
 )
 """Words that, opening a sentence, point back to the one before it."""
 FACTOID_KINDS = ("number", "date", "name", "where")
+RERANK_QUESTIONS = ("factoid", "all")
+"""The values of :class:`EvidenceStyle`'s ``rerank_questions``."""
 MIN_SPAN_PROBABILITY = 0.3
 """The default ``min_span_probability`` of :class:`EvidenceStyle`."""
 MAX_SENTENCE_WORDS = 100
@@ -512,6 +516,20 @@ def rank_sentences(
     return score(sentence_candidates(question, texts, similarities, metadata), weights)
 
 
+def asks_factoid(question: str) -> bool:
+    """Whether ``question`` asks a short factoid (who / when / where / how many, or one opening
+    with "which"): the questions whose answer puts a short span first and whose best sentences
+    the cross-encoder reorders by default (``rerank_questions: factoid``).
+
+    Example:
+        >>> [asks_factoid(q) for q in ("Who won?", "Which library is it?", "What is BM25?")]
+        [True, True, False]
+    """
+    if question_kind(question) in FACTOID_KINDS:
+        return True
+    return re.match(r"\s*(in |at |on |of )?which\b", question.lower()) is not None
+
+
 def factoid_span(
     question: str, sentence: str, min_probability: float = 0.0
 ) -> tuple[int, int] | None:
@@ -530,10 +548,9 @@ def factoid_span(
         >>> factoid_span("Who ran against Kennedy?", "He was shot on November 22.") is None
         True
     """
-    kind = question_kind(question)
-    which = re.match(r"\s*(in |at |on |of )?which\b", question.lower()) is not None
-    if kind not in FACTOID_KINDS and not which:
+    if not asks_factoid(question):
         return None
+    kind = question_kind(question)
     spans = span_ranking.rank_spans(span_ranking.candidate_spans(question, [sentence], sentences=1))
     best = next(
         (s for s in spans if span_ranking.fits_question(question, sentence, s.start, s.end)), None
@@ -578,12 +595,16 @@ class EvidenceStyle(Style):
         rerank_top: With an embedder, the best this many sentences by the logistic score are
             reordered by a cross-encoder read of question and sentence together
             (:class:`~rag.chains.styles.evidence_reranker.SentenceReranker`, a forward pass of
-            all-MiniLM-L6-v2 per sentence); ``0`` (the default) or ``1``: the logistic order
-            alone. Each sentence keeps its own probability for ``min_score``. At 3 the held-out
-            XQuAD answers hold the gold answer for 87.8 % of questions (83.7 % without) and
-            WikiQA F1 is 0.682 (0.679), but 4 of the quick start's 14 questions get a wrong
-            sentence (2 without; "Three parameters control an HNSW index." for what M
-            controls), so it is off by default (docs/how-to/answer-styles.md).
+            all-MiniLM-L6-v2 per sentence) for the questions ``rerank_questions`` names; ``0``
+            or ``1``: the logistic order alone. Each sentence keeps its own probability for
+            ``min_score``.
+        rerank_questions: Which questions the cross-encoder reorders: ``"factoid"`` (the
+            default: who / when / where / how many / which, :func:`asks_factoid`; out-of-fold
+            on the fitting questions it lifted their share of XQuAD's holds 78.3 -> 80.5 % and
+            WikiQA F1 0.648 -> 0.654) or ``"all"`` (other questions too: out-of-fold that lifts
+            the figures to 82.9 % and 0.666, but on the quick start's technical corpus it picks
+            "Three parameters control an HNSW index." for what M controls, and misanswers 2 of
+            its 14 questions more; docs/how-to/answer-styles.md).
         reranker: An adapter file written by ``benchmarks/fit_evidence_reranker.py``
             (``None``: the shipped
             :data:`~rag.chains.styles.evidence_reranker.DEFAULT_RERANKER_FILE`).
@@ -615,7 +636,8 @@ class EvidenceStyle(Style):
         factoid_span: bool = True,
         min_span_probability: float = MIN_SPAN_PROBABILITY,
         with_antecedent: bool = True,
-        rerank_top: int = 0,
+        rerank_top: int = 3,
+        rerank_questions: str = "factoid",
         reranker: str | None = None,
         max_sentence_words: int = MAX_SENTENCE_WORDS,
     ) -> None:
@@ -641,6 +663,12 @@ class EvidenceStyle(Style):
                 f"rerank_top must be 0 (no reranking) or more, got {rerank_top}",
                 field="rerank_top",
             )
+        if rerank_questions not in RERANK_QUESTIONS:
+            raise ConfigError(
+                f"rerank_questions must be one of {', '.join(map(repr, RERANK_QUESTIONS))}, "
+                f"got {rerank_questions!r}",
+                field="rerank_questions",
+            )
         if min_score is not None and not 0.0 <= min_score <= 1.0:
             raise ConfigError(
                 f"min_score is a probability between 0 and 1, got {min_score}", field="min_score"
@@ -654,6 +682,7 @@ class EvidenceStyle(Style):
         self.min_span_probability = min_span_probability
         self.with_antecedent = with_antecedent
         self.rerank_top = rerank_top
+        self.rerank_questions = rerank_questions
         self.reranker = reranker
         self.max_sentence_words = max_sentence_words
         self._reranker: SentenceReranker | None = None
@@ -730,9 +759,16 @@ class EvidenceStyle(Style):
             set_vector_similarities(found, matrix, query)
         weight_set = self.weight_set(question)
         ranked = score(found, self.fitted["weights"][weight_set])
-        if vectors is None or self.rerank_top < 2 or len(ranked) < 2:
+        if vectors is None or len(ranked) < 2 or not self.reranks(question):
             return ranked
         return self._reranked(question, ranked, weight_set)
+
+    def reranks(self, question: str) -> bool:
+        """Whether the cross-encoder reorders the best sentences for ``question`` (given an
+        embedder): ``rerank_top`` of 2 or more and a question ``rerank_questions`` names."""
+        if self.rerank_top < 2:
+            return False
+        return self.rerank_questions == "all" or asks_factoid(question)
 
     def _reranked(
         self, question: str, ranked: list[SentenceCandidate], weight_set: str
@@ -755,7 +791,7 @@ class EvidenceStyle(Style):
             not stems  # "What", "Who are you?": nothing to look for
             or not ranked
             # the reranker reorders the best few; whether to answer is the logistic model's call
-            or max(c.probability for c in ranked[: max(1, self.rerank_top)]) < threshold
+            or max(c.probability for c in ranked[: self._reordered(request.question)]) < threshold
             or self._unrelated(stems, ranked[0])
         ):
             draft = Draft(text=NO_ANSWER, finish_reason="abstain")
@@ -765,6 +801,10 @@ class EvidenceStyle(Style):
         if request.stream:
             yield draft.text
         yield draft
+
+    def _reordered(self, question: str) -> int:
+        """How many of the best sentences the reranker may have reordered (1: none)."""
+        return self.rerank_top if self.embedder is not None and self.reranks(question) else 1
 
     def _chosen(
         self, ranked: Sequence[SentenceCandidate], threshold: float
