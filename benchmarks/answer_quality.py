@@ -24,9 +24,10 @@ sample). ``evidence-sentence`` is ``style.evidence`` with ``factoid_span: false`
 sentence alone, without the short span put first for who / when / where / how many questions
 (what that span costs in token F1 against a gold sentence). ``style.evidence`` reorders its best
 three sentences with the fitted cross-encoder of ``benchmarks/fit_evidence_reranker.py`` for
-factoid questions (``rerank_questions: factoid``, the default); ``evidence-logistic`` is
-``rerank_top: 0`` (the logistic order alone), ``evidence-reranked`` is
-``rerank_questions: all`` (every question reordered).
+factoid and detailed questions (``rerank_questions: factoid_or_detailed``, the default);
+``evidence-logistic`` is ``rerank_top: 0`` (the logistic order alone), ``evidence-factoid``
+``rerank_questions: factoid`` and ``evidence-reranked`` ``rerank_questions: all`` (every
+question reordered).
 
 Retrieval is ``examples/qa.yaml``'s as shipped (:class:`PipelineRetriever`): its splitter,
 its embedder (all-MiniLM-L6-v2, title template) and its hybrid retriever (dense + BM25 fused per
@@ -72,6 +73,7 @@ STYLES = ("evidence", "extractive", "concise", "sentences")
 VARIANTS = {
     "evidence-sentence": {"factoid_span": False},
     "evidence-logistic": {"rerank_top": 0},
+    "evidence-factoid": {"rerank_questions": "factoid"},
     "evidence-reranked": {"rerank_questions": "all"},
 }
 """Benchmark-only style names: ``style.evidence`` with these parameters."""

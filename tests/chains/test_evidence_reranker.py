@@ -89,7 +89,7 @@ def test_the_style_reorders_its_best_sentences_by_the_reranker(embedder, monkeyp
 
 
 @pytest.mark.integration
-def test_by_default_only_factoid_questions_are_reranked(embedder, monkeypatch):
+def test_by_default_only_factoid_and_detailed_questions_are_reranked(embedder, monkeypatch):
     facts = [
         "Berlin is the capital of Germany. It has 3.7 million inhabitants.",
         "Paris is the capital of France. It lies on the Seine.",
@@ -103,7 +103,7 @@ def test_by_default_only_factoid_questions_are_reranked(embedder, monkeypatch):
     monkeypatch.setattr(SentenceReranker, "scores", record)
     chain, _ = evidence_chain(facts, embedder=embedder, min_score=0.001)
     style = chain.style
-    assert (style.rerank_top, style.rerank_questions) == (3, "factoid")
+    assert (style.rerank_top, style.rerank_questions) == (3, "factoid_or_detailed")
     chain.ask("What is the capital of France?")  # not who / when / where / how many
     chain.ask("Why is Berlin the capital?")
     assert asked == []
@@ -112,6 +112,9 @@ def test_by_default_only_factoid_questions_are_reranked(embedder, monkeypatch):
     assert asked == ["How many inhabitants does Berlin have?", "Where does Paris lie?"]
     assert style.reranks("Who founded Berlin?") and not style.reranks("What is Berlin?")
     assert style.reranks("Which river runs through Paris?")  # "which" asks a factoid too
+    detailed = "What river flows through the French capital city past the cathedral?"
+    assert style.reranks(detailed)  # six or more content words: written from its passage
+    assert not EvidenceStyle(rerank_questions="factoid").reranks(detailed)
     assert EvidenceStyle(rerank_questions="all").reranks("What is Berlin?")
     assert not EvidenceStyle(rerank_top=0).reranks("Who founded Berlin?")
 
@@ -145,5 +148,7 @@ def test_bad_reranker_settings_are_config_errors(tmp_path, embedder):
     np.savez(no_last_layer, **partial)
     with pytest.raises(ConfigError, match=r"partial\.npz lacks the adapters 5\.\w+\.down"):
         EvidenceStyle(embedder=embedder, reranker=str(no_last_layer), rerank_top=3).warm_up()
-    with pytest.raises(ConfigError, match="rerank_questions must be one of 'factoid', 'all'"):
+    with pytest.raises(
+        ConfigError, match="rerank_questions must be one of 'factoid', 'factoid_or_detailed', 'all'"
+    ):
         EvidenceStyle(rerank_questions="some")

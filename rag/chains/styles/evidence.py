@@ -10,12 +10,12 @@ from its context with its offsets and cited: ``grounded`` is true (the line brea
 hard-wrapped text read as spaces in ``Answer.text``; the offsets point at the source as it is).
 For a short factoid question (who / when / where / how many / which) the short span of that
 sentence that fits the question comes first (:mod:`rag.chains.span_ranking`), then the sentence:
-``"1998 — The company was founded in 1998."``. For those questions, with an embedder, a fitted
-cross-encoder (:mod:`rag.chains.styles.evidence_reranker`) first reorders the best three
-sentences (``rerank_questions``). When no sentence's probability reaches ``min_score`` (or,
-without an embedder, when the best sentence shares no content word with the question), or when
-the question has no content word at all ("What", "Who are you?"), the answer is "I don't know."
-and ``grounded`` is false.
+``"1998 — The company was founded in 1998."``. For those questions and detailed ones, with an
+embedder, a fitted cross-encoder (:mod:`rag.chains.styles.evidence_reranker`) first reorders the
+best three sentences (``rerank_questions``). When no sentence's probability reaches
+``min_score`` (or, without an embedder, when the best sentence shares no content word with the
+question), or when the question has no content word at all ("What", "Who are you?"), the answer
+is "I don't know." and ``grounded`` is false.
 
 The weights are data (:data:`DEFAULT_WEIGHTS_FILE`), fitted by ``benchmarks/fit_evidence.py`` on
 a fitting part of WikiQA train and XQuAD questions outside the answer-quality benchmark's sample;
@@ -154,7 +154,7 @@ POINTING_BACK = frozenset(
 )
 """Words that, opening a sentence, point back to the one before it."""
 FACTOID_KINDS = ("number", "date", "name", "where")
-RERANK_QUESTIONS = ("factoid", "all")
+RERANK_QUESTIONS = ("factoid", "factoid_or_detailed", "all")
 """The values of :class:`EvidenceStyle`'s ``rerank_questions``."""
 MIN_SPAN_PROBABILITY = 0.3
 """The default ``min_span_probability`` of :class:`EvidenceStyle`."""
@@ -519,7 +519,7 @@ def rank_sentences(
 def asks_factoid(question: str) -> bool:
     """Whether ``question`` asks a short factoid (who / when / where / how many, or one opening
     with "which"): the questions whose answer puts a short span first and whose best sentences
-    the cross-encoder reorders by default (``rerank_questions: factoid``).
+    the cross-encoder reorders (``rerank_questions``).
 
     Example:
         >>> [asks_factoid(q) for q in ("Who won?", "Which library is it?", "What is BM25?")]
@@ -598,13 +598,15 @@ class EvidenceStyle(Style):
             all-MiniLM-L6-v2 per sentence) for the questions ``rerank_questions`` names; ``0``
             or ``1``: the logistic order alone. Each sentence keeps its own probability for
             ``min_score``.
-        rerank_questions: Which questions the cross-encoder reorders: ``"factoid"`` (the
-            default: who / when / where / how many / which, :func:`asks_factoid`; out-of-fold
-            on the fitting questions it lifted their share of XQuAD's holds 78.3 -> 80.5 % and
-            WikiQA F1 0.648 -> 0.654) or ``"all"`` (other questions too: out-of-fold that lifts
-            the figures to 82.9 % and 0.666, but on the quick start's technical corpus it picks
-            "Three parameters control an HNSW index." for what M controls, and misanswers 2 of
-            its 14 questions more; docs/how-to/answer-styles.md).
+        rerank_questions: Which questions the cross-encoder reorders: ``"factoid"`` (who /
+            when / where / how many / which, :func:`asks_factoid`), ``"factoid_or_detailed"``
+            (the default: those and the detailed questions, :data:`DETAILED_QUESTION`) or
+            ``"all"``. Replayed out-of-fold on the fitting questions, the share of XQuAD's whose
+            first sentence holds the answer goes from 78.3 % (no reordering) to 80.5 / 82.3 /
+            82.9 % and WikiQA F1 from 0.648 to 0.654 / 0.655 / 0.666; but on the quick start's
+            technical corpus ``"all"`` picks "Three parameters control an HNSW index." for what
+            M controls and misanswers 2 of its 14 questions more, while the short questions
+            the others leave alone answer as without reordering (docs/how-to/answer-styles.md).
         reranker: An adapter file written by ``benchmarks/fit_evidence_reranker.py``
             (``None``: the shipped
             :data:`~rag.chains.styles.evidence_reranker.DEFAULT_RERANKER_FILE`).
@@ -637,7 +639,7 @@ class EvidenceStyle(Style):
         min_span_probability: float = MIN_SPAN_PROBABILITY,
         with_antecedent: bool = True,
         rerank_top: int = 3,
-        rerank_questions: str = "factoid",
+        rerank_questions: str = "factoid_or_detailed",
         reranker: str | None = None,
         max_sentence_words: int = MAX_SENTENCE_WORDS,
     ) -> None:
@@ -768,7 +770,10 @@ class EvidenceStyle(Style):
         embedder): ``rerank_top`` of 2 or more and a question ``rerank_questions`` names."""
         if self.rerank_top < 2:
             return False
-        return self.rerank_questions == "all" or asks_factoid(question)
+        if self.rerank_questions == "all" or asks_factoid(question):
+            return True
+        detailed = question_detail(question) >= DETAILED_QUESTION
+        return self.rerank_questions == "factoid_or_detailed" and detailed
 
     def _reranked(
         self, question: str, ranked: list[SentenceCandidate], weight_set: str
