@@ -9,11 +9,12 @@ and a one-unit head on its mean-pooled output, fitted by ``benchmarks/fit_eviden
 on the same fitting questions as the logistic weights. The adapters are data
 (:data:`DEFAULT_RERANKER_FILE`, about 0.5 MB, with their provenance); nothing is downloaded.
 
-By default (``rerank_top: 3``, ``rerank_questions: factoid``) the style reorders its best three
-sentences for who / when / where / how many questions by ``logit + beta * score`` (``beta`` per
-weight set, in the file) and keeps each sentence's own probability for its thresholds;
-``rerank_questions: all`` reorders every question's (it misanswers 2 more of the quick start's
-14 questions, see docs/how-to/answer-styles.md), ``rerank_top: 0`` none.
+By default (``rerank_top: 3``, ``rerank_questions: factoid_or_detailed``) the style reorders
+the best three sentences of who / when / where / how many / which questions and of detailed ones
+by ``logit + beta * score`` (``beta`` per weight set, in the file) and keeps each sentence's own
+probability for its thresholds; ``rerank_questions: all`` reorders every question's (it
+misanswers 2 more of the quick start's 14 questions, see docs/how-to/answer-styles.md),
+``rerank_top: 0`` none.
 
 Example:
     >>> reranker = SentenceReranker()
