@@ -311,10 +311,9 @@ def fit(
 def is_factoid(group: dict[str, Any]) -> bool:
     """Whether ``group``'s question is factoid (who / when / where / how many): it is ranked by
     the ``*_factoid`` weight sets."""
-    from rag.chains.styles.evidence import FACTOID_KINDS
-    from rag.core.text import question_kind
+    from rag.chains.styles.evidence import factoid_weighted
 
-    return question_kind(group["row"]["question"]) in FACTOID_KINDS
+    return factoid_weighted(group["row"]["question"])
 
 
 def weight_set_groups(

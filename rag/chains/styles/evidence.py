@@ -516,6 +516,18 @@ def rank_sentences(
     return score(sentence_candidates(question, texts, similarities, metadata), weights)
 
 
+def factoid_weighted(question: str) -> bool:
+    """Whether ``question`` is ranked by the ``*_factoid`` weight sets (who / when / where / how
+    many, :data:`FACTOID_KINDS`): the questions ``benchmarks/fit_evidence.py`` fits them on. A
+    "which" question (:func:`asks_factoid`) that names no such kind is not.
+
+    Example:
+        >>> factoid_weighted("When was it built?"), factoid_weighted("Which library is it?")
+        (True, False)
+    """
+    return question_kind(question) in FACTOID_KINDS
+
+
 def asks_factoid(question: str) -> bool:
     """Whether ``question`` asks a short factoid (who / when / where / how many, or one opening
     with "which"): the questions whose answer puts a short span first and whose best sentences
@@ -525,7 +537,7 @@ def asks_factoid(question: str) -> bool:
         >>> [asks_factoid(q) for q in ("Who won?", "Which library is it?", "What is BM25?")]
         [True, True, False]
     """
-    if question_kind(question) in FACTOID_KINDS:
+    if factoid_weighted(question):
         return True
     return re.match(r"\s*(in |at |on |of )?which\b", question.lower()) is not None
 
@@ -724,7 +736,7 @@ class EvidenceStyle(Style):
         when / where / how many) when the file has such a set."""
         name = "embedding" if self.embedder is not None else "lexical"
         factoid = f"{name}_factoid"
-        if question_kind(question) in FACTOID_KINDS and factoid in self.fitted["weights"]:
+        if factoid_weighted(question) and factoid in self.fitted["weights"]:
             return factoid
         return name
 
