@@ -6,7 +6,8 @@ that). It prints, on the same device and the same chunk texts:
 - raw ``SentenceTransformer.encode`` in fp32 and in fp16 (batch ``--batch-size``);
 - ragline's local runner (``run_ingest``: load, split, embed with ``device: cuda`` and fp16
   on by default, write to FAISS), whose throughput should be >= 0.90 x raw fp16 encode;
-- that ragline's fp16 vectors agree with fp32 ones (minimum cosine similarity).
+- that ragline's fp16 vectors agree with fp32 ones (minimum cosine similarity);
+- that ``style.evidence``'s cross-encoder scores the same on the device as on the CPU.
 
 Without CUDA it says so and exits 0; ``--cpu`` runs the same steps on the CPU with a small
 sample, to check the script itself. Results also go to ``$OUT/gpu_check.json`` when ``OUT``
@@ -127,11 +128,24 @@ def main() -> int:
     print(f"ragline ingest  : {n / ragline_s:9.1f} chunks/s ({ragline_s:.2f} s, {precision})")
     print(f"ratio ragline / best raw: {best_raw / ragline_s:.3f} (target >= 0.90)")
     print(f"min cosine(ragline, fp32 raw): {cosine:.5f}")
+    results["reranker_max_abs_diff_vs_cpu"] = gap = reranker_gap(device, texts[:16])
+    print(f"style.evidence cross-encoder on {device}: max |score - CPU score| {gap:.5f}")
     out = os.environ.get("OUT")
     if out:
         Path(out, "gpu_check.json").write_text(json.dumps(results, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def reranker_gap(device: str, texts: list[str]) -> float:
+    """The largest difference between ``style.evidence``'s cross-encoder scores of ``texts`` on
+    ``device`` and on the CPU (``reranker_device`` follows a GPU embedder)."""
+    from rag.chains.styles.evidence_reranker import SentenceReranker
+
+    question = "What did the experiment measure?"
+    on_device = SentenceReranker(device=device).scores(question, texts)
+    on_cpu = SentenceReranker(device="cpu").scores(question, texts)
+    return round(float(abs(on_device - on_cpu).max()), 5)
 
 
 def _model_path() -> str:

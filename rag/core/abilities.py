@@ -12,6 +12,9 @@ do more, and an answer style that needs more checks it here, through these Proto
 - :class:`ScoresSpans`: ``score_spans(messages, spans, answer_prefix=)``, the model's
   log-probabilities of answering with each span;
 
+and one of a local model of any kind, :class:`RunsOnDevice` (a ``device`` setting, which
+``style.evidence`` follows with its cross-encoder).
+
 :func:`require` turns a missing ability into a :class:`~rag.core.errors.ConfigError` that names
 who needs it, the generator, and the alternative.
 
@@ -70,6 +73,14 @@ class ScoresSpans(Protocol):
     def score_spans(
         self, messages: Sequence[Message], spans: Sequence[str], *, answer_prefix: str = ""
     ) -> list[SpanLogprobs]: ...
+
+
+@runtime_checkable
+class RunsOnDevice(Protocol):
+    """A local torch model's ``device`` setting: ``auto`` (CUDA when torch sees a GPU),
+    ``cpu``, ``cuda``, ``cuda:1``, ... (``embedder.sentence_transformers`` has one)."""
+
+    device: str
 
 
 ABILITIES: dict[type, str] = {

@@ -153,3 +153,21 @@ def test_bad_reranker_settings_are_config_errors(tmp_path, embedder):
         ConfigError, match="rerank_questions must be one of 'factoid', 'factoid_or_detailed', 'all'"
     ):
         EvidenceStyle(rerank_questions="some")
+
+
+@pytest.mark.integration
+def test_the_reranker_follows_the_embedders_device_and_names_a_bad_one(embedder):
+    from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
+
+    assert EvidenceStyle().reranker_on() == "cpu"  # no embedder to follow
+    on_gpu = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="cuda:1")
+    assert EvidenceStyle(embedder=on_gpu).reranker_on() == "cuda:1"  # nothing loaded yet
+    assert EvidenceStyle(embedder=on_gpu, reranker_device="cpu").reranker_on() == "cpu"
+    style = EvidenceStyle(embedder=embedder, reranker_device="cpu")
+    style.warm_up()
+    assert style.sentence_reranker().device == "cpu"
+    assert EvidenceStyle.from_dict(style.to_dict()).reranker_device == "cpu"
+    bad = EvidenceStyle(embedder=embedder, reranker_device="gpu")
+    with pytest.raises(ConfigError, match=r"reranker_device.*'gpu'.*reranker_device: cpu"):
+        bad.warm_up()
+    EvidenceStyle(embedder=embedder, reranker_device="gpu", rerank_top=0).warm_up()  # not loaded

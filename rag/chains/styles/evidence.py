@@ -48,6 +48,7 @@ from rag.chains.answer import AnswerSpan, Citation, Context
 from rag.chains.extractive import normalize_space
 from rag.chains.styles.base import NO_ANSWER, Draft, Style, StyleRequest
 from rag.chains.styles.evidence_reranker import SentenceReranker
+from rag.core.abilities import RunsOnDevice
 from rag.core.component import Component
 from rag.core.errors import ConfigError
 from rag.core.text import (
@@ -622,6 +623,11 @@ class EvidenceStyle(Style):
         reranker: An adapter file written by ``benchmarks/fit_evidence_reranker.py``
             (``None``: the shipped
             :data:`~rag.chains.styles.evidence_reranker.DEFAULT_RERANKER_FILE`).
+        reranker_device: Where the cross-encoder runs: ``auto`` (the default) follows an
+            embedder with a ``device`` setting (:class:`~rag.core.abilities.RunsOnDevice`, so a
+            GPU embedder gets a GPU cross-encoder) and is the CPU otherwise; or ``cpu``,
+            ``cuda``, ``cuda:1``, ... A device torch cannot use is a config error at
+            ``warm_up``.
         max_sentence_words: A sentence of more words (text without sentence punctuation: a
             transcript, a log, a flattened table) is weighed and quoted in windows of this
             many words, cut at a clause or line end where one falls in the window's second
@@ -653,6 +659,7 @@ class EvidenceStyle(Style):
         rerank_top: int = 3,
         rerank_questions: str = "factoid_or_detailed",
         reranker: str | None = None,
+        reranker_device: str = "auto",
         max_sentence_words: int = MAX_SENTENCE_WORDS,
     ) -> None:
         if max_sentence_words < 1:
@@ -698,6 +705,7 @@ class EvidenceStyle(Style):
         self.rerank_top = rerank_top
         self.rerank_questions = rerank_questions
         self.reranker = reranker
+        self.reranker_device = reranker_device
         self.max_sentence_words = max_sentence_words
         self._reranker: SentenceReranker | None = None
 
@@ -714,10 +722,29 @@ class EvidenceStyle(Style):
                 self.sentence_reranker().warm_up()
 
     def sentence_reranker(self) -> SentenceReranker:
-        """The cross-encoder of ``reranker`` (read once)."""
+        """The cross-encoder of ``reranker`` on :meth:`reranker_on` (read once)."""
         if self._reranker is None:
-            self._reranker = SentenceReranker(self.reranker)
+            self._reranker = SentenceReranker(self.reranker, device=self.reranker_on())
         return self._reranker
+
+    def reranker_on(self) -> str:
+        """The device the cross-encoder runs on (``reranker_device``, resolved).
+
+        Example:
+            >>> EvidenceStyle(reranker_device="cuda:1").reranker_on()
+            'cuda:1'
+            >>> EvidenceStyle().reranker_on()  # no embedder to follow
+            'cpu'
+        """
+        device = self.reranker_device
+        if device == "auto":
+            followed = self.embedder if isinstance(self.embedder, RunsOnDevice) else None
+            device = followed.device if followed is not None else "cpu"
+        if device != "auto":
+            return device
+        from rag.connectors.embedders.sentence_transformers import pick_device
+
+        return pick_device(device)
 
     @property
     def fitted(self) -> dict[str, Any]:

@@ -64,7 +64,8 @@ def pooled_pairs(
     tokenizer: Any, model: Any, question: str, texts: Sequence[str], max_length: int
 ) -> Any:
     """``model``'s output for each (``question``, text) pair, mean-pooled over its tokens
-    (batch x width); the pair is cut to ``max_length`` tokens, the longer side first."""
+    (batch x width, on the model's device); the pair is cut to ``max_length`` tokens, the
+    longer side first."""
     encoded = tokenizer(
         [question] * len(texts),
         list(texts),
@@ -72,7 +73,7 @@ def pooled_pairs(
         max_length=max_length,
         padding=True,
         return_tensors="pt",
-    )
+    ).to(model.device)
     hidden = model(**encoded).last_hidden_state
     weights = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
@@ -112,9 +113,10 @@ _LOAD_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=2)
-def _loaded(path: str) -> tuple[Any, Any, Any, float]:
+def _loaded(path: str, device: str = "cpu") -> tuple[Any, Any, Any, float]:
     """The tokenizer, the base model with the adapters of ``path`` folded into its weights, and
-    the head's weight and bias: loaded once per process and file, shared by every style."""
+    the head's weight and bias, on ``device``: loaded once per process, file and device, shared
+    by every style."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
@@ -147,6 +149,15 @@ def _loaded(path: str) -> tuple[Any, Any, Any, float]:
                 up = arrays[f"{index}.{name}.up"].astype(np.float32)
                 adapted_linear(layer, name).weight += scale * torch.from_numpy(up @ down)
     head = torch.from_numpy(arrays["head.weight"].astype(np.float32))
+    try:
+        model.to(device)
+        head = head.to(device)
+    except (AssertionError, RuntimeError, ValueError) as err:  # no CUDA build, no such GPU
+        raise ConfigError(
+            f"cannot run the evidence reranker on device {device!r}: {err}; set "
+            "reranker_device: cpu, or auto to follow the embedder",
+            field="reranker_device",
+        ) from None
     return tokenizer, model, head, float(arrays["head.bias"])
 
 
@@ -156,6 +167,7 @@ class SentenceReranker:
     Args:
         path: An adapter file written by ``benchmarks/fit_evidence_reranker.py`` (``None``:
             the shipped :data:`DEFAULT_RERANKER_FILE`).
+        device: Where the model runs: ``cpu``, ``cuda``, ``cuda:1``, ... (torch's names).
 
     Example:
         >>> reranker = SentenceReranker()
@@ -165,8 +177,9 @@ class SentenceReranker:
         1
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, device: str = "cpu") -> None:
         self.path = str(path or DEFAULT_RERANKER_FILE)
+        self.device = device
         arrays, self.config = _read(self.path)
         self.provenance: dict[str, Any] = json.loads(str(arrays["provenance"]))
         self._model: Any = None
@@ -178,15 +191,16 @@ class SentenceReranker:
         return float(self.config["beta"].get(weight_set, 0.0))
 
     def warm_up(self) -> None:
-        """Load the base model with the adapters folded into its weights (once per process
-        and file: styles rebuilt per request share it).
+        """Load the base model with the adapters folded into its weights onto :attr:`device`
+        (once per process, file and device: styles rebuilt per request share it).
 
         Raises:
-            ConfigError: the file lacks an adapter of one of the model's layers.
+            ConfigError: the file lacks an adapter of one of the model's layers, or torch
+                cannot use :attr:`device`.
         """
         if self._model is None:
             with _LOAD_LOCK:
-                tokenizer, model, weight, bias = _loaded(self.path)
+                tokenizer, model, weight, bias = _loaded(self.path, self.device)
                 self._tokenizer, self._head = tokenizer, (weight, bias)
                 self._model = model  # last: scores() reads the others once it is set
 
@@ -202,4 +216,4 @@ class SentenceReranker:
                 self._tokenizer, self._model, question, texts, int(self.config["max_length"])
             )
             weight, bias = self._head
-            return (pooled @ weight + bias).numpy()
+            return (pooled @ weight + bias).float().cpu().numpy()
