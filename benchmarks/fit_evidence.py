@@ -115,6 +115,25 @@ def xquad_held_out(rows: list[dict[str, Any]], limit: int = 100, seed: int = 0) 
     return {r["_id"] for r in random.Random(seed).sample(rows, limit)}
 
 
+XQUAD_FOLDS = 6
+"""Folds of ``benchmarks/crossfit_evidence.py``: fold 0 is :func:`xquad_held_out` (what the
+shipped files leave out), folds 1-5 split the other questions."""
+
+
+def xquad_fold(rows: list[dict[str, Any]], fold: int = 0) -> set[str]:
+    """Ids of XQuAD cross-fitting fold ``fold`` (0 .. :data:`XQUAD_FOLDS` - 1): fold 0 is the
+    answer-quality benchmark's held-out sample, folds 1-5 the other questions shuffled (seed 7)
+    and dealt out in turn; a fit with ``--fold K`` leaves fold K out."""
+    if not 0 <= fold < XQUAD_FOLDS:
+        raise ValueError(f"fold must be 0 to {XQUAD_FOLDS - 1}, got {fold}")
+    held = xquad_held_out(rows)
+    if fold == 0:
+        return held
+    rest = sorted(r["_id"] for r in rows if r["_id"] not in held)
+    random.Random(7).shuffle(rest)
+    return set(rest[fold - 1 :: XQUAD_FOLDS - 1])
+
+
 class SentenceEmbeddings:
     """Unit vectors of questions and sentences with one embedding model; sentence vectors
     cached by text in memory and in ``path`` (a pickle under /tmp) between runs."""
@@ -336,10 +355,15 @@ def weight_set_groups(
 
 
 def fitting_groups(
-    data_root: Path, seed: int = 0, wikiqa_limit: int | None = None, with_unrelated: bool = True
+    data_root: Path,
+    seed: int = 0,
+    wikiqa_limit: int | None = None,
+    with_unrelated: bool = True,
+    fold: int = 0,
 ) -> dict[str, Any]:
     """The fitting questions' sentence candidates and targets (:func:`collect`), retrieved as
-    the answer-quality benchmark retrieves: ``groups`` (each with its ``dataset``),
+    the answer-quality benchmark retrieves (XQuAD without :func:`xquad_fold` ``fold``; 0: the
+    benchmark's held-out sample): ``groups`` (each with its ``dataset``),
     ``unrelated`` (each asked with another question's contexts; empty unless
     ``with_unrelated``), ``used`` (questions per dataset), ``k``, ``wikiqa_fit`` and
     ``xquad_fit`` (the fitting rows)."""
@@ -351,7 +375,7 @@ def fitting_groups(
     wikiqa_fit, _ = split_wikiqa(read_jsonl(wikiqa_dir / "answers.jsonl"), seed)
     used: dict[str, int] = {}
     xquad_rows = read_jsonl(xquad_dir / "answers.jsonl")
-    held = xquad_held_out(xquad_rows)
+    held = xquad_fold(xquad_rows, fold)
     xquad_fit = [r for r in xquad_rows if r["_id"] not in held]
 
     groups: list[dict[str, Any]] = []
@@ -405,6 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
+        "--fold",
+        type=int,
+        default=0,
+        choices=range(XQUAD_FOLDS),
+        help="the XQuAD fold left out (0: answer_quality's held-out sample; 1-5: for "
+        "benchmarks/crossfit_evidence.py)",
+    )
+    parser.add_argument(
         "--wikiqa-limit",
         type=int,
         default=None,
@@ -422,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rag.chains.styles.evidence import FEATURES, LEXICAL_FEATURES
 
-    found = fitting_groups(args.data_root, args.seed, args.wikiqa_limit)
+    found = fitting_groups(args.data_root, args.seed, args.wikiqa_limit, fold=args.fold)
     groups, unrelated, used, k = found["groups"], found["unrelated"], found["used"], found["k"]
     wikiqa_fit, xquad_fit = found["wikiqa_fit"], found["xquad_fit"]
 
@@ -452,8 +484,12 @@ def main(argv: list[str] | None = None) -> int:
                 "wikiqa_train": f"fitting half of split_wikiqa(seed={args.seed}) "
                 f"({len(wikiqa_fit)} questions): {used['wikiqa_train']} of them"
                 + (f" (random sample, seed {args.seed})" if args.wikiqa_limit else ""),
-                "xquad_en_dev": f"{len(xquad_fit)} questions outside answer_quality's held-out "
-                "sample (--limit 100 --seed 0)",
+                "xquad_en_dev": f"{len(xquad_fit)} questions outside "
+                + (
+                    "answer_quality's held-out sample (--limit 100 --seed 0)"
+                    if args.fold == 0
+                    else f"cross-fitting fold {args.fold} (xquad_fold)"
+                ),
             },
             "seed": args.seed,
             "model": f"{EMBEDDING_MODEL} (question-sentence similarity)",

@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 from fit_evidence import (  # noqa: E402
     DATA_ROOT,
+    XQUAD_FOLDS,
     code_commit,
     fitting_groups,
     is_factoid,
@@ -265,6 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=1.0)
     parser.add_argument("--cv", action="store_true", help="cross-validate; write nothing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--fold",
+        type=int,
+        default=0,
+        choices=range(XQUAD_FOLDS),
+        help="the XQuAD fold left out, as fit_evidence.py --fold",
+    )
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="the weights file beta is scaled to (default: the shipped evidence_weights.json)",
+    )
     args = parser.parse_args(argv)
     if not (args.data_root / "wikiqa_train" / "answers.jsonl").is_file():
         print(f"no wikiqa_train under {args.data_root}; nothing to fit", file=sys.stderr)
@@ -272,8 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     from rag.chains.styles.evidence import DEFAULT_WEIGHTS_FILE
 
     commit = code_commit(args.out)
-    weights = json.loads(DEFAULT_WEIGHTS_FILE.read_text(encoding="utf-8"))
-    found = fitting_groups(args.data_root, args.seed, with_unrelated=False)
+    weights = json.loads((args.weights or DEFAULT_WEIGHTS_FILE).read_text(encoding="utf-8"))
+    found = fitting_groups(args.data_root, args.seed, with_unrelated=False, fold=args.fold)
     groups = found["groups"]
     for group in groups:
         group["x"] = features(group)
@@ -300,16 +314,21 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": {
             "wikiqa_train": f"fitting half of split_wikiqa(seed={args.seed}) "
             f"({found['used']['wikiqa_train']} questions)",
-            "xquad_en_dev": f"{found['used']['xquad_en_dev']} questions outside answer_quality's "
-            "held-out sample (--limit 100 --seed 0)",
+            "xquad_en_dev": f"{found['used']['xquad_en_dev']} questions outside "
+            + (
+                "answer_quality's held-out sample (--limit 100 --seed 0)"
+                if args.fold == 0
+                else f"cross-fitting fold {args.fold} (xquad_fold)"
+            ),
         },
         "seed": args.seed,
         "model": f"{BASE_MODEL} with rank-{RANK} adapters on {', '.join(LAYERS)} and a head",
         "method": f"listwise softmax over each question's best {CANDIDATES} sentences by the "
         "logistic ranking weights fit_evidence.py fits on the same questions, AdamW lr "
         f"{LEARNING_RATE:g}, {args.epochs:g} epochs; beta {args.beta:g} (against the ranking "
-        "logit, from --cv: two folds of the same questions) scaled to evidence_weights.json's "
-        f"calibrated logit ({weights['provenance']['date']})",
+        "logit, from --cv: two folds of the same questions) scaled to "
+        f"{(args.weights or DEFAULT_WEIGHTS_FILE).name}'s calibrated logit "
+        f"({weights['provenance']['date']})",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("wb") as out:
