@@ -157,11 +157,15 @@ def test_bad_reranker_settings_are_config_errors(tmp_path, embedder):
 
 @pytest.mark.integration
 def test_the_reranker_follows_the_embedders_device_and_names_a_bad_one(embedder):
+    import torch
+
     from rag.connectors.embedders.sentence_transformers import SentenceTransformersEmbedder
 
     assert EvidenceStyle().reranker_on() == "cpu"  # no embedder to follow
     on_gpu = SentenceTransformersEmbedder(model="all-MiniLM-L6-v2", device="cuda:1")
-    assert EvidenceStyle(embedder=on_gpu).reranker_on() == "cuda:1"  # nothing loaded yet
+    # the embedder's GPU where torch sees one; a CPU-only torch keeps it on the CPU
+    expected = "cuda:1" if torch.cuda.is_available() else "cpu"
+    assert EvidenceStyle(embedder=on_gpu).reranker_on() == expected  # nothing loaded yet
     assert EvidenceStyle(embedder=on_gpu, reranker_device="cpu").reranker_on() == "cpu"
     style = EvidenceStyle(embedder=embedder, reranker_device="cpu")
     style.warm_up()

@@ -625,9 +625,9 @@ class EvidenceStyle(Style):
             :data:`~rag.chains.styles.evidence_reranker.DEFAULT_RERANKER_FILE`).
         reranker_device: Where the cross-encoder runs: ``auto`` (the default) follows an
             embedder with a ``device`` setting (:class:`~rag.core.abilities.RunsOnDevice`, so a
-            GPU embedder gets a GPU cross-encoder) and is the CPU otherwise; or ``cpu``,
-            ``cuda``, ``cuda:1``, ... A device torch cannot use is a config error at
-            ``warm_up``.
+            GPU embedder gets a GPU cross-encoder) when torch sees a GPU, and is the CPU
+            otherwise; or ``cpu``, ``cuda``, ``cuda:1``, ... A device named here that torch
+            cannot use is a config error at ``warm_up``.
         max_sentence_words: A sentence of more words (text without sentence punctuation: a
             transcript, a log, a flattened table) is weighed and quoted in windows of this
             many words, cut at a clause or line end where one falls in the window's second
@@ -736,15 +736,17 @@ class EvidenceStyle(Style):
             >>> EvidenceStyle().reranker_on()  # no embedder to follow
             'cpu'
         """
-        device = self.reranker_device
-        if device == "auto":
-            followed = self.embedder if isinstance(self.embedder, RunsOnDevice) else None
-            device = followed.device if followed is not None else "cpu"
-        if device != "auto":
+        if self.reranker_device != "auto":
+            return self.reranker_device
+        followed = self.embedder if isinstance(self.embedder, RunsOnDevice) else None
+        device = followed.device if followed is not None else "cpu"
+        if device == "cpu":
             return device
         from rag.connectors.embedders.sentence_transformers import pick_device
 
-        return pick_device(device)
+        # an ONNX embedder may run on a GPU that this torch build cannot use: then the CPU
+        found = pick_device("auto")
+        return device if found != "cpu" and device != "auto" else found
 
     @property
     def fitted(self) -> dict[str, Any]:
