@@ -164,13 +164,22 @@ def strip_citations(text: str) -> str:
     return _CITATION.sub(" ", text).strip()
 
 
+def holds(text: str, answers: list[str]) -> bool:
+    """Whether the answer ``text`` holds one of the gold ``answers`` (both normalized as
+    :func:`rag.eval.metrics.normalize_answer` does; the table's ``holds``)."""
+    from rag.eval.metrics import normalize_answer
+
+    normalized = normalize_answer(text)
+    return any(normalize_answer(a) in normalized for a in answers)
+
+
 def score_styles(
     chains: dict[str, Any], rows: list[dict[str, Any]], reset: Any
 ) -> list[dict[str, Any]]:
     """Answer every question in every style, alternating styles per question (so drift in the
     machine's load hits all styles alike) and forgetting the model's cached prompts before each
     call (so no call reuses an evaluated prompt)."""
-    from rag.eval.metrics import exact_match, normalize_answer, token_f1
+    from rag.eval.metrics import exact_match, token_f1
 
     keys = ("em", "f1", "seconds", "lengths", "precisions", "contains")
     data = {style: {key: [] for key in keys} for style in chains}
@@ -201,10 +210,7 @@ def score_styles(
                 }
                 record["precisions"].append(sum(i in gold for i in cited) / len(cited))
             if row.get("in_context"):
-                normalized = normalize_answer(text)
-                record["contains"].append(
-                    any(normalize_answer(a) in normalized for a in row["answers"])
-                )
+                record["contains"].append(holds(text, row["answers"]))
             if len(samples[style]) < 3:
                 samples[style].append((row["question"], answer.text, row["answers"][0]))
     from rag.eval.report import bootstrap_ci

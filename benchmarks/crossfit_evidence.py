@@ -46,6 +46,7 @@ from answer_quality import (  # noqa: E402
     VARIANTS,
     PipelineRetriever,
     fixed_contexts,
+    holds,
     read_jsonl,
 )
 
@@ -67,14 +68,6 @@ def fitted_files(directory: Path, fold: int) -> dict[str, str]:
             ["--fold", str(fold), "--weights", str(weights), "--out", str(reranker)]
         )
     return {"weights": str(weights), "reranker": str(reranker)}
-
-
-def holds(text: str, answers: list[str]) -> float:
-    """1.0 when ``text`` holds one of ``answers`` (normalized as answer_quality does)."""
-    from rag.eval.metrics import normalize_answer
-
-    normalized = normalize_answer(text)
-    return float(any(normalize_answer(a) in normalized for a in answers))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             chain = base.with_style(
                 EvidenceStyle(embedder=retriever.embedder, **files[fold], **VARIANTS.get(style, {}))
             )
-            found = [holds(chain.ask(r["question"]).text, r["answers"]) for r in answerable]
+            found = [float(holds(chain.ask(r["question"]).text, r["answers"])) for r in answerable]
             pooled[style] += found
             cells.append(f"{style} {statistics.fmean(found):.3f} ({sum(found):.0f}/{len(found)})")
         source = "shipped files" if fold == 0 else f"fitted without it, in {args.dir}"

@@ -134,6 +134,16 @@ def xquad_fold(rows: list[dict[str, Any]], fold: int = 0) -> set[str]:
     return set(rest[fold - 1 :: XQUAD_FOLDS - 1])
 
 
+def xquad_fit_provenance(count: int, fold: int) -> str:
+    """How a fit's provenance names the ``count`` XQuAD questions it used (all but ``fold``)."""
+    left_out = (
+        "answer_quality's held-out sample (--limit 100 --seed 0)"
+        if fold == 0
+        else f"cross-fitting fold {fold} (xquad_fold)"
+    )
+    return f"{count} questions outside {left_out}"
+
+
 class SentenceEmbeddings:
     """Unit vectors of questions and sentences with one embedding model; sentence vectors
     cached by text in memory and in ``path`` (a pickle under /tmp) between runs."""
@@ -484,12 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                 "wikiqa_train": f"fitting half of split_wikiqa(seed={args.seed}) "
                 f"({len(wikiqa_fit)} questions): {used['wikiqa_train']} of them"
                 + (f" (random sample, seed {args.seed})" if args.wikiqa_limit else ""),
-                "xquad_en_dev": f"{len(xquad_fit)} questions outside "
-                + (
-                    "answer_quality's held-out sample (--limit 100 --seed 0)"
-                    if args.fold == 0
-                    else f"cross-fitting fold {args.fold} (xquad_fold)"
-                ),
+                "xquad_en_dev": xquad_fit_provenance(len(xquad_fit), args.fold),
             },
             "seed": args.seed,
             "model": f"{EMBEDDING_MODEL} (question-sentence similarity)",

@@ -56,6 +56,7 @@ from fit_evidence import (  # noqa: E402
     fitting_groups,
     is_factoid,
     weight_set_groups,
+    xquad_fit_provenance,
 )
 
 DEFAULT_OUT = ROOT / "rag" / "chains" / "styles" / "evidence_reranker.npz"
@@ -314,12 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         "datasets": {
             "wikiqa_train": f"fitting half of split_wikiqa(seed={args.seed}) "
             f"({found['used']['wikiqa_train']} questions)",
-            "xquad_en_dev": f"{found['used']['xquad_en_dev']} questions outside "
-            + (
-                "answer_quality's held-out sample (--limit 100 --seed 0)"
-                if args.fold == 0
-                else f"cross-fitting fold {args.fold} (xquad_fold)"
-            ),
+            "xquad_en_dev": xquad_fit_provenance(found["used"]["xquad_en_dev"], args.fold),
         },
         "seed": args.seed,
         "model": f"{BASE_MODEL} with rank-{RANK} adapters on {', '.join(LAYERS)} and a head",

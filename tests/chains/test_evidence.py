@@ -539,3 +539,20 @@ def test_answer_type_features_look_for_the_kind_of_answer_a_factoid_question_ask
     assert [c.features["answer_type_fits"] for c in when] == [0.0, 1.0, 0.0]
     what = sentence_candidates("What did Acme sell?", texts)
     assert {c.features["answer_type_fits"] for c in what} == {0.0}
+
+
+@pytest.mark.unit
+def test_the_cross_fitting_folds_split_xquad_with_the_held_out_sample_first(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+    fit = _fit_script()
+    rows = [{"_id": f"q{i}"} for i in range(230)]
+    folds = [fit.xquad_fold(rows, k) for k in range(fit.XQUAD_FOLDS)]
+    assert folds[0] == fit.xquad_held_out(rows)  # what the shipped files leave out
+    assert sum(len(f) for f in folds) == len(rows) == len(set().union(*folds))  # a partition
+    assert sorted(len(f) for f in folds[1:]) == [26, 26, 26, 26, 26]
+    assert (
+        fit.xquad_fit_provenance(130, 2)
+        == "130 questions outside cross-fitting fold 2 (xquad_fold)"
+    )
+    with pytest.raises(ValueError, match="fold must be 0 to 5, got 6"):
+        fit.xquad_fold(rows, 6)
