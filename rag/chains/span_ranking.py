@@ -12,9 +12,11 @@ The weights were fitted by softmax regression over candidates (the target: the c
 best token F1 against the gold answers) on XQuAD English questions in ``../shared/data`` outside
 ``benchmarks/answer_quality.py``'s seed-0 sample of 100, over the contexts that benchmark
 retrieves (``examples/qa.yaml``'s hybrid retrieval, k=4); ``benchmarks/fit_span_ranker.py`` refits
-and prints them. Features that look at the question words around a span
-(``window_question_words``, ``left_/right_question_word``) raised the ranking alone from 0.363 to
-0.377 token F1 in a 5-fold cross-validation over those 503 questions.
+and prints them (``--out FILE`` writes both tables with their provenance to a file that
+``ExtractiveStyle(span_weights=FILE)`` reads, :func:`read_weights`). Features that look at the
+question words around a span (``window_question_words``, ``left_/right_question_word``) raised
+the ranking alone from 0.363 to 0.377 token F1 in a 5-fold cross-validation over those 503
+questions.
 
 Example:
     >>> spans = candidate_spans("Who founded Acme?", ["It rained. Acme was founded by Jane Roe."])
@@ -25,11 +27,16 @@ Example:
 from __future__ import annotations
 
 import collections
+import functools
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from rag.core.errors import ConfigError
 from rag.core.generation import SpanLogprobs
 from rag.core.text import (
     KINDS,
@@ -637,3 +644,67 @@ MODEL_WEIGHTS: dict[str, float] = {
     "tokens": 0.065,
 }
 """Weights of :func:`choose_span` (see the module docstring for how they were fitted)."""
+
+
+@dataclass(frozen=True)
+class RankingWeights:
+    """The two weight tables of ranked extractive answers and where they come from.
+
+    Attributes:
+        spans: The weights of :func:`rank_spans` (feature name -> weight).
+        model: The weights of :func:`choose_span` (keys :data:`MODEL_FEATURES`).
+        provenance: How they were fitted (dataset, questions, model, script, date, commit).
+
+    Example:
+        >>> BUILT_IN.spans is SPAN_WEIGHTS, BUILT_IN.model is MODEL_WEIGHTS
+        (True, True)
+    """
+
+    spans: Mapping[str, float]
+    model: Mapping[str, float]
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """The file :func:`read_weights` reads."""
+        data = {"provenance": dict(self.provenance), "spans": dict(self.spans)}
+        return json.dumps({**data, "model": dict(self.model)}, indent=1, sort_keys=True) + "\n"
+
+
+BUILT_IN = RankingWeights(SPAN_WEIGHTS, MODEL_WEIGHTS, {"script": "benchmarks/fit_span_ranker.py"})
+"""The weights shipped in this module (:data:`SPAN_WEIGHTS`, :data:`MODEL_WEIGHTS`)."""
+
+
+@functools.lru_cache(maxsize=8)
+def read_weights(path: str) -> RankingWeights:
+    """The weights in ``path``, a file written by ``benchmarks/fit_span_ranker.py --out``.
+
+    Raises:
+        ConfigError: (field ``span_weights``) the file cannot be read, is not JSON, or lacks a
+            table or has a weight that is not a number; the message names the file and the fix.
+    """
+    fix = "refit it with benchmarks/fit_span_ranker.py --out, or leave span_weights unset"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"cannot read span weights from {path}: {err}; {fix}", field="span_weights"
+        ) from None
+    tables = []
+    for key in ("spans", "model"):
+        table = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(table, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in table.values()
+        ):
+            raise ConfigError(
+                f"span weights file {path} has no table {key!r} of numbers; {fix}",
+                field="span_weights",
+            )
+        tables.append({str(k): float(v) for k, v in table.items()})
+    unknown = sorted(set(tables[1]) - set(MODEL_FEATURES))
+    if unknown:
+        raise ConfigError(
+            f"span weights file {path} weighs unknown model features {unknown}; known: "
+            f"{', '.join(MODEL_FEATURES)}; {fix}",
+            field="span_weights",
+        )
+    return RankingWeights(tables[0], tables[1], dict(data.get("provenance") or {}))

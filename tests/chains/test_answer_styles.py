@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.chains import ANSWER_STYLES, Answer, ConciseStyle, ExtractiveStyle, RagChain
+from rag.chains import ANSWER_STYLES, Answer, ConciseStyle, ExtractiveStyle, RagChain, span_ranking
 from rag.chains.answer import Context
 from rag.chains.extractive import NO_ANSWER, find_quote, parse_quote
 from rag.chains.rag import QUOTE_INSTRUCTION
@@ -295,6 +295,47 @@ def test_ranked_extractive_offers_the_model_no_span_that_cannot_answer():
         s.text for s in style.top_spans("How many games did Ken Jennings win in 2004?", contexts)
     ]
     assert "74" in many and "2004" not in many
+
+
+@pytest.mark.unit
+def test_a_span_weights_file_changes_the_ranking_and_round_trips(tmp_path):
+    contexts = [Context(index=1, id="c1", source="x.txt", text=FACTS[1])]
+    question = "How many people live in Berlin?"
+    shipped = [s.text for s in ExtractiveStyle().top_spans(question, contexts)]
+    # weights that prefer the longest span: another span comes first
+    longest = span_ranking.RankingWeights({"log_words": 5.0}, {"rank_score": 1.0}, {"by": "hand"})
+    path = tmp_path / "spans.json"
+    path.write_text(longest.to_json(), encoding="utf-8")
+    style = ExtractiveStyle(span_weights=str(path))
+    style.warm_up()
+    assert style.ranking == longest
+    reranked = style.top_spans(question, contexts)
+    assert [s.text for s in reranked] != shipped
+    assert len(reranked[0].text.split()) == max(len(s.text.split()) for s in reranked)
+    dumped = style.to_dict()
+    assert dumped["init_parameters"]["span_weights"] == str(path)
+    assert ExtractiveStyle.from_dict(dumped).ranking == longest
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (None, "cannot read span weights from .*missing.json"),
+        ("{not json", "cannot read span weights"),
+        ('{"spans": {"sentence": 1.0}}', "has no table 'model' of numbers"),
+        ('{"spans": {"sentence": "high"}, "model": {}}', "has no table 'spans' of numbers"),
+        ('{"spans": {}, "model": {"loudness": 1.0}}', r"unknown model features \['loudness'\]"),
+    ],
+)
+def test_a_bad_span_weights_file_is_a_config_error_at_warm_up(tmp_path, content, match):
+    path = tmp_path / ("missing.json" if content is None else "spans.json")
+    if content is not None:
+        path.write_text(content, encoding="utf-8")
+    style = ExtractiveStyle(span_weights=str(path))
+    with pytest.raises(ConfigError, match=match) as err:
+        style.warm_up()
+    assert err.value.field == "span_weights" and "fit_span_ranker.py --out" in str(err.value)
 
 
 # -- with the bundled model ------------------------------------------------------------------

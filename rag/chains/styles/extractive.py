@@ -56,6 +56,8 @@ class ExtractiveStyle(Style):
             log-probability of the span's first token is below this (``None``: never).
         instruction: The ``{instruction}`` of the full prompt (``ranked``).
         quote_instruction: The ``{instruction}`` for ``quote``.
+        span_weights: ``ranked``: a weights file written by ``benchmarks/fit_span_ranker.py
+            --out`` (``None``: the built-in :data:`rag.chains.span_ranking.BUILT_IN`).
 
     Example:
         >>> ExtractiveStyle(span_search="quote").to_dict()["type"]
@@ -75,6 +77,7 @@ class ExtractiveStyle(Style):
         min_span_logprob: float | None = None,
         instruction: str = DEFAULT_INSTRUCTION,
         quote_instruction: str = DEFAULT_QUOTE_INSTRUCTION,
+        span_weights: str | None = None,
     ) -> None:
         if span_search is not None and span_search not in SPAN_SEARCHES:
             raise ConfigError(
@@ -99,6 +102,18 @@ class ExtractiveStyle(Style):
         self.min_span_logprob = min_span_logprob
         self.instruction_text = instruction
         self.quote_instruction = quote_instruction
+        self.span_weights = span_weights
+
+    @property
+    def ranking(self) -> span_ranking.RankingWeights:
+        """The weights ``ranked`` scores spans with (``span_weights``, read once).
+
+        Raises:
+            ConfigError: the ``span_weights`` file cannot be read or lacks a table.
+        """
+        if self.span_weights is None:
+            return span_ranking.BUILT_IN
+        return span_ranking.read_weights(str(self.span_weights))
 
     def search(self, generator: Any) -> str:
         """The span search used with ``generator``."""
@@ -111,8 +126,10 @@ class ExtractiveStyle(Style):
 
         Raises:
             ConfigError: ``ranked`` without span scoring; the message names the generator
-                and the alternative.
+                and the alternative. A ``span_weights`` file that cannot be read.
         """
+        if self.span_weights is not None:  # a bad file fails here, not at the first question
+            span_ranking.read_weights(str(self.span_weights))
         if generator is None:
             return
         search = self.search(generator)
@@ -183,7 +200,7 @@ class ExtractiveStyle(Style):
         )
         fitting = [
             span
-            for span in span_ranking.rank_spans(found)
+            for span in span_ranking.rank_spans(found, self.ranking.spans)
             if span_ranking.fits_question(
                 question, contexts[span.context].text, span.start, span.end
             )
@@ -217,7 +234,7 @@ class ExtractiveStyle(Style):
         logprobs = generator.score_spans(
             messages, [s.text for s in spans], answer_prefix=self.answer_prefix
         )
-        best, scored = span_ranking.choose_span(spans, logprobs)
+        best, scored = span_ranking.choose_span(spans, logprobs, self.ranking.model)
         usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=scored.tokens)
         if self.min_span_logprob is not None and scored.first < self.min_span_logprob:
             return messages, GenerationResult(text="", usage=usage, finish_reason="abstain")
