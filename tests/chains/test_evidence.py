@@ -301,9 +301,9 @@ def test_sentence_features_are_the_documented_ones():
     assert found[1].features["position"] == 0.5 and found[0].features["first_sentence"] == 1.0
 
 
-def _fit_script():
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "fit_evidence.py"
-    spec = importlib.util.spec_from_file_location("fit_evidence_under_test", path)
+def _fit_script(name: str = "fit_evidence"):
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -556,3 +556,14 @@ def test_the_cross_fitting_folds_split_xquad_with_the_held_out_sample_first(monk
     )
     with pytest.raises(ValueError, match="fold must be 0 to 5, got 6"):
         fit.xquad_fold(rows, 6)
+
+
+@pytest.mark.unit
+def test_the_span_rules_sample_lies_outside_the_held_out_fold(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+    cross = _fit_script("crossfit_xquad")
+    rows = [{"_id": f"q{i}"} for i in range(400)]
+    developed = cross.rule_sample(rows)
+    assert len(developed) == cross.RULE_SAMPLE == 200
+    assert not developed & cross.fit_evidence.xquad_fold(rows, 0)
+    assert cross.rule_sample(list(rows)) == developed  # the same sample every run
