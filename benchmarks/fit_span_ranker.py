@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 from answer_quality import DEFAULT_DATA, PipelineRetriever, read_jsonl  # noqa: E402
-from fit_evidence import code_commit, xquad_fit_provenance, xquad_fold  # noqa: E402
+from fit_evidence import XQUAD_FOLDS, code_commit, xquad_fit_provenance, xquad_fold  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from rag.chains import span_ranking  # noqa: E402
@@ -102,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         "--k", type=int, default=None, help="contexts per question (default: qa.yaml's chain k)"
     )
     parser.add_argument(
-        "--fold", type=int, default=0, help="hold out cross-fitting fold K (0: --hold-out)"
+        "--fold",
+        type=int,
+        default=0,
+        choices=range(XQUAD_FOLDS),
+        help="hold out cross-fitting fold K (0: --hold-out)",
     )
     parser.add_argument("--out", type=Path, default=None, help="write the weights to this file")
     args = parser.parse_args(argv)
@@ -164,26 +168,29 @@ def main(argv: list[str] | None = None) -> int:
     sample = [e for e in fitting if len(e["spans"])]
     sample = random.Random(args.seed + 7).sample(sample, min(args.model_questions, len(sample)))
     groups = []
-    for entry in tqdm(sample, desc="model scores", file=sys.stderr):
-        ranked = span_ranking.rank_spans(entry["spans"], span_weights)[: args.candidates]
-        contexts = [Context.from_hit(n + 1, h) for n, h in enumerate(entry["hits"])]
-        question = entry["row"]["question"]
-        full = prompt.messages(question, contexts, style.instruction(generator))
-        request = StyleRequest(question, contexts, generator, prompt, full)
-        _, messages, _ = style.focused_messages(request)
-        logprobs = generator.score_spans(
-            messages, [s.text for s in ranked], answer_prefix=style.answer_prefix
-        )
-        x = np.asarray(
-            [
-                [span_ranking.model_features(s, lp)[n] for n in span_ranking.MODEL_FEATURES]
-                for s, lp in zip(ranked, logprobs, strict=True)
-            ]
-        )
-        answers = entry["row"]["answers"]
-        f1 = np.asarray([token_f1(s.text, answers) for s in ranked])
-        em = np.asarray([exact_match(s.text, answers) for s in ranked])
-        groups.append((x, f1, em))
+    try:
+        for entry in tqdm(sample, desc="model scores", file=sys.stderr):
+            ranked = span_ranking.rank_spans(entry["spans"], span_weights)[: args.candidates]
+            contexts = [Context.from_hit(n + 1, h) for n, h in enumerate(entry["hits"])]
+            question = entry["row"]["question"]
+            full = prompt.messages(question, contexts, style.instruction(generator))
+            request = StyleRequest(question, contexts, generator, prompt, full)
+            _, messages, _ = style.focused_messages(request)
+            logprobs = generator.score_spans(
+                messages, [s.text for s in ranked], answer_prefix=style.answer_prefix
+            )
+            x = np.asarray(
+                [
+                    [span_ranking.model_features(s, lp)[n] for n in span_ranking.MODEL_FEATURES]
+                    for s, lp in zip(ranked, logprobs, strict=True)
+                ]
+            )
+            answers = entry["row"]["answers"]
+            f1 = np.asarray([token_f1(s.text, answers) for s in ranked])
+            em = np.asarray([exact_match(s.text, answers) for s in ranked])
+            groups.append((x, f1, em))
+    finally:
+        Path(interim.name).unlink()
     start = np.zeros(len(span_ranking.MODEL_FEATURES))
     start[0] = 1.0
     alone = start.copy()
@@ -200,7 +207,6 @@ def main(argv: list[str] | None = None) -> int:
         n: round(float(w), 3) for n, w in zip(span_ranking.MODEL_FEATURES, fitted, strict=True)
     }
     print("MODEL_WEIGHTS =", model_weights)
-    Path(interim.name).unlink()
     if args.out is not None:
         provenance = {
             "script": "benchmarks/fit_span_ranker.py",

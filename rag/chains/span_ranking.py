@@ -707,4 +707,5 @@ def read_weights(path: str) -> RankingWeights:
             f"{', '.join(MODEL_FEATURES)}; {fix}",
             field="span_weights",
         )
-    return RankingWeights(tables[0], tables[1], dict(data.get("provenance") or {}))
+    provenance = data.get("provenance")
+    return RankingWeights(tables[0], tables[1], provenance if isinstance(provenance, dict) else {})
