@@ -19,7 +19,7 @@ the fold's questions with them through the chain as ``answer_quality.py`` does:
   cross-encoder's two epochs). Printed: the share of answers that hold the gold answer (over
   questions whose contexts do).
 - ``style.extractive``: the span ranker's and the model's weights (``fit_span_ranker.py --fold
-  K --out``, ``spans-foldK.json``), about 2 minutes. Printed: token F1 and EM over all the
+  K --out``, ``spans-foldK.json``), about 3 minutes. Printed: token F1 and EM over all the
   fold's questions (as ``answer_quality.py`` reports them), and holds.
 
 Per fold and pooled over all questions, with a 95 % bootstrap interval. Answering takes about
