@@ -134,6 +134,11 @@ def xquad_fold(rows: list[dict[str, Any]], fold: int = 0) -> set[str]:
     return set(rest[fold - 1 :: XQUAD_FOLDS - 1])
 
 
+def add_fold_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """The ``--fold K`` option of the fit scripts: the XQuAD fold (:func:`xquad_fold`) left out."""
+    parser.add_argument("--fold", type=int, default=0, choices=range(XQUAD_FOLDS), help=help)
+
+
 def xquad_fit_provenance(count: int, fold: int) -> str:
     """How a fit's provenance names the ``count`` XQuAD questions it used (all but ``fold``)."""
     left_out = (
@@ -438,12 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument(
-        "--fold",
-        type=int,
-        default=0,
-        choices=range(XQUAD_FOLDS),
-        help="the XQuAD fold left out (0: answer_quality's held-out sample; 1-5: for "
+    add_fold_argument(
+        parser,
+        "the XQuAD fold left out (0: answer_quality's held-out sample; 1-5: for "
         "benchmarks/crossfit_xquad.py)",
     )
     parser.add_argument(

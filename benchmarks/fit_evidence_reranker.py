@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import numpy as np  # noqa: E402
 from fit_evidence import (  # noqa: E402
     DATA_ROOT,
-    XQUAD_FOLDS,
+    add_fold_argument,
     code_commit,
     fitting_groups,
     is_factoid,
@@ -267,13 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--beta", type=float, default=1.0)
     parser.add_argument("--cv", action="store_true", help="cross-validate; write nothing")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument(
-        "--fold",
-        type=int,
-        default=0,
-        choices=range(XQUAD_FOLDS),
-        help="the XQuAD fold left out, as fit_evidence.py --fold",
-    )
+    add_fold_argument(parser, "the XQuAD fold left out, as fit_evidence.py --fold")
     parser.add_argument(
         "--weights",
         type=Path,

@@ -42,7 +42,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 from answer_quality import DEFAULT_DATA, PipelineRetriever, read_jsonl  # noqa: E402
-from fit_evidence import XQUAD_FOLDS, code_commit, xquad_fit_provenance, xquad_fold  # noqa: E402
+from fit_evidence import (  # noqa: E402
+    add_fold_argument,
+    code_commit,
+    xquad_fit_provenance,
+    xquad_fold,
+)
 from tqdm import tqdm  # noqa: E402
 
 from rag.chains import span_ranking  # noqa: E402
@@ -101,13 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--k", type=int, default=None, help="contexts per question (default: qa.yaml's chain k)"
     )
-    parser.add_argument(
-        "--fold",
-        type=int,
-        default=0,
-        choices=range(XQUAD_FOLDS),
-        help="hold out cross-fitting fold K (0: --hold-out)",
-    )
+    add_fold_argument(parser, "hold out cross-fitting fold K (0: --hold-out)")
     parser.add_argument("--out", type=Path, default=None, help="write the weights to this file")
     args = parser.parse_args(argv)
     if not (args.data / "answers.jsonl").is_file():
